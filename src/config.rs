@@ -1,0 +1,318 @@
+//! Connection configuration: from code, from the environment, or from a TOML file.
+//!
+//! The PIN is held as a [`SecretString`] from the moment it is read. It can come from code, from
+//! `HSM_CUSTODY_PIN`, or from a file (`HSM_CUSTODY_PIN_FILE`, `pin_file` in TOML). A TOML file
+//! never holds the PIN inline.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// Environment variable naming the PKCS#11 module path.
+pub const ENV_MODULE: &str = "HSM_CUSTODY_MODULE";
+/// Environment variable naming the token label.
+pub const ENV_TOKEN: &str = "HSM_CUSTODY_TOKEN";
+/// Environment variable holding the user PIN (prefer [`ENV_PIN_FILE`]).
+pub const ENV_PIN: &str = "HSM_CUSTODY_PIN";
+/// Environment variable naming a file that holds the user PIN.
+pub const ENV_PIN_FILE: &str = "HSM_CUSTODY_PIN_FILE";
+
+const DEFAULT_POOL_SIZE: usize = 8;
+const DEFAULT_CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_RECONNECT_ATTEMPTS: u32 = 3;
+const DEFAULT_RECONNECT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// How to reach the token and how to run the session pool.
+///
+/// `Debug` is safe: the PIN prints as `[REDACTED]`.
+///
+/// ```
+/// use hsm_custody::Config;
+/// use secrecy::SecretString;
+///
+/// let config = Config::new("/usr/lib/softhsm/libsofthsm2.so", "trading")
+///     .pin(SecretString::from("1234"))
+///     .pool_size(4);
+/// assert!(!format!("{config:?}").contains("1234"));
+/// ```
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub(crate) module: PathBuf,
+    pub(crate) token: String,
+    pub(crate) pin: Option<SecretString>,
+    pub(crate) pool_size: usize,
+    pub(crate) checkout_timeout: Duration,
+    pub(crate) fast_path: bool,
+    pub(crate) reconnect_attempts: u32,
+    pub(crate) reconnect_backoff: Duration,
+}
+
+impl Config {
+    /// A configuration for `module` (path of the PKCS#11 `.so`) and the token labelled `token`.
+    pub fn new(module: impl Into<PathBuf>, token: impl Into<String>) -> Self {
+        Config {
+            module: module.into(),
+            token: token.into(),
+            pin: None,
+            pool_size: DEFAULT_POOL_SIZE,
+            checkout_timeout: DEFAULT_CHECKOUT_TIMEOUT,
+            fast_path: true,
+            reconnect_attempts: DEFAULT_RECONNECT_ATTEMPTS,
+            reconnect_backoff: DEFAULT_RECONNECT_BACKOFF,
+        }
+    }
+
+    /// Sets the user PIN.
+    pub fn pin(mut self, pin: SecretString) -> Self {
+        self.pin = Some(pin);
+        self
+    }
+
+    /// Reads the user PIN from a file (one line; a trailing newline is dropped).
+    ///
+    /// # Errors
+    /// The file cannot be read, is empty, or is readable by every user on the machine.
+    pub fn pin_file(mut self, path: impl AsRef<Path>) -> Result<Self> {
+        self.pin = Some(read_pin_file(path.as_ref())?);
+        Ok(self)
+    }
+
+    /// Upper bound on the signing sessions (the token's own limit may lower it). Default 8.
+    pub fn pool_size(mut self, size: usize) -> Self {
+        self.pool_size = size.max(1);
+        self
+    }
+
+    /// How long a caller waits for a free session before [`Error::PoolTimeout`]. Default 5 s.
+    pub fn checkout_timeout(mut self, timeout: Duration) -> Self {
+        self.checkout_timeout = timeout;
+        self
+    }
+
+    /// Whether to sign with a session-object copy of each key (default on; several times faster
+    /// on SoftHSM2, the token object remains the source of truth).
+    pub fn fast_path(mut self, on: bool) -> Self {
+        self.fast_path = on;
+        self
+    }
+
+    /// How many times a failed device is reconnected, and the first back-off delay (doubled on
+    /// each attempt). Defaults: 3 attempts, 50 ms.
+    pub fn reconnect(mut self, attempts: u32, first_backoff: Duration) -> Self {
+        self.reconnect_attempts = attempts;
+        self.reconnect_backoff = first_backoff;
+        self
+    }
+
+    /// Reads `HSM_CUSTODY_MODULE`, `HSM_CUSTODY_TOKEN` and `HSM_CUSTODY_PIN_FILE` or
+    /// `HSM_CUSTODY_PIN`.
+    ///
+    /// # Errors
+    /// A required variable is missing, or the PIN file cannot be read.
+    pub fn from_env() -> Result<Self> {
+        let module = env_required(ENV_MODULE)?;
+        let token = env_required(ENV_TOKEN)?;
+        let mut config = Config::new(module, token);
+        config.pin = pin_from_env()?;
+        Ok(config)
+    }
+
+    /// Parses a TOML file. Unknown fields are rejected.
+    ///
+    /// ```toml
+    /// module = "/usr/lib/softhsm/libsofthsm2.so"
+    /// token = "trading"
+    /// pin_file = "/run/credentials/hsm-custody/pin"
+    ///
+    /// [pool]
+    /// size = 8
+    /// checkout_timeout_ms = 5000
+    /// fast_path = true
+    /// ```
+    ///
+    /// # Errors
+    /// The file cannot be read or parsed, or the PIN file cannot be read.
+    pub fn from_toml_file(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = fs::read_to_string(path).map_err(|source| Error::Io {
+            what: "config file",
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml_str(&text)
+    }
+
+    /// Parses TOML text (see [`Config::from_toml_file`]).
+    ///
+    /// # Errors
+    /// The text is not valid configuration, or the PIN file cannot be read.
+    pub fn from_toml_str(text: &str) -> Result<Self> {
+        let raw: RawConfig = toml::from_str(text)
+            .map_err(|e| Error::Config(format!("invalid TOML: {}", e.message())))?;
+        let mut config = Config::new(raw.module, raw.token);
+        match (raw.pin_file, raw.pin_env) {
+            (Some(_), Some(_)) => {
+                return Err(Error::Config(
+                    "set either `pin_file` or `pin_env`, not both".into(),
+                ))
+            }
+            (Some(file), None) => config = config.pin_file(file)?,
+            (None, Some(var)) => {
+                let pin = std::env::var(&var).map_err(|_| {
+                    Error::Config(format!("`pin_env` names `{var}`, which is not set"))
+                })?;
+                config.pin = Some(SecretString::from(pin));
+            }
+            (None, None) => {}
+        }
+        if let Some(pool) = raw.pool {
+            if let Some(size) = pool.size {
+                config = config.pool_size(size);
+            }
+            if let Some(ms) = pool.checkout_timeout_ms {
+                config.checkout_timeout = Duration::from_millis(ms);
+            }
+            if let Some(fast) = pool.fast_path {
+                config.fast_path = fast;
+            }
+            if let Some(n) = pool.reconnect_attempts {
+                config.reconnect_attempts = n;
+            }
+        }
+        Ok(config)
+    }
+
+    /// The module path.
+    pub fn module_path(&self) -> &Path {
+        &self.module
+    }
+
+    /// The token label.
+    pub fn token_label(&self) -> &str {
+        &self.token
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    module: PathBuf,
+    token: String,
+    pin_file: Option<PathBuf>,
+    pin_env: Option<String>,
+    pool: Option<RawPool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPool {
+    size: Option<usize>,
+    checkout_timeout_ms: Option<u64>,
+    fast_path: Option<bool>,
+    reconnect_attempts: Option<u32>,
+}
+
+fn env_required(name: &str) -> Result<String> {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => Ok(v),
+        _ => Err(Error::Config(format!("`{name}` is not set"))),
+    }
+}
+
+/// The PIN named by the environment: `HSM_CUSTODY_PIN_FILE` wins over `HSM_CUSTODY_PIN`.
+pub(crate) fn pin_from_env() -> Result<Option<SecretString>> {
+    if let Some(path) = std::env::var_os(ENV_PIN_FILE).filter(|p| !p.is_empty()) {
+        return read_pin_file(Path::new(&path)).map(Some);
+    }
+    Ok(std::env::var(ENV_PIN)
+        .ok()
+        .filter(|p| !p.is_empty())
+        .map(SecretString::from))
+}
+
+/// Reads a PIN file; refuses a file that every user may read.
+pub(crate) fn read_pin_file(path: &Path) -> Result<SecretString> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = fs::metadata(path).map_err(|source| Error::Io {
+            what: "PIN file",
+            path: path.to_owned(),
+            source,
+        })?;
+        if meta.permissions().mode() & 0o004 != 0 {
+            return Err(Error::Config(format!(
+                "PIN file `{}` is readable by every user; run `chmod 600` on it",
+                path.display()
+            )));
+        }
+    }
+    let text = zeroize::Zeroizing::new(fs::read_to_string(path).map_err(|source| Error::Io {
+        what: "PIN file",
+        path: path.to_owned(),
+        source,
+    })?);
+    let pin = text.trim_end_matches(['\r', '\n']);
+    if pin.is_empty() {
+        return Err(Error::Config(format!(
+            "PIN file `{}` is empty",
+            path.display()
+        )));
+    }
+    Ok(SecretString::from(pin))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    #[test]
+    fn toml_rejects_unknown_fields_and_inline_pins() {
+        let err = Config::from_toml_str("module='m'\ntoken='t'\npin='1234'\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("unknown field"), "{msg}");
+        assert!(
+            !msg.contains("1234"),
+            "the rejected PIN must not be echoed: {msg}"
+        );
+    }
+
+    #[test]
+    fn toml_reads_pin_file_and_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let pin = dir.path().join("pin");
+        fs::write(&pin, "9876\n").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&pin, fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let text = format!(
+            "module='/m.so'\ntoken='t'\npin_file='{}'\n[pool]\nsize=3\ncheckout_timeout_ms=250\n",
+            pin.display()
+        );
+        let config = Config::from_toml_str(&text).unwrap();
+        assert_eq!(config.pin.as_ref().unwrap().expose_secret(), "9876");
+        assert_eq!(config.pool_size, 3);
+        assert_eq!(config.checkout_timeout, Duration::from_millis(250));
+        assert!(!format!("{config:?}").contains("9876"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn world_readable_pin_file_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let pin = dir.path().join("pin");
+        fs::write(&pin, "9876").unwrap();
+        fs::set_permissions(&pin, fs::Permissions::from_mode(0o644)).unwrap();
+        let err = read_pin_file(&pin).unwrap_err().to_string();
+        assert!(err.contains("chmod 600"), "{err}");
+    }
+}

@@ -1,0 +1,54 @@
+//! # hsm-custody
+//!
+//! Keep crypto-exchange API secrets inside a PKCS#11 token (a hardware HSM, a TPM, or SoftHSM2
+//! in CI) where they cannot be exported, and compute exchange request signatures *inside the
+//! token*.
+//!
+//! ```no_run
+//! use hsm_custody::{Config, Custody, HmacAlg, KeySpec};
+//! use secrecy::SecretString;
+//!
+//! # fn main() -> Result<(), hsm_custody::Error> {
+//! // Module path, token label and PIN file from HSM_CUSTODY_* variables.
+//! let custody = Custody::connect(Config::from_env()?)?;
+//! let secret = SecretString::from(std::env::var("BINANCE_SECRET").unwrap_or_default());
+//! custody.import_hmac_secret(KeySpec::hmac("binance-main").exchange("binance"), secret)?;
+//! let key = custody.key("binance-main")?;
+//! let mac = key.hmac(HmacAlg::HmacSha256, b"symbol=LTCBTC&side=BUY&timestamp=1499827319559")?;
+//! println!("signature={}", mac.to_hex());
+//! # Ok(()) }
+//! ```
+//!
+//! ## Security guarantees
+//! - An imported secret becomes a token object that is private, sensitive, non-extractable,
+//!   not modifiable, sign/verify only (no encrypt, decrypt, wrap, unwrap, derive). An import
+//!   proves itself (token MAC == software MAC) before it is reported done; a failed import
+//!   leaves nothing behind; an existing name is never overwritten.
+//! - Secrets and PINs are held in `secrecy` types and wiped after use. No `Debug`, `Display`,
+//!   error or log line contains a PIN, a secret or key bytes.
+//! - A wrong PIN is tried exactly once and never retried automatically (real tokens lock).
+//!
+//! ## Non-goals
+//! - Protecting a secret before it reaches the import call (type it into the CLI, do not keep it
+//!   in files), or against an attacker who can use the logged-in token: such an attacker can
+//!   sign, not extract. Guard rails that limit what may be signed come with the policy layer.
+//! - Memory locking (mlock) of the brief in-process copy during import.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod admin;
+mod config;
+mod custody;
+mod error;
+mod keys;
+mod sign;
+mod token;
+
+pub use config::{Config, ENV_MODULE, ENV_PIN, ENV_PIN_FILE, ENV_TOKEN};
+pub use custody::{Custody, KeyRef};
+pub use error::{Error, Result};
+pub use keys::{KeyFlags, KeyInfo, KeySpec, SecretEncoding};
+pub use secrecy::SecretString;
+pub use sign::{HmacAlg, Mac, Signature};
+pub use token::pool::PoolStats;
+pub use token::TokenInfo;

@@ -1,0 +1,189 @@
+//! Signing algorithms and signature values.
+
+use std::fmt;
+use std::str::FromStr;
+
+use base64::Engine as _;
+use cryptoki::mechanism::Mechanism;
+use hmac::{Hmac, Mac as _};
+
+use crate::error::{Error, Result};
+
+/// An HMAC algorithm computed inside the token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HmacAlg {
+    /// HMAC-SHA256 (`CKM_SHA256_HMAC`).
+    HmacSha256,
+    /// HMAC-SHA384 (`CKM_SHA384_HMAC`).
+    HmacSha384,
+    /// HMAC-SHA512 (`CKM_SHA512_HMAC`).
+    HmacSha512,
+}
+
+impl HmacAlg {
+    /// All supported HMAC algorithms.
+    pub const ALL: [HmacAlg; 3] = [
+        HmacAlg::HmacSha256,
+        HmacAlg::HmacSha384,
+        HmacAlg::HmacSha512,
+    ];
+
+    /// The name used on the command line and in metadata (`hmac-sha256` ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            HmacAlg::HmacSha256 => "hmac-sha256",
+            HmacAlg::HmacSha384 => "hmac-sha384",
+            HmacAlg::HmacSha512 => "hmac-sha512",
+        }
+    }
+
+    /// Output length in bytes.
+    pub fn output_len(self) -> usize {
+        match self {
+            HmacAlg::HmacSha256 => 32,
+            HmacAlg::HmacSha384 => 48,
+            HmacAlg::HmacSha512 => 64,
+        }
+    }
+
+    pub(crate) fn mechanism(self) -> Mechanism<'static> {
+        match self {
+            HmacAlg::HmacSha256 => Mechanism::Sha256Hmac,
+            HmacAlg::HmacSha384 => Mechanism::Sha384Hmac,
+            HmacAlg::HmacSha512 => Mechanism::Sha512Hmac,
+        }
+    }
+
+    /// The same MAC in software; used only by the import self-check, never for signing.
+    pub(crate) fn software(self, key: &[u8], msg: &[u8]) -> Vec<u8> {
+        macro_rules! hmac_with {
+            ($digest:ty) => {{
+                // HMAC accepts keys of any length, so this cannot fail.
+                let mut mac = <Hmac<$digest> as hmac::digest::KeyInit>::new_from_slice(key)
+                    .expect("HMAC takes any key length");
+                mac.update(msg);
+                mac.finalize().into_bytes().to_vec()
+            }};
+        }
+        match self {
+            HmacAlg::HmacSha256 => hmac_with!(sha2::Sha256),
+            HmacAlg::HmacSha384 => hmac_with!(sha2::Sha384),
+            HmacAlg::HmacSha512 => hmac_with!(sha2::Sha512),
+        }
+    }
+}
+
+impl fmt::Display for HmacAlg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for HmacAlg {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        HmacAlg::ALL
+            .into_iter()
+            .find(|a| a.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "unknown algorithm `{s}` (expected hmac-sha256, hmac-sha384 or hmac-sha512)"
+                ))
+            })
+    }
+}
+
+/// A MAC or signature computed in the token. Not secret: it is what goes on the wire.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Signature(pub(crate) Vec<u8>);
+
+impl Signature {
+    /// Wraps bytes computed elsewhere (for [`crate::Mac`] implementations outside the crate).
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        Signature(bytes)
+    }
+
+    /// The raw bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The raw bytes, owned.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+
+    /// Lowercase hex.
+    pub fn to_hex(&self) -> String {
+        hex::encode(&self.0)
+    }
+
+    /// Standard base64 with padding.
+    pub fn to_base64(&self) -> String {
+        base64::engine::general_purpose::STANDARD.encode(&self.0)
+    }
+
+    /// URL-safe base64 without padding (JWTs).
+    pub fn to_base64url(&self) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&self.0)
+    }
+}
+
+impl fmt::Debug for Signature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Signature({})", self.to_hex())
+    }
+}
+
+/// Anything that can compute a keyed MAC by name of algorithm: a token key ([`crate::KeyRef`])
+/// or, outside this crate, whatever a user plugs in.
+pub trait Mac {
+    /// The key's name (for error messages and audit).
+    fn key_name(&self) -> &str;
+
+    /// The exchange the key is bound to, if any.
+    fn exchange(&self) -> Option<&str>;
+
+    /// Computes the MAC of `msg`.
+    ///
+    /// # Errors
+    /// Whatever the backing token reports.
+    fn mac(&self, alg: HmacAlg, msg: &[u8]) -> Result<Signature>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn software_hmac_matches_rfc4231_tc2() {
+        let mac = HmacAlg::HmacSha256.software(b"Jefe", b"what do ya want for nothing?");
+        assert_eq!(
+            hex::encode(mac),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn zero_padding_to_64_bytes_gives_the_same_mac() {
+        let mut padded = b"Jefe".to_vec();
+        padded.resize(64, 0);
+        for alg in HmacAlg::ALL {
+            assert_eq!(
+                alg.software(b"Jefe", b"m"),
+                alg.software(&padded, b"m"),
+                "{alg}"
+            );
+        }
+    }
+
+    #[test]
+    fn algorithm_names_round_trip() {
+        for alg in HmacAlg::ALL {
+            assert_eq!(alg.name().parse::<HmacAlg>().unwrap(), alg);
+        }
+        assert!("md5".parse::<HmacAlg>().is_err());
+    }
+}

@@ -1,0 +1,340 @@
+//! The token layer: one module per process, the token found by label, the login, the session
+//! pool and the recovery that the error classification drives.
+//!
+//! Login is per application, not per session, and closing the application's last session logs it
+//! out; so the token keeps one *reserved* logged-in session that never signs. The reserved
+//! session also owns the session-object copies of keys (the fast path): when it dies, they die
+//! with it, and the login epoch moves on so that every cached handle is looked up again.
+
+pub(crate) mod module;
+pub(crate) mod pool;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::Duration;
+
+use cryptoki::context::Pkcs11;
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::session::{Session, SessionState, UserType};
+use cryptoki::slot::{Limit, Slot};
+use secrecy::SecretString;
+
+use crate::config::Config;
+use crate::error::{classify, function_name, rv_name, Class, Error, Result};
+use pool::{Lease, Pool, PoolStats};
+
+/// Facts about the connected token, read at connect time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TokenInfo {
+    /// Token label.
+    pub label: String,
+    /// Manufacturer id as the token reports it.
+    pub manufacturer: String,
+    /// Model as the token reports it.
+    pub model: String,
+    /// Serial number.
+    pub serial: String,
+    /// The token's own limit on read-write sessions, if it states one.
+    pub max_rw_sessions: Option<u64>,
+    /// `CKF_USER_PIN_COUNT_LOW`: a wrong PIN was entered recently.
+    pub pin_count_low: bool,
+    /// `CKF_USER_PIN_FINAL_TRY`: one more wrong PIN locks the token.
+    pub pin_final_try: bool,
+}
+
+pub(crate) struct Token {
+    ctx: Pkcs11,
+    label: String,
+    slot: RwLock<Slot>,
+    pin: Option<SecretString>,
+    /// The logged-in session that keeps the login alive and owns session-object key copies.
+    reserved: Mutex<Option<Session>>,
+    /// Moves on whenever the login or the reserved session is renewed: cached handles of an
+    /// older epoch are looked up again.
+    epoch: AtomicU64,
+    pin_rejected: AtomicBool,
+    pub(crate) pool: Pool,
+    reconnect_attempts: u32,
+    reconnect_backoff: Duration,
+    pub(crate) fast_path: bool,
+}
+
+impl Token {
+    /// Loads the module, finds the token, logs in and sizes the pool.
+    pub(crate) fn connect(config: &Config) -> Result<Token> {
+        let ctx = module::load(&config.module)?;
+        let slot = find_slot(&ctx, &config.token)?;
+        let info = ctx.get_token_info(slot).map_err(|e| Error::from_ck(&e))?;
+        let capacity = match info.max_rw_session_count() {
+            // One of the token's sessions is the reserved login session.
+            Limit::Max(n) if n >= 2 => config.pool_size.min((n - 1) as usize),
+            Limit::Max(_) => 1,
+            Limit::Infinite | Limit::Unavailable => config.pool_size,
+        };
+        let token = Token {
+            ctx,
+            label: config.token.clone(),
+            slot: RwLock::new(slot),
+            pin: config.pin.clone(),
+            reserved: Mutex::new(None),
+            epoch: AtomicU64::new(0),
+            pin_rejected: AtomicBool::new(false),
+            pool: Pool::new(capacity, config.checkout_timeout),
+            reconnect_attempts: config.reconnect_attempts,
+            reconnect_backoff: config.reconnect_backoff,
+            fast_path: config.fast_path,
+        };
+        token.ensure_login()?;
+        Ok(token)
+    }
+
+    pub(crate) fn label(&self) -> &str {
+        &self.label
+    }
+
+    pub(crate) fn slot(&self) -> Slot {
+        *self.slot.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn stats(&self) -> PoolStats {
+        self.pool.stats()
+    }
+
+    pub(crate) fn info(&self) -> Result<TokenInfo> {
+        let info = self
+            .ctx
+            .get_token_info(self.slot())
+            .map_err(|e| Error::from_ck(&e))?;
+        Ok(TokenInfo {
+            label: info.label().trim_end().to_owned(),
+            manufacturer: info.manufacturer_id().trim_end().to_owned(),
+            model: info.model().trim_end().to_owned(),
+            serial: info.serial_number().trim_end().to_owned(),
+            max_rw_sessions: match info.max_rw_session_count() {
+                Limit::Max(n) => Some(n),
+                _ => None,
+            },
+            pin_count_low: info.user_pin_count_low(),
+            pin_final_try: info.user_pin_final_try(),
+        })
+    }
+
+    /// A pool session; opens one if the pool is under capacity.
+    pub(crate) fn lease(&self) -> Result<Lease<'_>> {
+        self.pool.checkout(|| {
+            self.ctx
+                .open_rw_session(self.slot())
+                .map_err(|e| Error::from_ck(&e))
+        })
+    }
+
+    fn reserved(&self) -> MutexGuard<'_, Option<Session>> {
+        self.reserved.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `f` on the reserved session (used for session-object key copies).
+    pub(crate) fn with_reserved<T>(&self, f: impl FnOnce(&Session) -> Result<T>) -> Result<T> {
+        self.ensure_login()?;
+        let guard = self.reserved();
+        match guard.as_ref() {
+            Some(session) => f(session),
+            None => Err(Error::TokenUnavailable {
+                token: self.label.clone(),
+                attempts: 0,
+                function: "C_OpenSession".into(),
+                rv: "no reserved session".into(),
+            }),
+        }
+    }
+
+    /// Makes sure the application is logged in through a live reserved session. Logs in at most
+    /// once per call and never after the token refused this PIN. Returns whether a new reserved
+    /// session had to be opened (which means every other session of the application may be gone
+    /// too, so the pool is purged).
+    pub(crate) fn ensure_login(&self) -> Result<bool> {
+        let mut guard = self.reserved();
+        if self.pin_rejected.load(Ordering::Acquire) {
+            return Err(Error::PinRejectedEarlier {
+                token: self.label.clone(),
+            });
+        }
+        let state = guard.as_ref().map(|s| s.get_session_info());
+        match state {
+            Some(Ok(info))
+                if matches!(
+                    info.session_state(),
+                    SessionState::RwUser | SessionState::RoUser
+                ) =>
+            {
+                Ok(false)
+            }
+            Some(Ok(_)) => {
+                // Alive but logged out (someone called C_Logout): log in on it again.
+                // Invariant: this arm only matches when `state` came from a session.
+                self.login(guard.as_ref().expect("checked Some above"))?;
+                self.pool.relogins.fetch_add(1, Ordering::Relaxed);
+                self.epoch.fetch_add(1, Ordering::AcqRel);
+                tracing::warn!(token = %self.label, "login lost; logged in again");
+                Ok(false)
+            }
+            _ => {
+                let had_session = guard.is_some();
+                // The old one is dead; dropping it may log a close failure, nothing more.
+                *guard = None;
+                let session = self
+                    .ctx
+                    .open_rw_session(self.slot())
+                    .map_err(|e| Error::from_ck(&e))?;
+                self.login(&session)?;
+                *guard = Some(session);
+                self.epoch.fetch_add(1, Ordering::AcqRel);
+                if had_session {
+                    self.pool.relogins.fetch_add(1, Ordering::Relaxed);
+                    drop(guard);
+                    // Our reserved session died: assume every session of ours did.
+                    self.pool.purge();
+                    tracing::warn!(token = %self.label, "sessions lost; logged in again");
+                }
+                Ok(had_session)
+            }
+        }
+    }
+
+    fn login(&self, session: &Session) -> Result<()> {
+        let Some(pin) = self.pin.as_ref() else {
+            return Err(Error::Config(format!(
+                "no PIN configured for token `{}`; set HSM_CUSTODY_PIN_FILE or pass --pin-file",
+                self.label
+            )));
+        };
+        match session.login(UserType::User, Some(pin)) {
+            Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(()),
+            Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => {
+                self.pin_rejected.store(true, Ordering::Release);
+                tracing::error!(token = %self.label, "login refused: PIN incorrect");
+                let advice = match self.info() {
+                    Ok(i) if i.pin_final_try => "1 attempt may remain before the token locks",
+                    Ok(i) if i.pin_count_low => {
+                        "the token reports few attempts left before it locks"
+                    }
+                    _ => "the token may lock after more failures",
+                };
+                Err(Error::PinIncorrect {
+                    token: self.label.clone(),
+                    advice,
+                })
+            }
+            Err(CkError::Pkcs11(RvError::PinLocked, _)) => {
+                self.pin_rejected.store(true, Ordering::Release);
+                Err(Error::PinLocked {
+                    token: self.label.clone(),
+                })
+            }
+            Err(CkError::Pkcs11(RvError::PinLenRange, _)) => Err(Error::invalid(
+                "the PIN's length is outside what the token accepts",
+            )),
+            Err(e) => Err(Error::from_ck(&e)),
+        }
+    }
+
+    /// Recovers from `err` as its class says. Returns `Ok(())` when the operation should be
+    /// retried, or the error to give the caller.
+    pub(crate) fn recover(&self, err: &CkError, lease: Lease<'_>) -> Result<Class> {
+        let class = classify(err);
+        match class {
+            Class::SessionDead => {
+                lease.discard();
+                self.ensure_login()?;
+            }
+            Class::LoginLost | Class::HandleStale => {
+                drop(lease);
+                self.ensure_login()?;
+            }
+            Class::TokenGone => {
+                lease.discard();
+                self.reconnect(err)?;
+            }
+            Class::PinFatal | Class::Caller => {}
+        }
+        Ok(class)
+    }
+
+    /// Backs off and reconnects after a device-level failure.
+    fn reconnect(&self, cause: &CkError) -> Result<()> {
+        let mut delay = self.reconnect_backoff;
+        let mut last = cause.to_string();
+        let (mut function, mut rv) = match cause {
+            CkError::Pkcs11(rv, f) => (function_name(*f), rv_name(*rv)),
+            other => ("(cryptoki)".to_owned(), other.to_string()),
+        };
+        for attempt in 1..=self.reconnect_attempts {
+            self.pool.reconnects.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(token = %self.label, attempt, cause = %last, "reconnecting");
+            std::thread::sleep(delay);
+            delay = delay.saturating_mul(2);
+            self.pool.purge();
+            *self.reserved() = None;
+            if matches!(cause, CkError::Pkcs11(RvError::CryptokiNotInitialized, _)) {
+                module::reinitialize(&self.ctx)?;
+            }
+            match find_slot(&self.ctx, &self.label) {
+                Ok(slot) => *self.slot.write().unwrap_or_else(PoisonError::into_inner) = slot,
+                Err(e) => {
+                    last = e.to_string();
+                    continue;
+                }
+            }
+            match self.ensure_login() {
+                Ok(_) => return Ok(()),
+                Err(e @ (Error::PinIncorrect { .. } | Error::PinLocked { .. })) => return Err(e),
+                Err(e) => {
+                    if let Error::Pkcs11 {
+                        function: f, rv: r, ..
+                    } = &e
+                    {
+                        function.clone_from(f);
+                        rv.clone_from(r);
+                    }
+                    last = e.to_string();
+                }
+            }
+        }
+        Err(Error::TokenUnavailable {
+            token: self.label.clone(),
+            attempts: self.reconnect_attempts,
+            function,
+            rv,
+        })
+    }
+}
+
+/// Finds the slot holding the token labelled `label`.
+pub(crate) fn find_slot(ctx: &Pkcs11, label: &str) -> Result<Slot> {
+    let slots = ctx
+        .get_slots_with_initialized_token()
+        .map_err(|e| Error::from_ck(&e))?;
+    let mut present = Vec::new();
+    for slot in slots {
+        let Ok(info) = ctx.get_token_info(slot) else {
+            continue;
+        };
+        let found = info.label().trim_end();
+        if found == label {
+            return Ok(slot);
+        }
+        present.push(format!("`{found}`"));
+    }
+    Err(Error::TokenNotFound {
+        label: label.to_owned(),
+        present: if present.is_empty() {
+            "none".into()
+        } else {
+            present.join(", ")
+        },
+    })
+}

@@ -1,0 +1,217 @@
+//! A bounded pool of logged-in read-write sessions.
+//!
+//! cryptoki's `Session` is `Send` but not `Sync`, so the pool hands each session to one thread
+//! at a time as an owned [`Lease`]. A lease returns its session on drop unless it was marked
+//! dead. A purge (after the whole application lost its sessions) bumps a generation counter so
+//! that sessions leased before it are closed on return instead of going back to the pool.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use cryptoki::session::Session;
+
+use crate::error::{Error, Result};
+
+/// A snapshot of the pool's counters, for monitoring.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolStats {
+    /// Maximum number of signing sessions (the reserved login session not counted).
+    pub capacity: usize,
+    /// Sessions open right now (idle + leased).
+    pub open: usize,
+    /// Sessions leased right now.
+    pub in_use: usize,
+    /// Sessions opened since connect.
+    pub opened: u64,
+    /// Sessions dropped because they died or belonged to a purged generation.
+    pub evicted: u64,
+    /// Leases handed out.
+    pub checkouts: u64,
+    /// Checkouts that had to wait for a session.
+    pub waits: u64,
+    /// Checkouts that gave up with [`Error::PoolTimeout`].
+    pub timeouts: u64,
+    /// Logins made after the first one (lost login or lost sessions).
+    pub relogins: u64,
+    /// Reconnects after device errors.
+    pub reconnects: u64,
+}
+
+struct State {
+    idle: Vec<Session>,
+    open: usize,
+    generation: u64,
+}
+
+pub(crate) struct Pool {
+    state: Mutex<State>,
+    freed: Condvar,
+    capacity: usize,
+    timeout: Duration,
+    pub(crate) opened: AtomicU64,
+    pub(crate) evicted: AtomicU64,
+    pub(crate) checkouts: AtomicU64,
+    pub(crate) waits: AtomicU64,
+    pub(crate) timeouts: AtomicU64,
+    pub(crate) relogins: AtomicU64,
+    pub(crate) reconnects: AtomicU64,
+}
+
+/// One session, owned by one thread until dropped.
+pub(crate) struct Lease<'a> {
+    pool: &'a Pool,
+    session: Option<Session>,
+    generation: u64,
+}
+
+impl Pool {
+    pub(crate) fn new(capacity: usize, timeout: Duration) -> Self {
+        Pool {
+            state: Mutex::new(State {
+                idle: Vec::with_capacity(capacity),
+                open: 0,
+                generation: 0,
+            }),
+            freed: Condvar::new(),
+            capacity: capacity.max(1),
+            timeout,
+            opened: AtomicU64::new(0),
+            evicted: AtomicU64::new(0),
+            checkouts: AtomicU64::new(0),
+            waits: AtomicU64::new(0),
+            timeouts: AtomicU64::new(0),
+            relogins: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock leaves only a Vec and counters: safe to reuse.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes an idle session, or opens one with `open` while under capacity, or waits.
+    pub(crate) fn checkout(&self, open: impl FnOnce() -> Result<Session>) -> Result<Lease<'_>> {
+        self.checkouts.fetch_add(1, Ordering::Relaxed);
+        let mut state = self.lock();
+        let mut deadline = None;
+        loop {
+            if let Some(session) = state.idle.pop() {
+                let generation = state.generation;
+                return Ok(Lease {
+                    pool: self,
+                    session: Some(session),
+                    generation,
+                });
+            }
+            if state.open < self.capacity {
+                state.open += 1;
+                let generation = state.generation;
+                drop(state);
+                return match open() {
+                    Ok(session) => {
+                        self.opened.fetch_add(1, Ordering::Relaxed);
+                        Ok(Lease {
+                            pool: self,
+                            session: Some(session),
+                            generation,
+                        })
+                    }
+                    Err(e) => {
+                        self.lock().open -= 1;
+                        self.freed.notify_one();
+                        Err(e)
+                    }
+                };
+            }
+            let now = Instant::now();
+            let deadline = *deadline.get_or_insert_with(|| {
+                self.waits.fetch_add(1, Ordering::Relaxed);
+                now + self.timeout
+            });
+            if now >= deadline {
+                self.timeouts.fetch_add(1, Ordering::Relaxed);
+                return Err(Error::PoolTimeout {
+                    waited: self.timeout,
+                    in_use: state.open - state.idle.len(),
+                    size: self.capacity,
+                });
+            }
+            state = self
+                .freed
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// Closes every idle session and makes leased ones close on return. Used when the
+    /// application lost all its sessions (C_CloseAllSessions, device reset).
+    pub(crate) fn purge(&self) {
+        let idle = {
+            let mut state = self.lock();
+            state.generation += 1;
+            let idle = std::mem::take(&mut state.idle);
+            state.open -= idle.len();
+            idle
+        };
+        self.evicted.fetch_add(idle.len() as u64, Ordering::Relaxed);
+        drop(idle); // closes them, outside the lock
+        self.freed.notify_all();
+    }
+
+    pub(crate) fn stats(&self) -> PoolStats {
+        let state = self.lock();
+        PoolStats {
+            capacity: self.capacity,
+            open: state.open,
+            in_use: state.open - state.idle.len(),
+            opened: self.opened.load(Ordering::Relaxed),
+            evicted: self.evicted.load(Ordering::Relaxed),
+            checkouts: self.checkouts.load(Ordering::Relaxed),
+            waits: self.waits.load(Ordering::Relaxed),
+            timeouts: self.timeouts.load(Ordering::Relaxed),
+            relogins: self.relogins.load(Ordering::Relaxed),
+            reconnects: self.reconnects.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Lease<'_> {
+    pub(crate) fn session(&self) -> &Session {
+        // Invariant: `session` is Some from construction until drop or `discard`, which consumes.
+        self.session
+            .as_ref()
+            .expect("lease holds a session until dropped")
+    }
+
+    /// Drops the session instead of returning it: it died or misbehaved.
+    pub(crate) fn discard(mut self) {
+        if let Some(session) = self.session.take() {
+            self.pool.evicted.fetch_add(1, Ordering::Relaxed);
+            drop(session);
+            self.pool.lock().open -= 1;
+            self.pool.freed.notify_one();
+        }
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        let Some(session) = self.session.take() else {
+            return;
+        };
+        let mut state = self.pool.lock();
+        if state.generation == self.generation {
+            state.idle.push(session);
+        } else {
+            state.open -= 1;
+            drop(state);
+            self.pool.evicted.fetch_add(1, Ordering::Relaxed);
+            drop(session);
+        }
+        self.pool.freed.notify_one();
+    }
+}
