@@ -82,6 +82,18 @@ impl Config {
         Ok(self)
     }
 
+    /// Takes the PIN from `HSM_CUSTODY_PIN_FILE` or else `HSM_CUSTODY_PIN`, when either is set;
+    /// otherwise keeps the PIN already configured.
+    ///
+    /// # Errors
+    /// The PIN file cannot be read.
+    pub fn pin_from_env(mut self) -> Result<Self> {
+        if let Some(pin) = pin_from_env()? {
+            self.pin = Some(pin);
+        }
+        Ok(self)
+    }
+
     /// Upper bound on the signing sessions (the token's own limit may lower it). Default 8.
     pub fn pool_size(mut self, size: usize) -> Self {
         self.pool_size = size.max(1);

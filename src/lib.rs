@@ -39,6 +39,7 @@
 pub mod admin;
 mod config;
 mod custody;
+pub mod exchanges;
 mod error;
 mod keys;
 mod sign;

@@ -1,1 +1,33 @@
-fn main() {}
+//! `hsm-custody`: provision keys into a PKCS#11 token and sign with them.
+//!
+//! `main` only parses arguments, runs one command and maps errors to exit codes; every command
+//! lives in its own file and calls the library.
+
+mod cli;
+mod key_import;
+mod key_list;
+mod sign;
+mod sign_request;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    match cli::run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("hsm-custody: {err:#}");
+            match err.downcast_ref::<hsm_custody::Error>() {
+                Some(hsm_custody::Error::PinIncorrect { .. } | hsm_custody::Error::PinLocked { .. }) => {
+                    ExitCode::from(3)
+                }
+                Some(hsm_custody::Error::InvalidInput(_) | hsm_custody::Error::KeyExists { .. }) => {
+                    ExitCode::from(2)
+                }
+                _ => ExitCode::FAILURE,
+            }
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! Argument parsing and dispatch.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use hsm_custody::{Config, Custody};
+
+/// Keep exchange API secrets inside a PKCS#11 token and sign in the token.
+#[derive(Parser, Debug)]
+#[command(name = "hsm-custody", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How to reach the token (flags win over the environment).
+#[derive(Args, Debug)]
+pub struct Global {
+    /// TOML configuration file (module, token, pin_file, [pool]).
+    #[arg(long, global = true, env = "HSM_CUSTODY_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// PKCS#11 module path.
+    #[arg(long, global = true, env = "HSM_CUSTODY_MODULE")]
+    pub module: Option<PathBuf>,
+    /// Token label.
+    #[arg(long, global = true, env = "HSM_CUSTODY_TOKEN")]
+    pub token: Option<String>,
+    /// File holding the user PIN (else HSM_CUSTODY_PIN_FILE, else HSM_CUSTODY_PIN).
+    #[arg(long, global = true)]
+    pub pin_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Manage keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// MAC the bytes read from stdin with a key, in the token.
+    Sign(crate::sign::SignArgs),
+    /// Sign an exchange request described by a JSON file; prints the signed request as JSON.
+    SignRequest(crate::sign_request::SignRequestArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Import an exchange API secret (from the terminal without echo, or from stdin).
+    Import(crate::key_import::ImportArgs),
+    /// List the keys in the token: names, kinds, flags; never values.
+    List(crate::key_list::ListArgs),
+}
+
+impl Global {
+    /// Builds the connection configuration: config file, then flags and environment.
+    pub fn config(&self) -> anyhow::Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => Config::from_toml_file(path)?,
+            None => {
+                let module = self
+                    .module
+                    .clone()
+                    .context("no PKCS#11 module: pass --module or set HSM_CUSTODY_MODULE")?;
+                let token = self
+                    .token
+                    .clone()
+                    .context("no token label: pass --token or set HSM_CUSTODY_TOKEN")?;
+                Config::new(module, token).pin_from_env()?
+            }
+        };
+        if let Some(path) = &self.pin_file {
+            config = config.pin_file(path)?;
+        }
+        Ok(config)
+    }
+
+    pub fn connect(&self) -> anyhow::Result<Custody> {
+        Ok(Custody::connect(self.config()?)?)
+    }
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Key(KeyCommand::Import(args)) => crate::key_import::run(&cli.global, args),
+        Command::Key(KeyCommand::List(args)) => crate::key_list::run(&cli.global, args),
+        Command::Sign(args) => crate::sign::run(&cli.global, args),
+        Command::SignRequest(args) => crate::sign_request::run(&cli.global, args),
+    }
+}
