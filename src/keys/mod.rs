@@ -230,13 +230,14 @@ pub struct KeyFlags {
 }
 
 impl KeyFlags {
-    /// True when the flags are those of the hardened template: sensitive, never extractable,
+    /// True when the flags are those of the hardened template: sensitive, not extractable,
     /// and no encrypt, decrypt, wrap, unwrap or derive.
+    ///
+    /// `CKA_ALWAYS_SENSITIVE` / `CKA_NEVER_EXTRACTABLE` are not required: PKCS#11 sets them false
+    /// for every *imported* key, since its value once existed outside the token.
     pub fn is_hardened(&self) -> bool {
         self.sensitive == Some(true)
             && self.extractable == Some(false)
-            && self.always_sensitive == Some(true)
-            && self.never_extractable == Some(true)
             && [
                 self.encrypt,
                 self.decrypt,
