@@ -1,0 +1,122 @@
+#![allow(dead_code)]
+
+//! Test fixture: a private SoftHSM2 token directory for this test process, and a fresh token
+//! per test (unique label), made through the crate's own `admin::init_token`.
+//!
+//! The module path comes from `HSM_CUSTODY_TEST_MODULE` (default: Debian's SoftHSM2). The
+//! token directory is a temp dir whose `softhsm2.conf` is put in `SOFTHSM2_CONF` before the
+//! module is first loaded; every test calls [`fresh_token`] first, which guarantees that.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+use hsm_custody::{Config, Custody, SecretString};
+use secrecy::ExposeSecret;
+
+pub const DEFAULT_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+
+struct Env {
+    module: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn env() -> &'static Env {
+    static ENV: OnceLock<Env> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let module = std::env::var_os("HSM_CUSTODY_TEST_MODULE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_MODULE));
+        let dir = tempfile::Builder::new()
+            .prefix("hsm-custody-test-")
+            .tempdir()
+            .expect("temp dir");
+        let tokens = dir.path().join("tokens");
+        std::fs::create_dir(&tokens).expect("token dir");
+        let conf = dir.path().join("softhsm2.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n",
+                tokens.display()
+            ),
+        )
+        .expect("softhsm2.conf");
+        // Edition 2021: set_var is safe. It runs once, inside this OnceLock, before any test
+        // loads the module (every test starts with `fresh_token`), so SoftHSM2 reads it at
+        // C_Initialize.
+        std::env::set_var("SOFTHSM2_CONF", &conf);
+        Env { module, _dir: dir }
+    })
+}
+
+/// A fresh token: label, PINs and a ready `Config`.
+pub struct TestToken {
+    pub label: String,
+    pub user_pin: SecretString,
+    pub so_pin: SecretString,
+    pub module: PathBuf,
+}
+
+impl TestToken {
+    pub fn config(&self) -> Config {
+        Config::new(&self.module, &self.label).pin(self.user_pin.clone())
+    }
+
+    pub fn connect(&self) -> Custody {
+        Custody::connect(self.config()).expect("connect to the test token")
+    }
+
+    /// The user PIN as text, for tests that must pass it to a child process.
+    pub fn user_pin_text(&self) -> String {
+        self.user_pin.expose_secret().to_owned()
+    }
+}
+
+/// Initialises a new token with a unique label (at most 32 characters).
+pub fn fresh_token(tag: &str) -> TestToken {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let env = env();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut label = format!("t{n}-{tag}");
+    label.truncate(32);
+    let user_pin = SecretString::from(format!("user-{}-{n}", std::process::id()));
+    let so_pin = SecretString::from(format!("so-{}-{n}", std::process::id()));
+    hsm_custody::admin::init_token(&env.module, &label, &so_pin, &user_pin)
+        .expect("initialise a fresh test token");
+    TestToken {
+        label,
+        user_pin,
+        so_pin,
+        module: env.module.clone(),
+    }
+}
+
+/// The directory holding SOFTHSM2_CONF for this process (for child processes).
+pub fn softhsm2_conf() -> PathBuf {
+    env();
+    PathBuf::from(std::env::var_os("SOFTHSM2_CONF").expect("set by env()"))
+}
+
+/// Software HMAC, the reference the token must match.
+pub fn software_hmac(alg: hsm_custody::HmacAlg, key: &[u8], msg: &[u8]) -> Vec<u8> {
+    use hmac::{Hmac, Mac};
+    match alg {
+        hsm_custody::HmacAlg::HmacSha256 => {
+            let mut m = Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+            m.update(msg);
+            m.finalize().into_bytes().to_vec()
+        }
+        hsm_custody::HmacAlg::HmacSha384 => {
+            let mut m = Hmac::<sha2::Sha384>::new_from_slice(key).unwrap();
+            m.update(msg);
+            m.finalize().into_bytes().to_vec()
+        }
+        hsm_custody::HmacAlg::HmacSha512 => {
+            let mut m = Hmac::<sha2::Sha512>::new_from_slice(key).unwrap();
+            m.update(msg);
+            m.finalize().into_bytes().to_vec()
+        }
+        _ => unreachable!("unknown algorithm"),
+    }
+}

@@ -1,0 +1,4 @@
+//! Integration tests against real SoftHSM2 tokens (one binary, one module load per process).
+
+mod common;
+mod core;
