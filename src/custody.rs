@@ -139,7 +139,7 @@ impl Custody {
                 Ok(mac) => return Ok(Signature(mac)),
                 Err(err) => err,
             };
-            let class = token.recover(&err, lease)?;
+            let class = token.recover(&err, lease, key.epoch)?;
             if class == Class::HandleStale {
                 self.inner.keys.invalidate(&key);
             }

@@ -39,8 +39,8 @@
 pub mod admin;
 mod config;
 mod custody;
-pub mod exchanges;
 mod error;
+pub mod exchanges;
 mod keys;
 mod sign;
 mod token;

@@ -110,7 +110,7 @@ impl KeyCache {
                     return Err(not_found());
                 }
                 Err(e) => {
-                    let class = token.recover(&e, lease)?;
+                    let class = token.recover(&e, lease, epoch)?;
                     if attempt == 1 || matches!(class, Class::Caller | Class::PinFatal) {
                         return Err(Error::from_ck(&e));
                     }

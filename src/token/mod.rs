@@ -242,9 +242,10 @@ impl Token {
         }
     }
 
-    /// Recovers from `err` as its class says. Returns `Ok(())` when the operation should be
-    /// retried, or the error to give the caller.
-    pub(crate) fn recover(&self, err: &CkError, lease: Lease<'_>) -> Result<Class> {
+    /// Recovers from `err` as its class says and returns the class: the caller retries unless
+    /// it is [`Class::Caller`] or [`Class::PinFatal`]. `started` is the login epoch the failed
+    /// operation began in.
+    pub(crate) fn recover(&self, err: &CkError, lease: Lease<'_>, started: u64) -> Result<Class> {
         let class = classify(err);
         match class {
             Class::SessionDead => {
@@ -258,6 +259,15 @@ impl Token {
             Class::TokenGone => {
                 lease.discard();
                 self.reconnect(err)?;
+            }
+            Class::Caller if matches!(err, CkError::Pkcs11(RvError::GeneralError, _)) => {
+                // SoftHSM2 answers CKR_GENERAL_ERROR when a logout lands between its login check
+                // and its use of the key. Retry only if the login really changed meanwhile.
+                drop(lease);
+                self.ensure_login()?;
+                if self.epoch() != started {
+                    return Ok(Class::LoginLost);
+                }
             }
             Class::PinFatal | Class::Caller => {}
         }

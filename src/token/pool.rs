@@ -39,14 +39,14 @@ pub struct PoolStats {
     pub reconnects: u64,
 }
 
-struct State {
-    idle: Vec<Session>,
+struct State<S> {
+    idle: Vec<S>,
     open: usize,
     generation: u64,
 }
 
-pub(crate) struct Pool {
-    state: Mutex<State>,
+pub(crate) struct Pool<S = Session> {
+    state: Mutex<State<S>>,
     freed: Condvar,
     capacity: usize,
     timeout: Duration,
@@ -60,13 +60,13 @@ pub(crate) struct Pool {
 }
 
 /// One session, owned by one thread until dropped.
-pub(crate) struct Lease<'a> {
-    pool: &'a Pool,
-    session: Option<Session>,
+pub(crate) struct Lease<'a, S = Session> {
+    pool: &'a Pool<S>,
+    session: Option<S>,
     generation: u64,
 }
 
-impl Pool {
+impl<S> Pool<S> {
     pub(crate) fn new(capacity: usize, timeout: Duration) -> Self {
         Pool {
             state: Mutex::new(State {
@@ -87,13 +87,13 @@ impl Pool {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, State<S>> {
         // A panic while holding this lock leaves only a Vec and counters: safe to reuse.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Takes an idle session, or opens one with `open` while under capacity, or waits.
-    pub(crate) fn checkout(&self, open: impl FnOnce() -> Result<Session>) -> Result<Lease<'_>> {
+    pub(crate) fn checkout(&self, open: impl FnOnce() -> Result<S>) -> Result<Lease<'_, S>> {
         self.checkouts.fetch_add(1, Ordering::Relaxed);
         let mut state = self.lock();
         let mut deadline = None;
@@ -179,8 +179,8 @@ impl Pool {
     }
 }
 
-impl Lease<'_> {
-    pub(crate) fn session(&self) -> &Session {
+impl<S> Lease<'_, S> {
+    pub(crate) fn session(&self) -> &S {
         // Invariant: `session` is Some from construction until drop or `discard`, which consumes.
         self.session
             .as_ref()
@@ -198,7 +198,7 @@ impl Lease<'_> {
     }
 }
 
-impl Drop for Lease<'_> {
+impl<S> Drop for Lease<'_, S> {
     fn drop(&mut self) {
         let Some(session) = self.session.take() else {
             return;
@@ -213,5 +213,77 @@ impl Drop for Lease<'_> {
             drop(session);
         }
         self.pool.freed.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn pool(capacity: usize, timeout_ms: u64) -> Pool<u32> {
+        Pool::new(capacity, Duration::from_millis(timeout_ms))
+    }
+
+    #[test]
+    fn reuses_idle_sessions_and_respects_capacity() {
+        let p = pool(2, 50);
+        let a = p.checkout(|| Ok(1)).unwrap();
+        let b = p.checkout(|| Ok(2)).unwrap();
+        let err = p.checkout(|| Ok(3)).err().expect("pool is full");
+        assert!(
+            matches!(
+                err,
+                Error::PoolTimeout {
+                    in_use: 2,
+                    size: 2,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        drop(a);
+        let c = p
+            .checkout(|| panic!("must reuse the idle session"))
+            .unwrap();
+        assert_eq!(*c.session(), 1);
+        drop((b, c));
+        let s = p.stats();
+        assert_eq!((s.open, s.in_use, s.opened, s.timeouts), (2, 0, 2, 1));
+    }
+
+    #[test]
+    fn a_waiter_gets_the_session_released_by_another_thread() {
+        let p = Arc::new(pool(1, 5_000));
+        let lease = p.checkout(|| Ok(7)).unwrap();
+        let p2 = p.clone();
+        let waiter = std::thread::spawn(move || *p2.checkout(|| Ok(8)).unwrap().session());
+        std::thread::sleep(Duration::from_millis(30));
+        drop(lease);
+        assert_eq!(waiter.join().unwrap(), 7);
+        assert_eq!(p.stats().waits, 1);
+    }
+
+    #[test]
+    fn discarded_and_purged_sessions_are_not_reused() {
+        let p = pool(2, 50);
+        let a = p.checkout(|| Ok(1)).unwrap();
+        a.discard();
+        let b = p.checkout(|| Ok(2)).unwrap();
+        let c = p.checkout(|| Ok(3)).unwrap();
+        drop(c); // idle: 3
+        p.purge(); // closes 3; b, leased before the purge, must not come back
+        drop(b);
+        let s = p.stats();
+        assert_eq!((s.open, s.evicted), (0, 3));
+        let d = p.checkout(|| Ok(4)).unwrap();
+        assert_eq!(*d.session(), 4);
+    }
+
+    #[test]
+    fn a_failed_open_frees_its_slot() {
+        let p = pool(1, 50);
+        assert!(p.checkout(|| Err(Error::invalid("no"))).is_err());
+        assert_eq!(*p.checkout(|| Ok(5)).unwrap().session(), 5);
     }
 }

@@ -117,6 +117,5 @@ pub fn software_hmac(alg: hsm_custody::HmacAlg, key: &[u8], msg: &[u8]) -> Vec<u
             m.update(msg);
             m.finalize().into_bytes().to_vec()
         }
-        _ => unreachable!("unknown algorithm"),
     }
 }

@@ -1,20 +1,547 @@
-//! Core: import, sign, hardening, duplicates, PIN handling, concurrency, recovery.
+//! Core: import, sign, hardening, duplicates, PIN handling, concurrency, recovery, redaction.
 
-use hsm_custody::{HmacAlg, KeySpec, SecretString};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::common::{fresh_token, software_hmac};
+use cryptoki::context::Pkcs11;
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::object::{Attribute, AttributeInfo, AttributeType, ObjectClass};
+use hsm_custody::{Custody, Error, HmacAlg, KeySpec, SecretEncoding, SecretString};
+
+use crate::common::{fresh_token, software_hmac, TestToken};
+
+const BINANCE_SECRET: &str = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j";
 
 #[test]
 fn import_and_sign_match_software_for_all_hmacs() {
     let t = fresh_token("sw");
     let c = t.connect();
-    let secret = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j";
-    c.import_hmac_secret(KeySpec::hmac("k"), SecretString::from(secret)).unwrap();
+    c.import_hmac_secret(KeySpec::hmac("k"), SecretString::from(BINANCE_SECRET))
+        .unwrap();
     let key = c.key("k").unwrap();
     for alg in HmacAlg::ALL {
         for msg in [&b""[..], b"a", &[7u8; 1000][..]] {
             let mac = key.hmac(alg, msg).unwrap();
-            assert_eq!(mac.as_bytes(), software_hmac(alg, secret.as_bytes(), msg), "{alg}");
+            assert_eq!(
+                mac.as_bytes(),
+                software_hmac(alg, BINANCE_SECRET.as_bytes(), msg),
+                "{alg}"
+            );
         }
     }
+}
+
+#[test]
+fn rfc4231_test_case_2_in_the_token() {
+    // RFC 4231 section 4.3: key "Jefe" (4 bytes, shorter than every digest: stored zero-padded).
+    let t = fresh_token("rfc4231");
+    let c = t.connect();
+    c.import_hmac_secret(KeySpec::hmac("jefe"), SecretString::from("Jefe"))
+        .unwrap();
+    let key = c.key("jefe").unwrap();
+    let data = b"what do ya want for nothing?";
+    let expected = [
+        (HmacAlg::HmacSha256, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"),
+        (HmacAlg::HmacSha384, "af45d2e376484031617f78d2b58a6b1b9c7ef464f5a01b47e42ec3736322445e8e2240ca5e69e2c78b3239ecfab21649"),
+        (HmacAlg::HmacSha512, "164b7a7bfcf819e2e395fbe73b56e0a387bd64222e831fd610270cd7ea2505549758bf75c05a994a6d034f65f8f0e6fdcaeab1a34d4a6b4b636e070a38bce737"),
+    ];
+    for (alg, hex) in expected {
+        assert_eq!(key.hmac(alg, data).unwrap().to_hex(), hex, "{alg}");
+    }
+    // RFC 4231 test case 1: 20 bytes of 0x0b, "Hi There" (a non-UTF-8-looking key via base64).
+    c.import_hmac_secret(
+        KeySpec::hmac("tc1").encoding(SecretEncoding::Base64),
+        SecretString::from("CwsLCwsLCwsLCwsLCwsLCwsLCws="),
+    )
+    .unwrap();
+    assert_eq!(
+        c.key("tc1")
+            .unwrap()
+            .hmac(HmacAlg::HmacSha256, b"Hi There")
+            .unwrap()
+            .to_hex(),
+        "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"
+    );
+}
+
+#[test]
+fn binance_documented_signature() {
+    let t = fresh_token("binance-doc");
+    let c = t.connect();
+    c.import_hmac_secret(
+        KeySpec::hmac("b").exchange("binance"),
+        SecretString::from(BINANCE_SECRET),
+    )
+    .unwrap();
+    let q = "symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=0.1&recvWindow=5000&timestamp=1499827319559";
+    assert_eq!(
+        c.sign_hmac("b", HmacAlg::HmacSha256, q.as_bytes())
+            .unwrap()
+            .to_hex(),
+        "c8db56825ae71d6d79447849e617115f4a920fa2acdcab2b053c4b2838bd6b71"
+    );
+}
+
+/// An attacker's view: a second PKCS#11 context on the same module in this process (logged in,
+/// since login is per application), finding the key by label.
+fn attacker_session(t: &TestToken) -> (cryptoki::session::Session, cryptoki::object::ObjectHandle) {
+    let ctx = Pkcs11::new(&t.module).unwrap();
+    let slot = ctx
+        .get_slots_with_initialized_token()
+        .unwrap()
+        .into_iter()
+        .find(|s| ctx.get_token_info(*s).unwrap().label().trim_end() == t.label)
+        .unwrap();
+    let session = ctx.open_rw_session(slot).unwrap();
+    let key = session
+        .find_objects(&[
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::Label(b"k".to_vec()),
+            Attribute::Token(true),
+        ])
+        .unwrap();
+    assert_eq!(key.len(), 1, "exactly one token object for the key");
+    (session, key[0])
+}
+
+#[test]
+fn key_value_cannot_be_read_and_protection_cannot_be_lowered() {
+    let t = fresh_token("harden");
+    let c = t.connect();
+    let info = c
+        .import_hmac_secret(KeySpec::hmac("k"), SecretString::from(BINANCE_SECRET))
+        .unwrap();
+    assert!(info.flags.is_hardened(), "{:?}", info.flags);
+    assert_eq!(info.flags.sign, Some(true));
+    assert_eq!(info.flags.modifiable, Some(false));
+
+    let (session, key) = attacker_session(&t);
+    // One C_GetAttributeValue for CKA_VALUE: the token must answer CKR_ATTRIBUTE_SENSITIVE.
+    let value = session
+        .get_attribute_info(key, &[AttributeType::Value])
+        .unwrap();
+    assert!(matches!(value[0], AttributeInfo::Sensitive), "{value:?}");
+    assert_eq!(
+        c.value_read_refusal("k").unwrap(),
+        "CKR_ATTRIBUTE_SENSITIVE"
+    );
+
+    for attempt in [
+        Attribute::Sensitive(false),
+        Attribute::Extractable(true),
+        Attribute::Derive(true),
+        Attribute::Encrypt(true),
+        Attribute::Wrap(true),
+        Attribute::Modifiable(true),
+    ] {
+        let name = format!("{attempt:?}");
+        match session.update_attributes(key, &[attempt]) {
+            Err(CkError::Pkcs11(rv, _)) => assert!(
+                matches!(rv, RvError::AttributeReadOnly | RvError::ActionProhibited),
+                "{name}: unexpected {rv:?}"
+            ),
+            other => panic!("{name}: the token accepted the change: {other:?}"),
+        }
+    }
+    // A copy cannot be made extractable or non-sensitive either.
+    for attempt in [Attribute::Extractable(true), Attribute::Sensitive(false)] {
+        let name = format!("{attempt:?}");
+        assert!(
+            session.copy_object(key, &[attempt]).is_err(),
+            "{name}: copy accepted"
+        );
+    }
+    // Still signing correctly after all that.
+    assert_eq!(
+        c.sign_hmac("k", HmacAlg::HmacSha256, b"x")
+            .unwrap()
+            .as_bytes(),
+        software_hmac(HmacAlg::HmacSha256, BINANCE_SECRET.as_bytes(), b"x")
+    );
+}
+
+#[test]
+fn duplicate_name_is_refused_and_the_original_survives() {
+    let t = fresh_token("dup");
+    let c = t.connect();
+    c.import_hmac_secret(KeySpec::hmac("k"), SecretString::from("first-secret"))
+        .unwrap();
+    let err = c
+        .import_hmac_secret(KeySpec::hmac("k"), SecretString::from("second-secret"))
+        .unwrap_err();
+    assert!(matches!(err, Error::KeyExists { .. }), "{err}");
+    assert!(err.to_string().contains("`k`"), "{err}");
+    assert_eq!(
+        c.sign_hmac("k", HmacAlg::HmacSha256, b"m")
+            .unwrap()
+            .as_bytes(),
+        software_hmac(HmacAlg::HmacSha256, b"first-secret", b"m")
+    );
+    let keys = c.list_keys().unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+}
+
+#[test]
+fn bad_input_is_refused_and_leaves_nothing() {
+    let t = fresh_token("badin");
+    let c = t.connect();
+    let err = c
+        .import_hmac_secret(
+            KeySpec::hmac("k").encoding(SecretEncoding::Base64),
+            SecretString::from("***not-base64***"),
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidInput(_)), "{err}");
+    for bad in ["", "has space", "-lead"] {
+        let err = c
+            .import_hmac_secret(KeySpec::hmac(bad), SecretString::from("s"))
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidInput(_)), "{bad:?}: {err}");
+    }
+    assert!(c.list_keys().unwrap().is_empty());
+    let err = c.key("missing").unwrap_err();
+    assert!(matches!(err, Error::KeyNotFound { .. }), "{err}");
+    assert!(err.to_string().contains(&t.label), "{err}");
+}
+
+#[test]
+fn algorithm_restriction_is_enforced() {
+    let t = fresh_token("algs");
+    let c = t.connect();
+    c.import_hmac_secret(
+        KeySpec::hmac("k").algorithms(&[HmacAlg::HmacSha384]),
+        SecretString::from("gemini-style-secret"),
+    )
+    .unwrap();
+    assert!(c.sign_hmac("k", HmacAlg::HmacSha384, b"m").is_ok());
+    let err = c.sign_hmac("k", HmacAlg::HmacSha256, b"m").unwrap_err();
+    assert!(matches!(err, Error::AlgorithmNotAllowed { .. }), "{err}");
+}
+
+#[test]
+fn wrong_pin_is_a_typed_error_and_is_not_retried() {
+    let t = fresh_token("pin");
+    let config =
+        hsm_custody::Config::new(&t.module, &t.label).pin(SecretString::from("wrong-PIN-7781"));
+    let err = Custody::connect(config).unwrap_err();
+    assert!(matches!(err, Error::PinIncorrect { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("not retried") && msg.contains(&t.label),
+        "{msg}"
+    );
+    assert!(!msg.contains("wrong-PIN-7781") && !format!("{err:?}").contains("wrong-PIN-7781"));
+    // The right PIN still works: nothing was locked by retries.
+    t.connect();
+}
+
+#[test]
+fn no_pin_is_a_config_error() {
+    let t = fresh_token("nopin");
+    let err = Custody::connect(hsm_custody::Config::new(&t.module, &t.label)).unwrap_err();
+    assert!(matches!(err, Error::Config(_)), "{err}");
+}
+
+#[test]
+fn unknown_token_and_module_are_clear_errors() {
+    let t = fresh_token("unknown");
+    let err = Custody::connect(hsm_custody::Config::new(&t.module, "no-such-token")).unwrap_err();
+    assert!(matches!(err, Error::TokenNotFound { .. }), "{err}");
+    assert!(
+        err.to_string().contains(&t.label),
+        "lists the present tokens: {err}"
+    );
+    let err = Custody::connect(hsm_custody::Config::new("/nonexistent/lib.so", "x")).unwrap_err();
+    assert!(matches!(err, Error::ModuleLoad { .. }), "{err}");
+}
+
+#[test]
+fn second_connect_reuses_the_module() {
+    let a = fresh_token("twice-a");
+    let b = fresh_token("twice-b");
+    let ca1 = a.connect();
+    let ca2 = a.connect();
+    let cb = b.connect();
+    ca1.import_hmac_secret(KeySpec::hmac("k"), SecretString::from("shared"))
+        .unwrap();
+    assert!(
+        ca2.key("k").is_ok(),
+        "same token, second Custody sees the key"
+    );
+    assert!(
+        matches!(cb.key("k"), Err(Error::KeyNotFound { .. })),
+        "other token does not"
+    );
+    drop(ca1);
+    // Dropping one Custody must not log the other out.
+    assert!(ca2.sign_hmac("k", HmacAlg::HmacSha256, b"m").is_ok());
+}
+
+fn concurrent_signs(fast_path: bool) {
+    let t = fresh_token(if fast_path { "conc-fast" } else { "conc-slow" });
+    let c = Custody::connect(t.config().pool_size(4).fast_path(fast_path)).unwrap();
+    c.import_hmac_secret(KeySpec::hmac("k"), SecretString::from(BINANCE_SECRET))
+        .unwrap();
+    let per_thread = 10_000;
+    let threads: Vec<_> = (0..8u32)
+        .map(|i| {
+            let c = c.clone();
+            std::thread::spawn(move || {
+                let key = c.key("k").unwrap();
+                for n in 0..per_thread {
+                    let msg = format!("thread={i}&n={n}");
+                    let alg = HmacAlg::ALL[(n % 3) as usize];
+                    let mac = key.hmac(alg, msg.as_bytes()).unwrap();
+                    assert_eq!(
+                        mac.as_bytes(),
+                        software_hmac(alg, BINANCE_SECRET.as_bytes(), msg.as_bytes()),
+                        "wrong MAC in thread {i} at {n}"
+                    );
+                }
+            })
+        })
+        .collect();
+    for th in threads {
+        th.join().unwrap();
+    }
+    let s = c.stats();
+    assert!(s.open <= 4 && s.opened <= 4, "pool stayed bounded: {s:?}");
+    assert_eq!(s.in_use, 0);
+}
+
+#[test]
+fn eight_threads_ten_thousand_signs_each_fast_path() {
+    concurrent_signs(true);
+}
+
+#[test]
+fn eight_threads_ten_thousand_signs_each_token_object() {
+    concurrent_signs(false);
+}
+
+/// Raw C_CloseAllSessions / C_Logout through a separate dlopen of the module: "another handle".
+struct OtherHandle {
+    lib: cryptoki_sys::Pkcs11,
+    slot: cryptoki_sys::CK_SLOT_ID,
+}
+
+impl OtherHandle {
+    fn new(t: &TestToken) -> Self {
+        let ctx = Pkcs11::new(&t.module).unwrap();
+        let slot = ctx
+            .get_slots_with_initialized_token()
+            .unwrap()
+            .into_iter()
+            .find(|s| ctx.get_token_info(*s).unwrap().label().trim_end() == t.label)
+            .unwrap();
+        // SAFETY: loading the same, already initialised module again only bumps its refcount.
+        let lib = unsafe { cryptoki_sys::Pkcs11::new(&t.module) }.unwrap();
+        OtherHandle {
+            lib,
+            slot: slot.id(),
+        }
+    }
+
+    fn close_all_sessions(&self) -> cryptoki_sys::CK_RV {
+        // SAFETY: a plain PKCS#11 call with a slot id.
+        unsafe { self.lib.C_CloseAllSessions(self.slot) }
+    }
+
+    fn logout(&self) -> cryptoki_sys::CK_RV {
+        // Open a session just to call C_Logout on it (logs the whole application out).
+        let mut h: cryptoki_sys::CK_SESSION_HANDLE = 0;
+        // SAFETY: plain PKCS#11 calls with valid out-pointers.
+        unsafe {
+            let rv = self.lib.C_OpenSession(
+                self.slot,
+                cryptoki_sys::CKF_SERIAL_SESSION | cryptoki_sys::CKF_RW_SESSION,
+                std::ptr::null_mut(),
+                None,
+                &mut h,
+            );
+            assert_eq!(rv, cryptoki_sys::CKR_OK);
+            let rv = self.lib.C_Logout(h);
+            self.lib.C_CloseSession(h);
+            rv
+        }
+    }
+}
+
+fn signs_survive(
+    tag: &str,
+    fast_path: bool,
+    between_calls: bool,
+    sabotage: impl Fn(&OtherHandle) + Send + Sync + 'static,
+) {
+    let t = fresh_token(tag);
+    let c = Custody::connect(t.config().pool_size(4).fast_path(fast_path)).unwrap();
+    c.import_hmac_secret(KeySpec::hmac("k"), SecretString::from(BINANCE_SECRET))
+        .unwrap();
+    let other = Arc::new(OtherHandle::new(&t));
+    // SoftHSM2 2.6.1 crashes (use after free inside C_SignInit) when C_CloseAllSessions frees a
+    // session another thread is inside of; no application can survive that, so the sabotage
+    // lands between calls: workers hold `in_flight` for reading around each sign.
+    let in_flight = Arc::new(std::sync::RwLock::new(()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let workers: Vec<_> = (0..4u32)
+        .map(|i| {
+            let (c, stop, done) = (c.clone(), stop.clone(), done.clone());
+            let in_flight = in_flight.clone();
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let msg = format!("w{i}-{n}");
+                    let _guard = between_calls.then(|| in_flight.read().unwrap());
+                    let mac = c
+                        .sign_hmac("k", HmacAlg::HmacSha256, msg.as_bytes())
+                        .unwrap_or_else(|e| panic!("sign failed in worker {i} at {n}: {e}"));
+                    assert_eq!(
+                        mac.as_bytes(),
+                        software_hmac(
+                            HmacAlg::HmacSha256,
+                            BINANCE_SECRET.as_bytes(),
+                            msg.as_bytes()
+                        )
+                    );
+                    n += 1;
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(25));
+        let _all_idle = in_flight.write().unwrap(); // uncontended when !between_calls
+        sabotage(&other);
+    }
+    std::thread::sleep(Duration::from_millis(25));
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().expect("no sign may fail");
+    }
+    let s = c.stats();
+    assert!(
+        done.load(Ordering::Relaxed) > 100,
+        "the workers made progress"
+    );
+    assert!(
+        s.relogins >= 1,
+        "the sabotage was noticed and recovered: {s:?}"
+    );
+    assert!(s.open <= 4, "{s:?}");
+}
+
+#[test]
+fn close_all_sessions_behind_the_pools_back_loses_no_sign() {
+    signs_survive("closeall", true, true, |o| {
+        assert_eq!(o.close_all_sessions(), cryptoki_sys::CKR_OK)
+    });
+}
+
+#[test]
+fn logout_behind_the_pools_back_loses_no_sign() {
+    // Logout races freely with in-flight signs (SoftHSM2 survives that, with GENERAL_ERROR).
+    signs_survive("logout", true, false, |o| {
+        let rv = o.logout();
+        assert!(
+            rv == cryptoki_sys::CKR_OK || rv == cryptoki_sys::CKR_USER_NOT_LOGGED_IN,
+            "{rv:#x}"
+        );
+    });
+}
+
+#[test]
+fn pin_and_secret_never_appear_in_debug_or_display() {
+    let t = fresh_token("redact");
+    let pin_text = t.user_pin_text();
+    let secret = "SENTINEL-secret-value-4242";
+    let config = t.config();
+    let c = Custody::connect(config.clone()).unwrap();
+    let info = c
+        .import_hmac_secret(
+            KeySpec::hmac("k").exchange("binance"),
+            SecretString::from(secret),
+        )
+        .unwrap();
+    let dup = c
+        .import_hmac_secret(KeySpec::hmac("k"), SecretString::from(secret))
+        .unwrap_err();
+    let bad = c
+        .import_hmac_secret(
+            KeySpec::hmac("k2").encoding(SecretEncoding::Base64),
+            SecretString::from("SENTINEL-not-base64!"),
+        )
+        .unwrap_err();
+    // A token nobody in this process is logged in to (login is per application: on `t` a
+    // second C_Login answers USER_ALREADY_LOGGED_IN without checking the PIN).
+    let other = fresh_token("redact-pin");
+    let wrong = Custody::connect(
+        hsm_custody::Config::new(&other.module, &other.label)
+            .pin(SecretString::from("SENTINEL-PIN-99")),
+    )
+    .unwrap_err();
+    let key = c.key("k").unwrap();
+    let outputs = [
+        format!("{config:?}"),
+        format!("{c:?}"),
+        format!("{key:?}"),
+        format!("{info:?}"),
+        format!("{:?}", c.list_keys().unwrap()),
+        format!("{:?}", c.stats()),
+        format!("{:?}", c.token_info().unwrap()),
+        format!("{dup:?} {dup}"),
+        format!("{bad:?} {bad}"),
+        format!("{wrong:?} {wrong}"),
+        format!("{:?}", SecretString::from(secret)),
+    ];
+    for out in outputs {
+        for needle in [pin_text.as_str(), secret, "SENTINEL"] {
+            assert!(!out.contains(needle), "`{needle}` leaked into: {out}");
+        }
+    }
+}
+
+#[test]
+fn wrong_pin_costs_exactly_one_c_login() {
+    // Run the CLI under OpenSC's pkcs11-spy, which logs every PKCS#11 call it forwards.
+    let spy = [
+        "/usr/lib/x86_64-linux-gnu/pkcs11-spy.so",
+        "/usr/lib/x86_64-linux-gnu/pkcs11/pkcs11-spy.so",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).exists())
+    .expect("pkcs11-spy.so (Debian package opensc-pkcs11) is installed by softhsm-setup/setup.sh");
+    let t = fresh_token("spy");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("spy.log");
+    let pin_file = dir.path().join("pin");
+    std::fs::write(&pin_file, "definitely-wrong").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&pin_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hsm-custody"))
+        .args(["key", "list", "--pin-file"])
+        .arg(&pin_file)
+        .env("SOFTHSM2_CONF", crate::common::softhsm2_conf())
+        .env("HSM_CUSTODY_MODULE", spy)
+        .env("HSM_CUSTODY_TOKEN", &t.label)
+        .env_remove("HSM_CUSTODY_PIN")
+        .env_remove("HSM_CUSTODY_PIN_FILE")
+        .env_remove("HSM_CUSTODY_CONFIG")
+        .env("PKCS11SPY", &t.module)
+        .env("PKCS11SPY_OUTPUT", &log)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "exit code 3 for a PIN error; stderr: {stderr}"
+    );
+    assert!(stderr.contains("PIN incorrect"), "{stderr}");
+    assert!(!stderr.contains("definitely-wrong"), "{stderr}");
+    let calls = std::fs::read_to_string(&log).unwrap();
+    let logins = calls.lines().filter(|l| l.contains("C_Login")).count();
+    assert_eq!(logins, 1, "exactly one C_Login; spy log:\n{calls}");
 }
