@@ -26,15 +26,18 @@ pub fn run(global: &Global, args: ImportArgs) -> anyhow::Result<()> {
     let mut spec = KeySpec::hmac(&args.name);
     let mut encoding = None;
     if let Some(exchange) = &args.exchange {
-        let profile = hsm_custody::exchanges::profile(exchange)
-            .with_context(|| format!("unknown exchange `{exchange}` (see `hsm-custody sign-request --help`)"))?;
+        let profile = hsm_custody::exchanges::profile(exchange).with_context(|| {
+            format!("unknown exchange `{exchange}` (see `hsm-custody sign-request --help`)")
+        })?;
         spec = spec.exchange(exchange).algorithms(profile.algorithms);
         encoding = Some(profile.encoding);
     }
     if let Some(e) = &args.encoding {
         let chosen: SecretEncoding = e.parse()?;
         if let Some(default) = encoding.filter(|d| *d != chosen) {
-            eprintln!("note: overriding the exchange's `{default}` secret encoding with `{chosen}`");
+            eprintln!(
+                "note: overriding the exchange's `{default}` secret encoding with `{chosen}`"
+            );
         }
         encoding = Some(chosen);
     }
@@ -69,7 +72,10 @@ fn read_secret() -> anyhow::Result<SecretString> {
         Zeroizing::new(rpassword::prompt_password("API secret (not echoed): ")?)
     } else {
         let mut buf = Zeroizing::new(String::new());
-        stdin.lock().read_to_string(&mut buf).context("reading the secret from stdin")?;
+        stdin
+            .lock()
+            .read_to_string(&mut buf)
+            .context("reading the secret from stdin")?;
         buf
     };
     let trimmed = text.trim();

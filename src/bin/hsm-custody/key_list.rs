@@ -27,7 +27,9 @@ pub fn run(global: &Global, args: ListArgs) -> anyhow::Result<()> {
             "{:<24} {:<8} {:<4} {:<18} {:<7} {:<9} {:<11} {:<8}",
             k.name,
             k.kind,
-            k.version.map(|v| format!("v{v}")).unwrap_or_else(|| "-".into()),
+            k.version
+                .map(|v| format!("v{v}"))
+                .unwrap_or_else(|| "-".into()),
             k.exchange.as_deref().unwrap_or("-"),
             k.encoding.map(|e| e.name()).unwrap_or("-"),
             yes_no(k.flags.sensitive),

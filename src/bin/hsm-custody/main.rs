@@ -20,12 +20,12 @@ fn main() -> ExitCode {
         Err(err) => {
             eprintln!("hsm-custody: {err:#}");
             match err.downcast_ref::<hsm_custody::Error>() {
-                Some(hsm_custody::Error::PinIncorrect { .. } | hsm_custody::Error::PinLocked { .. }) => {
-                    ExitCode::from(3)
-                }
-                Some(hsm_custody::Error::InvalidInput(_) | hsm_custody::Error::KeyExists { .. }) => {
-                    ExitCode::from(2)
-                }
+                Some(
+                    hsm_custody::Error::PinIncorrect { .. } | hsm_custody::Error::PinLocked { .. },
+                ) => ExitCode::from(3),
+                Some(
+                    hsm_custody::Error::InvalidInput(_) | hsm_custody::Error::KeyExists { .. },
+                ) => ExitCode::from(2),
                 _ => ExitCode::FAILURE,
             }
         }

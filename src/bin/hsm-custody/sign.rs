@@ -29,6 +29,13 @@ pub fn run(global: &Global, args: SignArgs) -> anyhow::Result<()> {
     std::io::stdin().lock().read_to_end(&mut data)?;
     let custody = global.connect()?;
     let mac = custody.key(&args.key)?.hmac(alg, &data)?;
-    println!("{}", if args.base64 { mac.to_base64() } else { mac.to_hex() });
+    println!(
+        "{}",
+        if args.base64 {
+            mac.to_base64()
+        } else {
+            mac.to_hex()
+        }
+    );
     Ok(())
 }
