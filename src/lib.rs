@@ -39,6 +39,7 @@
 pub mod admin;
 mod config;
 mod custody;
+pub mod doctor;
 mod error;
 pub mod exchanges;
 mod keys;

@@ -42,6 +42,8 @@ pub enum Command {
     Sign(crate::sign::SignArgs),
     /// Sign an exchange request described by a JSON file; prints the signed request as JSON.
     SignRequest(crate::sign_request::SignRequestArgs),
+    /// Check the module and audit every key in the token for the hardened attributes.
+    Doctor(crate::doctor::DoctorArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -86,5 +88,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Key(KeyCommand::List(args)) => crate::key_list::run(&cli.global, args),
         Command::Sign(args) => crate::sign::run(&cli.global, args),
         Command::SignRequest(args) => crate::sign_request::run(&cli.global, args),
+        Command::Doctor(args) => crate::doctor::run(&cli.global, args),
     }
 }

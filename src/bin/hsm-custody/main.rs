@@ -4,6 +4,7 @@
 //! lives in its own file and calls the library.
 
 mod cli;
+mod doctor;
 mod key_import;
 mod key_list;
 mod sign;

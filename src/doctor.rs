@@ -1,0 +1,1 @@
+//! Module and key health checks (issue 6). Placeholder until the checks land.
