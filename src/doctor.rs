@@ -1,1 +1,786 @@
-//! Module and key health checks (issue 6). Placeholder until the checks land.
+//! Health checks for a module and a token: `hsm-custody doctor`.
+//!
+//! [`run`] looks at the module (library, mechanisms this crate uses, session limits, PIN
+//! counters) before logging in, then logs in and
+//! - audits every secret and private key object the application can see, including keys this
+//!   crate did not create, for the hardened attributes: any key that is extractable, not
+//!   sensitive, has a readable value, or may derive, wrap, unwrap, encrypt or decrypt is a
+//!   problem;
+//! - probes, on a throwaway session key, whether the module *enforces* non-extractability: it
+//!   tries to read the value, to flip `CKA_EXTRACTABLE` / `CKA_SENSITIVE` on a modifiable key,
+//!   to wrap it with an AES key of its own and to copy it as extractable. A module that allows
+//!   any of these (NSS softokn wraps and copies) is not custody-grade whatever the attributes
+//!   say. The throwaway objects are destroyed.
+//!
+//! Values are never read: a readable `CKA_VALUE` is detected from its reported length.
+
+use std::fmt;
+
+use cryptoki::context::Pkcs11;
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::mechanism::{Mechanism, MechanismType};
+use cryptoki::object::{
+    Attribute, AttributeInfo, AttributeType, KeyType, ObjectClass, ObjectHandle,
+};
+use cryptoki::session::Session;
+use cryptoki::slot::{Limit, Slot};
+use serde::Serialize;
+use zeroize::Zeroize;
+
+use crate::config::Config;
+use crate::error::{function_name, rv_name, Error, Result};
+use crate::keys::APPLICATION;
+use crate::token::{find_slot, module, Token};
+
+/// How bad a finding is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Severity {
+    /// For information.
+    Info,
+    /// Worth a look; custody is not broken.
+    Warning,
+    /// Custody is at risk or a feature cannot work: `doctor` exits non-zero.
+    Problem,
+}
+
+/// One thing `doctor` noticed.
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct Finding {
+    /// How bad it is.
+    pub severity: Severity,
+    /// What was found and what to do, in one line.
+    pub message: String,
+}
+
+/// The module as it describes itself.
+#[derive(Clone, Debug, Default, Serialize)]
+#[non_exhaustive]
+pub struct ModuleReport {
+    /// Path that was loaded.
+    pub path: String,
+    /// `CK_INFO.libraryDescription`.
+    pub library: String,
+    /// `CK_INFO.manufacturerID`.
+    pub manufacturer: String,
+    /// `CK_INFO.libraryVersion`.
+    pub library_version: String,
+    /// `CK_INFO.cryptokiVersion`.
+    pub cryptoki_version: String,
+}
+
+/// The token's state, read before logging in.
+#[derive(Clone, Debug, Default, Serialize)]
+#[non_exhaustive]
+pub struct TokenReport {
+    /// Label.
+    pub label: String,
+    /// Manufacturer.
+    pub manufacturer: String,
+    /// Model.
+    pub model: String,
+    /// Serial number.
+    pub serial: String,
+    /// Session limit (`None`: no limit stated).
+    pub max_sessions: Option<u64>,
+    /// Read-write session limit (`None`: no limit stated).
+    pub max_rw_sessions: Option<u64>,
+    /// Sessions open now, if the token says.
+    pub sessions: Option<u64>,
+    /// `CKF_USER_PIN_COUNT_LOW`.
+    pub user_pin_count_low: bool,
+    /// `CKF_USER_PIN_FINAL_TRY`.
+    pub user_pin_final_try: bool,
+    /// `CKF_USER_PIN_LOCKED`.
+    pub user_pin_locked: bool,
+    /// `CKF_USER_PIN_TO_BE_CHANGED`.
+    pub user_pin_to_be_changed: bool,
+    /// `CKF_SO_PIN_LOCKED`.
+    pub so_pin_locked: bool,
+    /// `CKF_WRITE_PROTECTED`.
+    pub write_protected: bool,
+}
+
+/// Whether a mechanism the crate uses is offered.
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct MechanismCheck {
+    /// `CKM_...` name.
+    pub mechanism: String,
+    /// Whether the token lists it.
+    pub present: bool,
+    /// What needs it.
+    pub used_for: &'static str,
+}
+
+/// One key object and what is wrong with it.
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct KeyAudit {
+    /// `CKA_LABEL`.
+    pub label: String,
+    /// `CKA_ID` in hex.
+    pub id: String,
+    /// `secret` or `private`.
+    pub class: String,
+    /// `CKK_...` name.
+    pub key_type: String,
+    /// Token object (false: a session object of this application).
+    pub token_object: bool,
+    /// Whether an hsm-custody metadata object carries this label.
+    pub managed: bool,
+    /// Weaknesses found (empty: hardened).
+    pub problems: Vec<String>,
+}
+
+/// One attempt of the non-extractability probe.
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct ProbeStep {
+    /// What was tried.
+    pub attempt: String,
+    /// What the module answered.
+    pub outcome: String,
+    /// Whether the module refused (what a custody-grade module must do).
+    pub refused: bool,
+}
+
+/// The non-extractability probe on a throwaway session key.
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct Probe {
+    /// Every extraction attempt was refused.
+    pub enforces_non_extractability: bool,
+    /// The attempts.
+    pub steps: Vec<ProbeStep>,
+    /// `C_DigestKey` on the sensitive key was accepted (a guess-confirmation oracle, like the
+    /// HMAC itself; not an extraction).
+    pub digests_sensitive_keys: bool,
+}
+
+/// Everything `doctor` found.
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct Report {
+    /// The module.
+    pub module: ModuleReport,
+    /// The token.
+    pub token: TokenReport,
+    /// Mechanisms the crate uses.
+    pub mechanisms: Vec<MechanismCheck>,
+    /// The non-extractability probe (absent when login failed).
+    pub probe: Option<Probe>,
+    /// Every secret and private key object (empty when login failed).
+    pub keys: Vec<KeyAudit>,
+    /// Findings, worst first.
+    pub findings: Vec<Finding>,
+}
+
+impl Report {
+    /// Number of [`Severity::Problem`] findings.
+    pub fn problems(&self) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| f.severity == Severity::Problem)
+            .count()
+    }
+
+    fn add(&mut self, severity: Severity, message: impl Into<String>) {
+        self.findings.push(Finding {
+            severity,
+            message: message.into(),
+        });
+    }
+}
+
+/// Mechanisms the crate uses, and for what.
+const MECHANISMS: [(MechanismType, &str, Severity); 8] = [
+    (
+        MechanismType::SHA256_HMAC,
+        "HMAC-SHA256 signing",
+        Severity::Problem,
+    ),
+    (
+        MechanismType::SHA384_HMAC,
+        "HMAC-SHA384 signing",
+        Severity::Problem,
+    ),
+    (
+        MechanismType::SHA512_HMAC,
+        "HMAC-SHA512 signing",
+        Severity::Problem,
+    ),
+    (
+        MechanismType::AES_KEY_WRAP,
+        "the extraction probe, wrapped import",
+        Severity::Warning,
+    ),
+    (MechanismType::EDDSA, "Ed25519 keys", Severity::Warning),
+    (MechanismType::ECDSA, "ECDSA P-256 keys", Severity::Warning),
+    (
+        MechanismType::SHA256_RSA_PKCS,
+        "RSA keys",
+        Severity::Warning,
+    ),
+    (
+        MechanismType::GENERIC_SECRET_KEY_GEN,
+        "the extraction probe",
+        Severity::Info,
+    ),
+];
+
+/// Checks the module and the token named in `config`, then logs in and audits the keys.
+///
+/// A failed login is a finding, not an error: the module part of the report is still useful.
+///
+/// # Errors
+/// The module cannot be loaded or the token is absent ([`Error::ModuleLoad`],
+/// [`Error::TokenNotFound`]), or the token cannot be queried.
+///
+/// # Security
+/// Never reads a key value. The probe key is random, lives in a session object and is destroyed.
+pub fn run(config: &Config) -> Result<Report> {
+    let ctx = module::load(&config.module)?;
+    let slot = find_slot(&ctx, &config.token)?;
+    let mut report = Report {
+        module: module_report(&ctx, config),
+        token: token_report(&ctx, slot)?,
+        mechanisms: Vec::new(),
+        probe: None,
+        keys: Vec::new(),
+        findings: Vec::new(),
+    };
+    check_mechanisms(&ctx, slot, &mut report)?;
+    check_token(&mut report);
+
+    let token = match Token::connect(config) {
+        Ok(token) => token,
+        Err(e) => {
+            report.add(
+                Severity::Problem,
+                format!("cannot log in, keys not audited: {e}"),
+            );
+            report.findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
+            return Ok(report);
+        }
+    };
+    let lease = token.lease()?;
+    let session = lease.session();
+    let probe = probe(session);
+    if !probe.enforces_non_extractability {
+        let failed: Vec<_> = probe
+            .steps
+            .iter()
+            .filter(|s| !s.refused)
+            .map(|s| s.attempt.as_str())
+            .collect();
+        report.add(
+            Severity::Problem,
+            format!(
+                "the module does NOT enforce non-extractability ({}): it is not custody-grade, whatever the key attributes say",
+                failed.join("; ")
+            ),
+        );
+    }
+    if probe.digests_sensitive_keys {
+        report.add(
+            Severity::Warning,
+            "the module accepts C_DigestKey on sensitive keys (returns a hash of the value: a guess-confirmation oracle like the HMAC itself, not an extraction)",
+        );
+    }
+    report.probe = Some(probe);
+    report.keys = audit_keys(session).map_err(|e| Error::from_ck(&e))?;
+    let mut weak = Vec::new();
+    for key in report.keys.iter().filter(|k| !k.problems.is_empty()) {
+        weak.push(format!(
+            "{} key `{}`{}: {}",
+            if key.managed { "managed" } else { "foreign" },
+            key.label,
+            if key.id.is_empty() {
+                String::new()
+            } else {
+                format!(" (id {})", key.id)
+            },
+            key.problems.join(", ")
+        ));
+    }
+    for w in weak {
+        report.add(Severity::Problem, w);
+    }
+    report.findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
+    Ok(report)
+}
+
+fn module_report(ctx: &Pkcs11, config: &Config) -> ModuleReport {
+    let mut m = ModuleReport {
+        path: config.module.display().to_string(),
+        ..ModuleReport::default()
+    };
+    if let Ok(info) = ctx.get_library_info() {
+        m.library = info.library_description().trim_end().to_owned();
+        m.manufacturer = info.manufacturer_id().trim_end().to_owned();
+        m.library_version = info.library_version().to_string();
+        m.cryptoki_version = info.cryptoki_version().to_string();
+    }
+    m
+}
+
+fn token_report(ctx: &Pkcs11, slot: Slot) -> Result<TokenReport> {
+    let info = ctx.get_token_info(slot).map_err(|e| Error::from_ck(&e))?;
+    let limit = |l: Limit| match l {
+        Limit::Max(n) => Some(n),
+        Limit::Infinite | Limit::Unavailable => None,
+    };
+    Ok(TokenReport {
+        label: info.label().trim_end().to_owned(),
+        manufacturer: info.manufacturer_id().trim_end().to_owned(),
+        model: info.model().trim_end().to_owned(),
+        serial: info.serial_number().trim_end().to_owned(),
+        max_sessions: limit(info.max_session_count()),
+        max_rw_sessions: limit(info.max_rw_session_count()),
+        sessions: info.session_count(),
+        user_pin_count_low: info.user_pin_count_low(),
+        user_pin_final_try: info.user_pin_final_try(),
+        user_pin_locked: info.user_pin_locked(),
+        user_pin_to_be_changed: info.user_pin_to_be_changed(),
+        so_pin_locked: info.so_pin_locked(),
+        write_protected: info.write_protected(),
+    })
+}
+
+fn check_mechanisms(ctx: &Pkcs11, slot: Slot, report: &mut Report) -> Result<()> {
+    let offered = ctx
+        .get_mechanism_list(slot)
+        .map_err(|e| Error::from_ck(&e))?;
+    for (mechanism, used_for, severity) in MECHANISMS {
+        let present = offered.contains(&mechanism);
+        if !present {
+            report.add(
+                severity,
+                format!("mechanism {mechanism} is missing: no {used_for}"),
+            );
+        }
+        report.mechanisms.push(MechanismCheck {
+            mechanism: mechanism.to_string(),
+            present,
+            used_for,
+        });
+    }
+    Ok(())
+}
+
+fn check_token(report: &mut Report) {
+    let t = report.token.clone();
+    if t.user_pin_locked {
+        report.add(
+            Severity::Problem,
+            "the user PIN is locked: the security officer must unlock it",
+        );
+    } else if t.user_pin_final_try {
+        report.add(
+            Severity::Problem,
+            "one more wrong user PIN locks the token: fix the PIN source before any login",
+        );
+    } else if t.user_pin_count_low {
+        report.add(
+            Severity::Warning,
+            "the token reports wrong user PINs recently (PIN counter low)",
+        );
+    }
+    if t.user_pin_to_be_changed {
+        report.add(
+            Severity::Warning,
+            "the token asks for the user PIN to be changed",
+        );
+    }
+    if t.so_pin_locked {
+        report.add(Severity::Warning, "the security officer PIN is locked");
+    }
+    if t.write_protected {
+        report.add(
+            Severity::Warning,
+            "the token is write-protected: imports will fail",
+        );
+    }
+    match t.max_rw_sessions {
+        Some(n) if n < 2 => report.add(
+            Severity::Problem,
+            format!("the token allows {n} read-write session(s): the pool needs 2 (one keeps the login)"),
+        ),
+        Some(n) => report.add(Severity::Info, format!("read-write sessions limited to {n}: pool size at most {}", n - 1)),
+        None => {}
+    }
+}
+
+const PROBE_LABEL: &[u8] = b"hsm-custody-doctor-probe";
+
+/// Tries to get a throwaway sensitive, non-extractable (but modifiable) key out of the module.
+fn probe(session: &Session) -> Probe {
+    let mut steps = Vec::new();
+    let mut step = |attempt: &str, outcome: String, refused: bool| {
+        steps.push(ProbeStep {
+            attempt: attempt.to_owned(),
+            outcome,
+            refused,
+        })
+    };
+    let key = match probe_key(session) {
+        Ok(key) => key,
+        Err(e) => {
+            step(
+                "create a sensitive, non-extractable session key",
+                ck_outcome(&e),
+                false,
+            );
+            return Probe {
+                enforces_non_extractability: false,
+                steps,
+                digests_sensitive_keys: false,
+            };
+        }
+    };
+    match session.get_attribute_info(key, &[AttributeType::Value]) {
+        Ok(info) => match info.first() {
+            Some(AttributeInfo::Available(n)) if *n > 0 => {
+                step("read CKA_VALUE", format!("{n} bytes available"), false)
+            }
+            Some(AttributeInfo::Sensitive) => {
+                step("read CKA_VALUE", "CKR_ATTRIBUTE_SENSITIVE".into(), true)
+            }
+            other => step("read CKA_VALUE", format!("{other:?}"), true),
+        },
+        Err(e) => step("read CKA_VALUE", ck_outcome(&e), true),
+    }
+    for (attempt, attr, kind) in [
+        (
+            "set CKA_EXTRACTABLE=true",
+            Attribute::Extractable(true),
+            AttributeType::Extractable,
+        ),
+        (
+            "set CKA_SENSITIVE=false",
+            Attribute::Sensitive(false),
+            AttributeType::Sensitive,
+        ),
+    ] {
+        match session.update_attributes(key, &[attr]) {
+            Err(e) => step(attempt, ck_outcome(&e), true),
+            Ok(()) => {
+                let now = read_bool(session, key, kind).ok().flatten();
+                step(attempt, format!("accepted (now {now:?})"), false);
+            }
+        }
+    }
+    match own_wrapping_key(session) {
+        Ok(wrapping) => {
+            for (name, mechanism) in [
+                (
+                    "wrap with an own AES key (AES_KEY_WRAP)",
+                    Mechanism::AesKeyWrap,
+                ),
+                (
+                    "wrap with an own AES key (AES_KEY_WRAP_PAD)",
+                    Mechanism::AesKeyWrapPad,
+                ),
+            ] {
+                match session.wrap_key(&mechanism, wrapping, key) {
+                    Ok(blob) => step(name, format!("accepted: {}-byte blob", blob.len()), false),
+                    Err(e) => step(name, ck_outcome(&e), true),
+                }
+            }
+            let _ = session.destroy_object(wrapping);
+        }
+        Err(e) => step(
+            "make an own AES wrapping key",
+            format!("{} (wrapping not tried)", ck_outcome(&e)),
+            true,
+        ),
+    }
+    match session.copy_object(key, &[Attribute::Extractable(true)]) {
+        Err(e) => step("copy with CKA_EXTRACTABLE=true", ck_outcome(&e), true),
+        Ok(copy) => {
+            let extractable = read_bool(session, copy, AttributeType::Extractable)
+                .ok()
+                .flatten();
+            let _ = session.destroy_object(copy);
+            step(
+                "copy with CKA_EXTRACTABLE=true",
+                format!("copy made (extractable: {extractable:?})"),
+                extractable == Some(false),
+            );
+        }
+    }
+    let digests = session.digest_init(&Mechanism::Sha256).is_ok() && {
+        let accepted = session.digest_key(key).is_ok();
+        let _ = session.digest_final();
+        accepted
+    };
+    let _ = session.destroy_object(key);
+    Probe {
+        enforces_non_extractability: steps.iter().all(|s| s.refused),
+        steps,
+        digests_sensitive_keys: digests,
+    }
+}
+
+fn probe_key(session: &Session) -> cryptoki::error::Result<ObjectHandle> {
+    let mut value = session.generate_random_vec(32)?;
+    let template = [
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::GENERIC_SECRET),
+        Attribute::Token(false),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        Attribute::Modifiable(true),
+        Attribute::Sign(true),
+        Attribute::Label(PROBE_LABEL.to_vec()),
+        Attribute::Value(value.clone()),
+    ];
+    let created = session.create_object(&template);
+    value.zeroize();
+    let mut template = template;
+    for a in template.iter_mut() {
+        if let Attribute::Value(v) = a {
+            v.zeroize();
+        }
+    }
+    created
+}
+
+fn own_wrapping_key(session: &Session) -> cryptoki::error::Result<ObjectHandle> {
+    session.generate_key(
+        &Mechanism::AesKeyGen,
+        &[
+            Attribute::Token(false),
+            Attribute::ValueLen(32.into()),
+            Attribute::Wrap(true),
+            Attribute::Unwrap(true),
+            Attribute::Label(PROBE_LABEL.to_vec()),
+        ],
+    )
+}
+
+fn ck_outcome(e: &CkError) -> String {
+    match e {
+        CkError::Pkcs11(rv, f) => format!("{} -> {}", function_name(*f), rv_name(*rv)),
+        other => other.to_string(),
+    }
+}
+
+/// One attribute with one `C_GetAttributeValue`: `None` when the token does not say.
+fn read_bool(
+    session: &Session,
+    h: ObjectHandle,
+    t: AttributeType,
+) -> cryptoki::error::Result<Option<bool>> {
+    let attrs = match session.get_attributes(h, &[t]) {
+        Ok(a) => a,
+        Err(CkError::Pkcs11(RvError::AttributeTypeInvalid | RvError::AttributeSensitive, _)) => {
+            return Ok(None)
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(attrs.into_iter().find_map(|a| match a {
+        Attribute::Sensitive(b)
+        | Attribute::Extractable(b)
+        | Attribute::Derive(b)
+        | Attribute::Wrap(b)
+        | Attribute::Unwrap(b)
+        | Attribute::Encrypt(b)
+        | Attribute::Decrypt(b)
+        | Attribute::Modifiable(b)
+        | Attribute::Token(b) => Some(b),
+        _ => None,
+    }))
+}
+
+/// Audits every secret and private key object visible to the application.
+fn audit_keys(session: &Session) -> cryptoki::error::Result<Vec<KeyAudit>> {
+    let mut managed_labels = Vec::new();
+    for h in session.find_objects(&[
+        Attribute::Class(ObjectClass::DATA),
+        Attribute::Application(APPLICATION.to_vec()),
+    ])? {
+        for a in session.get_attributes(h, &[AttributeType::Label])? {
+            if let Attribute::Label(l) = a {
+                managed_labels.push(l);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (class, class_name) in [
+        (ObjectClass::SECRET_KEY, "secret"),
+        (ObjectClass::PRIVATE_KEY, "private"),
+    ] {
+        for h in session.find_objects(&[Attribute::Class(class)])? {
+            let mut label = Vec::new();
+            let mut id = Vec::new();
+            let mut key_type = String::from("?");
+            for t in [
+                AttributeType::Label,
+                AttributeType::Id,
+                AttributeType::KeyType,
+            ] {
+                for a in session.get_attributes(h, &[t])? {
+                    match a {
+                        Attribute::Label(l) => label = l,
+                        Attribute::Id(i) => id = i,
+                        Attribute::KeyType(k) => key_type = k.to_string(),
+                        _ => {}
+                    }
+                }
+            }
+            out.push(KeyAudit {
+                label: String::from_utf8_lossy(&label).into_owned(),
+                id: if id.is_empty() {
+                    String::new()
+                } else {
+                    String::from_utf8(id.clone()).unwrap_or_else(|_| hex::encode(&id))
+                },
+                class: class_name.to_owned(),
+                key_type,
+                token_object: read_bool(session, h, AttributeType::Token)?.unwrap_or(true),
+                managed: managed_labels.contains(&label),
+                problems: key_problems(session, h)?,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn key_problems(session: &Session, h: ObjectHandle) -> cryptoki::error::Result<Vec<String>> {
+    let mut problems = Vec::new();
+    let flag = |t| read_bool(session, h, t);
+    match flag(AttributeType::Extractable)? {
+        Some(false) => {}
+        Some(true) => problems.push("extractable".to_owned()),
+        None => problems.push("extractable unknown".to_owned()),
+    }
+    match flag(AttributeType::Sensitive)? {
+        Some(true) => {}
+        Some(false) => problems.push("not sensitive".to_owned()),
+        None => problems.push("sensitive unknown".to_owned()),
+    }
+    for (t, what) in [
+        (AttributeType::Derive, "may derive"),
+        (AttributeType::Wrap, "may wrap"),
+        (AttributeType::Unwrap, "may unwrap"),
+        (AttributeType::Encrypt, "may encrypt"),
+        (AttributeType::Decrypt, "may decrypt"),
+    ] {
+        if flag(t)? == Some(true) {
+            problems.push(what.to_owned());
+        }
+    }
+    for t in [AttributeType::Value, AttributeType::PrivateExponent] {
+        if let Ok(info) = session.get_attribute_info(h, &[t]) {
+            if let Some(AttributeInfo::Available(n)) = info.first() {
+                if *n > 0 {
+                    problems.push(format!("{t} readable"));
+                }
+            }
+        }
+    }
+    Ok(problems)
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = &self.module;
+        writeln!(
+            f,
+            "module   {} ({} {}, {}, Cryptoki {})",
+            m.path, m.library, m.library_version, m.manufacturer, m.cryptoki_version
+        )?;
+        let t = &self.token;
+        let limit = |l: Option<u64>| l.map_or("no limit".to_owned(), |n| n.to_string());
+        writeln!(
+            f,
+            "token    `{}` ({} {}, serial {})",
+            t.label, t.manufacturer, t.model, t.serial
+        )?;
+        writeln!(
+            f,
+            "sessions max {}, max read-write {}, open now {}",
+            limit(t.max_sessions),
+            limit(t.max_rw_sessions),
+            t.sessions.map_or("?".to_owned(), |n| n.to_string())
+        )?;
+        writeln!(
+            f,
+            "user PIN count low: {}, final try: {}, locked: {}",
+            yes_no(t.user_pin_count_low),
+            yes_no(t.user_pin_final_try),
+            yes_no(t.user_pin_locked)
+        )?;
+        writeln!(f, "mechanisms")?;
+        for c in &self.mechanisms {
+            writeln!(
+                f,
+                "  {:<8} {:<32} {}",
+                if c.present { "ok" } else { "MISSING" },
+                c.mechanism,
+                c.used_for
+            )?;
+        }
+        if let Some(p) = &self.probe {
+            writeln!(
+                f,
+                "enforces non-extractability: {}",
+                yes_no(p.enforces_non_extractability)
+            )?;
+            for s in &p.steps {
+                writeln!(
+                    f,
+                    "  {:<8} {:<44} {}",
+                    if s.refused { "refused" } else { "ACCEPTED" },
+                    s.attempt,
+                    s.outcome
+                )?;
+            }
+            writeln!(
+                f,
+                "  digests sensitive keys (C_DigestKey): {}",
+                yes_no(p.digests_sensitive_keys)
+            )?;
+        }
+        writeln!(f, "keys ({})", self.keys.len())?;
+        for k in &self.keys {
+            writeln!(
+                f,
+                "  {:<8} {:<24} {:<8} {:<16} {:<8} {}",
+                if k.problems.is_empty() { "ok" } else { "WEAK" },
+                k.label,
+                k.class,
+                k.key_type,
+                if k.managed { "managed" } else { "foreign" },
+                if k.problems.is_empty() {
+                    "hardened".to_owned()
+                } else {
+                    k.problems.join(", ")
+                }
+            )?;
+        }
+        writeln!(f, "findings ({} problem(s))", self.problems())?;
+        for x in &self.findings {
+            let tag = match x.severity {
+                Severity::Problem => "PROBLEM",
+                Severity::Warning => "warning",
+                Severity::Info => "info",
+            };
+            writeln!(f, "  {tag:<8} {}", x.message)?;
+        }
+        Ok(())
+    }
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
