@@ -1,7 +1,88 @@
-//! Exchange request signers (issue 3). Placeholder until the signers land.
+//! Exchange request signers (issue 3).
+//!
+//! Each exchange is a small type in its own file that implements [`Exchange`]: it turns an
+//! unsigned [`Request`] (method, path, query, body and the exchange's time/nonce inputs) into a
+//! [`SignedRequest`] (headers in a stable order, final query, final body, the signature string).
+//! The keyed step goes through a [`Mac`] (a token key, [`crate::KeyRef`]); unkeyed steps (Kraken's
+//! SHA-256 of nonce||postdata, Gate's SHA-512 of the body) run on the host. Exchange files build
+//! bytes and headers only: they know nothing about PKCS#11 or sessions.
+//!
+//! ```no_run
+//! use hsm_custody::exchanges::Request;
+//! use hsm_custody::{Config, Custody};
+//!
+//! # fn main() -> Result<(), hsm_custody::Error> {
+//! let custody = Custody::connect(Config::from_env()?)?;
+//! // The key was imported with `.exchange("binance")`; the signer checks that binding.
+//! let binance = custody.exchange_signer("binance-main")?;
+//! let signed = binance.sign(
+//!     &Request::post("/api/v3/order")
+//!         .query("symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=0.1")
+//!         .api_key("vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A"),
+//! )?;
+//! println!("POST {}  signature={}", signed.path_and_query(), signed.signature);
+//! # Ok(()) }
+//! ```
+//!
+//! ## Key binding
+//! Every key records the exchange it is for ([`crate::KeySpec::exchange`]). A signer refuses a key
+//! bound to another exchange with [`Error::WrongExchange`], and a key bound to no exchange with
+//! [`Error::InvalidInput`] (fail closed). One Binance API key serves both spot and USD-M futures,
+//! so `binance` and `binance-usdm` (and the WebSocket-API variant `binance-ws`) accept each
+//! other's keys; MEXC issues separate permissions for spot and futures, so `mexc` and
+//! `mexc-futures` stay distinct.
+//!
+//! ## Your own exchange
+//! Implement [`Exchange`] outside the crate and hand it to [`ExchangeSigner::new`] (see
+//! `examples/custom_exchange.rs`).
 
+mod binance;
+mod bitfinex;
+mod bitget;
+mod bitmex;
+mod bitstamp;
+mod bybit;
+mod clock;
+mod coinbase;
+mod cryptocom;
+mod deribit;
+mod encode;
+mod gate;
+mod gemini;
+mod htx;
+mod kraken;
+mod kucoin;
+mod mexc;
+mod okx;
+mod request;
+
+use std::fmt;
+use std::sync::Arc;
+
+pub use binance::{Binance, BinanceWs};
+pub use bitfinex::Bitfinex;
+pub use bitget::Bitget;
+pub use bitmex::Bitmex;
+pub use bitstamp::Bitstamp;
+pub use bybit::Bybit;
+pub use clock::{Clock, Context, FixedClock, FixedNonce, MonotonicNonce, NonceSource, SystemClock};
+pub use coinbase::CoinbaseExchange;
+pub use cryptocom::CryptoCom;
+pub use deribit::Deribit;
+pub use encode::{percent_encode, urlencode_pairs};
+pub use gate::Gate;
+pub use gemini::Gemini;
+pub use htx::Htx;
+pub use kraken::Kraken;
+pub use kucoin::KuCoin;
+pub use mexc::{Mexc, MexcFutures};
+pub use okx::Okx;
+pub use request::{Request, SignedRequest};
+
+use crate::custody::Custody;
+use crate::error::{Error, Result};
 use crate::keys::SecretEncoding;
-use crate::sign::HmacAlg;
+use crate::sign::{HmacAlg, Mac};
 
 /// What an exchange needs of an imported key.
 #[derive(Clone, Copy, Debug)]
@@ -13,13 +94,251 @@ pub struct Profile {
     pub algorithms: &'static [HmacAlg],
 }
 
+/// Every exchange id this crate signs for (`hsm-custody sign-request --exchange ID`).
+pub const IDS: &[&str] = &[
+    "binance",
+    "binance-usdm",
+    "binance-ws",
+    "kraken",
+    "coinbase-exchange",
+    "okx",
+    "bybit",
+    "bitget",
+    "kucoin",
+    "gemini",
+    "bitmex",
+    "bitfinex",
+    "gate",
+    "deribit",
+    "htx",
+    "cryptocom",
+    "bitstamp",
+    "mexc",
+    "mexc-futures",
+];
+
+const SHA256: &[HmacAlg] = &[HmacAlg::HmacSha256];
+const SHA384: &[HmacAlg] = &[HmacAlg::HmacSha384];
+const SHA512: &[HmacAlg] = &[HmacAlg::HmacSha512];
+
 /// The key profile for an exchange id, or `None` for an unknown id.
 pub fn profile(id: &str) -> Option<Profile> {
-    match id {
-        "binance" => Some(Profile {
-            encoding: SecretEncoding::Raw,
-            algorithms: &[HmacAlg::HmacSha256],
+    let (encoding, algorithms) = match id {
+        "kraken" => (SecretEncoding::Base64, SHA512),
+        "coinbase-exchange" => (SecretEncoding::Base64, SHA256),
+        "gate" => (SecretEncoding::Raw, SHA512),
+        "gemini" | "bitfinex" => (SecretEncoding::Raw, SHA384),
+        other if IDS.contains(&other) => (SecretEncoding::Raw, SHA256),
+        _ => return None,
+    };
+    Some(Profile {
+        encoding,
+        algorithms,
+    })
+}
+
+/// The built-in signer for an exchange id, or `None` for an unknown id.
+pub fn by_id(id: &str) -> Option<Arc<dyn Exchange>> {
+    Some(match id {
+        "binance" => Arc::new(Binance::spot()),
+        "binance-usdm" => Arc::new(Binance::usdm()),
+        "binance-ws" => Arc::new(BinanceWs),
+        "kraken" => Arc::new(Kraken),
+        "coinbase-exchange" => Arc::new(CoinbaseExchange),
+        "okx" => Arc::new(Okx),
+        "bybit" => Arc::new(Bybit),
+        "bitget" => Arc::new(Bitget),
+        "kucoin" => Arc::new(KuCoin::default()),
+        "gemini" => Arc::new(Gemini),
+        "bitmex" => Arc::new(Bitmex),
+        "bitfinex" => Arc::new(Bitfinex),
+        "gate" => Arc::new(Gate),
+        "deribit" => Arc::new(Deribit),
+        "htx" => Arc::new(Htx),
+        "cryptocom" => Arc::new(CryptoCom),
+        "bitstamp" => Arc::new(Bitstamp),
+        "mexc" => Arc::new(Mexc),
+        "mexc-futures" => Arc::new(MexcFutures),
+        _ => return None,
+    })
+}
+
+/// One exchange's signing scheme: builds the bytes to MAC and the headers/parameters to attach.
+///
+/// Implement it outside the crate to add an exchange; compute every keyed value with `mac` so
+/// that the secret stays in the token.
+pub trait Exchange: Send + Sync {
+    /// The exchange id keys are bound to (`binance`, `kraken` ...).
+    fn id(&self) -> &str;
+
+    /// Whether a key bound to exchange `bound` may sign for this exchange. By default only keys
+    /// bound to [`Exchange::id`].
+    fn accepts_key_for(&self, bound: &str) -> bool {
+        bound == self.id()
+    }
+
+    /// Signs `req`. `ctx` supplies the time and nonces that `req` does not fix.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a request the scheme cannot sign, or the MAC's error.
+    fn sign(&self, req: &Request, mac: &dyn Mac, ctx: &Context<'_>) -> Result<SignedRequest>;
+}
+
+/// Checks that `mac`'s key is bound to an exchange that `exchange` accepts.
+///
+/// # Errors
+/// [`Error::WrongExchange`] for a key bound to another exchange, [`Error::InvalidInput`] for a
+/// key bound to no exchange.
+pub fn check_binding(exchange: &dyn Exchange, mac: &dyn Mac) -> Result<()> {
+    match mac.exchange() {
+        Some(bound) if exchange.accepts_key_for(bound) => Ok(()),
+        Some(bound) => Err(Error::WrongExchange {
+            key: mac.key_name().to_owned(),
+            bound: bound.to_owned(),
+            requested: exchange.id().to_owned(),
         }),
-        _ => None,
+        None => Err(Error::invalid(format!(
+            "key `{}` is bound to no exchange; import it with an exchange id to sign `{}` requests",
+            mac.key_name(),
+            exchange.id()
+        ))),
+    }
+}
+
+/// Signs `req` for the exchange `id` with any [`Mac`] (a token key, or your own), using the system
+/// clock and the process-wide nonce source. The key binding is checked first.
+///
+/// # Errors
+/// [`Error::InvalidInput`] for an unknown id or a request the scheme cannot sign,
+/// [`Error::WrongExchange`], or the MAC's error.
+pub fn sign_request(id: &str, mac: &dyn Mac, req: &Request) -> Result<SignedRequest> {
+    let exchange = by_id(id).ok_or_else(|| unknown_exchange(id))?;
+    check_binding(exchange.as_ref(), mac)?;
+    let ctx = Context::new(&SystemClock, MonotonicNonce::global());
+    exchange.sign(req, mac, &ctx)
+}
+
+fn unknown_exchange(id: &str) -> Error {
+    Error::invalid(format!(
+        "unknown exchange `{id}` (known: {})",
+        IDS.join(", ")
+    ))
+}
+
+/// A key bound to an exchange scheme, with a clock and a nonce source: signs requests.
+///
+/// Cheap to clone; `Send + Sync`.
+#[derive(Clone)]
+pub struct ExchangeSigner {
+    exchange: Arc<dyn Exchange>,
+    mac: Arc<dyn Mac + Send + Sync>,
+    clock: Arc<dyn Clock>,
+    nonces: Arc<dyn NonceSource>,
+}
+
+impl fmt::Debug for ExchangeSigner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExchangeSigner")
+            .field("exchange", &self.exchange.id())
+            .field("key", &self.mac.key_name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ExchangeSigner {
+    /// A signer for `exchange` (built-in or your own) with key `mac`; system clock, process-wide
+    /// strictly increasing nonces.
+    ///
+    /// # Errors
+    /// [`Error::WrongExchange`] or [`Error::InvalidInput`] when the key's binding does not fit.
+    pub fn new(
+        exchange: Arc<dyn Exchange>,
+        mac: impl Mac + Send + Sync + 'static,
+    ) -> Result<ExchangeSigner> {
+        check_binding(exchange.as_ref(), &mac)?;
+        Ok(ExchangeSigner {
+            exchange,
+            mac: Arc::new(mac),
+            clock: Arc::new(SystemClock),
+            nonces: Arc::new(GlobalNonce),
+        })
+    }
+
+    /// Replaces the clock (for example [`FixedClock`] for deterministic output).
+    pub fn with_clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Replaces the nonce source (for example [`FixedNonce`] in tests).
+    pub fn with_nonces(mut self, nonces: impl NonceSource + 'static) -> Self {
+        self.nonces = Arc::new(nonces);
+        self
+    }
+
+    /// The exchange id.
+    pub fn exchange_id(&self) -> &str {
+        self.exchange.id()
+    }
+
+    /// Signs a request; the keyed step runs in the token.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a request the scheme cannot sign, or the token's error.
+    pub fn sign(&self, req: &Request) -> Result<SignedRequest> {
+        let ctx = Context::new(self.clock.as_ref(), self.nonces.as_ref());
+        self.exchange.sign(req, self.mac.as_ref(), &ctx)
+    }
+}
+
+/// The process-wide [`MonotonicNonce`], as an owned source.
+struct GlobalNonce;
+
+impl NonceSource for GlobalNonce {
+    fn next_nonce(&self, now_ms: u64) -> u64 {
+        MonotonicNonce::global().next_nonce(now_ms)
+    }
+}
+
+impl Custody {
+    /// A signer for key `name` with the exchange scheme the key is bound to.
+    ///
+    /// # Errors
+    /// [`Error::KeyNotFound`], [`Error::InvalidInput`] when the key is bound to no exchange or to
+    /// one this crate does not know (use [`ExchangeSigner::new`] with your own [`Exchange`]).
+    pub fn exchange_signer(&self, name: &str) -> Result<ExchangeSigner> {
+        let key = self.key(name)?;
+        let id = key.bound_exchange().map(str::to_owned).ok_or_else(|| {
+            Error::invalid(format!(
+                "key `{name}` is bound to no exchange; import it with an exchange id"
+            ))
+        })?;
+        let exchange = by_id(&id).ok_or_else(|| unknown_exchange(&id))?;
+        ExchangeSigner::new(exchange, key)
+    }
+
+    /// A signer for key `name` with exchange `id`'s scheme; the key must be bound to `id` (or to
+    /// an exchange that `id` accepts).
+    ///
+    /// # Errors
+    /// [`Error::KeyNotFound`], [`Error::WrongExchange`], [`Error::InvalidInput`] for an unknown id.
+    pub fn exchange_signer_for(&self, name: &str, id: &str) -> Result<ExchangeSigner> {
+        let exchange = by_id(id).ok_or_else(|| unknown_exchange(id))?;
+        ExchangeSigner::new(exchange, self.key(name)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_id_has_a_profile_and_a_signer() {
+        for id in IDS {
+            assert!(profile(id).is_some(), "{id}");
+            assert_eq!(by_id(id).map(|e| e.id().to_owned()).as_deref(), Some(*id));
+        }
+        assert!(profile("nope").is_none());
+        assert!(by_id("nope").is_none());
     }
 }

@@ -2,5 +2,7 @@
 
 mod common;
 mod core;
+mod exchanges;
+mod exchange_http;
 mod attacks;
 mod faults;

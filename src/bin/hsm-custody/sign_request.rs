@@ -1,8 +1,10 @@
-//! `hsm-custody sign-request` (issue 3: filled in with the exchange signers).
+//! `hsm-custody sign-request`: sign an exchange request described by a JSON file.
 
 use std::path::PathBuf;
 
+use anyhow::Context as _;
 use clap::Args;
+use hsm_custody::exchanges::{self, Request};
 
 use crate::cli::Global;
 
@@ -11,14 +13,24 @@ pub struct SignRequestArgs {
     /// Key name.
     #[arg(long)]
     pub key: String,
-    /// Exchange id.
+    /// Exchange id: binance, binance-usdm, binance-ws, kraken, coinbase-exchange, okx, bybit,
+    /// bitget, kucoin, gemini, bitmex, bitfinex, gate, deribit, htx, cryptocom, bitstamp, mexc,
+    /// mexc-futures.
     #[arg(long)]
     pub exchange: String,
-    /// JSON file describing the request.
+    /// JSON file describing the request: {"method","path","query","body","timestamp","nonce",
+    /// "expires","api_key","recv_window","passphrase"} (any subset, strings used verbatim).
     #[arg(long)]
     pub request: PathBuf,
 }
 
-pub fn run(_global: &Global, _args: SignRequestArgs) -> anyhow::Result<()> {
-    anyhow::bail!("sign-request is not implemented yet")
+pub fn run(global: &Global, args: SignRequestArgs) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&args.request)
+        .with_context(|| format!("reading request file `{}`", args.request.display()))?;
+    let request = Request::from_json(&text)?;
+    let custody = global.connect()?;
+    let key = custody.key(&args.key)?;
+    let signed = exchanges::sign_request(&args.exchange, &key, &request)?;
+    println!("{}", signed.to_json());
+    Ok(())
 }

@@ -1,0 +1,178 @@
+//! Binance spot and USD-M futures (REST), and the spot WebSocket API.
+//!
+//! REST: `signature = hex(HMAC-SHA256(secret, query || body))`, no `&` between query and body.
+//! The request's `query` and `body` are signed as sent (non-ASCII values must already be
+//! percent-encoded). When neither carries `timestamp`, the signer appends `recvWindow` (if given)
+//! and `timestamp` (given, else the clock in ms) to the body when there is one, else to the
+//! query; the signature goes to the same place. Header `X-MBX-APIKEY`.
+//!
+//! WebSocket API: every parameter except `signature` (apiKey included) sorted by name, joined as
+//! `k=v` with `&`, signed as raw UTF-8. The request's `query` holds the parameters unencoded;
+//! `api_key`, `recv_window` and `timestamp` are added when missing.
+
+use super::encode::{has_param, split_query};
+use super::{Context, Exchange, Request, SignedRequest};
+use crate::error::Result;
+use crate::sign::{HmacAlg, Mac};
+
+/// Binance REST (spot `binance`, USD-M futures `binance-usdm`); also the shape MEXC spot copies.
+#[derive(Clone, Copy, Debug)]
+pub struct Binance {
+    id: &'static str,
+}
+
+impl Binance {
+    /// Spot (`api.binance.com`, id `binance`).
+    pub fn spot() -> Self {
+        Binance { id: "binance" }
+    }
+
+    /// USD-M futures (`fapi.binance.com`, id `binance-usdm`).
+    pub fn usdm() -> Self {
+        Binance { id: "binance-usdm" }
+    }
+}
+
+/// One API key serves Binance spot, futures and the WebSocket API.
+fn binance_family(bound: &str) -> bool {
+    matches!(bound, "binance" | "binance-usdm" | "binance-ws")
+}
+
+impl Exchange for Binance {
+    fn id(&self) -> &str {
+        self.id
+    }
+
+    fn accepts_key_for(&self, bound: &str) -> bool {
+        binance_family(bound)
+    }
+
+    fn sign(&self, req: &Request, mac: &dyn Mac, ctx: &Context<'_>) -> Result<SignedRequest> {
+        sign_query_body(req, mac, ctx, "X-MBX-APIKEY")
+    }
+}
+
+/// The Binance REST scheme with a given API-key header (shared with MEXC spot).
+pub(crate) fn sign_query_body(
+    req: &Request,
+    mac: &dyn Mac,
+    ctx: &Context<'_>,
+    key_header: &str,
+) -> Result<SignedRequest> {
+    let mut query = req.query_or_empty().to_owned();
+    let mut body = req.body_or_empty().to_owned();
+    let in_body = !body.is_empty();
+    if !has_param(&query, "timestamp") && !has_param(&body, "timestamp") {
+        let target = if in_body { &mut body } else { &mut query };
+        if let Some(w) = &req.recv_window {
+            if !has_param(target, "recvWindow") {
+                append(target, "recvWindow", w);
+            }
+        }
+        let ts = req
+            .timestamp
+            .clone()
+            .unwrap_or_else(|| ctx.now_ms().to_string());
+        append(target, "timestamp", &ts);
+    }
+    let total = format!("{query}{body}");
+    let signature = mac.mac(HmacAlg::HmacSha256, total.as_bytes())?.to_hex();
+    if in_body {
+        append(&mut body, "signature", &signature);
+    } else {
+        append(&mut query, "signature", &signature);
+    }
+    let mut signed = SignedRequest::new(
+        req.method_or_get(),
+        req.path_or_empty(),
+        query,
+        body,
+        signature,
+    )
+    .with_header_opt(key_header, req.api_key.as_deref());
+    if in_body {
+        signed = signed.with_header("Content-Type", "application/x-www-form-urlencoded");
+    }
+    Ok(signed)
+}
+
+fn append(target: &mut String, key: &str, value: &str) {
+    if !target.is_empty() {
+        target.push('&');
+    }
+    target.push_str(key);
+    target.push('=');
+    target.push_str(value);
+}
+
+/// The Binance spot WebSocket API (id `binance-ws`): sorted parameters, raw UTF-8.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BinanceWs;
+
+impl Exchange for BinanceWs {
+    fn id(&self) -> &str {
+        "binance-ws"
+    }
+
+    fn accepts_key_for(&self, bound: &str) -> bool {
+        binance_family(bound)
+    }
+
+    fn sign(&self, req: &Request, mac: &dyn Mac, ctx: &Context<'_>) -> Result<SignedRequest> {
+        let payload = ws_payload(req, ctx.now_ms());
+        let signature = mac.mac(HmacAlg::HmacSha256, payload.as_bytes())?.to_hex();
+        let query = format!("{payload}&signature={signature}");
+        Ok(SignedRequest::new(
+            req.method.clone().unwrap_or_default(),
+            req.path_or_empty(),
+            query,
+            req.body_or_empty(),
+            signature,
+        ))
+    }
+}
+
+/// The sorted `k=v&...` payload of a WebSocket API request.
+fn ws_payload(req: &Request, now_ms: u64) -> String {
+    let mut params: Vec<(String, String)> = split_query(req.query_or_empty())
+        .into_iter()
+        .filter(|(k, _)| *k != "signature")
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let mut add = |k: &str, v: Option<String>| {
+        if let Some(v) = v {
+            if !params.iter().any(|(name, _)| name == k) {
+                params.push((k.to_owned(), v));
+            }
+        }
+    };
+    add("apiKey", req.api_key.clone());
+    add("recvWindow", req.recv_window.clone());
+    add(
+        "timestamp",
+        Some(req.timestamp.clone().unwrap_or_else(|| now_ms.to_string())),
+    );
+    params.sort_by(|a, b| a.0.cmp(&b.0));
+    params
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ws_payload_sorts_and_adds_api_key() {
+        let req = Request::default()
+            .query("symbol=BTCUSDT&side=SELL&signature=x")
+            .api_key("K")
+            .timestamp("5");
+        assert_eq!(
+            ws_payload(&req, 0),
+            "apiKey=K&side=SELL&symbol=BTCUSDT&timestamp=5"
+        );
+    }
+}
