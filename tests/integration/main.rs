@@ -2,7 +2,6 @@
 
 mod common;
 mod core;
-mod exchanges;
-mod exchange_http;
 mod attacks;
 mod faults;
+mod bad_input;
