@@ -2,6 +2,8 @@
 
 mod common;
 mod core;
+mod exchanges;
+mod exchange_http;
 mod attacks;
 mod faults;
 mod bad_input;
