@@ -4,6 +4,7 @@ mod common;
 mod core;
 mod exchanges;
 mod exchange_http;
+mod cli_sign_request;
 mod attacks;
 mod faults;
 mod bad_input;

@@ -28,6 +28,12 @@ pub fn run(global: &Global, args: SignRequestArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.request)
         .with_context(|| format!("reading request file `{}`", args.request.display()))?;
     let request = Request::from_json(&text)?;
+    anyhow::ensure!(
+        exchanges::by_id(&args.exchange).is_some(),
+        "unknown exchange `{}` (known: {})",
+        args.exchange,
+        exchanges::IDS.join(", ")
+    );
     let custody = global.connect()?;
     let key = custody.key(&args.key)?;
     let signed = exchanges::sign_request(&args.exchange, &key, &request)?;
