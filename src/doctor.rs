@@ -262,7 +262,9 @@ pub fn run(config: &Config) -> Result<Report> {
                 Severity::Problem,
                 format!("cannot log in, keys not audited: {e}"),
             );
-            report.findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
+            report
+                .findings
+                .sort_by_key(|f| std::cmp::Reverse(f.severity));
             return Ok(report);
         }
     };
@@ -309,7 +311,9 @@ pub fn run(config: &Config) -> Result<Report> {
     for w in weak {
         report.add(Severity::Problem, w);
     }
-    report.findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
+    report
+        .findings
+        .sort_by_key(|f| std::cmp::Reverse(f.severity));
     Ok(report)
 }
 
