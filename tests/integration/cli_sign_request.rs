@@ -14,7 +14,24 @@ use serde_json::Value;
 
 use crate::common::{fresh_token, softhsm2_conf, TestToken};
 
+/// Runs the CLI. SoftHSM2 can answer `C_GetTokenInfo` with `CKR_GENERAL_ERROR` in a child
+/// process while another test of this binary initialises a new token in the shared token
+/// directory (a cross-process race in SoftHSM2's file store, not in the signer); such a run is
+/// repeated, at most three times, and every other failure is returned as is.
 fn cli(t: &TestToken, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut out = cli_once(t, args, stdin);
+    for _ in 0..3 {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() || !stderr.contains("C_GetTokenInfo failed with GeneralError") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        out = cli_once(t, args, stdin);
+    }
+    out
+}
+
+fn cli_once(t: &TestToken, args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hsm-custody"))
         .args(args)
         .env("SOFTHSM2_CONF", softhsm2_conf())
