@@ -8,7 +8,7 @@ use cryptoki::session::UserType;
 use secrecy::SecretString;
 
 use crate::error::{Error, Result};
-use crate::token::{find_slot, module};
+use crate::token::{find_slot, module, SLOT_LIST_LOCK};
 
 /// Initialises the first uninitialised slot of `module` as a token labelled `label`, with the
 /// given security-officer and user PINs. Refuses a label that is already present.
@@ -36,6 +36,9 @@ pub fn init_token(
         )));
     }
     let ck = |e: cryptoki::error::Error| Error::from_ck(&e);
+    let _slots = SLOT_LIST_LOCK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let initialised = ctx.get_slots_with_initialized_token().map_err(ck)?;
     let slot = ctx
         .get_slots_with_token()
@@ -49,4 +52,15 @@ pub fn init_token(
     session.init_pin(user_pin).map_err(ck)?;
     session.logout().map_err(ck)?;
     Ok(())
+}
+
+/// The slot id of the token labelled `label` in `module`, found under the crate's process-wide
+/// slot-list lock (SoftHSM2 aborts on concurrent `C_GetSlotList`). For tools and tests that open
+/// their own PKCS#11 sessions beside a [`crate::Custody`].
+///
+/// # Errors
+/// [`Error::TokenNotFound`], module errors.
+pub fn slot_id(module_path: impl AsRef<std::path::Path>, label: &str) -> Result<u64> {
+    let ctx = module::load(module_path.as_ref())?;
+    Ok(find_slot(&ctx, label)?.id())
 }

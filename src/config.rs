@@ -26,6 +26,8 @@ const DEFAULT_POOL_SIZE: usize = 8;
 const DEFAULT_CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_RECONNECT_ATTEMPTS: u32 = 3;
 const DEFAULT_RECONNECT_BACKOFF: Duration = Duration::from_millis(50);
+const DEFAULT_REVALIDATE: Duration = Duration::from_secs(1);
+const DEFAULT_ROTATION_AGE_DAYS: u32 = 90;
 
 /// How to reach the token and how to run the session pool.
 ///
@@ -50,6 +52,8 @@ pub struct Config {
     pub(crate) fast_path: bool,
     pub(crate) reconnect_attempts: u32,
     pub(crate) reconnect_backoff: Duration,
+    pub(crate) revalidate: Duration,
+    pub(crate) rotation_age_days: u32,
 }
 
 impl Config {
@@ -64,6 +68,8 @@ impl Config {
             fast_path: true,
             reconnect_attempts: DEFAULT_RECONNECT_ATTEMPTS,
             reconnect_backoff: DEFAULT_RECONNECT_BACKOFF,
+            revalidate: DEFAULT_REVALIDATE,
+            rotation_age_days: DEFAULT_ROTATION_AGE_DAYS,
         }
     }
 
@@ -118,6 +124,19 @@ impl Config {
     pub fn reconnect(mut self, attempts: u32, first_backoff: Duration) -> Self {
         self.reconnect_attempts = attempts;
         self.reconnect_backoff = first_backoff;
+        self
+    }
+
+    /// How often a cached key is checked against the token's metadata, so that a rotation or
+    /// revocation made by another process takes effect here within this interval. Default 1 s.
+    pub fn revalidate_interval(mut self, interval: Duration) -> Self {
+        self.revalidate = interval;
+        self
+    }
+
+    /// Age after which `key list` flags an active version as due for rotation. Default 90 days.
+    pub fn rotation_age_days(mut self, days: u32) -> Self {
+        self.rotation_age_days = days;
         self
     }
 
@@ -182,6 +201,9 @@ impl Config {
             }
             (None, None) => {}
         }
+        if let Some(days) = raw.rotation_age_days {
+            config.rotation_age_days = days;
+        }
         if let Some(pool) = raw.pool {
             if let Some(size) = pool.size {
                 config = config.pool_size(size);
@@ -194,6 +216,9 @@ impl Config {
             }
             if let Some(n) = pool.reconnect_attempts {
                 config.reconnect_attempts = n;
+            }
+            if let Some(ms) = pool.revalidate_ms {
+                config.revalidate = Duration::from_millis(ms);
             }
         }
         Ok(config)
@@ -217,6 +242,7 @@ struct RawConfig {
     token: String,
     pin_file: Option<PathBuf>,
     pin_env: Option<String>,
+    rotation_age_days: Option<u32>,
     pool: Option<RawPool>,
 }
 
@@ -227,6 +253,7 @@ struct RawPool {
     checkout_timeout_ms: Option<u64>,
     fast_path: Option<bool>,
     reconnect_attempts: Option<u32>,
+    revalidate_ms: Option<u64>,
 }
 
 fn env_required(name: &str) -> Result<String> {

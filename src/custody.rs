@@ -7,15 +7,16 @@ use secrecy::SecretString;
 
 use crate::config::Config;
 use crate::error::{Class, Error, Result};
-use crate::keys::cache::KeyCache;
-use crate::keys::{import, store, KeyInfo, KeySpec};
+use crate::keys::cache::{CachedKey, KeyCache};
+use crate::keys::lifecycle::{Faults, Lifecycle, Material};
+use crate::keys::{asym, store, KeyInfo, KeyKind, KeySpec, VersionInfo, VersionState};
 use crate::sign::{HmacAlg, Mac, Signature};
 use crate::token::pool::PoolStats;
 use crate::token::{Token, TokenInfo};
 
 /// How many recoveries one operation may go through (dead session, lost login, stale handle
 /// can each happen once in a row after `C_CloseAllSessions`); signing is idempotent.
-const MAX_RECOVERIES: usize = 3;
+const MAX_RECOVERIES: usize = 4;
 
 /// A connection to one token: module, login, session pool and key cache.
 ///
@@ -41,6 +42,8 @@ pub struct Custody {
 struct Inner {
     token: Token,
     keys: KeyCache,
+    faults: Faults,
+    rotation_age_days: u32,
 }
 
 impl fmt::Debug for Custody {
@@ -49,6 +52,32 @@ impl fmt::Debug for Custody {
             .field("token", &self.inner.token.label())
             .finish_non_exhaustive()
     }
+}
+
+/// What a new version of a key is made of (see [`Custody::rotate_begin`]).
+pub enum NewVersion {
+    /// A new HMAC secret from the exchange, as shown to the user.
+    Hmac(SecretString),
+    /// A new key pair generated in the token, of the key's kind.
+    Generate,
+    /// A new Ed25519 private key, base64 of its 32-byte seed (or 64 bytes seed||public).
+    Ed25519Seed(SecretString),
+}
+
+impl fmt::Debug for NewVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NewVersion::Hmac(_) => "NewVersion::Hmac([REDACTED])",
+            NewVersion::Generate => "NewVersion::Generate",
+            NewVersion::Ed25519Seed(_) => "NewVersion::Ed25519Seed([REDACTED])",
+        })
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Op {
+    Hmac(HmacAlg),
+    Asym,
 }
 
 impl Custody {
@@ -62,9 +91,19 @@ impl Custody {
         Ok(Custody {
             inner: Arc::new(Inner {
                 token,
-                keys: KeyCache::default(),
+                keys: KeyCache::new(config.revalidate),
+                faults: Faults::default(),
+                rotation_age_days: config.rotation_age_days,
             }),
         })
+    }
+
+    fn lifecycle(&self) -> Lifecycle<'_> {
+        Lifecycle {
+            token: &self.inner.token,
+            cache: &self.inner.keys,
+            faults: &self.inner.faults,
+        }
     }
 
     /// The token's label.
@@ -85,8 +124,13 @@ impl Custody {
         self.inner.token.stats()
     }
 
-    /// Imports an exchange's HMAC secret as a hardened token key and proves it (see
-    /// [`KeySpec`]). The secret is wiped when this returns, whatever the outcome.
+    /// The age in days after which `key list` flags an active version for rotation.
+    pub fn rotation_age_days(&self) -> u32 {
+        self.inner.rotation_age_days
+    }
+
+    /// Imports an exchange's HMAC secret as version 1 of a new hardened token key and proves it
+    /// (see [`KeySpec`]). The secret is wiped when this returns, whatever the outcome.
     ///
     /// # Errors
     /// [`Error::KeyExists`] if the name is taken (nothing is overwritten),
@@ -96,12 +140,99 @@ impl Custody {
     /// # Security
     /// The secret goes into one `C_CreateObject` template, which is wiped after the call.
     pub fn import_hmac_secret(&self, spec: KeySpec, secret: SecretString) -> Result<KeyInfo> {
-        let info = import::import_hmac(&self.inner.token, &spec, secret)?;
-        self.inner.keys.forget(&spec.name);
-        Ok(info)
+        self.lifecycle().create(&spec, Material::Hmac(secret))
     }
 
-    /// A handle to the key `name`, with its token handle cached.
+    /// Generates a key pair in the token as version 1 of a new key; only the public key can be
+    /// read out ([`KeyRef::public_key_pem`]).
+    ///
+    /// # Errors
+    /// [`Error::KeyExists`], [`Error::MechanismUnsupported`] when the module cannot make or use
+    /// such keys, [`Error::SelfCheckFailed`].
+    pub fn generate_key(&self, spec: KeySpec, kind: KeyKind) -> Result<KeyInfo> {
+        if kind == KeyKind::Hmac {
+            return Err(Error::invalid(
+                "HMAC keys are imported from the exchange, not generated",
+            ));
+        }
+        self.lifecycle().create(&spec, Material::Generate(kind))
+    }
+
+    /// Imports an Ed25519 private key that an exchange issued (Coinbase CDP EdDSA keys: base64
+    /// of 64 bytes seed||public; or base64 of the 32-byte seed) as version 1 of a new key.
+    ///
+    /// # Errors
+    /// As [`Custody::generate_key`], plus [`Error::InvalidInput`] for a malformed key.
+    ///
+    /// # Security
+    /// The seed is wiped after the one `C_CreateObject` that stores it.
+    pub fn import_ed25519_key(&self, spec: KeySpec, seed_base64: SecretString) -> Result<KeyInfo> {
+        self.lifecycle()
+            .create(&spec, Material::Ed25519Seed(seed_base64))
+    }
+
+    /// `rotate begin`: adds a new *pending* version to the key named in `spec` (whose validity
+    /// dates apply to the new version). The active version keeps signing; the pending one signs
+    /// only when named ([`KeyRef::version`]) until promoted.
+    ///
+    /// # Errors
+    /// [`Error::KeyNotFound`], [`Error::Lifecycle`] when a pending version exists already,
+    /// [`Error::WrongKeyKind`], and the import/generation errors.
+    pub fn rotate_begin(&self, spec: KeySpec, new: NewVersion) -> Result<VersionInfo> {
+        let name = spec.name.clone();
+        let kind = self.key_info(&name)?.kind.parse::<KeyKind>()?;
+        let material = match new {
+            NewVersion::Hmac(secret) => Material::Hmac(secret),
+            NewVersion::Generate => Material::Generate(kind),
+            NewVersion::Ed25519Seed(seed) => Material::Ed25519Seed(seed),
+        };
+        self.lifecycle().begin(&name, &spec, material)
+    }
+
+    /// `rotate promote`: the pending version becomes active; the active one stays usable as
+    /// *previous* until retired.
+    ///
+    /// # Errors
+    /// [`Error::Lifecycle`] when there is no pending version.
+    pub fn rotate_promote(&self, name: &str) -> Result<VersionInfo> {
+        self.lifecycle().promote(name)
+    }
+
+    /// `rotate retire`: destroys the previous version(s) (all, or the one given).
+    ///
+    /// # Errors
+    /// [`Error::Lifecycle`] when there is nothing to retire or the version is not previous.
+    pub fn rotate_retire(&self, name: &str, version: Option<u32>) -> Result<Vec<u32>> {
+        self.lifecycle().retire(name, version)
+    }
+
+    /// Revokes a version (or, with `None`, every usable version) at once: the token objects are
+    /// destroyed and signing with them fails with [`Error::KeyRevoked`]. Version numbers are
+    /// never reused.
+    ///
+    /// # Errors
+    /// [`Error::VersionNotFound`], [`Error::Lifecycle`] when already revoked.
+    pub fn revoke(&self, name: &str, version: Option<u32>) -> Result<Vec<u32>> {
+        self.lifecycle().revoke(name, version)
+    }
+
+    /// A key's metadata, versions and flags.
+    ///
+    /// # Errors
+    /// [`Error::KeyNotFound`], token failures.
+    pub fn key_info(&self, name: &str) -> Result<KeyInfo> {
+        self.lifecycle().info(name)
+    }
+
+    /// Test hook: the `step`-th PKCS#11 write of each following lifecycle operation fails as if
+    /// the process died right there (no clean-up runs). `None` turns it off. For crash-safety
+    /// tests only.
+    #[doc(hidden)]
+    pub fn danger_fail_lifecycle_after(&self, step: Option<u32>) {
+        self.inner.faults.set(step);
+    }
+
+    /// A handle to the key `name` (its active version), with its token handles cached.
     ///
     /// # Errors
     /// [`Error::KeyNotFound`], or token failures.
@@ -110,38 +241,68 @@ impl Custody {
         Ok(KeyRef {
             custody: self.clone(),
             name: Arc::from(name),
+            version: None,
             exchange: entry.meta.exchange.as_deref().map(Arc::from),
+            kind: entry.meta.kind,
         })
     }
 
-    /// Computes an HMAC with key `name` in the token.
+    /// Computes an HMAC with the active version of key `name` in the token.
     ///
     /// # Errors
-    /// [`Error::KeyNotFound`], [`Error::AlgorithmNotAllowed`], [`Error::PoolTimeout`], or a
-    /// token failure that survived recovery.
+    /// [`Error::KeyNotFound`], [`Error::AlgorithmNotAllowed`], [`Error::KeyExpired`],
+    /// [`Error::NoActiveVersion`], [`Error::PoolTimeout`], or a token failure that survived
+    /// recovery.
     pub fn sign_hmac(&self, name: &str, alg: HmacAlg, data: &[u8]) -> Result<Signature> {
+        self.sign_with(name, None, Op::Hmac(alg), data)
+    }
+
+    fn sign_with(
+        &self,
+        name: &str,
+        version: Option<u32>,
+        op: Op,
+        data: &[u8],
+    ) -> Result<Signature> {
         let token = &self.inner.token;
         let mut recoveries = 0;
         loop {
             let key = self.inner.keys.get(token, name)?;
-            if !key.meta.algorithms.contains(&alg) {
-                return Err(Error::AlgorithmNotAllowed {
-                    key: name.to_owned(),
-                    alg: alg.name().into(),
-                    reason: "the key was imported for other algorithms".into(),
-                });
-            }
+            let handle = self.select(&key, version, op)?;
+            let Some(handle) = handle else {
+                // The metadata lists the version but its object was not found: another process
+                // changed the key between our reads. Look again once.
+                self.inner.keys.invalidate(token, &key);
+                recoveries += 1;
+                if recoveries > MAX_RECOVERIES {
+                    return Err(Error::KeyNotFound {
+                        name: name.to_owned(),
+                        token: token.label().to_owned(),
+                    });
+                }
+                continue;
+            };
             let lease = token.lease()?;
-            let result = lease
-                .session()
-                .sign(&alg.mechanism(), key.sign_handle, data);
+            let result = {
+                let _shared = token.sign_guard();
+                match op {
+                    Op::Hmac(alg) => lease.session().sign(&alg.mechanism(), handle, data),
+                    Op::Asym => asym::sign(
+                        lease.session(),
+                        key.meta.kind,
+                        handle,
+                        data,
+                        token.has_mechanism(cryptoki::mechanism::MechanismType::ECDSA_SHA256),
+                    ),
+                }
+            };
             let err = match result {
-                Ok(mac) => return Ok(Signature(mac)),
+                Ok(sig) => return Ok(Signature(sig)),
                 Err(err) => err,
             };
             let class = token.recover(&err, lease, key.epoch)?;
             if class == Class::HandleStale {
-                self.inner.keys.invalidate(&key);
+                self.inner.keys.invalidate(token, &key);
             }
             recoveries += 1;
             if matches!(class, Class::Caller | Class::PinFatal) || recoveries > MAX_RECOVERIES {
@@ -151,8 +312,83 @@ impl Custody {
         }
     }
 
-    /// Every key in the token: managed keys with their metadata, and secret keys this crate did
-    /// not create (kind `foreign`). Values are never read.
+    /// Picks the version to sign with and checks state, validity, kind and algorithm.
+    fn select(
+        &self,
+        key: &CachedKey,
+        version: Option<u32>,
+        op: Op,
+    ) -> Result<Option<cryptoki::object::ObjectHandle>> {
+        let name = &key.meta.name;
+        let v = match version {
+            None => key
+                .meta
+                .active()
+                .ok_or_else(|| Error::NoActiveVersion { name: name.clone() })?,
+            Some(n) => key.meta.version(n).ok_or_else(|| Error::VersionNotFound {
+                name: name.clone(),
+                version: n,
+            })?,
+        };
+        match v.state {
+            VersionState::Revoked | VersionState::Retired => {
+                return Err(Error::KeyRevoked {
+                    name: name.clone(),
+                    version: v.version,
+                    state: v.state.name(),
+                })
+            }
+            _ => {}
+        }
+        if v.not_before.is_some() || v.not_after.is_some() {
+            let today = time::OffsetDateTime::now_utc().date();
+            if let Some(nb) = v.not_before.filter(|nb| today < *nb) {
+                return Err(Error::KeyNotYetValid {
+                    name: name.clone(),
+                    version: v.version,
+                    not_before: nb,
+                });
+            }
+            if let Some(na) = v.not_after.filter(|na| today > *na) {
+                return Err(Error::KeyExpired {
+                    name: name.clone(),
+                    version: v.version,
+                    not_after: na,
+                });
+            }
+        }
+        match op {
+            Op::Hmac(alg) => {
+                if key.meta.kind != KeyKind::Hmac {
+                    return Err(Error::WrongKeyKind {
+                        name: name.clone(),
+                        kind: key.meta.kind.name().into(),
+                        wanted: "an HMAC key".into(),
+                    });
+                }
+                if !key.meta.algorithms.contains(&alg) {
+                    return Err(Error::AlgorithmNotAllowed {
+                        key: name.clone(),
+                        alg: alg.name().into(),
+                        reason: "the key was imported for other algorithms".into(),
+                    });
+                }
+            }
+            Op::Asym => {
+                if !key.meta.kind.is_asymmetric() {
+                    return Err(Error::WrongKeyKind {
+                        name: name.clone(),
+                        kind: key.meta.kind.name().into(),
+                        wanted: "an asymmetric key".into(),
+                    });
+                }
+            }
+        }
+        Ok(key.version(v.version).map(|c| c.sign_handle))
+    }
+
+    /// Every key in the token: managed keys with their versions, and keys this crate did not
+    /// create (kind `foreign`). Values are never read.
     ///
     /// # Errors
     /// Token failures.
@@ -161,30 +397,73 @@ impl Custody {
         store::list(lease.session()).map_err(|e| Error::from_ck(&e))
     }
 
-    /// Asks the token for the key's `CKA_VALUE` and returns the token's refusal (for example
-    /// `CKR_ATTRIBUTE_SENSITIVE`). The bytes are never returned.
+    /// Asks the token for the active version's `CKA_VALUE` and returns the token's refusal
+    /// (for example `CKR_ATTRIBUTE_SENSITIVE`). The bytes are never returned.
     ///
     /// # Errors
     /// [`Error::SelfCheckFailed`] if the token *did* reveal the value (the module is not fit
-    /// for custody), [`Error::KeyNotFound`].
+    /// for custody), [`Error::KeyNotFound`], [`Error::NoActiveVersion`].
     pub fn value_read_refusal(&self, name: &str) -> Result<String> {
         let key = self.inner.keys.get(&self.inner.token, name)?;
+        let active = key
+            .meta
+            .active()
+            .and_then(|v| key.version(v.version))
+            .ok_or_else(|| Error::NoActiveVersion {
+                name: name.to_owned(),
+            })?;
         let lease = self.inner.token.lease()?;
-        store::value_read_refusal(lease.session(), key.token_handle, name)
+        store::value_read_refusal(lease.session(), active.token_handle, name)
+    }
+
+    fn public_key_pem(&self, name: &str, version: Option<u32>) -> Result<String> {
+        let key = self.inner.keys.get(&self.inner.token, name)?;
+        if !key.meta.kind.is_asymmetric() {
+            return Err(Error::WrongKeyKind {
+                name: name.to_owned(),
+                kind: key.meta.kind.name().into(),
+                wanted: "an asymmetric key (HMAC keys have no public part)".into(),
+            });
+        }
+        let v = match version {
+            Some(n) => n,
+            None => key
+                .meta
+                .active()
+                .map(|v| v.version)
+                .ok_or_else(|| Error::NoActiveVersion {
+                    name: name.to_owned(),
+                })?,
+        };
+        let lease = self.inner.token.lease()?;
+        let public = store::find_public_object(lease.session(), name, v)
+            .map_err(|e| Error::from_ck(&e))?
+            .ok_or(Error::VersionNotFound {
+                name: name.to_owned(),
+                version: v,
+            })?;
+        asym::read_public(lease.session(), key.meta.kind, public)?.to_pem()
     }
 }
 
-/// A named key in a [`Custody`]; implements [`Mac`] for the exchange signers.
+/// A named key in a [`Custody`] (its active version, or one pinned with [`KeyRef::version`]);
+/// implements [`Mac`] for the exchange signers.
 #[derive(Clone)]
 pub struct KeyRef {
     custody: Custody,
     name: Arc<str>,
+    version: Option<u32>,
     exchange: Option<Arc<str>>,
+    kind: KeyKind,
 }
 
 impl fmt::Debug for KeyRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyRef").field("name", &self.name).finish()
+        f.debug_struct("KeyRef")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("kind", &self.kind)
+            .finish()
     }
 }
 
@@ -194,12 +473,45 @@ impl KeyRef {
         &self.name
     }
 
+    /// The key's kind.
+    pub fn kind(&self) -> KeyKind {
+        self.kind
+    }
+
+    /// The same key pinned to version `n` (a pending version to test before promoting, or a
+    /// previous one during overlap).
+    pub fn version(&self, n: u32) -> KeyRef {
+        KeyRef {
+            version: Some(n),
+            ..self.clone()
+        }
+    }
+
     /// Computes an HMAC in the token.
     ///
     /// # Errors
     /// As [`Custody::sign_hmac`].
     pub fn hmac(&self, alg: HmacAlg, data: &[u8]) -> Result<Signature> {
-        self.custody.sign_hmac(&self.name, alg, data)
+        self.custody
+            .sign_with(&self.name, self.version, Op::Hmac(alg), data)
+    }
+
+    /// Signs with an asymmetric key in the token: pure Ed25519; ECDSA P-256 with SHA-256, as
+    /// raw `r || s` (64 bytes, what JWT ES256 wants); RSA PKCS#1 v1.5 with SHA-256.
+    ///
+    /// # Errors
+    /// [`Error::WrongKeyKind`] for an HMAC key, and as [`Custody::sign_hmac`].
+    pub fn sign(&self, data: &[u8]) -> Result<Signature> {
+        self.custody
+            .sign_with(&self.name, self.version, Op::Asym, data)
+    }
+
+    /// The public key as PEM (SubjectPublicKeyInfo), for registering with the exchange.
+    ///
+    /// # Errors
+    /// [`Error::WrongKeyKind`] for an HMAC key.
+    pub fn public_key_pem(&self) -> Result<String> {
+        self.custody.public_key_pem(&self.name, self.version)
     }
 
     /// The exchange this key is bound to, from its metadata.

@@ -95,6 +95,77 @@ pub enum Error {
         detail: String,
     },
 
+    /// A lifecycle step cannot run in the key's current state (nothing was changed).
+    #[error("{0}")]
+    Lifecycle(String),
+
+    /// The version was revoked or retired: its token object is gone.
+    #[error("key `{name}` version v{version} is {state}; it can no longer sign")]
+    KeyRevoked {
+        /// Key name.
+        name: String,
+        /// Version.
+        version: u32,
+        /// `revoked` or `retired`.
+        state: &'static str,
+    },
+
+    /// The version is past its last valid day.
+    #[error("key `{name}` version v{version} expired on {not_after}; rotate it (`hsm-custody key rotate begin`)")]
+    KeyExpired {
+        /// Key name.
+        name: String,
+        /// Version.
+        version: u32,
+        /// Last valid day.
+        not_after: time::Date,
+    },
+
+    /// The version is not valid yet.
+    #[error("key `{name}` version v{version} is not valid before {not_before}")]
+    KeyNotYetValid {
+        /// Key name.
+        name: String,
+        /// Version.
+        version: u32,
+        /// First valid day.
+        not_before: time::Date,
+    },
+
+    /// The key has no active version (all revoked, or only a pending one).
+    #[error("key `{name}` has no active version; promote a pending one (`hsm-custody key rotate promote`) or import a new one")]
+    NoActiveVersion {
+        /// Key name.
+        name: String,
+    },
+
+    /// The key has no such version.
+    #[error("key `{name}` has no version v{version}; see `hsm-custody key versions {name}`")]
+    VersionNotFound {
+        /// Key name.
+        name: String,
+        /// Version asked for.
+        version: u32,
+    },
+
+    /// The operation needs another kind of key.
+    #[error("key `{name}` is a {kind} key; this operation needs {wanted}")]
+    WrongKeyKind {
+        /// Key name.
+        name: String,
+        /// The key's kind.
+        kind: String,
+        /// What the operation needs.
+        wanted: String,
+    },
+
+    /// A fault injected by a test hook (`Custody::danger_fail_lifecycle_after`).
+    #[error("injected fault at lifecycle step {step}")]
+    InjectedFault {
+        /// The step that failed.
+        step: u32,
+    },
+
     /// Invalid caller input (bad name, empty or undecodable secret, malformed request ...).
     #[error("invalid input: {0}")]
     InvalidInput(String),
@@ -241,6 +312,9 @@ pub(crate) enum Class {
     HandleStale,
     /// The device or module failed: back off and reconnect.
     TokenGone,
+    /// A failure the module reports for a passing condition (SoftHSM2's CKR_GENERAL_ERROR when a
+    /// logout races an operation): retry, within the caller's bounded recovery budget.
+    Transient,
     /// Wrong or locked PIN: stop, never retry.
     PinFatal,
     /// Everything else is the caller's error and is returned as is.

@@ -47,9 +47,9 @@ mod sign;
 mod token;
 
 pub use config::{Config, ENV_MODULE, ENV_PIN, ENV_PIN_FILE, ENV_TOKEN};
-pub use custody::{Custody, KeyRef};
+pub use custody::{Custody, KeyRef, NewVersion};
 pub use error::{Error, Result};
-pub use keys::{KeyFlags, KeyInfo, KeySpec, SecretEncoding};
+pub use keys::{KeyFlags, KeyInfo, KeyKind, KeySpec, SecretEncoding, VersionInfo, VersionState};
 pub use secrecy::SecretString;
 pub use sign::{HmacAlg, Mac, Signature};
 pub use token::pool::PoolStats;

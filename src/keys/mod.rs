@@ -1,15 +1,18 @@
-//! Keys: specs, metadata kept in the token, the hardened templates, import, lookup, listing.
+//! Keys: specs, versions and metadata kept in the token, the hardened templates, import,
+//! generation, lifecycle, lookup, listing.
 //!
-//! A managed key is two token objects with the same label (the key name):
-//! - the secret key itself (`CKO_SECRET_KEY`, `CKA_ID` = `v<version>`), built from the one
-//!   hardened template in [`template`];
-//! - a private `CKO_DATA` object (`CKA_APPLICATION` = `hsm-custody`) holding the key's metadata
-//!   as JSON: exchange, secret encoding, lengths, algorithms, creation time. No secret is in it.
-//!
-//! The metadata object is written last, so its presence marks a completed import.
+//! A managed key is a name with versions. Each version is its own token object (for asymmetric
+//! keys, a private/public pair) labelled with the name, with `CKA_ID` = `hsm-custody/v<n>`.
+//! Beside them, one private `CKO_DATA` object (`CKA_APPLICATION` = `hsm-custody`, same label)
+//! holds the metadata as JSON: kind, exchange, secret encoding, algorithms, and per version its
+//! state, creation time and validity dates. No secret is in it. Key objects are written first
+//! and the metadata last, so a key object that the metadata does not list is the leftover of an
+//! interrupted step; the next lifecycle operation on that name removes it.
 
+pub(crate) mod asym;
 pub(crate) mod cache;
 pub(crate) mod import;
+pub(crate) mod lifecycle;
 pub(crate) mod store;
 pub(crate) mod template;
 
@@ -82,6 +85,8 @@ pub struct KeySpec {
     pub(crate) exchange: Option<String>,
     pub(crate) encoding: SecretEncoding,
     pub(crate) algorithms: Vec<HmacAlg>,
+    pub(crate) not_before: Option<time::Date>,
+    pub(crate) not_after: Option<time::Date>,
 }
 
 impl KeySpec {
@@ -92,7 +97,30 @@ impl KeySpec {
             exchange: None,
             encoding: SecretEncoding::Raw,
             algorithms: HmacAlg::ALL.to_vec(),
+            not_before: None,
+            not_after: None,
         }
+    }
+
+    /// A spec for an asymmetric key (generated in the token, or imported for tests); the
+    /// algorithms and encoding do not apply.
+    pub fn asymmetric(name: impl Into<String>) -> Self {
+        KeySpec {
+            algorithms: Vec::new(),
+            ..KeySpec::hmac(name)
+        }
+    }
+
+    /// First day (UTC) the version may sign; stored in `CKA_START_DATE` too.
+    pub fn not_before(mut self, date: time::Date) -> Self {
+        self.not_before = Some(date);
+        self
+    }
+
+    /// Last day (UTC) the version may sign; stored in `CKA_END_DATE` too.
+    pub fn not_after(mut self, date: time::Date) -> Self {
+        self.not_after = Some(date);
+        self
     }
 
     /// Binds the key to one exchange id (`binance`, `kraken` ...): other exchanges' signers
@@ -119,10 +147,17 @@ impl KeySpec {
         &self.name
     }
 
-    pub(crate) fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self, kind: KeyKind) -> Result<()> {
         validate_name(&self.name)?;
-        if self.algorithms.is_empty() {
+        if kind == KeyKind::Hmac && self.algorithms.is_empty() {
             return Err(Error::invalid("a key needs at least one algorithm"));
+        }
+        if let (Some(nb), Some(na)) = (self.not_before, self.not_after) {
+            if na < nb {
+                return Err(Error::invalid(format!(
+                    "not-after {na} is before not-before {nb}"
+                )));
+            }
         }
         if let Some(ex) = &self.exchange {
             if ex.is_empty() || !ex.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
@@ -154,49 +189,228 @@ pub(crate) fn validate_name(name: &str) -> Result<()> {
     }
 }
 
+/// What kind of key a name holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum KeyKind {
+    /// An imported HMAC secret.
+    Hmac,
+    /// An Ed25519 key pair (`CKM_EDDSA`).
+    Ed25519,
+    /// An ECDSA P-256 key pair.
+    P256,
+    /// An RSA-2048 key pair (PKCS#1 v1.5 with SHA-256).
+    Rsa2048,
+}
+
+impl KeyKind {
+    /// `hmac`, `ed25519`, `p256` or `rsa2048`.
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyKind::Hmac => "hmac",
+            KeyKind::Ed25519 => "ed25519",
+            KeyKind::P256 => "p256",
+            KeyKind::Rsa2048 => "rsa2048",
+        }
+    }
+
+    /// Whether versions of this kind are key pairs.
+    pub fn is_asymmetric(self) -> bool {
+        self != KeyKind::Hmac
+    }
+}
+
+impl fmt::Display for KeyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for KeyKind {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "hmac" => Ok(KeyKind::Hmac),
+            "ed25519" => Ok(KeyKind::Ed25519),
+            "p256" => Ok(KeyKind::P256),
+            "rsa2048" => Ok(KeyKind::Rsa2048),
+            other => Err(Error::invalid(format!(
+                "unknown key type `{other}` (expected ed25519, p256 or rsa2048)"
+            ))),
+        }
+    }
+}
+
+/// Where a version is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum VersionState {
+    /// Imported by `rotate begin`, usable when named explicitly, not yet the signing version.
+    Pending,
+    /// The one version that signs by default.
+    Active,
+    /// Replaced by a newer active version, still usable for overlap until retired.
+    Previous,
+    /// Retired after a rotation: destroyed.
+    Retired,
+    /// Revoked: destroyed at once.
+    Revoked,
+}
+
+impl VersionState {
+    /// Whether a version in this state has a key object and may sign.
+    pub fn is_usable(self) -> bool {
+        matches!(
+            self,
+            VersionState::Pending | VersionState::Active | VersionState::Previous
+        )
+    }
+
+    /// Lowercase name.
+    pub fn name(self) -> &'static str {
+        match self {
+            VersionState::Pending => "pending",
+            VersionState::Active => "active",
+            VersionState::Previous => "previous",
+            VersionState::Retired => "retired",
+            VersionState::Revoked => "revoked",
+        }
+    }
+}
+
+/// One version of a key, as recorded in the token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct VersionInfo {
+    /// Version number, from 1, never reused.
+    pub version: u32,
+    /// State.
+    pub state: VersionState,
+    /// Creation time, RFC 3339 UTC.
+    pub created: String,
+    /// First valid day (UTC), if limited.
+    pub not_before: Option<time::Date>,
+    /// Last valid day (UTC), if limited.
+    pub not_after: Option<time::Date>,
+    /// Length of the secret as given (HMAC), in bytes.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub secret_len: Option<usize>,
+    /// `imported` or `generated`.
+    pub origin: String,
+}
+
+impl VersionInfo {
+    /// Days from `today` until the last valid day (negative once expired).
+    pub fn days_until_expiry(&self, today: time::Date) -> Option<i64> {
+        self.not_after.map(|na| (na - today).whole_days())
+    }
+
+    /// Whether the version may sign on `today`.
+    pub fn valid_on(&self, today: time::Date) -> bool {
+        self.not_before.is_none_or(|nb| today >= nb) && self.not_after.is_none_or(|na| today <= na)
+    }
+
+    /// Age in whole days since creation.
+    pub fn age_days(&self, now: time::OffsetDateTime) -> Option<i64> {
+        time::OffsetDateTime::parse(
+            &self.created,
+            &time::format_description::well_known::Rfc3339,
+        )
+        .ok()
+        .map(|c| (now - c).whole_days())
+    }
+}
+
 /// The metadata stored in the token next to each key (JSON in a private data object).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct KeyMeta {
     pub format: u32,
     pub name: String,
-    pub kind: String,
-    pub version: u32,
+    pub kind: KeyKind,
     pub exchange: Option<String>,
     pub encoding: SecretEncoding,
-    pub secret_len: usize,
-    pub stored_len: usize,
     pub algorithms: Vec<HmacAlg>,
-    pub created: String,
+    /// Bumped on every write, so other processes notice changes.
+    pub revision: u64,
+    pub versions: Vec<VersionInfo>,
 }
 
 impl KeyMeta {
-    pub(crate) fn key_id(&self) -> Vec<u8> {
-        format!("v{}", self.version).into_bytes()
+    pub(crate) fn active(&self) -> Option<&VersionInfo> {
+        self.versions
+            .iter()
+            .find(|v| v.state == VersionState::Active)
+    }
+
+    pub(crate) fn version(&self, n: u32) -> Option<&VersionInfo> {
+        self.versions.iter().find(|v| v.version == n)
+    }
+
+    pub(crate) fn next_version(&self) -> u32 {
+        self.versions.iter().map(|v| v.version).max().unwrap_or(0) + 1
+    }
+
+    /// The invariant every write keeps: at most one active and at most one pending version.
+    pub(crate) fn check(&self) -> Result<()> {
+        let count = |s| self.versions.iter().filter(|v| v.state == s).count();
+        if count(VersionState::Active) > 1 || count(VersionState::Pending) > 1 {
+            return Err(Error::Lifecycle(format!(
+                "metadata of `{}` would hold two active or pending versions; nothing written",
+                self.name
+            )));
+        }
+        Ok(())
     }
 }
 
-/// What `key list` shows about a key: names and flags, never a value.
+/// `CKA_ID` of a key version's objects.
+pub(crate) fn version_id(version: u32) -> Vec<u8> {
+    format!("hsm-custody/v{version}").into_bytes()
+}
+
+/// The version in a `CKA_ID` written by [`version_id`].
+pub(crate) fn parse_version_id(id: &[u8]) -> Option<u32> {
+    std::str::from_utf8(id)
+        .ok()?
+        .strip_prefix("hsm-custody/v")?
+        .parse()
+        .ok()
+}
+
+/// What `key list` shows about a key: names, versions and flags, never a value.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct KeyInfo {
     /// Key name (the token label).
     pub name: String,
-    /// `hmac`, or `foreign` for a secret key this crate did not create.
+    /// `hmac`, `ed25519`, `p256`, `rsa2048`, or `foreign` for a key this crate did not create.
     pub kind: String,
-    /// Version number (1 for now).
-    pub version: Option<u32>,
+    /// The active version, if any.
+    pub active_version: Option<u32>,
+    /// Every version ever made, with states.
+    pub versions: Vec<VersionInfo>,
     /// The exchange the key is bound to.
     pub exchange: Option<String>,
-    /// How the secret was decoded at import.
+    /// How the secret was decoded at import (HMAC keys).
     pub encoding: Option<SecretEncoding>,
-    /// Algorithms the key may be used with.
+    /// HMAC algorithms the key may be used with.
     pub algorithms: Vec<HmacAlg>,
-    /// Creation time (RFC 3339, UTC).
-    pub created: Option<String>,
-    /// Whether the metadata object is present (false: an interrupted import or a foreign key).
+    /// Whether the metadata object is present (false: a foreign key or an interrupted import).
     pub managed: bool,
-    /// The key object's protection flags as the token reports them.
+    /// The active version's key object flags as the token reports them.
     pub flags: KeyFlags,
+}
+
+impl KeyInfo {
+    /// The active version's record.
+    pub fn active(&self) -> Option<&VersionInfo> {
+        self.versions
+            .iter()
+            .find(|v| v.state == VersionState::Active)
+    }
 }
 
 /// Protection-relevant attributes of a key object (`None`: the token did not say).
@@ -231,7 +445,8 @@ pub struct KeyFlags {
 
 impl KeyFlags {
     /// True when the flags are those of the hardened template: sensitive, not extractable,
-    /// and no encrypt, decrypt, wrap, unwrap or derive.
+    /// and no encrypt, decrypt, wrap, unwrap or derive (an attribute the object class does not
+    /// have counts as not allowed: a private key has no `CKA_ENCRYPT`).
     ///
     /// `CKA_ALWAYS_SENSITIVE` / `CKA_NEVER_EXTRACTABLE` are not required: PKCS#11 sets them false
     /// for every *imported* key, since its value once existed outside the token.
@@ -246,7 +461,7 @@ impl KeyFlags {
                 self.derive,
             ]
             .iter()
-            .all(|f| *f == Some(false))
+            .all(|f| *f != Some(true))
     }
 }
 
@@ -270,5 +485,38 @@ mod tests {
             SecretEncoding::Base64
         );
         assert!("hex".parse::<SecretEncoding>().is_err());
+    }
+}
+
+#[cfg(test)]
+mod version_tests {
+    use super::*;
+
+    #[test]
+    fn version_ids_round_trip_and_foreign_ids_do_not_parse() {
+        assert_eq!(parse_version_id(&version_id(7)), Some(7));
+        assert_eq!(parse_version_id(b"v1"), None);
+        assert_eq!(parse_version_id(b"\xff"), None);
+    }
+
+    #[test]
+    fn validity_is_inclusive() {
+        let d = |s: &str| {
+            time::Date::parse(s, &time::format_description::well_known::Iso8601::DATE).unwrap()
+        };
+        let v = VersionInfo {
+            version: 1,
+            state: VersionState::Active,
+            created: "2026-01-01T00:00:00Z".into(),
+            not_before: Some(d("2026-01-10")),
+            not_after: Some(d("2026-01-20")),
+            secret_len: None,
+            origin: "imported".into(),
+        };
+        assert!(!v.valid_on(d("2026-01-09")));
+        assert!(v.valid_on(d("2026-01-10")));
+        assert!(v.valid_on(d("2026-01-20")));
+        assert!(!v.valid_on(d("2026-01-21")));
+        assert_eq!(v.days_until_expiry(d("2026-01-18")), Some(2));
     }
 }

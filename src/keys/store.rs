@@ -1,38 +1,46 @@
-//! Finding keys and their metadata in the token, and listing them.
+//! Reading and writing keys' metadata and key objects in the token, and listing them.
 
 use std::collections::BTreeMap;
 
+use cryptoki::error::Error as CkError;
 use cryptoki::object::{Attribute, AttributeInfo, AttributeType, ObjectClass, ObjectHandle};
 use cryptoki::session::Session;
 
-use super::template::{find_metadata, find_secret_key};
-use super::{KeyFlags, KeyInfo, KeyMeta};
+use super::template::{
+    find_key_objects, find_metadata, find_public, find_version, metadata_object,
+};
+use super::{parse_version_id, KeyFlags, KeyInfo, KeyMeta};
 use crate::error::{Error, Result};
 
-/// A key's metadata as found in the token.
+/// A key's metadata and the handle of the data object holding it.
 pub(crate) struct Found {
     pub meta: KeyMeta,
+    pub handle: ObjectHandle,
 }
 
-pub(crate) fn find_meta(
-    session: &Session,
-    name: &str,
-) -> Result<Option<Found>, cryptoki::error::Error> {
-    let handles = session.find_objects(&find_metadata(Some(name)))?;
-    for handle in handles {
+/// The key's current metadata: the highest revision among the data objects with its label
+/// (a crash between writing a new revision and destroying the old one leaves two).
+pub(crate) fn find_meta(session: &Session, name: &str) -> Result<Option<Found>, CkError> {
+    let mut best: Option<Found> = None;
+    for handle in session.find_objects(&find_metadata(Some(name)))? {
         if let Some(meta) = read_meta(session, handle)? {
-            if meta.name == name {
-                return Ok(Some(Found { meta }));
+            if meta.name == name
+                && best
+                    .as_ref()
+                    .is_none_or(|b| meta.revision > b.meta.revision)
+            {
+                best = Some(Found { meta, handle });
             }
         }
     }
-    Ok(None)
+    Ok(best)
 }
 
-fn read_meta(
+/// Reads the metadata JSON of one data object (`None` if it is not ours or not parseable).
+pub(crate) fn read_meta(
     session: &Session,
     handle: ObjectHandle,
-) -> Result<Option<KeyMeta>, cryptoki::error::Error> {
+) -> Result<Option<KeyMeta>, CkError> {
     let attrs = session.get_attributes(handle, &[AttributeType::Value])?;
     Ok(attrs.into_iter().find_map(|a| match a {
         Attribute::Value(v) => serde_json::from_slice::<KeyMeta>(&v).ok(),
@@ -40,33 +48,129 @@ fn read_meta(
     }))
 }
 
-pub(crate) fn find_key(
+fn encode(meta: &KeyMeta) -> Result<Vec<u8>> {
+    meta.check()?;
+    serde_json::to_vec(meta).map_err(|e| Error::invalid(format!("cannot encode metadata: {e}")))
+}
+
+/// Writes a new metadata object.
+pub(crate) fn create_meta(session: &Session, meta: &KeyMeta) -> Result<ObjectHandle> {
+    let json = encode(meta)?;
+    session
+        .create_object(&metadata_object(meta, json))
+        .map_err(|e| Error::from_ck(&e))
+}
+
+/// Commits new metadata: writes it as a new data object (one `C_CreateObject`, the commit
+/// point; PKCS#11 data objects' `CKA_VALUE` is read-only on SoftHSM2), then destroys the old
+/// one. Refuses when someone else changed the key since `found` was read.
+pub(crate) fn update_meta(
+    session: &Session,
+    found: &Found,
+    new: &KeyMeta,
+    mut step: impl FnMut() -> Result<()>,
+) -> Result<()> {
+    let current = find_meta(session, &found.meta.name).map_err(|e| Error::from_ck(&e))?;
+    if current.as_ref().map(|c| c.meta.revision) != Some(found.meta.revision) {
+        return Err(Error::Lifecycle(format!(
+            "key `{}` was changed by another process meanwhile; nothing written, try again",
+            found.meta.name
+        )));
+    }
+    step()?;
+    create_meta(session, new)?;
+    step()?;
+    session
+        .destroy_object(found.handle)
+        .map_err(|e| Error::from_ck(&e))
+}
+
+/// Destroys metadata objects of `name` older than the current revision (left by a crash
+/// between writing a new revision and destroying the old one).
+fn reconcile_meta(session: &Session, name: &str) -> Result<(), CkError> {
+    let Some(current) = find_meta(session, name)? else {
+        return Ok(());
+    };
+    for handle in session.find_objects(&find_metadata(Some(name)))? {
+        if handle != current.handle {
+            session.destroy_object(handle)?;
+        }
+    }
+    Ok(())
+}
+
+/// The signing object (secret or private key) of one version.
+pub(crate) fn find_version_object(
     session: &Session,
     meta: &KeyMeta,
-) -> Result<Option<ObjectHandle>, cryptoki::error::Error> {
+    version: u32,
+) -> Result<Option<ObjectHandle>, CkError> {
     Ok(session
-        .find_objects(&find_secret_key(&meta.name, Some(meta.key_id())))?
+        .find_objects(&find_version(&meta.name, meta.kind, version))?
         .into_iter()
         .next())
 }
 
-/// Whether any object (key or metadata) already uses this name.
-pub(crate) fn name_taken(session: &Session, name: &str) -> Result<bool, cryptoki::error::Error> {
-    Ok(
-        !session.find_objects(&find_metadata(Some(name)))?.is_empty()
-            || !session
-                .find_objects(&find_secret_key(name, None))?
-                .is_empty(),
-    )
+/// The public key object of one version.
+pub(crate) fn find_public_object(
+    session: &Session,
+    name: &str,
+    version: u32,
+) -> Result<Option<ObjectHandle>, CkError> {
+    Ok(session
+        .find_objects(&find_public(name, version))?
+        .into_iter()
+        .next())
+}
+
+/// Every object of ours labelled `name`, with the version its `CKA_ID` names (objects without a
+/// version id of ours are foreign and left out).
+pub(crate) fn version_objects(
+    session: &Session,
+    name: &str,
+) -> Result<Vec<(u32, ObjectHandle)>, CkError> {
+    let mut out = Vec::new();
+    for handle in session.find_objects(&find_key_objects(name))? {
+        let id = session
+            .get_attributes(handle, &[AttributeType::Id])?
+            .into_iter()
+            .find_map(|a| match a {
+                Attribute::Id(id) => Some(id),
+                _ => None,
+            });
+        if let Some(version) = id.as_deref().and_then(parse_version_id) {
+            out.push((version, handle));
+        }
+    }
+    Ok(out)
+}
+
+/// Whether a foreign object (no version id of ours) already uses this label.
+pub(crate) fn foreign_key_named(session: &Session, name: &str) -> Result<bool, CkError> {
+    for class in [ObjectClass::SECRET_KEY, ObjectClass::PRIVATE_KEY] {
+        for handle in session.find_objects(&[
+            Attribute::Class(class),
+            Attribute::Label(name.as_bytes().to_vec()),
+        ])? {
+            let id = session
+                .get_attributes(handle, &[AttributeType::Id])?
+                .into_iter()
+                .find_map(|a| match a {
+                    Attribute::Id(id) => Some(id),
+                    _ => None,
+                });
+            if id.as_deref().and_then(parse_version_id).is_none() {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
 }
 
 /// Reads the protection flags one attribute at a time (cryptoki's `get_attributes` drops what
 /// it cannot read, which must never pass for "false").
-pub(crate) fn flags(
-    session: &Session,
-    key: ObjectHandle,
-) -> Result<KeyFlags, cryptoki::error::Error> {
-    let read = |t: AttributeType| -> Result<Option<bool>, cryptoki::error::Error> {
+pub(crate) fn flags(session: &Session, key: ObjectHandle) -> Result<KeyFlags, CkError> {
+    let read = |t: AttributeType| -> Result<Option<bool>, CkError> {
         let attrs = session.get_attributes(key, &[t])?;
         Ok(attrs.into_iter().find_map(|a| match a {
             Attribute::Sensitive(b)
@@ -122,67 +226,95 @@ pub(crate) fn value_read_refusal(
     }
 }
 
-/// Lists managed keys (by metadata) and secret keys without metadata (foreign or interrupted).
-pub(crate) fn list(session: &Session) -> Result<Vec<KeyInfo>, cryptoki::error::Error> {
-    let mut by_name: BTreeMap<String, KeyInfo> = BTreeMap::new();
-    for handle in session.find_objects(&find_metadata(None))? {
-        let Some(meta) = read_meta(session, handle)? else {
-            continue;
-        };
-        let flags = match find_key(session, &meta)? {
+pub(crate) fn info(session: &Session, meta: &KeyMeta) -> Result<KeyInfo, CkError> {
+    let active = meta.active().map(|v| v.version);
+    let flags = match active {
+        Some(v) => match find_version_object(session, meta, v)? {
             Some(key) => flags(session, key)?,
             None => KeyFlags::default(),
-        };
-        by_name.insert(
-            meta.name.clone(),
-            KeyInfo {
-                name: meta.name.clone(),
-                kind: meta.kind.clone(),
-                version: Some(meta.version),
-                exchange: meta.exchange.clone(),
-                encoding: Some(meta.encoding),
-                algorithms: meta.algorithms.clone(),
-                created: Some(meta.created.clone()),
-                managed: true,
-                flags,
-            },
-        );
+        },
+        None => KeyFlags::default(),
+    };
+    Ok(KeyInfo {
+        name: meta.name.clone(),
+        kind: meta.kind.name().into(),
+        active_version: active,
+        versions: meta.versions.clone(),
+        exchange: meta.exchange.clone(),
+        encoding: (!meta.kind.is_asymmetric()).then_some(meta.encoding),
+        algorithms: meta.algorithms.clone(),
+        managed: true,
+        flags,
+    })
+}
+
+/// Lists managed keys (by metadata) and keys without metadata (foreign, or an interrupted
+/// first import).
+pub(crate) fn list(session: &Session) -> Result<Vec<KeyInfo>, CkError> {
+    let mut by_name: BTreeMap<String, KeyInfo> = BTreeMap::new();
+    for handle in session.find_objects(&find_metadata(None))? {
+        if let Some(meta) = read_meta(session, handle)? {
+            by_name.insert(meta.name.clone(), info(session, &meta)?);
+        }
     }
-    for handle in session.find_objects(&[Attribute::Class(ObjectClass::SECRET_KEY)])? {
-        let label = session
-            .get_attributes(handle, &[AttributeType::Label])?
-            .into_iter()
-            .find_map(|a| match a {
-                Attribute::Label(l) => Some(String::from_utf8_lossy(&l).into_owned()),
-                _ => None,
-            })
-            .unwrap_or_default();
-        if by_name.contains_key(&label) {
-            continue;
+    for class in [ObjectClass::SECRET_KEY, ObjectClass::PRIVATE_KEY] {
+        for handle in session.find_objects(&[Attribute::Class(class), Attribute::Token(true)])? {
+            let label = session
+                .get_attributes(handle, &[AttributeType::Label])?
+                .into_iter()
+                .find_map(|a| match a {
+                    Attribute::Label(l) => Some(String::from_utf8_lossy(&l).into_owned()),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            if by_name.contains_key(&label) {
+                continue;
+            }
+            let flags = flags(session, handle)?;
+            by_name.insert(
+                label.clone(),
+                KeyInfo {
+                    name: label,
+                    kind: "foreign".into(),
+                    active_version: None,
+                    versions: Vec::new(),
+                    exchange: None,
+                    encoding: None,
+                    algorithms: Vec::new(),
+                    managed: false,
+                    flags,
+                },
+            );
         }
-        // Session objects (our fast-path copies) are not keys of their own.
-        let is_token = session
-            .get_attributes(handle, &[AttributeType::Token])?
-            .into_iter()
-            .any(|a| matches!(a, Attribute::Token(true)));
-        if !is_token {
-            continue;
-        }
-        let flags = flags(session, handle)?;
-        by_name.insert(
-            label.clone(),
-            KeyInfo {
-                name: label,
-                kind: "foreign".into(),
-                version: None,
-                exchange: None,
-                encoding: None,
-                algorithms: Vec::new(),
-                created: None,
-                managed: false,
-                flags,
-            },
-        );
     }
     Ok(by_name.into_values().collect())
+}
+
+/// Destroys key objects of `name` that the metadata does not list as usable: leftovers of an
+/// interrupted step, or versions retired/revoked whose destroy did not complete. Returns how
+/// many were removed.
+pub(crate) fn reconcile(
+    session: &Session,
+    meta: Option<&KeyMeta>,
+    name: &str,
+) -> Result<usize, CkError> {
+    reconcile_meta(session, name)?;
+    let mut removed = 0;
+    for (version, handle) in version_objects(session, name)? {
+        let usable = meta
+            .and_then(|m| m.version(version))
+            .is_some_and(|v| v.state.is_usable());
+        if !usable {
+            session.destroy_object(handle)?;
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        tracing::warn!(
+            key = name,
+            removed,
+            "removed leftover key objects of an interrupted step"
+        );
+    }
+    Ok(removed)
 }

@@ -55,9 +55,15 @@ pub(crate) struct Token {
     epoch: AtomicU64,
     pin_rejected: AtomicBool,
     pub(crate) pool: Pool,
+    /// Held for reading around every sign, for writing around every destroy of an object that
+    /// may be signing: SoftHSM2 frees an object under a thread that is inside C_SignInit with it
+    /// (use after free, measured with C_CloseAllSessions), so the two never overlap here.
+    pub(crate) sign_gate: RwLock<()>,
     reconnect_attempts: u32,
     reconnect_backoff: Duration,
     pub(crate) fast_path: bool,
+    /// Mechanisms the token offers, asked once at connect time.
+    mechanisms: Vec<cryptoki::mechanism::MechanismType>,
 }
 
 impl Token {
@@ -65,7 +71,13 @@ impl Token {
     pub(crate) fn connect(config: &Config) -> Result<Token> {
         let ctx = module::load(&config.module)?;
         let slot = find_slot(&ctx, &config.token)?;
-        let info = ctx.get_token_info(slot).map_err(|e| Error::from_ck(&e))?;
+        let (info, mechanisms) = {
+            let _serial = SLOT_LIST_LOCK
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let info = token_info_retrying(&ctx, slot).map_err(|e| Error::from_ck(&e))?;
+            (info, ctx.get_mechanism_list(slot).unwrap_or_default())
+        };
         let capacity = match info.max_rw_session_count() {
             // One of the token's sessions is the reserved login session.
             Limit::Max(n) if n >= 2 => config.pool_size.min((n - 1) as usize),
@@ -81,9 +93,11 @@ impl Token {
             epoch: AtomicU64::new(0),
             pin_rejected: AtomicBool::new(false),
             pool: Pool::new(capacity, config.checkout_timeout),
+            sign_gate: RwLock::new(()),
             reconnect_attempts: config.reconnect_attempts,
             reconnect_backoff: config.reconnect_backoff,
             fast_path: config.fast_path,
+            mechanisms,
         };
         token.ensure_login()?;
         Ok(token)
@@ -97,6 +111,11 @@ impl Token {
         *self.slot.read().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Whether the token listed `mechanism` at connect time.
+    pub(crate) fn has_mechanism(&self, mechanism: cryptoki::mechanism::MechanismType) -> bool {
+        self.mechanisms.contains(&mechanism)
+    }
+
     pub(crate) fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::Acquire)
     }
@@ -106,10 +125,12 @@ impl Token {
     }
 
     pub(crate) fn info(&self) -> Result<TokenInfo> {
-        let info = self
-            .ctx
-            .get_token_info(self.slot())
-            .map_err(|e| Error::from_ck(&e))?;
+        let info = {
+            let _serial = SLOT_LIST_LOCK
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            token_info_retrying(&self.ctx, self.slot()).map_err(|e| Error::from_ck(&e))?
+        };
         Ok(TokenInfo {
             label: info.label().trim_end().to_owned(),
             manufacturer: info.manufacturer_id().trim_end().to_owned(),
@@ -131,6 +152,20 @@ impl Token {
                 .open_rw_session(self.slot())
                 .map_err(|e| Error::from_ck(&e))
         })
+    }
+
+    /// Shared access for signing (see `sign_gate`).
+    pub(crate) fn sign_guard(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.sign_gate
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Exclusive access for destroying objects (see `sign_gate`).
+    pub(crate) fn destroy_guard(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
+        self.sign_gate
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn reserved(&self) -> MutexGuard<'_, Option<Session>> {
@@ -262,14 +297,15 @@ impl Token {
             }
             Class::Caller if matches!(err, CkError::Pkcs11(RvError::GeneralError, _)) => {
                 // SoftHSM2 answers CKR_GENERAL_ERROR when a logout lands between its login check
-                // and its use of the key. Retry only if the login really changed meanwhile.
+                // and its use of a private object. Restore the login and let the caller retry
+                // within its bounded budget (a lasting fault still surfaces after it).
                 drop(lease);
                 self.ensure_login()?;
-                if self.epoch() != started {
-                    return Ok(Class::LoginLost);
-                }
+                let relogged = self.epoch() != started;
+                tracing::debug!(relogged, "CKR_GENERAL_ERROR; retrying");
+                return Ok(Class::Transient);
             }
-            Class::PinFatal | Class::Caller => {}
+            Class::PinFatal | Class::Caller | Class::Transient => {}
         }
         Ok(class)
     }
@@ -288,7 +324,9 @@ impl Token {
             std::thread::sleep(delay);
             delay = delay.saturating_mul(2);
             self.pool.purge();
-            *self.reserved() = None;
+            // The reserved session is not dropped here: if it survived, it still holds the
+            // login (dropping the application's last session logs it out); if it died,
+            // `ensure_login` sees that and opens a new one.
             if matches!(cause, CkError::Pkcs11(RvError::CryptokiNotInitialized, _)) {
                 module::reinitialize(&self.ctx)?;
             }
@@ -323,14 +361,23 @@ impl Token {
     }
 }
 
+/// Serialises `C_GetSlotList`, `C_GetTokenInfo` and `C_InitToken` process-wide: SoftHSM2 2.6.1
+/// refreshes its slot list inside `C_GetSlotList` and aborts (assertion in
+/// `SlotManager::insertToken`, seen in gdb) when two threads do it at once after a token was
+/// initialised, and answers `CKR_GENERAL_ERROR` to a `C_GetTokenInfo` racing a refresh.
+pub(crate) static SLOT_LIST_LOCK: Mutex<()> = Mutex::new(());
+
 /// Finds the slot holding the token labelled `label`.
 pub(crate) fn find_slot(ctx: &Pkcs11, label: &str) -> Result<Slot> {
+    let _serial = SLOT_LIST_LOCK
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
     let slots = ctx
         .get_slots_with_initialized_token()
         .map_err(|e| Error::from_ck(&e))?;
     let mut present = Vec::new();
     for slot in slots {
-        let Ok(info) = ctx.get_token_info(slot) else {
+        let Ok(info) = token_info_retrying(ctx, slot) else {
             continue;
         };
         let found = info.label().trim_end();
@@ -347,4 +394,20 @@ pub(crate) fn find_slot(ctx: &Pkcs11, label: &str) -> Result<Slot> {
             present.join(", ")
         },
     })
+}
+
+/// `C_GetTokenInfo`, retried briefly on `CKR_GENERAL_ERROR`: SoftHSM2 answers that while another
+/// process initialises a token in the same token directory (seen in the CLI tests).
+fn token_info_retrying(ctx: &Pkcs11, slot: Slot) -> Result<cryptoki::slot::TokenInfo, CkError> {
+    let mut delay = Duration::from_millis(5);
+    for _ in 0..4 {
+        match ctx.get_token_info(slot) {
+            Err(CkError::Pkcs11(RvError::GeneralError, _)) => {
+                std::thread::sleep(delay);
+                delay *= 2;
+            }
+            other => return other,
+        }
+    }
+    ctx.get_token_info(slot)
 }

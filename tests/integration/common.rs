@@ -119,3 +119,10 @@ pub fn software_hmac(alg: hsm_custody::HmacAlg, key: &[u8], msg: &[u8]) -> Vec<u
         }
     }
 }
+
+/// The slot of a test token, found under the crate's slot-list lock (SoftHSM2 aborts when two
+/// threads call C_GetSlotList at once after a token was initialised).
+pub fn slot(t: &TestToken) -> cryptoki::slot::Slot {
+    let id = hsm_custody::admin::slot_id(&t.module, &t.label).expect("test token slot");
+    cryptoki::slot::Slot::try_from(id).expect("slot id")
+}

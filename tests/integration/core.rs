@@ -87,12 +87,7 @@ fn binance_documented_signature() {
 /// since login is per application), finding the key by label.
 fn attacker_session(t: &TestToken) -> (cryptoki::session::Session, cryptoki::object::ObjectHandle) {
     let ctx = Pkcs11::new(&t.module).unwrap();
-    let slot = ctx
-        .get_slots_with_initialized_token()
-        .unwrap()
-        .into_iter()
-        .find(|s| ctx.get_token_info(*s).unwrap().label().trim_end() == t.label)
-        .unwrap();
+    let slot = crate::common::slot(t);
     let session = ctx.open_rw_session(slot).unwrap();
     let key = session
         .find_objects(&[
@@ -328,13 +323,7 @@ struct OtherHandle {
 
 impl OtherHandle {
     fn new(t: &TestToken) -> Self {
-        let ctx = Pkcs11::new(&t.module).unwrap();
-        let slot = ctx
-            .get_slots_with_initialized_token()
-            .unwrap()
-            .into_iter()
-            .find(|s| ctx.get_token_info(*s).unwrap().label().trim_end() == t.label)
-            .unwrap();
+        let slot = crate::common::slot(t);
         // SAFETY: loading the same, already initialised module again only bumps its refcount.
         let lib = unsafe { cryptoki_sys::Pkcs11::new(&t.module) }.unwrap();
         OtherHandle {

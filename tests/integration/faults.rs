@@ -332,26 +332,18 @@ fn device_and_logout_storms_fail_few_signs_cleanly_and_none_wrongly() {
     }
 }
 
-/// `CKR_GENERAL_ERROR` with no login change is the caller's error by design: each such fault
-/// fails exactly its own sign, never silently, never a wrong signature.
+/// `CKR_GENERAL_ERROR` is what SoftHSM2 answers when a logout races an operation, so the crate
+/// restores the login and retries within its bounded recovery budget (`MAX_RECOVERIES` in
+/// custody.rs): sporadic general errors cost no sign, and never give a wrong one.
 #[test]
-fn unrecoverable_faults_fail_exactly_the_signs_they_hit() {
+fn sporadic_general_errors_are_retried_within_the_budget() {
     let run = sign_under_faults("faults-general", 8_000, 211, GENERAL);
     run.print("fault injection: CKR_GENERAL_ERROR every 211 sign calls, 8 threads");
     let general = run.injected[3];
     assert!(general > 0, "{run:?}");
     assert_eq!(run.wrong, 0, "{run:?}");
-    assert_eq!(run.failed, general, "one failed sign per fault: {run:?}");
-    assert_eq!(
-        run.succeeded + run.failed,
-        run.requested,
-        "no request lost: {run:?}"
-    );
-    assert!(
-        run.errors.iter().all(|e| e.contains("GeneralError")),
-        "{:?}",
-        run.errors
-    );
+    assert_eq!(run.failed, 0, "every general error was retried: {run:?}");
+    assert_eq!(run.succeeded, run.requested, "no request lost: {run:?}");
 }
 
 #[test]

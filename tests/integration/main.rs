@@ -1,10 +1,11 @@
 //! Integration tests against real SoftHSM2 tokens (one binary, one module load per process).
 
+mod attacks;
+mod bad_input;
+mod cli_sign_request;
 mod common;
 mod core;
-mod exchanges;
 mod exchange_http;
-mod cli_sign_request;
-mod attacks;
+mod exchanges;
 mod faults;
-mod bad_input;
+mod lifecycle;

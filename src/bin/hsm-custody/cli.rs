@@ -50,8 +50,19 @@ pub enum Command {
 pub enum KeyCommand {
     /// Import an exchange API secret (from the terminal without echo, or from stdin).
     Import(crate::key_import::ImportArgs),
-    /// List the keys in the token: names, kinds, flags; never values.
+    /// List the keys in the token: names, kinds, versions, expiry, flags; never values.
     List(crate::key_list::ListArgs),
+    /// Show every version of a key with its state and validity.
+    Versions(crate::key_lifecycle::VersionsArgs),
+    /// Staged rotation: begin (new pending version), promote, retire.
+    #[command(subcommand)]
+    Rotate(crate::key_lifecycle::RotateCommand),
+    /// Destroy a version (or all versions) of a key at once.
+    Revoke(crate::key_lifecycle::RevokeArgs),
+    /// Generate an Ed25519, P-256 or RSA-2048 key pair inside the token.
+    Generate(crate::key_lifecycle::GenerateArgs),
+    /// Print a key's public key (PEM, SubjectPublicKeyInfo) for registering with the exchange.
+    Public(crate::key_lifecycle::PublicArgs),
 }
 
 impl Global {
@@ -86,6 +97,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Key(KeyCommand::Import(args)) => crate::key_import::run(&cli.global, args),
         Command::Key(KeyCommand::List(args)) => crate::key_list::run(&cli.global, args),
+        Command::Key(KeyCommand::Versions(args)) => {
+            crate::key_lifecycle::versions(&cli.global, args)
+        }
+        Command::Key(KeyCommand::Rotate(cmd)) => crate::key_lifecycle::rotate(&cli.global, cmd),
+        Command::Key(KeyCommand::Revoke(args)) => crate::key_lifecycle::revoke(&cli.global, args),
+        Command::Key(KeyCommand::Generate(args)) => {
+            crate::key_lifecycle::generate(&cli.global, args)
+        }
+        Command::Key(KeyCommand::Public(args)) => crate::key_lifecycle::public(&cli.global, args),
         Command::Sign(args) => crate::sign::run(&cli.global, args),
         Command::SignRequest(args) => crate::sign_request::run(&cli.global, args),
         Command::Doctor(args) => crate::doctor::run(&cli.global, args),

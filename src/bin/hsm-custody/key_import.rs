@@ -20,6 +20,22 @@ pub struct ImportArgs {
     /// How the exchange shows the secret: raw text or base64 (default: the exchange's, else raw).
     #[arg(long, value_parser = ["raw", "base64"])]
     pub encoding: Option<String>,
+    /// Import an exchange-issued Ed25519 private key (base64 seed, or 64 bytes seed||public as
+    /// Coinbase CDP hands out) instead of an HMAC secret.
+    #[arg(long = "type", value_parser = ["hmac", "ed25519"], default_value = "hmac")]
+    pub kind: String,
+    /// First valid day (YYYY-MM-DD, UTC).
+    #[arg(long, value_parser = parse_date)]
+    pub not_before: Option<time::Date>,
+    /// Last valid day (YYYY-MM-DD, UTC).
+    #[arg(long, value_parser = parse_date)]
+    pub not_after: Option<time::Date>,
+}
+
+/// Parses `YYYY-MM-DD`.
+pub fn parse_date(s: &str) -> Result<time::Date, String> {
+    time::Date::parse(s, &time::format_description::well_known::Iso8601::DATE)
+        .map_err(|_| format!("`{s}` is not a date (YYYY-MM-DD)"))
 }
 
 pub fn run(global: &Global, args: ImportArgs) -> anyhow::Result<()> {
@@ -42,9 +58,19 @@ pub fn run(global: &Global, args: ImportArgs) -> anyhow::Result<()> {
         encoding = Some(chosen);
     }
     spec = spec.encoding(encoding.unwrap_or_default());
+    if let Some(d) = args.not_before {
+        spec = spec.not_before(d);
+    }
+    if let Some(d) = args.not_after {
+        spec = spec.not_after(d);
+    }
     let secret = read_secret()?;
     let custody = global.connect()?;
-    let info = custody.import_hmac_secret(spec, secret)?;
+    let info = if args.kind == "ed25519" {
+        custody.import_ed25519_key(spec, secret)?
+    } else {
+        custody.import_hmac_secret(spec, secret)?
+    };
     println!(
         "imported `{}` into token `{}` (exchange: {}, encoding: {}, sensitive: {}, extractable: {})",
         info.name,
@@ -66,7 +92,7 @@ fn flag(f: Option<bool>) -> &'static str {
 }
 
 /// From the terminal without echo, or all of stdin when piped.
-fn read_secret() -> anyhow::Result<SecretString> {
+pub fn read_secret() -> anyhow::Result<SecretString> {
     let stdin = std::io::stdin();
     let text = if stdin.is_terminal() {
         Zeroizing::new(rpassword::prompt_password("API secret (not echoed): ")?)

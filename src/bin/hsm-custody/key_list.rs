@@ -1,6 +1,7 @@
 //! `hsm-custody key list`.
 
 use clap::Args;
+use hsm_custody::KeyInfo;
 
 use crate::cli::Global;
 
@@ -9,6 +10,9 @@ pub struct ListArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Flag active versions older than this many days (default: the config's, 90).
+    #[arg(long)]
+    pub max_age_days: Option<u32>,
 }
 
 pub fn run(global: &Global, args: ListArgs) -> anyhow::Result<()> {
@@ -18,16 +22,26 @@ pub fn run(global: &Global, args: ListArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&keys)?);
         return Ok(());
     }
+    let max_age = i64::from(args.max_age_days.unwrap_or(custody.rotation_age_days()));
+    let now = time::OffsetDateTime::now_utc();
     println!(
-        "{:<24} {:<8} {:<4} {:<18} {:<7} {:<9} {:<11} {:<8}",
-        "NAME", "KIND", "VER", "EXCHANGE", "ENC", "SENSITIVE", "EXTRACTABLE", "HARDENED"
+        "{:<24} {:<8} {:<6} {:<18} {:<7} {:<9} {:<11} {:<9} {:<8} NOTES",
+        "NAME",
+        "KIND",
+        "ACTIVE",
+        "EXCHANGE",
+        "ENC",
+        "SENSITIVE",
+        "EXTRACTABLE",
+        "HARDENED",
+        "EXPIRES"
     );
     for k in keys {
         println!(
-            "{:<24} {:<8} {:<4} {:<18} {:<7} {:<9} {:<11} {:<8}",
+            "{:<24} {:<8} {:<6} {:<18} {:<7} {:<9} {:<11} {:<9} {:<8} {}",
             k.name,
             k.kind,
-            k.version
+            k.active_version
                 .map(|v| format!("v{v}"))
                 .unwrap_or_else(|| "-".into()),
             k.exchange.as_deref().unwrap_or("-"),
@@ -35,9 +49,44 @@ pub fn run(global: &Global, args: ListArgs) -> anyhow::Result<()> {
             yes_no(k.flags.sensitive),
             yes_no(k.flags.extractable),
             if k.flags.is_hardened() { "yes" } else { "NO" },
+            expiry(&k, now.date()),
+            notes(&k, now, max_age),
         );
     }
     Ok(())
+}
+
+fn expiry(k: &KeyInfo, today: time::Date) -> String {
+    match k.active().and_then(|v| v.days_until_expiry(today)) {
+        Some(d) if d < 0 => "expired".into(),
+        Some(d) => format!("{d}d"),
+        None => "-".into(),
+    }
+}
+
+fn notes(k: &KeyInfo, now: time::OffsetDateTime, max_age: i64) -> String {
+    let mut notes = Vec::new();
+    if !k.managed {
+        notes.push("not created by hsm-custody".to_owned());
+    }
+    if k.managed && k.active_version.is_none() {
+        notes.push("no active version".to_owned());
+    }
+    if let Some(age) = k.active().and_then(|v| v.age_days(now)) {
+        if age > max_age {
+            notes.push(format!(
+                "ROTATE: active version is {age} days old (> {max_age})"
+            ));
+        }
+    }
+    let pending: Vec<String> = k
+        .versions
+        .iter()
+        .filter(|v| v.state == hsm_custody::VersionState::Pending)
+        .map(|v| format!("v{} pending", v.version))
+        .collect();
+    notes.extend(pending);
+    notes.join("; ")
 }
 
 fn yes_no(f: Option<bool>) -> &'static str {

@@ -6,6 +6,7 @@
 mod cli;
 mod doctor;
 mod key_import;
+mod key_lifecycle;
 mod key_list;
 mod sign;
 mod sign_request;

@@ -1,0 +1,430 @@
+//! Key lifecycle: first import or generation, staged rotation (begin, promote, retire) and
+//! revocation.
+//!
+//! Every change follows one order: key objects are created first, then the metadata is
+//! rewritten in a single `C_SetAttributeValue` (the commit point), then objects that the new
+//! metadata no longer lists are destroyed. So an interruption at any point leaves either the old
+//! state or the new one, plus perhaps key objects the metadata does not list; those are removed
+//! by the next lifecycle operation on the name ([`store::reconcile`]). Never two active
+//! versions (checked before every metadata write), and no step removes the last usable version
+//! except an explicit revocation.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use cryptoki::session::Session;
+use secrecy::SecretString;
+use zeroize::Zeroizing;
+
+use super::cache::KeyCache;
+use super::import::{create_hmac_version, decode_secret, now_rfc3339, ScrubOnDrop};
+use super::template::Validity;
+use super::{
+    asym, store, KeyInfo, KeyKind, KeyMeta, KeySpec, SecretEncoding, VersionInfo, VersionState,
+};
+use crate::error::{Error, Result};
+use crate::token::Token;
+
+/// SoftHSM2 can corrupt a token when objects are created concurrently: every write to keys is
+/// serialised within the process.
+static WRITE_LOCK: Mutex<()> = Mutex::new(());
+
+/// Test hook: make the n-th step of the next lifecycle operations fail as if the process died
+/// there (no clean-up runs). 0 = off.
+#[derive(Default)]
+pub(crate) struct Faults {
+    fail_at: AtomicU32,
+}
+
+impl Faults {
+    pub(crate) fn set(&self, step: Option<u32>) {
+        self.fail_at.store(step.unwrap_or(0), Ordering::SeqCst);
+    }
+
+    fn steps(&self) -> impl FnMut() -> Result<()> + '_ {
+        let mut n = 0u32;
+        move || {
+            n += 1;
+            if self.fail_at.load(Ordering::SeqCst) == n {
+                Err(Error::InjectedFault { step: n })
+            } else {
+                Ok(())
+            }
+        }
+    }
+}
+
+pub(crate) struct Lifecycle<'a> {
+    pub token: &'a Token,
+    pub cache: &'a KeyCache,
+    pub faults: &'a Faults,
+}
+
+/// What the secret becomes for a version.
+pub(crate) enum Material {
+    /// An exchange's HMAC secret, as shown to the user.
+    Hmac(SecretString),
+    /// A key pair generated in the token.
+    Generate(KeyKind),
+    /// An Ed25519 seed (32 bytes, or Coinbase's 64 bytes seed||public), base64.
+    Ed25519Seed(SecretString),
+}
+
+impl Material {
+    fn kind(&self) -> KeyKind {
+        match self {
+            Material::Hmac(_) => KeyKind::Hmac,
+            Material::Generate(kind) => *kind,
+            Material::Ed25519Seed(_) => KeyKind::Ed25519,
+        }
+    }
+}
+
+impl Lifecycle<'_> {
+    fn ck(e: cryptoki::error::Error) -> Error {
+        Error::from_ck(&e)
+    }
+
+    fn not_found(&self, name: &str) -> Error {
+        Error::KeyNotFound {
+            name: name.to_owned(),
+            token: self.token.label().to_owned(),
+        }
+    }
+
+    /// Creates a new name with version 1 active.
+    pub(crate) fn create(&self, spec: &KeySpec, material: Material) -> Result<KeyInfo> {
+        let kind = material.kind();
+        spec.validate(kind)?;
+        let _serial = WRITE_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
+        let lease = self.token.lease()?;
+        let session = lease.session();
+        if store::find_meta(session, &spec.name)
+            .map_err(Self::ck)?
+            .is_some()
+            || store::foreign_key_named(session, &spec.name).map_err(Self::ck)?
+        {
+            return Err(Error::KeyExists {
+                name: spec.name.clone(),
+                token: self.token.label().to_owned(),
+            });
+        }
+        // Objects of ours under this name without metadata: an interrupted first import.
+        store::reconcile(session, None, &spec.name).map_err(Self::ck)?;
+        let mut meta = KeyMeta {
+            format: 1,
+            name: spec.name.clone(),
+            kind,
+            exchange: spec.exchange.clone(),
+            encoding: spec.encoding,
+            algorithms: if kind == KeyKind::Hmac {
+                spec.algorithms.clone()
+            } else {
+                Vec::new()
+            },
+            revision: 1,
+            versions: Vec::new(),
+        };
+        let mut step = self.faults.steps();
+        let version = self.make_version(session, &meta, 1, spec, material, &mut step)?;
+        meta.versions.push(VersionInfo {
+            state: VersionState::Active,
+            ..version
+        });
+        let written = step().and_then(|()| store::create_meta(session, &meta));
+        if let Err(e) = written {
+            if !matches!(e, Error::InjectedFault { .. }) {
+                let _ = store::reconcile(session, None, &spec.name);
+            }
+            return Err(e);
+        }
+        self.cache.forget(self.token, &spec.name);
+        tracing::info!(key = %spec.name, kind = %kind, "key created");
+        store::info(session, &meta).map_err(Self::ck)
+    }
+
+    /// Creates the objects of one version; returns its record (state to be set by the caller).
+    fn make_version(
+        &self,
+        session: &Session,
+        meta: &KeyMeta,
+        version: u32,
+        spec: &KeySpec,
+        material: Material,
+        step: &mut impl FnMut() -> Result<()>,
+    ) -> Result<VersionInfo> {
+        let _scrub = ScrubOnDrop;
+        let validity = Validity {
+            not_before: spec.not_before,
+            not_after: spec.not_after,
+        };
+        let (secret_len, origin) = match material {
+            Material::Hmac(secret) => {
+                let key_bytes = decode_secret(&secret, meta.encoding)?;
+                drop(secret);
+                create_hmac_version(
+                    session,
+                    &meta.name,
+                    version,
+                    &key_bytes,
+                    &meta.algorithms,
+                    validity,
+                    &mut *step,
+                )?;
+                (Some(key_bytes.len()), "imported")
+            }
+            Material::Generate(kind) => {
+                self.require_mechanism(kind)?;
+                asym::generate(
+                    session,
+                    kind,
+                    &meta.name,
+                    version,
+                    validity,
+                    self.token
+                        .has_mechanism(cryptoki::mechanism::MechanismType::ECDSA_SHA256),
+                    &mut *step,
+                )?;
+                (None, "generated")
+            }
+            Material::Ed25519Seed(text) => {
+                self.require_mechanism(KeyKind::Ed25519)?;
+                let seed = ed25519_seed(&text)?;
+                drop(text);
+                asym::import_ed25519(session, &meta.name, version, &seed, validity, &mut *step)?;
+                (None, "imported")
+            }
+        };
+        Ok(VersionInfo {
+            version,
+            state: VersionState::Pending,
+            created: now_rfc3339(),
+            not_before: spec.not_before,
+            not_after: spec.not_after,
+            secret_len,
+            origin: origin.into(),
+        })
+    }
+
+    fn require_mechanism(&self, kind: KeyKind) -> Result<()> {
+        let needed = asym::signing_mechanism_type(kind);
+        if self.token.has_mechanism(needed) {
+            Ok(())
+        } else {
+            Err(Error::MechanismUnsupported {
+                token: self.token.label().to_owned(),
+                mechanism: format!("{needed} (needed for {kind} keys)"),
+            })
+        }
+    }
+
+    /// `rotate begin`: a new version, pending.
+    pub(crate) fn begin(
+        &self,
+        name: &str,
+        spec: &KeySpec,
+        material: Material,
+    ) -> Result<VersionInfo> {
+        let _serial = WRITE_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
+        let lease = self.token.lease()?;
+        let session = lease.session();
+        let found = store::find_meta(session, name)
+            .map_err(Self::ck)?
+            .ok_or_else(|| self.not_found(name))?;
+        let kind = material.kind();
+        if found.meta.kind != kind {
+            return Err(Error::WrongKeyKind {
+                name: name.to_owned(),
+                kind: found.meta.kind.name().into(),
+                wanted: format!("a new {kind} version"),
+            });
+        }
+        if let Some(p) = found
+            .meta
+            .versions
+            .iter()
+            .find(|v| v.state == VersionState::Pending)
+        {
+            return Err(Error::Lifecycle(format!(
+                "key `{name}` already has pending version v{}; promote or revoke it first",
+                p.version
+            )));
+        }
+        store::reconcile(session, Some(&found.meta), name).map_err(Self::ck)?;
+        let mut step = self.faults.steps();
+        let version = found.meta.next_version();
+        let record = self.make_version(session, &found.meta, version, spec, material, &mut step)?;
+        let mut meta = found.meta.clone();
+        meta.revision += 1;
+        meta.versions.push(record.clone());
+        store::update_meta(session, &found, &meta, &mut step).inspect_err(|e| {
+            if !matches!(e, Error::InjectedFault { .. }) {
+                let _ = store::reconcile(session, Some(&found.meta), name);
+            }
+        })?;
+        self.cache.forget(self.token, name);
+        tracing::info!(key = name, version, "rotation begun: new version pending");
+        Ok(record)
+    }
+
+    /// `rotate promote`: the pending version becomes active, the active one previous.
+    pub(crate) fn promote(&self, name: &str) -> Result<VersionInfo> {
+        let _serial = WRITE_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
+        let lease = self.token.lease()?;
+        let session = lease.session();
+        let found = store::find_meta(session, name)
+            .map_err(Self::ck)?
+            .ok_or_else(|| self.not_found(name))?;
+        let pending = found
+            .meta
+            .versions
+            .iter()
+            .find(|v| v.state == VersionState::Pending)
+            .map(|v| v.version)
+            .ok_or_else(|| {
+                Error::Lifecycle(format!(
+                    "key `{name}` has no pending version to promote; run `key rotate begin` first"
+                ))
+            })?;
+        store::reconcile(session, Some(&found.meta), name).map_err(Self::ck)?;
+        if store::find_version_object(session, &found.meta, pending)
+            .map_err(Self::ck)?
+            .is_none()
+        {
+            return Err(Error::Lifecycle(format!(
+                "pending version v{pending} of `{name}` has no key object; revoke it and begin again"
+            )));
+        }
+        let mut meta = found.meta.clone();
+        meta.revision += 1;
+        for v in &mut meta.versions {
+            match v.state {
+                VersionState::Active => v.state = VersionState::Previous,
+                VersionState::Pending => v.state = VersionState::Active,
+                _ => {}
+            }
+        }
+        let mut step = self.faults.steps();
+        store::update_meta(session, &found, &meta, &mut step)?;
+        self.cache.forget(self.token, name);
+        tracing::info!(key = name, version = pending, "rotation promoted");
+        meta.version(pending)
+            .cloned()
+            .ok_or_else(|| Error::Lifecycle("promoted version vanished".into()))
+    }
+
+    /// `rotate retire`: destroys previous versions (all, or the one named).
+    pub(crate) fn retire(&self, name: &str, version: Option<u32>) -> Result<Vec<u32>> {
+        self.end(name, version, VersionState::Retired)
+    }
+
+    /// `revoke`: destroys a version, or every usable version, at once.
+    pub(crate) fn revoke(&self, name: &str, version: Option<u32>) -> Result<Vec<u32>> {
+        self.end(name, version, VersionState::Revoked)
+    }
+
+    fn end(&self, name: &str, version: Option<u32>, to: VersionState) -> Result<Vec<u32>> {
+        let _serial = WRITE_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
+        let lease = self.token.lease()?;
+        let session = lease.session();
+        let found = store::find_meta(session, name)
+            .map_err(Self::ck)?
+            .ok_or_else(|| self.not_found(name))?;
+        store::reconcile(session, Some(&found.meta), name).map_err(Self::ck)?;
+        let eligible = |v: &VersionInfo| match to {
+            VersionState::Retired => v.state == VersionState::Previous,
+            _ => v.state.is_usable(),
+        };
+        let targets: Vec<u32> = match version {
+            Some(n) => {
+                let v = found.meta.version(n).ok_or(Error::VersionNotFound {
+                    name: name.to_owned(),
+                    version: n,
+                })?;
+                if !eligible(v) {
+                    return Err(Error::Lifecycle(match to {
+                        VersionState::Retired => format!(
+                            "v{n} of `{name}` is {}; retire only removes previous versions (use `key revoke` to destroy an active or pending one)",
+                            v.state.name()
+                        ),
+                        _ => format!("v{n} of `{name}` is already {}", v.state.name()),
+                    }));
+                }
+                vec![n]
+            }
+            None => found
+                .meta
+                .versions
+                .iter()
+                .filter(|v| eligible(v))
+                .map(|v| v.version)
+                .collect(),
+        };
+        if targets.is_empty() {
+            return Err(Error::Lifecycle(match to {
+                VersionState::Retired => format!("key `{name}` has no previous version to retire"),
+                _ => format!("key `{name}` has no usable version left to revoke"),
+            }));
+        }
+        let mut meta = found.meta.clone();
+        meta.revision += 1;
+        for v in meta
+            .versions
+            .iter_mut()
+            .filter(|v| targets.contains(&v.version))
+        {
+            v.state = to;
+        }
+        let mut step = self.faults.steps();
+        store::update_meta(session, &found, &meta, &mut step)?;
+        // Committed: from here on no process signs with these versions (in-process copies go
+        // first, so nothing signs while the objects are destroyed).
+        self.cache.forget(self.token, name);
+        let _exclusive = self.token.destroy_guard();
+        for (v, handle) in store::version_objects(session, name).map_err(Self::ck)? {
+            if targets.contains(&v) {
+                step()?;
+                session.destroy_object(handle).map_err(Self::ck)?;
+            }
+        }
+        tracing::warn!(key = name, versions = ?targets, state = to.name(), "key versions destroyed");
+        Ok(targets)
+    }
+
+    /// Key information, after removing leftovers of interrupted steps.
+    pub(crate) fn info(&self, name: &str) -> Result<KeyInfo> {
+        let lease = self.token.lease()?;
+        let session = lease.session();
+        let found = store::find_meta(session, name)
+            .map_err(Self::ck)?
+            .ok_or_else(|| self.not_found(name))?;
+        store::info(session, &found.meta).map_err(Self::ck)
+    }
+}
+
+/// An Ed25519 seed from base64: 32 bytes, or 64 bytes seed||public (Coinbase CDP's format, the
+/// public half checked against the seed).
+fn ed25519_seed(text: &SecretString) -> Result<Zeroizing<[u8; 32]>> {
+    let bytes = decode_secret(text, SecretEncoding::Base64)?;
+    let mut seed = Zeroizing::new([0u8; 32]);
+    match bytes.len() {
+        32 => seed.copy_from_slice(&bytes),
+        64 => {
+            seed.copy_from_slice(&bytes[..32]);
+            let derived = ed25519_dalek::SigningKey::from_bytes(&seed)
+                .verifying_key()
+                .to_bytes();
+            if derived[..] != bytes[32..] {
+                return Err(Error::invalid(
+                    "the 64-byte Ed25519 key's public half does not match its seed",
+                ));
+            }
+        }
+        n => {
+            return Err(Error::invalid(format!(
+                "an Ed25519 private key is 32 bytes (or 64 with its public key), not {n}"
+            )))
+        }
+    }
+    Ok(seed)
+}
