@@ -1,12 +1,13 @@
 //! The public handle: [`Custody`] and [`KeyRef`].
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use secrecy::SecretString;
 
 use crate::config::Config;
 use crate::error::{Class, Error, Result};
+use crate::guard::{Guard, LifecycleEvent, RequestContext, SignContext};
 use crate::keys::cache::{CachedKey, KeyCache};
 use crate::keys::lifecycle::{Faults, Lifecycle, Material};
 use crate::keys::{asym, store, KeyInfo, KeyKind, KeySpec, VersionInfo, VersionState};
@@ -44,6 +45,7 @@ struct Inner {
     keys: KeyCache,
     faults: Faults,
     rotation_age_days: u32,
+    guard: OnceLock<Arc<dyn Guard>>,
 }
 
 impl fmt::Debug for Custody {
@@ -94,8 +96,51 @@ impl Custody {
                 keys: KeyCache::new(config.revalidate),
                 faults: Faults::default(),
                 rotation_age_days: config.rotation_age_days,
+                guard: OnceLock::new(),
             }),
         })
+    }
+
+    /// Connects with guard rails installed from the start, so that a refused login is reported
+    /// to the guard too.
+    ///
+    /// # Errors
+    /// As [`Custody::connect`].
+    pub fn connect_guarded(config: Config, guard: Arc<dyn Guard>) -> Result<Custody> {
+        let label = config.token.clone();
+        match Custody::connect(config) {
+            Ok(custody) => {
+                custody.set_guard(guard)?;
+                Ok(custody)
+            }
+            Err(e) => {
+                if matches!(e, Error::PinIncorrect { .. } | Error::PinLocked { .. }) {
+                    guard.lifecycle(&LifecycleEvent::LoginFailed {
+                        token: label,
+                        reason: e.to_string(),
+                    });
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Installs guard rails (policy, rate limits, audit) for every signature and lifecycle
+    /// change made through this `Custody` and its clones. Once only.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when a guard is installed already.
+    pub fn set_guard(&self, guard: Arc<dyn Guard>) -> Result<()> {
+        self.inner
+            .guard
+            .set(guard)
+            .map_err(|_| Error::Config("a guard is installed already".into()))
+    }
+
+    fn report(&self, event: LifecycleEvent) {
+        if let Some(guard) = self.inner.guard.get() {
+            guard.lifecycle(&event);
+        }
     }
 
     fn lifecycle(&self) -> Lifecycle<'_> {
@@ -140,7 +185,26 @@ impl Custody {
     /// # Security
     /// The secret goes into one `C_CreateObject` template, which is wiped after the call.
     pub fn import_hmac_secret(&self, spec: KeySpec, secret: SecretString) -> Result<KeyInfo> {
-        self.lifecycle().create(&spec, Material::Hmac(secret))
+        let info = self.lifecycle().create(&spec, Material::Hmac(secret))?;
+        self.report(LifecycleEvent::Created {
+            key: info.name.clone(),
+            kind: info.kind.clone(),
+        });
+        Ok(info)
+    }
+
+    /// Generates an HMAC key inside the token (its value never exists outside), as version 1 of
+    /// a new key: for keys the crate itself needs, such as the audit chain's MAC key.
+    ///
+    /// # Errors
+    /// [`Error::KeyExists`], token failures.
+    pub fn generate_hmac_key(&self, spec: KeySpec) -> Result<KeyInfo> {
+        let info = self.lifecycle().create(&spec, Material::GenerateHmac)?;
+        self.report(LifecycleEvent::Created {
+            key: info.name.clone(),
+            kind: info.kind.clone(),
+        });
+        Ok(info)
     }
 
     /// Generates a key pair in the token as version 1 of a new key; only the public key can be
@@ -155,7 +219,12 @@ impl Custody {
                 "HMAC keys are imported from the exchange, not generated",
             ));
         }
-        self.lifecycle().create(&spec, Material::Generate(kind))
+        let info = self.lifecycle().create(&spec, Material::Generate(kind))?;
+        self.report(LifecycleEvent::Created {
+            key: info.name.clone(),
+            kind: info.kind.clone(),
+        });
+        Ok(info)
     }
 
     /// Imports an Ed25519 private key that an exchange issued (Coinbase CDP EdDSA keys: base64
@@ -186,7 +255,12 @@ impl Custody {
             NewVersion::Generate => Material::Generate(kind),
             NewVersion::Ed25519Seed(seed) => Material::Ed25519Seed(seed),
         };
-        self.lifecycle().begin(&name, &spec, material)
+        let v = self.lifecycle().begin(&name, &spec, material)?;
+        self.report(LifecycleEvent::RotationBegun {
+            key: name,
+            version: v.version,
+        });
+        Ok(v)
     }
 
     /// `rotate promote`: the pending version becomes active; the active one stays usable as
@@ -195,7 +269,12 @@ impl Custody {
     /// # Errors
     /// [`Error::Lifecycle`] when there is no pending version.
     pub fn rotate_promote(&self, name: &str) -> Result<VersionInfo> {
-        self.lifecycle().promote(name)
+        let v = self.lifecycle().promote(name)?;
+        self.report(LifecycleEvent::Promoted {
+            key: name.to_owned(),
+            version: v.version,
+        });
+        Ok(v)
     }
 
     /// `rotate retire`: destroys the previous version(s) (all, or the one given).
@@ -203,7 +282,12 @@ impl Custody {
     /// # Errors
     /// [`Error::Lifecycle`] when there is nothing to retire or the version is not previous.
     pub fn rotate_retire(&self, name: &str, version: Option<u32>) -> Result<Vec<u32>> {
-        self.lifecycle().retire(name, version)
+        let versions = self.lifecycle().retire(name, version)?;
+        self.report(LifecycleEvent::Retired {
+            key: name.to_owned(),
+            versions: versions.clone(),
+        });
+        Ok(versions)
     }
 
     /// Revokes a version (or, with `None`, every usable version) at once: the token objects are
@@ -213,7 +297,12 @@ impl Custody {
     /// # Errors
     /// [`Error::VersionNotFound`], [`Error::Lifecycle`] when already revoked.
     pub fn revoke(&self, name: &str, version: Option<u32>) -> Result<Vec<u32>> {
-        self.lifecycle().revoke(name, version)
+        let versions = self.lifecycle().revoke(name, version)?;
+        self.report(LifecycleEvent::Revoked {
+            key: name.to_owned(),
+            versions: versions.clone(),
+        });
+        Ok(versions)
     }
 
     /// A key's metadata, versions and flags.
@@ -254,7 +343,7 @@ impl Custody {
     /// [`Error::NoActiveVersion`], [`Error::PoolTimeout`], or a token failure that survived
     /// recovery.
     pub fn sign_hmac(&self, name: &str, alg: HmacAlg, data: &[u8]) -> Result<Signature> {
-        self.sign_with(name, None, Op::Hmac(alg), data)
+        self.sign_with(name, None, Op::Hmac(alg), data, &RequestContext::default())
     }
 
     fn sign_with(
@@ -263,12 +352,63 @@ impl Custody {
         version: Option<u32>,
         op: Op,
         data: &[u8],
+        request: &RequestContext<'_>,
+    ) -> Result<Signature> {
+        let Some(guard) = self.inner.guard.get() else {
+            return self.sign_unguarded(name, version, op, data, None);
+        };
+        let mut checked = None;
+        let mut check = |v: u32| -> Result<()> {
+            let ctx = SignContext {
+                key: name,
+                version: v,
+                exchange: request.exchange,
+                method: request.method,
+                path: request.path,
+                message: data,
+            };
+            guard.check(&ctx)?;
+            checked = Some(v);
+            Ok(())
+        };
+        let result = self.sign_unguarded(name, version, op, data, Some(&mut check));
+        if let Some(v) = checked {
+            let ctx = SignContext {
+                key: name,
+                version: v,
+                exchange: request.exchange,
+                method: request.method,
+                path: request.path,
+                message: data,
+            };
+            guard.signed(&ctx, result.as_ref().map(|_| ()));
+        }
+        if let Err(e @ (Error::PinIncorrect { .. } | Error::PinLocked { .. })) = &result {
+            guard.lifecycle(&LifecycleEvent::LoginFailed {
+                token: self.token_label().to_owned(),
+                reason: e.to_string(),
+            });
+        }
+        result
+    }
+
+    /// Signs; `check` (the guard) runs once the version is known, before the token is asked.
+    fn sign_unguarded(
+        &self,
+        name: &str,
+        version: Option<u32>,
+        op: Op,
+        data: &[u8],
+        mut check: Option<&mut dyn FnMut(u32) -> Result<()>>,
     ) -> Result<Signature> {
         let token = &self.inner.token;
         let mut recoveries = 0;
         loop {
             let key = self.inner.keys.get(token, name)?;
-            let handle = self.select(&key, version, op)?;
+            let (v, handle) = self.select(&key, version, op)?;
+            if let Some(check) = check.take() {
+                check(v)?;
+            }
             let Some(handle) = handle else {
                 // The metadata lists the version but its object was not found: another process
                 // changed the key between our reads. Look again once.
@@ -318,7 +458,7 @@ impl Custody {
         key: &CachedKey,
         version: Option<u32>,
         op: Op,
-    ) -> Result<Option<cryptoki::object::ObjectHandle>> {
+    ) -> Result<(u32, Option<cryptoki::object::ObjectHandle>)> {
         let name = &key.meta.name;
         let v = match version {
             None => key
@@ -384,7 +524,7 @@ impl Custody {
                 }
             }
         }
-        Ok(key.version(v.version).map(|c| c.sign_handle))
+        Ok((v.version, key.version(v.version).map(|c| c.sign_handle)))
     }
 
     /// Every key in the token: managed keys with their versions, and keys this crate did not
@@ -492,8 +632,27 @@ impl KeyRef {
     /// # Errors
     /// As [`Custody::sign_hmac`].
     pub fn hmac(&self, alg: HmacAlg, data: &[u8]) -> Result<Signature> {
+        self.custody.sign_with(
+            &self.name,
+            self.version,
+            Op::Hmac(alg),
+            data,
+            &RequestContext::default(),
+        )
+    }
+
+    /// Computes an HMAC for an exchange request (guard rails see exchange, method and path).
+    ///
+    /// # Errors
+    /// As [`Custody::sign_hmac`], plus the guard's refusal.
+    pub fn hmac_for(
+        &self,
+        alg: HmacAlg,
+        data: &[u8],
+        request: &RequestContext<'_>,
+    ) -> Result<Signature> {
         self.custody
-            .sign_with(&self.name, self.version, Op::Hmac(alg), data)
+            .sign_with(&self.name, self.version, Op::Hmac(alg), data, request)
     }
 
     /// Signs with an asymmetric key in the token: pure Ed25519; ECDSA P-256 with SHA-256, as
@@ -502,8 +661,22 @@ impl KeyRef {
     /// # Errors
     /// [`Error::WrongKeyKind`] for an HMAC key, and as [`Custody::sign_hmac`].
     pub fn sign(&self, data: &[u8]) -> Result<Signature> {
+        self.custody.sign_with(
+            &self.name,
+            self.version,
+            Op::Asym,
+            data,
+            &RequestContext::default(),
+        )
+    }
+
+    /// Signs an exchange request with an asymmetric key (guard rails see the request).
+    ///
+    /// # Errors
+    /// As [`KeyRef::sign`], plus the guard's refusal.
+    pub fn sign_for(&self, data: &[u8], request: &RequestContext<'_>) -> Result<Signature> {
         self.custody
-            .sign_with(&self.name, self.version, Op::Asym, data)
+            .sign_with(&self.name, self.version, Op::Asym, data, request)
     }
 
     /// The public key as PEM (SubjectPublicKeyInfo), for registering with the exchange.
@@ -531,5 +704,9 @@ impl Mac for KeyRef {
 
     fn mac(&self, alg: HmacAlg, msg: &[u8]) -> Result<Signature> {
         self.hmac(alg, msg)
+    }
+
+    fn mac_for(&self, alg: HmacAlg, msg: &[u8], request: &RequestContext<'_>) -> Result<Signature> {
+        self.hmac_for(alg, msg, request)
     }
 }

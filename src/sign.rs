@@ -151,6 +151,21 @@ pub trait Mac {
     /// # Errors
     /// Whatever the backing token reports.
     fn mac(&self, alg: HmacAlg, msg: &[u8]) -> Result<Signature>;
+
+    /// Computes the MAC of `msg` for a request, so that guard rails see the exchange, method
+    /// and path. Exchange signers call this; the default ignores the context.
+    ///
+    /// # Errors
+    /// Whatever the backing token, or a guard, reports.
+    fn mac_for(
+        &self,
+        alg: HmacAlg,
+        msg: &[u8],
+        request: &crate::guard::RequestContext<'_>,
+    ) -> Result<Signature> {
+        let _ = request;
+        self.mac(alg, msg)
+    }
 }
 
 #[cfg(test)]

@@ -215,7 +215,42 @@ pub fn sign_request(id: &str, mac: &dyn Mac, req: &Request) -> Result<SignedRequ
     let exchange = by_id(id).ok_or_else(|| unknown_exchange(id))?;
     check_binding(exchange.as_ref(), mac)?;
     let ctx = Context::new(&SystemClock, MonotonicNonce::global());
-    exchange.sign(req, mac, &ctx)
+    exchange.sign(req, &InRequest::new(mac, exchange.id(), req), &ctx)
+}
+
+/// Hands the request's exchange, method and path to the key with every keyed step, so that
+/// guard rails ([`crate::Guard`]) judge the request that is really being signed.
+struct InRequest<'a> {
+    inner: &'a dyn Mac,
+    exchange: &'a str,
+    method: &'a str,
+    path: &'a str,
+}
+
+impl<'a> InRequest<'a> {
+    fn new(inner: &'a dyn Mac, exchange: &'a str, req: &'a Request) -> Self {
+        InRequest {
+            inner,
+            exchange,
+            method: req.method.as_deref().unwrap_or(""),
+            path: req.path.as_deref().unwrap_or(""),
+        }
+    }
+}
+
+impl Mac for InRequest<'_> {
+    fn key_name(&self) -> &str {
+        self.inner.key_name()
+    }
+
+    fn exchange(&self) -> Option<&str> {
+        self.inner.exchange()
+    }
+
+    fn mac(&self, alg: crate::HmacAlg, msg: &[u8]) -> Result<crate::Signature> {
+        let ctx = crate::RequestContext::new(self.exchange, self.method, self.path);
+        self.inner.mac_for(alg, msg, &ctx)
+    }
 }
 
 fn unknown_exchange(id: &str) -> Error {
@@ -287,7 +322,8 @@ impl ExchangeSigner {
     /// [`Error::InvalidInput`] for a request the scheme cannot sign, or the token's error.
     pub fn sign(&self, req: &Request) -> Result<SignedRequest> {
         let ctx = Context::new(self.clock.as_ref(), self.nonces.as_ref());
-        self.exchange.sign(req, self.mac.as_ref(), &ctx)
+        let mac = InRequest::new(self.mac.as_ref(), self.exchange.id(), req);
+        self.exchange.sign(req, &mac, &ctx)
     }
 }
 

@@ -79,6 +79,53 @@ pub(crate) fn create_hmac_version(
     }
 }
 
+/// Generates one HMAC key version inside the token (`CKM_GENERIC_SECRET_KEY_GEN`, 64 bytes) with
+/// the hardened template; proves it signs and verifies its own MAC in the token.
+pub(crate) fn generate_hmac_version(
+    session: &Session,
+    name: &str,
+    version: u32,
+    algorithms: &[HmacAlg],
+    validity: Validity,
+    mut step: impl FnMut() -> Result<()>,
+) -> Result<ObjectHandle> {
+    let mut attrs = template::hmac_secret_key(name, version, Vec::new(), algorithms, validity);
+    // No value: the token makes one of CKA_VALUE_LEN bytes.
+    attrs.retain(|a| !matches!(a, cryptoki::object::Attribute::Value(_)));
+    attrs.push(cryptoki::object::Attribute::ValueLen(
+        (MIN_STORED_LEN as u64).into(),
+    ));
+    step()?;
+    let key = session
+        .generate_key(&cryptoki::mechanism::Mechanism::GenericSecretKeyGen, &attrs)
+        .map_err(|e| Error::from_ck(&e))?;
+    let probe = session
+        .generate_random_vec(32)
+        .map_err(|e| Error::from_ck(&e))?;
+    let checked = step().and_then(|()| {
+        for alg in algorithms {
+            let mac = session
+                .sign(&alg.mechanism(), key, &probe)
+                .map_err(|e| Error::from_ck(&e))?;
+            session
+                .verify(&alg.mechanism(), key, &probe, &mac)
+                .map_err(|e| Error::SelfCheckFailed {
+                    name: name.to_owned(),
+                    detail: format!("{alg} does not verify its own MAC: {}", Error::from_ck(&e)),
+                })?;
+        }
+        Ok(())
+    });
+    match checked {
+        Ok(()) => Ok(key),
+        Err(e @ Error::InjectedFault { .. }) => Err(e),
+        Err(e) => {
+            let _ = session.destroy_object(key);
+            Err(e)
+        }
+    }
+}
+
 /// MACs a fresh random probe in the token and in software, per allowed algorithm.
 fn self_check(
     session: &Session,

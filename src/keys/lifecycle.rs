@@ -17,8 +17,10 @@ use secrecy::SecretString;
 use zeroize::Zeroizing;
 
 use super::cache::KeyCache;
-use super::import::{create_hmac_version, decode_secret, now_rfc3339, ScrubOnDrop};
-use super::template::Validity;
+use super::import::{
+    create_hmac_version, decode_secret, generate_hmac_version, now_rfc3339, ScrubOnDrop,
+};
+use super::template::{Validity, MIN_STORED_LEN};
 use super::{
     asym, store, KeyInfo, KeyKind, KeyMeta, KeySpec, SecretEncoding, VersionInfo, VersionState,
 };
@@ -68,12 +70,14 @@ pub(crate) enum Material {
     Generate(KeyKind),
     /// An Ed25519 seed (32 bytes, or Coinbase's 64 bytes seed||public), base64.
     Ed25519Seed(SecretString),
+    /// An HMAC key generated inside the token.
+    GenerateHmac,
 }
 
 impl Material {
     fn kind(&self) -> KeyKind {
         match self {
-            Material::Hmac(_) => KeyKind::Hmac,
+            Material::Hmac(_) | Material::GenerateHmac => KeyKind::Hmac,
             Material::Generate(kind) => *kind,
             Material::Ed25519Seed(_) => KeyKind::Ed25519,
         }
@@ -172,6 +176,17 @@ impl Lifecycle<'_> {
                     &mut *step,
                 )?;
                 (Some(key_bytes.len()), "imported")
+            }
+            Material::GenerateHmac => {
+                generate_hmac_version(
+                    session,
+                    &meta.name,
+                    version,
+                    &meta.algorithms,
+                    validity,
+                    &mut *step,
+                )?;
+                (Some(MIN_STORED_LEN), "generated")
             }
             Material::Generate(kind) => {
                 self.require_mechanism(kind)?;

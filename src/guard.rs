@@ -1,0 +1,124 @@
+//! The hook through which guard rails (policy, rate limits, audit) see every signature and
+//! every lifecycle change.
+//!
+//! A [`Guard`] installed on a [`crate::Custody`] is asked before any byte reaches the token
+//! ([`Guard::check`]; an error refuses the signature) and told the outcome afterwards
+//! ([`Guard::signed`]). Exchange signers pass the request's exchange, method and path; a plain
+//! [`crate::KeyRef::hmac`] call is a *raw* signature (no request context), which a policy may
+//! refuse.
+
+use crate::error::Error;
+
+/// What is about to be signed.
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub struct SignContext<'a> {
+    /// Key name.
+    pub key: &'a str,
+    /// Version that signs.
+    pub version: u32,
+    /// The exchange whose signer asks, `None` for a raw signature.
+    pub exchange: Option<&'a str>,
+    /// HTTP method (or the exchange's equivalent), when known.
+    pub method: Option<&'a str>,
+    /// Request path, when known.
+    pub path: Option<&'a str>,
+    /// The exact bytes the token will sign (hash them for audit; never log them).
+    pub message: &'a [u8],
+}
+
+impl SignContext<'_> {
+    /// Whether this is a raw signature (no exchange request behind it).
+    pub fn is_raw(&self) -> bool {
+        self.exchange.is_none()
+    }
+}
+
+/// Request context that exchange signers attach to their keyed steps.
+#[derive(Clone, Copy, Debug, Default)]
+#[non_exhaustive]
+pub struct RequestContext<'a> {
+    /// Exchange id.
+    pub exchange: Option<&'a str>,
+    /// HTTP method.
+    pub method: Option<&'a str>,
+    /// Request path.
+    pub path: Option<&'a str>,
+}
+
+impl<'a> RequestContext<'a> {
+    /// Context for a request to `exchange`.
+    pub fn new(exchange: &'a str, method: &'a str, path: &'a str) -> Self {
+        RequestContext {
+            exchange: Some(exchange),
+            method: Some(method),
+            path: Some(path),
+        }
+    }
+}
+
+/// A key lifecycle change, reported after it happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LifecycleEvent {
+    /// A new key (version 1) was imported or generated.
+    Created {
+        /// Key name.
+        key: String,
+        /// Key kind.
+        kind: String,
+    },
+    /// `rotate begin`: a pending version was added.
+    RotationBegun {
+        /// Key name.
+        key: String,
+        /// New version.
+        version: u32,
+    },
+    /// `rotate promote`.
+    Promoted {
+        /// Key name.
+        key: String,
+        /// The version now active.
+        version: u32,
+    },
+    /// `rotate retire`.
+    Retired {
+        /// Key name.
+        key: String,
+        /// Versions destroyed.
+        versions: Vec<u32>,
+    },
+    /// `revoke`.
+    Revoked {
+        /// Key name.
+        key: String,
+        /// Versions destroyed.
+        versions: Vec<u32>,
+    },
+    /// A login was refused (wrong or locked PIN).
+    LoginFailed {
+        /// Token label.
+        token: String,
+        /// The error's message.
+        reason: String,
+    },
+}
+
+/// Guard rails over a [`crate::Custody`]. Implementations must be cheap in `check` (it runs on
+/// every signature) and must never log the message bytes, a secret or a signature.
+pub trait Guard: Send + Sync {
+    /// Decides whether the signature may happen. An error refuses it (fail closed).
+    ///
+    /// # Errors
+    /// The refusal, naming the rule.
+    fn check(&self, ctx: &SignContext<'_>) -> Result<(), Error>;
+
+    /// Told the outcome of a signature that `check` allowed.
+    fn signed(&self, ctx: &SignContext<'_>, outcome: Result<(), &Error>);
+
+    /// Told about lifecycle changes and login failures.
+    fn lifecycle(&self, event: &LifecycleEvent) {
+        let _ = event;
+    }
+}
