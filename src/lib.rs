@@ -56,3 +56,8 @@ pub use secrecy::SecretString;
 pub use sign::{HmacAlg, Mac, Signature};
 pub use token::pool::PoolStats;
 pub use token::TokenInfo;
+
+/// The README's Rust examples, compiled as doctests so that they stay true to the code.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
