@@ -112,8 +112,10 @@ impl Config {
         self
     }
 
-    /// Whether to sign with a session-object copy of each key (default on; several times faster
-    /// on SoftHSM2, the token object remains the source of truth).
+    /// Whether to try signing with a session-object copy of each key (default on; the token
+    /// object remains the source of truth). Modules that copy hardened keys sign several times
+    /// faster that way; SoftHSM2 refuses to copy a key with `CKA_MODIFIABLE=false`, so there the
+    /// crate signs with the token object whatever this says.
     pub fn fast_path(mut self, on: bool) -> Self {
         self.fast_path = on;
         self

@@ -27,6 +27,11 @@
 //! - Secrets and PINs are held in `secrecy` types and wiped after use. No `Debug`, `Display`,
 //!   error or log line contains a PIN, a secret or key bytes.
 //! - A wrong PIN is tried exactly once and never retried automatically (real tokens lock).
+//! - Keys have versions; rotation (begin, promote, retire) and revocation are crash-safe: an
+//!   interruption at any step leaves a consistent state, never two active versions.
+//! - Asymmetric exchange keys (Ed25519, P-256, RSA-2048) are generated inside the token; only
+//!   the public key can be read out.
+//! - Guard rails plug in through [`Guard`]: checked before any byte reaches the token.
 //!
 //! ## Non-goals
 //! - Protecting a secret before it reaches the import call (type it into the CLI, do not keep it
