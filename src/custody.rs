@@ -137,6 +137,16 @@ impl Custody {
             .map_err(|_| Error::Config("a guard is installed already".into()))
     }
 
+    /// Creates a key (version 1) and reports it to the guard.
+    fn create(&self, spec: &KeySpec, material: Material) -> Result<KeyInfo> {
+        let info = self.lifecycle().create(spec, material)?;
+        self.report(LifecycleEvent::Created {
+            key: info.name.clone(),
+            kind: info.kind.clone(),
+        });
+        Ok(info)
+    }
+
     fn report(&self, event: LifecycleEvent) {
         if let Some(guard) = self.inner.guard.get() {
             guard.lifecycle(&event);
@@ -185,12 +195,7 @@ impl Custody {
     /// # Security
     /// The secret goes into one `C_CreateObject` template, which is wiped after the call.
     pub fn import_hmac_secret(&self, spec: KeySpec, secret: SecretString) -> Result<KeyInfo> {
-        let info = self.lifecycle().create(&spec, Material::Hmac(secret))?;
-        self.report(LifecycleEvent::Created {
-            key: info.name.clone(),
-            kind: info.kind.clone(),
-        });
-        Ok(info)
+        self.create(&spec, Material::Hmac(secret))
     }
 
     /// Generates an HMAC key inside the token (its value never exists outside), as version 1 of
@@ -199,12 +204,7 @@ impl Custody {
     /// # Errors
     /// [`Error::KeyExists`], token failures.
     pub fn generate_hmac_key(&self, spec: KeySpec) -> Result<KeyInfo> {
-        let info = self.lifecycle().create(&spec, Material::GenerateHmac)?;
-        self.report(LifecycleEvent::Created {
-            key: info.name.clone(),
-            kind: info.kind.clone(),
-        });
-        Ok(info)
+        self.create(&spec, Material::GenerateHmac)
     }
 
     /// Generates a key pair in the token as version 1 of a new key; only the public key can be
@@ -219,12 +219,7 @@ impl Custody {
                 "HMAC keys are imported from the exchange, not generated",
             ));
         }
-        let info = self.lifecycle().create(&spec, Material::Generate(kind))?;
-        self.report(LifecycleEvent::Created {
-            key: info.name.clone(),
-            kind: info.kind.clone(),
-        });
-        Ok(info)
+        self.create(&spec, Material::Generate(kind))
     }
 
     /// Imports an Ed25519 private key that an exchange issued (Coinbase CDP EdDSA keys: base64
@@ -357,31 +352,23 @@ impl Custody {
         let Some(guard) = self.inner.guard.get() else {
             return self.sign_unguarded(name, version, op, data, None);
         };
+        let context = |version: u32| SignContext {
+            key: name,
+            version,
+            exchange: request.exchange,
+            method: request.method,
+            path: request.path,
+            message: data,
+        };
         let mut checked = None;
         let mut check = |v: u32| -> Result<()> {
-            let ctx = SignContext {
-                key: name,
-                version: v,
-                exchange: request.exchange,
-                method: request.method,
-                path: request.path,
-                message: data,
-            };
-            guard.check(&ctx)?;
+            guard.check(&context(v))?;
             checked = Some(v);
             Ok(())
         };
         let result = self.sign_unguarded(name, version, op, data, Some(&mut check));
         if let Some(v) = checked {
-            let ctx = SignContext {
-                key: name,
-                version: v,
-                exchange: request.exchange,
-                method: request.method,
-                path: request.path,
-                message: data,
-            };
-            guard.signed(&ctx, result.as_ref().map(|_| ()));
+            guard.signed(&context(v), result.as_ref().map(|_| ()));
         }
         if let Err(e @ (Error::PinIncorrect { .. } | Error::PinLocked { .. })) = &result {
             guard.lifecycle(&LifecycleEvent::LoginFailed {

@@ -96,6 +96,12 @@ impl Lifecycle<'_> {
         }
     }
 
+    fn find(&self, session: &Session, name: &str) -> Result<store::Found> {
+        store::find_meta(session, name)
+            .map_err(Self::ck)?
+            .ok_or_else(|| self.not_found(name))
+    }
+
     /// Creates a new name with version 1 active.
     pub(crate) fn create(&self, spec: &KeySpec, material: Material) -> Result<KeyInfo> {
         let kind = material.kind();
@@ -243,9 +249,7 @@ impl Lifecycle<'_> {
         let _serial = WRITE_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
         let lease = self.token.lease()?;
         let session = lease.session();
-        let found = store::find_meta(session, name)
-            .map_err(Self::ck)?
-            .ok_or_else(|| self.not_found(name))?;
+        let found = self.find(session, name)?;
         let kind = material.kind();
         if found.meta.kind != kind {
             return Err(Error::WrongKeyKind {
@@ -287,9 +291,7 @@ impl Lifecycle<'_> {
         let _serial = WRITE_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
         let lease = self.token.lease()?;
         let session = lease.session();
-        let found = store::find_meta(session, name)
-            .map_err(Self::ck)?
-            .ok_or_else(|| self.not_found(name))?;
+        let found = self.find(session, name)?;
         let pending = found
             .meta
             .versions
@@ -342,9 +344,7 @@ impl Lifecycle<'_> {
         let _serial = WRITE_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
         let lease = self.token.lease()?;
         let session = lease.session();
-        let found = store::find_meta(session, name)
-            .map_err(Self::ck)?
-            .ok_or_else(|| self.not_found(name))?;
+        let found = self.find(session, name)?;
         store::reconcile(session, Some(&found.meta), name).map_err(Self::ck)?;
         let eligible = |v: &VersionInfo| match to {
             VersionState::Retired => v.state == VersionState::Previous,
@@ -410,9 +410,7 @@ impl Lifecycle<'_> {
     pub(crate) fn info(&self, name: &str) -> Result<KeyInfo> {
         let lease = self.token.lease()?;
         let session = lease.session();
-        let found = store::find_meta(session, name)
-            .map_err(Self::ck)?
-            .ok_or_else(|| self.not_found(name))?;
+        let found = self.find(session, name)?;
         store::info(session, &found.meta).map_err(Self::ck)
     }
 }

@@ -131,18 +131,24 @@ pub(crate) fn version_objects(
 ) -> Result<Vec<(u32, ObjectHandle)>, CkError> {
     let mut out = Vec::new();
     for handle in session.find_objects(&find_key_objects(name))? {
-        let id = session
-            .get_attributes(handle, &[AttributeType::Id])?
-            .into_iter()
-            .find_map(|a| match a {
-                Attribute::Id(id) => Some(id),
-                _ => None,
-            });
-        if let Some(version) = id.as_deref().and_then(parse_version_id) {
+        if let Some(version) = read_id(session, handle)?
+            .as_deref()
+            .and_then(parse_version_id)
+        {
             out.push((version, handle));
         }
     }
     Ok(out)
+}
+
+fn read_id(session: &Session, handle: ObjectHandle) -> Result<Option<Vec<u8>>, CkError> {
+    Ok(session
+        .get_attributes(handle, &[AttributeType::Id])?
+        .into_iter()
+        .find_map(|a| match a {
+            Attribute::Id(id) => Some(id),
+            _ => None,
+        }))
 }
 
 /// Whether a foreign object (no version id of ours) already uses this label.
@@ -152,14 +158,11 @@ pub(crate) fn foreign_key_named(session: &Session, name: &str) -> Result<bool, C
             Attribute::Class(class),
             Attribute::Label(name.as_bytes().to_vec()),
         ])? {
-            let id = session
-                .get_attributes(handle, &[AttributeType::Id])?
-                .into_iter()
-                .find_map(|a| match a {
-                    Attribute::Id(id) => Some(id),
-                    _ => None,
-                });
-            if id.as_deref().and_then(parse_version_id).is_none() {
+            if read_id(session, handle)?
+                .as_deref()
+                .and_then(parse_version_id)
+                .is_none()
+            {
                 return Ok(true);
             }
         }
