@@ -9,3 +9,4 @@ mod exchange_http;
 mod exchanges;
 mod faults;
 mod lifecycle;
+mod guard_hook;

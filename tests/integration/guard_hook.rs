@@ -1,0 +1,134 @@
+//! The guard hook: what a guard sees, and that a refusal stops the signature before the token.
+
+use std::sync::{Arc, Mutex};
+
+use hsm_custody::exchanges::Request;
+use hsm_custody::{
+    Error, Guard, HmacAlg, KeySpec, LifecycleEvent, NewVersion, SecretString, SignContext,
+};
+
+use crate::common::fresh_token;
+
+#[derive(Default)]
+struct Recorder {
+    checks: Mutex<Vec<String>>,
+    outcomes: Mutex<Vec<bool>>,
+    events: Mutex<Vec<LifecycleEvent>>,
+}
+
+impl Guard for Recorder {
+    fn check(&self, ctx: &SignContext<'_>) -> Result<(), Error> {
+        let line = format!(
+            "{} v{} {:?} {:?} {:?} {}",
+            ctx.key,
+            ctx.version,
+            ctx.exchange,
+            ctx.method,
+            ctx.path,
+            ctx.message.len()
+        );
+        self.checks.lock().unwrap().push(line);
+        if ctx.path.is_some_and(|p| p.contains("withdraw")) {
+            return Err(Error::InvalidInput("test guard refuses withdrawals".into()));
+        }
+        Ok(())
+    }
+
+    fn signed(&self, _ctx: &SignContext<'_>, outcome: Result<(), &Error>) {
+        self.outcomes.lock().unwrap().push(outcome.is_ok());
+    }
+
+    fn lifecycle(&self, event: &LifecycleEvent) {
+        self.events.lock().unwrap().push(event.clone());
+    }
+}
+
+#[test]
+fn the_guard_sees_every_signature_and_can_refuse_before_the_token() {
+    let t = fresh_token("guard");
+    // No revalidation lease in the middle of the "never reaches the token" count.
+    let c = hsm_custody::Custody::connect(
+        t.config()
+            .revalidate_interval(std::time::Duration::from_secs(3600)),
+    )
+    .unwrap();
+    let guard = Arc::new(Recorder::default());
+    c.set_guard(guard.clone()).unwrap();
+    assert!(
+        c.set_guard(guard.clone()).is_err(),
+        "a guard is installed once"
+    );
+
+    c.import_hmac_secret(
+        KeySpec::hmac("bn").exchange("binance"),
+        SecretString::from("NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j"),
+    )
+    .unwrap();
+    c.sign_hmac("bn", HmacAlg::HmacSha256, b"raw bytes")
+        .unwrap();
+    let signer = c.exchange_signer("bn").unwrap();
+    signer
+        .sign(&Request::post("/api/v3/order").query("symbol=LTCBTC&timestamp=1"))
+        .unwrap();
+    let before = c.stats().checkouts;
+    let err = signer
+        .sign(&Request::post("/sapi/v1/capital/withdraw/apply").query("coin=BTC&timestamp=1"))
+        .unwrap_err();
+    assert!(err.to_string().contains("refuses withdrawals"), "{err}");
+    assert_eq!(
+        c.stats().checkouts,
+        before,
+        "a refused request never reaches the token"
+    );
+
+    let checks = guard.checks.lock().unwrap().clone();
+    assert_eq!(
+        checks[0], "bn v1 None None None 9",
+        "raw signature: no request context"
+    );
+    assert_eq!(
+        checks[1],
+        "bn v1 Some(\"binance\") Some(\"POST\") Some(\"/api/v3/order\") 25"
+    );
+    assert!(checks[2].contains("withdraw"));
+    assert_eq!(
+        *guard.outcomes.lock().unwrap(),
+        vec![true, true],
+        "refused: no outcome"
+    );
+
+    c.rotate_begin(
+        KeySpec::hmac("bn"),
+        NewVersion::Hmac(SecretString::from("second")),
+    )
+    .unwrap();
+    c.rotate_promote("bn").unwrap();
+    c.revoke("bn", Some(1)).unwrap();
+    let events = guard.events.lock().unwrap().clone();
+    assert!(matches!(&events[0], LifecycleEvent::Created { key, .. } if key == "bn"));
+    assert!(matches!(
+        &events[1],
+        LifecycleEvent::RotationBegun { version: 2, .. }
+    ));
+    assert!(matches!(
+        &events[2],
+        LifecycleEvent::Promoted { version: 2, .. }
+    ));
+    assert!(matches!(&events[3], LifecycleEvent::Revoked { versions, .. } if versions == &vec![1]));
+}
+
+#[test]
+fn a_refused_login_is_reported_to_the_guard() {
+    let t = fresh_token("guard-pin");
+    let guard = Arc::new(Recorder::default());
+    let config =
+        hsm_custody::Config::new(&t.module, &t.label).pin(SecretString::from("wrong-pin-000"));
+    let err = hsm_custody::Custody::connect_guarded(config, guard.clone()).unwrap_err();
+    assert!(matches!(err, Error::PinIncorrect { .. }), "{err}");
+    let events = guard.events.lock().unwrap().clone();
+    assert!(
+        matches!(&events[..], [LifecycleEvent::LoginFailed { token, reason }]
+            if token == &t.label && !reason.contains("wrong-pin-000")),
+        "{events:?}"
+    );
+}
