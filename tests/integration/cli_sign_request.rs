@@ -6,56 +6,12 @@
 //! written by the child processes only.
 
 use std::collections::HashMap;
-use std::io::Write as _;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use hsm_custody::exchanges;
 use serde_json::Value;
 
-use crate::common::{fresh_token, softhsm2_conf, TestToken};
-
-/// Runs the CLI. SoftHSM2 can answer `C_GetTokenInfo` with `CKR_GENERAL_ERROR` in a child
-/// process while another test of this binary initialises a new token in the shared token
-/// directory (a cross-process race in SoftHSM2's file store, not in the signer); such a run is
-/// repeated, at most three times, and every other failure is returned as is.
-fn cli(t: &TestToken, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut out = cli_once(t, args, stdin);
-    for _ in 0..3 {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        if out.status.success() || !stderr.contains("C_GetTokenInfo failed with GeneralError") {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        out = cli_once(t, args, stdin);
-    }
-    out
-}
-
-fn cli_once(t: &TestToken, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hsm-custody"))
-        .args(args)
-        .env("SOFTHSM2_CONF", softhsm2_conf())
-        .env("HSM_CUSTODY_MODULE", &t.module)
-        .env("HSM_CUSTODY_TOKEN", &t.label)
-        .env("HSM_CUSTODY_PIN", t.user_pin_text())
-        .env_remove("HSM_CUSTODY_PIN_FILE")
-        .env_remove("HSM_CUSTODY_CONFIG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run hsm-custody");
-    if let Some(text) = stdin {
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(text.as_bytes())
-            .expect("write stdin");
-    }
-    drop(child.stdin.take());
-    child.wait_with_output().expect("hsm-custody output")
-}
+use crate::common::{cli, fresh_token, TestToken};
 
 fn import(t: &TestToken, name: &str, exchange: &str, secret: &str) {
     let out = cli(

@@ -7,7 +7,9 @@
 //! token directory is a temp dir whose `softhsm2.conf` is put in `SOFTHSM2_CONF` before the
 //! module is first loaded; every test calls [`fresh_token`] first, which guarantees that.
 
+use std::io::Write as _;
 use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
@@ -125,4 +127,47 @@ pub fn software_hmac(alg: hsm_custody::HmacAlg, key: &[u8], msg: &[u8]) -> Vec<u
 pub fn slot(t: &TestToken) -> cryptoki::slot::Slot {
     let id = hsm_custody::admin::slot_id(&t.module, &t.label).expect("test token slot");
     cryptoki::slot::Slot::try_from(id).expect("slot id")
+}
+
+/// Runs the CLI. SoftHSM2 can answer `C_GetTokenInfo` with `CKR_GENERAL_ERROR` in a child
+/// process while another test of this binary initialises a new token in the shared token
+/// directory (a cross-process race in SoftHSM2's file store, not in the signer); such a run is
+/// repeated, at most three times, and every other failure is returned as is.
+pub fn cli(t: &TestToken, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut out = cli_once(t, args, stdin);
+    for _ in 0..3 {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() || !stderr.contains("C_GetTokenInfo failed with GeneralError") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        out = cli_once(t, args, stdin);
+    }
+    out
+}
+
+pub fn cli_once(t: &TestToken, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hsm-custody"))
+        .args(args)
+        .env("SOFTHSM2_CONF", softhsm2_conf())
+        .env("HSM_CUSTODY_MODULE", &t.module)
+        .env("HSM_CUSTODY_TOKEN", &t.label)
+        .env("HSM_CUSTODY_PIN", t.user_pin_text())
+        .env_remove("HSM_CUSTODY_PIN_FILE")
+        .env_remove("HSM_CUSTODY_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run hsm-custody");
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(text.as_bytes())
+            .expect("write stdin");
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().expect("hsm-custody output")
 }

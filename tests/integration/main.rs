@@ -10,3 +10,4 @@ mod exchanges;
 mod faults;
 mod lifecycle;
 mod guard_hook;
+mod cli_lifecycle;
