@@ -1265,7 +1265,7 @@ fn doctor_cli(t: &crate::common::TestToken, json: bool) -> std::process::Output 
     if json {
         cmd.arg("--json");
     }
-    cmd.env("SOFTHSM2_CONF", crate::common::softhsm2_conf())
+    cmd.envs(crate::common::child_env())
         .env("HSM_CUSTODY_MODULE", &t.module)
         .env("HSM_CUSTODY_TOKEN", &t.label)
         .env("HSM_CUSTODY_PIN", t.user_pin_text())

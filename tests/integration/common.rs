@@ -1,12 +1,16 @@
 #![allow(dead_code)]
 
-//! Test fixture: a private SoftHSM2 token directory for this test process, and a fresh token
-//! per test (unique label), made through the crate's own `admin::init_token`.
+//! Test fixture: a private token directory for this test process on the backend named by
+//! `HSM_CUSTODY_TEST_BACKEND` (`softhsm`, the default, or `kryoptic`), and a fresh token per
+//! test (unique label), made through the crate's own `admin::init_token`.
 //!
-//! The module path comes from `HSM_CUSTODY_TEST_MODULE` (default: Debian's SoftHSM2). The
-//! token directory is a temp dir whose `softhsm2.conf` is put in `SOFTHSM2_CONF` before the
-//! module is first loaded; every test calls [`fresh_token`] first, which guarantees that.
+//! The module path comes from `HSM_CUSTODY_TEST_MODULE` (default: Debian's SoftHSM2; for
+//! Kryoptic, `backends/kryoptic.sh` prints it). The backend's configuration lives in a temp dir
+//! and its variable (`SOFTHSM2_CONF` or `KRYOPTIC_CONF`) is set before the module is first
+//! loaded; every test calls [`fresh_token`] first, which guarantees that. Child processes get
+//! the same variables from [`child_env`].
 
+use std::ffi::OsString;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
@@ -18,14 +22,21 @@ use secrecy::ExposeSecret;
 
 pub const DEFAULT_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 
+/// Kryoptic has no free slot that appears after an init: the fixture configures this many
+/// empty sqlite slots up front (more than the suite uses).
+const KRYOPTIC_SLOTS: usize = 400;
+
 struct Env {
+    backend: String,
     module: PathBuf,
+    vars: Vec<(OsString, OsString)>,
     _dir: tempfile::TempDir,
 }
 
 fn env() -> &'static Env {
     static ENV: OnceLock<Env> = OnceLock::new();
     ENV.get_or_init(|| {
+        let backend = std::env::var("HSM_CUSTODY_TEST_BACKEND").unwrap_or_else(|_| "softhsm".into());
         let module = std::env::var_os("HSM_CUSTODY_TEST_MODULE")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_MODULE));
@@ -33,23 +44,64 @@ fn env() -> &'static Env {
             .prefix("hsm-custody-test-")
             .tempdir()
             .expect("temp dir");
-        let tokens = dir.path().join("tokens");
-        std::fs::create_dir(&tokens).expect("token dir");
-        let conf = dir.path().join("softhsm2.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n",
-                tokens.display()
-            ),
-        )
-        .expect("softhsm2.conf");
+        let (name, conf) = match backend.as_str() {
+            "softhsm" => {
+                let tokens = dir.path().join("tokens");
+                std::fs::create_dir(&tokens).expect("token dir");
+                let conf = dir.path().join("softhsm2.conf");
+                std::fs::write(
+                    &conf,
+                    format!(
+                        "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n",
+                        tokens.display()
+                    ),
+                )
+                .expect("softhsm2.conf");
+                ("SOFTHSM2_CONF", conf)
+            }
+            "kryoptic" => {
+                let conf = dir.path().join("kryoptic.conf");
+                let slots: String = (1..=KRYOPTIC_SLOTS)
+                    .map(|i| {
+                        format!(
+                            "[[slots]]\nslot = {i}\ndbtype = \"sqlite\"\ndbargs = \"{}\"\n\n",
+                            dir.path().join(format!("token-{i}.sql")).display()
+                        )
+                    })
+                    .collect();
+                std::fs::write(&conf, slots).expect("kryoptic.conf");
+                ("KRYOPTIC_CONF", conf)
+            }
+            other => panic!("unknown HSM_CUSTODY_TEST_BACKEND `{other}` (softhsm or kryoptic)"),
+        };
+        let vars = vec![
+            (OsString::from(name), conf.into_os_string()),
+            // The fault-injecting wrapper forwards to the backend under test.
+            (OsString::from("FAULT_MODULE_TARGET"), module.clone().into_os_string()),
+        ];
         // Edition 2021: set_var is safe. It runs once, inside this OnceLock, before any test
-        // loads the module (every test starts with `fresh_token`), so SoftHSM2 reads it at
+        // loads a module (every test starts with `fresh_token`), so the module reads it at
         // C_Initialize.
-        std::env::set_var("SOFTHSM2_CONF", &conf);
-        Env { module, _dir: dir }
+        for (k, v) in &vars {
+            std::env::set_var(k, v);
+        }
+        Env {
+            backend,
+            module,
+            vars,
+            _dir: dir,
+        }
     })
+}
+
+/// The backend under test (`softhsm` or `kryoptic`).
+pub fn backend() -> &'static str {
+    &env().backend
+}
+
+/// The variables a child process needs to see this process's tokens.
+pub fn child_env() -> Vec<(OsString, OsString)> {
+    env().vars.clone()
 }
 
 /// A fresh token: label, PINs and a ready `Config`.
@@ -94,10 +146,10 @@ pub fn fresh_token(tag: &str) -> TestToken {
     }
 }
 
-/// The directory holding SOFTHSM2_CONF for this process (for child processes).
+/// SOFTHSM2_CONF of this process (for child processes; prefer [`child_env`]).
 pub fn softhsm2_conf() -> PathBuf {
     env();
-    PathBuf::from(std::env::var_os("SOFTHSM2_CONF").expect("set by env()"))
+    PathBuf::from(std::env::var_os("SOFTHSM2_CONF").unwrap_or_default())
 }
 
 /// Software HMAC, the reference the token must match.
@@ -149,7 +201,7 @@ pub fn cli(t: &TestToken, args: &[&str], stdin: Option<&str>) -> Output {
 pub fn cli_once(t: &TestToken, args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hsm-custody"))
         .args(args)
-        .env("SOFTHSM2_CONF", softhsm2_conf())
+        .envs(child_env())
         .env("HSM_CUSTODY_MODULE", &t.module)
         .env("HSM_CUSTODY_TOKEN", &t.label)
         .env("HSM_CUSTODY_PIN", t.user_pin_text())

@@ -512,7 +512,7 @@ fn wrong_pin_costs_exactly_one_c_login() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_hsm-custody"))
         .args(["key", "list", "--pin-file"])
         .arg(&pin_file)
-        .env("SOFTHSM2_CONF", crate::common::softhsm2_conf())
+        .envs(crate::common::child_env())
         .env("HSM_CUSTODY_MODULE", spy)
         .env("HSM_CUSTODY_TOKEN", &t.label)
         .env_remove("HSM_CUSTODY_PIN")
