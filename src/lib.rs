@@ -42,6 +42,8 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+#[cfg(feature = "tokio")]
+pub mod asynch;
 mod config;
 mod custody;
 pub mod doctor;

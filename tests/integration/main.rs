@@ -11,3 +11,5 @@ mod faults;
 mod lifecycle;
 mod guard_hook;
 mod cli_lifecycle;
+#[cfg(feature = "tokio")]
+mod async_api;
