@@ -54,6 +54,10 @@ pub struct Config {
     pub(crate) reconnect_backoff: Duration,
     pub(crate) revalidate: Duration,
     pub(crate) rotation_age_days: u32,
+    /// `[audit]` as written, parsed by [`crate::GuardConfig`].
+    pub(crate) audit: Option<toml::Table>,
+    /// `[keys]` as written, parsed by [`crate::GuardConfig`].
+    pub(crate) keys: Option<toml::Table>,
 }
 
 impl Config {
@@ -70,6 +74,8 @@ impl Config {
             reconnect_backoff: DEFAULT_RECONNECT_BACKOFF,
             revalidate: DEFAULT_REVALIDATE,
             rotation_age_days: DEFAULT_ROTATION_AGE_DAYS,
+            audit: None,
+            keys: None,
         }
     }
 
@@ -206,6 +212,8 @@ impl Config {
         if let Some(days) = raw.rotation_age_days {
             config.rotation_age_days = days;
         }
+        config.audit = raw.audit;
+        config.keys = raw.keys;
         if let Some(pool) = raw.pool {
             if let Some(size) = pool.size {
                 config = config.pool_size(size);
@@ -235,6 +243,19 @@ impl Config {
     pub fn token_label(&self) -> &str {
         &self.token
     }
+
+    /// Whether the file has guard rails (`[audit]` or `[keys]`, see [`crate::GuardConfig`]).
+    pub fn has_guard_rails(&self) -> bool {
+        self.audit.is_some() || self.keys.is_some()
+    }
+
+    pub(crate) fn audit_section(&self) -> Option<&toml::Table> {
+        self.audit.as_ref()
+    }
+
+    pub(crate) fn keys_section(&self) -> Option<&toml::Table> {
+        self.keys.as_ref()
+    }
 }
 
 #[derive(Deserialize)]
@@ -246,6 +267,9 @@ struct RawConfig {
     pin_env: Option<String>,
     rotation_age_days: Option<u32>,
     pool: Option<RawPool>,
+    /// Guard rails (issue 5): checked by `GuardConfig`, which rejects unknown fields there.
+    audit: Option<toml::Table>,
+    keys: Option<toml::Table>,
 }
 
 #[derive(Deserialize)]

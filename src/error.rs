@@ -249,6 +249,29 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+
+    /// The guard rails' policy refused the signature before any byte reached the token.
+    #[error("key `{key}` may not sign this request: denied by rule `{rule}`")]
+    PolicyDenied {
+        /// Key name.
+        key: String,
+        /// The rule that refused it (`withdrawal-guard:binance`, `deny:POST /x`, `hours` ...).
+        rule: String,
+    },
+
+    /// A rate limit of the key's policy was hit; nothing was signed.
+    #[error("key `{key}` is over its rate limit `{rule}`; slow down or raise the limit")]
+    RateLimited {
+        /// Key name.
+        key: String,
+        /// The limit (`rate_per_second`, `rate_per_minute`).
+        rule: String,
+    },
+
+    /// The audit log could not record the event, or does not continue its chain; signatures are
+    /// refused until it can (fail closed).
+    #[error("audit log: {0}")]
+    AuditFailed(String),
 }
 
 impl Error {

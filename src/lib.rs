@@ -50,7 +50,10 @@ pub mod doctor;
 mod error;
 pub mod exchanges;
 mod guard;
+mod guardrails;
 mod keys;
+pub mod audit;
+pub mod policy;
 mod sign;
 mod token;
 
@@ -58,6 +61,7 @@ pub use config::{Config, ENV_MODULE, ENV_PIN, ENV_PIN_FILE, ENV_TOKEN};
 pub use custody::{Custody, KeyRef, NewVersion};
 pub use error::{Error, Result};
 pub use guard::{Guard, LifecycleEvent, RequestContext, SignContext};
+pub use guardrails::{Alert, AlertKind, GuardConfig, Guardrails};
 pub use keys::{KeyFlags, KeyInfo, KeyKind, KeySpec, SecretEncoding, VersionInfo, VersionState};
 pub use secrecy::SecretString;
 pub use sign::{HmacAlg, Mac, Signature};

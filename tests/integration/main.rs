@@ -11,5 +11,7 @@ mod faults;
 mod lifecycle;
 mod guard_hook;
 mod cli_lifecycle;
+mod guardrails;
+mod audit;
 #[cfg(feature = "tokio")]
 mod async_api;

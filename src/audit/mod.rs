@@ -1,0 +1,369 @@
+//! The audit log (issue 5): every sign attempt and lifecycle event as one JSON line, chained by
+//! MACs computed in the token.
+//!
+//! ## Line format
+//! One JSON object per line, fields in this order, absent ones left out:
+//! `seq` (1, 2, 3 ... across rotated files), `time` (RFC 3339, UTC), `event` (`chain_start`,
+//! `sign`, `sign_failed`, `created`, `rotation_begun`, `promoted`, `retired`, `revoked`,
+//! `login_failed`), `key`, `version`, `versions`, `kind`, `token`, `exchange`, `method`,
+//! `path`, `sha256` (of the exact bytes signed), `decision` (`allow`/`deny`), `rule`,
+//! `outcome`, `prev_file`, `prev_mac`, and last `mac` (hex). Never a secret, a PIN, a
+//! signature or the message bytes.
+//!
+//! ## Chain
+//! `body_i` is line `i` without its `,"mac":"…"` member (the text up to it, plus `}`);
+//! `mac_i = HMAC-SHA256(audit key, mac_{i-1} || body_i)`, computed in the token with a
+//! non-extractable key generated there on first use; `mac_0` is 32 zero bytes. Every file
+//! starts with a `chain_start` line whose `prev_mac` is the MAC of the line before it (the last
+//! line of the previous file, or zeros for the first file) and `prev_file` names that file.
+//! After each durable write the *chain head* (`seq`, `mac` of the last durable line, and a MAC
+//! of both) is saved next to the log by temp file, fsync and rename; a restart continues from
+//! it, and the verifier uses it to detect a truncated tail.
+
+mod head;
+mod summary;
+mod verify;
+mod writer;
+
+use std::cell::Cell;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::custody::Custody;
+use crate::error::{Error, Result};
+use crate::sign::HmacAlg;
+
+pub use summary::{summarize, tail, KeyUsage, Summary};
+pub use verify::{verify, Problem, ProblemKind, VerifyReport};
+pub use writer::AuditLog;
+
+/// Default name of the audit key in the token.
+pub const DEFAULT_AUDIT_KEY: &str = "hsm-custody-audit";
+/// Default size at which the log file is rotated (64 MiB).
+pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
+
+/// When the log is forced to disk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Fsync {
+    /// After every line (and the chain head with it): nothing acknowledged is ever lost.
+    #[default]
+    Always,
+    /// After 64 lines or 1 s, whichever comes first (checked on each write; call
+    /// [`AuditLog::sync`] before exit): a crash may lose the lines since the last sync.
+    Batch,
+    /// Never forced; the chain head is saved every 4096 lines. For tests and benchmarks.
+    Never,
+}
+
+/// Where and how the audit log is written (`[audit]` in the configuration file).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct AuditConfig {
+    /// The active log file; rotated files get `.SEQ` (12 digits) appended.
+    pub path: PathBuf,
+    /// The chain head file (default: `path` + `.head`).
+    pub head: PathBuf,
+    /// Fsync policy.
+    pub fsync: Fsync,
+    /// Rotate once the active file reaches this size; 0: never.
+    pub max_bytes: u64,
+    /// Name of the audit key in the token.
+    pub key: String,
+}
+
+impl AuditConfig {
+    /// Defaults for a log at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        let path = path.into();
+        AuditConfig {
+            head: head_path_for(&path),
+            path,
+            fsync: Fsync::Always,
+            max_bytes: DEFAULT_MAX_BYTES,
+            key: DEFAULT_AUDIT_KEY.to_owned(),
+        }
+    }
+
+    /// Sets the fsync policy.
+    pub fn fsync(mut self, fsync: Fsync) -> Self {
+        self.fsync = fsync;
+        self
+    }
+
+    /// Sets the rotation size (0: never rotate).
+    pub fn max_bytes(mut self, max_bytes: u64) -> Self {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// Sets the audit key's name.
+    pub fn key(mut self, name: impl Into<String>) -> Self {
+        self.key = name.into();
+        self
+    }
+
+    /// Parses an `[audit]` table. Unknown fields are rejected.
+    ///
+    /// # Errors
+    /// [`Error::Config`].
+    pub fn from_toml(table: &toml::Table) -> Result<Self> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Raw {
+            path: PathBuf,
+            head: Option<PathBuf>,
+            fsync: Option<Fsync>,
+            max_bytes: Option<u64>,
+            key: Option<String>,
+        }
+        let raw: Raw = toml::Value::Table(table.clone())
+            .try_into()
+            .map_err(|e: toml::de::Error| Error::Config(format!("[audit]: {}", e.message())))?;
+        let mut config = AuditConfig::new(raw.path);
+        if let Some(head) = raw.head {
+            config.head = head;
+        }
+        if let Some(fsync) = raw.fsync {
+            config.fsync = fsync;
+        }
+        if let Some(max) = raw.max_bytes {
+            config.max_bytes = max;
+        }
+        if let Some(key) = raw.key {
+            crate::keys::validate_name(&key)?;
+            config.key = key;
+        }
+        Ok(config)
+    }
+}
+
+/// The chain head file that goes with a log file: `FILE.head`.
+pub fn head_path_for(log: &std::path::Path) -> PathBuf {
+    let mut name = log.as_os_str().to_owned();
+    name.push(".head");
+    PathBuf::from(name)
+}
+
+/// One audit line (without its MAC).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Record {
+    /// Position in the chain, from 1.
+    pub seq: u64,
+    /// When it was written (RFC 3339, UTC).
+    pub time: String,
+    /// What happened.
+    pub event: String,
+    /// Key name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Key version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+    /// Versions affected (retire, revoke).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub versions: Option<Vec<u32>>,
+    /// Key kind (created).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Token label (login failures).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// Exchange id of the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exchange: Option<String>,
+    /// HTTP method of the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// Path of the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// SHA-256 (hex) of the bytes signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// `allow` or `deny`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<String>,
+    /// The rule that decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// What happened next (`sent`, `denied`, `rate_limited`, an error message).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    /// `chain_start`: the file that holds the previous line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev_file: Option<String>,
+    /// `chain_start`: MAC of the previous line (hex; zeros for a new chain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev_mac: Option<String>,
+}
+
+impl Record {
+    /// A record of `event` (seq and time are set when it is written).
+    pub fn new(event: &str) -> Self {
+        Record {
+            event: event.to_owned(),
+            ..Record::default()
+        }
+    }
+}
+
+pub(crate) const MAC_LEN: usize = 32;
+const MAC_PREFIX: &str = ",\"mac\":\"";
+/// `,"mac":"` + 64 hex digits + `"}`.
+const MAC_SUFFIX_LEN: usize = MAC_PREFIX.len() + 2 * MAC_LEN + 2;
+
+/// Serialises `rec` to its MAC input body (compact JSON).
+pub(crate) fn body_of(rec: &Record) -> Result<String> {
+    serde_json::to_string(rec).map_err(|e| Error::AuditFailed(format!("cannot encode a line: {e}")))
+}
+
+/// The line for `body` and its MAC (no newline).
+pub(crate) fn line_of(body: &str, mac: &[u8; MAC_LEN]) -> String {
+    let mut line = String::with_capacity(body.len() + MAC_SUFFIX_LEN);
+    line.push_str(&body[..body.len().saturating_sub(1)]);
+    line.push_str(MAC_PREFIX);
+    line.push_str(&hex::encode(mac));
+    line.push_str("\"}");
+    line
+}
+
+/// Splits a line into its record, MAC input body and MAC.
+pub(crate) fn parse_line(
+    line: &str,
+) -> std::result::Result<(Record, String, [u8; MAC_LEN]), String> {
+    if line.len() <= MAC_SUFFIX_LEN || !line.is_char_boundary(line.len() - MAC_SUFFIX_LEN) {
+        return Err("not an audit line (too short)".into());
+    }
+    let (head, suffix) = line.split_at(line.len() - MAC_SUFFIX_LEN);
+    let hex_mac = suffix
+        .strip_prefix(MAC_PREFIX)
+        .and_then(|s| s.strip_suffix("\"}"))
+        .ok_or("no trailing `mac` member")?;
+    let mut mac = [0u8; MAC_LEN];
+    hex::decode_to_slice(hex_mac, &mut mac).map_err(|_| "`mac` is not 64 hex digits")?;
+    let body = format!("{head}}}");
+    let rec: Record = serde_json::from_str(&body).map_err(|e| format!("invalid JSON: {e}"))?;
+    Ok((rec, body, mac))
+}
+
+pub(crate) fn decode_mac(hex_mac: &str) -> Option<[u8; MAC_LEN]> {
+    let mut mac = [0u8; MAC_LEN];
+    hex::decode_to_slice(hex_mac, &mut mac).ok()?;
+    Some(mac)
+}
+
+thread_local! {
+    static IN_AUDIT_MAC: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether this thread is inside the audit log's own MAC computation (the guard lets exactly
+/// those signatures of the audit key through, unaudited).
+pub(crate) fn in_audit_mac() -> bool {
+    IN_AUDIT_MAC.with(Cell::get)
+}
+
+/// The audit key in the token: MACs for the chain.
+#[derive(Clone)]
+pub(crate) struct TokenMac {
+    custody: Custody,
+    key: String,
+}
+
+impl TokenMac {
+    /// Uses key `name`, generating it in the token (non-extractable HMAC-SHA256) if absent.
+    pub(crate) fn open_or_create(custody: &Custody, name: &str) -> Result<Self> {
+        match custody.key(name) {
+            Ok(_) => {}
+            Err(Error::KeyNotFound { .. }) => {
+                custody.generate_hmac_key(
+                    crate::keys::KeySpec::hmac(name).algorithms(&[HmacAlg::HmacSha256]),
+                )?;
+                tracing::info!(key = name, "audit key generated in the token");
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(TokenMac {
+            custody: custody.clone(),
+            key: name.to_owned(),
+        })
+    }
+
+    /// Uses the existing key `name`.
+    pub(crate) fn existing(custody: &Custody, name: &str) -> Result<Self> {
+        custody.key(name)?;
+        Ok(TokenMac {
+            custody: custody.clone(),
+            key: name.to_owned(),
+        })
+    }
+
+    pub(crate) fn key_name(&self) -> &str {
+        &self.key
+    }
+
+    pub(crate) fn mac(&self, data: &[u8]) -> Result<[u8; MAC_LEN]> {
+        struct Flag;
+        impl Drop for Flag {
+            fn drop(&mut self) {
+                IN_AUDIT_MAC.with(|f| f.set(false));
+            }
+        }
+        IN_AUDIT_MAC.with(|f| f.set(true));
+        let _flag = Flag;
+        let sig = self
+            .custody
+            .sign_hmac(&self.key, HmacAlg::HmacSha256, data)?;
+        sig.as_bytes()
+            .try_into()
+            .map_err(|_| Error::AuditFailed("the audit key's MAC is not 32 bytes".into()))
+    }
+}
+
+/// `HMAC(prev || body)`.
+pub(crate) fn chain_mac(mac: &TokenMac, prev: &[u8; MAC_LEN], body: &str) -> Result<[u8; MAC_LEN]> {
+    let mut input = Vec::with_capacity(MAC_LEN + body.len());
+    input.extend_from_slice(prev);
+    input.extend_from_slice(body.as_bytes());
+    mac.mac(&input)
+}
+
+/// Constant-time comparison of two MACs.
+pub(crate) fn same_mac(a: &[u8; MAC_LEN], b: &[u8; MAC_LEN]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+pub(crate) fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_round_trip_and_keep_the_mac_last() {
+        let mut rec = Record::new("sign");
+        rec.seq = 7;
+        rec.key = Some("k".into());
+        rec.path = Some("/a\"b".into());
+        let body = body_of(&rec).unwrap();
+        let line = line_of(&body, &[0xab; 32]);
+        assert!(
+            line.ends_with(&format!("\"mac\":\"{}\"}}", "ab".repeat(32))),
+            "{line}"
+        );
+        let (back, body2, mac) = parse_line(&line).unwrap();
+        assert_eq!(back, rec);
+        assert_eq!(body2, body);
+        assert_eq!(mac, [0xab; 32]);
+        assert!(parse_line("{}").is_err());
+        assert!(parse_line(&line.replace("\"mac\"", "\"mak\"")).is_err());
+    }
+}

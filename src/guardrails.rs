@@ -1,0 +1,413 @@
+//! [`Guardrails`]: the [`Guard`] that combines policy, rate limits, audit log and alerts.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{mpsc, Arc, Mutex, RwLock};
+
+use sha2::{Digest, Sha256};
+
+use crate::audit::{self, AuditConfig, AuditLog, Record};
+use crate::config::Config;
+use crate::custody::Custody;
+use crate::error::{Error, Result};
+use crate::guard::{Guard, LifecycleEvent, SignContext};
+use crate::policy::{Limiter, Policies, Refusal};
+
+/// Guard rails configuration: the `[audit]` and `[keys]` sections of the configuration file.
+///
+/// ```toml
+/// [audit]
+/// path = "/var/lib/hsm-custody/audit.jsonl"
+/// fsync = "always"            # "batch", "never"
+/// max_bytes = 67108864        # rotate at 64 MiB; 0: never
+///
+/// [keys.binance-main]
+/// exchange = "binance"
+/// allow = ["POST /api/v3/order", "GET /api/v3/*"]
+/// rate_per_second = 10
+/// burst = 20
+/// ```
+///
+/// Without `[keys]` nothing is refused (audit only); with it, a key without an entry follows
+/// `[keys."*"]`, or may not sign at all. See [`crate::policy`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct GuardConfig {
+    /// The audit log.
+    pub audit: AuditConfig,
+    /// The policies; `None`: audit only.
+    pub policies: Option<Policies>,
+}
+
+impl GuardConfig {
+    /// Audit only, no policy.
+    pub fn new(audit: AuditConfig) -> Self {
+        GuardConfig {
+            audit,
+            policies: None,
+        }
+    }
+
+    /// Sets the policies.
+    pub fn policies(mut self, policies: Policies) -> Self {
+        self.policies = Some(policies);
+        self
+    }
+
+    /// The guard rails of a loaded [`Config`] (its `[audit]` and `[keys]` sections), `None`
+    /// when it has neither.
+    ///
+    /// # Errors
+    /// [`Error::Config`]: a section does not parse, or `[keys]` comes without `[audit]`.
+    pub fn from_config(config: &Config) -> Result<Option<GuardConfig>> {
+        Self::from_sections(config.audit_section(), config.keys_section())
+    }
+
+    /// Parses the `[audit]` and `[keys]` sections of TOML text (other sections are ignored).
+    ///
+    /// # Errors
+    /// [`Error::Config`].
+    pub fn from_toml_str(text: &str) -> Result<Option<GuardConfig>> {
+        let table: toml::Table = toml::from_str(text)
+            .map_err(|e| Error::Config(format!("invalid TOML: {}", e.message())))?;
+        let section = |name: &str| -> Result<Option<&toml::Table>> {
+            match table.get(name) {
+                None => Ok(None),
+                Some(toml::Value::Table(t)) => Ok(Some(t)),
+                Some(_) => Err(Error::Config(format!("`{name}` must be a table"))),
+            }
+        };
+        Self::from_sections(section("audit")?, section("keys")?)
+    }
+
+    fn from_sections(
+        audit: Option<&toml::Table>,
+        keys: Option<&toml::Table>,
+    ) -> Result<Option<GuardConfig>> {
+        match (audit, keys) {
+            (None, None) => Ok(None),
+            (None, Some(_)) => Err(Error::Config(
+                "[keys] policies need an [audit] section (every decision is logged)".into(),
+            )),
+            (Some(a), keys) => Ok(Some(GuardConfig {
+                audit: AuditConfig::from_toml(a)?,
+                policies: keys.map(Policies::from_toml).transpose()?,
+            })),
+        }
+    }
+}
+
+/// What an alert is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AlertKind {
+    /// A policy refused a signature.
+    Denied,
+    /// A rate limit refused a signature.
+    RateLimited,
+    /// The audit log could not record an event.
+    AuditFailed,
+}
+
+/// An alert, handed to callbacks and channels (see [`Guardrails::on_alert`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Alert {
+    /// What happened.
+    pub kind: AlertKind,
+    /// Key name.
+    pub key: String,
+    /// The rule, or the audit error.
+    pub rule: String,
+    /// Exchange, method and path of the request, when known.
+    pub exchange: Option<String>,
+    /// See `exchange`.
+    pub method: Option<String>,
+    /// See `exchange`.
+    pub path: Option<String>,
+}
+
+type Callback = Box<dyn Fn(&Alert) + Send + Sync>;
+
+/// Guard rails over a [`Custody`]: policy and rate limits before the token, an audit line for
+/// every attempt and lifecycle event, alerts and `tracing` events on refusals.
+///
+/// ```no_run
+/// use hsm_custody::{Config, Custody, GuardConfig, Guardrails};
+///
+/// # fn main() -> Result<(), hsm_custody::Error> {
+/// let config = Config::from_toml_file("/etc/hsm-custody.toml")?;
+/// let guard_config = GuardConfig::from_config(&config)?.expect("[audit] section");
+/// let custody = Custody::connect(config)?;
+/// let guard = Guardrails::install(&custody, guard_config)?;
+/// let alerts = guard.alerts();
+/// std::thread::spawn(move || for alert in alerts { eprintln!("ALERT {alert:?}") });
+/// # Ok(()) }
+/// ```
+///
+/// # Security
+/// - Checks run before any byte reaches the token and fail closed: if the audit line of an
+///   allowed signature cannot be written, the signature is refused ([`Error::AuditFailed`]).
+/// - The audit key signs only the log's own MACs: any other use of it is refused (rule
+///   `audit-key`), so a compromised bot cannot forge lines through this `Custody`.
+/// - Audit lines hold the SHA-256 of the signed bytes, never the bytes, a secret, a PIN or a
+///   signature.
+pub struct Guardrails {
+    policies: Option<Policies>,
+    limiters: RwLock<HashMap<String, Arc<Limiter>>>,
+    log: AuditLog,
+    audit_key: String,
+    callbacks: Mutex<Vec<Callback>>,
+    senders: Mutex<Vec<mpsc::Sender<Alert>>>,
+}
+
+impl std::fmt::Debug for Guardrails {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guardrails")
+            .field("log", &self.log)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Guardrails {
+    /// Opens the audit log (creating the audit key in the token on first use) and builds the
+    /// guard, without installing it.
+    ///
+    /// # Errors
+    /// As [`AuditLog::open`].
+    pub fn new(custody: &Custody, config: GuardConfig) -> Result<Arc<Guardrails>> {
+        let audit_key = config.audit.key.clone();
+        let log = AuditLog::open(custody, config.audit)?;
+        Ok(Arc::new(Guardrails {
+            policies: config.policies,
+            limiters: RwLock::new(HashMap::new()),
+            log,
+            audit_key,
+            callbacks: Mutex::new(Vec::new()),
+            senders: Mutex::new(Vec::new()),
+        }))
+    }
+
+    /// [`Guardrails::new`], then [`Custody::set_guard`].
+    ///
+    /// # Errors
+    /// As [`Guardrails::new`]; [`Error::Config`] when a guard is installed already.
+    pub fn install(custody: &Custody, config: GuardConfig) -> Result<Arc<Guardrails>> {
+        let guard = Guardrails::new(custody, config)?;
+        custody.set_guard(guard.clone())?;
+        Ok(guard)
+    }
+
+    /// Calls `f` on every denial, rate-limit hit and audit failure (on the signing thread:
+    /// keep it short).
+    pub fn on_alert(&self, f: impl Fn(&Alert) + Send + Sync + 'static) {
+        if let Ok(mut c) = self.callbacks.lock() {
+            c.push(Box::new(f));
+        }
+    }
+
+    /// A channel that receives every alert from now on.
+    pub fn alerts(&self) -> mpsc::Receiver<Alert> {
+        let (tx, rx) = mpsc::channel();
+        if let Ok(mut s) = self.senders.lock() {
+            s.push(tx);
+        }
+        rx
+    }
+
+    /// The audit log.
+    pub fn audit_log(&self) -> &AuditLog {
+        &self.log
+    }
+
+    /// Forces the audit log to disk and saves the chain head (call before exit with
+    /// `fsync = "batch"` or `"never"`).
+    ///
+    /// # Errors
+    /// As [`AuditLog::sync`].
+    pub fn sync(&self) -> Result<()> {
+        self.log.sync()
+    }
+
+    /// The audit log's path.
+    pub fn audit_path(&self) -> &Path {
+        &self.log.config().path
+    }
+
+    fn decide(&self, ctx: &SignContext<'_>) -> std::result::Result<String, Refusal> {
+        if ctx.key == self.audit_key {
+            return Err(Refusal::Policy("audit-key".into()));
+        }
+        let Some(policies) = &self.policies else {
+            return Ok("audit-only".into());
+        };
+        let policy = policies
+            .for_key(ctx.key)
+            .ok_or_else(|| Refusal::Policy("no-policy".into()))?;
+        let rule = policy.judge(ctx, time::OffsetDateTime::now_utc().time())?;
+        if policy.rate.is_limited() {
+            self.limiter(ctx.key, policy)
+                .check()
+                .map_err(Refusal::Rate)?;
+        }
+        Ok(rule)
+    }
+
+    fn limiter(&self, key: &str, policy: &crate::policy::KeyPolicy) -> Arc<Limiter> {
+        if let Ok(map) = self.limiters.read() {
+            if let Some(l) = map.get(key) {
+                return l.clone();
+            }
+        }
+        let fresh = Arc::new(Limiter::new(&policy.rate));
+        match self.limiters.write() {
+            Ok(mut map) => map.entry(key.to_owned()).or_insert(fresh).clone(),
+            // A poisoned map still limits this call (fail closed on the rate, not open).
+            Err(_) => fresh,
+        }
+    }
+
+    fn alert(&self, kind: AlertKind, ctx: Option<&SignContext<'_>>, key: &str, rule: &str) {
+        let alert = Alert {
+            kind,
+            key: key.to_owned(),
+            rule: rule.to_owned(),
+            exchange: ctx.and_then(|c| c.exchange).map(str::to_owned),
+            method: ctx.and_then(|c| c.method).map(str::to_owned),
+            path: ctx.and_then(|c| c.path).map(str::to_owned),
+        };
+        if let Ok(callbacks) = self.callbacks.lock() {
+            for f in callbacks.iter() {
+                f(&alert);
+            }
+        }
+        if let Ok(mut senders) = self.senders.lock() {
+            senders.retain(|tx| tx.send(alert.clone()).is_ok());
+        }
+    }
+
+    fn record(&self, record: Record) -> Result<u64> {
+        self.log.append(record).inspect_err(|e| {
+            tracing::error!(error = %e, "audit log write failed");
+        })
+    }
+}
+
+fn sign_record(event: &str, ctx: &SignContext<'_>) -> Record {
+    let mut r = Record::new(event);
+    r.key = Some(ctx.key.to_owned());
+    r.version = Some(ctx.version);
+    r.exchange = ctx.exchange.map(str::to_owned);
+    r.method = ctx.method.map(str::to_owned);
+    r.path = ctx.path.map(str::to_owned);
+    r.sha256 = Some(hex::encode(Sha256::digest(ctx.message)));
+    r
+}
+
+impl Guard for Guardrails {
+    fn check(&self, ctx: &SignContext<'_>) -> Result<()> {
+        if ctx.key == self.audit_key && audit::in_audit_mac() {
+            return Ok(());
+        }
+        let mut rec = sign_record("sign", ctx);
+        match self.decide(ctx) {
+            Ok(rule) => {
+                rec.decision = Some("allow".into());
+                rec.rule = Some(rule);
+                rec.outcome = Some("sent".into());
+                if let Err(e) = self.record(rec) {
+                    self.alert(AlertKind::AuditFailed, Some(ctx), ctx.key, &e.to_string());
+                    return Err(match e {
+                        e @ Error::AuditFailed(_) => e,
+                        other => Error::AuditFailed(other.to_string()),
+                    });
+                }
+                tracing::debug!(
+                    key = ctx.key,
+                    version = ctx.version,
+                    exchange = ctx.exchange,
+                    path = ctx.path,
+                    "signature allowed"
+                );
+                Ok(())
+            }
+            Err(refusal) => {
+                let (kind, outcome) = match refusal {
+                    Refusal::Rate(_) => (AlertKind::RateLimited, "rate_limited"),
+                    Refusal::Policy(_) => (AlertKind::Denied, "denied"),
+                };
+                rec.decision = Some("deny".into());
+                rec.rule = Some(refusal.rule().to_owned());
+                rec.outcome = Some(outcome.into());
+                if let Err(e) = self.record(rec) {
+                    self.alert(AlertKind::AuditFailed, Some(ctx), ctx.key, &e.to_string());
+                }
+                tracing::warn!(
+                    key = ctx.key,
+                    version = ctx.version,
+                    exchange = ctx.exchange,
+                    method = ctx.method,
+                    path = ctx.path,
+                    rule = refusal.rule(),
+                    "signature refused by guard rails"
+                );
+                self.alert(kind, Some(ctx), ctx.key, refusal.rule());
+                Err(refusal.into_error(ctx.key))
+            }
+        }
+    }
+
+    fn signed(&self, ctx: &SignContext<'_>, outcome: Result<(), &Error>) {
+        if ctx.key == self.audit_key && audit::in_audit_mac() {
+            return;
+        }
+        if let Err(e) = outcome {
+            let mut rec = sign_record("sign_failed", ctx);
+            rec.outcome = Some(e.to_string());
+            if let Err(e) = self.record(rec) {
+                self.alert(AlertKind::AuditFailed, Some(ctx), ctx.key, &e.to_string());
+            }
+        }
+    }
+
+    fn lifecycle(&self, event: &LifecycleEvent) {
+        let mut rec;
+        match event {
+            LifecycleEvent::Created { key, kind } => {
+                rec = Record::new("created");
+                rec.key = Some(key.clone());
+                rec.kind = Some(kind.clone());
+            }
+            LifecycleEvent::RotationBegun { key, version } => {
+                rec = Record::new("rotation_begun");
+                rec.key = Some(key.clone());
+                rec.version = Some(*version);
+            }
+            LifecycleEvent::Promoted { key, version } => {
+                rec = Record::new("promoted");
+                rec.key = Some(key.clone());
+                rec.version = Some(*version);
+            }
+            LifecycleEvent::Retired { key, versions } => {
+                rec = Record::new("retired");
+                rec.key = Some(key.clone());
+                rec.versions = Some(versions.clone());
+            }
+            LifecycleEvent::Revoked { key, versions } => {
+                rec = Record::new("revoked");
+                rec.key = Some(key.clone());
+                rec.versions = Some(versions.clone());
+            }
+            LifecycleEvent::LoginFailed { token, reason } => {
+                tracing::error!(token = %token, reason = %reason, "token login failed");
+                rec = Record::new("login_failed");
+                rec.token = Some(token.clone());
+                rec.outcome = Some(reason.clone());
+            }
+        }
+        let key = rec.key.clone().unwrap_or_default();
+        if let Err(e) = self.record(rec) {
+            self.alert(AlertKind::AuditFailed, None, &key, &e.to_string());
+        }
+    }
+}

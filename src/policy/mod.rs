@@ -1,0 +1,348 @@
+//! Per-key signing policy (issue 5): what a key may sign, checked before any byte reaches the
+//! token.
+//!
+//! A policy names the exchanges a key may sign for, `allow` and `deny` endpoint patterns, the
+//! built-in *withdrawal guard* ([`withdrawal_endpoints`]), whether raw signatures (no exchange
+//! request behind them) are allowed, rate limits and an allowed-hours window. Policies live in
+//! the `[keys]` table of the configuration file:
+//!
+//! ```toml
+//! [keys.binance-main]
+//! exchange = "binance"                       # or ["binance", "binance-usdm"]
+//! allow = ["POST /api/v3/order", "GET /api/v3/*", "DELETE /api/v3/order"]
+//! deny = ["* /api/v3/order/oco"]
+//! allow_withdrawals = false                  # the default
+//! rate_per_second = 10
+//! burst = 20
+//! hours = "00:00-24:00"                      # UTC
+//!
+//! [keys."*"]                                 # keys without their own entry
+//! allow_raw = false
+//! ```
+//!
+//! The checks run in this order and the first that fails names the rule in
+//! [`crate::Error::PolicyDenied`] or [`crate::Error::RateLimited`]: `no-policy`, `raw-signing`,
+//! `exchange`, `path` (a path that cannot be normalised), `deny:<pattern>`,
+//! `withdrawal-guard:<exchange>`, `not-allowed` (an `allow` list that matches nothing),
+//! `hours`, `rate_per_minute`, `rate_per_second`.
+//!
+//! # Security
+//! - Keys with no entry fall back to `[keys."*"]`; without it they may not sign at all.
+//! - The withdrawal guard refuses every withdrawal and transfer endpoint of the request's
+//!   exchange, and any path containing `withdraw` or `transfer`, unless the policy sets
+//!   `allow_withdrawals = true` or lists that exact endpoint (method and path, no wildcard) in
+//!   `allow`.
+//! - `allow_raw = true` lets the key MAC arbitrary bytes: the endpoint checks cannot see what
+//!   such bytes mean, so a raw-signing key is only limited by rate and hours.
+
+mod endpoint;
+mod hours;
+mod rate;
+mod withdrawal;
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::guard::SignContext;
+
+pub use endpoint::EndpointPattern;
+pub use hours::HoursWindow;
+pub(crate) use rate::Limiter;
+pub use rate::RateSpec;
+pub use withdrawal::{withdrawal_endpoints, WITHDRAWAL_EXCHANGES};
+
+/// The name of the fallback policy in `[keys]`.
+pub const DEFAULT_POLICY: &str = "*";
+
+/// One key's policy.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct KeyPolicy {
+    /// Exchange ids the key may sign for; empty: any.
+    pub exchanges: Vec<String>,
+    /// Endpoints allowed; empty: any (subject to `deny` and the withdrawal guard).
+    pub allow: Vec<EndpointPattern>,
+    /// Endpoints refused.
+    pub deny: Vec<EndpointPattern>,
+    /// Lifts the withdrawal guard.
+    pub allow_withdrawals: bool,
+    /// Allows raw signatures (no exchange request).
+    pub allow_raw: bool,
+    /// Rate limits.
+    pub rate: RateSpec,
+    /// Allowed hours (UTC); `None`: any time.
+    pub hours: Option<HoursWindow>,
+}
+
+/// Why a check refused, before it becomes an [`Error`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    Policy(String),
+    Rate(&'static str),
+}
+
+impl Refusal {
+    pub(crate) fn rule(&self) -> &str {
+        match self {
+            Refusal::Policy(r) => r,
+            Refusal::Rate(r) => r,
+        }
+    }
+
+    pub(crate) fn into_error(self, key: &str) -> Error {
+        match self {
+            Refusal::Policy(rule) => Error::PolicyDenied {
+                key: key.to_owned(),
+                rule,
+            },
+            Refusal::Rate(rule) => Error::RateLimited {
+                key: key.to_owned(),
+                rule: rule.to_owned(),
+            },
+        }
+    }
+}
+
+impl KeyPolicy {
+    /// Parses one `[keys.NAME]` table. Unknown fields are rejected.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the key and the problem.
+    pub fn from_toml(name: &str, value: &toml::Value) -> Result<KeyPolicy> {
+        let ctx = |e: String| Error::Config(format!("[keys.{name}]: {e}"));
+        let raw: RawKeyPolicy = value
+            .clone()
+            .try_into()
+            .map_err(|e: toml::de::Error| ctx(e.message().to_owned()))?;
+        let patterns = |list: &[String]| -> Result<Vec<EndpointPattern>> {
+            list.iter()
+                .map(|p| EndpointPattern::parse(p).map_err(|e| ctx(e.to_string())))
+                .collect()
+        };
+        let rate = RateSpec {
+            per_second: raw.rate_per_second,
+            per_minute: raw.rate_per_minute,
+            burst: raw.burst,
+        };
+        rate.validate().map_err(|e| ctx(e.to_string()))?;
+        Ok(KeyPolicy {
+            exchanges: match raw.exchange {
+                None => Vec::new(),
+                Some(OneOrMany::One(e)) => vec![e],
+                Some(OneOrMany::Many(v)) => v,
+            },
+            allow: patterns(&raw.allow)?,
+            deny: patterns(&raw.deny)?,
+            allow_withdrawals: raw.allow_withdrawals,
+            allow_raw: raw.allow_raw,
+            rate,
+            hours: raw
+                .hours
+                .as_deref()
+                .map(HoursWindow::parse)
+                .transpose()
+                .map_err(|e| ctx(e.to_string()))?,
+        })
+    }
+
+    /// The static checks (everything but the rate limit) for a signature at UTC time `now`.
+    /// `Ok` carries the rule that allowed it.
+    pub(crate) fn judge(&self, ctx: &SignContext<'_>, now: time::Time) -> Result<String, Refusal> {
+        let deny = |rule: String| Err(Refusal::Policy(rule));
+        let allowed_by = match ctx.exchange {
+            None if !self.allow_raw => return deny("raw-signing".into()),
+            None => "allow_raw".to_owned(),
+            Some(exchange) => self.judge_request(exchange, ctx)?,
+        };
+        if let Some(hours) = &self.hours {
+            if !hours.contains(now) {
+                return deny("hours".into());
+            }
+        }
+        Ok(allowed_by)
+    }
+
+    fn judge_request(&self, exchange: &str, ctx: &SignContext<'_>) -> Result<String, Refusal> {
+        let deny = |rule: String| Err(Refusal::Policy(rule));
+        if !self.exchanges.is_empty() && !self.exchanges.iter().any(|e| e == exchange) {
+            return deny("exchange".into());
+        }
+        let method = ctx.method.unwrap_or("");
+        let Some(path) = endpoint::normalize_path(ctx.path.unwrap_or("")) else {
+            return deny("path".into());
+        };
+        if let Some(p) = self.deny.iter().find(|p| p.matches(method, &path)) {
+            return deny(format!("deny:{}", p.as_str()));
+        }
+        let allowed = self.allow.iter().find(|p| p.matches(method, &path));
+        if !self.allow_withdrawals
+            && withdrawal::is_withdrawal(exchange, &path)
+            && !allowed.is_some_and(EndpointPattern::is_exact)
+        {
+            return deny(format!("withdrawal-guard:{exchange}"));
+        }
+        match allowed {
+            Some(p) => Ok(format!("allow:{}", p.as_str())),
+            None if self.allow.is_empty() => Ok("policy".into()),
+            None => deny("not-allowed".into()),
+        }
+    }
+}
+
+/// Every key's policy, from the `[keys]` table.
+#[derive(Clone, Debug, Default)]
+pub struct Policies {
+    keys: HashMap<String, KeyPolicy>,
+}
+
+impl Policies {
+    /// Parses the `[keys]` table: one sub-table per key name, `"*"` for the fallback.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an entry that is not a table or does not parse.
+    pub fn from_toml(table: &toml::Table) -> Result<Policies> {
+        let mut keys = HashMap::new();
+        for (name, value) in table {
+            if !value.is_table() {
+                return Err(Error::Config(format!(
+                    "[keys]: `{name}` must be a table ([keys.{name}])"
+                )));
+            }
+            keys.insert(name.clone(), KeyPolicy::from_toml(name, value)?);
+        }
+        Ok(Policies { keys })
+    }
+
+    /// Adds or replaces the policy of `key` (`"*"` for the fallback).
+    pub fn insert(&mut self, key: impl Into<String>, policy: KeyPolicy) {
+        self.keys.insert(key.into(), policy);
+    }
+
+    /// The policy that applies to `key`: its own, else the fallback, else none (refused).
+    pub fn for_key(&self, key: &str) -> Option<&KeyPolicy> {
+        self.keys.get(key).or_else(|| self.keys.get(DEFAULT_POLICY))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKeyPolicy {
+    exchange: Option<OneOrMany>,
+    #[serde(default)]
+    allow: Vec<String>,
+    #[serde(default)]
+    deny: Vec<String>,
+    #[serde(default)]
+    allow_withdrawals: bool,
+    #[serde(default)]
+    allow_raw: bool,
+    rate_per_second: Option<u32>,
+    rate_per_minute: Option<u32>,
+    burst: Option<u32>,
+    hours: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::time;
+
+    fn ctx<'a>(exchange: Option<&'a str>, method: &'a str, path: &'a str) -> SignContext<'a> {
+        SignContext {
+            key: "k",
+            version: 1,
+            exchange,
+            method: exchange.map(|_| method),
+            path: exchange.map(|_| path),
+            message: b"",
+        }
+    }
+
+    fn policies(text: &str) -> Policies {
+        let table: toml::Table = toml::from_str(text).unwrap();
+        Policies::from_toml(table["keys"].as_table().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn rules_apply_in_order_and_name_themselves() {
+        let p = policies(
+            r#"
+            [keys.k]
+            exchange = "binance"
+            allow = ["POST /api/v3/order", "GET /api/v3/*", "POST /sapi/v1/capital/withdraw/apply"]
+            deny = ["GET /api/v3/secret"]
+            hours = "08:00-20:00"
+            "#,
+        );
+        let k = p.for_key("k").unwrap();
+        let noon = time!(12:00);
+        let judge = |e, m, path| k.judge(&ctx(e, m, path), noon);
+        assert_eq!(
+            judge(Some("binance"), "POST", "/api/v3/order"),
+            Ok("allow:POST /api/v3/order".into())
+        );
+        assert_eq!(
+            judge(None, "", ""),
+            Err(Refusal::Policy("raw-signing".into()))
+        );
+        assert_eq!(
+            judge(Some("kraken"), "POST", "/api/v3/order"),
+            Err(Refusal::Policy("exchange".into()))
+        );
+        assert_eq!(
+            judge(Some("binance"), "GET", "/api/v3/secret"),
+            Err(Refusal::Policy("deny:GET /api/v3/secret".into()))
+        );
+        assert_eq!(
+            judge(Some("binance"), "GET", "/api/../sapi"),
+            Err(Refusal::Policy("path".into()))
+        );
+        assert_eq!(
+            judge(Some("binance"), "DELETE", "/api/v3/order"),
+            Err(Refusal::Policy("not-allowed".into()))
+        );
+        // An exact allow entry lifts the guard for that endpoint only.
+        assert!(judge(Some("binance"), "POST", "/sapi/v1/capital/withdraw/apply").is_ok());
+        assert_eq!(
+            judge(Some("binance"), "POST", "/sapi/v1/asset/transfer"),
+            Err(Refusal::Policy("withdrawal-guard:binance".into()))
+        );
+        assert_eq!(
+            k.judge(&ctx(Some("binance"), "POST", "/api/v3/order"), time!(21:00)),
+            Err(Refusal::Policy("hours".into()))
+        );
+        assert!(p.for_key("other").is_none(), "no fallback: no policy");
+    }
+
+    #[test]
+    fn glob_allow_does_not_lift_the_withdrawal_guard() {
+        let p = policies("[keys.\"*\"]\nallow = [\"POST /**\"]\nallow_raw = true\n");
+        let k = p.for_key("anything").unwrap();
+        let noon = time!(12:00);
+        assert!(k.judge(&ctx(None, "", ""), noon).is_ok());
+        assert_eq!(
+            k.judge(&ctx(Some("okx"), "POST", "/api/v5/asset/withdrawal"), noon),
+            Err(Refusal::Policy("withdrawal-guard:okx".into()))
+        );
+    }
+
+    #[test]
+    fn bad_policies_are_refused_with_the_key_name() {
+        let table: toml::Table = toml::from_str("[keys.k]\nalow = []\n").unwrap();
+        let err = Policies::from_toml(table["keys"].as_table().unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("[keys.k]") && err.contains("alow"), "{err}");
+        let table: toml::Table = toml::from_str("[keys.k]\nburst = 5\n").unwrap();
+        assert!(Policies::from_toml(table["keys"].as_table().unwrap()).is_err());
+    }
+}
