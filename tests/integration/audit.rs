@@ -332,3 +332,99 @@ fn audit_lines_hold_a_hash_never_the_message_or_the_signature() {
     let tail = audit::tail(&log, 1).unwrap();
     assert!(tail[0].contains("\"event\":\"sign\"") && tail[0].contains("\"decision\":\"allow\""));
 }
+
+/// The CLI with a config file that has `[audit]` and `[keys]`: `sign-request` is guarded and
+/// audited; `audit verify`, `tail` and `summary` read the log; a tampered log fails `verify`.
+#[test]
+fn cli_signs_under_guard_rails_and_verifies_tails_and_summarises_the_log() {
+    use crate::common::cli;
+    let t = fresh_token("cli-audit");
+    import(&t.connect(), "bn", "binance");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let config = dir.path().join("config.toml");
+    fs::write(
+        &config,
+        format!(
+            "module = '{}'\ntoken = '{}'\npin_env = 'HSM_CUSTODY_PIN'\n\
+             [audit]\npath = '{}'\nfsync = 'always'\n\
+             [keys.bn]\nexchange = 'binance'\nallow = ['POST /api/v3/order']\n",
+            t.module.display(),
+            t.label,
+            log.display()
+        ),
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+    let request = |name: &str, path: &str| {
+        let file = dir.path().join(name);
+        fs::write(
+            &file,
+            format!(
+                "{{\"method\":\"POST\",\"path\":\"{path}\",\"query\":\"a=1\",\"timestamp\":\"1\"}}"
+            ),
+        )
+        .unwrap();
+        file
+    };
+    let order = request("order.json", "/api/v3/order");
+    let withdraw = request("withdraw.json", "/sapi/v1/capital/withdraw/apply");
+    let sign = |file: &Path| {
+        cli(
+            &t,
+            &[
+                "--config",
+                cfg,
+                "sign-request",
+                "--key",
+                "bn",
+                "--exchange",
+                "binance",
+                "--request",
+                file.to_str().unwrap(),
+            ],
+            None,
+        )
+    };
+    let ok = sign(&order);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let refused = sign(&withdraw);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("withdrawal-guard:binance"), "{stderr}");
+
+    let logs = log.to_str().unwrap();
+    let verified = cli(&t, &["--config", cfg, "audit", "verify", logs], None);
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    let tail = cli(&t, &["audit", "tail", "-n", "1", logs], None);
+    let last = String::from_utf8_lossy(&tail.stdout);
+    assert!(
+        last.contains("\"decision\":\"deny\"") && last.contains("withdrawal-guard"),
+        "{last}"
+    );
+    let summary = cli(&t, &["audit", "summary", "--json", logs], None);
+    let s: serde_json::Value = serde_json::from_slice(&summary.stdout).unwrap();
+    assert_eq!(s["keys"]["bn"]["signed"], 1);
+    assert_eq!(s["keys"]["bn"]["denied"], 1);
+
+    let mut tampered = lines(&log);
+    tampered[1] = tampered[1].replace("\"allow\"", "\"deny\"");
+    write_lines(&log, &tampered);
+    let failed = cli(
+        &t,
+        &["--config", cfg, "audit", "verify", "--json", logs],
+        None,
+    );
+    assert!(!failed.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&failed.stdout).unwrap();
+    assert_eq!(report["problem"]["line"], 2);
+    assert_eq!(report["problem"]["kind"], "mac");
+}

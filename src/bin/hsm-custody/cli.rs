@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use hsm_custody::{Config, Custody};
+use hsm_custody::{Config, Custody, GuardConfig, Guardrails};
 
 /// Keep exchange API secrets inside a PKCS#11 token and sign in the token.
 #[derive(Parser, Debug)]
@@ -44,6 +44,9 @@ pub enum Command {
     SignRequest(crate::sign_request::SignRequestArgs),
     /// Check the module and audit every key in the token for the hardened attributes.
     Doctor(crate::doctor::DoctorArgs),
+    /// Guard rails' audit log: verify the MAC chain, tail, usage summary.
+    #[command(subcommand)]
+    Audit(crate::audit::AuditCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -88,8 +91,22 @@ impl Global {
         Ok(config)
     }
 
+    /// Connects; with guard rails when the config file has `[audit]` or `[keys]`.
     pub fn connect(&self) -> anyhow::Result<Custody> {
-        Ok(Custody::connect(self.config()?)?)
+        Ok(self.connect_guarded()?.0)
+    }
+
+    /// Connects and, when the config file has `[audit]` or `[keys]`, installs the guard rails
+    /// (policy before every signature, an audit line for every signature and key change).
+    pub fn connect_guarded(&self) -> anyhow::Result<(Custody, Option<std::sync::Arc<Guardrails>>)> {
+        let config = self.config()?;
+        let guard_config = GuardConfig::from_config(&config)?;
+        let custody = Custody::connect(config)?;
+        let guard = match guard_config {
+            Some(g) => Some(Guardrails::install(&custody, g).context("guard rails")?),
+            None => None,
+        };
+        Ok((custody, guard))
     }
 }
 
@@ -109,5 +126,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sign(args) => crate::sign::run(&cli.global, args),
         Command::SignRequest(args) => crate::sign_request::run(&cli.global, args),
         Command::Doctor(args) => crate::doctor::run(&cli.global, args),
+        Command::Audit(cmd) => crate::audit::run(&cli.global, cmd),
     }
 }

@@ -3,6 +3,7 @@
 //! `main` only parses arguments, runs one command and maps errors to exit codes; every command
 //! lives in its own file and calls the library.
 
+mod audit;
 mod cli;
 mod doctor;
 mod key_import;
