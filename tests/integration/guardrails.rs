@@ -325,3 +325,69 @@ fn rate_limit_holds_under_8_threads() {
         ["rate_per_minute"]
     );
 }
+
+/// Overhead of policy + audit per signature (a measurement, not a test: nothing is asserted
+/// about speed). Run in release:
+/// `cargo test --release --test integration -- --ignored guard_overhead --nocapture`
+#[test]
+#[ignore = "measurement; run by hand in release"]
+fn guard_overhead() {
+    use hsm_custody::audit::{AuditConfig, Fsync};
+    let t = fresh_token("overhead");
+    import(&t.connect(), "bot", "binance");
+    let dir = tempfile::tempdir().unwrap();
+    let policy = hsm_custody::policy::Policies::from_toml(
+        &toml::from_str(
+            "[bot]\nexchange = 'binance'\nallow = ['POST /api/v3/order', 'GET /api/v3/*']\n\
+             rate_per_second = 1000000\nburst = 1000000\n",
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let req = Request::post("/api/v3/order")
+        .query("symbol=LTCBTC&side=BUY&type=LIMIT&quantity=1&price=0.1")
+        .timestamp("1499827319559");
+    let run = |label: &str, fsync: Option<Fsync>, n: u32, threads: u32| {
+        let c = t.connect();
+        if let Some(fsync) = fsync {
+            let audit = AuditConfig::new(dir.path().join(format!("{label}.jsonl"))).fsync(fsync);
+            Guardrails::install(&c, GuardConfig::new(audit).policies(policy.clone())).unwrap();
+        }
+        let signer = c.exchange_signer("bot").unwrap();
+        signer.sign(&req).unwrap();
+        let start = Instant::now();
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                let signer = signer.clone();
+                let req = req.clone();
+                s.spawn(move || {
+                    for _ in 0..n / threads {
+                        signer.sign(&req).unwrap();
+                    }
+                });
+            }
+        });
+        let per = start.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+        println!(
+            "{label:<28} {threads} thread(s): {per:8.1} us/sign  {:8.0} signs/s",
+            1e6 / per
+        );
+        per
+    };
+    for threads in [1, 8] {
+        let base = run(&format!("no-guard-{threads}"), None, 20_000, threads);
+        for (name, fsync, n) in [
+            ("never", Fsync::Never, 20_000),
+            ("batch", Fsync::Batch, 20_000),
+            ("always", Fsync::Always, 2_000),
+        ] {
+            let per = run(
+                &format!("policy+audit-{name}-{threads}"),
+                Some(fsync),
+                n,
+                threads,
+            );
+            println!("{:<28} overhead {:+8.1} us/sign", "", per - base);
+        }
+    }
+}
