@@ -270,6 +270,10 @@ struct RawConfig {
     /// Guard rails (issue 5): checked by `GuardConfig`, which rejects unknown fields there.
     audit: Option<toml::Table>,
     keys: Option<toml::Table>,
+    /// The signing agent (issue 9): read by `agent::AgentConfig`, which rejects unknown fields
+    /// there.
+    #[serde(rename = "agent")]
+    _agent: Option<toml::Table>,
 }
 
 #[derive(Deserialize)]

@@ -42,6 +42,8 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+#[cfg(all(unix, any(feature = "agent", feature = "agent-client")))]
+pub mod agent;
 #[cfg(feature = "tokio")]
 pub mod asynch;
 mod config;

@@ -15,3 +15,6 @@ mod guardrails;
 mod audit;
 #[cfg(feature = "tokio")]
 mod async_api;
+mod exchanges_asym;
+#[cfg(all(feature = "agent", feature = "agent-client"))]
+mod agent;

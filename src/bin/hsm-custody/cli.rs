@@ -44,6 +44,9 @@ pub enum Command {
     SignRequest(crate::sign_request::SignRequestArgs),
     /// Check the module and audit every key in the token for the hardened attributes.
     Doctor(crate::doctor::DoctorArgs),
+    /// Run a signing agent on a Unix socket: it holds the login, clients send sign requests.
+    #[cfg(feature = "agent")]
+    Agent(crate::agent::AgentArgs),
     /// Guard rails' audit log: verify the MAC chain, tail, usage summary.
     #[command(subcommand)]
     Audit(crate::audit::AuditCommand),
@@ -126,6 +129,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sign(args) => crate::sign::run(&cli.global, args),
         Command::SignRequest(args) => crate::sign_request::run(&cli.global, args),
         Command::Doctor(args) => crate::doctor::run(&cli.global, args),
+        #[cfg(feature = "agent")]
+        Command::Agent(args) => crate::agent::run(&cli.global, args),
         Command::Audit(cmd) => crate::audit::run(&cli.global, cmd),
     }
 }

@@ -3,6 +3,8 @@
 //! `main` only parses arguments, runs one command and maps errors to exit codes; every command
 //! lives in its own file and calls the library.
 
+#[cfg(feature = "agent")]
+mod agent;
 mod audit;
 mod cli;
 mod doctor;

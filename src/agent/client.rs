@@ -1,0 +1,197 @@
+//! A small blocking client for the agent (feature `agent-client`; std only).
+
+use std::io::{Read as _, Write as _};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::protocol::{encode_frame, request_to_json, signed_from_json, MAX_REPLY, VERSION};
+use crate::error::{Error, Result};
+use crate::exchanges::{Request, SignedRequest};
+
+/// A connection to a signing agent. The client holds no PIN and no key: it sends requests and
+/// gets them back signed, as the agent's policy allows.
+///
+/// ```no_run
+/// use hsm_custody::agent::AgentClient;
+/// use hsm_custody::exchanges::Request;
+///
+/// # fn main() -> Result<(), hsm_custody::Error> {
+/// let mut agent = AgentClient::connect("/run/hsm-custody/agent.sock")?;
+/// let signed = agent.sign("binance-main", "binance", &Request::get("/api/v3/account"))?;
+/// println!("GET {}", signed.path_and_query());
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct AgentClient {
+    stream: UnixStream,
+    path: PathBuf,
+    next_id: u64,
+}
+
+/// A key the agent lets this client use (reply to `keys`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AgentKey {
+    /// Key name.
+    pub name: String,
+    /// Exchange ids allowed with it; `None` for every id its binding accepts.
+    pub exchanges: Option<Vec<String>>,
+}
+
+impl AgentClient {
+    /// Connects to the agent's socket; reads and writes time out after 30 s.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the socket cannot be reached (no agent, or no permission).
+    pub fn connect(path: impl AsRef<Path>) -> Result<AgentClient> {
+        let path = path.as_ref().to_owned();
+        let stream = UnixStream::connect(&path).map_err(|source| Error::Io {
+            what: "signing agent",
+            path: path.clone(),
+            source,
+        })?;
+        let client = AgentClient {
+            stream,
+            path,
+            next_id: 1,
+        };
+        client.set_timeout(Duration::from_secs(30))?;
+        Ok(client)
+    }
+
+    /// Replaces the read/write timeout.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the socket refuses it.
+    pub fn set_timeout(&self, timeout: Duration) -> Result<()> {
+        let t = Some(timeout.max(Duration::from_millis(1)));
+        self.stream
+            .set_read_timeout(t)
+            .and_then(|()| self.stream.set_write_timeout(t))
+            .map_err(|e| self.io(e))
+    }
+
+    /// Checks that the agent answers.
+    ///
+    /// # Errors
+    /// As [`AgentClient::sign`].
+    pub fn ping(&mut self) -> Result<()> {
+        self.call(json!({"op": "ping"})).map(|_| ())
+    }
+
+    /// The keys this client (its uid/gid) may use.
+    ///
+    /// # Errors
+    /// As [`AgentClient::sign`].
+    pub fn keys(&mut self) -> Result<Vec<AgentKey>> {
+        let ok = self.call(json!({"op": "keys"}))?;
+        let list = ok
+            .get("keys")
+            .and_then(Value::as_array)
+            .ok_or_else(|| Error::invalid("agent reply lacks `keys`"))?;
+        Ok(list
+            .iter()
+            .filter_map(|k| {
+                Some(AgentKey {
+                    name: k.get("name")?.as_str()?.to_owned(),
+                    exchanges: k.get("exchanges").and_then(Value::as_array).map(|ids| {
+                        ids.iter()
+                            .filter_map(|i| i.as_str().map(str::to_owned))
+                            .collect()
+                    }),
+                })
+            })
+            .collect())
+    }
+
+    /// Has the agent sign `request` for `exchange` with key `key`.
+    ///
+    /// # Errors
+    /// [`Error::PolicyDenied`] and [`Error::RateLimited`] (the key's policy, or the agent's
+    /// per-client limit, rule `agent-client-rate`) as the agent's guard rails said;
+    /// [`Error::InvalidInput`] for a request the agent found invalid; any other refusal as
+    /// [`Error::Io`] whose message starts with the protocol's error kind (`forbidden: ...`,
+    /// I/O kind `PermissionDenied`; `busy`: `WouldBlock`; `key_not_found`: `NotFound`); and
+    /// [`Error::Io`] when the connection fails.
+    pub fn sign(&mut self, key: &str, exchange: &str, request: &Request) -> Result<SignedRequest> {
+        let ok = self.call(json!({
+            "op": "sign",
+            "key": key,
+            "exchange": exchange,
+            "request": request_to_json(request),
+        }))?;
+        signed_from_json(&ok)
+    }
+
+    /// Sends one request and reads its reply; returns the `ok` value.
+    fn call(&mut self, mut message: Value) -> Result<Value> {
+        let id = self.next_id;
+        self.next_id += 1;
+        message["v"] = json!(VERSION);
+        message["id"] = json!(id);
+        self.stream
+            .write_all(&encode_frame(&message))
+            .map_err(|e| self.io(e))?;
+        let mut header = [0u8; 4];
+        self.stream
+            .read_exact(&mut header)
+            .map_err(|e| self.io(e))?;
+        let len = u32::from_be_bytes(header) as usize;
+        if len == 0 || len > MAX_REPLY {
+            return Err(self.io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("reply frame length {len} out of range"),
+            )));
+        }
+        let mut payload = vec![0u8; len];
+        self.stream
+            .read_exact(&mut payload)
+            .map_err(|e| self.io(e))?;
+        let mut reply: Value = serde_json::from_slice(&payload).map_err(|_| {
+            self.io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "reply is not JSON",
+            ))
+        })?;
+        if reply.get("ok").is_some() {
+            if reply.get("id").and_then(Value::as_u64) != Some(id) {
+                return Err(self.io(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "reply id does not match the request",
+                )));
+            }
+            return Ok(reply["ok"].take());
+        }
+        let err = reply.get("err").cloned().unwrap_or(Value::Null);
+        Err(self.refusal(&err))
+    }
+
+    fn refusal(&self, err: &Value) -> Error {
+        use std::io::ErrorKind as K;
+        let text = |name: &str| err.get(name).and_then(Value::as_str).unwrap_or("");
+        let (kind, message) = (text("kind"), text("message"));
+        let (key, rule) = (text("key").to_owned(), text("rule").to_owned());
+        let io_kind = match kind {
+            "policy_denied" => return Error::PolicyDenied { key, rule },
+            "rate_limited" if !rule.is_empty() => return Error::RateLimited { key, rule },
+            "invalid_input" | "bad_request" => return Error::invalid(message.to_owned()),
+            "forbidden" => K::PermissionDenied,
+            "rate_limited" | "busy" => K::WouldBlock,
+            "key_not_found" => K::NotFound,
+            "bad_frame" | "unsupported_version" | "unknown_op" => K::InvalidData,
+            _ => K::Other,
+        };
+        self.io(std::io::Error::new(io_kind, format!("{kind}: {message}")))
+    }
+
+    fn io(&self, source: std::io::Error) -> Error {
+        Error::Io {
+            what: "signing agent",
+            path: self.path.clone(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! The agent's configuration: the `[agent]` section of the TOML configuration file.
+//!
+//! ```toml
+//! [agent]
+//! socket = "/run/hsm-custody/agent.sock"   # inside a directory of mode 0700 (created if absent)
+//! max_frame = 65536                         # largest request frame, bytes
+//! rate_per_second = 50                      # per client (peer uid + pid)
+//! burst = 100
+//! max_connections = 64
+//! frame_timeout_ms = 10000                  # a started frame must arrive within this
+//! idle_timeout_ms = 300000                  # an idle connection is closed after this
+//! drain_timeout_ms = 10000                  # graceful shutdown waits this long for in-flight work
+//! # socket_group = 1001                     # optional: socket 0660 and directory 0750, this group
+//!
+//! [agent.keys.binance-main]                 # a key not listed here is refused to every client
+//! uids = [1000]                             # peer uids allowed (SO_PEERCRED)
+//! gids = [1001]                             # peer primary gids allowed
+//! exchanges = ["binance", "binance-usdm"]   # optional: exchange ids allowed with this key
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::protocol::DEFAULT_MAX_FRAME;
+use crate::error::{Error, Result};
+
+/// How the agent listens, whom it serves, and how much.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    pub(crate) socket: PathBuf,
+    pub(crate) max_frame: usize,
+    pub(crate) rate_per_second: u32,
+    pub(crate) burst: u32,
+    pub(crate) max_connections: usize,
+    pub(crate) frame_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) drain_timeout: Duration,
+    pub(crate) socket_group: Option<u32>,
+    pub(crate) keys: BTreeMap<String, KeyAccess>,
+}
+
+/// Who may use one key through the agent.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyAccess {
+    /// Peer uids allowed.
+    #[serde(default)]
+    pub uids: Vec<u32>,
+    /// Peer primary gids allowed.
+    #[serde(default)]
+    pub gids: Vec<u32>,
+    /// Exchange ids allowed with this key; `None` allows every id the key's binding accepts.
+    #[serde(default)]
+    pub exchanges: Option<Vec<String>>,
+}
+
+impl KeyAccess {
+    /// Access for these uids.
+    pub fn uids(uids: impl IntoIterator<Item = u32>) -> Self {
+        KeyAccess {
+            uids: uids.into_iter().collect(),
+            ..KeyAccess::default()
+        }
+    }
+
+    /// Adds these gids.
+    pub fn gids(mut self, gids: impl IntoIterator<Item = u32>) -> Self {
+        self.gids.extend(gids);
+        self
+    }
+
+    /// Restricts the key to these exchange ids.
+    pub fn exchanges<S: Into<String>>(mut self, ids: impl IntoIterator<Item = S>) -> Self {
+        self.exchanges = Some(ids.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Whether a peer with `uid`/`gid` may use the key for `exchange`.
+    pub(crate) fn allows(&self, uid: u32, gid: u32, exchange: &str) -> bool {
+        let peer = self.uids.contains(&uid) || self.gids.contains(&gid);
+        let exchange_ok = self
+            .exchanges
+            .as_ref()
+            .is_none_or(|ids| ids.iter().any(|id| id == exchange));
+        peer && exchange_ok
+    }
+
+    /// Whether a peer with `uid`/`gid` may use the key at all.
+    pub(crate) fn allows_peer(&self, uid: u32, gid: u32) -> bool {
+        self.uids.contains(&uid) || self.gids.contains(&gid)
+    }
+}
+
+impl AgentConfig {
+    /// Defaults for a socket at `socket`, with no key allowed to anyone.
+    pub fn new(socket: impl Into<PathBuf>) -> Self {
+        AgentConfig {
+            socket: socket.into(),
+            max_frame: DEFAULT_MAX_FRAME,
+            rate_per_second: 50,
+            burst: 100,
+            max_connections: 64,
+            frame_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+            drain_timeout: Duration::from_secs(10),
+            socket_group: None,
+            keys: BTreeMap::new(),
+        }
+    }
+
+    /// Allows `key` to the peers in `access`.
+    pub fn allow(mut self, key: impl Into<String>, access: KeyAccess) -> Self {
+        self.keys.insert(key.into(), access);
+        self
+    }
+
+    /// Replaces the socket path.
+    pub fn socket(mut self, path: impl Into<PathBuf>) -> Self {
+        self.socket = path.into();
+        self
+    }
+
+    /// Largest request frame in bytes (at least 64). Default 64 KiB.
+    pub fn max_frame(mut self, bytes: usize) -> Self {
+        self.max_frame = bytes.max(64);
+        self
+    }
+
+    /// Sign requests per second per client (peer uid + pid), and the burst. Defaults 50, 100.
+    pub fn rate(mut self, per_second: u32, burst: u32) -> Self {
+        self.rate_per_second = per_second.max(1);
+        self.burst = burst.max(1);
+        self
+    }
+
+    /// Most connections served at once; more are told `busy` and closed. Default 64.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    /// Serves peers of another uid through a group: the socket becomes 0660 and its directory
+    /// 0750, both of group `gid`. Off by default (socket 0600, directory 0700).
+    pub fn socket_group(mut self, gid: u32) -> Self {
+        self.socket_group = Some(gid);
+        self
+    }
+
+    /// How long graceful shutdown waits for in-flight requests. Default 10 s.
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.drain_timeout = timeout;
+        self
+    }
+
+    /// The socket path.
+    pub fn socket_path(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Reads the `[agent]` section of a configuration file (the rest of the file is the
+    /// connection's, see [`crate::Config::from_toml_file`]).
+    ///
+    /// # Errors
+    /// The file cannot be read, or the section is invalid or has no `socket`.
+    pub fn from_toml_file(path: impl AsRef<Path>) -> Result<Option<Self>> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            what: "config file",
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml_str(&text)
+    }
+
+    /// Reads the `[agent]` section of TOML text; `None` when there is none.
+    ///
+    /// # Errors
+    /// The section is invalid (unknown fields are rejected).
+    pub fn from_toml_str(text: &str) -> Result<Option<Self>> {
+        let file: RawFile = toml::from_str(text)
+            .map_err(|e| Error::Config(format!("invalid TOML: {}", e.message())))?;
+        let Some(raw) = file.agent else {
+            return Ok(None);
+        };
+        let raw: RawAgent = raw
+            .try_into()
+            .map_err(|e: toml::de::Error| Error::Config(format!("[agent]: {}", e.message())))?;
+        let socket = raw
+            .socket
+            .ok_or_else(|| Error::Config("[agent] needs `socket`".into()))?;
+        let mut config = AgentConfig::new(socket);
+        if let Some(n) = raw.max_frame {
+            config = config.max_frame(n);
+        }
+        let (rate, burst) = (config.rate_per_second, config.burst);
+        config = config.rate(
+            raw.rate_per_second.unwrap_or(rate),
+            raw.burst.unwrap_or(burst),
+        );
+        if let Some(n) = raw.max_connections {
+            config = config.max_connections(n);
+        }
+        let ms = Duration::from_millis;
+        if let Some(t) = raw.frame_timeout_ms {
+            config.frame_timeout = ms(t);
+        }
+        if let Some(t) = raw.idle_timeout_ms {
+            config.idle_timeout = ms(t);
+        }
+        if let Some(t) = raw.drain_timeout_ms {
+            config.drain_timeout = ms(t);
+        }
+        config.socket_group = raw.socket_group;
+        config.keys = raw.keys;
+        Ok(Some(config))
+    }
+}
+
+/// The whole file, of which only `[agent]` is read here.
+#[derive(Deserialize)]
+struct RawFile {
+    agent: Option<toml::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgent {
+    socket: Option<PathBuf>,
+    max_frame: Option<usize>,
+    rate_per_second: Option<u32>,
+    burst: Option<u32>,
+    max_connections: Option<usize>,
+    frame_timeout_ms: Option<u64>,
+    idle_timeout_ms: Option<u64>,
+    drain_timeout_ms: Option<u64>,
+    socket_group: Option<u32>,
+    #[serde(default)]
+    keys: BTreeMap<String, KeyAccess>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_agent_section_only() {
+        let text = "module='/m.so'\ntoken='t'\n[pool]\nsize=2\n[agent]\nsocket='/run/a/s'\n\
+                    max_frame=4096\nrate_per_second=5\n[agent.keys.binance-main]\nuids=[1000]\n\
+                    exchanges=['binance']\n";
+        let c = AgentConfig::from_toml_str(text).unwrap().unwrap();
+        assert_eq!(c.socket, PathBuf::from("/run/a/s"));
+        assert_eq!(c.max_frame, 4096);
+        assert_eq!(c.rate_per_second, 5);
+        let access = &c.keys["binance-main"];
+        assert!(access.allows(1000, 5, "binance"));
+        assert!(!access.allows(1000, 5, "kraken"));
+        assert!(!access.allows(1001, 5, "binance"));
+        assert!(AgentConfig::from_toml_str("module='m'\ntoken='t'\n")
+            .unwrap()
+            .is_none());
+        let err = AgentConfig::from_toml_str("[agent]\nsocket='/s'\npin='1'\n").unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+        let err = AgentConfig::from_toml_str("[agent]\nmax_frame=1\n").unwrap_err();
+        assert!(err.to_string().contains("socket"), "{err}");
+    }
+}

@@ -1,0 +1,508 @@
+//! The agent's server: a Unix socket, peer credentials, frames, and the sign path through the
+//! async facade (so through the [`Custody`]'s guard rails).
+
+use std::future::Future;
+use std::num::NonZeroU32;
+use std::os::unix::fs::{DirBuilderExt as _, FileTypeExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use governor::clock::Clock as _;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+use super::config::AgentConfig;
+use super::protocol::{encode_frame, signed_to_json, VERSION};
+use crate::asynch::AsyncCustody;
+use crate::custody::Custody;
+use crate::error::{Error, Result};
+use crate::exchanges::Request;
+
+/// A bound signing agent: the socket exists (mode 0600) and the login is held; call
+/// [`Agent::serve`] to answer clients.
+pub struct Agent {
+    shared: Arc<Shared>,
+    listener: UnixListener,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("socket", &self.shared.config.socket)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Shared {
+    custody: AsyncCustody,
+    config: AgentConfig,
+    limiter: DefaultKeyedRateLimiter<(u32, i32)>,
+}
+
+/// What a finished [`Agent::serve`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServeReport {
+    /// Connections accepted.
+    pub connections: u64,
+    /// Connections still open when the drain timeout ran out (their tasks were aborted).
+    pub aborted: usize,
+}
+
+/// The peer of one connection, from `SO_PEERCRED`.
+#[derive(Clone, Copy, Debug)]
+struct Peer {
+    uid: u32,
+    gid: u32,
+    pid: i32,
+}
+
+impl Agent {
+    /// Creates the socket for `config` and wraps `custody` (whose guard rails, if installed,
+    /// apply to every signature the agent makes). Must run inside a tokio runtime.
+    ///
+    /// The socket's directory is created with mode 0700 (0750 with a `socket_group`) when
+    /// absent; an existing one must give no access to other users. A stale socket file from a
+    /// dead agent is replaced; a live agent on the same path is an error.
+    ///
+    /// # Errors
+    /// [`Error::Io`] for file-system failures, [`Error::Config`] for an unsafe directory or a
+    /// running agent.
+    pub async fn bind(custody: Custody, config: AgentConfig) -> Result<Agent> {
+        let listener = bind_socket(&config).await?;
+        let per_second = NonZeroU32::new(config.rate_per_second).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(config.burst).unwrap_or(NonZeroU32::MIN);
+        let limiter = RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst));
+        Ok(Agent {
+            shared: Arc::new(Shared {
+                custody: AsyncCustody::new(custody),
+                config,
+                limiter,
+            }),
+            listener,
+        })
+    }
+
+    /// The socket path.
+    pub fn socket_path(&self) -> &Path {
+        &self.shared.config.socket
+    }
+
+    /// Serves clients until `shutdown` completes, then stops accepting, lets every connection
+    /// finish the request it is working on (up to the drain timeout), and removes the socket.
+    ///
+    /// # Errors
+    /// Accepting failed in a way that is not about one client.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<ServeReport> {
+        let Agent { shared, listener } = self;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let slots = Arc::new(Semaphore::new(shared.config.max_connections));
+        let mut tasks = JoinSet::new();
+        let mut report = ServeReport::default();
+        tokio::pin!(shutdown);
+        tracing::info!(socket = %shared.config.socket.display(), "agent serving");
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                accepted = listener.accept() => {
+                    let stream = match accepted {
+                        Ok((stream, _)) => stream,
+                        Err(e) => {
+                            // EMFILE and friends: keep serving the connections we have.
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    report.connections += 1;
+                    shared.limiter.retain_recent();
+                    let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                        tasks.spawn(refuse_busy(stream));
+                        continue;
+                    };
+                    let shared = Arc::clone(&shared);
+                    let stop = stop_rx.clone();
+                    tasks.spawn(async move {
+                        let _slot = slot;
+                        serve_connection(shared, stream, stop).await;
+                    });
+                }
+            }
+        }
+        tracing::info!(open = tasks.len(), "agent shutting down, draining");
+        drop(listener);
+        let _ = std::fs::remove_file(&shared.config.socket);
+        let _ = stop_tx.send(true);
+        let drained = tokio::time::timeout(shared.config.drain_timeout, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            report.aborted = tasks.len();
+            tasks.abort_all();
+        }
+        tracing::info!(aborted = report.aborted, "agent stopped");
+        Ok(report)
+    }
+}
+
+/// Completes on SIGTERM or SIGINT (for [`Agent::serve`]).
+///
+/// # Errors
+/// The signal handlers cannot be installed.
+pub fn shutdown_signal() -> Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let io = |source| Error::Io {
+        what: "signal handler",
+        path: PathBuf::new(),
+        source,
+    };
+    let mut term = signal(SignalKind::terminate()).map_err(io)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(io)?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
+}
+
+async fn bind_socket(config: &AgentConfig) -> Result<UnixListener> {
+    let path = &config.socket;
+    let io = |what: &'static str, source| Error::Io {
+        what,
+        path: path.clone(),
+        source,
+    };
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let dir_mode = if config.socket_group.is_some() {
+        0o750
+    } else {
+        0o700
+    };
+    match std::fs::metadata(dir) {
+        Ok(meta) => {
+            if !meta.is_dir() || meta.permissions().mode() & 0o007 != 0 {
+                return Err(Error::Config(format!(
+                    "socket directory `{}` must be a directory other users cannot enter (chmod 700)",
+                    dir.display()
+                )));
+            }
+        }
+        Err(_) => {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(dir_mode)
+                .create(dir)
+                .map_err(|e| io("agent socket directory", e))?;
+            // The mode above is filtered by the umask; set it exactly.
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(dir_mode))
+                .map_err(|e| io("agent socket directory", e))?;
+            if let Some(gid) = config.socket_group {
+                std::os::unix::fs::chown(dir, None, Some(gid))
+                    .map_err(|e| io("agent socket directory", e))?;
+            }
+        }
+    }
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(Error::Config(format!(
+                "`{}` exists and is not a socket; not replacing it",
+                path.display()
+            )));
+        }
+        if UnixStream::connect(path).await.is_ok() {
+            return Err(Error::Config(format!(
+                "an agent is already listening on `{}`",
+                path.display()
+            )));
+        }
+        std::fs::remove_file(path).map_err(|e| io("stale agent socket", e))?;
+    }
+    let listener = UnixListener::bind(path).map_err(|e| io("agent socket", e))?;
+    let mode = if config.socket_group.is_some() {
+        0o660
+    } else {
+        0o600
+    };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| io("agent socket", e))?;
+    if let Some(gid) = config.socket_group {
+        std::os::unix::fs::chown(path, None, Some(gid)).map_err(|e| io("agent socket", e))?;
+    }
+    Ok(listener)
+}
+
+async fn refuse_busy(mut stream: UnixStream) {
+    let reply = error_reply(&Value::Null, "busy", "too many connections; retry later");
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        stream.write_all(&encode_frame(&reply)),
+    )
+    .await;
+}
+
+/// One connection: frames in, replies out, one request at a time. Returns when the peer
+/// closes, sends a bad frame, stalls, or the agent stops (at a frame boundary).
+async fn serve_connection(
+    shared: Arc<Shared>,
+    mut stream: UnixStream,
+    mut stop: watch::Receiver<bool>,
+) {
+    let peer = match stream.peer_cred() {
+        Ok(cred) => Peer {
+            uid: cred.uid(),
+            gid: cred.gid(),
+            pid: cred.pid().unwrap_or(0),
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "no peer credentials; closing");
+            return;
+        }
+    };
+    tracing::debug!(
+        uid = peer.uid,
+        gid = peer.gid,
+        pid = peer.pid,
+        "client connected"
+    );
+    let config = &shared.config;
+    loop {
+        let mut header = [0u8; 4];
+        // Idle: wait for the first byte of a frame, or the stop signal.
+        let first = tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            r = tokio::time::timeout(config.idle_timeout, stream.read(&mut header[..1])) => r,
+        };
+        match first {
+            Ok(Ok(1)) => {}
+            Ok(Ok(_)) => return, // clean close between frames
+            Ok(Err(e)) => {
+                tracing::debug!(pid = peer.pid, error = %e, "read failed; closing");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(pid = peer.pid, "idle timeout; closing");
+                return;
+            }
+        }
+        // A started frame must arrive whole within the frame timeout.
+        let frame = tokio::time::timeout(config.frame_timeout, async {
+            stream.read_exact(&mut header[1..]).await?;
+            let len = u32::from_be_bytes(header) as usize;
+            if len == 0 || len > config.max_frame {
+                return Ok(Err(len));
+            }
+            let mut payload = vec![0u8; len];
+            stream.read_exact(&mut payload).await?;
+            Ok::<_, std::io::Error>(Ok(payload))
+        })
+        .await;
+        let payload = match frame {
+            Ok(Ok(Ok(payload))) => payload,
+            Ok(Ok(Err(len))) => {
+                tracing::info!(pid = peer.pid, len, "bad frame length; closing");
+                let reply = error_reply(
+                    &Value::Null,
+                    "bad_frame",
+                    &format!("frame length {len} is not within 1..={}", config.max_frame),
+                );
+                let _ = stream.write_all(&encode_frame(&reply)).await;
+                return;
+            }
+            Ok(Err(e)) => {
+                tracing::info!(pid = peer.pid, error = %e, "client left mid-frame");
+                return;
+            }
+            Err(_) => {
+                tracing::info!(pid = peer.pid, "frame timeout; closing");
+                return;
+            }
+        };
+        let message: Value = match serde_json::from_slice(&payload) {
+            Ok(v @ Value::Object(_)) => v,
+            _ => {
+                tracing::info!(pid = peer.pid, "frame is not a JSON object; closing");
+                let reply = error_reply(&Value::Null, "bad_frame", "frame is not a JSON object");
+                let _ = stream.write_all(&encode_frame(&reply)).await;
+                return;
+            }
+        };
+        let reply = handle(&shared, peer, &message).await;
+        if stream.write_all(&encode_frame(&reply)).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Answers one well-formed frame.
+async fn handle(shared: &Shared, peer: Peer, message: &Value) -> Value {
+    let id = message.get("id").cloned().unwrap_or(Value::Null);
+    match message.get("v").and_then(Value::as_u64) {
+        Some(VERSION) => {}
+        Some(other) => {
+            let mut reply = error_reply(
+                &id,
+                "unsupported_version",
+                &format!("protocol version {other} is not supported"),
+            );
+            reply["err"]["supported"] = json!([VERSION]);
+            return reply;
+        }
+        None => return error_reply(&id, "bad_request", "message lacks `v`"),
+    }
+    let op = message.get("op").and_then(Value::as_str).unwrap_or("");
+    match op {
+        "ping" => ok_reply(
+            &id,
+            json!({"pong": true, "agent": "hsm-custody", "version": env!("CARGO_PKG_VERSION")}),
+        ),
+        "keys" => {
+            let keys: Vec<Value> = shared
+                .config
+                .keys
+                .iter()
+                .filter(|(_, a)| a.allows_peer(peer.uid, peer.gid))
+                .map(|(name, a)| json!({"name": name, "exchanges": a.exchanges}))
+                .collect();
+            ok_reply(&id, json!({ "keys": keys }))
+        }
+        "sign" => match sign(shared, peer, message).await {
+            Ok(signed) => ok_reply(&id, signed),
+            Err(err) => json!({"v": VERSION, "id": id, "err": err}),
+        },
+        "" => error_reply(&id, "bad_request", "message lacks `op`"),
+        _ => error_reply(&id, "unknown_op", "unknown op; known: ping, keys, sign"),
+    }
+}
+
+async fn sign(shared: &Shared, peer: Peer, message: &Value) -> std::result::Result<Value, Value> {
+    let field = |name: &str| {
+        message
+            .get(name)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| refusal("bad_request", &format!("sign needs a string `{name}`")))
+    };
+    let key = field("key")?;
+    let exchange = field("exchange")?;
+    // Rate first, so that refused requests cannot be used to probe at full speed.
+    if let Err(not_until) = shared.limiter.check_key(&(peer.uid, peer.pid)) {
+        let wait = not_until.wait_time_from(shared.limiter.clock().now());
+        tracing::info!(uid = peer.uid, pid = peer.pid, "client over its rate");
+        let ms = wait.as_millis().max(1);
+        let mut err = refusal(
+            "rate_limited",
+            &format!("client over its rate limit; retry after {ms} ms"),
+        );
+        err["key"] = json!(key);
+        err["rule"] = json!("agent-client-rate");
+        err["retry_after_ms"] = json!(ms);
+        return Err(err);
+    }
+    let allowed = shared
+        .config
+        .keys
+        .get(&key)
+        .is_some_and(|a| a.allows(peer.uid, peer.gid, &exchange));
+    if !allowed {
+        tracing::warn!(
+            uid = peer.uid,
+            pid = peer.pid,
+            key,
+            exchange,
+            "sign refused: peer not allowed"
+        );
+        return Err(refusal(
+            "forbidden",
+            &format!(
+                "uid {} may not sign `{exchange}` requests with key `{key}`",
+                peer.uid
+            ),
+        ));
+    }
+    let request = match message.get("request") {
+        Some(v @ Value::Object(_)) => {
+            Request::from_json(&v.to_string()).map_err(|e| kind_of(&e))?
+        }
+        _ => return Err(refusal("bad_request", "sign needs a `request` object")),
+    };
+    let (method, path) = (request.method.clone(), request.path.clone());
+    let result = shared
+        .custody
+        .run(move |c| c.exchange_signer_for(&key, &exchange)?.sign(&request))
+        .await;
+    match result {
+        Ok(signed) => {
+            tracing::info!(uid = peer.uid, pid = peer.pid, method, path, "signed");
+            Ok(signed_to_json(&signed))
+        }
+        Err(e) => {
+            let err = kind_of(&e);
+            let kind = err["kind"].as_str().unwrap_or("");
+            tracing::info!(
+                uid = peer.uid,
+                pid = peer.pid,
+                method,
+                path,
+                kind,
+                "sign failed"
+            );
+            Err(err)
+        }
+    }
+}
+
+/// The protocol's `err` object for a crate error: kind, message (which never holds a PIN, a
+/// secret, a signature or a request body), and the key and rule of a guard-rail refusal.
+fn kind_of(e: &Error) -> Value {
+    let kind = match e {
+        Error::InvalidInput(_) => "invalid_input",
+        Error::KeyNotFound { .. } | Error::VersionNotFound { .. } => "key_not_found",
+        Error::WrongExchange { .. }
+        | Error::AlgorithmNotAllowed { .. }
+        | Error::WrongKeyKind { .. } => "wrong_exchange",
+        Error::KeyRevoked { .. }
+        | Error::KeyExpired { .. }
+        | Error::KeyNotYetValid { .. }
+        | Error::NoActiveVersion { .. } => "key_unusable",
+        Error::PoolTimeout { .. } => "busy",
+        _ => guard_kind(e).unwrap_or("token"),
+    };
+    let mut err = refusal(kind, &e.to_string());
+    if let Error::PolicyDenied { key, rule } | Error::RateLimited { key, rule } = e {
+        err["key"] = json!(key);
+        err["rule"] = json!(rule);
+    }
+    err
+}
+
+fn refusal(kind: &str, message: &str) -> Value {
+    json!({"kind": kind, "message": message})
+}
+
+/// Kinds for the guard rails' refusals.
+fn guard_kind(e: &Error) -> Option<&'static str> {
+    Some(match e {
+        Error::PolicyDenied { .. } => "policy_denied",
+        Error::RateLimited { .. } => "rate_limited",
+        Error::AuditFailed(_) => "audit_failed",
+        _ => return None,
+    })
+}
+
+fn ok_reply(id: &Value, ok: Value) -> Value {
+    json!({"v": VERSION, "id": id, "ok": ok})
+}
+
+fn error_reply(id: &Value, kind: &str, message: &str) -> Value {
+    json!({"v": VERSION, "id": id, "err": refusal(kind, message)})
+}

@@ -1,0 +1,63 @@
+//! `hsm-custody agent`: a long-running signing agent on a Unix socket.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Args;
+use hsm_custody::agent::{shutdown_signal, Agent, AgentConfig};
+
+use crate::cli::Global;
+
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    /// Socket path (overrides `socket` in the config's `[agent]` section). Its directory is
+    /// created with mode 0700 when absent; the socket is made mode 0600.
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
+}
+
+pub fn run(global: &Global, args: AgentArgs) -> anyhow::Result<()> {
+    let from_file = match &global.config {
+        Some(path) => AgentConfig::from_toml_file(path)?,
+        None => None,
+    };
+    let config = match (from_file, args.socket) {
+        (Some(c), Some(socket)) => c.socket(socket),
+        (Some(c), None) => c,
+        (None, Some(socket)) => AgentConfig::new(socket),
+        (None, None) => anyhow::bail!("no socket: pass --socket or set `socket` in [agent]"),
+    };
+    // The login and the guard rails ([keys] policy, [audit]) are the agent's; clients never see
+    // the PIN, and every signature they ask for goes through the guard installed here.
+    let (custody, guard) = global.connect_guarded()?;
+    if guard.is_none() {
+        eprintln!(
+            "hsm-custody agent: warning: the configuration has no [keys]/[audit] guard rails; \
+             signing without policy or audit"
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("hsm-custody-agent")
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let report = runtime.block_on(async {
+        // Handlers first: a SIGTERM right after the socket appears must still stop cleanly.
+        let shutdown = shutdown_signal()?;
+        let agent = Agent::bind(custody, config).await?;
+        eprintln!(
+            "hsm-custody agent: listening on {}",
+            agent.socket_path().display()
+        );
+        agent.serve(shutdown).await
+    })?;
+    if let Some(guard) = guard {
+        guard.sync().context("syncing the audit log")?;
+    }
+    eprintln!(
+        "hsm-custody agent: stopped ({} connections served, {} cut at the drain timeout)",
+        report.connections, report.aborted
+    );
+    Ok(())
+}

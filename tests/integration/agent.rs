@@ -1,0 +1,494 @@
+//! The signing agent (issue 9), run as a child process (`hsm-custody agent`) on a fresh token,
+//! with guard rails ([keys] policy and [audit]) from its config file. Clients are other
+//! processes (this test binary re-run as `agent::agent_client_child_process`), with no PIN.
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hsm_custody::agent::AgentClient;
+use hsm_custody::exchanges::Request;
+use hsm_custody::{Error, HmacAlg};
+
+use crate::common::{child_env, fresh_token, software_hmac, TestToken};
+use crate::exchanges::import_for;
+
+const SECRET: &str = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j";
+const CLIENTS: usize = 8;
+const SIGNS_PER_CLIENT: usize = 25;
+const ENV_SOCKET: &str = "HSM_CUSTODY_AGENT_TEST_SOCKET";
+const ENV_CLIENT: &str = "HSM_CUSTODY_AGENT_TEST_CLIENT";
+const ENV_KEY: &str = "HSM_CUSTODY_AGENT_TEST_KEY";
+/// The uid/gid a foreign client runs as (`nobody`/`nogroup` on Debian).
+const NOBODY: u32 = 65534;
+
+/// A running `hsm-custody agent` child.
+struct AgentProc {
+    child: Child,
+    socket: PathBuf,
+    config: PathBuf,
+    audit: PathBuf,
+    stderr: Arc<Mutex<String>>,
+    token: TestToken,
+    _dir: tempfile::TempDir,
+}
+
+impl AgentProc {
+    /// Imports `bn` (Binance) and `other` (Binance, allowed to nobody's uid only) and starts
+    /// the agent; with `group`, the socket is shared with group `nogroup` (0660, dir 0750).
+    fn start(tag: &str, group: bool) -> AgentProc {
+        let token = fresh_token(tag);
+        let custody = token.connect();
+        import_for(&custody, "bn", "binance", SECRET);
+        import_for(&custody, "other", "binance", SECRET);
+        drop(custody);
+        let dir = tempfile::tempdir().unwrap();
+        // Let a client of another uid reach the socket's own directory (which the agent makes).
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+        let me = std::fs::metadata(dir.path()).unwrap().uid();
+        let pin = dir.path().join("pin");
+        std::fs::write(&pin, token.user_pin_text()).unwrap();
+        std::fs::set_permissions(&pin, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let socket = dir.path().join("run").join("agent.sock");
+        let audit = dir.path().join("audit.jsonl");
+        let config = dir.path().join("hsm-custody.toml");
+        let group_line = if group {
+            format!("socket_group = {NOBODY}\n")
+        } else {
+            String::new()
+        };
+        std::fs::write(
+            &config,
+            format!(
+                "module = '{module}'\ntoken = '{label}'\npin_file = '{pin}'\n[pool]\nsize = 4\n\
+                 [audit]\npath = '{audit}'\nfsync = 'batch'\n\
+                 [keys.bn]\nexchange = 'binance'\n\
+                 [keys.other]\nexchange = 'binance'\n\
+                 [agent]\nsocket = '{socket}'\nrate_per_second = 100000\nburst = 100000\n\
+                 max_frame = 4096\nframe_timeout_ms = 2000\n{group_line}\
+                 [agent.keys.bn]\nuids = [{me}]\n\
+                 [agent.keys.other]\nuids = [{NOBODY}]\n",
+                module = token.module.display(),
+                label = token.label,
+                pin = pin.display(),
+                audit = audit.display(),
+                socket = socket.display(),
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hsm-custody"))
+            .arg("--config")
+            .arg(&config)
+            .arg("agent")
+            .envs(child_env())
+            .env_remove("HSM_CUSTODY_PIN")
+            .env_remove("HSM_CUSTODY_PIN_FILE")
+            .env_remove("HSM_CUSTODY_CONFIG")
+            .env_remove("HSM_CUSTODY_MODULE")
+            .env_remove("HSM_CUSTODY_TOKEN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start hsm-custody agent");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        {
+            let stderr = stderr.clone();
+            let pipe = child.stderr.take().unwrap();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    if line.contains("listening on") {
+                        let _ = ready_tx.send(());
+                    }
+                    let mut all = stderr.lock().unwrap();
+                    all.push_str(&line);
+                    all.push('\n');
+                }
+            });
+        }
+        if ready_rx.recv_timeout(Duration::from_secs(30)).is_err() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("agent did not start: {}", stderr.lock().unwrap());
+        }
+        AgentProc {
+            child,
+            socket,
+            config,
+            audit,
+            stderr,
+            token,
+            _dir: dir,
+        }
+    }
+
+    /// SIGTERM, then the exit status within 20 s.
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(killed.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "agent did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn client_command(&self, client: usize, key: &str) -> Command {
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.args([
+            "agent::agent_client_child_process",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(ENV_SOCKET, &self.socket)
+        .env(ENV_CLIENT, client.to_string())
+        .env(ENV_KEY, key)
+        // Clients get no PIN and no token: only the socket.
+        .env_remove("HSM_CUSTODY_PIN")
+        .env_remove("HSM_CUSTODY_PIN_FILE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        cmd
+    }
+}
+
+impl Drop for AgentProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn binance_query(client: usize, n: usize) -> String {
+    format!("symbol=LTCBTC&client={client}&n={n}&timestamp=1499827319559")
+}
+
+fn expected_signature(query: &str) -> String {
+    hex::encode(software_hmac(
+        HmacAlg::HmacSha256,
+        SECRET.as_bytes(),
+        query.as_bytes(),
+    ))
+}
+
+/// Not a test of its own: the body of a client process, run by the tests below with
+/// `ENV_SOCKET` set (it returns at once otherwise). Prints one `SIG client n signature` line
+/// per request, or `ERR client kind message` when refused.
+#[test]
+fn agent_client_child_process() {
+    let Some(socket) = std::env::var_os(ENV_SOCKET) else {
+        return;
+    };
+    let client: usize = std::env::var(ENV_CLIENT).unwrap().parse().unwrap();
+    let key = std::env::var(ENV_KEY).unwrap();
+    let mut agent = AgentClient::connect(&socket).expect("connect to the agent");
+    for n in 0..SIGNS_PER_CLIENT {
+        let req = Request::get("/api/v3/order").query(binance_query(client, n));
+        match agent.sign(&key, "binance", &req) {
+            Ok(signed) => println!("SIG {client} {n} {}", signed.signature),
+            Err(e) => {
+                println!("ERR {client} {e}");
+                return;
+            }
+        }
+    }
+}
+
+/// Runs `cmd` (a client process) and returns its `SIG`/`ERR` lines.
+fn client_lines(mut cmd: Command) -> std::thread::JoinHandle<Vec<String>> {
+    std::thread::spawn(move || {
+        let out = cmd.output().expect("client process");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "client failed: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+            .lines()
+            // libtest prints the test's name without a newline before the first line.
+            .filter_map(|l| {
+                l.find("SIG ")
+                    .or_else(|| l.find("ERR "))
+                    .map(|i| l[i..].to_owned())
+            })
+            .collect()
+    })
+}
+
+fn audit_sign_records(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["event"] == "sign")
+        .collect()
+}
+
+/// 8 client processes sign 25 requests each at once; every signature equals the software HMAC
+/// of its own request (no mix-ups between clients); a withdrawal is refused by the policy the
+/// agent loaded; SIGTERM stops the agent cleanly (exit 0, socket removed); the audit log has a
+/// line per signature and `audit verify` finds the chain intact.
+#[test]
+fn agent_serves_eight_client_processes_with_policy_audit_and_graceful_shutdown() {
+    let mut agent = AgentProc::start("agent-8", false);
+    let mode = std::fs::metadata(&agent.socket)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "socket mode");
+    let dir_mode = std::fs::metadata(agent.socket.parent().unwrap())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(dir_mode & 0o777, 0o700, "socket directory mode");
+
+    let started = Instant::now();
+    let handles: Vec<_> = (0..CLIENTS)
+        .map(|c| client_lines(agent.client_command(c, "bn")))
+        .collect();
+    let mut signed = 0;
+    for (c, h) in handles.into_iter().enumerate() {
+        let lines = h.join().unwrap();
+        assert_eq!(lines.len(), SIGNS_PER_CLIENT, "client {c}: {lines:?}");
+        for line in lines {
+            let parts: Vec<&str> = line.split(' ').collect();
+            assert_eq!(parts[0], "SIG", "{line}");
+            let (client, n): (usize, usize) =
+                (parts[1].parse().unwrap(), parts[2].parse().unwrap());
+            assert_eq!(client, c);
+            assert_eq!(
+                parts[3],
+                expected_signature(&binance_query(client, n)),
+                "{line}"
+            );
+            signed += 1;
+        }
+    }
+    eprintln!(
+        "{CLIENTS} client processes, {signed} signatures in {:?}",
+        started.elapsed()
+    );
+
+    // The agent's guard rails apply: a withdrawal is refused before the token.
+    let mut client = AgentClient::connect(&agent.socket).unwrap();
+    let withdraw = Request::post("/sapi/v1/capital/withdraw/apply")
+        .body("coin=BTC&address=x&amount=1&timestamp=1499827319559");
+    let err = client.sign("bn", "binance", &withdraw).unwrap_err();
+    assert!(
+        matches!(&err, Error::PolicyDenied { key, rule } if key == "bn" && rule.starts_with("withdrawal-guard")),
+        "{err}"
+    );
+    drop(client);
+
+    let status = agent.terminate();
+    assert!(
+        status.success(),
+        "agent exit: {status:?}\n{}",
+        agent.stderr.lock().unwrap()
+    );
+    assert!(!agent.socket.exists(), "socket removed on shutdown");
+    let log = agent.stderr.lock().unwrap().clone();
+    assert!(log.contains("stopped"), "{log}");
+    assert!(
+        !log.contains(&agent.token.user_pin_text()),
+        "no PIN in the agent's output"
+    );
+
+    let records = audit_sign_records(&agent.audit);
+    let allowed = records.iter().filter(|r| r["decision"] == "allow").count();
+    let denied = records.iter().filter(|r| r["decision"] == "deny").count();
+    assert_eq!(
+        allowed,
+        CLIENTS * SIGNS_PER_CLIENT,
+        "one audit line per signature"
+    );
+    assert_eq!(denied, 1, "the withdrawal was audited as denied");
+    let verify = Command::new(env!("CARGO_BIN_EXE_hsm-custody"))
+        .arg("--config")
+        .arg(&agent.config)
+        .args(["audit", "verify"])
+        .arg(&agent.audit)
+        .envs(child_env())
+        .env_remove("HSM_CUSTODY_PIN")
+        .env_remove("HSM_CUSTODY_PIN_FILE")
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "audit verify: {}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}
+
+fn raw_frame(stream: &mut UnixStream, payload: &[u8]) {
+    stream
+        .write_all(&(payload.len() as u32).to_be_bytes())
+        .unwrap();
+    stream.write_all(payload).unwrap();
+}
+
+/// Reads one reply frame, or `None` at EOF.
+fn raw_reply(stream: &mut UnixStream) -> Option<serde_json::Value> {
+    let mut header = [0u8; 4];
+    stream.read_exact(&mut header).ok()?;
+    let mut payload = vec![0u8; u32::from_be_bytes(header) as usize];
+    stream.read_exact(&mut payload).ok()?;
+    Some(serde_json::from_slice(&payload).unwrap())
+}
+
+fn connect_raw(socket: &Path) -> UnixStream {
+    let s = UnixStream::connect(socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+/// A key whose allow-list lacks the client's uid is refused (`forbidden`), and `keys` lists only
+/// what the client may use. Garbage, oversized frames, non-JSON frames, a client that vanishes
+/// mid-frame or mid-header: each closes that connection only; unknown ops and versions get an
+/// error and the connection stays usable; afterwards the agent still signs correctly.
+#[test]
+fn agent_refuses_disallowed_uid_and_survives_garbage_and_disconnects() {
+    let agent = AgentProc::start("agent-bad", false);
+    let mut client = AgentClient::connect(&agent.socket).unwrap();
+    client.ping().unwrap();
+    let keys = client.keys().unwrap();
+    assert_eq!(
+        keys.iter().map(|k| k.name.as_str()).collect::<Vec<_>>(),
+        ["bn"]
+    );
+    let req = Request::get("/api/v3/order").query(binance_query(0, 0));
+    let err = client.sign("other", "binance", &req).unwrap_err();
+    let Error::Io { source, .. } = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(source.kind(), std::io::ErrorKind::PermissionDenied, "{err}");
+    assert!(err.to_string().contains("forbidden"), "{err}");
+    let err = client.sign("no-such-key", "binance", &req).unwrap_err();
+    assert!(err.to_string().contains("forbidden"), "{err}");
+
+    // Garbage: an HTTP request line reads as a 1.2 GB length.
+    let mut s = connect_raw(&agent.socket);
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let reply = raw_reply(&mut s).expect("an error reply");
+    assert_eq!(reply["err"]["kind"], "bad_frame");
+    assert!(raw_reply(&mut s).is_none(), "then the connection is closed");
+
+    // A frame just over max_frame, a zero-length frame, a frame that is not JSON.
+    for payload in [vec![b' '; 4097], vec![], b"not json at all".to_vec()] {
+        let mut s = connect_raw(&agent.socket);
+        raw_frame(&mut s, &payload);
+        let reply = raw_reply(&mut s).expect("an error reply");
+        assert_eq!(reply["err"]["kind"], "bad_frame", "{reply}");
+        assert!(raw_reply(&mut s).is_none());
+    }
+
+    // Disconnects mid-message: half a header; a header promising 100 bytes and 10 sent.
+    let mut s = connect_raw(&agent.socket);
+    s.write_all(&[0, 0]).unwrap();
+    drop(s);
+    let mut s = connect_raw(&agent.socket);
+    s.write_all(&100u32.to_be_bytes()).unwrap();
+    s.write_all(b"{\"v\":1,\"op").unwrap();
+    drop(s);
+    // A stalled client is cut at the frame timeout (2 s here).
+    let mut stalled = connect_raw(&agent.socket);
+    stalled.write_all(&100u32.to_be_bytes()).unwrap();
+    assert!(raw_reply(&mut stalled).is_none(), "stalled frame closed");
+
+    // Well-formed but wrong messages: an error each, and the connection stays usable.
+    let mut s = connect_raw(&agent.socket);
+    for (message, kind) in [
+        (r#"{"v":2,"id":1,"op":"ping"}"#, "unsupported_version"),
+        (r#"{"v":1,"id":2,"op":"launch"}"#, "unknown_op"),
+        (r#"{"id":3,"op":"ping"}"#, "bad_request"),
+        (r#"{"v":1,"id":4,"op":"sign","key":"bn"}"#, "bad_request"),
+        (
+            r#"{"v":1,"id":5,"op":"sign","key":"bn","exchange":"binance","request":{"path":[]}}"#,
+            "invalid_input",
+        ),
+    ] {
+        raw_frame(&mut s, message.as_bytes());
+        let reply = raw_reply(&mut s).expect("a reply");
+        assert_eq!(reply["err"]["kind"], kind, "{message} -> {reply}");
+    }
+    raw_frame(&mut s, br#"{"v":1,"id":"last","op":"ping"}"#);
+    let reply = raw_reply(&mut s).unwrap();
+    assert_eq!(reply["id"], "last");
+    assert_eq!(reply["ok"]["pong"], true);
+
+    // The agent is alive and signs correctly, on the old connection and on a new one.
+    let signed = client.sign("bn", "binance", &req).unwrap();
+    assert_eq!(signed.signature, expected_signature(&binance_query(0, 0)));
+    let mut fresh = AgentClient::connect(&agent.socket).unwrap();
+    assert_eq!(
+        fresh.sign("bn", "binance", &req).unwrap().signature,
+        signed.signature
+    );
+}
+
+/// A client process running as another uid (nobody, through `setpriv`, when this test runs as
+/// root) reaches the agent through the socket's group, is identified by SO_PEERCRED, is refused
+/// the key allowed to root only and gets the key allowed to its uid.
+#[test]
+fn agent_tells_client_uids_apart_by_peer_credentials() {
+    let me = std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(1);
+    let setpriv = Path::new("/usr/bin/setpriv");
+    if me != 0 || !setpriv.exists() {
+        eprintln!("skipped: needs root and setpriv to run a client as another uid");
+        return;
+    }
+    let agent = AgentProc::start("agent-uid", true);
+    let mode = std::fs::metadata(&agent.socket)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o660, "group socket mode");
+    let as_nobody = |key: &str| {
+        let inner = agent.client_command(0, key);
+        let mut cmd = Command::new(setpriv);
+        cmd.args([
+            format!("--reuid={NOBODY}"),
+            format!("--regid={NOBODY}"),
+            "--clear-groups".to_owned(),
+        ])
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .envs(inner.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
+        .env_remove("HSM_CUSTODY_PIN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        client_lines(cmd).join().unwrap()
+    };
+    let refused = as_nobody("bn");
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        refused[0].starts_with("ERR 0") && refused[0].contains("forbidden: uid 65534"),
+        "{refused:?}"
+    );
+    let allowed = as_nobody("other");
+    assert_eq!(allowed.len(), SIGNS_PER_CLIENT, "{allowed:?}");
+    for line in &allowed {
+        let parts: Vec<&str> = line.split(' ').collect();
+        let n: usize = parts[2].parse().unwrap();
+        assert_eq!(parts[3], expected_signature(&binance_query(0, n)));
+    }
+    // And root, on the same socket, gets the opposite answers.
+    let mut root = AgentClient::connect(&agent.socket).unwrap();
+    let req = Request::get("/api/v3/order").query(binance_query(1, 1));
+    assert!(root.sign("bn", "binance", &req).is_ok());
+    assert!(root.sign("other", "binance", &req).is_err());
+}
