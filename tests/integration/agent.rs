@@ -492,3 +492,84 @@ fn agent_tells_client_uids_apart_by_peer_credentials() {
     assert!(root.sign("bn", "binance", &req).is_ok());
     assert!(root.sign("other", "binance", &req).is_err());
 }
+
+/// In-process agent ([`hsm_custody::agent::Agent`]): the per-client rate limit refuses the
+/// request past the burst with a typed error and lets the client go on after the wait; a
+/// shutdown while a client signs in a loop drains without aborting anything, every reply the
+/// client got is a correct signature, and the socket is gone.
+#[test]
+fn agent_rate_limits_per_client_and_drains_on_shutdown() {
+    use hsm_custody::agent::{Agent, AgentConfig, KeyAccess};
+    let t = fresh_token("agent-inproc");
+    let custody = t.connect();
+    import_for(&custody, "bn", "binance", SECRET);
+    let dir = tempfile::tempdir().unwrap();
+    let me = std::fs::metadata(dir.path()).unwrap().uid();
+    let socket = dir.path().join("run").join("agent.sock");
+    let config = AgentConfig::new(&socket)
+        .rate(20, 5)
+        .allow("bn", KeyAccess::uids([me]).exchanges(["binance"]));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let agent = rt.block_on(Agent::bind(custody, config)).unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = rt.spawn(agent.serve(async {
+        let _ = stop_rx.await;
+    }));
+
+    let req = |n: usize| Request::get("/api/v3/order").query(binance_query(9, n));
+    let mut client = AgentClient::connect(&socket).unwrap();
+    let mut limited = None;
+    for n in 0..6 {
+        match client.sign("bn", "binance", &req(n)) {
+            Ok(s) => assert_eq!(s.signature, expected_signature(&binance_query(9, n))),
+            Err(e) => {
+                limited = Some((n, e));
+                break;
+            }
+        }
+    }
+    let (n, err) = limited.expect("the burst of 5 runs out");
+    assert_eq!(n, 5);
+    assert!(
+        matches!(&err, Error::RateLimited { rule, .. } if rule == "agent-client-rate"),
+        "{err}"
+    );
+    // A kraken request with the binance-only key is refused by the allow-list's exchanges.
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(client
+        .sign("bn", "kraken", &req(0))
+        .unwrap_err()
+        .to_string()
+        .contains("forbidden"));
+
+    // A client signing in a loop (within its rate) while the agent shuts down.
+    let loop_socket = socket.clone();
+    let signer = std::thread::spawn(move || {
+        let mut client = AgentClient::connect(&loop_socket).unwrap();
+        let mut good = 0;
+        for n in 0..400 {
+            std::thread::sleep(Duration::from_millis(60));
+            match client.sign("bn", "binance", &req(n)) {
+                Ok(s) => {
+                    assert_eq!(s.signature, expected_signature(&binance_query(9, n)));
+                    good += 1;
+                }
+                Err(Error::Io { .. }) => return good,
+                Err(e) => panic!("unexpected: {e}"),
+            }
+        }
+        good
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    stop_tx.send(()).unwrap();
+    let report = rt.block_on(server).unwrap().unwrap();
+    let good = signer.join().unwrap();
+    assert!(good >= 3, "the client signed before the shutdown ({good})");
+    assert_eq!(report.aborted, 0, "{report:?}");
+    assert!(report.connections >= 2);
+    assert!(!socket.exists());
+}
