@@ -696,4 +696,12 @@ impl Mac for KeyRef {
     fn mac_for(&self, alg: HmacAlg, msg: &[u8], request: &RequestContext<'_>) -> Result<Signature> {
         self.hmac_for(alg, msg, request)
     }
+
+    fn kind(&self) -> KeyKind {
+        KeyRef::kind(self)
+    }
+
+    fn sign_for(&self, msg: &[u8], request: &RequestContext<'_>) -> Result<Signature> {
+        KeyRef::sign_for(self, msg, request)
+    }
 }

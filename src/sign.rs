@@ -8,6 +8,7 @@ use cryptoki::mechanism::Mechanism;
 use hmac::{Hmac, Mac as _};
 
 use crate::error::{Error, Result};
+use crate::keys::KeyKind;
 
 /// An HMAC algorithm computed inside the token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -165,6 +166,42 @@ pub trait Mac {
     ) -> Result<Signature> {
         let _ = request;
         self.mac(alg, msg)
+    }
+
+    /// The kind of key behind this `Mac`: exchange signers pick the scheme variant by it
+    /// (Binance HMAC hex, or Ed25519/RSA base64; Coinbase Advanced ES256 or EdDSA). The default
+    /// is [`KeyKind::Hmac`], so that implementations that only MAC keep working unchanged.
+    fn kind(&self) -> KeyKind {
+        KeyKind::Hmac
+    }
+
+    /// Signs `msg` with an asymmetric key for a request, so that guard rails see the exchange,
+    /// method and path: pure Ed25519; ECDSA P-256 over SHA-256 as raw `r || s` (64 bytes);
+    /// RSA PKCS#1 v1.5 over SHA-256. The default refuses: an HMAC-only `Mac` cannot sign.
+    ///
+    /// # Errors
+    /// [`Error::WrongKeyKind`] by default; otherwise whatever the backing token, or a guard,
+    /// reports.
+    fn sign_for(
+        &self,
+        msg: &[u8],
+        request: &crate::guard::RequestContext<'_>,
+    ) -> Result<Signature> {
+        let _ = (msg, request);
+        Err(Error::WrongKeyKind {
+            name: self.key_name().to_owned(),
+            kind: self.kind().name().into(),
+            wanted: "an asymmetric key (ed25519, p256 or rsa2048)".into(),
+        })
+    }
+
+    /// [`Mac::sign_for`] without request context: what exchange signers call (the wrapper that
+    /// [`crate::exchanges`] puts around every key adds the request's context).
+    ///
+    /// # Errors
+    /// As [`Mac::sign_for`].
+    fn sign_asym(&self, msg: &[u8]) -> Result<Signature> {
+        self.sign_for(msg, &crate::guard::RequestContext::default())
     }
 }
 

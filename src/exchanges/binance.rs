@@ -9,10 +9,19 @@
 //! WebSocket API: every parameter except `signature` (apiKey included) sorted by name, joined as
 //! `k=v` with `&`, signed as raw UTF-8. The request's `query` holds the parameters unencoded;
 //! `api_key`, `recv_window` and `timestamp` are added when missing.
+//!
+//! Asymmetric API keys (chosen by the key's kind, [`Mac::kind`]): an Ed25519 key signs the same
+//! payload with pure Ed25519, an RSA key with RSASSA-PKCS1-v1_5/SHA-256; the signature is
+//! standard base64 (with padding, case-sensitive). [`SignedRequest::signature`] is that base64;
+//! in a REST query or form body it is percent-encoded (`+`, `/`, `=` become `%2B`, `%2F`, `%3D`),
+//! in a WebSocket API request it is sent as is (JSON string). Binance takes no ECDSA keys, so a
+//! P-256 key is refused. The same applies to USD-M futures (`binance-usdm`), which share the
+//! key and the scheme.
 
-use super::encode::{has_param, split_query};
+use super::encode::{has_param, percent_encode, split_query};
 use super::{Context, Exchange, Request, SignedRequest};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::keys::KeyKind;
 use crate::sign::{HmacAlg, Mac};
 
 /// Binance REST (spot `binance`, USD-M futures `binance-usdm`); also the shape MEXC spot copies.
@@ -48,16 +57,60 @@ impl Exchange for Binance {
     }
 
     fn sign(&self, req: &Request, mac: &dyn Mac, ctx: &Context<'_>) -> Result<SignedRequest> {
-        sign_query_body(req, mac, ctx, "X-MBX-APIKEY")
+        query_body(req, mac, ctx, "X-MBX-APIKEY", Keys::HmacEd25519Rsa)
     }
 }
 
-/// The Binance REST scheme with a given API-key header (shared with MEXC spot).
+/// Which kinds of key a Binance-shaped scheme takes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Keys {
+    /// HMAC only (MEXC spot copies the HMAC scheme, not the asymmetric keys).
+    Hmac,
+    /// HMAC, Ed25519 and RSA (Binance).
+    HmacEd25519Rsa,
+}
+
+/// A Binance signature over `payload`: `(as documented, as sent in a URL or form body)`.
+/// HMAC: lowercase hex (the same both ways). Ed25519/RSA: base64, percent-encoded on the wire.
+fn binance_signature(mac: &dyn Mac, keys: Keys, payload: &str) -> Result<(String, String)> {
+    match mac.kind() {
+        KeyKind::Ed25519 | KeyKind::Rsa2048 if keys == Keys::HmacEd25519Rsa => {
+            let b64 = mac.sign_asym(payload.as_bytes())?.to_base64();
+            let wire = percent_encode(&b64);
+            Ok((b64, wire))
+        }
+        KeyKind::Hmac => {
+            let hex = mac.mac(HmacAlg::HmacSha256, payload.as_bytes())?.to_hex();
+            Ok((hex.clone(), hex))
+        }
+        other => Err(Error::WrongKeyKind {
+            name: mac.key_name().to_owned(),
+            kind: other.name().into(),
+            wanted: if keys == Keys::Hmac {
+                "an HMAC key".into()
+            } else {
+                "an HMAC, Ed25519 or RSA key (Binance takes no ECDSA keys)".into()
+            },
+        }),
+    }
+}
+
+/// The Binance REST scheme with a given API-key header, HMAC keys only (shared with MEXC spot).
 pub(crate) fn sign_query_body(
     req: &Request,
     mac: &dyn Mac,
     ctx: &Context<'_>,
     key_header: &str,
+) -> Result<SignedRequest> {
+    query_body(req, mac, ctx, key_header, Keys::Hmac)
+}
+
+fn query_body(
+    req: &Request,
+    mac: &dyn Mac,
+    ctx: &Context<'_>,
+    key_header: &str,
+    keys: Keys,
 ) -> Result<SignedRequest> {
     let mut query = req.query_or_empty().to_owned();
     let mut body = req.body_or_empty().to_owned();
@@ -76,11 +129,11 @@ pub(crate) fn sign_query_body(
         append(target, "timestamp", &ts);
     }
     let total = format!("{query}{body}");
-    let signature = mac.mac(HmacAlg::HmacSha256, total.as_bytes())?.to_hex();
+    let (signature, wire) = binance_signature(mac, keys, &total)?;
     if in_body {
-        append(&mut body, "signature", &signature);
+        append(&mut body, "signature", &wire);
     } else {
-        append(&mut query, "signature", &signature);
+        append(&mut query, "signature", &wire);
     }
     let mut signed = SignedRequest::new(
         req.method_or_get(),
@@ -120,7 +173,8 @@ impl Exchange for BinanceWs {
 
     fn sign(&self, req: &Request, mac: &dyn Mac, ctx: &Context<'_>) -> Result<SignedRequest> {
         let payload = ws_payload(req, ctx.now_ms());
-        let signature = mac.mac(HmacAlg::HmacSha256, payload.as_bytes())?.to_hex();
+        // WebSocket API parameters travel in JSON: the base64 is sent as is.
+        let (signature, _) = binance_signature(mac, Keys::HmacEd25519Rsa, &payload)?;
         let query = format!("{payload}&signature={signature}");
         Ok(SignedRequest::new(
             req.method.clone().unwrap_or_default(),

@@ -44,6 +44,7 @@ mod bitstamp;
 mod bybit;
 mod clock;
 mod coinbase;
+mod coinbase_advanced;
 mod cryptocom;
 mod deribit;
 mod encode;
@@ -67,6 +68,7 @@ pub use bitstamp::Bitstamp;
 pub use bybit::Bybit;
 pub use clock::{Clock, Context, FixedClock, FixedNonce, MonotonicNonce, NonceSource, SystemClock};
 pub use coinbase::CoinbaseExchange;
+pub use coinbase_advanced::CoinbaseAdvanced;
 pub use cryptocom::CryptoCom;
 pub use deribit::Deribit;
 pub use encode::{percent_encode, urlencode_pairs};
@@ -94,7 +96,9 @@ pub struct Profile {
     pub algorithms: &'static [HmacAlg],
 }
 
-/// Every exchange id this crate signs for (`hsm-custody sign-request --exchange ID`).
+/// Every exchange id this crate signs for with HMAC keys (`hsm-custody sign-request --exchange
+/// ID`). Binance (spot, USD-M, WebSocket API) and Bybit also take asymmetric keys; the ids whose
+/// schemes take asymmetric keys only are in [`ASYMMETRIC_IDS`].
 pub const IDS: &[&str] = &[
     "binance",
     "binance-usdm",
@@ -117,9 +121,20 @@ pub const IDS: &[&str] = &[
     "mexc-futures",
 ];
 
+/// Exchange ids whose schemes take asymmetric keys only (generated in the token, or imported
+/// Ed25519): Coinbase Advanced Trade's JWT (ES256 or EdDSA).
+pub const ASYMMETRIC_IDS: &[&str] = &["coinbase-advanced"];
+
+/// Every known exchange id: [`IDS`] then [`ASYMMETRIC_IDS`].
+pub fn all_ids() -> impl Iterator<Item = &'static str> {
+    IDS.iter().chain(ASYMMETRIC_IDS).copied()
+}
+
 const SHA256: &[HmacAlg] = &[HmacAlg::HmacSha256];
 const SHA384: &[HmacAlg] = &[HmacAlg::HmacSha384];
 const SHA512: &[HmacAlg] = &[HmacAlg::HmacSha512];
+/// No HMAC algorithm: an HMAC import for such an exchange is refused.
+const NO_HMAC: &[HmacAlg] = &[];
 
 /// The key profile for an exchange id, or `None` for an unknown id.
 pub fn profile(id: &str) -> Option<Profile> {
@@ -128,6 +143,8 @@ pub fn profile(id: &str) -> Option<Profile> {
         "coinbase-exchange" => (SecretEncoding::Base64, SHA256),
         "gate" => (SecretEncoding::Raw, SHA512),
         "gemini" | "bitfinex" => (SecretEncoding::Raw, SHA384),
+        // CDP Ed25519 keys are shown as base64 (imported with `key import --type ed25519`).
+        "coinbase-advanced" => (SecretEncoding::Base64, NO_HMAC),
         other if IDS.contains(&other) => (SecretEncoding::Raw, SHA256),
         _ => return None,
     };
@@ -145,6 +162,7 @@ pub fn by_id(id: &str) -> Option<Arc<dyn Exchange>> {
         "binance-ws" => Arc::new(BinanceWs),
         "kraken" => Arc::new(Kraken),
         "coinbase-exchange" => Arc::new(CoinbaseExchange),
+        "coinbase-advanced" => Arc::new(CoinbaseAdvanced),
         "okx" => Arc::new(Okx),
         "bybit" => Arc::new(Bybit),
         "bitget" => Arc::new(Bitget),
@@ -251,12 +269,27 @@ impl Mac for InRequest<'_> {
         let ctx = crate::RequestContext::new(self.exchange, self.method, self.path);
         self.inner.mac_for(alg, msg, &ctx)
     }
+
+    fn kind(&self) -> crate::KeyKind {
+        self.inner.kind()
+    }
+
+    /// The request being signed is this wrapper's own: its context replaces `request`.
+    fn sign_for(
+        &self,
+        msg: &[u8],
+        request: &crate::RequestContext<'_>,
+    ) -> Result<crate::Signature> {
+        let _ = request;
+        let ctx = crate::RequestContext::new(self.exchange, self.method, self.path);
+        self.inner.sign_for(msg, &ctx)
+    }
 }
 
 fn unknown_exchange(id: &str) -> Error {
     Error::invalid(format!(
         "unknown exchange `{id}` (known: {})",
-        IDS.join(", ")
+        all_ids().collect::<Vec<_>>().join(", ")
     ))
 }
 
@@ -370,9 +403,9 @@ mod tests {
 
     #[test]
     fn every_id_has_a_profile_and_a_signer() {
-        for id in IDS {
+        for id in all_ids() {
             assert!(profile(id).is_some(), "{id}");
-            assert_eq!(by_id(id).map(|e| e.id().to_owned()).as_deref(), Some(*id));
+            assert_eq!(by_id(id).map(|e| e.id().to_owned()).as_deref(), Some(id));
         }
         assert!(profile("nope").is_none());
         assert!(by_id("nope").is_none());

@@ -1,4 +1,8 @@
 //! `hsm-custody sign-request`: sign an exchange request described by a JSON file.
+//!
+//! The key's kind picks the scheme variant: HMAC keys sign as before; Ed25519/RSA keys sign
+//! Binance requests (base64 `signature`), RSA keys Bybit requests, and P-256/Ed25519 keys build
+//! the Coinbase Advanced Trade JWT (`coinbase-advanced`). The output contract is the same.
 
 use std::path::PathBuf;
 
@@ -15,11 +19,13 @@ pub struct SignRequestArgs {
     pub key: String,
     /// Exchange id: binance, binance-usdm, binance-ws, kraken, coinbase-exchange, okx, bybit,
     /// bitget, kucoin, gemini, bitmex, bitfinex, gate, deribit, htx, cryptocom, bitstamp, mexc,
-    /// mexc-futures.
+    /// mexc-futures; with asymmetric keys: binance, binance-usdm, binance-ws (Ed25519, RSA),
+    /// bybit (RSA), coinbase-advanced (P-256, Ed25519).
     #[arg(long)]
     pub exchange: String,
     /// JSON file describing the request: {"method","path","query","body","timestamp","nonce",
-    /// "expires","api_key","recv_window","passphrase"} (any subset, strings used verbatim).
+    /// "expires","api_key","recv_window","passphrase","host"} (any subset, strings used
+    /// verbatim). coinbase-advanced: api_key = the CDP key name, timestamp = nbf in seconds.
     #[arg(long)]
     pub request: PathBuf,
 }
@@ -32,7 +38,7 @@ pub fn run(global: &Global, args: SignRequestArgs) -> anyhow::Result<()> {
         exchanges::by_id(&args.exchange).is_some(),
         "unknown exchange `{}` (known: {})",
         args.exchange,
-        exchanges::IDS.join(", ")
+        exchanges::all_ids().collect::<Vec<_>>().join(", ")
     );
     let custody = global.connect()?;
     let key = custody.key(&args.key)?;
