@@ -60,7 +60,7 @@ mod request;
 use std::fmt;
 use std::sync::Arc;
 
-pub use binance::{Binance, BinanceWs};
+pub use binance::{Binance, BinanceFixLogon, BinanceWs};
 pub use bitfinex::Bitfinex;
 pub use bitget::Bitget;
 pub use bitmex::Bitmex;

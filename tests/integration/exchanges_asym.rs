@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use hsm_custody::exchanges::{
-    percent_encode, ExchangeSigner, FixedClock, FixedNonce, Request, SignedRequest,
+    percent_encode, BinanceFixLogon, ExchangeSigner, FixedClock, FixedNonce, Request, SignedRequest,
 };
 use hsm_custody::{Custody, Error, Guard, HmacAlg, KeyKind, KeySpec, SecretString, SignContext};
 use serde_json::Value;
@@ -232,6 +232,26 @@ fn exchanges_rfc8032_key_gives_known_answers_through_the_binance_ed25519_path() 
     };
     assert_eq!(sig, reference.to_vec(), "token Ed25519 == software Ed25519");
     assert_eq!(signed.signature, B64.encode(reference));
+
+    // FIX Logon<A>: Ed25519 over the SOH-joined fields, base64 for RawData(96).
+    let logon = BinanceFixLogon {
+        sender_comp_id: "EXAMPLE",
+        target_comp_id: "SPOT",
+        msg_seq_num: 1,
+        sending_time: "20240627-11:17:25.223",
+    };
+    let payload = "A\u{1}EXAMPLE\u{1}SPOT\u{1}1\u{1}20240627-11:17:25.223";
+    assert_eq!(logon.payload(), payload);
+    let reference = {
+        use ed25519_dalek::Signer as _;
+        let seed: [u8; 32] = seed.as_slice().try_into().unwrap();
+        ed25519_dalek::SigningKey::from_bytes(&seed).sign(payload.as_bytes())
+    };
+    assert_eq!(logon.sign(&key).unwrap(), B64.encode(reference.to_bytes()));
+    // FIX takes Ed25519 keys only.
+    generate(&c, "fix-rsa", "binance", KeyKind::Rsa2048);
+    let err = logon.sign(&c.key("fix-rsa").unwrap()).unwrap_err();
+    assert!(matches!(err, Error::WrongKeyKind { .. }), "{err}");
 }
 
 /// Bybit v5 with an RSA key: X-BAPI-SIGN is base64 RSA-SHA256 over timestamp || key || window ||
