@@ -22,7 +22,7 @@
 //! stdout and `target/bench/results.json` (read by `benches/plot.py` for `BENCHMARKS.png`).
 //!
 //! Options: `--quick`, `--secs S` (per case per round), `--rounds N`, `--threads 1,2,4,8`,
-//! `--keys 1,100,1000`, `--no-peers`. Environment: `HSM_CUSTODY_BENCH_MODULE` (default
+//! `--keys 1,100,1000`, `--no-peers`, `--only SUBSTRING` (those cases and their baselines). Environment: `HSM_CUSTODY_BENCH_MODULE` (default
 //! Debian's SoftHSM2).
 
 use std::collections::BTreeMap;
@@ -69,6 +69,8 @@ struct Opts {
     threads: Vec<usize>,
     keys: Vec<usize>,
     peers: bool,
+    /// Only the cases whose name contains this (plus their baselines).
+    only: Option<String>,
 }
 
 fn list(v: &str) -> Vec<usize> {
@@ -87,6 +89,7 @@ impl Opts {
                 threads: vec![1, 8],
                 keys: vec![1, 100],
                 peers: true,
+                only: None,
             }
         } else {
             Opts {
@@ -96,6 +99,7 @@ impl Opts {
                 threads: vec![1, 2, 4, 8],
                 keys: vec![1, 100, 1000],
                 peers: true,
+                only: None,
             }
         };
         let mut it = args.iter();
@@ -106,6 +110,7 @@ impl Opts {
                 "--threads" => o.threads = it.next().map(|v| list(v)).unwrap_or_default(),
                 "--keys" => o.keys = it.next().map(|v| list(v)).unwrap_or_default(),
                 "--no-peers" => o.peers = false,
+                "--only" => o.only = it.next().cloned(),
                 _ => {} // `cargo bench` passes `--bench`; other flags are ignored
             }
         }
@@ -547,6 +552,15 @@ fn run_cell(
     opts: &Opts,
     rows: &mut Vec<Row>,
 ) {
+    let keep = |c: &Case<'_>| {
+        opts.only.as_ref().is_none_or(|only| {
+            c.name.contains(only.as_str())
+                || cases
+                    .iter()
+                    .any(|o| o.name.contains(only.as_str()) && o.baseline.as_ref() == Some(&c.name))
+        })
+    };
+    let cases: Vec<&Case<'_>> = cases.iter().filter(|c| keep(c)).collect();
     let mut per: Vec<Vec<Measure>> = vec![Vec::new(); cases.len()];
     let mut errors: Vec<Option<String>> = vec![None; cases.len()];
     for _ in 0..opts.rounds {
@@ -700,6 +714,28 @@ fn crate_sign_case<'a>(
             let key = key.clone();
             Box::new(move || {
                 let sig = key.hmac(alg, msg).expect("crate sign");
+                std::hint::black_box(sig);
+            })
+        })),
+    }
+}
+
+/// `Mac::mac_for` with a request context, as the exchange signers call it.
+fn crate_mac_for_case<'a>(
+    name: &str,
+    baseline: &str,
+    key: KeyRef,
+    alg: HmacAlg,
+    msg: &'a [u8],
+) -> Case<'a> {
+    Case {
+        name: name.to_owned(),
+        baseline: Some(baseline.to_owned()),
+        runner: Runner::InProcess(Box::new(move || {
+            let key = key.clone();
+            Box::new(move || {
+                let ctx = hsm_custody::RequestContext::new("binance", "POST", "/api/v3/order");
+                let sig = hsm_custody::Mac::mac_for(&key, alg, msg, &ctx).expect("crate sign");
                 std::hint::black_box(sig);
             })
         })),
@@ -1088,6 +1124,54 @@ fn main() {
                 bn.alg,
                 &binance_msg,
             ),
+            crate_mac_for_case(
+                "crate mac_for 110B (request context)",
+                r110,
+                exch.custody.key(bn.name).expect("key"),
+                bn.alg,
+                &binance_msg,
+            ),
+            Case {
+                name: "crate sign 110B + 1.8 µs spin".into(),
+                baseline: Some(r110.into()),
+                runner: Runner::InProcess(Box::new({
+                    let key = exch.custody.key(bn.name).expect("key");
+                    let msg = &binance_msg;
+                    move || {
+                        let key = key.clone();
+                        Box::new(move || {
+                            let t = Instant::now();
+                            while t.elapsed() < Duration::from_nanos(1800) {
+                                std::hint::spin_loop();
+                            }
+                            std::hint::black_box(key.hmac(HmacAlg::HmacSha256, msg).expect("sign"));
+                        })
+                    }
+                })),
+            },
+            Case {
+                name: "crate sign 110B + software binance request".into(),
+                baseline: Some(r110.into()),
+                runner: Runner::InProcess(Box::new({
+                    let key = exch.custody.key(bn.name).expect("key");
+                    let soft = software_signer("binance", &bn);
+                    let (msg, req) = (&binance_msg, binance_req.clone());
+                    move || {
+                        let (key, soft, req) = (key.clone(), soft.clone(), req.clone());
+                        Box::new(move || {
+                            std::hint::black_box(soft.sign(&req).expect("software"));
+                            std::hint::black_box(key.hmac(HmacAlg::HmacSha256, msg).expect("sign"));
+                        })
+                    }
+                })),
+            },
+            exchange_case(
+                "crate binance request fixed clock",
+                r110,
+                signer(&exch.custody, bn.name)
+                    .with_clock(hsm_custody::exchanges::FixedClock(1_700_000_000_000)),
+                binance_req.clone(),
+            ),
             exchange_case(
                 "crate binance request",
                 r110,
@@ -1443,7 +1527,9 @@ fn write_json(
         "targets": targets(rows),
         "rows": rows_json,
     });
-    let name = if opts.quick {
+    let name = if opts.only.is_some() {
+        "results-only.json"
+    } else if opts.quick {
         "results-quick.json"
     } else {
         "results.json"
