@@ -46,6 +46,7 @@ pub mod admin;
 pub mod agent;
 #[cfg(feature = "tokio")]
 pub mod asynch;
+pub mod audit;
 mod config;
 mod custody;
 pub mod doctor;
@@ -54,7 +55,6 @@ pub mod exchanges;
 mod guard;
 mod guardrails;
 mod keys;
-pub mod audit;
 pub mod policy;
 mod sign;
 mod token;
