@@ -40,8 +40,25 @@ def main() -> int:
         "sha512": Mechanism.SHA512_HMAC,
     }[args.alg]
     msg = bytes.fromhex(args.msg_hex)
-    token = pkcs11.lib(args.module).get_token(token_label=args.token)
-    login = token.open(user_pin=os.environ["PEER_PIN"])
+    lib = pkcs11.lib(args.module)
+    # SoftHSM2 processes that start at the same moment race over the token directory and one may
+    # briefly not see the token: look again a few times.
+    for attempt in range(10):
+        try:
+            token = lib.get_token(token_label=args.token)
+            break
+        except (pkcs11.exceptions.NoSuchToken, pkcs11.exceptions.GeneralError):
+            if attempt == 9:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    for attempt in range(10):
+        try:
+            login = token.open(user_pin=os.environ["PEER_PIN"])
+            break
+        except pkcs11.exceptions.GeneralError:
+            if attempt == 9:
+                raise
+            time.sleep(0.05 * (attempt + 1))
     sessions = [login] + [token.open() for _ in range(args.threads - 1)]
     keys = [s.get_key(object_class=ObjectClass.SECRET_KEY, label=args.key) for s in sessions]
     for k in keys:  # warm up

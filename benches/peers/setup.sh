@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the peers the `sign` bench compares against (run once per machine, as root):
 #   python-pkcs11 (PyPI) into target/bench/venv, and crypto11 (Go) from Debian's packages,
-#   built offline against /usr/share/gocode into target/bench/crypto11-bench.
+#   built offline against /usr/share/gocode into target/bench/crypto11-bench; matplotlib into the
+#   same venv for benches/plot.py (BENCHMARKS.png).
 # The bench binary runs whichever peer is present and reports the others as missing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -12,7 +13,7 @@ mkdir -p "$out"
 if [ ! -x "$out/venv/bin/python" ]; then
     python3 -m venv "$out/venv"
 fi
-"$out/venv/bin/pip" install --quiet --disable-pip-version-check 'python-pkcs11>=0.7'
+"$out/venv/bin/pip" install --quiet --disable-pip-version-check 'python-pkcs11>=0.7' matplotlib
 "$out/venv/bin/python" -c 'import importlib.metadata as m; print("python-pkcs11", m.version("python-pkcs11"))'
 
 # crypto11: Debian ships the Go toolchain and the library's source (with its dependencies).
