@@ -48,6 +48,10 @@ impl HmacAlg {
         }
     }
 
+    pub(crate) fn mechanism_type(self) -> cryptoki::mechanism::MechanismType {
+        self.mechanism().mechanism_type()
+    }
+
     pub(crate) fn mechanism(self) -> Mechanism<'static> {
         match self {
             HmacAlg::HmacSha256 => Mechanism::Sha256Hmac,

@@ -170,6 +170,9 @@ impl Lifecycle<'_> {
         };
         let (secret_len, origin) = match material {
             Material::Hmac(secret) => {
+                for alg in &meta.algorithms {
+                    self.require(alg.mechanism_type(), "HMAC keys")?;
+                }
                 let key_bytes = decode_secret(&secret, meta.encoding)?;
                 drop(secret);
                 create_hmac_version(
@@ -228,13 +231,21 @@ impl Lifecycle<'_> {
     }
 
     fn require_mechanism(&self, kind: KeyKind) -> Result<()> {
-        let needed = asym::signing_mechanism_type(kind);
+        self.require(asym::signing_mechanism_type(kind), &format!("{kind} keys"))?;
+        self.require(
+            asym::generation_mechanism(kind).mechanism_type(),
+            &format!("{kind} keys"),
+        )
+    }
+
+    /// A clear error naming the mechanism when the token did not list it at connect time.
+    fn require(&self, needed: cryptoki::mechanism::MechanismType, purpose: &str) -> Result<()> {
         if self.token.has_mechanism(needed) {
             Ok(())
         } else {
             Err(Error::MechanismUnsupported {
                 token: self.token.label().to_owned(),
-                mechanism: format!("{needed} (needed for {kind} keys)"),
+                mechanism: format!("{needed} (needed for {purpose})"),
             })
         }
     }

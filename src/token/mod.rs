@@ -111,9 +111,10 @@ impl Token {
         *self.slot.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Whether the token listed `mechanism` at connect time.
+    /// Whether the token listed `mechanism` at connect time (true when it listed nothing: then
+    /// the token itself has the last word).
     pub(crate) fn has_mechanism(&self, mechanism: cryptoki::mechanism::MechanismType) -> bool {
-        self.mechanisms.contains(&mechanism)
+        self.mechanisms.is_empty() || self.mechanisms.contains(&mechanism)
     }
 
     pub(crate) fn epoch(&self) -> u64 {
