@@ -51,7 +51,7 @@ pub use endpoint::EndpointPattern;
 pub use hours::HoursWindow;
 pub(crate) use rate::Limiter;
 pub use rate::RateSpec;
-pub use withdrawal::{withdrawal_endpoints, WITHDRAWAL_EXCHANGES};
+pub use withdrawal::withdrawal_endpoints;
 
 /// The name of the fallback policy in `[keys]`.
 pub const DEFAULT_POLICY: &str = "*";
