@@ -8,7 +8,10 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|text: &str| {
     // `pin_file` is read from disk: keep the fuzzer off device and kernel files (a read of
     // `/dev/stdin` or `/dev/zero` would hang, not crash).
-    if ["/dev", "/proc", "/sys", "\\u", "\\U"].iter().any(|p| text.contains(p)) {
+    if ["/dev", "/proc", "/sys", "\\u", "\\U"]
+        .iter()
+        .any(|p| text.contains(p))
+    {
         return;
     }
     if let Ok(config) = Config::from_toml_str(text) {
