@@ -321,11 +321,31 @@ pub(crate) fn read_pin_file(path: &Path) -> Result<SecretString> {
             )));
         }
     }
-    let text = zeroize::Zeroizing::new(fs::read_to_string(path).map_err(|source| Error::Io {
+    // Bounded read: a PIN is short, and a path such as `/dev/zero` must give an error, not
+    // exhaust memory (found by the config fuzz target).
+    const MAX_PIN_FILE: u64 = 1024;
+    let io = |source| Error::Io {
         what: "PIN file",
         path: path.to_owned(),
         source,
-    })?);
+    };
+    let mut bytes = zeroize::Zeroizing::new(Vec::with_capacity(MAX_PIN_FILE as usize + 1));
+    {
+        use std::io::Read;
+        fs::File::open(path)
+            .map_err(io)?
+            .take(MAX_PIN_FILE + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io)?;
+    }
+    if bytes.len() as u64 > MAX_PIN_FILE {
+        return Err(Error::Config(format!(
+            "PIN file `{}` is longer than {MAX_PIN_FILE} bytes: is it the right file?",
+            path.display()
+        )));
+    }
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| Error::Config(format!("PIN file `{}` is not UTF-8", path.display())))?;
     let pin = text.trim_end_matches(['\r', '\n']);
     if pin.is_empty() {
         return Err(Error::Config(format!(
@@ -374,6 +394,19 @@ mod tests {
     }
 
     #[cfg(unix)]
+    #[test]
+    fn oversized_pin_file_is_refused_after_a_bounded_read() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let pin = dir.path().join("pin");
+        fs::write(&pin, vec![b'1'; 2000]).unwrap();
+        fs::set_permissions(&pin, fs::Permissions::from_mode(0o600)).unwrap();
+        let err = read_pin_file(&pin).unwrap_err().to_string();
+        assert!(err.contains("longer than 1024 bytes"), "{err}");
+        fs::write(&pin, "1234\n").unwrap();
+        assert!(read_pin_file(&pin).is_ok());
+    }
+
     #[test]
     fn world_readable_pin_file_is_refused() {
         use std::os::unix::fs::PermissionsExt;
