@@ -53,17 +53,22 @@ fn latency(n: usize, mut f: impl FnMut()) -> Latency {
     }
 }
 
-/// Runs `CALLERS` copies of `f` for `secs`; signatures per second.
-fn throughput_threads(secs: f64, f: impl Fn() + Send + Sync + 'static) -> f64 {
-    let f = Arc::new(f);
+/// Runs `CALLERS` threads for `secs`, each calling the worker that `make_worker` builds on
+/// that thread (its own client connection, say) in a loop; signatures per second.
+fn throughput_threads<W: FnMut()>(
+    secs: f64,
+    make_worker: impl Fn() -> W + Send + Sync + 'static,
+) -> f64 {
+    let make_worker = Arc::new(make_worker);
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicU64::new(0));
     let threads: Vec<_> = (0..CALLERS)
         .map(|_| {
-            let (f, stop, count) = (f.clone(), stop.clone(), count.clone());
+            let (make_worker, stop, count) = (make_worker.clone(), stop.clone(), count.clone());
             std::thread::spawn(move || {
+                let mut worker = make_worker();
                 while !stop.load(Ordering::Relaxed) {
-                    f();
+                    worker();
                     count.fetch_add(1, Ordering::Relaxed);
                 }
             })
@@ -125,7 +130,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     let s = sync.clone();
     let sync_tp = throughput_threads(secs, move || {
-        s.sign(&request()).expect("sync sign");
+        let s = s.clone();
+        move || {
+            s.sign(&request()).expect("sync sign");
+        }
     });
 
     // Async facade.
@@ -172,30 +180,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         client.sign("bn", "binance", &req).expect("agent sign");
     });
     let path = socket.clone();
-    let agent_tp = {
-        let stop = Arc::new(AtomicBool::new(false));
-        let count = Arc::new(AtomicU64::new(0));
-        let threads: Vec<_> = (0..CALLERS)
-            .map(|_| {
-                let (stop, count, path) = (stop.clone(), count.clone(), path.clone());
-                std::thread::spawn(move || {
-                    let mut c = AgentClient::connect(&path).expect("agent connect");
-                    let req = request();
-                    while !stop.load(Ordering::Relaxed) {
-                        c.sign("bn", "binance", &req).expect("agent sign");
-                        count.fetch_add(1, Ordering::Relaxed);
-                    }
-                })
-            })
-            .collect();
-        let started = Instant::now();
-        std::thread::sleep(Duration::from_secs_f64(secs));
-        stop.store(true, Ordering::Relaxed);
-        for t in threads {
-            t.join().expect("agent thread");
+    let agent_tp = throughput_threads(secs, move || {
+        let mut c = AgentClient::connect(&path).expect("agent connect");
+        let req = request();
+        move || {
+            c.sign("bn", "binance", &req).expect("agent sign");
         }
-        count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
-    };
+    });
     let _ = stop_tx.send(());
     rt.block_on(server)??;
 
