@@ -26,14 +26,7 @@ impl Mac for FakeKey {
     }
 
     fn mac(&self, alg: HmacAlg, msg: &[u8]) -> Result<Signature> {
-        let len = match alg {
-            HmacAlg::HmacSha256 => 32,
-            HmacAlg::HmacSha384 => 48,
-            _ => 64,
-        };
-        // Depends on the message, so that the output is not constant.
-        let seed = msg.iter().fold(0u8, |a, b| a.wrapping_add(*b));
-        Ok(Signature::from_bytes(vec![seed; len]))
+        Ok(fake_signature(msg, alg.output_len()))
     }
 
     fn kind(&self) -> KeyKind {
@@ -45,9 +38,14 @@ impl Mac for FakeKey {
             KeyKind::Rsa2048 => 256,
             _ => 64,
         };
-        let seed = msg.iter().fold(0u8, |a, b| a.wrapping_add(*b));
-        Ok(Signature::from_bytes(vec![seed; len]))
+        Ok(fake_signature(msg, len))
     }
+}
+
+/// `len` bytes that depend on the message, so that the output is not constant.
+fn fake_signature(msg: &[u8], len: usize) -> Signature {
+    let seed = msg.iter().fold(0u8, |a, b| a.wrapping_add(*b));
+    Signature::from_bytes(vec![seed; len])
 }
 
 fuzz_target!(|data: &[u8]| {
