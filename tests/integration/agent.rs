@@ -370,10 +370,12 @@ fn audit_verify(config: &Path, audit: &Path) -> std::process::Output {
 }
 
 fn raw_frame(stream: &mut UnixStream, payload: &[u8]) {
-    stream
-        .write_all(&(payload.len() as u32).to_be_bytes())
-        .unwrap();
-    stream.write_all(payload).unwrap();
+    try_raw_frame(stream, payload).unwrap();
+}
+
+fn try_raw_frame(stream: &mut UnixStream, payload: &[u8]) -> std::io::Result<()> {
+    stream.write_all(&(payload.len() as u32).to_be_bytes())?;
+    stream.write_all(payload)
 }
 
 /// Reads one reply frame, or `None` at EOF.
@@ -425,7 +427,17 @@ fn agent_refuses_disallowed_uid_and_survives_garbage_and_disconnects() {
     // A frame just over max_frame, a zero-length frame, a frame that is not JSON.
     for payload in [vec![b' '; 4097], vec![], b"not json at all".to_vec()] {
         let mut s = connect_raw(&agent.socket);
-        raw_frame(&mut s, &payload);
+        // The agent may refuse on the header alone and close before the payload is written:
+        // a broken pipe on the write is fine, the refusal must still be readable.
+        if let Err(e) = try_raw_frame(&mut s, &payload) {
+            assert!(
+                matches!(
+                    e.kind(),
+                    std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+                ),
+                "{e}"
+            );
+        }
         let reply = raw_reply(&mut s).expect("an error reply");
         assert_eq!(reply["err"]["kind"], "bad_frame", "{reply}");
         assert!(raw_reply(&mut s).is_none());
@@ -538,27 +550,40 @@ fn agent_tells_client_uids_apart_by_peer_credentials() {
 fn agent_rate_limits_per_client_and_drains_on_shutdown() {
     use hsm_custody::agent::{Agent, AgentConfig, KeyAccess};
     let t = fresh_token("agent-inproc");
-    let custody = t.connect();
-    import_for(&custody, "bn", "binance", SECRET);
+    import_for(&t.connect(), "bn", "binance", SECRET);
     let dir = tempfile::tempdir().unwrap();
     let me = std::fs::metadata(dir.path()).unwrap().uid();
-    let socket = dir.path().join("run").join("agent.sock");
-    let config = AgentConfig::new(&socket)
-        .rate(20, 5)
-        .allow("bn", KeyAccess::uids([me]).exchanges(["binance"]));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let agent = rt.block_on(Agent::bind(custody, config)).unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = rt.spawn(agent.serve(async {
-        let _ = stop_rx.await;
-    }));
-
+    // One agent per phase, each with its own custody and socket.
+    let start = |name: &str, per_second: u32, burst: u32| {
+        let socket = dir.path().join(name).join("agent.sock");
+        let config = AgentConfig::new(&socket)
+            .rate(per_second, burst)
+            .allow("bn", KeyAccess::uids([me]).exchanges(["binance"]));
+        let agent = rt.block_on(Agent::bind(t.connect(), config)).unwrap();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = rt.spawn(agent.serve(async {
+            let _ = stop_rx.await;
+        }));
+        (socket, stop_tx, server)
+    };
     let req = |n: usize| Request::get("/api/v3/order").query(binance_query(9, n));
+
+    // Burst phase: 1 request per second after a burst of 5. The refill is slow enough that no
+    // scheduling delay on a loaded machine can sneak an extra request through.
+    let (socket, stop_tx, server) = start("burst", 1, 5);
     let mut client = AgentClient::connect(&socket).unwrap();
+    // A kraken request with the binance-only key is refused by the allow-list's exchanges (and
+    // costs one request of the burst: refused requests count).
+    assert!(client
+        .sign("bn", "kraken", &req(0))
+        .unwrap_err()
+        .to_string()
+        .contains("forbidden"));
     let mut limited = None;
     for n in 0..6 {
         match client.sign("bn", "binance", &req(n)) {
@@ -570,20 +595,23 @@ fn agent_rate_limits_per_client_and_drains_on_shutdown() {
         }
     }
     let (n, err) = limited.expect("the burst of 5 runs out");
-    assert_eq!(n, 5);
+    assert_eq!(
+        n, 4,
+        "4 signs after the refused kraken request, then refused"
+    );
     assert!(
         matches!(&err, Error::RateLimited { rule, .. } if rule == "agent-client-rate"),
         "{err}"
     );
-    // A kraken request with the binance-only key is refused by the allow-list's exchanges.
-    std::thread::sleep(Duration::from_millis(100));
-    assert!(client
-        .sign("bn", "kraken", &req(0))
-        .unwrap_err()
-        .to_string()
-        .contains("forbidden"));
+    // After the wait the client goes on.
+    std::thread::sleep(Duration::from_millis(1100));
+    let s = client.sign("bn", "binance", &req(4)).unwrap();
+    assert_eq!(s.signature, expected_signature(&binance_query(9, 4)));
+    stop_tx.send(()).unwrap();
+    rt.block_on(server).unwrap().unwrap();
 
-    // A client signing in a loop (within its rate) while the agent shuts down.
+    // Drain phase: a client signing in a loop (within its rate) while the agent shuts down.
+    let (socket, stop_tx, server) = start("drain", 20, 5);
     let loop_socket = socket.clone();
     let signer = std::thread::spawn(move || {
         let mut client = AgentClient::connect(&loop_socket).unwrap();
@@ -607,6 +635,6 @@ fn agent_rate_limits_per_client_and_drains_on_shutdown() {
     let good = signer.join().unwrap();
     assert!(good >= 3, "the client signed before the shutdown ({good})");
     assert_eq!(report.aborted, 0, "{report:?}");
-    assert!(report.connections >= 2);
+    assert!(report.connections >= 1);
     assert!(!socket.exists());
 }
