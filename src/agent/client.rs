@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use super::protocol::{encode_frame, request_to_json, signed_from_json, MAX_REPLY, VERSION};
 use crate::error::{Error, Result};
 use crate::exchanges::{Request, SignedRequest};
+use crate::sign::{HmacAlg, Signature};
 
 /// A connection to a signing agent. The client holds no PIN and no key: it sends requests and
 /// gets them back signed, as the agent's policy allows.
@@ -124,6 +125,36 @@ impl AgentClient {
             "request": request_to_json(request),
         }))?;
         signed_from_json(&ok)
+    }
+
+    /// Has the agent compute a raw HMAC over `data` with key `key` (protocol op `mac`), for an
+    /// exchange the crate has no signer for. Only keys whose policy sets `allow_raw = true`
+    /// (and whose allow-list admits exchange `raw`); the audit log records each as raw, with
+    /// `label` (1-64 of `A-Za-z0-9-_.:`, e.g. `ccxt:bitso`) as its path.
+    ///
+    /// # Errors
+    /// As [`AgentClient::sign`]; a key without `allow_raw` gives [`Error::PolicyDenied`] with
+    /// rule `raw-signing`.
+    pub fn mac(
+        &mut self,
+        key: &str,
+        alg: HmacAlg,
+        data: &[u8],
+        label: Option<&str>,
+    ) -> Result<Signature> {
+        use base64::Engine as _;
+        let ok = self.call(json!({
+            "op": "mac",
+            "key": key,
+            "alg": alg.name(),
+            "data_b64": base64::engine::general_purpose::STANDARD.encode(data),
+            "label": label,
+        }))?;
+        ok.get("mac")
+            .and_then(Value::as_str)
+            .and_then(|h| hex::decode(h).ok())
+            .map(Signature::from_bytes)
+            .ok_or_else(|| Error::invalid("agent reply lacks a hex `mac`"))
     }
 
     /// Sends one request and reads its reply; returns the `ok` value.

@@ -21,6 +21,8 @@ use crate::asynch::AsyncCustody;
 use crate::custody::Custody;
 use crate::error::{Error, Result};
 use crate::exchanges::Request;
+use crate::guard::RequestContext;
+use crate::sign::HmacAlg;
 
 /// A bound signing agent: the socket exists (mode 0600) and the login is held; call
 /// [`Agent::serve`] to answer clients.
@@ -379,22 +381,32 @@ async fn handle(shared: &Shared, peer: Peer, message: &Value) -> Value {
             Ok(signed) => ok_reply(&id, signed),
             Err(err) => json!({"v": VERSION, "id": id, "err": err}),
         },
+        "mac" => match mac(shared, peer, message).await {
+            Ok(mac) => ok_reply(&id, mac),
+            Err(err) => json!({"v": VERSION, "id": id, "err": err}),
+        },
         "" => error_reply(&id, "bad_request", "message lacks `op`"),
-        _ => error_reply(&id, "unknown_op", "unknown op; known: ping, keys, sign"),
+        _ => error_reply(
+            &id,
+            "unknown_op",
+            "unknown op; known: ping, keys, sign, mac",
+        ),
     }
 }
 
-async fn sign(shared: &Shared, peer: Peer, message: &Value) -> std::result::Result<Value, Value> {
-    let field = |name: &str| {
-        message
-            .get(name)
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .ok_or_else(|| refusal("bad_request", &format!("sign needs a string `{name}`")))
-    };
-    let key = field("key")?;
-    let exchange = field("exchange")?;
-    // Rate first, so that refused requests cannot be used to probe at full speed.
+/// A string field of a request, or a `bad_request` refusal naming it.
+fn text_field(message: &Value, op: &str, name: &str) -> std::result::Result<String, Value> {
+    message
+        .get(name)
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| refusal("bad_request", &format!("{op} needs a string `{name}`")))
+}
+
+/// The checks every keyed op passes first: the client's rate (before anything else, so that
+/// refused requests cannot be used to probe at full speed), then the allow-list for `key` and
+/// `exchange` (`raw` for the `mac` op).
+fn admit(shared: &Shared, peer: Peer, key: &str, exchange: &str) -> std::result::Result<(), Value> {
     if let Err(not_until) = shared.limiter.check_key(&(peer.uid, peer.pid)) {
         let wait = not_until.wait_time_from(shared.limiter.clock().now());
         tracing::info!(uid = peer.uid, pid = peer.pid, "client over its rate");
@@ -411,15 +423,15 @@ async fn sign(shared: &Shared, peer: Peer, message: &Value) -> std::result::Resu
     let allowed = shared
         .config
         .keys
-        .get(&key)
-        .is_some_and(|a| a.allows(peer.uid, peer.gid, &exchange));
+        .get(key)
+        .is_some_and(|a| a.allows(peer.uid, peer.gid, exchange));
     if !allowed {
         tracing::warn!(
             uid = peer.uid,
             pid = peer.pid,
             key,
             exchange,
-            "sign refused: peer not allowed"
+            "refused: peer not allowed"
         );
         return Err(refusal(
             "forbidden",
@@ -429,6 +441,84 @@ async fn sign(shared: &Shared, peer: Peer, message: &Value) -> std::result::Resu
             ),
         ));
     }
+    Ok(())
+}
+
+/// The `mac` op: a raw HMAC over client-chosen bytes, for exchanges the crate has no signer
+/// for. The key's policy must set `allow_raw = true` (else `policy_denied`, rule
+/// `raw-signing`), the allow-list must admit exchange `raw` when it lists exchanges, and the
+/// audit log records it with no exchange, method `RAW` and the client's label as the path.
+async fn mac(shared: &Shared, peer: Peer, message: &Value) -> std::result::Result<Value, Value> {
+    use base64::Engine as _;
+    let key = text_field(message, "mac", "key")?;
+    let alg = text_field(message, "mac", "alg")?;
+    let alg: HmacAlg = alg
+        .strip_prefix("hmac-")
+        .map_or_else(|| format!("hmac-{alg}"), |_| alg.clone())
+        .parse()
+        .map_err(|e: Error| refusal("bad_request", &e.to_string()))?;
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(text_field(message, "mac", "data_b64")?)
+        .map_err(|_| refusal("bad_request", "mac needs `data_b64` in standard base64"))?;
+    let label = match message.get("label") {
+        None | Some(Value::Null) => "raw".to_owned(),
+        Some(Value::String(l))
+            if !l.is_empty()
+                && l.len() <= 64
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)) =>
+        {
+            l.clone()
+        }
+        Some(_) => {
+            return Err(refusal(
+                "bad_request",
+                "`label` must be 1-64 characters of A-Z a-z 0-9 - _ . :",
+            ))
+        }
+    };
+    admit(shared, peer, &key, "raw")?;
+    let label_for_log = label.clone();
+    let result = shared
+        .custody
+        .run(move |c| {
+            let context = RequestContext {
+                exchange: None,
+                method: Some("RAW"),
+                path: Some(&label),
+            };
+            c.key(&key)?.hmac_for(alg, &data, &context)
+        })
+        .await;
+    match result {
+        Ok(mac) => {
+            tracing::info!(
+                uid = peer.uid,
+                pid = peer.pid,
+                label = label_for_log,
+                "raw mac"
+            );
+            Ok(json!({ "mac": mac.to_hex() }))
+        }
+        Err(e) => {
+            let err = kind_of(&e);
+            let kind = err["kind"].as_str().unwrap_or("");
+            tracing::info!(
+                uid = peer.uid,
+                pid = peer.pid,
+                label = label_for_log,
+                kind,
+                "raw mac failed"
+            );
+            Err(err)
+        }
+    }
+}
+
+async fn sign(shared: &Shared, peer: Peer, message: &Value) -> std::result::Result<Value, Value> {
+    let key = text_field(message, "sign", "key")?;
+    let exchange = text_field(message, "sign", "exchange")?;
+    admit(shared, peer, &key, &exchange)?;
     let request = match message.get("request") {
         Some(v @ Value::Object(_)) => {
             Request::from_json(&v.to_string()).map_err(|e| kind_of(&e))?

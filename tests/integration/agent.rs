@@ -38,13 +38,15 @@ struct AgentProc {
 }
 
 impl AgentProc {
-    /// Imports `bn` (Binance) and `other` (Binance, allowed to nobody's uid only) and starts
+    /// Imports `bn` (Binance), `other` (Binance, allowed to nobody's uid only) and `raw` (policy
+    /// `allow_raw`, allow-list exchange `raw` only) and starts
     /// the agent; with `group`, the socket is shared with group `nogroup` (0660, dir 0750).
     fn start(tag: &str, group: bool) -> AgentProc {
         let token = fresh_token(tag);
         let custody = token.connect();
         import_for(&custody, "bn", "binance", SECRET);
         import_for(&custody, "other", "binance", SECRET);
+        import_for(&custody, "raw", "binance", SECRET);
         drop(custody);
         let dir = tempfile::tempdir().unwrap();
         // Let a client of another uid reach the socket's own directory (which the agent makes).
@@ -68,10 +70,12 @@ impl AgentProc {
                  [audit]\npath = '{audit}'\nfsync = 'batch'\n\
                  [keys.bn]\nexchange = 'binance'\n\
                  [keys.other]\nexchange = 'binance'\n\
+                 [keys.raw]\nallow_raw = true\n\
                  [agent]\nsocket = '{socket}'\nrate_per_second = 100000\nburst = 100000\n\
                  max_frame = 4096\nframe_timeout_ms = 2000\n{group_line}\
                  [agent.keys.bn]\nuids = [{me}]\n\
-                 [agent.keys.other]\nuids = [{NOBODY}]\n",
+                 [agent.keys.other]\nuids = [{NOBODY}]\n\
+                 [agent.keys.raw]\nuids = [{me}]\nexchanges = ['raw']\n",
                 module = token.module.display(),
                 label = token.label,
                 pin = pin.display(),
@@ -337,7 +341,12 @@ fn agent_serves_eight_client_processes_with_policy_audit_and_graceful_shutdown()
         "one audit line per signature"
     );
     assert_eq!(denied, 1, "the withdrawal was audited as denied");
-    // Repeated (at most 3 runs) only on SoftHSM2's cross-process GeneralError, see `common::cli`.
+    assert_audit_verifies(&agent);
+}
+
+/// `hsm-custody audit verify` on the agent's log succeeds. Repeated (at most 3 runs) only on
+/// SoftHSM2's cross-process GeneralError, see `common::cli`.
+fn assert_audit_verifies(agent: &AgentProc) {
     let mut verify = audit_verify(&agent.config, &agent.audit);
     for _ in 0..2 {
         if verify.status.success()
@@ -354,6 +363,93 @@ fn agent_serves_eight_client_processes_with_policy_audit_and_graceful_shutdown()
         String::from_utf8_lossy(&verify.stdout),
         String::from_utf8_lossy(&verify.stderr)
     );
+}
+
+/// The `mac` op (raw HMAC over client-chosen bytes): only for a key whose policy sets
+/// `allow_raw` and whose allow-list admits `raw`; the MAC is the software HMAC of the bytes;
+/// a key without `allow_raw` is refused by policy (`raw-signing`), the key's algorithms still
+/// bind, a key whose allow-list
+/// names other exchanges is `forbidden`, a bad algorithm or label is `bad_request`; the audit
+/// log records the raw MAC with no exchange, method `RAW` and the label, and verifies.
+#[test]
+fn agent_raw_mac_needs_allow_raw_and_is_audited_as_raw() {
+    let mut agent = AgentProc::start("agent-raw", false);
+    let mut client = AgentClient::connect(&agent.socket).unwrap();
+    let data = b"GET\n/v3/balance\n1700000000";
+    let mac = client
+        .mac("raw", HmacAlg::HmacSha256, data, Some("ccxt:bitso"))
+        .unwrap();
+    assert_eq!(
+        mac.as_bytes(),
+        software_hmac(HmacAlg::HmacSha256, SECRET.as_bytes(), data).as_slice()
+    );
+    // The key's algorithms still bind: it was imported for HMAC-SHA256 only.
+    let err = client
+        .mac("raw", HmacAlg::HmacSha512, data, None)
+        .unwrap_err();
+    assert!(err.to_string().contains("wrong_exchange"), "{err}");
+    let err = client
+        .mac("bn", HmacAlg::HmacSha256, data, None)
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::PolicyDenied { key, rule } if key == "bn" && rule == "raw-signing"),
+        "{err}"
+    );
+    // `raw` may not sign exchange requests through this agent: its allow-list says `raw` only.
+    let req = Request::get("/api/v3/account").query(binance_query(0, 0));
+    let err = client.sign("raw", "binance", &req).unwrap_err();
+    assert!(err.to_string().contains("forbidden"), "{err}");
+    drop(client);
+    let mut s = connect_raw(&agent.socket);
+    for (message, kind) in [
+        (
+            r#"{"v":1,"id":1,"op":"mac","key":"raw","alg":"md5","data_b64":"YQ=="}"#,
+            "bad_request",
+        ),
+        (
+            r#"{"v":1,"id":2,"op":"mac","key":"raw","alg":"sha256","data_b64":"not base64!"}"#,
+            "bad_request",
+        ),
+        (
+            r#"{"v":1,"id":3,"op":"mac","key":"raw","alg":"sha256","data_b64":"YQ==","label":"a b"}"#,
+            "bad_request",
+        ),
+    ] {
+        raw_frame(&mut s, message.as_bytes());
+        let reply = raw_reply(&mut s).expect("a reply");
+        assert_eq!(reply["err"]["kind"], kind, "{message} -> {reply}");
+    }
+    raw_frame(
+        &mut s,
+        br#"{"v":1,"id":4,"op":"mac","key":"raw","alg":"sha256","data_b64":"YQ=="}"#,
+    );
+    let reply = raw_reply(&mut s).unwrap();
+    assert_eq!(
+        reply["ok"]["mac"],
+        hex::encode(software_hmac(HmacAlg::HmacSha256, SECRET.as_bytes(), b"a"))
+    );
+    drop(s);
+
+    assert!(agent.terminate().success());
+    let records = audit_sign_records(&agent.audit);
+    let raw: Vec<_> = records
+        .iter()
+        .filter(|r| r["method"] == "RAW" && r["decision"] == "allow")
+        .collect();
+    assert_eq!(raw.len(), 2, "{records:?}");
+    for r in &raw {
+        assert!(r.get("exchange").is_none(), "{r}");
+        assert_eq!(r["decision"], "allow", "{r}");
+        assert_eq!(r["rule"], "allow_raw", "{r}");
+    }
+    assert_eq!(raw[0]["key"], "raw");
+    assert_eq!(raw[0]["path"], "ccxt:bitso");
+    assert_eq!(raw[1]["path"], "raw", "no label: `raw`");
+    let denied: Vec<_> = records.iter().filter(|r| r["decision"] == "deny").collect();
+    assert_eq!(denied.len(), 1, "{records:?}");
+    assert_eq!(denied[0]["key"], "bn");
+    assert_eq!(denied[0]["rule"], "raw-signing");
+    assert_audit_verifies(&agent);
 }
 
 fn audit_verify(config: &Path, audit: &Path) -> std::process::Output {
@@ -405,7 +501,7 @@ fn agent_refuses_disallowed_uid_and_survives_garbage_and_disconnects() {
     let keys = client.keys().unwrap();
     assert_eq!(
         keys.iter().map(|k| k.name.as_str()).collect::<Vec<_>>(),
-        ["bn"]
+        ["bn", "raw"]
     );
     let req = Request::get("/api/v3/order").query(binance_query(0, 0));
     let err = client.sign("other", "binance", &req).unwrap_err();
