@@ -1,0 +1,339 @@
+#!/usr/bin/env python3
+"""ccxt as the oracle for hsm-custody's exchange signers (issue 12; docs/ccxt-oracle.md).
+
+For every exchange that both ccxt and the crate sign for, the same requests are built twice by
+ccxt's own ``sign``: once by a stock instance holding the secret in memory, once by an instance
+wrapped with ``hsm_custody.ccxt.wrap`` whose secret is in the token and whose signatures come from
+the agent. Time and randomness are frozen on both (the instance's milliseconds/seconds/
+microseconds/uuid methods), so the outputs (url, method, body, headers in order) must be
+identical.
+
+    oracle.py keys            # TSV: key name, crate exchange id ("-": none), "raw" or "-"
+    oracle.py secret NAME     # the test secret of NAME on stdout (for `hsm-custody key import`)
+    oracle.py run [-v]        # compare; prints a markdown table; exit 1 if anything differs
+
+``run`` needs ``HSM_CUSTODY_AGENT_SOCKET`` pointing at an agent that holds the keys from
+``keys`` (``python/tests/run_oracle.sh`` sets all of this up in a fresh SoftHSM2 token).
+The secrets below are test values, used nowhere else.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import inspect
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+FROZEN_MS = 1_700_000_000_123
+FROZEN_UUID = "3b241101-e2bb-4255-8caf-4136c566a962"
+
+
+def _secret(name: str, b64: bool = False) -> str:
+    """A deterministic test secret for key ``name``."""
+    digest = hashlib.sha512(b"hsm-custody ccxt oracle " + name.encode()).digest()
+    return base64.b64encode(digest).decode() if b64 else digest.hex()[:48]
+
+
+@dataclass(frozen=True)
+class Case:
+    label: str
+    endpoint: str  # ccxt implicit-API method name, e.g. private_get_account
+    params: Dict[str, Any] = field(default_factory=dict)
+    key: Optional[str] = None  # key name when not the exchange's default key
+
+
+@dataclass(frozen=True)
+class Venue:
+    ccxt_id: str
+    agent_id: str
+    cases: Tuple[Case, ...]
+    b64_secret: bool = False
+    api_key: str = "oracle-api-key-0123456789"
+    password: Optional[str] = None
+    uid: Optional[str] = None
+    note: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"oracle-{self.ccxt_id}"
+
+
+ORDER_BN = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
+            "quantity": "0.001", "price": "30000"}
+
+VENUES: Tuple[Venue, ...] = (
+    Venue("binance", "binance", (
+        Case("GET account", "private_get_account", {"omitZeroBalances": "true"}),
+        Case("GET openOrders", "private_get_openorders", {"symbol": "BTCUSDT"}),
+        Case("POST order", "private_post_order", dict(ORDER_BN)),
+        Case("DELETE order", "private_delete_order", {"symbol": "BTCUSDT", "orderId": "28"}),
+    )),
+    Venue("binanceusdm", "binance-usdm", (
+        Case("GET balance", "fapiprivatev2_get_balance"),
+        Case("POST order", "fapiprivate_post_order", dict(ORDER_BN)),
+        Case("DELETE order", "fapiprivate_delete_order", {"symbol": "BTCUSDT", "orderId": "28"}),
+    )),
+    Venue("kraken", "kraken", (
+        Case("POST Balance", "private_post_balance"),
+        Case("POST AddOrder", "private_post_addorder", {
+            "pair": "XBTUSD", "type": "buy", "ordertype": "limit", "price": "30000",
+            "volume": "0.01"}),
+        Case("POST CancelOrder", "private_post_cancelorder", {"txid": "OUF4EM-FRGI2-MQMWZD"}),
+    ), b64_secret=True),
+    Venue("coinbaseexchange", "coinbase-exchange", (
+        Case("GET accounts", "private_get_accounts"),
+        Case("GET orders?status", "private_get_orders", {"status": "open",
+                                                         "product_id": "BTC-USD"}),
+        Case("POST orders", "private_post_orders", {
+            "product_id": "BTC-USD", "side": "buy", "type": "limit", "price": "30000.00",
+            "size": "0.01"}),
+        Case("DELETE orders/{id}", "private_delete_orders_id", {"id": "d0c5340b-6d6c-49d9"}),
+    ), b64_secret=True, password="oracle-passphrase"),
+    Venue("okx", "okx", (
+        Case("GET account/balance", "private_get_account_balance", {"ccy": "BTC,USDT"}),
+        Case("POST trade/order", "private_post_trade_order", {
+            "instId": "BTC-USDT", "tdMode": "cash", "side": "buy", "ordType": "limit",
+            "sz": "0.01", "px": "30000"}),
+        Case("POST trade/cancel-order", "private_post_trade_cancel_order", {
+            "instId": "BTC-USDT", "ordId": "590908157585625111"}),
+    ), password="oracle-passphrase"),
+    Venue("bybit", "bybit", (
+        Case("GET wallet-balance", "private_get_v5_account_wallet_balance",
+             {"accountType": "UNIFIED"}),
+        Case("GET order/realtime (no params)", "private_get_v5_order_realtime"),
+        Case("POST order/create", "private_post_v5_order_create", {
+            "category": "spot", "symbol": "BTCUSDT", "side": "Buy", "orderType": "Limit",
+            "qty": "0.01", "price": "30000"}),
+        Case("POST order/cancel", "private_post_v5_order_cancel", {
+            "category": "spot", "symbol": "BTCUSDT", "orderId": "1321003749386327552"}),
+    )),
+    Venue("bitget", "bitget", (
+        Case("GET account/assets", "private_spot_get_v2_spot_account_assets", {"coin": "USDT"}),
+        Case("POST place-order", "private_spot_post_v2_spot_trade_place_order", {
+            "symbol": "BTCUSDT", "side": "buy", "orderType": "limit", "force": "gtc",
+            "price": "30000", "size": "0.01"}),
+        Case("POST cancel-order", "private_spot_post_v2_spot_trade_cancel_order", {
+            "symbol": "BTCUSDT", "orderId": "1001"}),
+    ), password="oracle-passphrase"),
+    Venue("kucoin", "kucoin", (
+        Case("GET accounts", "private_get_accounts", {"currency": "USDT", "type": "trade"}),
+        Case("POST orders", "private_post_orders", {
+            "clientOid": "5c52e11203aa677f33e493fb", "side": "buy", "symbol": "BTC-USDT",
+            "type": "limit", "price": "30000", "size": "0.01"}),
+        Case("DELETE orders/{orderId}", "private_delete_orders_orderid",
+             {"orderId": "5bd6e9286d99522a52e458de"}),
+    ), password="oracle-passphrase"),
+    Venue("gemini", "gemini", (
+        Case("POST v1/balances", "private_post_v1_balances"),
+        Case("POST v1/order/new", "private_post_v1_order_new", {
+            "symbol": "btcusd", "amount": "0.01", "price": "30000", "side": "buy",
+            "type": "exchange limit"}),
+        Case("POST v1/order/cancel", "private_post_v1_order_cancel", {"order_id": 106817811}),
+    ), api_key="account-oracle0123456789"),
+    Venue("bitfinex", "bitfinex", (
+        Case("POST auth/r/wallets", "private_post_auth_r_wallets"),
+        Case("POST auth/w/order/submit", "private_post_auth_w_order_submit", {
+            "type": "EXCHANGE LIMIT", "symbol": "tBTCUSD", "price": "30000",
+            "amount": "0.01"}),
+        Case("POST auth/w/order/cancel", "private_post_auth_w_order_cancel", {"id": 1747566428}),
+    )),
+    Venue("gate", "gate", (
+        Case("GET spot/accounts", "private_spot_get_accounts", {"currency": "USDT"}),
+        Case("GET spot/orders", "private_spot_get_orders", {"currency_pair": "BTC_USDT",
+                                                            "status": "open"}),
+        Case("POST spot/orders", "private_spot_post_orders", {
+            "currency_pair": "BTC_USDT", "type": "limit", "account": "spot", "side": "buy",
+            "amount": "0.01", "price": "30000"}),
+        Case("DELETE spot/orders/{order_id}", "private_spot_delete_orders_order_id", {
+            "order_id": "12345", "currency_pair": "BTC_USDT"}),
+    )),
+    Venue("deribit", "deribit", (
+        Case("GET get_account_summary", "private_get_get_account_summary", {"currency": "BTC"}),
+        Case("GET buy", "private_get_buy", {"instrument_name": "BTC-PERPETUAL", "amount": 10,
+                                            "type": "limit", "price": 30000}),
+        Case("GET cancel", "private_get_cancel", {"order_id": "ETH-SLIS-12"}),
+    )),
+    Venue("htx", "htx", (
+        Case("GET v1/account/accounts", "spot_private_get_v1_account_accounts"),
+        Case("GET v1/order/openOrders", "spot_private_get_v1_order_openorders", {
+            "account-id": "100009", "symbol": "btcusdt"}),
+        Case("POST v1/order/orders/place", "spot_private_post_v1_order_orders_place", {
+            "account-id": "100009", "symbol": "btcusdt", "type": "buy-limit",
+            "amount": "0.01", "price": "30000"}),
+        Case("POST .../submitcancel", "spot_private_post_v1_order_orders_order_id_submitcancel",
+             {"order-id": "59378"}),
+    )),
+    Venue("cryptocom", "cryptocom", (
+        Case("POST private/user-balance", "v1_private_post_private_user_balance"),
+        Case("POST private/create-order", "v1_private_post_private_create_order", {
+            "instrument_name": "BTC_USDT", "side": "BUY", "type": "LIMIT", "price": "30000",
+            "quantity": "0.01"}),
+        Case("POST private/cancel-order", "v1_private_post_private_cancel_order", {
+            "instrument_name": "BTC_USDT", "order_id": "19848525"}),
+    )),
+    Venue("bitstamp", "bitstamp", (
+        Case("POST account_balances (empty)", "private_post_account_balances"),
+        Case("POST buy/{pair}", "private_post_buy_pair", {"pair": "btcusd", "amount": "0.01",
+                                                          "price": "30000"}),
+        Case("POST cancel_order", "private_post_cancel_order", {"id": "1453282316578816"}),
+    )),
+    Venue("mexc", "mexc", (
+        Case("GET spot account", "spot_private_get_account"),
+        Case("POST spot order", "spot_private_post_order", {
+            "symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "quantity": "0.01",
+            "price": "30000"}),
+        Case("DELETE spot order", "spot_private_delete_order", {"symbol": "BTCUSDT",
+                                                                "orderId": "C02__44"}),
+        Case("GET contract account/assets", "contract_private_get_account_assets",
+             key="oracle-mexc-futures"),
+        Case("GET contract open_orders/{symbol}", "contract_private_get_order_list_open_orders_symbol",
+             {"symbol": "BTC_USDT", "page_num": 1, "page_size": 20}, key="oracle-mexc-futures"),
+        Case("POST contract order/submit", "contract_private_post_order_submit", {
+            "symbol": "BTC_USDT", "price": 30000, "vol": 1, "side": 1, "type": 1,
+            "openType": 1}, key="oracle-mexc-futures"),
+    )),
+)
+
+#: ccxt exchanges the crate has no signer for, exercised through raw mode (agent `mac` op)
+RAW_VENUES: Tuple[Venue, ...] = (
+    Venue("bitso", "-", (
+        Case("GET balance", "private_get_balance"),
+        Case("POST orders", "private_post_orders", {"book": "btc_mxn", "side": "buy",
+                                                    "type": "limit", "major": "0.01",
+                                                    "price": "600000"}),
+    )),
+)
+
+#: extra keys (a second crate id under one ccxt class)
+EXTRA_KEYS: Tuple[Tuple[str, str], ...] = (("oracle-mexc-futures", "mexc-futures"),)
+
+
+def key_table() -> List[Tuple[str, str, str, str]]:
+    """(key name, crate exchange id or "-", "raw" or "-", secret)."""
+    rows = [(v.key, v.agent_id, "-", _secret(v.key, v.b64_secret)) for v in VENUES]
+    rows += [(name, ex, "-", _secret(name)) for name, ex in EXTRA_KEYS]
+    rows += [(v.key, "-", "raw", _secret(v.key)) for v in RAW_VENUES]
+    return rows
+
+
+# -- running ----------------------------------------------------------------------------------------
+def freeze(exchange: Any) -> Any:
+    """Same clock and randomness on every instance."""
+    exchange.milliseconds = lambda: FROZEN_MS
+    exchange.seconds = lambda: FROZEN_MS // 1000
+    exchange.microseconds = lambda: FROZEN_MS * 1000
+    exchange.uuid = lambda: FROZEN_UUID
+    exchange.uuid16 = lambda length=16: "0123456789abcdef0123456789abcdef"[:length]
+    exchange.uuid22 = lambda length=22: "0123456789abcdef0123456789abcdef"[:length]
+    exchange.options["timeDifference"] = 0
+    return exchange
+
+
+def instance(venue: Venue, secret: Optional[str]) -> Any:
+    import ccxt  # type: ignore[import-not-found]
+    config: Dict[str, Any] = {"apiKey": venue.api_key}
+    if secret is not None:
+        config["secret"] = secret
+    if venue.password is not None:
+        config["password"] = venue.password
+    if venue.uid is not None:
+        config["uid"] = venue.uid
+    return freeze(getattr(ccxt, venue.ccxt_id)(config))
+
+
+def build(exchange: Any, case: Case) -> Dict[str, Any]:
+    entry = inspect.getattr_static(exchange, case.endpoint)
+    out = exchange.sign(entry.path, entry.api, entry.method, dict(case.params))
+    headers = out.get("headers")
+    return {"url": out.get("url"), "method": out.get("method"), "body": out.get("body"),
+            "headers": None if headers is None else list(dict(headers).items())}
+
+
+def differences(a: Dict[str, Any], b: Dict[str, Any]) -> List[str]:
+    diffs = [k for k in ("url", "method", "body") if a[k] != b[k]]
+    ha, hb = a["headers"] or [], b["headers"] or []
+    if dict(ha) != dict(hb):
+        names = sorted({k for k, v in ha if (k, v) not in hb} | {k for k, v in hb if (k, v) not in ha})
+        diffs.append("headers " + ",".join(names))
+    elif ha != hb:
+        diffs.append("header order")
+    return diffs
+
+
+def run(verbose: bool) -> int:
+    import ccxt  # type: ignore[import-not-found]
+    from hsm_custody import AgentClient, AgentError
+    from hsm_custody.ccxt import wrap
+
+    agent = AgentClient()
+    agent.ping()
+    rows: List[Tuple[str, str, str, int, int, List[str]]] = []
+    failed = False
+    for venue, raw in [(v, False) for v in VENUES] + [(v, True) for v in RAW_VENUES]:
+        secret = _secret(venue.key, venue.b64_secret)
+        total = same = 0
+        notes: List[str] = []
+        for case in venue.cases:
+            total += 1
+            stock = build(instance(venue, secret), case)
+            wrapped_ex = wrap(instance(venue, secret), key=case.key or venue.key, agent=agent,
+                              raw=raw)
+            try:
+                wrapped = build(wrapped_ex, case)
+            except AgentError as e:
+                if raw and e.kind in ("unknown_op", "bad_request"):
+                    notes.append(f"{case.label}: agent has no `mac` op ({e.kind})")
+                    total -= 1
+                    continue
+                notes.append(f"{case.label}: agent error {e.kind}: {e}")
+                continue
+            except Exception as e:  # noqa: BLE001 - reported in the table
+                notes.append(f"{case.label}: {type(e).__name__}: {e}")
+                continue
+            assert secret not in str(vars(wrapped_ex)), "the wrapped instance still holds the secret"
+            diffs = differences(stock, wrapped)
+            if diffs:
+                notes.append(f"{case.label}: {'; '.join(diffs)}")
+                if verbose:
+                    print(f"--- {venue.ccxt_id} {case.label}\n  ccxt:    {stock}\n"
+                          f"  wrapped: {wrapped}", file=sys.stderr)
+            else:
+                same += 1
+        if total and same != total:
+            failed = True
+        mode = "raw `mac`" if raw else f"`{venue.agent_id}`" + (
+            " + `mexc-futures`" if venue.ccxt_id == "mexc" else "")
+        rows.append((venue.ccxt_id, mode, venue.note, total, same, notes))
+
+    print(f"ccxt {ccxt.__version__}, frozen clock {FROZEN_MS} ms\n")
+    print("| ccxt id | agent exchange | requests | identical | differences |")
+    print("|---|---|---|---|---|")
+    for ccxt_id, mode, note, total, same, notes in rows:
+        verdict = "yes" if total and same == total else ("skipped" if not total else "**no**")
+        text = "; ".join(notes + ([note] if note else [])) or "-"
+        print(f"| `{ccxt_id}` | {mode} | {total} | {verdict} ({same}/{total}) | {text} |")
+    return 1 if failed else 0
+
+
+def main(argv: Sequence[str]) -> int:
+    if len(argv) >= 1 and argv[0] == "keys":
+        for name, exchange, raw, _ in key_table():
+            print(f"{name}\t{exchange}\t{raw}")
+        return 0
+    if len(argv) == 2 and argv[0] == "secret":
+        for name, _, _, secret in key_table():
+            if name == argv[1]:
+                sys.stdout.write(secret)
+                return 0
+        print(f"unknown key {argv[1]}", file=sys.stderr)
+        return 2
+    if len(argv) >= 1 and argv[0] == "run":
+        return run("-v" in argv[1:])
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

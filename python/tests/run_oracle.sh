@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# ccxt as the oracle (issue 12): the same requests signed by stock ccxt (secret in memory) and by
+# ccxt wrapped with hsm_custody.ccxt (secret in a fresh SoftHSM2 token, signed by the agent) must
+# give identical URLs, bodies and headers. See docs/ccxt-oracle.md.
+#
+#   ./python/tests/run_oracle.sh            # from the repository root or anywhere
+#   ./python/tests/run_oracle.sh -v         # extra arguments go to oracle.py (-v: print diffs)
+#
+# Needs: softhsm2 (./softhsm-setup/setup.sh installs it), cargo, python3 (>= 3.9) with venv,
+# and the pip registry. Everything it creates lives under target/py-oracle and a temp dir.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+VENV=${HSM_CUSTODY_ORACLE_VENV:-$ROOT/target/py-oracle}
+CCXT_VERSION=4.5.90
+MODULE=${HSM_CUSTODY_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
+PYTHON=${PYTHON:-python3}
+
+command -v softhsm2-util >/dev/null && [ -e "$MODULE" ] ||
+  { echo "run_oracle.sh: SoftHSM2 missing; run ./softhsm-setup/setup.sh first" >&2; exit 2; }
+
+# 1. virtualenv with pinned ccxt and this repository's package
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PYTHON" -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check "ccxt==$CCXT_VERSION"
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check "$ROOT/python"
+
+# 2. the CLI
+(cd "$ROOT" && cargo build -q --bin hsm-custody)
+CLI=$ROOT/target/debug/hsm-custody
+
+# 3. a fresh token in a temp dir
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/hsm-custody-oracle.XXXXXX")
+AGENT_PID=
+cleanup() {
+  if [ -n "$AGENT_PID" ] && kill -0 "$AGENT_PID" 2>/dev/null; then
+    kill -TERM "$AGENT_PID" 2>/dev/null || true
+    wait "$AGENT_PID" 2>/dev/null || true
+  fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+umask 077
+mkdir -p "$WORK/tokens" "$WORK/run"
+cat > "$WORK/softhsm2.conf" <<CONF
+directories.tokendir = $WORK/tokens
+objectstore.backend = file
+log.level = ERROR
+slots.removable = false
+CONF
+export SOFTHSM2_CONF=$WORK/softhsm2.conf
+od -An -N12 -tx1 /dev/urandom | tr -d ' \n' > "$WORK/user.pin"
+od -An -N12 -tx1 /dev/urandom | tr -d ' \n' > "$WORK/so.pin"
+LABEL=ccxt-oracle
+softhsm2-util --init-token --free --label "$LABEL" \
+  --so-pin "$(cat "$WORK/so.pin")" --pin "$(cat "$WORK/user.pin")" >/dev/null
+export HSM_CUSTODY_MODULE=$MODULE HSM_CUSTODY_TOKEN=$LABEL HSM_CUSTODY_PIN_FILE=$WORK/user.pin
+unset HSM_CUSTODY_CONFIG
+
+# 4. one test secret per exchange, from oracle.py's table, through stdin (never argv)
+ORACLE=$ROOT/python/tests/oracle.py
+CONFIG=$WORK/agent.toml
+{
+  echo "module = \"$MODULE\""
+  echo "token = \"$LABEL\""
+  echo "pin_file = \"$WORK/user.pin\""
+  echo
+  echo "[audit]"
+  echo "path = \"$WORK/audit.jsonl\""
+  echo "fsync = \"never\""
+  echo
+  echo "[agent]"
+  echo "socket = \"$WORK/run/agent.sock\""
+  echo "rate_per_second = 1000"
+  echo "burst = 1000"
+} > "$CONFIG"
+while IFS=$'\t' read -r name exchange raw; do
+  bind=()
+  [ "$exchange" != - ] && bind=(--exchange "$exchange")
+  "$VENV/bin/python" "$ORACLE" secret "$name" |
+    "$CLI" key import --name "$name" "${bind[@]}" >/dev/null
+  {
+    echo
+    echo "[keys.\"$name\"]"
+    [ "$exchange" != - ] && echo "exchange = \"$exchange\""
+    [ "$raw" = raw ] && echo "allow_raw = true"
+    echo "[agent.keys.\"$name\"]"
+    echo "uids = [$(id -u)]"
+  } >> "$CONFIG"
+done < <("$VENV/bin/python" "$ORACLE" keys)
+
+# 5. the agent
+"$CLI" --config "$CONFIG" agent 2> "$WORK/agent.log" &
+AGENT_PID=$!
+for _ in $(seq 1 100); do
+  [ -S "$WORK/run/agent.sock" ] && break
+  kill -0 "$AGENT_PID" 2>/dev/null || { cat "$WORK/agent.log" >&2; exit 1; }
+  sleep 0.1
+done
+[ -S "$WORK/run/agent.sock" ] || { echo "run_oracle.sh: agent did not start" >&2; cat "$WORK/agent.log" >&2; exit 1; }
+
+# 6. the oracle
+status=0
+HSM_CUSTODY_AGENT_SOCKET=$WORK/run/agent.sock "$VENV/bin/python" "$ORACLE" run "$@" || status=$?
+
+# 7. the audit chain still verifies after every signature
+kill -TERM "$AGENT_PID"; wait "$AGENT_PID" || true; AGENT_PID=
+if ! "$CLI" --config "$CONFIG" audit verify "$WORK/audit.jsonl" >/dev/null 2>"$WORK/verify.err"; then
+  echo "run_oracle.sh: audit chain does not verify" >&2; cat "$WORK/verify.err" >&2; status=1
+fi
+exit $status
