@@ -131,8 +131,8 @@ class _Scheme:
 
     agent_id: str
     extract: Extract
-    #: headers of the agent's reply not copied into ccxt's (ccxt sends a body there ...)
-    skip_headers: Tuple[str, ...] = ()
+    #: presentation headers (:data:`_PRESENTATION`) this scheme signs: the agent's value wins
+    signed_headers: Tuple[str, ...] = ()
     #: keep ccxt's HTTP body (it is not signed by this scheme)
     keep_body: bool = False
     #: rebuild the body from ccxt's with the agent's signature put in (JSON key order)
@@ -213,8 +213,9 @@ def _cryptocom(b: _Built) -> Dict[str, str]:
     rpc = json.loads(b.body or "{}")
     api_key = rpc.pop("api_key", None)
     rpc.pop("sig", None)
+    # the nonce stays in the body as ccxt wrote it (a JSON string); the agent signs it from there
     return b.request(body=json.dumps(rpc, separators=(",", ":"), ensure_ascii=False),
-                     api_key=api_key, nonce=str(rpc["nonce"]))
+                     api_key=api_key)
 
 
 def _bitstamp(b: _Built) -> Dict[str, str]:
@@ -248,14 +249,13 @@ _SCHEMES: Dict[str, Union[_Scheme, Callable[[Any], Optional[_Scheme]]]] = {
                                               passphrase="ACCESS-PASSPHRASE")),
     "kucoin": _KUCOIN,
     "kucoinfutures": _KUCOIN,
-    "gemini": _Scheme("gemini", _gemini, skip_headers=("Content-Length", "Cache-Control"),
-                      keep_body=True),
+    "gemini": _Scheme("gemini", _gemini, keep_body=True),
     "bitfinex": _Scheme("bitfinex", _bitfinex),
     "gate": _Scheme("gate", _from_headers(timestamp="Timestamp", api_key="KEY")),
     "deribit": _Scheme("deribit", _deribit),
     "htx": _Scheme("htx", _htx),
     "cryptocom": _Scheme("cryptocom", _cryptocom, json_body_field="sig"),
-    "bitstamp": _Scheme("bitstamp", _bitstamp),
+    "bitstamp": _Scheme("bitstamp", _bitstamp, signed_headers=("Content-Type",)),
     "mexc": lambda api: {"spot": _MEXC_SPOT, "contract": _MEXC_FUTURES}.get(_api_section(api)),
 }
 
@@ -287,6 +287,13 @@ def agent_exchange_id(ccxt_id: str, api: Any = None) -> Optional[str]:
 
 
 # -- rebuilding ccxt's output from the agent's reply ----------------------------------------------
+#: Headers that describe the request rather than authenticate it. The agent's reply carries the
+#: crate's defaults for them (``Content-Type: application/json`` on an OKX GET, Kraken's
+#: ``; charset=utf-8``, Bitget's ``locale``, Gemini's ``Content-Length: 0`` ...); ccxt's own
+#: values are kept unless the scheme signs the header (:attr:`_Scheme.signed_headers`).
+_PRESENTATION = frozenset({"content-type", "content-length", "cache-control", "locale", "accept",
+                           "user-agent"})
+
 def _rebuild(b: _Built, scheme: _Scheme, signed: SignedRequest) -> Dict[str, Any]:
     url = b.base + signed.path
     if signed.query or b.has_qmark:
@@ -298,12 +305,14 @@ def _rebuild(b: _Built, scheme: _Scheme, signed: SignedRequest) -> Dict[str, Any
     else:
         body = signed.body if (signed.body or b.body is not None) else None
     headers: Optional[Dict[str, str]] = None if b.headers is None else dict(b.headers)
-    skip = {h.lower() for h in scheme.skip_headers}
+    signed_presentation = {h.lower() for h in scheme.signed_headers}
     for name, value in signed.headers:
+        if name.lower() in _PRESENTATION and name.lower() not in signed_presentation:
+            continue  # ccxt's choice (or absence) stands: not part of what is signed
         existing = next((k for k in (headers or {}) if k.lower() == name.lower()), None)
         if existing is not None:
             headers[existing] = value  # type: ignore[index]
-        elif name.lower() not in skip:
+        else:
             headers = {} if headers is None else headers
             headers[name] = value
     out = {"url": url, "method": signed.method, "body": body, "headers": headers}
@@ -321,7 +330,9 @@ def _json_body(b: _Built, name: str, signed: SignedRequest) -> str:
     theirs = json.loads(b.body or "{}")
     theirs[name] = ours.get(name)
     if theirs != ours:
-        raise UnsupportedRequest(f"ccxt {b.exchange.id}: the agent signed a different body")
+        fields = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
+        raise UnsupportedRequest(f"ccxt {b.exchange.id}: the agent's body differs from ccxt's in "
+                                 f"{', '.join(fields)}")
     text = b.body or ""
     for dummy in b.dummies:
         text = text.replace(dummy, str(ours[name]))

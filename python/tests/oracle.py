@@ -272,11 +272,11 @@ def run(verbose: bool) -> int:
     rows: List[Tuple[str, str, str, int, int, List[str]]] = []
     failed = False
     for venue, raw in [(v, False) for v in VENUES] + [(v, True) for v in RAW_VENUES]:
-        secret = _secret(venue.key, venue.b64_secret)
         total = same = 0
         notes: List[str] = []
         for case in venue.cases:
             total += 1
+            secret = _secret(case.key or venue.key, venue.b64_secret)
             stock = build(instance(venue, secret), case)
             wrapped_ex = wrap(instance(venue, secret), key=case.key or venue.key, agent=agent,
                               raw=raw)
