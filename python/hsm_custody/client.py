@@ -66,7 +66,7 @@ class AgentClient:
     ...                     {"method": "GET", "path": "/api/v3/account"})  # doctest: +SKIP
     """
 
-    def __init__(self, socket_path: Optional[Union[str, os.PathLike]] = None,
+    def __init__(self, socket_path: Optional[Union[str, "os.PathLike[str]"]] = None,
                  timeout: float = 30.0) -> None:
         path = socket_path or os.environ.get(DEFAULT_SOCKET_ENV) or DEFAULT_SOCKET
         self.socket_path = os.fspath(path)
