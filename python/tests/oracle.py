@@ -122,6 +122,12 @@ VENUES: Tuple[Venue, ...] = (
             {"instId": "ETH-USDT", "tdMode": "cash", "side": "sell", "ordType": "limit",
              "sz": "0.1", "px": "3000"}]),
     ), password="oracle-passphrase"),
+    Venue("myokx", "okx", (
+        Case("GET account/balance", "private_get_account_balance"),
+        Case("POST trade/order", "private_post_trade_order", {
+            "instId": "BTC-EUR", "tdMode": "cash", "side": "buy", "ordType": "limit",
+            "sz": "0.01", "px": "30000", "clOrdId": "b15"}),
+    ), password="oracle-passphrase"),
     Venue("bybit", "bybit", (
         Case("GET wallet-balance", "private_get_v5_account_wallet_balance",
              {"accountType": "UNIFIED"}),
@@ -151,6 +157,14 @@ VENUES: Tuple[Venue, ...] = (
              {"orderId": "5bd6e9286d99522a52e458de"}),
         Case("DELETE orders?symbol", "private_delete_orders", {"symbol": "BTC-USDT",
                                                                "tradeType": "TRADE"}),
+    ), password="oracle-passphrase"),
+    Venue("kucoinfutures", "kucoin", (
+        Case("GET account-overview", "futuresprivate_get_account_overview", {"currency": "USDT"}),
+        Case("POST orders", "futuresprivate_post_orders", {
+            "clientOid": "5c52e11203aa677f33e493fc", "side": "buy", "symbol": "XBTUSDTM",
+            "type": "limit", "leverage": "3", "price": "30000", "size": 1}),
+        Case("DELETE orders/{orderId}", "futuresprivate_delete_orders_orderid",
+             {"orderId": "5cdfc138b21023a909e5ad55"}),
     ), password="oracle-passphrase"),
     Venue("gemini", "gemini", (
         Case("POST v1/balances", "private_post_v1_balances"),
@@ -347,6 +361,9 @@ def run(verbose: bool) -> int:
         name = f"`{venue.ccxt_id}`" + (" (`ccxt.async_support`)" if asynch else "")
         rows.append((name, mode, venue.note, total, same, notes))
 
+    checks = adapter_checks(agent)
+    failed = failed or not all(ok for _, ok in checks)
+
     print(f"ccxt {ccxt.__version__}, frozen clock {FROZEN_MS} ms\n")
     print("| ccxt id | agent exchange | requests | identical | differences |")
     print("|---|---|---|---|---|")
@@ -354,7 +371,38 @@ def run(verbose: bool) -> int:
         verdict = "yes" if total and same == total else ("skipped" if not total else "**no**")
         text = "; ".join(notes + ([note] if note else [])) or "-"
         print(f"| {ccxt_id} | {mode} | {total} | {verdict} ({same}/{total}) | {text} |")
+    print("\n| adapter check | result |\n|---|---|")
+    for text, ok in checks:
+        print(f"| {text} | {'yes' if ok else '**no**'} |")
     return 1 if failed else 0
+
+
+def adapter_checks(agent: Any) -> List[Tuple[str, bool]]:
+    """What the adapter refuses: unsupported exchanges without raw=True, withdrawals (the key's
+    policy, in the agent), and the secret staying in the instance."""
+    import ccxt  # type: ignore[import-not-found]
+    from hsm_custody import PolicyDenied
+    from hsm_custody.ccxt import PLACEHOLDER_SECRET, UnsupportedExchange, wrap
+
+    out: List[Tuple[str, bool]] = []
+    try:
+        wrap(ccxt.bitso({"apiKey": "k", "secret": "s"}), key="oracle-bitso", agent=agent)
+        out.append(("`wrap(ccxt.bitso(...))` without `raw=True` raises UnsupportedExchange", False))
+    except UnsupportedExchange:
+        out.append(("`wrap(ccxt.bitso(...))` without `raw=True` raises UnsupportedExchange", True))
+    venue = VENUES[0]
+    ex = wrap(instance(venue, _secret(venue.key)), key=venue.key, agent=agent)
+    out.append(("wrapped `exchange.secret` is the placeholder (base64, no secret)",
+                ex.secret == PLACEHOLDER_SECRET and _secret(venue.key) not in str(vars(ex))))
+    try:
+        ex.sign("capital/withdraw/apply", ["sapi"], "POST",
+                {"coin": "BTC", "address": "bc1qexample", "amount": "1"})
+        out.append(("Binance `POST sapi/v1/capital/withdraw/apply` refused by the key's policy",
+                    False))
+    except PolicyDenied as e:
+        out.append((f"Binance `POST sapi/v1/capital/withdraw/apply` refused by the key's policy "
+                    f"(rule `{e.rule}`)", True))
+    return out
 
 
 def main(argv: Sequence[str]) -> int:
