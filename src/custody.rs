@@ -358,6 +358,7 @@ impl Custody {
             exchange: request.exchange,
             method: request.method,
             path: request.path,
+            client: request.client,
             message: data,
         };
         let mut checked = None;

@@ -23,6 +23,8 @@ pub struct SignContext<'a> {
     pub method: Option<&'a str>,
     /// Request path, when known.
     pub path: Option<&'a str>,
+    /// Who asked, when the caller says (the agent: `uid=1001 pid=4242`).
+    pub client: Option<&'a str>,
     /// The exact bytes the token will sign (hash them for audit; never log them).
     pub message: &'a [u8],
 }
@@ -44,6 +46,8 @@ pub struct RequestContext<'a> {
     pub method: Option<&'a str>,
     /// Request path.
     pub path: Option<&'a str>,
+    /// Who asked (for the audit log), when the caller knows.
+    pub client: Option<&'a str>,
 }
 
 impl<'a> RequestContext<'a> {
@@ -53,7 +57,14 @@ impl<'a> RequestContext<'a> {
             exchange: Some(exchange),
             method: Some(method),
             path: Some(path),
+            client: None,
         }
+    }
+
+    /// The same context, naming who asked (recorded in the audit log).
+    pub fn with_client(mut self, client: &'a str) -> Self {
+        self.client = Some(client);
+        self
     }
 }
 

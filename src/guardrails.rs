@@ -300,6 +300,7 @@ fn sign_record(event: &str, ctx: &SignContext<'_>) -> Record {
     r.exchange = ctx.exchange.map(str::to_owned);
     r.method = ctx.method.map(str::to_owned);
     r.path = ctx.path.map(str::to_owned);
+    r.client = ctx.client.map(str::to_owned);
     r.sha256 = Some(hex::encode(Sha256::digest(ctx.message)));
     r
 }

@@ -63,6 +63,13 @@ struct Peer {
     pid: i32,
 }
 
+impl Peer {
+    /// How the audit log names this client.
+    fn audit_name(&self) -> String {
+        format!("uid={} pid={}", self.uid, self.pid)
+    }
+}
+
 impl Agent {
     /// Creates the socket for `config` and wraps `custody` (whose guard rails, if installed,
     /// apply to every signature the agent makes). Must run inside a tokio runtime.
@@ -479,6 +486,7 @@ async fn mac(shared: &Shared, peer: Peer, message: &Value) -> std::result::Resul
     };
     admit(shared, peer, &key, "raw")?;
     let label_for_log = label.clone();
+    let client = peer.audit_name();
     let result = shared
         .custody
         .run(move |c| {
@@ -486,6 +494,7 @@ async fn mac(shared: &Shared, peer: Peer, message: &Value) -> std::result::Resul
                 exchange: None,
                 method: Some("RAW"),
                 path: Some(&label),
+                client: Some(&client),
             };
             c.key(&key)?.hmac_for(alg, &data, &context)
         })
@@ -526,9 +535,13 @@ async fn sign(shared: &Shared, peer: Peer, message: &Value) -> std::result::Resu
         _ => return Err(refusal("bad_request", "sign needs a `request` object")),
     };
     let (method, path) = (request.method.clone(), request.path.clone());
+    let client = peer.audit_name();
     let result = shared
         .custody
-        .run(move |c| c.exchange_signer_for(&key, &exchange)?.sign(&request))
+        .run(move |c| {
+            c.exchange_signer_for(&key, &exchange)?
+                .sign_as(&request, &client)
+        })
         .await;
     match result {
         Ok(signed) => {

@@ -6,7 +6,7 @@
 //! `seq` (1, 2, 3 ... across rotated files), `time` (RFC 3339, UTC), `event` (`chain_start`,
 //! `sign`, `sign_failed`, `created`, `rotation_begun`, `promoted`, `retired`, `revoked`,
 //! `login_failed`), `key`, `version`, `versions`, `kind`, `token`, `exchange`, `method`,
-//! `path`, `sha256` (of the exact bytes signed), `decision` (`allow`/`deny`), `rule`,
+//! `path`, `client`, `sha256` (of the exact bytes signed), `decision` (`allow`/`deny`), `rule`,
 //! `outcome`, `prev_file`, `prev_mac`, and last `mac` (hex). Never a secret, a PIN, a
 //! signature or the message bytes.
 //!
@@ -182,6 +182,9 @@ pub struct Record {
     /// Path of the request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// Who asked for the signature, when the signer was told (the agent: `uid=… pid=…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
     /// SHA-256 (hex) of the bytes signed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,

@@ -243,6 +243,7 @@ struct InRequest<'a> {
     exchange: &'a str,
     method: &'a str,
     path: &'a str,
+    client: Option<&'a str>,
 }
 
 impl<'a> InRequest<'a> {
@@ -252,6 +253,15 @@ impl<'a> InRequest<'a> {
             exchange,
             method: req.method.as_deref().unwrap_or(""),
             path: req.path.as_deref().unwrap_or(""),
+            client: None,
+        }
+    }
+
+    fn context(&self) -> crate::RequestContext<'a> {
+        let ctx = crate::RequestContext::new(self.exchange, self.method, self.path);
+        match self.client {
+            Some(client) => ctx.with_client(client),
+            None => ctx,
         }
     }
 }
@@ -266,8 +276,7 @@ impl Mac for InRequest<'_> {
     }
 
     fn mac(&self, alg: crate::HmacAlg, msg: &[u8]) -> Result<crate::Signature> {
-        let ctx = crate::RequestContext::new(self.exchange, self.method, self.path);
-        self.inner.mac_for(alg, msg, &ctx)
+        self.inner.mac_for(alg, msg, &self.context())
     }
 
     fn kind(&self) -> crate::KeyKind {
@@ -281,8 +290,7 @@ impl Mac for InRequest<'_> {
         request: &crate::RequestContext<'_>,
     ) -> Result<crate::Signature> {
         let _ = request;
-        let ctx = crate::RequestContext::new(self.exchange, self.method, self.path);
-        self.inner.sign_for(msg, &ctx)
+        self.inner.sign_for(msg, &self.context())
     }
 }
 
@@ -356,6 +364,18 @@ impl ExchangeSigner {
     pub fn sign(&self, req: &Request) -> Result<SignedRequest> {
         let ctx = Context::new(self.clock.as_ref(), self.nonces.as_ref());
         let mac = InRequest::new(self.mac.as_ref(), self.exchange.id(), req);
+        self.exchange.sign(req, &mac, &ctx)
+    }
+
+    /// As [`ExchangeSigner::sign`], naming who asked: guard rails see `client`
+    /// ([`crate::SignContext::client`]) and the audit log records it.
+    ///
+    /// # Errors
+    /// As [`ExchangeSigner::sign`].
+    pub fn sign_as(&self, req: &Request, client: &str) -> Result<SignedRequest> {
+        let ctx = Context::new(self.clock.as_ref(), self.nonces.as_ref());
+        let mut mac = InRequest::new(self.mac.as_ref(), self.exchange.id(), req);
+        mac.client = Some(client);
         self.exchange.sign(req, &mac, &ctx)
     }
 }

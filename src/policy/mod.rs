@@ -263,6 +263,7 @@ mod tests {
             exchange,
             method: exchange.map(|_| method),
             path: exchange.map(|_| path),
+            client: None,
             message: b"",
         }
     }

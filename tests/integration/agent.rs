@@ -341,6 +341,21 @@ fn agent_serves_eight_client_processes_with_policy_audit_and_graceful_shutdown()
         "one audit line per signature"
     );
     assert_eq!(denied, 1, "the withdrawal was audited as denied");
+    // Each line names the client process that asked: 8 client processes plus this one (the
+    // withdrawal), all of this uid.
+    let me = std::fs::metadata(&agent.config).unwrap().uid();
+    let clients: std::collections::BTreeSet<&str> = records
+        .iter()
+        .map(|r| r["client"].as_str().expect("client recorded"))
+        .collect();
+    assert_eq!(clients.len(), CLIENTS + 1, "{clients:?}");
+    assert!(
+        clients
+            .iter()
+            .all(|c| c.starts_with(&format!("uid={me} pid="))),
+        "{clients:?}"
+    );
+    assert!(clients.contains(format!("uid={me} pid={}", std::process::id()).as_str()));
     assert_audit_verifies(&agent);
 }
 
@@ -444,6 +459,14 @@ fn agent_raw_mac_needs_allow_raw_and_is_audited_as_raw() {
     }
     assert_eq!(raw[0]["key"], "raw");
     assert_eq!(raw[0]["path"], "ccxt:bitso");
+    assert_eq!(
+        raw[0]["client"],
+        format!(
+            "uid={} pid={}",
+            std::fs::metadata(&agent.config).unwrap().uid(),
+            std::process::id()
+        )
+    );
     assert_eq!(raw[1]["path"], "raw", "no label: `raw`");
     let denied: Vec<_> = records.iter().filter(|r| r["decision"] == "deny").collect();
     assert_eq!(denied.len(), 1, "{records:?}");
