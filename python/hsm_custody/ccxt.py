@@ -32,11 +32,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac as _hmac
 import json
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union, cast
 from urllib.parse import unquote, urlsplit
 
 from .client import AgentClient, SignedRequest
@@ -381,13 +380,15 @@ class _Adapter:
              digest: str = "hex") -> Union[str, bytes]:
         if not _is_placeholder(secret):
             # a key that is not the user's (e.g. a broker's public partner key in ccxt's code)
-            return self.original_hmac(request, secret, algorithm, digest)
+            return cast(Union[str, bytes], self.original_hmac(request, secret, algorithm, digest))
         if isinstance(request, str):
             request = request.encode()
         if self.structured:
             dummies: Optional[List[str]] = getattr(self._local, "dummies", None)
             if dummies is None:
-                raise UnsupportedRequest(f"ccxt {self.exchange.id}: hmac outside sign()")
+                raise UnsupportedRequest(
+                    f"ccxt {self.exchange.id}: an HMAC outside sign() (WebSocket login ...) is "
+                    f"not signed by the agent in structured mode")
             dummy = f"{_DUMMY}{len(dummies)}X"
             dummies.append(dummy)
             return dummy.encode() if digest not in ("hex", "base64") else dummy
@@ -400,10 +401,10 @@ class _Adapter:
         return _digest(mac, digest)
 
     def sign(self, path: Any, api: Any = "public", method: str = "GET",
-             params: Optional[Mapping[str, Any]] = None, *rest: Any) -> Dict[str, Any]:
-        params = {} if params is None else params
+             params: Any = None, *rest: Any) -> Dict[str, Any]:
+        params = {} if params is None else params  # a dict, or a list for some batch endpoints
         if not self.structured:
-            return self.original_sign(path, api, method, params, *rest)
+            return cast(Dict[str, Any], self.original_sign(path, api, method, params, *rest))
         self._local.dummies = []
         try:
             out = self.original_sign(path, api, method, params, *rest)
@@ -411,7 +412,7 @@ class _Adapter:
         finally:
             self._local.dummies = None
         if not dummies:
-            return out  # public endpoint: nothing keyed
+            return cast(Dict[str, Any], out)  # public endpoint: nothing keyed
         built = _Built(self.exchange, api, str(out.get("method") or method), str(out["url"]),
                        out.get("body"), out.get("headers"), dummies)
         scheme = _scheme(self.exchange.id, api)

@@ -281,8 +281,8 @@ def freeze(exchange: Any) -> Any:
 
 
 def instance(venue: Venue, secret: Optional[str], asynch: bool = False) -> Any:
-    import ccxt  # type: ignore[import-not-found]
-    import ccxt.async_support  # type: ignore[import-not-found]
+    import ccxt
+    import ccxt.async_support
     config: Dict[str, Any] = {"apiKey": venue.api_key}
     if secret is not None:
         config["secret"] = secret
@@ -313,7 +313,7 @@ def differences(a: Dict[str, Any], b: Dict[str, Any]) -> List[str]:
 
 
 def run(verbose: bool) -> int:
-    import ccxt  # type: ignore[import-not-found]
+    import ccxt
     from hsm_custody import AgentClient, AgentError
     from hsm_custody.ccxt import wrap
 
@@ -380,7 +380,7 @@ def run(verbose: bool) -> int:
 def adapter_checks(agent: Any) -> List[Tuple[str, bool]]:
     """What the adapter refuses: unsupported exchanges without raw=True, withdrawals (the key's
     policy, in the agent), and the secret staying in the instance."""
-    import ccxt  # type: ignore[import-not-found]
+    import ccxt
     from hsm_custody import PolicyDenied
     from hsm_custody.ccxt import PLACEHOLDER_SECRET, UnsupportedExchange, wrap
 
