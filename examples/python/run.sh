@@ -75,6 +75,10 @@ env -u HSM_CUSTODY_PIN_FILE -u HSM_CUSTODY_PIN \
   HSM_CUSTODY_AGENT_SOCKET="$WORK/run/agent.sock" BINANCE_API_KEY="$API_KEY" \
   STANDIN_URL="$STANDIN_URL" "$VENV/bin/python" examples/python/bot.py | tee "$WORK/bot.out"
 
+# The client library's own checks against the same agent (typed refusals, thread safety).
+env -u HSM_CUSTODY_PIN_FILE -u HSM_CUSTODY_PIN "$VENV/bin/python" python/tests/client_checks.py \
+  "$WORK/run/agent.sock" binance-main "$WORK/exchange-secret" "$API_KEY"
+
 # Negative control: the stand-in refuses a request whose signature is not the HMAC it expects.
 "$VENV/bin/python" - "$STANDIN_URL" "$API_KEY" <<'PY'
 import sys, time, urllib.error, urllib.request
@@ -106,12 +110,16 @@ assert secret not in steps["secret_in_process"]["secret"], "the bot holds no sec
 assert stats["verified"] >= 2 and stats["rejected"] == 1 and stats["orders"] == 1, stats
 assert stats["withdrawals"] == 0, "the withdrawal never reached the exchange"
 signs = [r for r in audit if r["event"] in ("sign", "sign_failed")]
+bot = signs[0]["client"]  # the bot ran first: its lines name its uid and pid
+assert bot.startswith("uid="), bot
+signs = [r for r in signs if r["client"] == bot]
 denied = [r for r in signs if r.get("decision") == "deny"]
-assert any(r["path"] == "/sapi/v1/capital/withdraw/apply" and r["rule"] == "withdrawal-guard:binance"
-           for r in denied), denied
-assert sum(r.get("decision") == "allow" for r in signs) == stats["verified"], (signs, stats)
+assert [(r["path"], r["rule"]) for r in denied] == [
+    ("/sapi/v1/capital/withdraw/apply", "withdrawal-guard:binance")], denied
+allowed = sum(r.get("decision") == "allow" for r in signs)
+assert allowed == stats["verified"], (allowed, stats)
 print(f"checks: order and balance signed in the token and verified by the stand-in "
-      f"({stats['verified']} requests), withdrawal refused by policy and audited")
+      f"({stats['verified']} requests), withdrawal refused by policy and audited for {bot}")
 PY
 "$CLI" --config "$WORK/hsm-custody.toml" audit verify "$WORK/audit.jsonl"
 echo "examples/python/run.sh: ok"

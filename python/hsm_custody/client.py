@@ -163,8 +163,15 @@ class AgentClient:
         for name, value in request.items():
             if name not in REQUEST_FIELDS:
                 raise InvalidInput("invalid_input", f"unknown request field `{name}`")
-            if value is not None:
-                fields[name] = value if isinstance(value, str) else json.dumps(value)
+            if value is None:
+                continue
+            if isinstance(value, str):
+                fields[name] = value
+            elif isinstance(value, (bool, int, float)):
+                fields[name] = json.dumps(value)  # as its JSON text: 5000, true
+            else:
+                raise InvalidInput("invalid_input",
+                                   f"request field `{name}` must be a string or a number")
         ok = self.call({"op": "sign", "key": key, "exchange": exchange, "request": fields})
         headers = [(str(n), str(v)) for n, v in ok.get("headers", [])]
         return SignedRequest(str(ok["method"]), str(ok["path"]), str(ok["query"]),

@@ -1,0 +1,79 @@
+"""Checks of the Python agent client against a running agent (called by examples/python/run.sh).
+
+    python client_checks.py SOCKET KEY SECRET_FILE API_KEY
+
+The agent's config gives KEY a Binance policy and an allow-list of exchange `binance` only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import sys
+import threading
+
+from hsm_custody import (AgentClient, AgentUnavailable, Forbidden, InvalidInput, PolicyDenied,
+                         SignedRequest)
+
+
+def expect(exc: type, fn, *args, **kwargs) -> BaseException:  # type: ignore[no-untyped-def]
+    try:
+        fn(*args, **kwargs)
+    except exc as e:
+        return e
+    raise AssertionError(f"{fn.__name__} did not raise {exc.__name__}")
+
+
+def main() -> None:
+    socket_path, key, secret_file, api_key = sys.argv[1:5]
+    secret = open(secret_file, "rb").read().strip()
+    agent = AgentClient(socket_path)
+
+    assert agent.ping()["pong"] is True
+    keys = agent.keys()
+    assert [(k.name, k.exchanges) for k in keys] == [(key, ["binance"])], keys
+
+    # Signed as Binance documents: HMAC-SHA256 over query||body, timestamp given by the bot.
+    query = "symbol=BTCUSDT&side=BUY&type=LIMIT&quantity=1&price=1&timestamp=1700000000000"
+    s = agent.sign(key, "binance", {"method": "POST", "path": "/api/v3/order", "query": query,
+                                    "api_key": api_key})
+    want = hmac.new(secret, query.encode(), hashlib.sha256).hexdigest()
+    assert isinstance(s, SignedRequest) and s.signature == want, s
+    assert s.query == f"{query}&signature={want}" and s.header_dict()["X-MBX-APIKEY"] == api_key
+
+    # Refusals, each typed.
+    e = expect(Forbidden, agent.sign, "no-such-key", "binance", {"path": "/api/v3/account"})
+    assert e.kind == "forbidden"
+    expect(Forbidden, agent.sign, key, "kraken", {"path": "/0/private/Balance"})
+    expect(Forbidden, agent.mac, key, "sha256", b"anything")  # allow-list lacks `raw`
+    e = expect(PolicyDenied, agent.sign, key, "binance",
+               {"method": "POST", "path": "/sapi/v1/capital/withdraw/apply",
+                "body": "coin=BTC&amount=1&timestamp=1700000000000"})
+    assert e.rule == "withdrawal-guard:binance", e.rule
+    expect(InvalidInput, agent.sign, key, "binance", {"path": "/x", "colour": "red"})
+    expect(InvalidInput, agent.sign, key, "binance", {"path": ["/x"]})
+    expect(AgentUnavailable, AgentClient(socket_path + ".absent").ping)
+
+    # One client shared by 4 threads: every signature is the one for its own request.
+    errors: list = []
+
+    def worker(t: int) -> None:
+        for n in range(50):
+            q = f"symbol=BTCUSDT&quantity={t}.{n}&timestamp=17000000{t:02d}{n:03d}"
+            got = agent.sign(key, "binance", {"method": "GET", "path": "/api/v3/order",
+                                              "query": q}).signature
+            if got != hmac.new(secret, q.encode(), hashlib.sha256).hexdigest():
+                errors.append((t, n))
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors, errors
+    agent.close()
+    print("client checks: ping, keys, sign verified, 6 typed refusals, 200 signs from 4 threads")
+
+
+if __name__ == "__main__":
+    main()
