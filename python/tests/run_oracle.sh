@@ -28,7 +28,7 @@ fi
 
 # 2. the CLI
 (cd "$ROOT" && cargo build -q --bin hsm-custody)
-CLI=$ROOT/target/debug/hsm-custody
+CLI=${CARGO_TARGET_DIR:-$ROOT/target}/debug/hsm-custody
 
 # 3. a fresh token in a temp dir
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/hsm-custody-oracle.XXXXXX")
