@@ -38,7 +38,7 @@ cleanup() {
     kill -TERM "$AGENT_PID" 2>/dev/null || true
     wait "$AGENT_PID" 2>/dev/null || true
   fi
-  rm -rf "$WORK"
+  if [ -n "${HSM_CUSTODY_ORACLE_KEEP:-}" ]; then echo "run_oracle.sh: kept $WORK" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 umask 077
@@ -109,4 +109,9 @@ kill -TERM "$AGENT_PID"; wait "$AGENT_PID" || true; AGENT_PID=
 if ! "$CLI" --config "$CONFIG" audit verify "$WORK/audit.jsonl" >/dev/null 2>"$WORK/verify.err"; then
   echo "run_oracle.sh: audit chain does not verify" >&2; cat "$WORK/verify.err" >&2; status=1
 fi
+# 8. and it shows what the adapter did: raw MACs audited as raw, the withdrawal denied
+grep -q '"key":"oracle-bitso".*"method":"RAW","path":"ccxt:bitso".*"rule":"allow_raw"' "$WORK/audit.jsonl" ||
+  { echo "run_oracle.sh: no raw-mode MAC in the audit log" >&2; status=1; }
+grep -q '"path":"/sapi/v1/capital/withdraw/apply".*"decision":"deny","rule":"withdrawal-guard:binance"' "$WORK/audit.jsonl" ||
+  { echo "run_oracle.sh: the refused withdrawal is not in the audit log" >&2; status=1; }
 exit $status
