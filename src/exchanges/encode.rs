@@ -41,6 +41,12 @@ pub fn urlencode_pairs<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> String
 
 /// Decodes `%XX` escapes (not `+`); invalid escapes stay as they are.
 pub(crate) fn percent_decode(s: &str) -> String {
+    String::from_utf8_lossy(&percent_decode_bytes(s)).into_owned()
+}
+
+/// Decodes `%XX` escapes (not `+`) into bytes, exactly (no UTF-8 replacement: a signer must
+/// sign the bytes the server reconstructs); invalid escapes stay as they are.
+pub(crate) fn percent_decode_bytes(s: &str) -> Vec<u8> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -56,7 +62,7 @@ pub(crate) fn percent_decode(s: &str) -> String {
         out.push(bytes[i]);
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 /// Splits a query string into `(key, value)` pairs as written (no decoding).

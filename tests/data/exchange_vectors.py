@@ -66,6 +66,13 @@ def b64_sha256_prehash(v, r):
     return base64.b64encode(hm(key_bytes(v), pre, hashlib.sha256).digest()).decode()
 
 
+def bitget(v, r):
+    # As the prehash above, with the query percent-decoded (Bitget's samples sign it unencoded).
+    query = urllib.parse.unquote(r.get("query", ""))
+    pre = r["timestamp"] + r["method"] + pq(r["path"], query) + r.get("body", "")
+    return base64.b64encode(hm(key_bytes(v), pre, hashlib.sha256).digest()).decode()
+
+
 def bybit(v, r):
     payload = r.get("body") or r.get("query", "")
     pre = r["timestamp"] + r["api_key"] + r.get("recv_window", "5000") + payload
@@ -92,8 +99,10 @@ def bitfinex(v, r):
 
 
 def gate(v, r):
+    # The query is signed percent-decoded (Gate verifies what it decoded; ccxt signs it raw).
     body_hash = hashlib.sha512(r.get("body", "").encode()).hexdigest()
-    pre = "\n".join([r["method"], r["path"], r.get("query", ""), body_hash, r["timestamp"]])
+    query = urllib.parse.unquote(r.get("query", ""))
+    pre = "\n".join([r["method"], r["path"], query, body_hash, r["timestamp"]])
     return hm(key_bytes(v), pre, hashlib.sha512).hexdigest()
 
 
@@ -167,7 +176,7 @@ def kucoin_passphrase(v, r):
 SCHEMES = {
     "binance": binance, "binance-usdm": binance, "mexc": binance, "binance-ws": binance_ws,
     "kraken": kraken, "coinbase-exchange": b64_sha256_prehash, "okx": b64_sha256_prehash,
-    "bitget": b64_sha256_prehash, "kucoin": b64_sha256_prehash, "bybit": bybit,
+    "bitget": bitget, "kucoin": b64_sha256_prehash, "bybit": bybit,
     "gemini": gemini, "bitmex": bitmex, "bitfinex": bitfinex, "gate": gate,
     "deribit": deribit, "htx": htx, "cryptocom": cryptocom, "bitstamp": bitstamp,
     "mexc-futures": mexc_futures,
@@ -313,6 +322,11 @@ vec("bitget-v2-post", "bitget", IND_RAW,
     {"method": "POST", "path": "/api/v2/spot/trade/place-order", "timestamp": "1700000000000",
      "body": '{"symbol":"BTCUSDT","side":"buy","orderType":"limit","force":"gtc","price":"20000","size":"0.01"}'},
     "independent", IND + "www.bitget.com/api-doc/common/signature")
+vec("bitget-v2-get-non-ascii-symbol", "bitget", "cb21540f5b0404481e5ec73ae901d59a6b0160283e4db19b",
+    {"method": "GET", "path": "/api/v2/spot/trade/unfilled-orders",
+     "query": "limit=10&symbol=%E5%B8%81%E5%AE%89%E4%BA%BA%E7%94%9FUSDT", "timestamp": "1700000000123"},
+    "independent", IND + "Bitget signs the percent-decoded query (its samples' toQueryWithNoEncode; ccxt#28888/#28890); "
+    "ccxt 4.5.90 gives the same signature (docs/ccxt-oracle.md)")
 # KuCoin
 vec("kucoin-post-order-v2-passphrase", "kucoin", IND_RAW,
     {"method": "POST", "path": "/api/v1/orders", "timestamp": "1700000000000", "passphrase": "my-passphrase",
@@ -359,6 +373,11 @@ vec("gate-v4-post-futures-order", "gate", "secret",
      "body": '{"contract":"BTC_USD","type":"limit","size":100,"price":6800,"time_in_force":"gtc"}'},
     "published", SRC_GATE + ", example 2 (create an order)",
     "eae42da914a590ddf727473aff25fc87d50b64783941061f47a3fdb92742541fc4c2c14017581b4199a1418d54471c269c03a38d788d802e2c306c37636389f0")
+vec("gate-v4-get-comma-in-value", "gate", "454d9364948c1a96384a92d3002824d4853667ba2e6a844a",
+    {"method": "GET", "path": "/api/v4/spot/batch_fee", "query": "currency_pairs=BTC_USDT%2CETH_USDT",
+     "timestamp": "1700000000"},
+    "independent", IND + "Gate signs the percent-decoded query (ccxt signs rawQueryString; ccxt#25570, "
+    "sieblyio/gateio-api#83); ccxt 4.5.90 gives the same signature (docs/ccxt-oracle.md)")
 # Deribit
 vec("deribit-ws-client-signature", "deribit", IND_RAW, {"timestamp": "1576074319000", "nonce": "1iqt2wls", "api_key": "AMANDA"},
     "independent", IND + "docs.deribit.com public/auth grant_type=client_signature (no published signature); Data empty")

@@ -115,12 +115,12 @@ exchange_vectors! {
     coinbase_exchange_independent_vectors => "coinbase-exchange", 2;
     okx_documented_and_v5_vectors => "okx", 2;
     bybit_independent_vectors => "bybit", 2;
-    bitget_independent_vectors => "bitget", 2;
+    bitget_independent_vectors_incl_non_ascii_query => "bitget", 3;
     kucoin_vectors_incl_hmac_passphrase => "kucoin", 2;
     gemini_documented_vector => "gemini", 2;
     bitmex_documented_vectors_incl_legacy_nonce => "bitmex", 5;
     bitfinex_independent_vectors => "bitfinex", 2;
-    gate_documented_vectors => "gate", 2;
+    gate_documented_vectors_and_encoded_query => "gate", 3;
     deribit_ws_and_http_vectors => "deribit", 3;
     htx_independent_vectors => "htx", 2;
     cryptocom_independent_vectors => "cryptocom", 2;
