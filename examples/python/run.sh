@@ -52,6 +52,8 @@ allow = ["POST /api/v3/order", "DELETE /api/v3/order", "GET /api/v3/*"]
 
 [agent]
 socket = "$WORK/run/agent.sock"
+rate_per_second = 1000              # the client checks sign 200 requests at once
+burst = 1000
 
 [agent.keys.binance-main]
 uids = [$(id -u)]

@@ -60,10 +60,14 @@ def main() -> None:
     def worker(t: int) -> None:
         for n in range(50):
             q = f"symbol=BTCUSDT&quantity={t}.{n}&timestamp=17000000{t:02d}{n:03d}"
-            got = agent.sign(key, "binance", {"method": "GET", "path": "/api/v3/order",
-                                              "query": q}).signature
+            try:
+                got = agent.sign(key, "binance", {"method": "GET", "path": "/api/v3/order",
+                                                  "query": q}).signature
+            except Exception as e:  # noqa: BLE001 - every failure counts, typed or not
+                errors.append((t, n, repr(e)))
+                continue
             if got != hmac.new(secret, q.encode(), hashlib.sha256).hexdigest():
-                errors.append((t, n))
+                errors.append((t, n, "wrong signature"))
 
     threads = [threading.Thread(target=worker, args=(t,)) for t in range(4)]
     for th in threads:
