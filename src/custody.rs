@@ -198,6 +198,23 @@ impl Custody {
         self.create(&spec, Material::Hmac(secret))
     }
 
+    /// Takes into custody an HMAC key that another tool provisioned in the token (a TPM's
+    /// `tpm2_ptool import`, an HSM vendor's key ceremony): version 1 of a new managed key
+    /// named `spec.name`, bound to `spec.exchange` with `spec.algorithms`. The token must hold
+    /// exactly one secret key labelled `spec.name` (with an id of its own) and no managed key of
+    /// that name. The crate never sees the value: it checks the key is sensitive,
+    /// non-extractable and not usable to encrypt, decrypt, wrap, unwrap or derive, and proves
+    /// in the token that it MACs and verifies with every algorithm, before writing metadata.
+    /// The object itself is not changed. Validity dates in `spec` are enforced by the crate.
+    ///
+    /// # Errors
+    /// [`Error::KeyExists`] for a managed key of that name; [`Error::InvalidInput`] when no
+    /// such key, several, or one that is not hardened (the message names the attributes);
+    /// [`Error::SelfCheckFailed`] when it does not MAC as asked; token failures.
+    pub fn adopt_hmac_key(&self, spec: KeySpec) -> Result<KeyInfo> {
+        self.create(&spec, Material::Adopt)
+    }
+
     /// Generates an HMAC key inside the token (its value never exists outside), as version 1 of
     /// a new key: for keys the crate itself needs, such as the audit chain's MAC key.
     ///

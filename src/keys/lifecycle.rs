@@ -16,6 +16,7 @@ use cryptoki::session::Session;
 use secrecy::SecretString;
 use zeroize::Zeroizing;
 
+use super::adopt;
 use super::cache::KeyCache;
 use super::import::{
     create_hmac_version, decode_secret, generate_hmac_version, now_rfc3339, ScrubOnDrop,
@@ -72,12 +73,14 @@ pub(crate) enum Material {
     Ed25519Seed(SecretString),
     /// An HMAC key generated inside the token.
     GenerateHmac,
+    /// An HMAC key already in the token, put there by another tool (see `keys::adopt`).
+    Adopt,
 }
 
 impl Material {
     fn kind(&self) -> KeyKind {
         match self {
-            Material::Hmac(_) | Material::GenerateHmac => KeyKind::Hmac,
+            Material::Hmac(_) | Material::GenerateHmac | Material::Adopt => KeyKind::Hmac,
             Material::Generate(kind) => *kind,
             Material::Ed25519Seed(_) => KeyKind::Ed25519,
         }
@@ -109,10 +112,12 @@ impl Lifecycle<'_> {
         let _serial = WRITE_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
         let lease = self.token.lease()?;
         let session = lease.session();
+        // Adoption takes over exactly the foreign key that would block any other creation.
+        let adopting = matches!(material, Material::Adopt);
         if store::find_meta(session, &spec.name)
             .map_err(Self::ck)?
             .is_some()
-            || store::foreign_key_named(session, &spec.name).map_err(Self::ck)?
+            || (!adopting && store::foreign_key_named(session, &spec.name).map_err(Self::ck)?)
         {
             return Err(Error::KeyExists {
                 name: spec.name.clone(),
@@ -168,7 +173,21 @@ impl Lifecycle<'_> {
             not_before: spec.not_before,
             not_after: spec.not_after,
         };
+        let mut object_id = None;
         let (secret_len, origin) = match material {
+            Material::Adopt => {
+                for alg in &meta.algorithms {
+                    self.require(alg.mechanism_type(), "HMAC keys")?;
+                }
+                if version != 1 {
+                    return Err(Error::invalid(
+                        "only a new key can be adopted; rotate an adopted key by adopting a new name",
+                    ));
+                }
+                let adopted = adopt::adopt_hmac(session, &meta.name, &meta.algorithms, &mut *step)?;
+                object_id = Some(adopted.object_id);
+                (None, "adopted")
+            }
             Material::Hmac(secret) => {
                 for alg in &meta.algorithms {
                     self.require(alg.mechanism_type(), "HMAC keys")?;
@@ -227,6 +246,7 @@ impl Lifecycle<'_> {
             not_after: spec.not_after,
             secret_len,
             origin: origin.into(),
+            object_id,
         })
     }
 
@@ -409,6 +429,19 @@ impl Lifecycle<'_> {
         let _exclusive = self.token.destroy_guard();
         for (v, handle) in store::version_objects(session, name).map_err(Self::ck)? {
             if targets.contains(&v) {
+                step()?;
+                session.destroy_object(handle).map_err(Self::ck)?;
+            }
+        }
+        // Adopted versions keep their foreign id: find them through the metadata.
+        for v in meta
+            .versions
+            .iter()
+            .filter(|v| targets.contains(&v.version) && v.object_id.is_some())
+        {
+            if let Some(handle) =
+                store::find_version_object(session, &meta, v.version).map_err(Self::ck)?
+            {
                 step()?;
                 session.destroy_object(handle).map_err(Self::ck)?;
             }

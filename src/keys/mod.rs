@@ -9,6 +9,7 @@
 //! and the metadata last, so a key object that the metadata does not list is the leftover of an
 //! interrupted step; the next lifecycle operation on that name removes it.
 
+pub(crate) mod adopt;
 pub(crate) mod asym;
 pub(crate) mod cache;
 pub(crate) mod import;
@@ -298,8 +299,12 @@ pub struct VersionInfo {
     /// Length of the secret as given (HMAC), in bytes.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub secret_len: Option<usize>,
-    /// `imported` or `generated`.
+    /// `imported`, `generated` or `adopted`.
     pub origin: String,
+    /// For an adopted key: the `CKA_ID` (hex) its object already had, which the crate keeps
+    /// instead of its own `hsm-custody/v<n>` id.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub object_id: Option<String>,
 }
 
 impl VersionInfo {
@@ -512,6 +517,7 @@ mod version_tests {
             not_after: Some(d("2026-01-20")),
             secret_len: None,
             origin: "imported".into(),
+            object_id: None,
         };
         assert!(!v.valid_on(d("2026-01-09")));
         assert!(v.valid_on(d("2026-01-10")));

@@ -105,10 +105,19 @@ pub(crate) fn find_version_object(
     meta: &KeyMeta,
     version: u32,
 ) -> Result<Option<ObjectHandle>, CkError> {
-    Ok(session
-        .find_objects(&find_version(&meta.name, meta.kind, version))?
-        .into_iter()
-        .next())
+    let adopted_id = meta
+        .version(version)
+        .and_then(|v| v.object_id.as_deref())
+        .and_then(|hex_id| hex::decode(hex_id).ok());
+    let template = match adopted_id {
+        Some(id) => vec![
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::Label(meta.name.as_bytes().to_vec()),
+            Attribute::Id(id),
+        ],
+        None => find_version(&meta.name, meta.kind, version),
+    };
+    Ok(session.find_objects(&template)?.into_iter().next())
 }
 
 /// The public key object of one version.

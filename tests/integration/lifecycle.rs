@@ -546,3 +546,154 @@ fn rfc8032_test_1_with_an_imported_ed25519_key() {
         .unwrap_err();
     assert!(matches!(err, Error::InvalidInput(_)), "{err}");
 }
+
+/// A key another tool provisioned (a vendor's key ceremony, a TPM's `tpm2_ptool import`): a
+/// token HMAC key with the vendor's own id, made here through an outside session.
+fn vendor_key(t: &TestToken, label: &str, id: &[u8], secret: &[u8], derive: bool) {
+    use cryptoki::object::KeyType;
+    let ctx = cryptoki::context::Pkcs11::new(&t.module).unwrap();
+    let session = ctx.open_rw_session(crate::common::slot(t)).unwrap();
+    session
+        .create_object(&[
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::GENERIC_SECRET),
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Sign(true),
+            Attribute::Verify(true),
+            Attribute::Encrypt(false),
+            Attribute::Decrypt(false),
+            Attribute::Wrap(false),
+            Attribute::Unwrap(false),
+            Attribute::Derive(derive),
+            Attribute::Label(label.as_bytes().to_vec()),
+            Attribute::Id(id.to_vec()),
+            Attribute::Value(secret.to_vec()),
+        ])
+        .unwrap();
+}
+
+/// `adopt_hmac_key` takes a vendor-provisioned key into custody without seeing its value: it
+/// signs exchange requests as the software HMAC of the same secret, lists as one managed,
+/// hardened key, and revoking it destroys the vendor's object. A weak key (CKA_DERIVE), no
+/// key, two keys, or a key that cannot MAC with the asked algorithm are refused with a typed
+/// error that names the problem, and nothing is written or changed; a second adoption is
+/// `KeyExists`; the CLI's `key adopt` does the same.
+#[test]
+fn vendor_provisioned_keys_are_adopted_checked_and_proven() {
+    use hsm_custody::exchanges::Request;
+    let t = fresh_token("adopt");
+    let c = t.connect();
+    let secret = [0x5a_u8; 64];
+    vendor_key(&t, "vendor", b"ceremony-0001", &secret, false);
+    let info = c
+        .adopt_hmac_key(
+            KeySpec::hmac("vendor")
+                .exchange("binance")
+                .algorithms(&[HmacAlg::HmacSha256]),
+        )
+        .unwrap();
+    assert_eq!(info.kind, "hmac");
+    assert!(info.managed && info.flags.is_hardened(), "{info:?}");
+    assert_eq!(info.versions[0].origin, "adopted");
+    assert_eq!(
+        info.versions[0].object_id.as_deref(),
+        Some(hex::encode(b"ceremony-0001").as_str())
+    );
+    let query = "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=1&timestamp=1700000000000";
+    let signed = c
+        .exchange_signer("vendor")
+        .unwrap()
+        .sign(&Request::post("/api/v3/order").query(query))
+        .unwrap();
+    assert_eq!(
+        signed.signature,
+        hex::encode(software_hmac(
+            HmacAlg::HmacSha256,
+            &secret,
+            query.as_bytes()
+        ))
+    );
+    let listed: Vec<_> = c
+        .list_keys()
+        .unwrap()
+        .into_iter()
+        .filter(|k| k.name == "vendor")
+        .collect();
+    assert_eq!(listed.len(), 1, "one managed entry, no foreign duplicate");
+    assert!(matches!(
+        c.adopt_hmac_key(KeySpec::hmac("vendor")),
+        Err(Error::KeyExists { .. })
+    ));
+    // The algorithms still bind an adopted key.
+    assert!(matches!(
+        c.sign_hmac("vendor", HmacAlg::HmacSha512, b"x"),
+        Err(Error::AlgorithmNotAllowed { .. })
+    ));
+
+    // Refusals: each names the problem and writes nothing.
+    vendor_key(&t, "weak", b"ceremony-0002", &secret, true);
+    let err = c.adopt_hmac_key(KeySpec::hmac("weak")).unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidInput(m) if m.contains("CKA_DERIVE")),
+        "{err}"
+    );
+    let err = c.adopt_hmac_key(KeySpec::hmac("absent")).unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidInput(m) if m.contains("no secret key labelled `absent`")),
+        "{err}"
+    );
+    vendor_key(&t, "twin", b"twin-1", &secret, false);
+    vendor_key(&t, "twin", b"twin-2", &secret, false);
+    let err = c.adopt_hmac_key(KeySpec::hmac("twin")).unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidInput(m) if m.contains("2 secret keys")),
+        "{err}"
+    );
+    // SoftHSM2 refuses an HMAC key shorter than the digest: the proof catches it.
+    vendor_key(&t, "short", b"ceremony-0003", &[7u8; 32], false);
+    let err = c
+        .adopt_hmac_key(KeySpec::hmac("short").algorithms(&[HmacAlg::HmacSha512]))
+        .unwrap_err();
+    assert!(matches!(&err, Error::SelfCheckFailed { .. }), "{err}");
+    for name in ["weak", "twin", "short"] {
+        assert!(
+            matches!(c.key_info(name), Err(Error::KeyNotFound { .. })),
+            "no metadata for `{name}`"
+        );
+    }
+    assert_eq!(token_objects(&t, "weak"), 1, "the refused key is untouched");
+    assert_eq!(token_objects(&t, "twin"), 2);
+
+    // The CLI does the same.
+    vendor_key(&t, "cli-vendor", b"ceremony-0004", &secret, false);
+    let out = crate::common::cli(
+        &t,
+        &[
+            "key",
+            "adopt",
+            "--name",
+            "cli-vendor",
+            "--exchange",
+            "kraken",
+        ],
+        None,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("adopted `cli-vendor`") && stdout.contains("hmac-sha512"),
+        "{stdout}"
+    );
+
+    // Revoking an adopted key destroys the vendor's object.
+    c.revoke("vendor", None).unwrap();
+    assert_eq!(token_objects(&t, "vendor"), 0);
+    assert!(c.sign_hmac("vendor", HmacAlg::HmacSha256, b"x").is_err());
+}

@@ -56,6 +56,9 @@ pub enum Command {
 pub enum KeyCommand {
     /// Import an exchange API secret (from the terminal without echo, or from stdin).
     Import(crate::key_import::ImportArgs),
+    /// Take into custody an HMAC key another tool put in the token (TPM `tpm2_ptool import`,
+    /// an HSM's key ceremony): checks its attributes, proves it signs, writes metadata.
+    Adopt(crate::key_import::AdoptArgs),
     /// List the keys in the token: names, kinds, versions, expiry, flags; never values.
     List(crate::key_list::ListArgs),
     /// Show every version of a key with its state and validity.
@@ -116,6 +119,7 @@ impl Global {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Key(KeyCommand::Import(args)) => crate::key_import::run(&cli.global, args),
+        Command::Key(KeyCommand::Adopt(args)) => crate::key_import::adopt(&cli.global, args),
         Command::Key(KeyCommand::List(args)) => crate::key_list::run(&cli.global, args),
         Command::Key(KeyCommand::Versions(args)) => {
             crate::key_lifecycle::versions(&cli.global, args)

@@ -32,6 +32,67 @@ pub struct ImportArgs {
     pub not_after: Option<time::Date>,
 }
 
+#[derive(Args, Debug)]
+pub struct AdoptArgs {
+    /// Label of the secret key already in the token; becomes the managed key's name.
+    #[arg(long)]
+    pub name: String,
+    /// Exchange the key is for: binds the key and picks its HMAC algorithms.
+    #[arg(long)]
+    pub exchange: Option<String>,
+    /// HMAC algorithm the key may use (repeatable; default: the exchange's, else all three).
+    /// A TPM key is bound to one hash: name that one.
+    #[arg(long = "algorithm", value_parser = ["hmac-sha256", "hmac-sha384", "hmac-sha512"])]
+    pub algorithms: Vec<String>,
+    /// First valid day (YYYY-MM-DD, UTC).
+    #[arg(long, value_parser = parse_date)]
+    pub not_before: Option<time::Date>,
+    /// Last valid day (YYYY-MM-DD, UTC).
+    #[arg(long, value_parser = parse_date)]
+    pub not_after: Option<time::Date>,
+}
+
+/// `hsm-custody key adopt`: takes into custody an HMAC key provisioned by another tool.
+pub fn adopt(global: &Global, args: AdoptArgs) -> anyhow::Result<()> {
+    let mut spec = KeySpec::hmac(&args.name);
+    if let Some(exchange) = &args.exchange {
+        let profile = hsm_custody::exchanges::profile(exchange).with_context(|| {
+            format!("unknown exchange `{exchange}` (see `hsm-custody sign-request --help`)")
+        })?;
+        spec = spec.exchange(exchange).algorithms(profile.algorithms);
+    }
+    if !args.algorithms.is_empty() {
+        let algorithms = args
+            .algorithms
+            .iter()
+            .map(|a| a.parse())
+            .collect::<Result<Vec<hsm_custody::HmacAlg>, _>>()?;
+        spec = spec.algorithms(&algorithms);
+    }
+    if let Some(d) = args.not_before {
+        spec = spec.not_before(d);
+    }
+    if let Some(d) = args.not_after {
+        spec = spec.not_after(d);
+    }
+    let custody = global.connect()?;
+    let info = custody.adopt_hmac_key(spec)?;
+    println!(
+        "adopted `{}` in token `{}` (exchange: {}, algorithms: {}, sensitive: {}, extractable: {})",
+        info.name,
+        custody.token_label(),
+        info.exchange.as_deref().unwrap_or("-"),
+        info.algorithms
+            .iter()
+            .map(|a| a.name())
+            .collect::<Vec<_>>()
+            .join(","),
+        flag(info.flags.sensitive),
+        flag(info.flags.extractable),
+    );
+    Ok(())
+}
+
 /// Parses `YYYY-MM-DD`.
 pub fn parse_date(s: &str) -> Result<time::Date, String> {
     time::Date::parse(s, &time::format_description::well_known::Iso8601::DATE)

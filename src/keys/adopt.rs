@@ -1,0 +1,129 @@
+//! Taking into custody an HMAC key that another tool put in the token: a TPM's `tpm2_ptool
+//! import`, an HSM vendor's key ceremony, any module where `C_CreateObject` of a secret key is
+//! refused. The crate never sees its value; it checks what it can and proves the key signs.
+//!
+//! Preconditions: exactly one secret-key object labelled with the key's name and an id that is
+//! not one of ours, and no metadata for that name. The object is left as it is (its `CKA_ID`
+//! is recorded in the metadata rather than rewritten, so an interrupted adoption can never make
+//! it look like the leftover of an interrupted import, which would be destroyed).
+
+use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
+use cryptoki::session::Session;
+
+use super::{parse_version_id, store};
+use crate::error::{Error, Result};
+use crate::sign::HmacAlg;
+
+/// What remains true of a key after [`adopt_hmac`] accepted it.
+pub(crate) struct Adopted {
+    /// The object's `CKA_ID`, hex (recorded as the version's `object_id`).
+    pub object_id: String,
+}
+
+/// Finds the one foreign secret key labelled `name`, checks its attributes and proves that it
+/// MACs and verifies with every algorithm in `algorithms`.
+pub(crate) fn adopt_hmac(
+    session: &Session,
+    name: &str,
+    algorithms: &[HmacAlg],
+    mut step: impl FnMut() -> Result<()>,
+) -> Result<Adopted> {
+    let ck = |e: cryptoki::error::Error| Error::from_ck(&e);
+    let mut candidates: Vec<(ObjectHandle, Vec<u8>)> = Vec::new();
+    for handle in session
+        .find_objects(&[
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::Label(name.as_bytes().to_vec()),
+        ])
+        .map_err(ck)?
+    {
+        let id = session
+            .get_attributes(handle, &[AttributeType::Id])
+            .map_err(ck)?
+            .into_iter()
+            .find_map(|a| match a {
+                Attribute::Id(id) => Some(id),
+                _ => None,
+            })
+            .unwrap_or_default();
+        if parse_version_id(&id).is_none() {
+            candidates.push((handle, id));
+        }
+    }
+    let (key, id) = match candidates.len() {
+        1 => candidates.remove(0),
+        0 => {
+            return Err(Error::invalid(format!(
+                "no secret key labelled `{name}` to adopt: provision it first with the module's own \
+                 tool (tpm2-pkcs11: `tpm2_ptool import --algorithm=hmac --key-label={name} ...`)"
+            )))
+        }
+        n => {
+            return Err(Error::invalid(format!(
+                "{n} secret keys are labelled `{name}`: adoption needs exactly one; relabel the others"
+            )))
+        }
+    };
+    if id.is_empty() {
+        return Err(Error::invalid(format!(
+            "the secret key labelled `{name}` has no CKA_ID: give it one (any bytes) so that it can \
+             be found again"
+        )));
+    }
+    let flags = store::flags(session, key).map_err(ck)?;
+    let mut problems = Vec::new();
+    if flags.sensitive != Some(true) {
+        problems.push("CKA_SENSITIVE not true");
+    }
+    if flags.extractable != Some(false) {
+        problems.push("CKA_EXTRACTABLE not false");
+    }
+    for (set, what) in [
+        (flags.encrypt, "CKA_ENCRYPT"),
+        (flags.decrypt, "CKA_DECRYPT"),
+        (flags.wrap, "CKA_WRAP"),
+        (flags.unwrap, "CKA_UNWRAP"),
+        (flags.derive, "CKA_DERIVE"),
+    ] {
+        if set == Some(true) {
+            problems.push(what);
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Error::invalid(format!(
+            "the secret key labelled `{name}` is not hardened ({}): set those attributes with the \
+             tool that made it (tpm2-pkcs11: `tpm2_ptool objmod --id <id> --key CKA_ENCRYPT \
+             --value false --type bool`, likewise for the others) and adopt it again",
+            problems.join(", ")
+        )));
+    }
+    step()?;
+    let probe = session.generate_random_vec(32).map_err(ck)?;
+    for alg in algorithms {
+        let mac = session.sign(&alg.mechanism(), key, &probe).map_err(|e| {
+            Error::SelfCheckFailed {
+                name: name.to_owned(),
+                detail: format!("{alg} with the key to adopt failed: {}", Error::from_ck(&e)),
+            }
+        })?;
+        if mac.len() != alg.output_len() {
+            return Err(Error::SelfCheckFailed {
+                name: name.to_owned(),
+                detail: format!(
+                    "{alg} gave {} bytes, not {}: the module does not compute {alg} with this key",
+                    mac.len(),
+                    alg.output_len()
+                ),
+            });
+        }
+        session
+            .verify(&alg.mechanism(), key, &probe, &mac)
+            .map_err(|e| Error::SelfCheckFailed {
+                name: name.to_owned(),
+                detail: format!("{alg} does not verify its own MAC: {}", Error::from_ck(&e)),
+            })?;
+    }
+    Ok(Adopted {
+        object_id: hex::encode(id),
+    })
+}
