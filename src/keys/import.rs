@@ -65,7 +65,7 @@ pub(crate) fn create_hmac_version(
     let created = session.create_object(&attrs);
     template::wipe(&mut attrs);
     drop(stored);
-    let key = created.map_err(|e| Error::from_ck(&e))?;
+    let key = created.map_err(|e| import_refused(&e))?;
     let checked = step().and_then(|()| self_check(session, key, key_bytes, name, algorithms));
     match checked {
         Ok(()) => Ok(key),
@@ -76,6 +76,33 @@ pub(crate) fn create_hmac_version(
             }
             Err(e)
         }
+    }
+}
+
+/// The error for a refused `C_CreateObject` of the secret key. Some modules accept no secret
+/// key through `C_CreateObject` at all (tpm2-pkcs11 answers `CKR_ATTRIBUTE_VALUE_INVALID` to
+/// any): say what to do instead.
+fn import_refused(e: &cryptoki::error::Error) -> Error {
+    use cryptoki::error::{Error as CkError, RvError};
+    let err = Error::from_ck(e);
+    match (e, err) {
+        (
+            CkError::Pkcs11(
+                RvError::AttributeValueInvalid
+                | RvError::TemplateInconsistent
+                | RvError::AttributeTypeInvalid,
+                _,
+            ),
+            Error::Pkcs11 { function, rv, .. },
+        ) => Error::Pkcs11 {
+            function,
+            rv,
+            hint: "; the module refused the hardened HMAC key template; some modules accept no \
+                   secret key through C_CreateObject at all (TPM 2.0 via tpm2-pkcs11): provision \
+                   the key with the module's own tool and take it over with `hsm-custody key adopt`"
+                .into(),
+        },
+        (_, err) => err,
     }
 }
 
