@@ -42,20 +42,13 @@ cleanup() {
 }
 trap cleanup EXIT
 umask 077
-mkdir -p "$WORK/tokens" "$WORK/run"
-cat > "$WORK/softhsm2.conf" <<CONF
-directories.tokendir = $WORK/tokens
-objectstore.backend = file
-log.level = ERROR
-slots.removable = false
-CONF
-export SOFTHSM2_CONF=$WORK/softhsm2.conf
-od -An -N12 -tx1 /dev/urandom | tr -d ' \n' > "$WORK/user.pin"
-od -An -N12 -tx1 /dev/urandom | tr -d ' \n' > "$WORK/so.pin"
+mkdir -p "$WORK/run"
+# A fresh token of its own, made by the project's setup script (random PINs in 0600 files).
 LABEL=ccxt-oracle
-softhsm2-util --init-token --free --label "$LABEL" \
-  --so-pin "$(cat "$WORK/so.pin")" --pin "$(cat "$WORK/user.pin")" >/dev/null
-export HSM_CUSTODY_MODULE=$MODULE HSM_CUSTODY_TOKEN=$LABEL HSM_CUSTODY_PIN_FILE=$WORK/user.pin
+HSM_CUSTODY_SETUP_DIR=$WORK/softhsm HSM_CUSTODY_DEV_TOKEN=$LABEL HSM_CUSTODY_MODULE=$MODULE \
+  "$ROOT/softhsm-setup/setup.sh" >/dev/null 2>&1
+# shellcheck disable=SC1091
+source "$WORK/softhsm/env"
 unset HSM_CUSTODY_CONFIG
 
 # 4. one test secret per exchange, from oracle.py's table, through stdin (never argv)
@@ -64,7 +57,7 @@ CONFIG=$WORK/agent.toml
 {
   echo "module = \"$MODULE\""
   echo "token = \"$LABEL\""
-  echo "pin_file = \"$WORK/user.pin\""
+  echo "pin_file = \"$HSM_CUSTODY_PIN_FILE\""
   echo
   echo "[audit]"
   echo "path = \"$WORK/audit.jsonl\""

@@ -499,15 +499,28 @@ async fn mac(shared: &Shared, peer: Peer, message: &Value) -> std::result::Resul
             c.key(&key)?.hmac_for(alg, &data, &context)
         })
         .await;
+    answer(
+        peer,
+        "mac",
+        &label_for_log,
+        result,
+        |mac| json!({ "mac": mac.to_hex() }),
+    )
+}
+
+/// The reply for a keyed op's outcome, logged with the peer and what it asked for (never the
+/// request body, the signature or the MAC).
+fn answer<T>(
+    peer: Peer,
+    op: &str,
+    target: &str,
+    result: Result<T>,
+    ok: impl FnOnce(T) -> Value,
+) -> std::result::Result<Value, Value> {
     match result {
-        Ok(mac) => {
-            tracing::info!(
-                uid = peer.uid,
-                pid = peer.pid,
-                label = label_for_log,
-                "raw mac"
-            );
-            Ok(json!({ "mac": mac.to_hex() }))
+        Ok(value) => {
+            tracing::info!(uid = peer.uid, pid = peer.pid, op, target, "done");
+            Ok(ok(value))
         }
         Err(e) => {
             let err = kind_of(&e);
@@ -515,9 +528,10 @@ async fn mac(shared: &Shared, peer: Peer, message: &Value) -> std::result::Resul
             tracing::info!(
                 uid = peer.uid,
                 pid = peer.pid,
-                label = label_for_log,
+                op,
+                target,
                 kind,
-                "raw mac failed"
+                "refused or failed"
             );
             Err(err)
         }
@@ -534,7 +548,11 @@ async fn sign(shared: &Shared, peer: Peer, message: &Value) -> std::result::Resu
         }
         _ => return Err(refusal("bad_request", "sign needs a `request` object")),
     };
-    let (method, path) = (request.method.clone(), request.path.clone());
+    let target = format!(
+        "{} {}",
+        request.method.as_deref().unwrap_or("-"),
+        request.path.as_deref().unwrap_or("-")
+    );
     let client = peer.audit_name();
     let result = shared
         .custody
@@ -543,25 +561,9 @@ async fn sign(shared: &Shared, peer: Peer, message: &Value) -> std::result::Resu
                 .sign_as(&request, &client)
         })
         .await;
-    match result {
-        Ok(signed) => {
-            tracing::info!(uid = peer.uid, pid = peer.pid, method, path, "signed");
-            Ok(signed_to_json(&signed))
-        }
-        Err(e) => {
-            let err = kind_of(&e);
-            let kind = err["kind"].as_str().unwrap_or("");
-            tracing::info!(
-                uid = peer.uid,
-                pid = peer.pid,
-                method,
-                path,
-                kind,
-                "sign failed"
-            );
-            Err(err)
-        }
-    }
+    answer(peer, "sign", &target, result, |signed| {
+        signed_to_json(&signed)
+    })
 }
 
 /// The protocol's `err` object for a crate error: kind, message (which never holds a PIN, a

@@ -10,6 +10,7 @@
 use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
 use cryptoki::session::Session;
 
+use super::import::prove_in_token;
 use super::{parse_version_id, store};
 use crate::error::{Error, Result};
 use crate::sign::HmacAlg;
@@ -54,14 +55,14 @@ pub(crate) fn adopt_hmac(
         1 => candidates.remove(0),
         0 => {
             return Err(Error::invalid(format!(
-                "no secret key labelled `{name}` to adopt: provision it first with the module's own \
+            "no secret key labelled `{name}` to adopt: provision it first with the module's own \
                  tool (tpm2-pkcs11: `tpm2_ptool import --algorithm=hmac --key-label={name} ...`)"
-            )))
+        )))
         }
         n => {
             return Err(Error::invalid(format!(
-                "{n} secret keys are labelled `{name}`: adoption needs exactly one; relabel the others"
-            )))
+            "{n} secret keys are labelled `{name}`: adoption needs exactly one; relabel the others"
+        )))
         }
     };
     if id.is_empty() {
@@ -98,31 +99,7 @@ pub(crate) fn adopt_hmac(
         )));
     }
     step()?;
-    let probe = session.generate_random_vec(32).map_err(ck)?;
-    for alg in algorithms {
-        let mac = session.sign(&alg.mechanism(), key, &probe).map_err(|e| {
-            Error::SelfCheckFailed {
-                name: name.to_owned(),
-                detail: format!("{alg} with the key to adopt failed: {}", Error::from_ck(&e)),
-            }
-        })?;
-        if mac.len() != alg.output_len() {
-            return Err(Error::SelfCheckFailed {
-                name: name.to_owned(),
-                detail: format!(
-                    "{alg} gave {} bytes, not {}: the module does not compute {alg} with this key",
-                    mac.len(),
-                    alg.output_len()
-                ),
-            });
-        }
-        session
-            .verify(&alg.mechanism(), key, &probe, &mac)
-            .map_err(|e| Error::SelfCheckFailed {
-                name: name.to_owned(),
-                detail: format!("{alg} does not verify its own MAC: {}", Error::from_ck(&e)),
-            })?;
-    }
+    prove_in_token(session, key, name, algorithms)?;
     Ok(Adopted {
         object_id: hex::encode(id),
     })

@@ -97,10 +97,11 @@ fn import_refused(e: &cryptoki::error::Error) -> Error {
         ) => Error::Pkcs11 {
             function,
             rv,
-            hint: "; the module refused the hardened HMAC key template; some modules accept no \
+            hint:
+                "; the module refused the hardened HMAC key template; some modules accept no \
                    secret key through C_CreateObject at all (TPM 2.0 via tpm2-pkcs11): provision \
                    the key with the module's own tool and take it over with `hsm-custody key adopt`"
-                .into(),
+                    .into(),
         },
         (_, err) => err,
     }
@@ -126,23 +127,7 @@ pub(crate) fn generate_hmac_version(
     let key = session
         .generate_key(&cryptoki::mechanism::Mechanism::GenericSecretKeyGen, &attrs)
         .map_err(|e| Error::from_ck(&e))?;
-    let probe = session
-        .generate_random_vec(32)
-        .map_err(|e| Error::from_ck(&e))?;
-    let checked = step().and_then(|()| {
-        for alg in algorithms {
-            let mac = session
-                .sign(&alg.mechanism(), key, &probe)
-                .map_err(|e| Error::from_ck(&e))?;
-            session
-                .verify(&alg.mechanism(), key, &probe, &mac)
-                .map_err(|e| Error::SelfCheckFailed {
-                    name: name.to_owned(),
-                    detail: format!("{alg} does not verify its own MAC: {}", Error::from_ck(&e)),
-                })?;
-        }
-        Ok(())
-    });
+    let checked = step().and_then(|()| prove_in_token(session, key, name, algorithms));
     match checked {
         Ok(()) => Ok(key),
         Err(e @ Error::InjectedFault { .. }) => Err(e),
@@ -151,6 +136,45 @@ pub(crate) fn generate_hmac_version(
             Err(e)
         }
     }
+}
+
+/// Proves, for a key whose value the crate never held (generated in the token, or adopted),
+/// that it MACs a fresh random probe with every allowed algorithm, with the algorithm's output
+/// length, and verifies its own MAC.
+pub(crate) fn prove_in_token(
+    session: &Session,
+    key: ObjectHandle,
+    name: &str,
+    algorithms: &[HmacAlg],
+) -> Result<()> {
+    let probe = session
+        .generate_random_vec(32)
+        .map_err(|e| Error::from_ck(&e))?;
+    let failed = |detail: String| Error::SelfCheckFailed {
+        name: name.to_owned(),
+        detail,
+    };
+    for alg in algorithms {
+        let mac = session
+            .sign(&alg.mechanism(), key, &probe)
+            .map_err(|e| failed(format!("{alg} failed: {}", Error::from_ck(&e))))?;
+        if mac.len() != alg.output_len() {
+            return Err(failed(format!(
+                "{alg} gave {} bytes, not {}: the module does not compute {alg} with this key",
+                mac.len(),
+                alg.output_len()
+            )));
+        }
+        session
+            .verify(&alg.mechanism(), key, &probe, &mac)
+            .map_err(|e| {
+                failed(format!(
+                    "{alg} does not verify its own MAC: {}",
+                    Error::from_ck(&e)
+                ))
+            })?;
+    }
+    Ok(())
 }
 
 /// MACs a fresh random probe in the token and in software, per allowed algorithm.
