@@ -315,17 +315,17 @@ fn eight_threads_ten_thousand_signs_each_token_object() {
     concurrent_signs(false);
 }
 
-/// Raw C_CloseAllSessions / C_Logout through a separate dlopen of the module: "another handle".
+/// Raw C_CloseAllSessions / C_Logout through a separate dlopen of the module (its function
+/// list): "another handle".
 struct OtherHandle {
-    lib: cryptoki_sys::Pkcs11,
+    lib: crate::common::RawModule,
     slot: cryptoki_sys::CK_SLOT_ID,
 }
 
 impl OtherHandle {
     fn new(t: &TestToken) -> Self {
         let slot = crate::common::slot(t);
-        // SAFETY: loading the same, already initialised module again only bumps its refcount.
-        let lib = unsafe { cryptoki_sys::Pkcs11::new(&t.module) }.unwrap();
+        let lib = crate::common::RawModule::load(&t.module).unwrap();
         OtherHandle {
             lib,
             slot: slot.id(),
@@ -494,7 +494,12 @@ fn pin_and_secret_never_appear_in_debug_or_display() {
 
 #[test]
 fn wrong_pin_costs_exactly_one_c_login() {
-    // Run the CLI under OpenSC's pkcs11-spy, which logs every PKCS#11 call it forwards.
+    // Run the CLI under OpenSC's pkcs11-spy, which logs every PKCS#11 call it forwards. The spy
+    // only wraps the PKCS#11 2.x and 3.0 interfaces: a module whose default interface is newer
+    // (Kryoptic 1.5 answers C_GetInterface with 3.2) comes back unwrapped and the spy logs
+    // nothing after C_GetInterface. So the spy traces fault-module (no faults configured), a
+    // 2.40 wrapper that exports only C_GetFunctionList and forwards every call to the module
+    // under test (FAULT_MODULE_TARGET, set by `child_env`): the same log on every backend.
     let spy = [
         "/usr/lib/x86_64-linux-gnu/pkcs11-spy.so",
         "/usr/lib/x86_64-linux-gnu/pkcs11/pkcs11-spy.so",
@@ -509,6 +514,7 @@ fn wrong_pin_costs_exactly_one_c_login() {
     std::fs::write(&pin_file, "definitely-wrong").unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&pin_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let _no_init = crate::common::no_token_init();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_hsm-custody"))
         .args(["key", "list", "--pin-file"])
         .arg(&pin_file)
@@ -518,7 +524,10 @@ fn wrong_pin_costs_exactly_one_c_login() {
         .env_remove("HSM_CUSTODY_PIN")
         .env_remove("HSM_CUSTODY_PIN_FILE")
         .env_remove("HSM_CUSTODY_CONFIG")
-        .env("PKCS11SPY", &t.module)
+        .env("PKCS11SPY", crate::faults::fault_module_path())
+        .env("FAULT_MODULE_TARGET", &t.module)
+        .env_remove("FAULT_PERIOD")
+        .env_remove("FAULT_KINDS")
         .env("PKCS11SPY_OUTPUT", &log)
         .output()
         .unwrap();
@@ -531,6 +540,10 @@ fn wrong_pin_costs_exactly_one_c_login() {
     assert!(stderr.contains("PIN incorrect"), "{stderr}");
     assert!(!stderr.contains("definitely-wrong"), "{stderr}");
     let calls = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        calls.contains("C_GetTokenInfo"),
+        "the spy traced the calls; spy log:\n{calls}"
+    );
     let logins = calls.lines().filter(|l| l.contains("C_Login")).count();
     assert_eq!(logins, 1, "exactly one C_Login; spy log:\n{calls}");
 }

@@ -34,6 +34,12 @@ type Configure = unsafe extern "C" fn(u64, u64);
 type Counts = unsafe extern "C" fn(*mut u64, usize) -> usize;
 type Reset = unsafe extern "C" fn();
 
+/// The fault module's path (built on first use); with no fault configured it is a plain
+/// PKCS#11 2.40 wrapper, which other tests put between a tracer and the module under test.
+pub fn fault_module_path() -> &'static Path {
+    &FaultModule::get().path
+}
+
 impl FaultModule {
     fn get() -> &'static FaultModule {
         static MODULE: OnceLock<FaultModule> = OnceLock::new();
