@@ -21,6 +21,11 @@ pub const ENV_TOKEN: &str = "HSM_CUSTODY_TOKEN";
 pub const ENV_PIN: &str = "HSM_CUSTODY_PIN";
 /// Environment variable naming a file that holds the user PIN.
 pub const ENV_PIN_FILE: &str = "HSM_CUSTODY_PIN_FILE";
+/// Environment variable holding the module's `C_Initialize` parameter string (NSS softokn).
+pub const ENV_MODULE_INIT_PARAMS: &str = "HSM_CUSTODY_MODULE_INIT_PARAMS";
+/// Environment variable that, set to `1`, accepts a module that lets non-extractable keys out.
+pub const ENV_DANGER_ACCEPT_NON_CUSTODY_MODULE: &str =
+    "HSM_CUSTODY_DANGER_ACCEPT_NON_CUSTODY_MODULE";
 
 const DEFAULT_POOL_SIZE: usize = 8;
 const DEFAULT_CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -58,6 +63,10 @@ pub struct Config {
     pub(crate) audit: Option<toml::Table>,
     /// `[keys]` as written, parsed by [`crate::GuardConfig`].
     pub(crate) keys: Option<toml::Table>,
+    /// Passed in `C_Initialize`'s `pReserved` when set (NSS softokn's `configdir=...`).
+    pub(crate) module_init_params: Option<String>,
+    /// Connect to a module whose custody probe found a non-extractable key getting out.
+    pub(crate) danger_accept_non_custody_module: bool,
 }
 
 impl Config {
@@ -76,7 +85,26 @@ impl Config {
             rotation_age_days: DEFAULT_ROTATION_AGE_DAYS,
             audit: None,
             keys: None,
+            module_init_params: None,
+            danger_accept_non_custody_module: false,
         }
+    }
+
+    /// A parameter string the module needs in `C_Initialize`'s `pReserved` (NSS softokn:
+    /// `configdir='sql:/path' certPrefix='' keyPrefix='' secmod='secmod.db' flags=''`). Used
+    /// only when set. The first load of a module in a process fixes its parameters.
+    pub fn module_init_params(mut self, params: impl Into<String>) -> Self {
+        self.module_init_params = Some(params.into());
+        self
+    }
+
+    /// DANGER: connect even if the module lets a sensitive, non-extractable key out (the
+    /// connect-time custody probe failed, e.g. NSS softokn, which wraps such a key with an AES
+    /// key the caller made). Keys in such a module are not in custody: any code that can log in
+    /// can take them. `connect` logs a warning every time.
+    pub fn danger_accept_non_custody_module(mut self, accept: bool) -> Self {
+        self.danger_accept_non_custody_module = accept;
+        self
     }
 
     /// Sets the user PIN.
@@ -149,7 +177,8 @@ impl Config {
     }
 
     /// Reads `HSM_CUSTODY_MODULE`, `HSM_CUSTODY_TOKEN` and `HSM_CUSTODY_PIN_FILE` or
-    /// `HSM_CUSTODY_PIN`.
+    /// `HSM_CUSTODY_PIN`; also `HSM_CUSTODY_MODULE_INIT_PARAMS` and
+    /// `HSM_CUSTODY_DANGER_ACCEPT_NON_CUSTODY_MODULE=1` if set.
     ///
     /// # Errors
     /// A required variable is missing, or the PIN file cannot be read.
@@ -158,6 +187,11 @@ impl Config {
         let token = env_required(ENV_TOKEN)?;
         let mut config = Config::new(module, token);
         config.pin = pin_from_env()?;
+        config.module_init_params = std::env::var(ENV_MODULE_INIT_PARAMS)
+            .ok()
+            .filter(|p| !p.is_empty());
+        config.danger_accept_non_custody_module =
+            std::env::var(ENV_DANGER_ACCEPT_NON_CUSTODY_MODULE).is_ok_and(|v| v == "1");
         Ok(config)
     }
 
@@ -214,6 +248,9 @@ impl Config {
         }
         config.audit = raw.audit;
         config.keys = raw.keys;
+        config.module_init_params = raw.module_init_params;
+        config.danger_accept_non_custody_module =
+            raw.danger_accept_non_custody_module.unwrap_or(false);
         if let Some(pool) = raw.pool {
             if let Some(size) = pool.size {
                 config = config.pool_size(size);
@@ -266,6 +303,10 @@ struct RawConfig {
     pin_file: Option<PathBuf>,
     pin_env: Option<String>,
     rotation_age_days: Option<u32>,
+    /// `C_Initialize` parameter string (NSS softokn), see [`Config::module_init_params`].
+    module_init_params: Option<String>,
+    /// See [`Config::danger_accept_non_custody_module`].
+    danger_accept_non_custody_module: Option<bool>,
     pool: Option<RawPool>,
     /// Guard rails (issue 5): checked by `GuardConfig`, which rejects unknown fields there.
     audit: Option<toml::Table>,

@@ -1,7 +1,9 @@
 //! The public handle: [`Custody`] and [`KeyRef`].
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use secrecy::SecretString;
 
@@ -87,9 +89,14 @@ impl Custody {
     ///
     /// # Errors
     /// [`Error::ModuleLoad`], [`Error::TokenNotFound`], [`Error::PinIncorrect`] (after exactly
-    /// one `C_Login`; never retried), [`Error::PinLocked`], [`Error::Config`] without a PIN.
+    /// one `C_Login`; never retried), [`Error::PinLocked`], [`Error::Config`] without a PIN,
+    /// [`Error::NotCustodyGrade`] when the module lets a non-extractable key out and the
+    /// configuration does not opt in to that: the first connect in a process to a module and
+    /// token runs `doctor`'s non-extractability probe on throwaway session keys (destroyed
+    /// after) and caches the verdict.
     pub fn connect(config: Config) -> Result<Custody> {
         let token = Token::connect(&config)?;
+        custody_grade_check(&token, &config)?;
         Ok(Custody {
             inner: Arc::new(Inner {
                 token,
@@ -721,5 +728,83 @@ impl Mac for KeyRef {
 
     fn sign_for(&self, msg: &[u8], request: &RequestContext<'_>) -> Result<Signature> {
         KeyRef::sign_for(self, msg, request)
+    }
+}
+
+/// What the custody probe found for one module and token.
+#[derive(Clone)]
+enum Grade {
+    /// Every extraction attempt on the throwaway key was refused.
+    Enforced,
+    /// These steps were not refused (attempt: what the module answered).
+    Fails(String),
+}
+
+/// The connect-time custody probe: on the first connect in this process to a module and token,
+/// `doctor`'s non-extractability probe runs on throwaway session keys (destroyed after): read
+/// the value, set EXTRACTABLE / un-set SENSITIVE, wrap with an own AES key, copy with
+/// EXTRACTABLE=true. A module that does not refuse them all is refused
+/// ([`Error::NotCustodyGrade`]) unless the configuration opts in
+/// (`danger_accept_non_custody_module`), and then every connect warns. The verdict is cached
+/// per process per module and token. If no throwaway key can be made (tpm2-pkcs11 creates no
+/// secret key through PKCS#11), nothing is proven either way: connect warns and goes on, and
+/// the probe runs again next time.
+fn custody_grade_check(token: &Token, config: &Config) -> Result<()> {
+    static GRADES: OnceLock<Mutex<HashMap<(PathBuf, String), Grade>>> = OnceLock::new();
+    let module = std::fs::canonicalize(&config.module).unwrap_or_else(|_| config.module.clone());
+    let key = (module, config.token.clone());
+    // Held while probing: one probe per module and token, and none in parallel.
+    let mut grades = GRADES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    let grade = match grades.get(&key) {
+        Some(grade) => grade.clone(),
+        None => {
+            let probe = token.with_reserved(|session| Ok(crate::doctor::probe(session)))?;
+            let no_key = probe.steps.iter().any(|s| {
+                !s.refused && s.attempt == "create a sensitive, non-extractable session key"
+            });
+            if no_key {
+                tracing::warn!(
+                    module = %config.module.display(),
+                    token = %config.token,
+                    "custody probe not run: the module made no throwaway secret key; run `hsm-custody doctor`"
+                );
+                return Ok(());
+            }
+            let grade = if probe.enforces_non_extractability {
+                Grade::Enforced
+            } else {
+                Grade::Fails(
+                    probe
+                        .steps
+                        .iter()
+                        .filter(|s| !s.refused)
+                        .map(|s| format!("{}: {}", s.attempt, s.outcome))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                )
+            };
+            grades.insert(key, grade.clone());
+            grade
+        }
+    };
+    match grade {
+        Grade::Enforced => Ok(()),
+        Grade::Fails(failed) if config.danger_accept_non_custody_module => {
+            tracing::warn!(
+                module = %config.module.display(),
+                token = %config.token,
+                failed = %failed,
+                "DANGER: connected to a module that is NOT custody-grade (danger_accept_non_custody_module): a non-extractable key got out at the custody probe; any code that can log in can take every key"
+            );
+            Ok(())
+        }
+        Grade::Fails(failed) => Err(Error::NotCustodyGrade {
+            path: config.module.clone(),
+            token: config.token.clone(),
+            failed,
+        }),
     }
 }

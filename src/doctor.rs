@@ -242,7 +242,7 @@ const MECHANISMS: [(MechanismType, &str, Severity); 8] = [
 /// # Security
 /// Never reads a key value. The probe key is random, lives in a session object and is destroyed.
 pub fn run(config: &Config) -> Result<Report> {
-    let ctx = module::load(&config.module)?;
+    let ctx = module::load_with(&config.module, config.module_init_params.as_deref())?;
     let slot = find_slot(&ctx, &config.token)?;
     let mut report = Report {
         module: module_report(&ctx, config),
@@ -421,7 +421,7 @@ fn check_token(report: &mut Report) {
 const PROBE_LABEL: &[u8] = b"hsm-custody-doctor-probe";
 
 /// Tries to get a throwaway sensitive, non-extractable (but modifiable) key out of the module.
-fn probe(session: &Session) -> Probe {
+pub(crate) fn probe(session: &Session) -> Probe {
     let mut steps = Vec::new();
     let mut step = |attempt: &str, outcome: String, refused: bool| {
         steps.push(ProbeStep {

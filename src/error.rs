@@ -34,6 +34,19 @@ pub enum Error {
         reason: String,
     },
 
+    /// The module let a sensitive, non-extractable throwaway key out at the connect-time
+    /// custody probe (NSS softokn does: it wraps such a key with an AES key the caller made and
+    /// copies it with `CKA_EXTRACTABLE=true`). Keys in it are not in custody.
+    #[error("PKCS#11 module `{path}` (token `{token}`) is NOT custody-grade: a sensitive, non-extractable key got out ({failed}); refusing to connect. To use it anyway, knowing that any code that can log in can take every key, set `danger_accept_non_custody_module = true` (TOML), HSM_CUSTODY_DANGER_ACCEPT_NON_CUSTODY_MODULE=1 or Config::danger_accept_non_custody_module(true)")]
+    NotCustodyGrade {
+        /// The module.
+        path: PathBuf,
+        /// The token probed.
+        token: String,
+        /// The probe steps the module did not refuse, with what it answered.
+        failed: String,
+    },
+
     /// No token with the configured label is present.
     #[error("no token labelled `{label}` (present: {present}); create one with softhsm-setup/setup.sh or fix HSM_CUSTODY_TOKEN")]
     TokenNotFound {

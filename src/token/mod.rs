@@ -64,12 +64,15 @@ pub(crate) struct Token {
     pub(crate) fast_path: bool,
     /// Mechanisms the token offers, asked once at connect time.
     mechanisms: Vec<cryptoki::mechanism::MechanismType>,
+    /// Module path and `C_Initialize` parameter string, for a re-initialisation.
+    module_path: std::path::PathBuf,
+    init_params: Option<String>,
 }
 
 impl Token {
     /// Loads the module, finds the token, logs in and sizes the pool.
     pub(crate) fn connect(config: &Config) -> Result<Token> {
-        let ctx = module::load(&config.module)?;
+        let ctx = module::load_with(&config.module, config.module_init_params.as_deref())?;
         let slot = find_slot(&ctx, &config.token)?;
         let (info, mechanisms) = {
             let _serial = SLOT_LIST_LOCK
@@ -98,6 +101,8 @@ impl Token {
             reconnect_backoff: config.reconnect_backoff,
             fast_path: config.fast_path,
             mechanisms,
+            module_path: config.module.clone(),
+            init_params: config.module_init_params.clone(),
         };
         token.ensure_login()?;
         Ok(token)
@@ -329,7 +334,7 @@ impl Token {
             // login (dropping the application's last session logs it out); if it died,
             // `ensure_login` sees that and opens a new one.
             if matches!(cause, CkError::Pkcs11(RvError::CryptokiNotInitialized, _)) {
-                module::reinitialize(&self.ctx)?;
+                module::reinitialize(&self.ctx, &self.module_path, self.init_params.as_deref())?;
             }
             match find_slot(&self.ctx, &self.label) {
                 Ok(slot) => *self.slot.write().unwrap_or_else(PoisonError::into_inner) = slot,

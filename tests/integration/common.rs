@@ -1,14 +1,25 @@
 #![allow(dead_code)]
 
 //! Test fixture: a private token directory for this test process on the backend named by
-//! `HSM_CUSTODY_TEST_BACKEND` (`softhsm`, the default, or `kryoptic`), and a fresh token per
-//! test (unique label), made through the crate's own `admin::init_token`.
+//! `HSM_CUSTODY_TEST_BACKEND` (`softhsm`, the default, `kryoptic` or `nss`), and a fresh token
+//! per test (unique label), made through the crate's own `admin::init_token`.
 //!
 //! The module path comes from `HSM_CUSTODY_TEST_MODULE` (default: Debian's SoftHSM2; for
-//! Kryoptic, `backends/kryoptic.sh` prints it). The backend's configuration lives in a temp dir
-//! and its variable (`SOFTHSM2_CONF` or `KRYOPTIC_CONF`) is set before the module is first
+//! Kryoptic and NSS softokn, `backends/kryoptic.sh` / `backends/nss.sh` print it). The backend's
+//! configuration lives in a temp dir and its variable (`SOFTHSM2_CONF`, `KRYOPTIC_CONF`, or for
+//! NSS the parameter string `HSM_CUSTODY_MODULE_INIT_PARAMS`) is set before the module is first
 //! loaded; every test calls [`fresh_token`] first, which guarantees that. Child processes get
 //! the same variables from [`child_env`].
+//!
+//! Backends, as the fixture drives them:
+//! - `softhsm`: one token directory; `C_InitToken` per test.
+//! - `kryoptic`: 400 empty sqlite slots configured up front; `C_InitToken` per test.
+//! - `nss`: softokn cannot initialise new tokens at run time, so the parameter string names 97
+//!   user slots (ids 4 to 100), each an NSS database made by `certutil -N` with the PIN
+//!   [`NSS_PIN`] and labelled `nss-<slot>`; `nss-4` loads the module, `fresh_token` hands out
+//!   the next of the others. Its config
+//!   carries the parameter string and `danger_accept_non_custody_module` (softokn is not
+//!   custody-grade; see `core::custody_probe_at_connect_matches_the_backend`).
 
 use std::ffi::OsString;
 use std::io::Write as _;
@@ -26,11 +37,68 @@ pub const DEFAULT_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 /// empty sqlite slots up front (more than the suite uses).
 const KRYOPTIC_SLOTS: usize = 400;
 
+/// NSS softokn: user token slots configured in its parameter string (`tokens=`). softokn
+/// accepts user slot ids 4 to 100.
+const NSS_SLOTS: std::ops::RangeInclusive<usize> = 4..=100;
+/// NSS softokn: the user PIN of every fixture token (the NSS database password). softokn has no
+/// security officer; its tokens are made by `certutil`, not `C_InitToken`.
+const NSS_PIN: &str = "nss-test-pin-1234";
+
 struct Env {
     backend: String,
     module: PathBuf,
     vars: Vec<(OsString, OsString)>,
+    /// `C_Initialize` parameter string (NSS softokn), passed through `Config`.
+    init_params: Option<String>,
     _dir: tempfile::TempDir,
+}
+
+/// Makes one NSS database with `certutil` (password [`NSS_PIN`]) and copies it into a directory
+/// per user slot; returns softokn's parameter string naming them all, labelled `nss-<slot>`.
+fn nss_tokens(dir: &std::path::Path) -> String {
+    let template = dir.join("nss-template");
+    std::fs::create_dir(&template).expect("nss template dir");
+    let pw = dir.join("nss-pw");
+    std::fs::write(&pw, format!("{NSS_PIN}\n")).expect("nss pw file");
+    let out = Command::new("certutil")
+        .arg("-N")
+        .arg("-d")
+        .arg(format!("sql:{}", template.display()))
+        .arg("-f")
+        .arg(&pw)
+        .output()
+        .expect("run certutil (Debian package libnss3-tools; backends/nss.sh installs it)");
+    assert!(
+        out.status.success(),
+        "certutil -N: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_file(&pw).ok();
+    let copy = |name: &str| {
+        let db = dir.join(name);
+        std::fs::create_dir(&db).expect("nss db dir");
+        for f in ["cert9.db", "key4.db", "pkcs11.txt"] {
+            if template.join(f).exists() {
+                std::fs::copy(template.join(f), db.join(f)).expect("copy nss db");
+            }
+        }
+        db
+    };
+    let main = copy("nss-main");
+    let tokens: Vec<String> = NSS_SLOTS
+        .map(|slot| {
+            let db = copy(&format!("nss-{slot}"));
+            format!(
+                "0x{slot:x}=[configdir='sql:{}' certPrefix='' keyPrefix='' tokenDescription='nss-{slot}']",
+                db.display()
+            )
+        })
+        .collect();
+    format!(
+        "configdir='sql:{}' certPrefix='' keyPrefix='' secmod='secmod.db' flags='' dbTokenDescription='nss-main' tokens=<{}>",
+        main.display(),
+        tokens.join(" ")
+    )
 }
 
 fn env() -> &'static Env {
@@ -72,8 +140,13 @@ fn env() -> &'static Env {
                 std::fs::write(&conf, slots).expect("kryoptic.conf");
                 ("KRYOPTIC_CONF", conf)
             }
-            other => panic!("unknown HSM_CUSTODY_TEST_BACKEND `{other}` (softhsm or kryoptic)"),
+            "nss" => {
+                let params = nss_tokens(dir.path());
+                ("HSM_CUSTODY_MODULE_INIT_PARAMS", PathBuf::from(params))
+            }
+            other => panic!("unknown HSM_CUSTODY_TEST_BACKEND `{other}` (softhsm, kryoptic or nss)"),
         };
+        let init_params = (backend == "nss").then(|| conf.display().to_string());
         let vars = vec![
             (OsString::from(name), conf.into_os_string()),
             // The fault-injecting wrapper forwards to the backend under test.
@@ -85,16 +158,28 @@ fn env() -> &'static Env {
         for (k, v) in &vars {
             std::env::set_var(k, v);
         }
+        if let Some(params) = &init_params {
+            // softokn needs its parameter string at C_Initialize: load it once, through the
+            // crate, before any test reaches the module (admin functions load it without).
+            Custody::connect(
+                Config::new(&module, "nss-4")
+                    .pin(SecretString::from(NSS_PIN))
+                    .module_init_params(params.clone())
+                    .danger_accept_non_custody_module(true),
+            )
+            .expect("load NSS softokn with its parameter string");
+        }
         Env {
             backend,
             module,
             vars,
+            init_params,
             _dir: dir,
         }
     })
 }
 
-/// The backend under test (`softhsm` or `kryoptic`).
+/// The backend under test (`softhsm`, `kryoptic` or `nss`).
 pub fn backend() -> &'static str {
     &env().backend
 }
@@ -113,8 +198,26 @@ pub struct TestToken {
 }
 
 impl TestToken {
+    /// The token's configuration. On NSS softokn it carries the module's parameter string and
+    /// opts in to a module that is not custody-grade (softokn lets non-extractable keys out;
+    /// `core::custody_probe_at_connect_matches_the_backend` checks that it is refused without).
     pub fn config(&self) -> Config {
-        Config::new(&self.module, &self.label).pin(self.user_pin.clone())
+        let config = Config::new(&self.module, &self.label).pin(self.user_pin.clone());
+        match &env().init_params {
+            Some(params) => config
+                .module_init_params(params.clone())
+                .danger_accept_non_custody_module(true),
+            None => config,
+        }
+    }
+
+    /// [`TestToken::config`] without the NSS opt-in.
+    pub fn strict_config(&self) -> Config {
+        let config = Config::new(&self.module, &self.label).pin(self.user_pin.clone());
+        match &env().init_params {
+            Some(params) => config.module_init_params(params.clone()),
+            None => config,
+        }
     }
 
     pub fn connect(&self) -> Custody {
@@ -147,6 +250,22 @@ pub fn fresh_token(tag: &str) -> TestToken {
         .write()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    if env.backend == "nss" {
+        // softokn's tokens are made up front (see `nss_tokens`): hand out the next one.
+        // nss-4 loaded the module (see `env`); tests get nss-5 and on.
+        let slot = NSS_SLOTS.start() + 1 + n;
+        assert!(
+            NSS_SLOTS.contains(&slot),
+            "the NSS fixture has {} tokens and this test binary wants more",
+            NSS_SLOTS.clone().count() - 1
+        );
+        return TestToken {
+            label: format!("nss-{slot}"),
+            user_pin: SecretString::from(NSS_PIN),
+            so_pin: SecretString::from(NSS_PIN),
+            module: env.module.clone(),
+        };
+    }
     let mut label = format!("t{n}-{tag}");
     label.truncate(32);
     let user_pin = SecretString::from(format!("user-{}-{n}", std::process::id()));

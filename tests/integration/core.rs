@@ -547,3 +547,53 @@ fn wrong_pin_costs_exactly_one_c_login() {
     let logins = calls.lines().filter(|l| l.contains("C_Login")).count();
     assert_eq!(logins, 1, "exactly one C_Login; spy log:\n{calls}");
 }
+
+/// The connect-time custody probe: SoftHSM2 and Kryoptic refuse every extraction of a
+/// non-extractable throwaway key, so a plain connect works; NSS softokn lets such a key out
+/// (wrap with an own AES key, copy with EXTRACTABLE=true), so connect is refused with a typed
+/// error naming the opt-in, and works with the opt-in.
+#[test]
+fn custody_probe_at_connect_matches_the_backend() {
+    let t = fresh_token("custody-probe");
+    let strict = Custody::connect(t.strict_config());
+    match crate::common::backend() {
+        "softhsm" | "kryoptic" => {
+            strict.expect("a custody-grade module connects without any opt-in");
+        }
+        "nss" => {
+            let err = strict.expect_err("NSS softokn is not custody-grade");
+            let Error::NotCustodyGrade { failed, .. } = &err else {
+                panic!("expected NotCustodyGrade, got {err:?}");
+            };
+            let text = err.to_string();
+            assert!(
+                text.contains("danger_accept_non_custody_module = true")
+                    && text.contains("HSM_CUSTODY_DANGER_ACCEPT_NON_CUSTODY_MODULE=1"),
+                "{text}"
+            );
+            // Exactly the probe steps softokn 3.87 lets through.
+            let steps: Vec<&str> = failed
+                .split("; ")
+                .map(|s| s.split(':').next().unwrap_or(""))
+                .collect();
+            assert_eq!(
+                steps,
+                [
+                    "wrap with an own AES key (AES_KEY_WRAP)",
+                    "wrap with an own AES key (AES_KEY_WRAP_PAD)",
+                    "copy with CKA_EXTRACTABLE=true"
+                ],
+                "{failed}"
+            );
+            // The verdict is cached: still refused, and the opt-in connects.
+            assert!(matches!(
+                Custody::connect(t.strict_config()),
+                Err(Error::NotCustodyGrade { .. })
+            ));
+            let c = Custody::connect(t.strict_config().danger_accept_non_custody_module(true))
+                .expect("with the opt-in, connect works");
+            assert_eq!(c.token_info().unwrap().label, t.label);
+        }
+        other => panic!("no expectation for backend `{other}`"),
+    }
+}

@@ -31,6 +31,19 @@ pub struct Global {
     /// File holding the user PIN (else HSM_CUSTODY_PIN_FILE, else HSM_CUSTODY_PIN).
     #[arg(long, global = true)]
     pub pin_file: Option<PathBuf>,
+    /// Parameter string for the module's C_Initialize (NSS softokn: "configdir='sql:/path' ...").
+    #[arg(long, global = true, env = "HSM_CUSTODY_MODULE_INIT_PARAMS")]
+    pub module_init_params: Option<String>,
+    /// DANGER: use a module that lets non-extractable keys out (fails the custody probe, e.g.
+    /// NSS softokn). Any code that can log in can then take every key.
+    #[arg(
+        long,
+        global = true,
+        env = "HSM_CUSTODY_DANGER_ACCEPT_NON_CUSTODY_MODULE",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub danger_accept_non_custody_module: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -93,6 +106,12 @@ impl Global {
         };
         if let Some(path) = &self.pin_file {
             config = config.pin_file(path)?;
+        }
+        if let Some(params) = self.module_init_params.as_ref().filter(|p| !p.is_empty()) {
+            config = config.module_init_params(params.clone());
+        }
+        if self.danger_accept_non_custody_module {
+            config = config.danger_accept_non_custody_module(true);
         }
         Ok(config)
     }
