@@ -1106,6 +1106,12 @@ fn every_extraction_attempt_is_refused_on_every_crate_key() {
             o.target, o.attempt
         );
     }
+    // Read by scripts/backend-table.sh (`--show-output`).
+    println!(
+        "backend-table: attack-suite {} of {} attempts let through per key, no value out",
+        expected_accepted(backend()).len(),
+        all.len() / targets.len().max(1)
+    );
     // Every target: exactly the attempts this backend is known to let through (none on
     // SoftHSM2), so the test fails if that set grows or shrinks.
     let expected: std::collections::BTreeSet<&str> =
@@ -1252,6 +1258,12 @@ fn nss_attacks_on_the_crate_template() {
         "NSS softokn hands out the secret"
     );
     println!("NSS softokn: the non-extractable key's value was read back in clear");
+    // Read by scripts/backend-table.sh (`--show-output`).
+    println!(
+        "backend-table: attack-suite {} of {} attempts let through, the secret read back in clear",
+        accepted.len(),
+        all.len()
+    );
     raw.destroy(derived);
     raw.destroy(base);
     raw.destroy(key);

@@ -556,6 +556,15 @@ fn wrong_pin_costs_exactly_one_c_login() {
 fn custody_probe_at_connect_matches_the_backend() {
     let t = fresh_token("custody-probe");
     let strict = Custody::connect(t.strict_config());
+    // Read by scripts/backend-table.sh (`--show-output`).
+    println!(
+        "backend-table: custody-grade {}",
+        match &strict {
+            Ok(_) => "yes",
+            Err(Error::NotCustodyGrade { .. }) => "NO",
+            Err(_) => "unknown",
+        }
+    );
     match crate::common::backend() {
         "softhsm" | "kryoptic" => {
             strict.expect("a custody-grade module connects without any opt-in");
