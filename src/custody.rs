@@ -738,6 +738,8 @@ enum Grade {
     Enforced,
     /// These steps were not refused (attempt: what the module answered).
     Fails(String),
+    /// No throwaway key could be made: nothing proven either way.
+    Undetermined,
 }
 
 /// The connect-time custody probe: on the first connect in this process to a module and token,
@@ -747,8 +749,7 @@ enum Grade {
 /// ([`Error::NotCustodyGrade`]) unless the configuration opts in
 /// (`danger_accept_non_custody_module`), and then every connect warns. The verdict is cached
 /// per process per module and token. If no throwaway key can be made (tpm2-pkcs11 creates no
-/// secret key through PKCS#11), nothing is proven either way: connect warns and goes on, and
-/// the probe runs again next time.
+/// secret key through PKCS#11), nothing is proven either way: connect warns once and goes on.
 fn custody_grade_check(token: &Token, config: &Config) -> Result<()> {
     static GRADES: OnceLock<Mutex<HashMap<(PathBuf, String), Grade>>> = OnceLock::new();
     let module = std::fs::canonicalize(&config.module).unwrap_or_else(|_| config.module.clone());
@@ -765,15 +766,14 @@ fn custody_grade_check(token: &Token, config: &Config) -> Result<()> {
             let no_key = probe.steps.iter().any(|s| {
                 !s.refused && s.attempt == "create a sensitive, non-extractable session key"
             });
-            if no_key {
+            let grade = if no_key {
                 tracing::warn!(
                     module = %config.module.display(),
                     token = %config.token,
                     "custody probe not run: the module made no throwaway secret key; run `hsm-custody doctor`"
                 );
-                return Ok(());
-            }
-            let grade = if probe.enforces_non_extractability {
+                Grade::Undetermined
+            } else if probe.enforces_non_extractability {
                 Grade::Enforced
             } else {
                 Grade::Fails(
@@ -791,7 +791,7 @@ fn custody_grade_check(token: &Token, config: &Config) -> Result<()> {
         }
     };
     match grade {
-        Grade::Enforced => Ok(()),
+        Grade::Enforced | Grade::Undetermined => Ok(()),
         Grade::Fails(failed) if config.danger_accept_non_custody_module => {
             tracing::warn!(
                 module = %config.module.display(),
