@@ -549,7 +549,18 @@ fn rfc8032_test_1_with_an_imported_ed25519_key() {
 
 /// A key another tool provisioned (a vendor's key ceremony, a TPM's `tpm2_ptool import`): a
 /// token HMAC key with the vendor's own id, made here through an outside session.
-fn vendor_key(t: &TestToken, label: &str, id: &[u8], secret: &[u8], derive: bool) {
+/// How the vendor made the key.
+#[derive(Clone, Copy, PartialEq)]
+enum Vendor {
+    /// Sensitive, non-extractable, sign/verify only.
+    Hardened,
+    /// As hardened, but usable for derivation (a weak key).
+    Derive,
+    /// As hardened, but not allowed to sign (the proof must catch it).
+    NoSign,
+}
+
+fn vendor_key(t: &TestToken, label: &str, id: &[u8], secret: &[u8], how: Vendor) {
     use cryptoki::object::KeyType;
     let ctx = cryptoki::context::Pkcs11::new(&t.module).unwrap();
     let session = ctx.open_rw_session(crate::common::slot(t)).unwrap();
@@ -561,13 +572,13 @@ fn vendor_key(t: &TestToken, label: &str, id: &[u8], secret: &[u8], derive: bool
             Attribute::Private(true),
             Attribute::Sensitive(true),
             Attribute::Extractable(false),
-            Attribute::Sign(true),
+            Attribute::Sign(how != Vendor::NoSign),
             Attribute::Verify(true),
             Attribute::Encrypt(false),
             Attribute::Decrypt(false),
             Attribute::Wrap(false),
             Attribute::Unwrap(false),
-            Attribute::Derive(derive),
+            Attribute::Derive(how == Vendor::Derive),
             Attribute::Label(label.as_bytes().to_vec()),
             Attribute::Id(id.to_vec()),
             Attribute::Value(secret.to_vec()),
@@ -578,7 +589,7 @@ fn vendor_key(t: &TestToken, label: &str, id: &[u8], secret: &[u8], derive: bool
 /// `adopt_hmac_key` takes a vendor-provisioned key into custody without seeing its value: it
 /// signs exchange requests as the software HMAC of the same secret, lists as one managed,
 /// hardened key, and revoking it destroys the vendor's object. A weak key (CKA_DERIVE), no
-/// key, two keys, or a key that cannot MAC with the asked algorithm are refused with a typed
+/// key, two keys, or a key that may not sign (caught by the in-token proof) are refused with a typed
 /// error that names the problem, and nothing is written or changed; a second adoption is
 /// `KeyExists`; the CLI's `key adopt` does the same.
 #[test]
@@ -587,7 +598,7 @@ fn vendor_provisioned_keys_are_adopted_checked_and_proven() {
     let t = fresh_token("adopt");
     let c = t.connect();
     let secret = [0x5a_u8; 64];
-    vendor_key(&t, "vendor", b"ceremony-0001", &secret, false);
+    vendor_key(&t, "vendor", b"ceremony-0001", &secret, Vendor::Hardened);
     let info = c
         .adopt_hmac_key(
             KeySpec::hmac("vendor")
@@ -634,7 +645,7 @@ fn vendor_provisioned_keys_are_adopted_checked_and_proven() {
     ));
 
     // Refusals: each names the problem and writes nothing.
-    vendor_key(&t, "weak", b"ceremony-0002", &secret, true);
+    vendor_key(&t, "weak", b"ceremony-0002", &secret, Vendor::Derive);
     let err = c.adopt_hmac_key(KeySpec::hmac("weak")).unwrap_err();
     assert!(
         matches!(&err, Error::InvalidInput(m) if m.contains("CKA_DERIVE")),
@@ -645,20 +656,18 @@ fn vendor_provisioned_keys_are_adopted_checked_and_proven() {
         matches!(&err, Error::InvalidInput(m) if m.contains("no secret key labelled `absent`")),
         "{err}"
     );
-    vendor_key(&t, "twin", b"twin-1", &secret, false);
-    vendor_key(&t, "twin", b"twin-2", &secret, false);
+    vendor_key(&t, "twin", b"twin-1", &secret, Vendor::Hardened);
+    vendor_key(&t, "twin", b"twin-2", &secret, Vendor::Hardened);
     let err = c.adopt_hmac_key(KeySpec::hmac("twin")).unwrap_err();
     assert!(
         matches!(&err, Error::InvalidInput(m) if m.contains("2 secret keys")),
         "{err}"
     );
-    // SoftHSM2 refuses an HMAC key shorter than the digest: the proof catches it.
-    vendor_key(&t, "short", b"ceremony-0003", &[7u8; 32], false);
-    let err = c
-        .adopt_hmac_key(KeySpec::hmac("short").algorithms(&[HmacAlg::HmacSha512]))
-        .unwrap_err();
+    // A key that may not sign: the in-token proof catches it.
+    vendor_key(&t, "nosign", b"ceremony-0003", &secret, Vendor::NoSign);
+    let err = c.adopt_hmac_key(KeySpec::hmac("nosign")).unwrap_err();
     assert!(matches!(&err, Error::SelfCheckFailed { .. }), "{err}");
-    for name in ["weak", "twin", "short"] {
+    for name in ["weak", "twin", "nosign"] {
         assert!(
             matches!(c.key_info(name), Err(Error::KeyNotFound { .. })),
             "no metadata for `{name}`"
@@ -668,7 +677,13 @@ fn vendor_provisioned_keys_are_adopted_checked_and_proven() {
     assert_eq!(token_objects(&t, "twin"), 2);
 
     // The CLI does the same.
-    vendor_key(&t, "cli-vendor", b"ceremony-0004", &secret, false);
+    vendor_key(
+        &t,
+        "cli-vendor",
+        b"ceremony-0004",
+        &secret,
+        Vendor::Hardened,
+    );
     let out = crate::common::cli(
         &t,
         &[
