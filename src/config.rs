@@ -434,6 +434,24 @@ mod tests {
         assert!(!format!("{config:?}").contains("9876"));
     }
 
+    #[test]
+    fn toml_reads_module_init_params_and_the_non_custody_opt_in() {
+        let plain = Config::from_toml_str("module='/m.so'\ntoken='t'\n").unwrap();
+        assert_eq!(plain.module_init_params, None);
+        assert!(!plain.danger_accept_non_custody_module);
+        let nss = Config::from_toml_str(
+            "module='/usr/lib/x86_64-linux-gnu/libsoftokn3.so'\ntoken='t'\n\
+             module_init_params=\"configdir='sql:/db' certPrefix='' keyPrefix=''\"\n\
+             danger_accept_non_custody_module=true\n",
+        )
+        .unwrap();
+        assert_eq!(
+            nss.module_init_params.as_deref(),
+            Some("configdir='sql:/db' certPrefix='' keyPrefix=''")
+        );
+        assert!(nss.danger_accept_non_custody_module);
+    }
+
     #[cfg(unix)]
     #[test]
     fn oversized_pin_file_is_refused_after_a_bounded_read() {
