@@ -18,3 +18,4 @@ mod faults;
 mod guard_hook;
 mod guardrails;
 mod lifecycle;
+mod tpm;
