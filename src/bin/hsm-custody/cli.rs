@@ -111,6 +111,11 @@ impl Global {
             config = config.module_init_params(params.clone());
         }
         if self.danger_accept_non_custody_module {
+            // The library warns through `tracing`, which this binary does not print.
+            eprintln!(
+                "hsm-custody: DANGER: --danger-accept-non-custody-module is set: a module that lets \
+                 non-extractable keys out will be used anyway"
+            );
             config = config.danger_accept_non_custody_module(true);
         }
         Ok(config)
