@@ -43,6 +43,9 @@ struct State<S> {
     idle: Vec<S>,
     open: usize,
     generation: u64,
+    /// Threads blocked in `checkout` (so a return wakes someone only when someone waits:
+    /// `Condvar::notify_one` is a futex syscall even with no waiter).
+    waiting: usize,
 }
 
 pub(crate) struct Pool<S = Session> {
@@ -73,6 +76,7 @@ impl<S> Pool<S> {
                 idle: Vec::with_capacity(capacity),
                 open: 0,
                 generation: 0,
+                waiting: 0,
             }),
             freed: Condvar::new(),
             capacity: capacity.max(1),
@@ -120,8 +124,9 @@ impl<S> Pool<S> {
                         })
                     }
                     Err(e) => {
-                        self.lock().open -= 1;
-                        self.freed.notify_one();
+                        let mut state = self.lock();
+                        state.open -= 1;
+                        self.wake_one(state);
                         Err(e)
                     }
                 };
@@ -139,11 +144,22 @@ impl<S> Pool<S> {
                     size: self.capacity,
                 });
             }
+            state.waiting += 1;
             state = self
                 .freed
                 .wait_timeout(state, deadline - now)
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
+            state.waiting -= 1;
+        }
+    }
+
+    /// Releases the lock and wakes one waiting `checkout`, if there is one.
+    fn wake_one(&self, state: MutexGuard<'_, State<S>>) {
+        let someone_waits = state.waiting > 0;
+        drop(state);
+        if someone_waits {
+            self.freed.notify_one();
         }
     }
 
@@ -192,8 +208,9 @@ impl<S> Lease<'_, S> {
         if let Some(session) = self.session.take() {
             self.pool.evicted.fetch_add(1, Ordering::Relaxed);
             drop(session);
-            self.pool.lock().open -= 1;
-            self.pool.freed.notify_one();
+            let mut state = self.pool.lock();
+            state.open -= 1;
+            self.pool.wake_one(state);
         }
     }
 }
@@ -206,13 +223,17 @@ impl<S> Drop for Lease<'_, S> {
         let mut state = self.pool.lock();
         if state.generation == self.generation {
             state.idle.push(session);
+            self.pool.wake_one(state);
         } else {
             state.open -= 1;
+            let someone_waits = state.waiting > 0;
             drop(state);
             self.pool.evicted.fetch_add(1, Ordering::Relaxed);
-            drop(session);
+            drop(session); // closed outside the lock, before a waiter opens its replacement
+            if someone_waits {
+                self.pool.freed.notify_one();
+            }
         }
-        self.pool.freed.notify_one();
     }
 }
 
