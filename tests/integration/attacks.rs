@@ -993,6 +993,34 @@ pub fn print_table(title: &str, outcomes: &[Outcome]) {
     }
 }
 
+/// Asserts that the attempts let through (not refused, not a digest oracle) among `outcomes`
+/// (those against `target`, or all) are exactly `expected`, so that the test fails if the set
+/// grows or shrinks; the message lists what got through and what the module answered.
+pub fn assert_lets_through_exactly(
+    outcomes: &[Outcome],
+    target: Option<&str>,
+    expected: &[&str],
+    module: &str,
+) {
+    let through: Vec<&Outcome> = outcomes
+        .iter()
+        .filter(|o| target.is_none_or(|t| o.target == t) && !o.refused && o.oracle.is_none())
+        .collect();
+    let accepted: std::collections::BTreeSet<&str> =
+        through.iter().map(|o| o.attempt.as_str()).collect();
+    let detail: Vec<String> = through
+        .iter()
+        .map(|o| format!("{} / {}: {} {}", o.target, o.attempt, rv_name(o.rv), o.note))
+        .collect();
+    assert_eq!(
+        accepted,
+        expected.iter().copied().collect(),
+        "{}: the set of attacks {module} lets through changed:\n{}",
+        target.unwrap_or("every target"),
+        detail.join("\n")
+    );
+}
+
 /// Every secret or private key object in the token (token and session objects visible to the
 /// application), with its label and whether it is a token object.
 pub fn key_objects(raw: &Raw) -> Vec<(CK_OBJECT_HANDLE, String, bool)> {
@@ -1114,8 +1142,6 @@ fn every_extraction_attempt_is_refused_on_every_crate_key() {
     );
     // Every target: exactly the attempts this backend is known to let through (none on
     // SoftHSM2), so the test fails if that set grows or shrinks.
-    let expected: std::collections::BTreeSet<&str> =
-        expected_accepted(backend()).iter().copied().collect();
     for (_, label, token) in &targets {
         let target = format!(
             "`{label}` ({})",
@@ -1125,23 +1151,7 @@ fn every_extraction_attempt_is_refused_on_every_crate_key() {
                 "session copy"
             }
         );
-        let accepted: std::collections::BTreeSet<&str> = all
-            .iter()
-            .filter(|o| o.target == target && !o.refused && o.oracle.is_none())
-            .map(|o| o.attempt.as_str())
-            .collect();
-        let detail: Vec<_> = all
-            .iter()
-            .filter(|o| o.target == target && !o.refused && o.oracle.is_none())
-            .map(|o| format!("{} / {}: {} {}", o.target, o.attempt, rv_name(o.rv), o.note))
-            .collect();
-        assert_eq!(
-            accepted,
-            expected,
-            "{target}: the set of attacks {} lets through changed:\n{}",
-            backend(),
-            detail.join("\n")
-        );
+        assert_lets_through_exactly(&all, Some(&target), expected_accepted(backend()), backend());
     }
     assert!(
         all.len() >= 30 * targets.len(),
@@ -1212,24 +1222,7 @@ fn nss_attacks_on_the_crate_template() {
     assert_eq!(rv, CKR_OK, "{}", rv_name(rv));
     let all = attack_key(&raw, key, "`k` (token object)");
     print_table("nss, the crate's HMAC template (raw)", &all);
-    let accepted: std::collections::BTreeSet<&str> = all
-        .iter()
-        .filter(|o| !o.refused && o.oracle.is_none())
-        .map(|o| o.attempt.as_str())
-        .collect();
-    let detail: Vec<_> = all
-        .iter()
-        .filter(|o| !o.refused && o.oracle.is_none())
-        .map(|o| format!("{}: {} {}", o.attempt, rv_name(o.rv), o.note))
-        .collect();
-    let expected: std::collections::BTreeSet<&str> =
-        expected_accepted("nss").iter().copied().collect();
-    assert_eq!(
-        accepted,
-        expected,
-        "the set of attacks nss lets through changed:\n{}",
-        detail.join("\n")
-    );
+    assert_lets_through_exactly(&all, None, expected_accepted("nss"), "nss");
     // And it is a real extraction, not a flag: the attacker's 32 known bytes with the key
     // appended, derived into a readable key, end with the secret.
     let (rv, base) = raw.create(
@@ -1261,7 +1254,7 @@ fn nss_attacks_on_the_crate_template() {
     // Read by scripts/backend-table.sh (`--show-output`).
     println!(
         "backend-table: attack-suite {} of {} attempts let through, the secret read back in clear",
-        accepted.len(),
+        expected_accepted("nss").len(),
         all.len()
     );
     raw.destroy(derived);
