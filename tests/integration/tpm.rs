@@ -48,13 +48,14 @@ fn attack_table_on_an_adopted_tpm_key() {
             .unwrap(),
     )
     .unwrap();
-    let before = custody
-        .sign_hmac(&key, HmacAlg::HmacSha256, b"before")
-        .unwrap();
-    assert_eq!(
-        before.as_bytes(),
-        software_hmac(HmacAlg::HmacSha256, &secret, b"before")
-    );
+    let signs_correctly = |msg: &[u8]| {
+        let mac = custody.sign_hmac(&key, HmacAlg::HmacSha256, msg).unwrap();
+        assert_eq!(
+            mac.as_bytes(),
+            software_hmac(HmacAlg::HmacSha256, &secret, msg)
+        );
+    };
+    signs_correctly(b"before");
 
     // The application is logged in (login is per application): the attacker needs no PIN.
     let raw = Raw::open(&module, &token, None);
@@ -86,11 +87,5 @@ fn attack_table_on_an_adopted_tpm_key() {
         rv_name(rv)
     );
     // The key still signs correctly.
-    let after = custody
-        .sign_hmac(&key, HmacAlg::HmacSha256, b"after")
-        .unwrap();
-    assert_eq!(
-        after.as_bytes(),
-        software_hmac(HmacAlg::HmacSha256, &secret, b"after")
-    );
+    signs_correctly(b"after");
 }
