@@ -763,10 +763,7 @@ fn custody_grade_check(token: &Token, config: &Config) -> Result<()> {
         Some(grade) => grade.clone(),
         None => {
             let probe = token.with_reserved(|session| Ok(crate::doctor::probe(session)))?;
-            let no_key = probe.steps.iter().any(|s| {
-                !s.refused && s.attempt == "create a sensitive, non-extractable session key"
-            });
-            let grade = if no_key {
+            let grade = if !probe.key_made {
                 tracing::warn!(
                     module = %config.module.display(),
                     token = %config.token,

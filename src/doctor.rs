@@ -29,7 +29,7 @@ use zeroize::Zeroize;
 
 use crate::config::Config;
 use crate::error::{function_name, rv_name, Error, Result};
-use crate::keys::APPLICATION;
+use crate::keys::{KeyFlags, APPLICATION};
 use crate::token::{find_slot, module, Token};
 
 /// How bad a finding is.
@@ -151,6 +151,9 @@ pub struct ProbeStep {
 #[derive(Clone, Debug, Serialize)]
 #[non_exhaustive]
 pub struct Probe {
+    /// The throwaway key could be made, so the attempts ran. When it could not (tpm2-pkcs11
+    /// creates no secret key through PKCS#11), nothing is proven either way.
+    pub key_made: bool,
     /// Every extraction attempt was refused.
     pub enforces_non_extractability: bool,
     /// The attempts.
@@ -439,6 +442,7 @@ pub(crate) fn probe(session: &Session) -> Probe {
                 false,
             );
             return Probe {
+                key_made: false,
                 enforces_non_extractability: false,
                 steps,
                 digests_sensitive_keys: false,
@@ -523,6 +527,7 @@ pub(crate) fn probe(session: &Session) -> Probe {
     };
     let _ = session.destroy_object(key);
     Probe {
+        key_made: true,
         enforces_non_extractability: steps.iter().all(|s| s.refused),
         steps,
         digests_sensitive_keys: digests,
@@ -656,29 +661,22 @@ fn audit_keys(session: &Session) -> cryptoki::error::Result<Vec<KeyAudit>> {
 }
 
 fn key_problems(session: &Session, h: ObjectHandle) -> cryptoki::error::Result<Vec<String>> {
-    let mut problems = Vec::new();
     let flag = |t| read_bool(session, h, t);
-    match flag(AttributeType::Extractable)? {
-        Some(false) => {}
-        Some(true) => problems.push("extractable".to_owned()),
-        None => problems.push("extractable unknown".to_owned()),
-    }
-    match flag(AttributeType::Sensitive)? {
-        Some(true) => {}
-        Some(false) => problems.push("not sensitive".to_owned()),
-        None => problems.push("sensitive unknown".to_owned()),
-    }
-    for (t, what) in [
-        (AttributeType::Derive, "may derive"),
-        (AttributeType::Wrap, "may wrap"),
-        (AttributeType::Unwrap, "may unwrap"),
-        (AttributeType::Encrypt, "may encrypt"),
-        (AttributeType::Decrypt, "may decrypt"),
-    ] {
-        if flag(t)? == Some(true) {
-            problems.push(what.to_owned());
-        }
-    }
+    let flags = KeyFlags {
+        extractable: flag(AttributeType::Extractable)?,
+        sensitive: flag(AttributeType::Sensitive)?,
+        derive: flag(AttributeType::Derive)?,
+        wrap: flag(AttributeType::Wrap)?,
+        unwrap: flag(AttributeType::Unwrap)?,
+        encrypt: flag(AttributeType::Encrypt)?,
+        decrypt: flag(AttributeType::Decrypt)?,
+        ..KeyFlags::default()
+    };
+    let mut problems: Vec<String> = flags
+        .weaknesses()
+        .into_iter()
+        .map(|(_, what)| what.to_owned())
+        .collect();
     for t in [AttributeType::Value, AttributeType::PrivateExponent] {
         if let Ok(info) = session.get_attribute_info(h, &[t]) {
             if let Some(AttributeInfo::Available(n)) = info.first() {

@@ -7,11 +7,11 @@
 //! is recorded in the metadata rather than rewritten, so an interrupted adoption can never make
 //! it look like the leftover of an interrupted import, which would be destroyed).
 
-use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
+use cryptoki::object::ObjectClass;
 use cryptoki::session::Session;
 
 use super::import::prove_in_token;
-use super::{parse_version_id, store};
+use super::store;
 use crate::error::{Error, Result};
 use crate::sign::HmacAlg;
 
@@ -30,27 +30,8 @@ pub(crate) fn adopt_hmac(
     mut step: impl FnMut() -> Result<()>,
 ) -> Result<Adopted> {
     let ck = |e: cryptoki::error::Error| Error::from_ck(&e);
-    let mut candidates: Vec<(ObjectHandle, Vec<u8>)> = Vec::new();
-    for handle in session
-        .find_objects(&[
-            Attribute::Class(ObjectClass::SECRET_KEY),
-            Attribute::Label(name.as_bytes().to_vec()),
-        ])
-        .map_err(ck)?
-    {
-        let id = session
-            .get_attributes(handle, &[AttributeType::Id])
-            .map_err(ck)?
-            .into_iter()
-            .find_map(|a| match a {
-                Attribute::Id(id) => Some(id),
-                _ => None,
-            })
-            .unwrap_or_default();
-        if parse_version_id(&id).is_none() {
-            candidates.push((handle, id));
-        }
-    }
+    let mut candidates =
+        store::foreign_objects(session, ObjectClass::SECRET_KEY, name).map_err(ck)?;
     let (key, id) = match candidates.len() {
         1 => candidates.remove(0),
         0 => {
@@ -71,25 +52,12 @@ pub(crate) fn adopt_hmac(
              be found again"
         )));
     }
-    let flags = store::flags(session, key).map_err(ck)?;
-    let mut problems = Vec::new();
-    if flags.sensitive != Some(true) {
-        problems.push("CKA_SENSITIVE not true");
-    }
-    if flags.extractable != Some(false) {
-        problems.push("CKA_EXTRACTABLE not false");
-    }
-    for (set, what) in [
-        (flags.encrypt, "CKA_ENCRYPT"),
-        (flags.decrypt, "CKA_DECRYPT"),
-        (flags.wrap, "CKA_WRAP"),
-        (flags.unwrap, "CKA_UNWRAP"),
-        (flags.derive, "CKA_DERIVE"),
-    ] {
-        if set == Some(true) {
-            problems.push(what);
-        }
-    }
+    let problems: Vec<String> = store::flags(session, key)
+        .map_err(ck)?
+        .weaknesses()
+        .into_iter()
+        .map(|(attribute, what)| format!("{attribute}: {what}"))
+        .collect();
     if !problems.is_empty() {
         return Err(Error::invalid(format!(
             "the secret key labelled `{name}` is not hardened ({}): set those attributes with the \

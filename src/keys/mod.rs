@@ -456,17 +456,36 @@ impl KeyFlags {
     /// `CKA_ALWAYS_SENSITIVE` / `CKA_NEVER_EXTRACTABLE` are not required: PKCS#11 sets them false
     /// for every *imported* key, since its value once existed outside the token.
     pub fn is_hardened(&self) -> bool {
-        self.sensitive == Some(true)
-            && self.extractable == Some(false)
-            && [
-                self.encrypt,
-                self.decrypt,
-                self.wrap,
-                self.unwrap,
-                self.derive,
-            ]
-            .iter()
-            .all(|f| *f != Some(true))
+        self.weaknesses().is_empty()
+    }
+
+    /// What keeps these flags from the hardened template, as (attribute, what it means):
+    /// extractable or not known to be non-extractable, not (known to be) sensitive, and each of
+    /// derive, wrap, unwrap, encrypt, decrypt that is allowed. Empty for a hardened key.
+    pub(crate) fn weaknesses(&self) -> Vec<(&'static str, &'static str)> {
+        let mut out = Vec::new();
+        match self.extractable {
+            Some(false) => {}
+            Some(true) => out.push(("CKA_EXTRACTABLE", "extractable")),
+            None => out.push(("CKA_EXTRACTABLE", "extractable unknown")),
+        }
+        match self.sensitive {
+            Some(true) => {}
+            Some(false) => out.push(("CKA_SENSITIVE", "not sensitive")),
+            None => out.push(("CKA_SENSITIVE", "sensitive unknown")),
+        }
+        for (allowed, attribute, what) in [
+            (self.derive, "CKA_DERIVE", "may derive"),
+            (self.wrap, "CKA_WRAP", "may wrap"),
+            (self.unwrap, "CKA_UNWRAP", "may unwrap"),
+            (self.encrypt, "CKA_ENCRYPT", "may encrypt"),
+            (self.decrypt, "CKA_DECRYPT", "may decrypt"),
+        ] {
+            if allowed == Some(true) {
+                out.push((attribute, what));
+            }
+        }
+        out
     }
 }
 

@@ -163,20 +163,31 @@ fn read_id(session: &Session, handle: ObjectHandle) -> Result<Option<Vec<u8>>, C
 /// Whether a foreign object (no version id of ours) already uses this label.
 pub(crate) fn foreign_key_named(session: &Session, name: &str) -> Result<bool, CkError> {
     for class in [ObjectClass::SECRET_KEY, ObjectClass::PRIVATE_KEY] {
-        for handle in session.find_objects(&[
-            Attribute::Class(class),
-            Attribute::Label(name.as_bytes().to_vec()),
-        ])? {
-            if read_id(session, handle)?
-                .as_deref()
-                .and_then(parse_version_id)
-                .is_none()
-            {
-                return Ok(true);
-            }
+        if !foreign_objects(session, class, name)?.is_empty() {
+            return Ok(true);
         }
     }
     Ok(false)
+}
+
+/// The objects of `class` labelled `name` whose `CKA_ID` is not a version id of ours, with
+/// that id (empty when the object has none).
+pub(crate) fn foreign_objects(
+    session: &Session,
+    class: ObjectClass,
+    name: &str,
+) -> Result<Vec<(ObjectHandle, Vec<u8>)>, CkError> {
+    let mut out = Vec::new();
+    for handle in session.find_objects(&[
+        Attribute::Class(class),
+        Attribute::Label(name.as_bytes().to_vec()),
+    ])? {
+        let id = read_id(session, handle)?.unwrap_or_default();
+        if parse_version_id(&id).is_none() {
+            out.push((handle, id));
+        }
+    }
+    Ok(out)
 }
 
 /// Reads the protection flags one attribute at a time (cryptoki's `get_attributes` drops what
