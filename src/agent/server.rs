@@ -384,14 +384,8 @@ async fn handle(shared: &Shared, peer: Peer, message: &Value) -> Value {
                 .collect();
             ok_reply(&id, json!({ "keys": keys }))
         }
-        "sign" => match sign(shared, peer, message).await {
-            Ok(signed) => ok_reply(&id, signed),
-            Err(err) => json!({"v": VERSION, "id": id, "err": err}),
-        },
-        "mac" => match mac(shared, peer, message).await {
-            Ok(mac) => ok_reply(&id, mac),
-            Err(err) => json!({"v": VERSION, "id": id, "err": err}),
-        },
+        "sign" => reply(&id, sign(shared, peer, message).await),
+        "mac" => reply(&id, mac(shared, peer, message).await),
         "" => error_reply(&id, "bad_request", "message lacks `op`"),
         _ => error_reply(
             &id,
@@ -459,9 +453,12 @@ async fn mac(shared: &Shared, peer: Peer, message: &Value) -> std::result::Resul
     use base64::Engine as _;
     let key = text_field(message, "mac", "key")?;
     let alg = text_field(message, "mac", "alg")?;
+    let alg = if alg.starts_with("hmac-") {
+        alg
+    } else {
+        format!("hmac-{alg}")
+    };
     let alg: HmacAlg = alg
-        .strip_prefix("hmac-")
-        .map_or_else(|| format!("hmac-{alg}"), |_| alg.clone())
         .parse()
         .map_err(|e: Error| refusal("bad_request", &e.to_string()))?;
     let data = base64::engine::general_purpose::STANDARD
@@ -604,10 +601,18 @@ fn guard_kind(e: &Error) -> Option<&'static str> {
     })
 }
 
+/// The reply to a keyed op: its `ok` object, or its `err` object.
+fn reply(id: &Value, result: std::result::Result<Value, Value>) -> Value {
+    match result {
+        Ok(ok) => ok_reply(id, ok),
+        Err(err) => json!({"v": VERSION, "id": id, "err": err}),
+    }
+}
+
 fn ok_reply(id: &Value, ok: Value) -> Value {
     json!({"v": VERSION, "id": id, "ok": ok})
 }
 
 fn error_reply(id: &Value, kind: &str, message: &str) -> Value {
-    json!({"v": VERSION, "id": id, "err": refusal(kind, message)})
+    reply(id, Err(refusal(kind, message)))
 }

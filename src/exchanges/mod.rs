@@ -362,9 +362,7 @@ impl ExchangeSigner {
     /// # Errors
     /// [`Error::InvalidInput`] for a request the scheme cannot sign, or the token's error.
     pub fn sign(&self, req: &Request) -> Result<SignedRequest> {
-        let ctx = Context::new(self.clock.as_ref(), self.nonces.as_ref());
-        let mac = InRequest::new(self.mac.as_ref(), self.exchange.id(), req);
-        self.exchange.sign(req, &mac, &ctx)
+        self.sign_for_client(req, None)
     }
 
     /// As [`ExchangeSigner::sign`], naming who asked: guard rails see `client`
@@ -373,9 +371,13 @@ impl ExchangeSigner {
     /// # Errors
     /// As [`ExchangeSigner::sign`].
     pub fn sign_as(&self, req: &Request, client: &str) -> Result<SignedRequest> {
+        self.sign_for_client(req, Some(client))
+    }
+
+    fn sign_for_client(&self, req: &Request, client: Option<&str>) -> Result<SignedRequest> {
         let ctx = Context::new(self.clock.as_ref(), self.nonces.as_ref());
         let mut mac = InRequest::new(self.mac.as_ref(), self.exchange.id(), req);
-        mac.client = Some(client);
+        mac.client = client;
         self.exchange.sign(req, &mac, &ctx)
     }
 }
