@@ -54,13 +54,12 @@ pub struct AdoptArgs {
 
 /// `hsm-custody key adopt`: takes into custody an HMAC key provisioned by another tool.
 pub fn adopt(global: &Global, args: AdoptArgs) -> anyhow::Result<()> {
-    let mut spec = KeySpec::hmac(&args.name);
-    if let Some(exchange) = &args.exchange {
-        let profile = hsm_custody::exchanges::profile(exchange).with_context(|| {
-            format!("unknown exchange `{exchange}` (see `hsm-custody sign-request --help`)")
-        })?;
-        spec = spec.exchange(exchange).algorithms(profile.algorithms);
-    }
+    let (mut spec, _) = hmac_spec(
+        &args.name,
+        args.exchange.as_deref(),
+        args.not_before,
+        args.not_after,
+    )?;
     if !args.algorithms.is_empty() {
         let algorithms = args
             .algorithms
@@ -68,12 +67,6 @@ pub fn adopt(global: &Global, args: AdoptArgs) -> anyhow::Result<()> {
             .map(|a| a.parse())
             .collect::<Result<Vec<hsm_custody::HmacAlg>, _>>()?;
         spec = spec.algorithms(&algorithms);
-    }
-    if let Some(d) = args.not_before {
-        spec = spec.not_before(d);
-    }
-    if let Some(d) = args.not_after {
-        spec = spec.not_after(d);
     }
     let custody = global.connect()?;
     let info = custody.adopt_hmac_key(spec)?;
@@ -99,16 +92,39 @@ pub fn parse_date(s: &str) -> Result<time::Date, String> {
         .map_err(|_| format!("`{s}` is not a date (YYYY-MM-DD)"))
 }
 
-pub fn run(global: &Global, args: ImportArgs) -> anyhow::Result<()> {
-    let mut spec = KeySpec::hmac(&args.name);
+/// An HMAC key's spec: name, the exchange's binding and algorithms, validity dates; with the
+/// exchange's secret encoding, if an exchange is named.
+fn hmac_spec(
+    name: &str,
+    exchange: Option<&str>,
+    not_before: Option<time::Date>,
+    not_after: Option<time::Date>,
+) -> anyhow::Result<(KeySpec, Option<SecretEncoding>)> {
+    let mut spec = KeySpec::hmac(name);
     let mut encoding = None;
-    if let Some(exchange) = &args.exchange {
+    if let Some(exchange) = exchange {
         let profile = hsm_custody::exchanges::profile(exchange).with_context(|| {
             format!("unknown exchange `{exchange}` (see `hsm-custody sign-request --help`)")
         })?;
         spec = spec.exchange(exchange).algorithms(profile.algorithms);
         encoding = Some(profile.encoding);
     }
+    if let Some(d) = not_before {
+        spec = spec.not_before(d);
+    }
+    if let Some(d) = not_after {
+        spec = spec.not_after(d);
+    }
+    Ok((spec, encoding))
+}
+
+pub fn run(global: &Global, args: ImportArgs) -> anyhow::Result<()> {
+    let (mut spec, mut encoding) = hmac_spec(
+        &args.name,
+        args.exchange.as_deref(),
+        args.not_before,
+        args.not_after,
+    )?;
     if let Some(e) = &args.encoding {
         let chosen: SecretEncoding = e.parse()?;
         if let Some(default) = encoding.filter(|d| *d != chosen) {
@@ -119,12 +135,6 @@ pub fn run(global: &Global, args: ImportArgs) -> anyhow::Result<()> {
         encoding = Some(chosen);
     }
     spec = spec.encoding(encoding.unwrap_or_default());
-    if let Some(d) = args.not_before {
-        spec = spec.not_before(d);
-    }
-    if let Some(d) = args.not_after {
-        spec = spec.not_after(d);
-    }
     let secret = read_secret()?;
     let custody = global.connect()?;
     let info = if args.kind == "ed25519" {
