@@ -4,17 +4,12 @@
 # verified every signature), the withdrawal is refused by policy before signing and never reaches
 # the stand-in, the refusal is in the audit log, and `audit verify` passes.
 #
-#   ./examples/python/run.sh          (from a clone; installs what it needs: SoftHSM2, a venv
-#                                      under target/py-venv with the pinned ccxt)
+#   ./examples/python/run.sh          (from a clone; installs what it needs: SoftHSM2, the venv
+#                                      of python/venv.sh with the pinned ccxt)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
-CCXT_VERSION=${CCXT_VERSION:-4.5.90}
-VENV=${HSM_CUSTODY_PY_VENV:-$ROOT/target/py-venv}
-
-if [ ! -x "$VENV/bin/python" ]; then python3 -m venv "$VENV"; fi
-"$VENV/bin/pip" install -q "ccxt==$CCXT_VERSION"
-"$VENV/bin/pip" install -q "$ROOT/python"
+VENV=$("$ROOT/python/venv.sh")
 cargo build -q --bin hsm-custody
 CLI=$ROOT/target/debug/hsm-custody
 

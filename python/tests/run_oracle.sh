@@ -7,12 +7,11 @@
 #   ./python/tests/run_oracle.sh -v         # extra arguments go to oracle.py (-v: print diffs)
 #
 # Needs: softhsm2 (./softhsm-setup/setup.sh installs it), cargo, python3 (>= 3.9) with venv,
-# and the pip registry. Everything it creates lives under target/py-oracle and a temp dir.
+# and the pip registry. Everything it creates lives in the shared venv (python/venv.sh:
+# target/py-venv) and a temp dir.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-VENV=${HSM_CUSTODY_ORACLE_VENV:-$ROOT/target/py-oracle}
-CCXT_VERSION=4.5.90
 MODULE=${HSM_CUSTODY_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
 PYTHON=${PYTHON:-python3}
 
@@ -20,11 +19,7 @@ command -v softhsm2-util >/dev/null && [ -e "$MODULE" ] ||
   { echo "run_oracle.sh: SoftHSM2 missing; run ./softhsm-setup/setup.sh first" >&2; exit 2; }
 
 # 1. virtualenv with pinned ccxt and this repository's package
-if [ ! -x "$VENV/bin/python" ]; then
-  "$PYTHON" -m venv "$VENV"
-fi
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check "ccxt==$CCXT_VERSION"
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check "$ROOT/python"
+VENV=$(PYTHON=$PYTHON "$ROOT/python/venv.sh")
 
 # 2. the CLI
 (cd "$ROOT" && cargo build -q --bin hsm-custody)
