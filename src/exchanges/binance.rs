@@ -22,6 +22,8 @@
 //! `A␁SenderCompID␁TargetCompID␁MsgSeqNum␁SendingTime` (␁ = 0x01), base64, sent in
 //! RawData(96) with RawDataLength(95).
 
+use std::fmt::Write as _;
+
 use super::encode::{has_param, percent_encode, split_query};
 use super::{check_binding, Context, Exchange, InRequest, Request, SignedRequest};
 use crate::error::{Error, Result};
@@ -76,17 +78,22 @@ enum Keys {
 
 /// A Binance signature over `payload`: `(as documented, as sent in a URL or form body)`.
 /// HMAC: lowercase hex (the same both ways). Ed25519/RSA: base64, percent-encoded on the wire.
-fn binance_signature(mac: &dyn Mac, keys: Keys, payload: &str) -> Result<(String, String)> {
+/// The wire form is `None` when it is the documented form itself.
+fn binance_signature(
+    mac: &dyn Mac,
+    keys: Keys,
+    payload: &str,
+) -> Result<(String, Option<String>)> {
     match mac.kind() {
         KeyKind::Ed25519 | KeyKind::Rsa2048 if keys == Keys::HmacEd25519Rsa => {
             let b64 = mac.sign_asym(payload.as_bytes())?.to_base64();
             let wire = percent_encode(&b64);
-            Ok((b64, wire))
+            Ok((b64, Some(wire)))
         }
-        KeyKind::Hmac => {
-            let hex = mac.mac(HmacAlg::HmacSha256, payload.as_bytes())?.to_hex();
-            Ok((hex.clone(), hex))
-        }
+        KeyKind::Hmac => Ok((
+            mac.mac(HmacAlg::HmacSha256, payload.as_bytes())?.to_hex(),
+            None,
+        )),
         other => Err(Error::WrongKeyKind {
             name: mac.key_name().to_owned(),
             kind: other.name().into(),
@@ -116,9 +123,18 @@ fn query_body(
     key_header: &str,
     keys: Keys,
 ) -> Result<SignedRequest> {
-    let mut query = req.query_or_empty().to_owned();
-    let mut body = req.body_or_empty().to_owned();
+    // Room for `&recvWindow=…&timestamp=…&signature=…` (an HMAC's 64 hex digits, or an RSA
+    // signature's percent-encoded base64), so that the hot path does not grow its buffers.
+    const EXTRA: usize = 64 + 480;
+    let with_room = |s: &str| {
+        let mut out = String::with_capacity(s.len() + EXTRA);
+        out.push_str(s);
+        out
+    };
+    let mut query = with_room(req.query_or_empty());
+    let body = req.body_or_empty();
     let in_body = !body.is_empty();
+    let mut body = if in_body { with_room(body) } else { String::new() };
     if !has_param(&query, "timestamp") && !has_param(&body, "timestamp") {
         let target = if in_body { &mut body } else { &mut query };
         if let Some(w) = &req.recv_window {
@@ -126,19 +142,26 @@ fn query_body(
                 append(target, "recvWindow", w);
             }
         }
-        let ts = req
-            .timestamp
-            .clone()
-            .unwrap_or_else(|| ctx.now_ms().to_string());
-        append(target, "timestamp", &ts);
+        match &req.timestamp {
+            Some(ts) => append(target, "timestamp", ts),
+            None => {
+                append(target, "timestamp", "");
+                // Writing to a String cannot fail.
+                let _ = write!(target, "{}", ctx.now_ms());
+            }
+        }
     }
-    let total = format!("{query}{body}");
-    let (signature, wire) = binance_signature(mac, keys, &total)?;
-    if in_body {
-        append(&mut body, "signature", &wire);
+    // Signed: query || body (no `&` between them).
+    let (signature, wire) = if in_body {
+        let mut total = String::with_capacity(query.len() + body.len());
+        total.push_str(&query);
+        total.push_str(&body);
+        binance_signature(mac, keys, &total)?
     } else {
-        append(&mut query, "signature", &wire);
-    }
+        binance_signature(mac, keys, &query)?
+    };
+    let target = if in_body { &mut body } else { &mut query };
+    append(target, "signature", wire.as_deref().unwrap_or(&signature));
     let mut signed = SignedRequest::new(
         req.method_or_get(),
         req.path_or_empty(),

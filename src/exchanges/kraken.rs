@@ -7,7 +7,9 @@
 //! `nonce` parameter gets `nonce=<n>` put first. A JSON body (starting with `{`) is signed as
 //! sent and needs an explicit `nonce` that matches the one inside it.
 
-use super::encode::{base64, param, sha256};
+use sha2::Digest as _;
+
+use super::encode::{base64, param};
 use super::{Context, Exchange, Request, SignedRequest};
 use crate::error::{Error, Result};
 use crate::sign::{HmacAlg, Mac};
@@ -53,8 +55,13 @@ impl Exchange for Kraken {
                 }
             }
         };
-        let inner = sha256(format!("{nonce}{body}").as_bytes());
-        let mut msg = path.as_bytes().to_vec();
+        // path || SHA-256(nonce || body)
+        let inner = sha2::Sha256::new()
+            .chain_update(nonce.as_bytes())
+            .chain_update(body.as_bytes())
+            .finalize();
+        let mut msg = Vec::with_capacity(path.len() + inner.len());
+        msg.extend_from_slice(path.as_bytes());
         msg.extend_from_slice(&inner);
         let signature = base64(mac.mac(HmacAlg::HmacSha512, &msg)?.as_bytes());
         let content_type = if json {

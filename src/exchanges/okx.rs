@@ -5,7 +5,7 @@
 //! clock) and is sent as signed in `OK-ACCESS-TIMESTAMP`; the passphrase goes as plaintext in
 //! `OK-ACCESS-PASSPHRASE`. A `path` that already contains `?` is signed as given.
 
-use super::encode::{base64, iso8601_millis, path_with_query};
+use super::encode::{base64, iso8601_millis};
 use super::{Context, Exchange, Request, SignedRequest};
 use crate::error::Result;
 use crate::sign::{HmacAlg, Mac};
@@ -25,9 +25,20 @@ impl Exchange for Okx {
             None => iso8601_millis(ctx.now_ms())?,
         };
         let method = req.method_or_get();
-        let target = path_with_query(req.path_or_empty(), req.query_or_empty());
+        let (path, query) = (req.path_or_empty(), req.query_or_empty());
+        let query = query.trim_start_matches('?');
         let body = req.body_or_empty();
-        let prehash = format!("{ts}{method}{target}{body}");
+        // timestamp || method || path[?query] || body, built in one buffer.
+        let mut prehash =
+            String::with_capacity(ts.len() + method.len() + path.len() + query.len() + body.len() + 1);
+        for part in [ts.as_str(), method.as_str(), path] {
+            prehash.push_str(part);
+        }
+        if !query.is_empty() {
+            prehash.push('?');
+            prehash.push_str(query);
+        }
+        prehash.push_str(body);
         let signature = base64(mac.mac(HmacAlg::HmacSha256, prehash.as_bytes())?.as_bytes());
         Ok(SignedRequest::new(
             method,
