@@ -17,8 +17,10 @@
 //!   (installed by `benches/peers/setup.sh`; reported as missing otherwise);
 //!
 //! for 1, 2, 4 and 8 threads and 1, 100 and 1,000 keys in the token. Cases of one cell are run
-//! in interleaved rounds (each round runs every case once) and the median round is reported, so
-//! that a burst of load from other processes hits every case alike. Output: a Markdown table on
+//! in interleaved rounds (each round runs every case once); ops/s and latencies are the median
+//! round's, and each ratio is the median over rounds of that round's case-to-baseline ratio, so
+//! that a burst of load from other processes moves one round's pair, not the figure. Output: a
+//! Markdown table on
 //! stdout and `target/bench/results.json` (read by `benches/plot.py` for `BENCHMARKS.png`).
 //!
 //! Options: `--quick`, `--secs S` (per case per round), `--rounds N`, `--threads 1,2,4,8`,
@@ -84,8 +86,8 @@ impl Opts {
         let mut o = if quick {
             Opts {
                 quick,
-                secs: 0.15,
-                rounds: 1,
+                secs: 0.1,
+                rounds: 3,
                 threads: vec![1, 8],
                 keys: vec![1, 100],
                 peers: true,
@@ -94,8 +96,8 @@ impl Opts {
         } else {
             Opts {
                 quick,
-                secs: 0.4,
-                rounds: 3,
+                secs: 0.25,
+                rounds: 5,
                 threads: vec![1, 2, 4, 8],
                 keys: vec![1, 100, 1000],
                 peers: true,
@@ -583,6 +585,8 @@ fn run_cell(
             }
         }
     }
+    let per_round = per.clone();
+    let out_errors: Vec<bool> = errors.iter().map(Option::is_some).collect();
     let mut out: Vec<Row> = cases
         .iter()
         .zip(per)
@@ -604,16 +608,35 @@ fn run_cell(
             error,
         })
         .collect();
-    let snapshot = out.clone();
-    for row in &mut out {
-        if let Some(b) = row.baseline.as_ref() {
-            if let Some(base) = snapshot.iter().find(|r| &r.case == b && r.error.is_none()) {
-                if row.m.ops_per_s > 0.0 {
-                    row.cost_vs_raw = Some(base.m.ops_per_s / row.m.ops_per_s);
-                    row.p50_vs_raw = Some(row.m.p50_us / base.m.p50_us);
-                }
-            }
+    // Ratios are paired per round (a case and its baseline ran seconds apart, under the same
+    // load) and the median over rounds is reported: a burst of load from another process then
+    // moves one round's pair, not the figure.
+    for (i, row) in out.iter_mut().enumerate() {
+        let Some(b) = row.baseline.as_ref() else {
+            continue;
+        };
+        let Some(j) = cases.iter().position(|c| &c.name == b) else {
+            continue;
+        };
+        if row.error.is_some() || out_errors[j] || per_round[i].len() != per_round[j].len() {
+            continue;
         }
+        let pairs = per_round[i].iter().zip(&per_round[j]);
+        let cost: Vec<f64> = pairs
+            .clone()
+            .filter(|(m, _)| m.ops_per_s > 0.0)
+            .map(|(m, base)| base.ops_per_s / m.ops_per_s)
+            .collect();
+        let p50: Vec<f64> = pairs
+            .filter(|(_, base)| base.p50_us > 0.0)
+            .map(|(m, base)| m.p50_us / base.p50_us)
+            .collect();
+        if !cost.is_empty() && !p50.is_empty() {
+            row.cost_vs_raw = Some(median(cost));
+            row.p50_vs_raw = Some(median(p50));
+        }
+    }
+    for row in &out {
         eprintln!(
             "  {group:8} keys={keys:<5} t={threads} {:34} {:>10.0} ops/s  p50 {:>8.1} µs  p99 {:>8.1} µs  cost×raw {}{}",
             row.case,
