@@ -355,6 +355,25 @@ impl Custody {
         })
     }
 
+    /// Whether signing with the active version of key `name` takes the fast path: a session
+    /// object in the token (a copy of the key, or its sealed copy where the module refuses to
+    /// copy a non-modifiable key) rather than the token object itself. `false` also when the
+    /// fast path is turned off ([`Config::fast_path`]) or the module allows neither.
+    ///
+    /// # Errors
+    /// [`Error::KeyNotFound`], [`Error::NoActiveVersion`], token failures.
+    pub fn fast_path_active(&self, name: &str) -> Result<bool> {
+        let entry = self.inner.keys.get(&self.inner.token, name)?;
+        let active = entry
+            .meta
+            .active()
+            .ok_or_else(|| Error::NoActiveVersion {
+                name: name.to_owned(),
+            })?
+            .version;
+        Ok(entry.version(active).is_some_and(|v| v.copied))
+    }
+
     /// Computes an HMAC with the active version of key `name` in the token.
     ///
     /// # Errors
@@ -421,7 +440,7 @@ impl Custody {
             if let Some(check) = check.take() {
                 check(v)?;
             }
-            let Some(handle) = handle else {
+            let Some((handle, copied)) = handle else {
                 // The metadata lists the version but its object was not found: another process
                 // changed the key between our reads. Look again once.
                 self.inner.keys.invalidate(token, &key);
@@ -452,6 +471,18 @@ impl Custody {
                 Ok(sig) => return Ok(Signature(sig)),
                 Err(err) => err,
             };
+            if copied && copy_lost(&err) {
+                // Our own session copy no longer answers as the key: a login was lost and
+                // regained meanwhile (SoftHSM2 then leaves the old handle pointing at an
+                // emptied object). Load the key again; the session itself is fine.
+                drop(lease);
+                self.inner.keys.invalidate(token, &key);
+                recoveries += 1;
+                if recoveries > MAX_RECOVERIES {
+                    return Err(Error::from_ck(&err));
+                }
+                continue;
+            }
             let class = token.recover(&err, lease, key.epoch)?;
             if class == Class::HandleStale {
                 self.inner.keys.invalidate(token, &key);
@@ -464,13 +495,14 @@ impl Custody {
         }
     }
 
-    /// Picks the version to sign with and checks state, validity, kind and algorithm.
+    /// Picks the version to sign with and checks state, validity, kind and algorithm; the
+    /// handle comes with whether it is a session copy of ours.
     fn select(
         &self,
         key: &CachedKey,
         version: Option<u32>,
         op: Op,
-    ) -> Result<(u32, Option<cryptoki::object::ObjectHandle>)> {
+    ) -> Result<(u32, Option<(cryptoki::object::ObjectHandle, bool)>)> {
         let name = &key.meta.name;
         let v = match version {
             None => key
@@ -536,7 +568,10 @@ impl Custody {
                 }
             }
         }
-        Ok((v.version, key.version(v.version).map(|c| c.sign_handle)))
+        Ok((
+            v.version,
+            key.version(v.version).map(|c| (c.sign_handle, c.copied)),
+        ))
     }
 
     /// Every key in the token: managed keys with their versions, and keys this crate did not
@@ -729,6 +764,22 @@ impl Mac for KeyRef {
     fn sign_for(&self, msg: &[u8], request: &RequestContext<'_>) -> Result<Signature> {
         KeyRef::sign_for(self, msg, request)
     }
+}
+
+/// Whether a failed sign on one of our session copies means the copy is gone rather than that
+/// the caller asked for something the key forbids (the token object would answer otherwise).
+fn copy_lost(err: &cryptoki::error::Error) -> bool {
+    use cryptoki::error::{Error as CkError, RvError};
+    matches!(
+        err,
+        CkError::Pkcs11(
+            RvError::KeyFunctionNotPermitted
+                | RvError::KeyTypeInconsistent
+                | RvError::KeyHandleInvalid
+                | RvError::ObjectHandleInvalid,
+            _
+        )
+    )
 }
 
 /// What the custody probe found for one module and token.

@@ -601,6 +601,7 @@ fn read_bool(
         | Attribute::Encrypt(b)
         | Attribute::Decrypt(b)
         | Attribute::Modifiable(b)
+        | Attribute::Copyable(b)
         | Attribute::Token(b) => Some(b),
         _ => None,
     }))
@@ -642,6 +643,10 @@ fn audit_keys(session: &Session) -> cryptoki::error::Result<Vec<KeyAudit>> {
                     }
                 }
             }
+            // A managed key's seal KEK (see `keys::seal`): unwrapping is its one use.
+            let seal_of_managed = label
+                .strip_suffix(crate::keys::seal::LABEL_SUFFIX.as_bytes())
+                .is_some_and(|key| managed_labels.iter().any(|l| l == key));
             out.push(KeyAudit {
                 label: String::from_utf8_lossy(&label).into_owned(),
                 id: if id.is_empty() {
@@ -652,15 +657,21 @@ fn audit_keys(session: &Session) -> cryptoki::error::Result<Vec<KeyAudit>> {
                 class: class_name.to_owned(),
                 key_type,
                 token_object: read_bool(session, h, AttributeType::Token)?.unwrap_or(true),
-                managed: managed_labels.contains(&label),
-                problems: key_problems(session, h)?,
+                managed: seal_of_managed || managed_labels.contains(&label),
+                problems: key_problems(session, h, seal_of_managed)?,
             });
         }
     }
     Ok(out)
 }
 
-fn key_problems(session: &Session, h: ObjectHandle) -> cryptoki::error::Result<Vec<String>> {
+/// What is wrong with one key's protection. A seal KEK may unwrap (that is what it is for) but
+/// must be neither modifiable nor copyable.
+fn key_problems(
+    session: &Session,
+    h: ObjectHandle,
+    seal_kek: bool,
+) -> cryptoki::error::Result<Vec<String>> {
     let flag = |t| read_bool(session, h, t);
     let flags = KeyFlags {
         extractable: flag(AttributeType::Extractable)?,
@@ -675,8 +686,19 @@ fn key_problems(session: &Session, h: ObjectHandle) -> cryptoki::error::Result<V
     let mut problems: Vec<String> = flags
         .weaknesses()
         .into_iter()
+        .filter(|(attribute, _)| !(seal_kek && *attribute == "CKA_UNWRAP"))
         .map(|(_, what)| what.to_owned())
         .collect();
+    if seal_kek {
+        for (t, what) in [
+            (AttributeType::Modifiable, "seal KEK modifiable"),
+            (AttributeType::Copyable, "seal KEK copyable"),
+        ] {
+            if flag(t)? != Some(false) {
+                problems.push(what.to_owned());
+            }
+        }
+    }
     for t in [AttributeType::Value, AttributeType::PrivateExponent] {
         if let Ok(info) = session.get_attribute_info(h, &[t]) {
             if let Some(AttributeInfo::Available(n)) = info.first() {

@@ -79,11 +79,7 @@ enum Keys {
 /// A Binance signature over `payload`: `(as documented, as sent in a URL or form body)`.
 /// HMAC: lowercase hex (the same both ways). Ed25519/RSA: base64, percent-encoded on the wire.
 /// The wire form is `None` when it is the documented form itself.
-fn binance_signature(
-    mac: &dyn Mac,
-    keys: Keys,
-    payload: &str,
-) -> Result<(String, Option<String>)> {
+fn binance_signature(mac: &dyn Mac, keys: Keys, payload: &str) -> Result<(String, Option<String>)> {
     match mac.kind() {
         KeyKind::Ed25519 | KeyKind::Rsa2048 if keys == Keys::HmacEd25519Rsa => {
             let b64 = mac.sign_asym(payload.as_bytes())?.to_base64();
@@ -134,7 +130,11 @@ fn query_body(
     let mut query = with_room(req.query_or_empty());
     let body = req.body_or_empty();
     let in_body = !body.is_empty();
-    let mut body = if in_body { with_room(body) } else { String::new() };
+    let mut body = if in_body {
+        with_room(body)
+    } else {
+        String::new()
+    };
     if !has_param(&query, "timestamp") && !has_param(&body, "timestamp") {
         let target = if in_body { &mut body } else { &mut query };
         if let Some(w) = &req.recv_window {

@@ -29,8 +29,9 @@ impl Exchange for Okx {
         let query = query.trim_start_matches('?');
         let body = req.body_or_empty();
         // timestamp || method || path[?query] || body, built in one buffer.
-        let mut prehash =
-            String::with_capacity(ts.len() + method.len() + path.len() + query.len() + body.len() + 1);
+        let mut prehash = String::with_capacity(
+            ts.len() + method.len() + path.len() + query.len() + body.len() + 1,
+        );
         for part in [ts.as_str(), method.as_str(), path] {
             prehash.push_str(part);
         }

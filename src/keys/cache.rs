@@ -2,7 +2,9 @@
 //!
 //! An entry holds a key's metadata and, for each usable version, the token object and the
 //! handle signing uses. On the fast path that is a session-object copy made in the token's
-//! reserved session (sensitive and non-extractable carry over: a copy can only be stricter).
+//! reserved session (sensitive and non-extractable carry over: a copy can only be stricter), or,
+//! where the module refuses to copy a non-modifiable key, the version's sealed copy unwrapped
+//! there (see `seal`).
 //! An entry is valid for one login epoch; it is also re-checked against the metadata's revision
 //! at most every `revalidate` interval, so a rotation or revocation made by another process is
 //! seen within that interval. Entries are replaced only by the thread that saw the failing
@@ -15,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use cryptoki::object::{Attribute, ObjectHandle};
 
-use super::{store, KeyMeta};
+use super::{seal, store, KeyMeta};
 use crate::error::{Class, Error, Result};
 use crate::token::Token;
 
@@ -176,9 +178,21 @@ impl KeyCache {
                     let versions = handles
                         .into_iter()
                         .map(|(version, token_handle)| {
+                            // A plain copy where the module allows one, else the sealed copy.
+                            let sealed = || {
+                                let blob = found.meta.seals.get(&version)?;
+                                seal::open(
+                                    token,
+                                    name,
+                                    version,
+                                    blob,
+                                    &found.meta.algorithms,
+                                    token_handle,
+                                )
+                            };
                             let copy = token
                                 .fast_path
-                                .then(|| session_copy(token, token_handle))
+                                .then(|| session_copy(token, token_handle).or_else(sealed))
                                 .flatten();
                             CachedVersion {
                                 version,

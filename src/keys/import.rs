@@ -44,8 +44,11 @@ pub(crate) fn decode_secret(
     }
 }
 
-/// Creates one HMAC key version and proves it. On any failure after the object exists it is
-/// destroyed, unless `crashed` says the failure stands for a crash (test hook).
+/// Creates one HMAC key version and proves it; with `sealing`, also seals it (see `seal`) and
+/// returns the seal, or `None` when sealing failed (logged: the key is still good). On any
+/// failure after the key object exists it is destroyed, unless the failure stands for a crash
+/// (test hook).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn create_hmac_version(
     session: &Session,
     name: &str,
@@ -53,8 +56,9 @@ pub(crate) fn create_hmac_version(
     key_bytes: &[u8],
     algorithms: &[HmacAlg],
     validity: Validity,
+    sealing: bool,
     mut step: impl FnMut() -> Result<()>,
-) -> Result<ObjectHandle> {
+) -> Result<(ObjectHandle, Option<String>)> {
     let mut stored = Zeroizing::new(Vec::with_capacity(key_bytes.len().max(MIN_STORED_LEN)));
     stored.extend_from_slice(key_bytes);
     if stored.len() < MIN_STORED_LEN {
@@ -64,11 +68,18 @@ pub(crate) fn create_hmac_version(
     let mut attrs = template::hmac_secret_key(name, version, stored.to_vec(), algorithms, validity);
     let created = session.create_object(&attrs);
     template::wipe(&mut attrs);
-    drop(stored);
     let key = created.map_err(|e| import_refused(&e))?;
     let checked = step().and_then(|()| self_check(session, key, key_bytes, name, algorithms));
     match checked {
-        Ok(()) => Ok(key),
+        Ok(()) if sealing => {
+            let sealed = super::seal::seal(session, name, version, &stored)
+                .inspect_err(|e| {
+                    tracing::warn!(key = name, version, error = %e, "not sealed: this version signs with its token object")
+                })
+                .ok();
+            Ok((key, sealed))
+        }
+        Ok(()) => Ok((key, None)),
         Err(e @ Error::InjectedFault { .. }) => Err(e),
         Err(e) => {
             if let Err(d) = session.destroy_object(key) {

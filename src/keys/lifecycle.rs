@@ -9,6 +9,7 @@
 //! versions (checked before every metadata write), and no step removes the last usable version
 //! except an explicit revocation.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, PoisonError};
 
@@ -21,6 +22,7 @@ use super::cache::KeyCache;
 use super::import::{
     create_hmac_version, decode_secret, generate_hmac_version, now_rfc3339, ScrubOnDrop,
 };
+use super::seal;
 use super::template::{Validity, MIN_STORED_LEN};
 use super::{
     asym, store, KeyInfo, KeyKind, KeyMeta, KeySpec, SecretEncoding, VersionInfo, VersionState,
@@ -139,9 +141,11 @@ impl Lifecycle<'_> {
             },
             revision: 1,
             versions: Vec::new(),
+            seals: BTreeMap::new(),
         };
         let mut step = self.faults.steps();
-        let version = self.make_version(session, &meta, 1, spec, material, &mut step)?;
+        let (version, seal) = self.make_version(session, &meta, 1, spec, material, &mut step)?;
+        meta.seals.extend(seal.map(|blob| (1, blob)));
         meta.versions.push(VersionInfo {
             state: VersionState::Active,
             ..version
@@ -158,7 +162,8 @@ impl Lifecycle<'_> {
         store::info(session, &meta).map_err(Self::ck)
     }
 
-    /// Creates the objects of one version; returns its record (state to be set by the caller).
+    /// Creates the objects of one version; returns its record (state to be set by the caller)
+    /// and, for an imported HMAC secret on a module that passes the seal probe, its seal.
     fn make_version(
         &self,
         session: &Session,
@@ -167,13 +172,14 @@ impl Lifecycle<'_> {
         spec: &KeySpec,
         material: Material,
         step: &mut impl FnMut() -> Result<()>,
-    ) -> Result<VersionInfo> {
+    ) -> Result<(VersionInfo, Option<String>)> {
         let _scrub = ScrubOnDrop;
         let validity = Validity {
             not_before: spec.not_before,
             not_after: spec.not_after,
         };
         let mut object_id = None;
+        let mut seal = None;
         let (secret_len, origin) = match material {
             Material::Adopt => {
                 for alg in &meta.algorithms {
@@ -194,13 +200,15 @@ impl Lifecycle<'_> {
                 }
                 let key_bytes = decode_secret(&secret, meta.encoding)?;
                 drop(secret);
-                create_hmac_version(
+                let sealing = self.token.fast_path && seal::supported(self.token, session);
+                (_, seal) = create_hmac_version(
                     session,
                     &meta.name,
                     version,
                     &key_bytes,
                     &meta.algorithms,
                     validity,
+                    sealing,
                     &mut *step,
                 )?;
                 (Some(key_bytes.len()), "imported")
@@ -238,7 +246,7 @@ impl Lifecycle<'_> {
                 (None, "imported")
             }
         };
-        Ok(VersionInfo {
+        let record = VersionInfo {
             version,
             state: VersionState::Pending,
             created: now_rfc3339(),
@@ -247,7 +255,8 @@ impl Lifecycle<'_> {
             secret_len,
             origin: origin.into(),
             object_id,
-        })
+        };
+        Ok((record, seal))
     }
 
     fn require_mechanism(&self, kind: KeyKind) -> Result<()> {
@@ -303,10 +312,12 @@ impl Lifecycle<'_> {
         store::reconcile(session, Some(&found.meta), name).map_err(Self::ck)?;
         let mut step = self.faults.steps();
         let version = found.meta.next_version();
-        let record = self.make_version(session, &found.meta, version, spec, material, &mut step)?;
+        let (record, seal) =
+            self.make_version(session, &found.meta, version, spec, material, &mut step)?;
         let mut meta = found.meta.clone();
         meta.revision += 1;
         meta.versions.push(record.clone());
+        meta.seals.extend(seal.map(|blob| (version, blob)));
         store::update_meta(session, &found, &meta, &mut step).inspect_err(|e| {
             if !matches!(e, Error::InjectedFault { .. }) {
                 let _ = store::reconcile(session, Some(&found.meta), name);
@@ -421,6 +432,8 @@ impl Lifecycle<'_> {
         {
             v.state = to;
         }
+        // A version that can no longer sign keeps no seal (its KEK goes with its objects below).
+        meta.seals.retain(|v, _| !targets.contains(v));
         let mut step = self.faults.steps();
         store::update_meta(session, &found, &meta, &mut step)?;
         // Committed: from here on no process signs with these versions (in-process copies go

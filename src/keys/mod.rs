@@ -14,9 +14,11 @@ pub(crate) mod asym;
 pub(crate) mod cache;
 pub(crate) mod import;
 pub(crate) mod lifecycle;
+pub(crate) mod seal;
 pub(crate) mod store;
 pub(crate) mod template;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -341,6 +343,10 @@ pub(crate) struct KeyMeta {
     /// Bumped on every write, so other processes notice changes.
     pub revision: u64,
     pub versions: Vec<VersionInfo>,
+    /// Sealed copies of usable imported HMAC versions (version -> hex of the secret wrapped
+    /// under the version's KEK, see `seal`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub seals: BTreeMap<u32, String>,
 }
 
 impl KeyMeta {

@@ -132,19 +132,22 @@ pub(crate) fn find_public_object(
         .next())
 }
 
-/// Every object of ours labelled `name`, with the version its `CKA_ID` names (objects without a
-/// version id of ours are foreign and left out).
+/// Every object of ours labelled `name`, and the versions' KEKs (labelled `name#seal`), with
+/// the version its `CKA_ID` names (objects without a version id of ours are foreign and left
+/// out).
 pub(crate) fn version_objects(
     session: &Session,
     name: &str,
 ) -> Result<Vec<(u32, ObjectHandle)>, CkError> {
     let mut out = Vec::new();
-    for handle in session.find_objects(&find_key_objects(name))? {
-        if let Some(version) = read_id(session, handle)?
-            .as_deref()
-            .and_then(parse_version_id)
-        {
-            out.push((version, handle));
+    for label in [name.to_owned(), super::seal::label(name)] {
+        for handle in session.find_objects(&find_key_objects(&label))? {
+            if let Some(version) = read_id(session, handle)?
+                .as_deref()
+                .and_then(parse_version_id)
+            {
+                out.push((version, handle));
+            }
         }
     }
     Ok(out)
@@ -290,7 +293,11 @@ pub(crate) fn list(session: &Session) -> Result<Vec<KeyInfo>, CkError> {
                     _ => None,
                 })
                 .unwrap_or_default();
-            if by_name.contains_key(&label) {
+            if by_name.contains_key(&label)
+                || label
+                    .strip_suffix(super::seal::LABEL_SUFFIX)
+                    .is_some_and(|key| by_name.contains_key(key))
+            {
                 continue;
             }
             let flags = flags(session, handle)?;

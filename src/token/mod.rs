@@ -112,6 +112,11 @@ impl Token {
         &self.label
     }
 
+    /// The module's path as configured.
+    pub(crate) fn module_path(&self) -> &std::path::Path {
+        &self.module_path
+    }
+
     pub(crate) fn slot(&self) -> Slot {
         *self.slot.read().unwrap_or_else(PoisonError::into_inner)
     }

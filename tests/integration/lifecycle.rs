@@ -325,6 +325,12 @@ fn interrupted_import_leaves_a_clean_slate() {
             .unwrap();
         assert_eq!(sign(&c, "k").unwrap(), mac_of(A));
         assert_eq!(token_objects(&t, "k"), 1, "step {step}");
+        // The seal's KEK (SoftHSM2 seals imports) is not left behind twice either.
+        let keks = token_objects(&t, "k#seal");
+        assert!(keks <= 1, "step {step}: {keks} KEKs");
+        if crate::common::backend() == "softhsm" {
+            assert_eq!(keks, 1, "step {step}: the new import is sealed");
+        }
     }
 }
 

@@ -18,4 +18,5 @@ mod faults;
 mod guard_hook;
 mod guardrails;
 mod lifecycle;
+mod seal;
 mod tpm;
