@@ -119,6 +119,13 @@ fn attribute_array(values: &[(u64, Vec<u8>)]) -> Vec<u8> {
     out
 }
 
+/// Elsewhere the layout differs (`CK_ULONG` is 32 bits on 64-bit Windows): no array, so the probe
+/// fails and nothing is sealed.
+#[cfg(not(all(unix, target_pointer_width = "64")))]
+fn attribute_array(_values: &[(u64, Vec<u8>)]) -> Vec<u8> {
+    Vec::new()
+}
+
 /// The KEK template; `location` is `(label, id)` for a token object, `None` for the probe's
 /// session object. `array` is [`attribute_array`] of [`forced`]; `value` is moved in and wiped
 /// by the caller with [`super::template::wipe`].
@@ -273,6 +280,9 @@ pub(crate) fn supported(token: &Token, session: &Session) -> bool {
 
 /// The probe behind [`supported`]: `Err` names the first check that did not hold.
 fn probe(session: &Session) -> std::result::Result<(), String> {
+    if !cfg!(all(unix, target_pointer_width = "64")) {
+        return Err("CKA_UNWRAP_TEMPLATE is only built for 64-bit Unix".into());
+    }
     let value = Zeroizing::new(
         session
             .generate_random_vec(64)

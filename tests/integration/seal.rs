@@ -23,8 +23,8 @@ fn kek(s: &Session, name: &str) -> Vec<cryptoki::object::ObjectHandle> {
     .unwrap()
 }
 
-/// The seal blob of `name` v`version`, read from the key's metadata as anyone logged in could.
-fn blob(s: &Session, name: &str, version: u32) -> Option<Vec<u8>> {
+/// The key's metadata (JSON), read as anyone logged in could.
+fn meta(s: &Session, name: &str) -> serde_json::Value {
     let metas = s
         .find_objects(&[
             Attribute::Class(ObjectClass::DATA),
@@ -35,8 +35,12 @@ fn blob(s: &Session, name: &str, version: u32) -> Option<Vec<u8>> {
     let Some(Attribute::Value(json)) = value.into_iter().next() else {
         panic!("metadata has a value");
     };
-    let meta: serde_json::Value = serde_json::from_slice(&json).unwrap();
-    meta["seals"][version.to_string()]
+    serde_json::from_slice(&json).unwrap()
+}
+
+/// The seal blob of `name` v`version`, from its metadata.
+fn blob(s: &Session, name: &str, version: u32) -> Option<Vec<u8>> {
+    meta(s, name)["seals"][version.to_string()]
         .as_str()
         .map(|h| hex::decode(h).unwrap())
 }
@@ -287,21 +291,7 @@ fn a_tampered_seal_is_not_used_and_signing_stays_right() {
     // crate itself commits changes). Random bytes fail the unwrap's integrity check.
     let ctx = cryptoki::context::Pkcs11::new(&t.module).unwrap();
     let s = ctx.open_rw_session(slot(&t)).unwrap();
-    let metas = s
-        .find_objects(&[
-            Attribute::Class(ObjectClass::DATA),
-            Attribute::Label(b"k".to_vec()),
-        ])
-        .unwrap();
-    let Some(Attribute::Value(json)) = s
-        .get_attributes(metas[0], &[AttributeType::Value])
-        .unwrap()
-        .into_iter()
-        .next()
-    else {
-        panic!("metadata has a value");
-    };
-    let mut meta: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    let mut meta = meta(&s, "k");
     assert!(meta["seals"]["1"].is_string(), "v1 was sealed: {meta}");
     meta["seals"]["1"] = serde_json::Value::String(hex::encode([0x5a; 72]));
     meta["revision"] = serde_json::json!(meta["revision"].as_u64().unwrap() + 1);
