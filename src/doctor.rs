@@ -592,19 +592,7 @@ fn read_bool(
         }
         Err(e) => return Err(e),
     };
-    Ok(attrs.into_iter().find_map(|a| match a {
-        Attribute::Sensitive(b)
-        | Attribute::Extractable(b)
-        | Attribute::Derive(b)
-        | Attribute::Wrap(b)
-        | Attribute::Unwrap(b)
-        | Attribute::Encrypt(b)
-        | Attribute::Decrypt(b)
-        | Attribute::Modifiable(b)
-        | Attribute::Copyable(b)
-        | Attribute::Token(b) => Some(b),
-        _ => None,
-    }))
+    Ok(attrs.iter().find_map(crate::keys::template::flag))
 }
 
 /// Audits every secret and private key object visible to the application.

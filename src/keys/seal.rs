@@ -50,40 +50,10 @@ pub(crate) fn label(name: &str) -> String {
     format!("{name}{LABEL_SUFFIX}")
 }
 
-/// The attributes every key unwrapped by a KEK must carry, as `(type, value)` in the module's
-/// native layout (`CK_ULONG` values are native-endian, `CK_BBOOL` one byte).
-fn forced() -> Vec<(u64, Vec<u8>)> {
-    let ulong = |v: u64| v.to_ne_bytes().to_vec();
-    let flag = |b: bool| vec![u8::from(b)];
-    vec![
-        (
-            AttributeType::Class.into(),
-            ulong(ObjectClass::SECRET_KEY.into()),
-        ),
-        (
-            AttributeType::KeyType.into(),
-            ulong(KeyType::GENERIC_SECRET.into()),
-        ),
-        (AttributeType::Token.into(), flag(false)),
-        (AttributeType::Private.into(), flag(true)),
-        (AttributeType::Sensitive.into(), flag(true)),
-        (AttributeType::Extractable.into(), flag(false)),
-        (AttributeType::Modifiable.into(), flag(false)),
-        (AttributeType::Copyable.into(), flag(false)),
-        (AttributeType::Sign.into(), flag(true)),
-        (AttributeType::Verify.into(), flag(false)),
-        (AttributeType::Encrypt.into(), flag(false)),
-        (AttributeType::Decrypt.into(), flag(false)),
-        (AttributeType::Wrap.into(), flag(false)),
-        (AttributeType::Unwrap.into(), flag(false)),
-        (AttributeType::Derive.into(), flag(false)),
-    ]
-}
-
-/// The unwrap template as cryptoki attributes (what the cache asks for), plus the version's
-/// HMAC mechanisms. `CKA_MODIFIABLE=false` comes last: SoftHSM2 applies the template in order
-/// and refuses any attribute after it.
-fn copy_template(algorithms: &[HmacAlg]) -> Vec<Attribute> {
+/// The attributes a KEK forces on every key it unwraps (its `CKA_UNWRAP_TEMPLATE`), in the order
+/// the cache asks for them: `CKA_MODIFIABLE=false` last, because SoftHSM2 applies a template in
+/// order and refuses any attribute after it.
+fn forced() -> Vec<Attribute> {
     vec![
         Attribute::Class(ObjectClass::SECRET_KEY),
         Attribute::KeyType(KeyType::GENERIC_SECRET),
@@ -99,35 +69,52 @@ fn copy_template(algorithms: &[HmacAlg]) -> Vec<Attribute> {
         Attribute::Wrap(false),
         Attribute::Unwrap(false),
         Attribute::Derive(false),
-        Attribute::AllowedMechanisms(algorithms.iter().map(|a| a.mechanism_type()).collect()),
         Attribute::Modifiable(false),
     ]
 }
 
-/// A `CK_ATTRIBUTE` array for an array-valued attribute. Each entry names its value by address:
-/// the `values` must stay alive and unmoved until the PKCS#11 call that reads the array returns
-/// (the caller keeps both in one frame). 64-bit Unix layout: `CK_ULONG` type, pointer, `CK_ULONG`
-/// length, 24 bytes per entry.
-#[cfg(all(unix, target_pointer_width = "64"))]
-fn attribute_array(values: &[(u64, Vec<u8>)]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(values.len() * 24);
-    for (kind, value) in values {
-        out.extend_from_slice(&kind.to_ne_bytes());
-        out.extend_from_slice(&(value.as_ptr() as usize as u64).to_ne_bytes());
-        out.extend_from_slice(&(value.len() as u64).to_ne_bytes());
-    }
-    out
+/// What the cache asks to unwrap: the forced attributes plus the version's HMAC mechanisms.
+fn copy_template(algorithms: &[HmacAlg]) -> Vec<Attribute> {
+    let mut t = forced();
+    let mechanisms = algorithms.iter().map(|a| a.mechanism_type()).collect();
+    t.insert(t.len() - 1, Attribute::AllowedMechanisms(mechanisms));
+    t
 }
 
-/// Elsewhere the layout differs (`CK_ULONG` is 32 bits on 64-bit Windows): no array, so the probe
-/// fails and nothing is sealed.
+/// The value of `CKA_UNWRAP_TEMPLATE` for `attributes`: a `CK_ATTRIBUTE` array that names each
+/// value by address, and the value buffers it points into. Keep the buffers (moving their `Vec`
+/// does not move them) until the PKCS#11 call that reads the array has returned. 64-bit Unix
+/// layout: `CK_ULONG` type, pointer, `CK_ULONG` length, 24 bytes per entry; classes, key types and
+/// flags only (`None` for anything else).
+#[cfg(all(unix, target_pointer_width = "64"))]
+fn unwrap_template(attributes: &[Attribute]) -> Option<(Vec<u8>, Vec<Vec<u8>>)> {
+    let mut values = Vec::with_capacity(attributes.len());
+    let mut array = Vec::with_capacity(attributes.len() * 24);
+    for attribute in attributes {
+        // Native layout: `CK_ULONG` values native-endian, `CK_BBOOL` one byte.
+        let value = match attribute {
+            Attribute::Class(c) => (**c).to_ne_bytes().to_vec(),
+            Attribute::KeyType(k) => (**k).to_ne_bytes().to_vec(),
+            other => vec![u8::from(super::template::flag(other)?)],
+        };
+        let kind: u64 = attribute.attribute_type().into();
+        array.extend_from_slice(&kind.to_ne_bytes());
+        array.extend_from_slice(&(value.as_ptr() as usize as u64).to_ne_bytes());
+        array.extend_from_slice(&(value.len() as u64).to_ne_bytes());
+        values.push(value);
+    }
+    Some((array, values))
+}
+
+/// Elsewhere the layout differs (`CK_ULONG` is 32 bits on 64-bit Windows): no template, so the
+/// probe fails and nothing is sealed.
 #[cfg(not(all(unix, target_pointer_width = "64")))]
-fn attribute_array(_values: &[(u64, Vec<u8>)]) -> Vec<u8> {
-    Vec::new()
+fn unwrap_template(_attributes: &[Attribute]) -> Option<(Vec<u8>, Vec<Vec<u8>>)> {
+    None
 }
 
 /// The KEK template; `location` is `(label, id)` for a token object, `None` for the probe's
-/// session object. `array` is [`attribute_array`] of [`forced`]; `value` is moved in and wiped
+/// session object. `array` is [`unwrap_template`] of [`forced`]; `value` is moved in and wiped
 /// by the caller with [`super::template::wipe`].
 fn kek_template(location: Option<(&str, u32)>, array: Vec<u8>, value: Vec<u8>) -> Vec<Attribute> {
     let mut t = vec![
@@ -172,8 +159,8 @@ fn make_kek(
     KekAes256::new(kek.as_slice().into())
         .wrap(stored, &mut blob)
         .map_err(|e| Error::invalid(format!("cannot seal the key: {e}")))?;
-    let values = forced();
-    let array = attribute_array(&values);
+    let (array, values) = unwrap_template(&forced())
+        .ok_or_else(|| Error::invalid("CKA_UNWRAP_TEMPLATE cannot be built on this platform"))?;
     let mut template = kek_template(location, array, kek.to_vec());
     let created = session.create_object(&template);
     super::template::wipe(&mut template);
@@ -280,9 +267,6 @@ pub(crate) fn supported(token: &Token, session: &Session) -> bool {
 
 /// The probe behind [`supported`]: `Err` names the first check that did not hold.
 fn probe(session: &Session) -> std::result::Result<(), String> {
-    if !cfg!(all(unix, target_pointer_width = "64")) {
-        return Err("CKA_UNWRAP_TEMPLATE is only built for 64-bit Unix".into());
-    }
     let value = Zeroizing::new(
         session
             .generate_random_vec(64)

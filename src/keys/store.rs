@@ -198,21 +198,7 @@ pub(crate) fn foreign_objects(
 pub(crate) fn flags(session: &Session, key: ObjectHandle) -> Result<KeyFlags, CkError> {
     let read = |t: AttributeType| -> Result<Option<bool>, CkError> {
         let attrs = session.get_attributes(key, &[t])?;
-        Ok(attrs.into_iter().find_map(|a| match a {
-            Attribute::Sensitive(b)
-            | Attribute::Extractable(b)
-            | Attribute::AlwaysSensitive(b)
-            | Attribute::NeverExtractable(b)
-            | Attribute::Sign(b)
-            | Attribute::Verify(b)
-            | Attribute::Encrypt(b)
-            | Attribute::Decrypt(b)
-            | Attribute::Wrap(b)
-            | Attribute::Unwrap(b)
-            | Attribute::Derive(b)
-            | Attribute::Modifiable(b) => Some(b),
-            _ => None,
-        }))
+        Ok(attrs.iter().find_map(super::template::flag))
     };
     Ok(KeyFlags {
         sensitive: read(AttributeType::Sensitive)?,
