@@ -22,9 +22,7 @@
 //! `A␁SenderCompID␁TargetCompID␁MsgSeqNum␁SendingTime` (␁ = 0x01), base64, sent in
 //! RawData(96) with RawDataLength(95).
 
-use std::fmt::Write as _;
-
-use super::encode::{has_param, percent_encode, split_query};
+use super::encode::{has_param, percent_encode, push_u64, split_query};
 use super::{check_binding, Context, Exchange, InRequest, Request, SignedRequest};
 use crate::error::{Error, Result};
 use crate::keys::KeyKind;
@@ -146,8 +144,7 @@ fn query_body(
             Some(ts) => append(target, "timestamp", ts),
             None => {
                 append(target, "timestamp", "");
-                // Writing to a String cannot fail.
-                let _ = write!(target, "{}", ctx.now_ms());
+                push_u64(target, ctx.now_ms());
             }
         }
     }

@@ -67,27 +67,84 @@ pub(crate) fn percent_decode_bytes(s: &str) -> Vec<u8> {
 
 /// Splits a query string into `(key, value)` pairs as written (no decoding).
 pub(crate) fn split_query(q: &str) -> Vec<(&str, &str)> {
-    q.trim_start_matches('?')
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| p.split_once('=').unwrap_or((p, "")))
-        .collect()
+    params(q).collect()
+}
+
+/// The `(key, value)` pairs of a query string as written (no decoding), without collecting:
+/// a byte scan, because `str::split` sets up a searcher per piece and this runs on every
+/// signature.
+fn params(q: &str) -> impl Iterator<Item = (&str, &str)> {
+    let mut rest = q.trim_start_matches('?');
+    std::iter::from_fn(move || loop {
+        if rest.is_empty() {
+            return None;
+        }
+        // `&` and `=` are ASCII: the indices below are char boundaries.
+        let end = rest.bytes().position(|b| b == b'&').unwrap_or(rest.len());
+        let piece = &rest[..end];
+        rest = rest.get(end + 1..).unwrap_or("");
+        if piece.is_empty() {
+            continue;
+        }
+        return Some(match piece.bytes().position(|b| b == b'=') {
+            Some(eq) => (&piece[..eq], &piece[eq + 1..]),
+            None => (piece, ""),
+        });
+    })
 }
 
 /// Whether a query or form body already carries parameter `name`.
 pub(crate) fn has_param(q: &str, name: &str) -> bool {
-    // As `split_query`, without collecting: this runs on every signature.
-    q.trim_start_matches('?')
-        .split('&')
-        .any(|p| !p.is_empty() && p.split_once('=').map_or(p, |(k, _)| k) == name)
+    // One scan for `&`, comparing each parameter's start with `name` (what `params` gives,
+    // without looking for each `=`): runs on every Binance-style signature.
+    let (q, name) = (q.trim_start_matches('?').as_bytes(), name.as_bytes());
+    let mut rest = q;
+    loop {
+        let end = rest.iter().position(|&b| b == b'&').unwrap_or(rest.len());
+        let piece = &rest[..end];
+        if !piece.is_empty()
+            && piece.starts_with(name)
+            && matches!(piece.get(name.len()), None | Some(b'='))
+        {
+            return true;
+        }
+        match rest.get(end + 1..) {
+            Some(next) => rest = next,
+            None => return false,
+        }
+    }
 }
 
 /// The value of parameter `name` in a query or form body, as written.
 pub(crate) fn param<'a>(q: &'a str, name: &str) -> Option<&'a str> {
-    split_query(q)
-        .into_iter()
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
+    params(q).find(|(k, _)| *k == name).map(|(_, v)| v)
+}
+
+/// Appends `n` in decimal (what `write!(out, "{n}")` gives, without the formatting machinery).
+pub(crate) fn push_u64(out: &mut String, n: u64) {
+    let mut buf = [0u8; 20];
+    let mut at = buf.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&buf[at..]).expect("decimal digits are ASCII"));
+}
+
+/// Appends `n` zero-padded to `width` (at most 4) digits; `n` must fit.
+fn push_padded(out: &mut String, n: u64, width: usize) {
+    let mut buf = [b'0'; 4];
+    let mut n = n;
+    for d in buf[..width].iter_mut().rev() {
+        *d = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    out.push_str(std::str::from_utf8(&buf[..width]).expect("decimal digits are ASCII"));
 }
 
 /// `path` followed by `?query` when the query is not empty.
@@ -117,36 +174,54 @@ pub(crate) fn base64(data: &[u8]) -> String {
 
 /// `2020-12-08T09:08:57.715Z` for a time in milliseconds (OKX).
 pub(crate) fn iso8601_millis(ms: u64) -> Result<String> {
-    let t = datetime(ms)?;
-    Ok(format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    ))
+    let mut out = String::with_capacity(24);
+    push_datetime(&mut out, ms)?;
+    out.push('.');
+    push_padded(&mut out, ms % 1000, 3);
+    out.push('Z');
+    Ok(out)
 }
 
 /// `2017-05-11T15:19:30` (UTC, no zone) for a time in milliseconds (HTX).
 pub(crate) fn iso8601_seconds(ms: u64) -> Result<String> {
-    let t = datetime(ms)?;
-    Ok(format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    ))
+    let mut out = String::with_capacity(19);
+    push_datetime(&mut out, ms)?;
+    Ok(out)
 }
 
-fn datetime(ms: u64) -> Result<time::OffsetDateTime> {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .map_err(|_| Error::invalid("timestamp out of range"))
+/// The last millisecond of year 9999, the end of four-digit years.
+const MAX_MS: u64 = 253_402_300_799_999;
+
+/// Appends `YYYY-MM-DDTHH:MM:SS` (UTC) for a time in milliseconds since the Unix epoch: the
+/// proleptic Gregorian calendar by day arithmetic (H. Hinnant's `civil_from_days`) rather than a
+/// date library, because OKX requests format a timestamp on every signature.
+fn push_datetime(out: &mut String, ms: u64) -> Result<()> {
+    if ms > MAX_MS {
+        return Err(Error::invalid("timestamp out of range"));
+    }
+    let secs = ms / 1000;
+    let (days, day_secs) = (secs / 86_400, secs % 86_400);
+    // Days counted from 0000-03-01, in 400-year eras of 146,097 days.
+    let z = days + 719_468;
+    let (era, doe) = (z / 146_097, z % 146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    push_padded(out, year, 4);
+    out.push('-');
+    push_padded(out, month, 2);
+    out.push('-');
+    push_padded(out, day, 2);
+    out.push('T');
+    push_padded(out, day_secs / 3600, 2);
+    out.push(':');
+    push_padded(out, day_secs / 60 % 60, 2);
+    out.push(':');
+    push_padded(out, day_secs % 60, 2);
+    Ok(())
 }
 
 /// A random lowercase UUIDv4 (Bitstamp nonces): from the OS random source, or, where there is
@@ -233,6 +308,81 @@ mod tests {
             vec![("a", "1"), ("b", ""), ("c", "x=y")]
         );
         assert!(has_param("a=1&timestamp=2", "timestamp"));
+        assert!(has_param("?timestamp&a=1", "timestamp"));
+        assert!(!has_param(
+            "timestamps=1&xtimestamp=2&a=timestamp",
+            "timestamp"
+        ));
+        assert!(!has_param("&&", ""));
         assert_eq!(param("nonce=5&x=1", "nonce"), Some("5"));
+        assert_eq!(param("x=1&&nonce=", "nonce"), Some(""));
+        assert_eq!(param("x=nonce", "nonce"), None);
+        assert_eq!(split_query("&a=1&&"), vec![("a", "1")]);
+        for q in [
+            "",
+            "?",
+            "&",
+            "=",
+            "a",
+            "a=",
+            "=a",
+            "ab=1&a",
+            "?a&&b=a=c&",
+            "b&a=&",
+        ] {
+            for name in ["", "a", "b", "ab", "c"] {
+                let want = split_query(q).iter().any(|(k, _)| *k == name);
+                assert_eq!(has_param(q, name), want, "{q:?} {name:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn times_match_a_date_library() {
+        // Every day of the two years after the epoch, 2000, 2100 and 9998, and 20,000 times
+        // spread up to the end of year 9999, against the `time` crate.
+        let reference = |ms: u64| {
+            let nanos = i128::from(ms) * 1_000_000;
+            let t = time::OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap();
+            format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+                t.year(),
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second(),
+                t.millisecond()
+            )
+        };
+        let mut cases = vec![0, 1, 999, 1_000, 86_399_999, 86_400_000, MAX_MS];
+        for start_day in [0u64, 10_957 - 400, 47_482 - 400, 2_932_896 - 800] {
+            for d in 0..800 {
+                let day = (start_day + d) * 86_400_000;
+                cases.extend([day, day + 86_399_999, day + 45_296_789]);
+            }
+        }
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            cases.push(x % (MAX_MS + 1));
+        }
+        for ms in cases {
+            let want = reference(ms);
+            assert_eq!(iso8601_millis(ms).unwrap(), want, "{ms}");
+            assert_eq!(iso8601_seconds(ms).unwrap(), want[..19], "{ms}");
+        }
+        assert!(iso8601_millis(MAX_MS + 1).is_err());
+    }
+
+    #[test]
+    fn decimals_push() {
+        for n in [0, 7, 10, 1_700_000_000_000, u64::MAX] {
+            let mut s = String::from("x=");
+            push_u64(&mut s, n);
+            assert_eq!(s, format!("x={n}"));
+        }
     }
 }

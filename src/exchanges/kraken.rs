@@ -9,7 +9,7 @@
 
 use sha2::Digest as _;
 
-use super::encode::{base64, param};
+use super::encode::{base64, param, push_u64};
 use super::{Context, Exchange, Request, SignedRequest};
 use crate::error::{Error, Result};
 use crate::sign::{HmacAlg, Mac};
@@ -30,40 +30,37 @@ impl Exchange for Kraken {
                 "kraken signs private endpoints only: the path must start with /0/private/",
             ));
         }
-        let mut body = req.body_or_empty().to_owned();
-        let json = body.trim_start().starts_with('{');
-        let nonce = if json {
-            req.nonce
-                .clone()
-                .ok_or_else(|| Error::invalid("kraken: a JSON body needs an explicit nonce"))?
-        } else {
-            match (param(&body, "nonce"), &req.nonce) {
-                (Some(in_body), Some(given)) if in_body != given => {
-                    return Err(Error::invalid(
-                        "kraken: the nonce field differs from the body's nonce parameter",
-                    ))
-                }
-                (Some(in_body), _) => in_body.to_owned(),
-                (None, given) => {
-                    let n = given.clone().unwrap_or_else(|| ctx.nonce().to_string());
-                    body = if body.is_empty() {
-                        format!("nonce={n}")
-                    } else {
-                        format!("nonce={n}&{body}")
-                    };
-                    n
-                }
+        let sent = req.body_or_empty();
+        let json = sent.trim_start().starts_with('{');
+        let (body, signature) = if json {
+            let nonce = req
+                .nonce
+                .as_deref()
+                .ok_or_else(|| Error::invalid("kraken: a JSON body needs an explicit nonce"))?;
+            (sent.to_owned(), api_sign(mac, path, nonce, sent)?)
+        } else if let Some(in_body) = param(sent, "nonce") {
+            if req.nonce.as_deref().is_some_and(|given| given != in_body) {
+                return Err(Error::invalid(
+                    "kraken: the nonce field differs from the body's nonce parameter",
+                ));
             }
+            (sent.to_owned(), api_sign(mac, path, in_body, sent)?)
+        } else {
+            // `nonce=<n>` first, then the form as given, in one buffer.
+            let mut body = String::with_capacity(sent.len() + 28);
+            body.push_str("nonce=");
+            match req.nonce.as_deref() {
+                Some(given) => body.push_str(given),
+                None => push_u64(&mut body, ctx.nonce()),
+            }
+            let nonce_end = body.len();
+            if !sent.is_empty() {
+                body.push('&');
+                body.push_str(sent);
+            }
+            let signature = api_sign(mac, path, &body["nonce=".len()..nonce_end], &body)?;
+            (body, signature)
         };
-        // path || SHA-256(nonce || body)
-        let inner = sha2::Sha256::new()
-            .chain_update(nonce.as_bytes())
-            .chain_update(body.as_bytes())
-            .finalize();
-        let mut msg = Vec::with_capacity(path.len() + inner.len());
-        msg.extend_from_slice(path.as_bytes());
-        msg.extend_from_slice(&inner);
-        let signature = base64(mac.mac(HmacAlg::HmacSha512, &msg)?.as_bytes());
         let content_type = if json {
             "application/json"
         } else {
@@ -80,4 +77,16 @@ impl Exchange for Kraken {
         .with_header("API-Sign", signature)
         .with_header("Content-Type", content_type))
     }
+}
+
+/// `base64(HMAC-SHA512(secret, path || SHA-256(nonce || body)))`, the MAC in the token.
+fn api_sign(mac: &dyn Mac, path: &str, nonce: &str, body: &str) -> Result<String> {
+    let inner = sha2::Sha256::new()
+        .chain_update(nonce.as_bytes())
+        .chain_update(body.as_bytes())
+        .finalize();
+    let mut msg = Vec::with_capacity(path.len() + inner.len());
+    msg.extend_from_slice(path.as_bytes());
+    msg.extend_from_slice(&inner);
+    Ok(base64(mac.mac(HmacAlg::HmacSha512, &msg)?.as_bytes()))
 }

@@ -234,7 +234,8 @@ impl SignedRequest {
             path: path.into(),
             query: query.into(),
             body: body.into(),
-            headers: Vec::new(),
+            // Room for the most any signer adds (OKX: 5), so that none grows it.
+            headers: Vec::with_capacity(5),
             signature: signature.into(),
         }
     }
