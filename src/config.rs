@@ -55,6 +55,8 @@ pub struct Config {
     pub(crate) pool_size: usize,
     pub(crate) checkout_timeout: Duration,
     pub(crate) fast_path: bool,
+    /// `None`: decided by the token (on for SoftHSM2).
+    pub(crate) serialize_hmac: Option<bool>,
     pub(crate) reconnect_attempts: u32,
     pub(crate) reconnect_backoff: Duration,
     pub(crate) revalidate: Duration,
@@ -79,6 +81,7 @@ impl Config {
             pool_size: DEFAULT_POOL_SIZE,
             checkout_timeout: DEFAULT_CHECKOUT_TIMEOUT,
             fast_path: true,
+            serialize_hmac: None,
             reconnect_attempts: DEFAULT_RECONNECT_ATTEMPTS,
             reconnect_backoff: DEFAULT_RECONNECT_BACKOFF,
             revalidate: DEFAULT_REVALIDATE,
@@ -146,12 +149,29 @@ impl Config {
         self
     }
 
-    /// Whether to try signing with a session-object copy of each key (default on; the token
-    /// object remains the source of truth). Modules that copy hardened keys sign several times
-    /// faster that way; SoftHSM2 refuses to copy a key with `CKA_MODIFIABLE=false`, so there the
-    /// crate signs with the token object whatever this says.
+    /// Whether to sign with a session-object copy of each key (default on; the token object
+    /// remains the source of truth). Modules that copy hardened keys sign about twice as fast
+    /// that way. SoftHSM2 refuses to copy a key with `CKA_MODIFIABLE=false`; there the copy is
+    /// the key's sealed copy, unwrapped under its own unwrap-only key ([docs/fast-path.md]).
+    ///
+    /// [docs/fast-path.md]: https://github.com/hsm-custody/hsm-custody/blob/main/docs/fast-path.md
     pub fn fast_path(mut self, on: bool) -> Self {
         self.fast_path = on;
+        self
+    }
+
+    /// Whether HMAC signs go into the token one at a time, across all threads of this
+    /// [`crate::Custody`]. Default: on for SoftHSM2, off for every other module.
+    ///
+    /// SoftHSM2 spends an HMAC in its own locks and lookups, not in computing: with threads
+    /// signing at once it gets slower than one thread (measured on 2 cores: 35,000 signatures/s
+    /// with 2 threads against 55,000 with 1), and with more threads than cores its p99 latency
+    /// reaches milliseconds as threads are descheduled inside it. One at a time keeps the
+    /// single-thread rate and a p99 of tens of microseconds (`BENCHMARKS.md`). Asymmetric signs
+    /// are never serialized (they are compute-bound), nor are other modules by default: a
+    /// hardware or network HSM signs in parallel.
+    pub fn serialize_hmac(mut self, on: bool) -> Self {
+        self.serialize_hmac = Some(on);
         self
     }
 
@@ -206,6 +226,7 @@ impl Config {
     /// size = 8
     /// checkout_timeout_ms = 5000
     /// fast_path = true
+    /// serialize_hmac = true  # default: on for SoftHSM2 only
     /// ```
     ///
     /// # Errors
@@ -260,6 +281,9 @@ impl Config {
             }
             if let Some(fast) = pool.fast_path {
                 config.fast_path = fast;
+            }
+            if let Some(serial) = pool.serialize_hmac {
+                config.serialize_hmac = Some(serial);
             }
             if let Some(n) = pool.reconnect_attempts {
                 config.reconnect_attempts = n;
@@ -323,6 +347,7 @@ struct RawPool {
     size: Option<usize>,
     checkout_timeout_ms: Option<u64>,
     fast_path: Option<bool>,
+    serialize_hmac: Option<bool>,
     reconnect_attempts: Option<u32>,
     revalidate_ms: Option<u64>,
 }
@@ -424,12 +449,16 @@ mod tests {
             fs::set_permissions(&pin, fs::Permissions::from_mode(0o600)).unwrap();
         }
         let text = format!(
-            "module='/m.so'\ntoken='t'\npin_file='{}'\n[pool]\nsize=3\ncheckout_timeout_ms=250\n",
+            "module='/m.so'\ntoken='t'\npin_file='{}'\n[pool]\nsize=3\ncheckout_timeout_ms=250\n\
+             serialize_hmac=false\n",
             pin.display()
         );
         let config = Config::from_toml_str(&text).unwrap();
         assert_eq!(config.pin.as_ref().unwrap().expose_secret(), "9876");
         assert_eq!(config.pool_size, 3);
+        assert_eq!(config.serialize_hmac, Some(false));
+        let default = Config::from_toml_str("module='/m.so'\ntoken='t'\n").unwrap();
+        assert_eq!(default.serialize_hmac, None, "decided by the token");
         assert_eq!(config.checkout_timeout, Duration::from_millis(250));
         assert!(!format!("{config:?}").contains("9876"));
     }

@@ -355,6 +355,12 @@ impl Custody {
         })
     }
 
+    /// Whether HMAC signs go into the token one at a time ([`Config::serialize_hmac`]; by
+    /// default on SoftHSM2 only).
+    pub fn serializes_hmac(&self) -> bool {
+        self.inner.token.hmac_serial.is_some()
+    }
+
     /// Whether signing with the active version of key `name` takes the fast path: a session
     /// object in the token (a copy of the key, or its sealed copy where the module refuses to
     /// copy a non-modifiable key) rather than the token object itself. `false` also when the
@@ -457,7 +463,10 @@ impl Custody {
             let result = {
                 let _shared = token.sign_guard();
                 match op {
-                    Op::Hmac(alg) => lease.session().sign(&alg.mechanism(), handle, data),
+                    Op::Hmac(alg) => {
+                        let _turn = token.hmac_turn();
+                        lease.session().sign(&alg.mechanism(), handle, data)
+                    }
                     Op::Asym => asym::sign(
                         lease.session(),
                         key.meta.kind,

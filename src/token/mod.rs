@@ -23,6 +23,9 @@ use crate::config::Config;
 use crate::error::{classify, function_name, rv_name, Class, Error, Result};
 use pool::{Lease, Pool, PoolStats};
 
+/// `CK_TOKEN_INFO.manufacturerID` of SoftHSM2 tokens (space-padded in the token info).
+const SOFTHSM_MANUFACTURER: &str = "SoftHSM project";
+
 /// Facts about the connected token, read at connect time.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -59,6 +62,9 @@ pub(crate) struct Token {
     /// may be signing: SoftHSM2 frees an object under a thread that is inside C_SignInit with it
     /// (use after free, measured with C_CloseAllSessions), so the two never overlap here.
     pub(crate) sign_gate: RwLock<()>,
+    /// Held around every HMAC sign when HMAC signs go one at a time
+    /// ([`crate::Config::serialize_hmac`]).
+    pub(crate) hmac_serial: Option<Mutex<()>>,
     reconnect_attempts: u32,
     reconnect_backoff: Duration,
     pub(crate) fast_path: bool,
@@ -97,6 +103,10 @@ impl Token {
             pin_rejected: AtomicBool::new(false),
             pool: Pool::new(capacity, config.checkout_timeout),
             sign_gate: RwLock::new(()),
+            hmac_serial: config
+                .serialize_hmac
+                .unwrap_or(info.manufacturer_id().trim_end() == SOFTHSM_MANUFACTURER)
+                .then(|| Mutex::new(())),
             reconnect_attempts: config.reconnect_attempts,
             reconnect_backoff: config.reconnect_backoff,
             fast_path: config.fast_path,
@@ -170,6 +180,13 @@ impl Token {
         self.sign_gate
             .read()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The turn to sign an HMAC, when HMAC signs go one at a time (see `hmac_serial`).
+    pub(crate) fn hmac_turn(&self) -> Option<MutexGuard<'_, ()>> {
+        self.hmac_serial
+            .as_ref()
+            .map(|m| m.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Exclusive access for destroying objects (see `sign_gate`).

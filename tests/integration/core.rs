@@ -9,7 +9,7 @@ use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::object::{Attribute, AttributeInfo, AttributeType, ObjectClass};
 use hsm_custody::{Custody, Error, HmacAlg, KeySpec, SecretEncoding, SecretString};
 
-use crate::common::{fresh_token, software_hmac, TestToken};
+use crate::common::{backend, fresh_token, software_hmac, TestToken};
 
 const BINANCE_SECRET: &str = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j";
 
@@ -273,9 +273,18 @@ fn second_connect_reuses_the_module() {
     assert!(ca2.sign_hmac("k", HmacAlg::HmacSha256, b"m").is_ok());
 }
 
-fn concurrent_signs(fast_path: bool) {
-    let t = fresh_token(if fast_path { "conc-fast" } else { "conc-slow" });
-    let c = Custody::connect(t.config().pool_size(4).fast_path(fast_path)).unwrap();
+fn concurrent_signs(label: &str, fast_path: bool, serialize_hmac: Option<bool>) {
+    let t = fresh_token(label);
+    let mut config = t.config().pool_size(4).fast_path(fast_path);
+    if let Some(on) = serialize_hmac {
+        config = config.serialize_hmac(on);
+    }
+    let c = Custody::connect(config).unwrap();
+    // By default HMAC signs go one at a time on SoftHSM2 only.
+    assert_eq!(
+        c.serializes_hmac(),
+        serialize_hmac.unwrap_or(backend() == "softhsm")
+    );
     c.import_hmac_secret(KeySpec::hmac("k"), SecretString::from(BINANCE_SECRET))
         .unwrap();
     let per_thread = 10_000;
@@ -307,12 +316,19 @@ fn concurrent_signs(fast_path: bool) {
 
 #[test]
 fn eight_threads_ten_thousand_signs_each_fast_path() {
-    concurrent_signs(true);
+    concurrent_signs("conc-fast", true, None);
 }
 
 #[test]
 fn eight_threads_ten_thousand_signs_each_token_object() {
-    concurrent_signs(false);
+    concurrent_signs("conc-slow", false, None);
+}
+
+#[test]
+fn eight_threads_ten_thousand_signs_each_hmac_serialization_flipped() {
+    // The other setting than this module's default: serialized where signs run in parallel by
+    // default, and the reverse on SoftHSM2.
+    concurrent_signs("conc-flip", true, Some(backend() != "softhsm"));
 }
 
 /// Raw C_CloseAllSessions / C_Logout through a separate dlopen of the module (its function
