@@ -163,13 +163,14 @@ impl Config {
     /// Whether HMAC signs go into the token one at a time, across all threads of this
     /// [`crate::Custody`]. Default: on for SoftHSM2, off for every other module.
     ///
-    /// SoftHSM2 spends an HMAC in its own locks and lookups, not in computing: with threads
-    /// signing at once it gets slower than one thread (measured on 2 cores: 35,000 signatures/s
-    /// with 2 threads against 55,000 with 1), and with more threads than cores its p99 latency
-    /// reaches milliseconds as threads are descheduled inside it. One at a time keeps the
-    /// single-thread rate and a p99 of tens of microseconds (`BENCHMARKS.md`). Asymmetric signs
-    /// are never serialized (they are compute-bound), nor are other modules by default: a
-    /// hardware or network HSM signs in parallel.
+    /// SoftHSM2 spends an HMAC in its own locks and lookups, not in computing: threads that
+    /// sign at once slow each other down, and with more threads than cores its p99 latency
+    /// reaches milliseconds as threads are descheduled inside it (4 ms with 8 threads on 2
+    /// cores). One at a time keeps about the single-thread rate with a p99 of about 50 µs; with
+    /// 4 threads on 2 cores it signs 14-17 % less per second than free-for-all threads
+    /// (`docs/fast-path.md`, `BENCHMARKS.md`). Asymmetric signs are never serialized (they are
+    /// compute-bound), nor are other modules by default: a hardware or network HSM signs in
+    /// parallel.
     pub fn serialize_hmac(mut self, on: bool) -> Self {
         self.serialize_hmac = Some(on);
         self
