@@ -733,6 +733,30 @@ fn crate_sign_case<'a>(
     }
 }
 
+/// "crate sign" with some host work before each sign (a diagnostic row): what that work costs
+/// when it runs between token calls, against what it costs alone.
+fn crate_sign_after<'a>(
+    name: &str,
+    baseline: &str,
+    key: KeyRef,
+    msg: &'a [u8],
+    work: impl Fn() + Send + Sync + 'a,
+) -> Case<'a> {
+    let work = std::sync::Arc::new(work);
+    Case {
+        name: name.to_owned(),
+        baseline: Some(baseline.to_owned()),
+        threads: None,
+        runner: Runner::InProcess(Box::new(move || {
+            let (key, work) = (key.clone(), work.clone());
+            Box::new(move || {
+                work();
+                std::hint::black_box(key.hmac(HmacAlg::HmacSha256, msg).expect("sign"));
+            })
+        })),
+    }
+}
+
 /// `Mac::mac_for` with a request context, as the exchange signers call it.
 fn crate_mac_for_case<'a>(
     name: &str,
@@ -1178,85 +1202,6 @@ fn main() {
                 bn.alg,
                 &binance_msg,
             ),
-            Case {
-                name: "crate sign 110B + 1.8 µs spin".into(),
-                baseline: Some(k110.into()),
-                threads: None,
-                runner: Runner::InProcess(Box::new({
-                    let key = exch.custody.key(bn.name).expect("key");
-                    let msg = &binance_msg;
-                    move || {
-                        let key = key.clone();
-                        Box::new(move || {
-                            let t = Instant::now();
-                            while t.elapsed() < Duration::from_nanos(1800) {
-                                std::hint::spin_loop();
-                            }
-                            std::hint::black_box(key.hmac(HmacAlg::HmacSha256, msg).expect("sign"));
-                        })
-                    }
-                })),
-            },
-            Case {
-                name: "crate sign 110B + 12 heap allocations".into(),
-                baseline: Some(k110.into()),
-                threads: None,
-                runner: Runner::InProcess(Box::new({
-                    let key = exch.custody.key(bn.name).expect("key");
-                    let msg = &binance_msg;
-                    move || {
-                        let key = key.clone();
-                        Box::new(move || {
-                            // About what the Binance signer allocates per request.
-                            let v: Vec<String> = (0..12)
-                                .map(|i| std::hint::black_box(format!("{BINANCE_QUERY}{i}")))
-                                .collect();
-                            std::hint::black_box(&v);
-                            drop(v);
-                            std::hint::black_box(key.hmac(HmacAlg::HmacSha256, msg).expect("sign"));
-                        })
-                    }
-                })),
-            },
-            Case {
-                name: "crate sign 110B + 8 small allocations".into(),
-                baseline: Some(k110.into()),
-                threads: None,
-                runner: Runner::InProcess(Box::new({
-                    let key = exch.custody.key(bn.name).expect("key");
-                    let msg = &binance_msg;
-                    move || {
-                        let key = key.clone();
-                        Box::new(move || {
-                            // As many allocations as a Binance request makes (query, method,
-                            // path, MAC, hex, header list, header name and value), no work.
-                            let v: [Vec<u8>; 8] = std::array::from_fn(|i| {
-                                std::hint::black_box(Vec::with_capacity(16 + 24 * i))
-                            });
-                            std::hint::black_box(&v);
-                            drop(v);
-                            std::hint::black_box(key.hmac(HmacAlg::HmacSha256, msg).expect("sign"));
-                        })
-                    }
-                })),
-            },
-            Case {
-                name: "crate sign 110B + software binance request".into(),
-                baseline: Some(k110.into()),
-                threads: None,
-                runner: Runner::InProcess(Box::new({
-                    let key = exch.custody.key(bn.name).expect("key");
-                    let soft = software_signer("binance", &bn);
-                    let (msg, req) = (&binance_msg, binance_req.clone());
-                    move || {
-                        let (key, soft, req) = (key.clone(), soft.clone(), req.clone());
-                        Box::new(move || {
-                            std::hint::black_box(soft.sign(&req).expect("software"));
-                            std::hint::black_box(key.hmac(HmacAlg::HmacSha256, msg).expect("sign"));
-                        })
-                    }
-                })),
-            },
             exchange_case(
                 "crate binance request fixed clock",
                 k110,
@@ -1322,6 +1267,58 @@ fn main() {
                 kraken_req.clone(),
             ),
         ];
+        // Diagnostic rows: host work before each crate sign, to see what it costs between
+        // token calls against what it costs alone.
+        type Work<'w> = Box<dyn Fn() + Send + Sync + 'w>;
+        let soft_bn = (software_signer("binance", &bn), binance_req.clone());
+        let diagnostics: [(&str, Work<'_>); 4] = [
+            (
+                "crate sign 110B + 1.8 µs spin",
+                Box::new(|| {
+                    let t = Instant::now();
+                    while t.elapsed() < Duration::from_nanos(1800) {
+                        std::hint::spin_loop();
+                    }
+                }),
+            ),
+            (
+                "crate sign 110B + 12 heap allocations",
+                Box::new(|| {
+                    let v: Vec<String> = (0..12)
+                        .map(|i| std::hint::black_box(format!("{BINANCE_QUERY}{i}")))
+                        .collect();
+                    std::hint::black_box(&v);
+                }),
+            ),
+            (
+                // As many allocations as a Binance request makes (query, method, path, MAC,
+                // hex, header list, header name and value), and no work.
+                "crate sign 110B + 8 small allocations",
+                Box::new(|| {
+                    let v: [Vec<u8>; 8] = std::array::from_fn(|i| {
+                        std::hint::black_box(Vec::with_capacity(16 + 24 * i))
+                    });
+                    std::hint::black_box(&v);
+                }),
+            ),
+            (
+                "crate sign 110B + software binance request",
+                Box::new(move || {
+                    std::hint::black_box(soft_bn.0.sign(&soft_bn.1).expect("software"));
+                }),
+            ),
+        ];
+        let at = cases
+            .iter()
+            .position(|c| c.name == "crate binance request fixed clock")
+            .expect("case");
+        for (i, (name, work)) in diagnostics.into_iter().enumerate() {
+            let key = exch.custody.key(bn.name).expect("key");
+            cases.insert(
+                at + i,
+                crate_sign_after(name, k110, key, &binance_msg, work),
+            );
+        }
         if opts.peers {
             cases.extend(peers.cases(&env.module, &exch, &bn, &binance_msg, "110B", r110));
             cases.extend(peers.cases(&env.module, &exch, &okx, &okx_msg, "1KiB", r1k));
@@ -1408,71 +1405,40 @@ fn main() {
         // as every ratio here): the cells above ran minutes apart, under other load.
         let max_t = opts.threads.iter().copied().max().unwrap_or(1);
         if max_t > 1 {
+            type Make<'m> = Box<dyn Fn() -> Case<'m> + 'm>;
+            let makers: [(&str, Make<'_>); 3] = [
+                (
+                    "raw session-object 110B",
+                    Box::new(|| raw_case("", None, &ctx, t.slot, s_bn, bn.alg, &binance_msg)),
+                ),
+                (
+                    "crate sign 110B",
+                    Box::new(|| {
+                        let key = t.custody.key(bn.name).expect("key");
+                        crate_sign_case("", "", key, bn.alg, &binance_msg)
+                    }),
+                ),
+                (
+                    "crate binance request",
+                    Box::new(|| {
+                        let signer = t.custody.exchange_signer(bn.name).expect("signer");
+                        exchange_case("", "", signer, binance_req.clone())
+                    }),
+                ),
+            ];
             let mut cases = Vec::new();
-            for (one, many) in [
-                (
-                    raw_case(
-                        "raw session-object 110B",
-                        None,
-                        &ctx,
-                        t.slot,
-                        s_bn,
-                        bn.alg,
-                        &binance_msg,
-                    ),
-                    raw_case(
-                        "raw session-object 110B",
-                        None,
-                        &ctx,
-                        t.slot,
-                        s_bn,
-                        bn.alg,
-                        &binance_msg,
-                    ),
-                ),
-                (
-                    crate_sign_case(
-                        "crate sign 110B",
-                        "",
-                        t.custody.key(bn.name).expect("key"),
-                        bn.alg,
-                        &binance_msg,
-                    ),
-                    crate_sign_case(
-                        "crate sign 110B",
-                        "",
-                        t.custody.key(bn.name).expect("key"),
-                        bn.alg,
-                        &binance_msg,
-                    ),
-                ),
-                (
-                    exchange_case(
-                        "crate binance request",
-                        "",
-                        t.custody.exchange_signer(bn.name).expect("signer"),
-                        binance_req.clone(),
-                    ),
-                    exchange_case(
-                        "crate binance request",
-                        "",
-                        t.custody.exchange_signer(bn.name).expect("signer"),
-                        binance_req.clone(),
-                    ),
-                ),
-            ] {
-                let base = one.name.clone();
+            for (base, make) in &makers {
                 let single = format!("{base}, 1 thread");
                 cases.push(Case {
                     name: single.clone(),
                     baseline: None,
-                    ..one
+                    ..make()
                 });
                 cases.push(
                     Case {
                         name: format!("{base}, {max_t} threads"),
                         baseline: Some(single),
-                        ..many
+                        ..make()
                     }
                     .on_threads(max_t),
                 );
