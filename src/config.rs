@@ -152,9 +152,8 @@ impl Config {
     /// Whether to sign with a session-object copy of each key (default on; the token object
     /// remains the source of truth). Modules that copy hardened keys sign about twice as fast
     /// that way. SoftHSM2 refuses to copy a key with `CKA_MODIFIABLE=false`; there the copy is
-    /// the key's sealed copy, unwrapped under its own unwrap-only key ([docs/fast-path.md]).
-    ///
-    /// [docs/fast-path.md]: https://github.com/hsm-custody/hsm-custody/blob/main/docs/fast-path.md
+    /// the key's sealed copy, unwrapped under its own unwrap-only key (`docs/fast-path.md` in
+    /// the repository).
     pub fn fast_path(mut self, on: bool) -> Self {
         self.fast_path = on;
         self
