@@ -99,6 +99,11 @@ pub(crate) fn has_param(q: &str, name: &str) -> bool {
     // that compares each parameter's start with `name` instead of looking for each `=`: runs on
     // every Binance-style signature, and measured ~0.1 µs (9 %) faster on the software Binance
     // request than the `params` form.
+    // Most queries do not carry `name` at all (a signer asking whether the caller gave a
+    // timestamp): the substring search answers those without splitting anything.
+    if !name.is_empty() && !q.contains(name) {
+        return false;
+    }
     let (q, name) = (q.trim_start_matches('?').as_bytes(), name.as_bytes());
     let mut rest = q;
     loop {
