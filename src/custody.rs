@@ -463,10 +463,7 @@ impl Custody {
             let result = {
                 let _shared = token.sign_guard();
                 match op {
-                    Op::Hmac(alg) => {
-                        let _turn = token.hmac_turn();
-                        lease.session().sign(&alg.mechanism(), handle, data)
-                    }
+                    Op::Hmac(alg) => token.sign_hmac(lease.session(), alg, handle, data),
                     Op::Asym => asym::sign(
                         lease.session(),
                         key.meta.kind,

@@ -6,6 +6,7 @@
 //! session also owns the session-object copies of keys (the fast path): when it dies, they die
 //! with it, and the login epoch moves on so that every cached handle is looked up again.
 
+pub(crate) mod combine;
 pub(crate) mod module;
 pub(crate) mod pool;
 
@@ -64,7 +65,7 @@ pub(crate) struct Token {
     pub(crate) sign_gate: RwLock<()>,
     /// Held around every HMAC sign when HMAC signs go one at a time
     /// ([`crate::Config::serialize_hmac`]).
-    pub(crate) hmac_serial: Option<Mutex<()>>,
+    pub(crate) hmac_serial: Option<combine::Combiner>,
     reconnect_attempts: u32,
     reconnect_backoff: Duration,
     pub(crate) fast_path: bool,
@@ -106,7 +107,7 @@ impl Token {
             hmac_serial: config
                 .serialize_hmac
                 .unwrap_or(info.manufacturer_id().trim_end() == SOFTHSM_MANUFACTURER)
-                .then(|| Mutex::new(())),
+                .then(combine::Combiner::default),
             reconnect_attempts: config.reconnect_attempts,
             reconnect_backoff: config.reconnect_backoff,
             fast_path: config.fast_path,
@@ -142,7 +143,11 @@ impl Token {
     }
 
     pub(crate) fn stats(&self) -> PoolStats {
-        self.pool.stats()
+        let mut stats = self.pool.stats();
+        if let Some(combiner) = &self.hmac_serial {
+            (stats.hmacs_signed_for_others, stats.hmacs_handed_back) = combiner.counts();
+        }
+        stats
     }
 
     pub(crate) fn info(&self) -> Result<TokenInfo> {
@@ -182,11 +187,26 @@ impl Token {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The turn to sign an HMAC, when HMAC signs go one at a time (see `hmac_serial`).
-    pub(crate) fn hmac_turn(&self) -> Option<MutexGuard<'_, ()>> {
-        self.hmac_serial
-            .as_ref()
-            .map(|m| m.lock().unwrap_or_else(PoisonError::into_inner))
+    /// Signs an HMAC on `session`, one at a time across threads when `hmac_serial` is set
+    /// (then possibly on the session of the thread holding the turn: see `combine`).
+    pub(crate) fn sign_hmac(
+        &self,
+        session: &Session,
+        alg: crate::sign::HmacAlg,
+        handle: cryptoki::object::ObjectHandle,
+        data: &[u8],
+    ) -> std::result::Result<Vec<u8>, CkError> {
+        let sign = || session.sign(&alg.mechanism(), handle, data);
+        let Some(combiner) = &self.hmac_serial else {
+            return sign();
+        };
+        match combiner.sign(session, alg, handle, data, sign) {
+            combine::Turn::Ran(result) => result,
+            combine::Turn::Waited(combine::Outcome::Signed(mac)) => Ok(mac),
+            // Signed again here, on our own session, so that the error (if it comes again)
+            // is this session's and goes through the caller's own recovery.
+            combine::Turn::Waited(combine::Outcome::Failed) => sign(),
+        }
     }
 
     /// Exclusive access for destroying objects (see `sign_gate`).

@@ -37,6 +37,13 @@ pub struct PoolStats {
     pub relogins: u64,
     /// Reconnects after device errors.
     pub reconnects: u64,
+    /// HMAC signs made for a waiting thread by the thread holding the turn, when HMAC signs
+    /// go one at a time ([`crate::Config::serialize_hmac`]) and no more threads sign than the
+    /// machine has cores.
+    pub hmacs_signed_for_others: u64,
+    /// Of those, the ones the token refused on the holder's session, which their own thread
+    /// then signed again on its own session.
+    pub hmacs_handed_back: u64,
 }
 
 struct State<S> {
@@ -191,6 +198,7 @@ impl<S> Pool<S> {
             timeouts: self.timeouts.load(Ordering::Relaxed),
             relogins: self.relogins.load(Ordering::Relaxed),
             reconnects: self.reconnects.load(Ordering::Relaxed),
+            ..PoolStats::default()
         }
     }
 }

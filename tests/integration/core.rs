@@ -331,6 +331,60 @@ fn eight_threads_ten_thousand_signs_each_hmac_serialization_flipped() {
     concurrent_signs("conc-flip", true, Some(backend() != "softhsm"));
 }
 
+#[test]
+fn as_many_threads_as_cores_sign_for_each_other_with_their_own_keys() {
+    // HMAC signs one at a time (forced, so every backend runs this): with no more threads than
+    // cores, a thread that finds the turn taken has the holder sign for it, on the holder's
+    // session but with the waiter's key. Each thread signs with a different key, so a MAC made
+    // with the wrong key (or for the wrong message) shows.
+    let t = fresh_token("conc-combine");
+    let c = Custody::connect(t.config().pool_size(4).serialize_hmac(true)).unwrap();
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .max(2);
+    let secrets: Vec<String> = (0..threads)
+        .map(|i| format!("{BINANCE_SECRET}-{i}"))
+        .collect();
+    for (i, secret) in secrets.iter().enumerate() {
+        c.import_hmac_secret(
+            KeySpec::hmac(format!("k{i}")),
+            SecretString::from(secret.clone()),
+        )
+        .unwrap();
+    }
+    let per_thread = 5_000;
+    let workers: Vec<_> = secrets
+        .into_iter()
+        .enumerate()
+        .map(|(i, secret)| {
+            let c = c.clone();
+            std::thread::spawn(move || {
+                let key = c.key(&format!("k{i}")).unwrap();
+                for n in 0..per_thread {
+                    let msg = format!("thread={i}&n={n}");
+                    let alg = HmacAlg::ALL[n % 3];
+                    let mac = key.hmac(alg, msg.as_bytes()).unwrap();
+                    assert_eq!(
+                        mac.as_bytes(),
+                        software_hmac(alg, secret.as_bytes(), msg.as_bytes()),
+                        "wrong MAC in thread {i} at {n}"
+                    );
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let s = c.stats();
+    println!("{s:?}");
+    if std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2) {
+        assert!(s.hmacs_signed_for_others > 0, "no sign was combined: {s:?}");
+    }
+    assert_eq!(s.hmacs_handed_back, 0, "{s:?}");
+    assert_eq!(s.in_use, 0);
+}
+
 /// Raw C_CloseAllSessions / C_Logout through a separate dlopen of the module (its function
 /// list): "another handle".
 struct OtherHandle {

@@ -155,6 +155,11 @@ impl Counted {
 /// Signs `total` times from 8 threads through the fault module, a fault every `period` sign
 /// calls (C_SignInit + 2 C_Sign per signature) of the `kinds` given.
 fn sign_under_faults(tag: &str, total: u64, period: u64, kinds: u64) -> Counted {
+    sign_under_faults_from(tag, total, period, kinds, 8)
+}
+
+/// As [`sign_under_faults`], from `threads` threads.
+fn sign_under_faults_from(tag: &str, total: u64, period: u64, kinds: u64, threads: u64) -> Counted {
     static TURNS: Mutex<()> = Mutex::new(());
     let _turn = TURNS.lock().unwrap_or_else(|e| e.into_inner());
     let fm = FaultModule::get();
@@ -177,7 +182,6 @@ fn sign_under_faults(tag: &str, total: u64, period: u64, kinds: u64) -> Counted 
     fm.reset();
     fm.configure(period, kinds);
 
-    let threads = 8u64;
     let (succeeded, failed, wrong) = (
         Arc::new(AtomicU64::new(0)),
         Arc::new(AtomicU64::new(0)),
@@ -350,6 +354,33 @@ fn sporadic_general_errors_are_retried_within_the_budget() {
     assert_eq!(run.wrong, 0, "{run:?}");
     assert_eq!(run.failed, 0, "every general error was retried: {run:?}");
     assert_eq!(run.succeeded, run.requested, "no request lost: {run:?}");
+}
+
+/// With no more threads than cores, the thread holding the HMAC turn signs for a waiting one on
+/// its own session (`serialize_hmac`, the default on SoftHSM2). A dead session or a lost login
+/// met while signing for another thread hands that sign back to its owner, which signs again on
+/// its own session and recovers there: still no sign lost or wrong.
+#[test]
+fn faults_met_while_signing_for_another_thread_lose_no_sign() {
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .max(2) as u64;
+    let run = sign_under_faults_from("faults-combined", 8_000, 53, SESSION | LOGIN, threads);
+    run.print(&format!(
+        "fault injection: dead session, lost login in turn every 53 sign calls, {threads} threads"
+    ));
+    assert!(run.injected.iter().sum::<u64>() > 100, "{run:?}");
+    assert_recovered(&run);
+    if std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2) {
+        assert!(
+            run.stats.hmacs_signed_for_others > 0,
+            "the turn holder signed for others: {run:?}"
+        );
+    }
+    println!(
+        "signed for others: {}, handed back: {}",
+        run.stats.hmacs_signed_for_others, run.stats.hmacs_handed_back
+    );
 }
 
 #[test]
