@@ -165,9 +165,13 @@ impl Config {
     /// SoftHSM2 spends an HMAC in its own locks and lookups, not in computing: threads that
     /// sign at once slow each other down, and with more threads than cores its p99 latency
     /// reaches milliseconds as threads are descheduled inside it (4 ms with 8 threads on 2
-    /// cores). One at a time keeps about the single-thread rate with a p99 of about 50 µs; with
-    /// 4 threads on 2 cores it signs 14-17 % less per second than free-for-all threads
-    /// (`docs/fast-path.md`, `BENCHMARKS.md`). Asymmetric signs are never serialized (they are
+    /// cores). One at a time keeps the p99 around 50 µs. While no more threads sign than the
+    /// machine has cores, the thread holding the turn also signs for one waiting thread (with
+    /// that thread's key, on its own session), so that SoftHSM2's state stays on one core:
+    /// with 2 threads on 2 cores that signs 10-25 % more per second than free-for-all threads.
+    /// With 4 threads on 2 cores it signs up to 15 % less per second than they do
+    /// (`docs/fast-path.md`, `BENCHMARKS.md`; [`crate::PoolStats::hmacs_signed_for_others`]
+    /// counts the signs made for others). Asymmetric signs are never serialized (they are
     /// compute-bound), nor are other modules by default: a hardware or network HSM signs in
     /// parallel.
     pub fn serialize_hmac(mut self, on: bool) -> Self {

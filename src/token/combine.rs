@@ -18,7 +18,7 @@
 //! recovery. Should the failure have come from the holder's session, the holder's next sign
 //! on it fails too and goes through the holder's recovery.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
@@ -31,11 +31,17 @@ use crate::sign::HmacAlg;
 /// How long a waiter spins before it sleeps: about two signs on SoftHSM2.
 const SPIN: Duration = Duration::from_micros(40);
 
-/// The turn, the slot for one waiting sign, and how many threads are signing.
+/// How often a sleeping waiter looks whether its job was left behind (see `Combiner::wait`).
+const LOOK_AGAIN: Duration = Duration::from_millis(1);
+
+/// The turn, the slot for one waiting sign, and how many threads wait for the turn.
 pub(crate) struct Combiner {
     turn: Mutex<()>,
     slot: Mutex<Option<Arc<Job>>>,
-    in_flight: AtomicUsize,
+    /// Whether the slot holds a job: lets the holder skip the slot's lock when it is empty.
+    offered: AtomicBool,
+    /// Threads that found the turn taken and have not got their MAC yet.
+    waiting: AtomicUsize,
     cores: usize,
     /// Waiters' signs made by the holder, and those of them handed back failed.
     signed_for_others: AtomicU64,
@@ -47,7 +53,8 @@ impl Default for Combiner {
         Combiner {
             turn: Mutex::new(()),
             slot: Mutex::new(None),
-            in_flight: AtomicUsize::new(0),
+            offered: AtomicBool::new(false),
+            waiting: AtomicUsize::new(0),
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             signed_for_others: AtomicU64::new(0),
             handed_back: AtomicU64::new(0),
@@ -91,10 +98,10 @@ pub(crate) enum Turn<T> {
     Waited(Outcome),
 }
 
-/// Counts a thread in `sign` until it leaves.
-struct InFlight<'a>(&'a AtomicUsize);
+/// Counts a waiting thread until it leaves.
+struct Waiting<'a>(&'a AtomicUsize);
 
-impl Drop for InFlight<'_> {
+impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
@@ -111,15 +118,18 @@ impl Combiner {
         data: &[u8],
         own: impl FnOnce() -> T,
     ) -> Turn<T> {
-        let few = self.in_flight.fetch_add(1, Ordering::Relaxed) < self.cores;
-        let _in_flight = InFlight(&self.in_flight);
+        if let Some(turn) = self.try_turn() {
+            return Turn::Ran(self.hold(turn, session, own));
+        }
+        // With the holder, no more threads than cores: this one may wait in the slot.
+        let few = self.waiting.fetch_add(1, Ordering::Relaxed) + 1 < self.cores;
+        let _waiting = Waiting(&self.waiting);
         if few {
-            if let Some(turn) = self.try_turn() {
-                return Turn::Ran(self.hold(turn, session, own));
-            }
             if let Some(job) = self.offer(alg, handle, data) {
                 // The holder may have looked at the slot and let go before the job was in:
-                // then the turn is free and the job is ours to run.
+                // then the turn is free and the job is ours to run. (The fence pairs with the
+                // one in `release`: either this sees the turn free or the holder sees the job.)
+                fence(Ordering::SeqCst);
                 if let Some(turn) = self.try_turn() {
                     if self.take_back(&job) {
                         return Turn::Ran(self.hold(turn, session, own));
@@ -127,7 +137,10 @@ impl Combiner {
                     // Already run by a holder that has let go since.
                     self.release(turn, session);
                 }
-                return Turn::Waited(self.wait(&job));
+                return match self.wait(&job, session) {
+                    Waited::Done(outcome) => Turn::Waited(outcome),
+                    Waited::Mine(turn) => Turn::Ran(self.hold(turn, session, own)),
+                };
             }
         }
         let turn = self.turn.lock().unwrap_or_else(PoisonError::into_inner);
@@ -169,7 +182,8 @@ impl Combiner {
                 job.finish(outcome);
             }
             drop(turn);
-            if self.slot_lock().is_none() {
+            fence(Ordering::SeqCst);
+            if !self.offered.load(Ordering::Relaxed) {
                 return;
             }
             match self.try_turn() {
@@ -194,6 +208,7 @@ impl Combiner {
             owner: std::thread::current(),
         });
         *slot = Some(job.clone());
+        self.offered.store(true, Ordering::SeqCst);
         Some(job)
     }
 
@@ -202,6 +217,7 @@ impl Combiner {
         let mut slot = self.slot_lock();
         if slot.as_ref().is_some_and(|j| Arc::ptr_eq(j, job)) {
             *slot = None;
+            self.offered.store(false, Ordering::Relaxed);
             true
         } else {
             false
@@ -209,7 +225,12 @@ impl Combiner {
     }
 
     fn take_slot(&self) -> Option<Arc<Job>> {
-        self.slot_lock().take()
+        if !self.offered.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut slot = self.slot_lock();
+        self.offered.store(false, Ordering::Relaxed);
+        slot.take()
     }
 
     fn slot_lock(&self) -> MutexGuard<'_, Option<Arc<Job>>> {
@@ -225,8 +246,10 @@ impl Combiner {
     }
 
     /// Until `job` is done: spins a while (waking a sleeper costs the holder a system call and
-    /// the sleeper a reschedule), then sleeps.
-    fn wait(&self, job: &Job) -> Outcome {
+    /// the sleeper a reschedule), then sleeps. A sleeper also looks now and then whether the
+    /// turn is free with its job still in the slot, and then takes both: a job can never wait
+    /// for a holder that is gone.
+    fn wait<'a>(&'a self, job: &Arc<Job>, session: &Session) -> Waited<'a> {
         let start = Instant::now();
         'spin: while start.elapsed() < SPIN {
             for _ in 0..64 {
@@ -237,14 +260,33 @@ impl Combiner {
             }
         }
         while !job.done.load(Ordering::Acquire) {
-            std::thread::park();
+            std::thread::park_timeout(LOOK_AGAIN);
+            if job.done.load(Ordering::Acquire) {
+                break;
+            }
+            if let Some(turn) = self.try_turn() {
+                if self.take_back(job) {
+                    return Waited::Mine(turn);
+                }
+                self.release(turn, session);
+            }
         }
-        job.outcome
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-            .unwrap_or(Outcome::Failed)
+        Waited::Done(
+            job.outcome
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take()
+                .unwrap_or(Outcome::Failed),
+        )
     }
+}
+
+/// How [`Combiner::wait`] ended.
+enum Waited<'a> {
+    /// The holder ran the job.
+    Done(Outcome),
+    /// The turn was free with the job still in the slot: the job is the caller's to run.
+    Mine(MutexGuard<'a, ()>),
 }
 
 /// Armed while the holder runs its own sign: on a panic, a job in the slot goes back to its
