@@ -9,7 +9,7 @@
 //! one-place slot; the holder signs it on its own session before it gives the turn up, and the
 //! waiter spins (or sleeps) until the MAC is there. With more threads than cores, spinning would
 //! take a core from the holder and waking sleepers would cost the holder a system call per
-//! sign, so they queue on the turn itself (a plain lock, which measured best there).
+//! sign, so they queue on the turn itself, a plain lock (what was measured: `docs/fast-path.md`).
 //!
 //! A waiter's MAC is made with the same key handle and mechanism it chose, under the shared sign
 //! guard (which both threads hold), so revocation and rotation see the same thing as with a
