@@ -273,6 +273,21 @@ fn second_connect_reuses_the_module() {
     assert!(ca2.sign_hmac("k", HmacAlg::HmacSha256, b"m").is_ok());
 }
 
+/// `count` MACs from thread `thread` with `key`, each alg in turn, each checked against the
+/// software HMAC with `secret`.
+fn sign_and_check(key: &hsm_custody::KeyRef, thread: usize, secret: &str, count: usize) {
+    for n in 0..count {
+        let msg = format!("thread={thread}&n={n}");
+        let alg = HmacAlg::ALL[n % 3];
+        let mac = key.hmac(alg, msg.as_bytes()).unwrap();
+        assert_eq!(
+            mac.as_bytes(),
+            software_hmac(alg, secret.as_bytes(), msg.as_bytes()),
+            "wrong MAC in thread {thread} at {n}"
+        );
+    }
+}
+
 fn concurrent_signs(label: &str, fast_path: bool, serialize_hmac: Option<bool>) {
     let t = fresh_token(label);
     let mut config = t.config().pool_size(4).fast_path(fast_path);
@@ -292,17 +307,7 @@ fn concurrent_signs(label: &str, fast_path: bool, serialize_hmac: Option<bool>) 
         .map(|i| {
             let c = c.clone();
             std::thread::spawn(move || {
-                let key = c.key("k").unwrap();
-                for n in 0..per_thread {
-                    let msg = format!("thread={i}&n={n}");
-                    let alg = HmacAlg::ALL[(n % 3) as usize];
-                    let mac = key.hmac(alg, msg.as_bytes()).unwrap();
-                    assert_eq!(
-                        mac.as_bytes(),
-                        software_hmac(alg, BINANCE_SECRET.as_bytes(), msg.as_bytes()),
-                        "wrong MAC in thread {i} at {n}"
-                    );
-                }
+                sign_and_check(&c.key("k").unwrap(), i as usize, BINANCE_SECRET, per_thread);
             })
         })
         .collect();
@@ -359,17 +364,7 @@ fn as_many_threads_as_cores_sign_for_each_other_with_their_own_keys() {
         .map(|(i, secret)| {
             let c = c.clone();
             std::thread::spawn(move || {
-                let key = c.key(&format!("k{i}")).unwrap();
-                for n in 0..per_thread {
-                    let msg = format!("thread={i}&n={n}");
-                    let alg = HmacAlg::ALL[n % 3];
-                    let mac = key.hmac(alg, msg.as_bytes()).unwrap();
-                    assert_eq!(
-                        mac.as_bytes(),
-                        software_hmac(alg, secret.as_bytes(), msg.as_bytes()),
-                        "wrong MAC in thread {i} at {n}"
-                    );
-                }
+                sign_and_check(&c.key(&format!("k{i}")).unwrap(), i, &secret, per_thread);
             })
         })
         .collect();
