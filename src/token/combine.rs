@@ -171,6 +171,12 @@ impl Combiner {
     fn release<'a>(&'a self, mut turn: MutexGuard<'a, ()>, session: &Session) {
         loop {
             if let Some(job) = self.take_slot() {
+                // Finished (as failed) even if the sign panics: its owner must never wait on.
+                let pending = Unfinished {
+                    job,
+                    finished: false,
+                };
+                let job = &pending.job;
                 let outcome = match session.sign(&job.alg.mechanism(), job.handle, &job.data) {
                     Ok(mac) => Outcome::Signed(mac),
                     Err(_) => {
@@ -179,7 +185,7 @@ impl Combiner {
                     }
                 };
                 self.signed_for_others.fetch_add(1, Ordering::Relaxed);
-                job.finish(outcome);
+                pending.finish(outcome);
             }
             drop(turn);
             fence(Ordering::SeqCst);
@@ -287,6 +293,27 @@ enum Waited<'a> {
     Done(Outcome),
     /// The turn was free with the job still in the slot: the job is the caller's to run.
     Mine(MutexGuard<'a, ()>),
+}
+
+/// A job taken from the slot: finished as failed if dropped unfinished (a panic while signing).
+struct Unfinished {
+    job: Arc<Job>,
+    finished: bool,
+}
+
+impl Unfinished {
+    fn finish(mut self, outcome: Outcome) {
+        self.finished = true;
+        self.job.finish(outcome);
+    }
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.job.finish(Outcome::Failed);
+        }
+    }
 }
 
 /// Armed while the holder runs its own sign: on a panic, a job in the slot goes back to its
