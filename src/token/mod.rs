@@ -63,8 +63,8 @@ pub(crate) struct Token {
     /// may be signing: SoftHSM2 frees an object under a thread that is inside C_SignInit with it
     /// (use after free, measured with C_CloseAllSessions), so the two never overlap here.
     pub(crate) sign_gate: RwLock<()>,
-    /// Held around every HMAC sign when HMAC signs go one at a time
-    /// ([`crate::Config::serialize_hmac`]).
+    /// The turn every HMAC sign takes when HMAC signs go one at a time
+    /// ([`crate::Config::serialize_hmac`]); see `combine` for how a holder signs for a waiter.
     pub(crate) hmac_serial: Option<combine::Combiner>,
     reconnect_attempts: u32,
     reconnect_backoff: Duration,
