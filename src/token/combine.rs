@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
+use cryptoki::error::Error as CkError;
 use cryptoki::object::ObjectHandle;
 use cryptoki::session::Session;
 
@@ -86,19 +87,21 @@ impl Job {
 }
 
 /// What became of a sign run by the holder.
-pub(crate) enum Outcome {
+enum Outcome {
     /// The MAC.
     Signed(Vec<u8>),
     /// The token refused it on the holder's session; the owner signs again on its own.
     Failed,
 }
 
-/// What [`Combiner::sign`] did with the caller's sign.
-pub(crate) enum Turn<T> {
-    /// Signed on the caller's session (`own` ran).
-    Ran(T),
-    /// Signed by the thread that held the turn.
-    Waited(Outcome),
+/// One HMAC on `session`: the caller's own, a waiter's, or a handed-back one signed again.
+fn mac(
+    session: &Session,
+    alg: HmacAlg,
+    handle: ObjectHandle,
+    data: &[u8],
+) -> Result<Vec<u8>, CkError> {
+    session.sign(&alg.mechanism(), handle, data)
 }
 
 /// Counts a waiting thread until it leaves.
@@ -111,18 +114,20 @@ impl Drop for Waiting<'_> {
 }
 
 impl Combiner {
-    /// Runs `own` (the caller's sign on `session`) with the turn, or has the holder sign
-    /// `alg(handle, data)` (see the module documentation).
-    pub(crate) fn sign<T>(
+    /// The HMAC of `data` with `handle`: signed on `session` with the turn, or by the thread
+    /// holding it (see the module documentation). A sign handed back failed is signed again on
+    /// `session`, so that the error, if it comes again, is this session's and goes through the
+    /// caller's own recovery.
+    pub(crate) fn sign(
         &self,
         session: &Session,
         alg: HmacAlg,
         handle: ObjectHandle,
         data: &[u8],
-        own: impl FnOnce() -> T,
-    ) -> Turn<T> {
+    ) -> Result<Vec<u8>, CkError> {
+        let own = || mac(session, alg, handle, data);
         if let Some(turn) = self.try_turn() {
-            return Turn::Ran(self.hold(turn, session, own));
+            return self.hold(turn, session, own);
         }
         // With the holder, no more threads than cores: this one may wait in the slot.
         let few = self.waiting.fetch_add(1, Ordering::Relaxed) + 1 < self.cores;
@@ -135,19 +140,20 @@ impl Combiner {
                 fence(Ordering::SeqCst);
                 if let Some(turn) = self.try_turn() {
                     if self.take_back(&job) {
-                        return Turn::Ran(self.hold(turn, session, own));
+                        return self.hold(turn, session, own);
                     }
                     // Already run by a holder that has let go since.
                     self.release(turn, session);
                 }
                 return match self.wait(&job, session) {
-                    Waited::Done(outcome) => Turn::Waited(outcome),
-                    Waited::Mine(turn) => Turn::Ran(self.hold(turn, session, own)),
+                    Waited::Done(Outcome::Signed(mac)) => Ok(mac),
+                    Waited::Done(Outcome::Failed) => own(),
+                    Waited::Mine(turn) => self.hold(turn, session, own),
                 };
             }
         }
         let turn = self.turn.lock().unwrap_or_else(PoisonError::into_inner);
-        Turn::Ran(self.hold(turn, session, own))
+        self.hold(turn, session, own)
     }
 
     /// `(signed for others, of which handed back failed)` since connect.
@@ -158,8 +164,13 @@ impl Combiner {
         )
     }
 
-    /// Runs `own` with the turn, then the slot's job, then lets go.
-    fn hold<T>(&self, turn: MutexGuard<'_, ()>, session: &Session, own: impl FnOnce() -> T) -> T {
+    /// Runs `own` (the caller's sign) with the turn, then the slot's job, then lets go.
+    fn hold(
+        &self,
+        turn: MutexGuard<'_, ()>,
+        session: &Session,
+        own: impl FnOnce() -> Result<Vec<u8>, CkError>,
+    ) -> Result<Vec<u8>, CkError> {
         // Should `own` panic, a job left in the slot goes back to its owner.
         let holder = Holder { combiner: self };
         let result = own();
@@ -180,7 +191,7 @@ impl Combiner {
                     finished: false,
                 };
                 let job = &pending.job;
-                let outcome = match session.sign(&job.alg.mechanism(), job.handle, &job.data) {
+                let outcome = match mac(session, job.alg, job.handle, &job.data) {
                     Ok(mac) => Outcome::Signed(mac),
                     Err(_) => {
                         self.handed_back.fetch_add(1, Ordering::Relaxed);

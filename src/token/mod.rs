@@ -196,16 +196,9 @@ impl Token {
         handle: cryptoki::object::ObjectHandle,
         data: &[u8],
     ) -> std::result::Result<Vec<u8>, CkError> {
-        let sign = || session.sign(&alg.mechanism(), handle, data);
-        let Some(combiner) = &self.hmac_serial else {
-            return sign();
-        };
-        match combiner.sign(session, alg, handle, data, sign) {
-            combine::Turn::Ran(result) => result,
-            combine::Turn::Waited(combine::Outcome::Signed(mac)) => Ok(mac),
-            // Signed again here, on our own session, so that the error (if it comes again)
-            // is this session's and goes through the caller's own recovery.
-            combine::Turn::Waited(combine::Outcome::Failed) => sign(),
+        match &self.hmac_serial {
+            Some(combiner) => combiner.sign(session, alg, handle, data),
+            None => session.sign(&alg.mechanism(), handle, data),
         }
     }
 
