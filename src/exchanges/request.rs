@@ -179,10 +179,13 @@ impl Request {
 
     /// The method, `GET` when absent.
     pub(crate) fn method_or_get(&self) -> String {
-        self.method
-            .as_deref()
-            .map(str::to_ascii_uppercase)
-            .unwrap_or_else(|| "GET".to_owned())
+        let method = self.method.as_deref().unwrap_or("GET");
+        // The setters upper-case already: copy, unless the field was set by hand.
+        if method.bytes().any(|b| b.is_ascii_lowercase()) {
+            method.to_ascii_uppercase()
+        } else {
+            method.to_owned()
+        }
     }
 
     pub(crate) fn path_or_empty(&self) -> &str {

@@ -46,7 +46,9 @@ impl CachedKey {
 }
 
 pub(crate) struct KeyCache {
-    map: RwLock<HashMap<String, Arc<CachedKey>>>,
+    /// Keyed by name with foldhash: the names are the operator's own (no flooding to fear), and
+    /// a lookup runs on every sign, between two token calls.
+    map: RwLock<HashMap<String, Arc<CachedKey>, foldhash::fast::RandomState>>,
     loading: Mutex<()>,
     base: Instant,
     revalidate: Duration,
