@@ -119,7 +119,7 @@ async fn send(
     let method = reqwest::Method::from_bytes(signed.method.as_bytes())?;
     let mut request = http.request(method, url);
     for (name, value) in &signed.headers {
-        request = request.header(name.as_str(), value.as_str());
+        request = request.header(name.as_ref(), value.as_str());
     }
     if !signed.body.is_empty() {
         request = request

@@ -97,7 +97,7 @@ pub(crate) fn signed_from_json(value: &Value) -> Result<SignedRequest> {
         .ok_or_else(|| Error::invalid("agent reply lacks `headers`"))?;
     for pair in headers {
         match pair.as_array().map(Vec::as_slice) {
-            Some([Value::String(n), Value::String(v)]) => signed = signed.with_header(n, v),
+            Some([Value::String(n), Value::String(v)]) => signed = signed.with_header(n.clone(), v),
             _ => return Err(Error::invalid("agent reply has a malformed header")),
         }
     }

@@ -105,7 +105,7 @@ pub(crate) fn sign_query_body(
     req: &Request,
     mac: &dyn Mac,
     ctx: &Context<'_>,
-    key_header: &str,
+    key_header: &'static str,
 ) -> Result<SignedRequest> {
     query_body(req, mac, ctx, key_header, Keys::Hmac)
 }
@@ -114,7 +114,7 @@ fn query_body(
     req: &Request,
     mac: &dyn Mac,
     ctx: &Context<'_>,
-    key_header: &str,
+    key_header: &'static str,
     keys: Keys,
 ) -> Result<SignedRequest> {
     // Room for `&recvWindow=…&timestamp=…&signature=…` (an HMAC's 64 hex digits, or an RSA

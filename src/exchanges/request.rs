@@ -1,5 +1,6 @@
 //! The unsigned request a signer takes and the signed request it gives back.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use crate::error::{Error, Result};
@@ -217,8 +218,9 @@ pub struct SignedRequest {
     pub query: String,
     /// Final body (signature included where the exchange wants it).
     pub body: String,
-    /// Headers to send, in a stable order.
-    pub headers: Vec<(String, String)>,
+    /// Headers to send, in a stable order. The names are the exchange's own constants
+    /// (borrowed: no allocation per request), or owned for names made at run time.
+    pub headers: Vec<(Cow<'static, str>, String)>,
     /// The signature exactly as the exchange documents it (before any URL-encoding).
     pub signature: String,
 }
@@ -243,14 +245,18 @@ impl SignedRequest {
         }
     }
 
-    /// Appends a header.
-    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+    /// Appends a header (`name`: a `&'static str`, or a `String` made at run time).
+    pub fn with_header(
+        mut self,
+        name: impl Into<Cow<'static, str>>,
+        value: impl Into<String>,
+    ) -> Self {
         self.headers.push((name.into(), value.into()));
         self
     }
 
     /// Appends a header when there is a value.
-    pub fn with_header_opt(self, name: &str, value: Option<&str>) -> Self {
+    pub fn with_header_opt(self, name: impl Into<Cow<'static, str>>, value: Option<&str>) -> Self {
         match value {
             Some(v) => self.with_header(name, v),
             None => self,
@@ -275,7 +281,7 @@ impl SignedRequest {
         let headers: serde_json::Map<String, serde_json::Value> = self
             .headers
             .iter()
-            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.clone())))
             .collect();
         serde_json::json!({
             "signature": self.signature,
@@ -293,7 +299,7 @@ impl fmt::Debug for SignedRequest {
             .iter()
             .map(|(n, v)| {
                 let secret = n.to_ascii_uppercase().contains("PASSPHRASE");
-                (n.as_str(), if secret { "[REDACTED]" } else { v.as_str() })
+                (n.as_ref(), if secret { "[REDACTED]" } else { v.as_str() })
             })
             .collect();
         f.debug_struct("SignedRequest")

@@ -323,7 +323,7 @@ fn headers_come_in_a_stable_order_and_hide_the_passphrase_in_debug() {
     let a = signer.sign(&req).unwrap();
     let b = signer.sign(&req).unwrap();
     assert_eq!(a, b);
-    let names: Vec<&str> = a.headers.iter().map(|(n, _)| n.as_str()).collect();
+    let names: Vec<&str> = a.headers.iter().map(|(n, _)| n.as_ref()).collect();
     assert_eq!(
         names,
         [
