@@ -169,8 +169,8 @@ impl Config {
     /// machine has cores, the thread holding the turn also signs for one waiting thread (with
     /// that thread's key, on its own session), so that SoftHSM2's state stays on one core:
     /// with 2 threads on 2 cores that signs 12-51 % more per second than free-for-all threads,
-    /// 0.96-0.98x the 1-thread rate. With 4 threads on 2 cores it signs 13-25 % less per second
-    /// than they do, at a p99 latency 60-80 times lower
+    /// 0.94-0.98x the 1-thread rate. With 4 threads on 2 cores it signs 10-25 % less per second
+    /// than they do, at a p99 latency 60-90 times lower
     /// (`docs/fast-path.md`, `BENCHMARKS.md`; [`crate::PoolStats::hmacs_signed_for_others`]
     /// counts the signs made for others). Asymmetric signs are never serialized (they are
     /// compute-bound), nor are other modules by default: a hardware or network HSM signs in
