@@ -11,6 +11,8 @@
 //! agent) for a fixed time. The agent runs in this process on a 2-worker runtime, so its figure
 //! is the socket, framing, JSON and scheduling cost, not process start-up.
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,7 +22,8 @@ use hsm_custody::asynch::AsyncCustody;
 use hsm_custody::exchanges::Request;
 use hsm_custody::{exchanges, Config, Custody, KeySpec, SecretString};
 
-const DEFAULT_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+use common::BenchEnv;
+
 const SECRET: &str = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j";
 const QUERY: &str =
     "symbol=BTCFDUSD&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01000000&price=43250.10&timestamp=1700000000000";
@@ -86,26 +89,19 @@ fn throughput_threads<W: FnMut()>(
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let quick = std::env::args().any(|a| a == "--quick");
     let (n, secs) = if quick { (300, 0.5) } else { (3000, 3.0) };
-    let module =
-        std::env::var("HSM_CUSTODY_BENCH_MODULE").unwrap_or_else(|_| DEFAULT_MODULE.into());
-
-    let dir = tempfile::tempdir()?;
-    std::fs::create_dir(dir.path().join("tokens"))?;
-    let conf = dir.path().join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            dir.path().join("tokens").display()
-        ),
-    )?;
-    // Set before the module is first loaded (edition 2021; single-threaded here).
-    std::env::set_var("SOFTHSM2_CONF", &conf);
+    // Sets SOFTHSM2_CONF before the module is first loaded (single-threaded here).
+    let env = BenchEnv::new();
+    let module = env.module.clone();
+    eprintln!(
+        "SoftHSM2 token directory in {} ({})",
+        env.dir.path().display(),
+        env.conf.display()
+    );
     let (so, user) = (
         SecretString::from("bench-so"),
         SecretString::from("bench-user"),
     );
-    hsm_custody::admin::init_token(std::path::Path::new(&module), "agent-bench", &so, &user)?;
+    hsm_custody::admin::init_token(&module, "agent-bench", &so, &user)?;
     let custody = Custody::connect(Config::new(&module, "agent-bench").pin(user))?;
     let profile = exchanges::profile("binance").ok_or("no binance profile")?;
     custody.import_hmac_secret(
@@ -165,8 +161,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Agent round trip.
     use std::os::unix::fs::MetadataExt as _;
-    let uid = std::fs::metadata(dir.path())?.uid();
-    let socket = dir.path().join("run").join("agent.sock");
+    let uid = std::fs::metadata(env.dir.path())?.uid();
+    let socket = env.dir.path().join("run").join("agent.sock");
     let config = AgentConfig::new(&socket)
         .rate(1_000_000, 1_000_000)
         .allow("bn", KeyAccess::uids([uid]));

@@ -10,6 +10,9 @@
 //! `cargo bench --bench footprint -- N` runs N requests, then N bare signs, on a fresh token in
 //! a temp dir (Debian's SoftHSM2, or `HSM_CUSTODY_BENCH_MODULE`).
 
+mod common;
+
+use common::BenchEnv;
 use hsm_custody::exchanges::{ExchangeSigner, Request};
 use hsm_custody::{Config, Custody, HmacAlg, KeyRef, KeySpec, SecretString};
 
@@ -46,27 +49,18 @@ fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(10_000);
-    let module = std::env::var("HSM_CUSTODY_BENCH_MODULE")
-        .unwrap_or_else(|_| "/usr/lib/softhsm/libsofthsm2.so".to_owned());
-    let dir = tempfile::tempdir().expect("temp dir");
-    let tokens = dir.path().join("tokens");
-    std::fs::create_dir(&tokens).expect("token dir");
-    let conf = dir.path().join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\n",
-            tokens.display()
-        ),
-    )
-    .expect("softhsm2.conf");
-    // Before the module loads: SoftHSM2 reads its configuration in C_Initialize.
-    std::env::set_var("SOFTHSM2_CONF", &conf);
+    let env = BenchEnv::new();
+    let module = &env.module;
+    eprintln!(
+        "SoftHSM2 token directory in {} ({})",
+        env.dir.path().display(),
+        env.conf.display()
+    );
 
     let pin = SecretString::from(format!("footprint-{}", std::process::id()));
     let so = SecretString::from(format!("footprint-so-{}", std::process::id()));
-    hsm_custody::admin::init_token(&module, "footprint", &so, &pin).expect("init token");
-    let custody = Custody::connect(Config::new(&module, "footprint").pin(pin)).expect("connect");
+    hsm_custody::admin::init_token(module, "footprint", &so, &pin).expect("init token");
+    let custody = Custody::connect(Config::new(module, "footprint").pin(pin)).expect("connect");
     let spec = KeySpec::hmac("binance")
         .exchange("binance")
         .algorithms(&[HmacAlg::HmacSha256]);

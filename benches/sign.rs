@@ -28,6 +28,8 @@
 //! `--keys 1,100,1000`, `--no-peers`, `--only SUBSTRING` (those cases and their baselines). Environment: `HSM_CUSTODY_BENCH_MODULE` (default
 //! Debian's SoftHSM2).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -48,9 +50,9 @@ use hsm_custody::{
 };
 use secrecy::ExposeSecret;
 use serde_json::json;
-use sha2::Digest as _;
 
-const DEFAULT_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+use common::BenchEnv;
+use sha2::Digest as _;
 
 /// A Binance spot order query as the signer completes it (timestamp appended): 110 bytes.
 const BINANCE_QUERY: &str =
@@ -125,42 +127,6 @@ impl Opts {
 // ---------------------------------------------------------------------------------------------
 // Environment: a private SoftHSM2 token directory, fresh tokens
 
-struct BenchEnv {
-    module: PathBuf,
-    conf: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl BenchEnv {
-    fn new() -> BenchEnv {
-        let module = std::env::var_os("HSM_CUSTODY_BENCH_MODULE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_MODULE));
-        let dir = tempfile::Builder::new()
-            .prefix("hsm-custody-bench-")
-            .tempdir()
-            .expect("temp dir");
-        let tokens = dir.path().join("tokens");
-        std::fs::create_dir(&tokens).expect("token dir");
-        let conf = dir.path().join("softhsm2.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n",
-                tokens.display()
-            ),
-        )
-        .expect("softhsm2.conf");
-        // Edition 2021, and no thread and no module exists yet: SoftHSM2 reads it at C_Initialize.
-        std::env::set_var("SOFTHSM2_CONF", &conf);
-        BenchEnv {
-            module,
-            conf,
-            _dir: dir,
-        }
-    }
-}
-
 /// A fresh token with the crate connected to it (once plain, once with the bench guard), a raw
 /// cryptoki context on the same module, and the secrets imported into it.
 struct BenchToken {
@@ -181,7 +147,7 @@ fn fresh_token(env: &BenchEnv, label: &str) -> BenchToken {
     let guarded = Custody::connect(config).expect("connect guarded");
     // The real guard rails (issue 5): a policy for every key and the MAC-chained audit log
     // (one MAC in the token per record), `fsync = "never"` so that the disk is not measured.
-    let audit = env._dir.path().join(format!("{label}-audit.jsonl"));
+    let audit = env.dir.path().join(format!("{label}-audit.jsonl"));
     let toml = format!(
         "[audit]\npath = '{}'\nfsync = 'never'\n[keys.\"*\"]\nallow_raw = true\n",
         audit.display()

@@ -20,6 +20,10 @@ use std::path::PathBuf;
 use hsm_custody::{Config, Custody, HmacAlg, KeySpec, SecretString};
 use zeroize::Zeroize;
 
+#[path = "support/softhsm_dir.rs"]
+mod softhsm_dir;
+use softhsm_dir::write_softhsm_conf;
+
 const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
@@ -172,17 +176,7 @@ fn setup_softhsm() -> (tempfile::TempDir, PathBuf) {
         .prefix("hsm-custody-memscan-")
         .tempdir()
         .unwrap();
-    let tokens = dir.path().join("tokens");
-    std::fs::create_dir(&tokens).unwrap();
-    let conf = dir.path().join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n",
-            tokens.display()
-        ),
-    )
-    .unwrap();
+    let conf = write_softhsm_conf(dir.path());
     // Edition 2021, one test in this binary, before the module is loaded.
     std::env::set_var("SOFTHSM2_CONF", &conf);
     let module = std::env::var_os("HSM_CUSTODY_TEST_MODULE")

@@ -29,7 +29,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 use hsm_custody::{Config, Custody, SecretString};
+
+#[path = "../support/softhsm_dir.rs"]
+mod softhsm_dir;
 use secrecy::ExposeSecret;
+use softhsm_dir::write_softhsm_conf;
 
 pub const DEFAULT_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 
@@ -104,7 +108,8 @@ fn nss_tokens(dir: &std::path::Path) -> String {
 fn env() -> &'static Env {
     static ENV: OnceLock<Env> = OnceLock::new();
     ENV.get_or_init(|| {
-        let backend = std::env::var("HSM_CUSTODY_TEST_BACKEND").unwrap_or_else(|_| "softhsm".into());
+        let backend =
+            std::env::var("HSM_CUSTODY_TEST_BACKEND").unwrap_or_else(|_| "softhsm".into());
         let module = std::env::var_os("HSM_CUSTODY_TEST_MODULE")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_MODULE));
@@ -113,20 +118,7 @@ fn env() -> &'static Env {
             .tempdir()
             .expect("temp dir");
         let (name, conf) = match backend.as_str() {
-            "softhsm" => {
-                let tokens = dir.path().join("tokens");
-                std::fs::create_dir(&tokens).expect("token dir");
-                let conf = dir.path().join("softhsm2.conf");
-                std::fs::write(
-                    &conf,
-                    format!(
-                        "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n",
-                        tokens.display()
-                    ),
-                )
-                .expect("softhsm2.conf");
-                ("SOFTHSM2_CONF", conf)
-            }
+            "softhsm" => ("SOFTHSM2_CONF", write_softhsm_conf(dir.path())),
             "kryoptic" => {
                 let conf = dir.path().join("kryoptic.conf");
                 let slots: String = (1..=KRYOPTIC_SLOTS)
@@ -144,13 +136,18 @@ fn env() -> &'static Env {
                 let params = nss_tokens(dir.path());
                 ("HSM_CUSTODY_MODULE_INIT_PARAMS", PathBuf::from(params))
             }
-            other => panic!("unknown HSM_CUSTODY_TEST_BACKEND `{other}` (softhsm, kryoptic or nss)"),
+            other => {
+                panic!("unknown HSM_CUSTODY_TEST_BACKEND `{other}` (softhsm, kryoptic or nss)")
+            }
         };
         let init_params = (backend == "nss").then(|| conf.display().to_string());
         let vars = vec![
             (OsString::from(name), conf.into_os_string()),
             // The fault-injecting wrapper forwards to the backend under test.
-            (OsString::from("FAULT_MODULE_TARGET"), module.clone().into_os_string()),
+            (
+                OsString::from("FAULT_MODULE_TARGET"),
+                module.clone().into_os_string(),
+            ),
         ];
         // Edition 2021: set_var is safe. It runs once, inside this OnceLock, before any test
         // loads a module (every test starts with `fresh_token`), so the module reads it at
