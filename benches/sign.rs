@@ -523,7 +523,14 @@ fn run_cell(
             let threads = case.threads.unwrap_or(threads);
             match &case.runner {
                 Runner::InProcess(f) => per[i].push(run_in_process(f, threads, opts.secs)),
-                Runner::Peer(cmd) => match run_peer(cmd, threads, opts.secs) {
+                // SoftHSM2 processes that start together now and then misread a large token
+                // directory (`NoSuchToken`, `UserPinNotInitialized` with 8 processes on the
+                // 1,000-key token): one retry in the same round, so that the pairing holds.
+                Runner::Peer(cmd) => match run_peer(cmd, threads, opts.secs).or_else(|e| {
+                    eprintln!("  {} failed ({e}); once more", case.name);
+                    std::thread::sleep(Duration::from_millis(500));
+                    run_peer(cmd, threads, opts.secs)
+                }) {
                     Ok(m) => per[i].push(m),
                     Err(e) => errors[i] = Some(e),
                 },
