@@ -10,15 +10,14 @@
 //! `cargo bench --bench footprint -- N` runs N requests, then N bare signs, on a fresh token in
 //! a temp dir (Debian's SoftHSM2, or `HSM_CUSTODY_BENCH_MODULE`).
 
+#[path = "common/binance_order.rs"]
+mod binance_order;
 mod common;
 
+use binance_order::{binance_message, binance_request};
 use common::BenchEnv;
 use hsm_custody::exchanges::{ExchangeSigner, Request};
 use hsm_custody::{Config, Custody, HmacAlg, KeyRef, KeySpec, SecretString};
-
-/// The bench's Binance order (`benches/sign.rs`): the signer appends the timestamp.
-const QUERY: &str =
-    "symbol=BTCFDUSD&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01000000&price=43250.10";
 
 /// `n` full Binance requests (callgrind collects inside this function only).
 #[inline(never)]
@@ -71,16 +70,11 @@ fn main() {
         .expect("import");
     let signer = custody.exchange_signer("binance").expect("signer");
     let key = custody.key("binance").expect("key");
-    let req = Request::post("/api/v3/order")
-        .query(QUERY)
-        .api_key("vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A");
-    let msg = format!("{QUERY}&timestamp=1700000000000");
+    let req = binance_request();
+    let msg = binance_message();
     // Warm the cache entry and the pool before anything is counted.
-    let _ = (
-        requests(&signer, &req, 100),
-        signs(&key, msg.as_bytes(), 100),
-    );
+    let _ = (requests(&signer, &req, 100), signs(&key, &msg, 100));
     let sent = requests(&signer, &req, n);
-    let signed = signs(&key, msg.as_bytes(), n);
+    let signed = signs(&key, &msg, n);
     println!("{n} requests ({sent} query bytes), {n} signs ({signed} MAC bytes)");
 }

@@ -28,6 +28,8 @@
 //! `--keys 1,100,1000`, `--no-peers`, `--only SUBSTRING` (those cases and their baselines). Environment: `HSM_CUSTODY_BENCH_MODULE` (default
 //! Debian's SoftHSM2).
 
+#[path = "common/binance_order.rs"]
+mod binance_order;
 mod common;
 
 use std::collections::BTreeMap;
@@ -51,18 +53,14 @@ use hsm_custody::{
 use secrecy::ExposeSecret;
 use serde_json::json;
 
+use binance_order::{binance_message, binance_request, API_KEY, BINANCE_QUERY};
 use common::BenchEnv;
 use sha2::Digest as _;
 
-/// A Binance spot order query as the signer completes it (timestamp appended): 110 bytes.
-const BINANCE_QUERY: &str =
-    "symbol=BTCFDUSD&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01000000&price=43250.10";
-const BINANCE_TS: &str = "1700000000000";
 const OKX_PATH: &str = "/api/v5/trade/batch-orders";
 const OKX_TS: &str = "2023-11-14T22:13:20.000Z";
 const KRAKEN_PATH: &str = "/0/private/AddOrder";
 const KRAKEN_BODY: &str = "ordertype=limit&pair=XBTUSD&price=37500.0&type=buy&volume=1.25";
-const API_KEY: &str = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A";
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -1046,17 +1044,14 @@ fn main() {
     let started = Instant::now();
     let mut rows: Vec<Row> = Vec::new();
 
-    let binance_msg = format!("{BINANCE_QUERY}&timestamp={BINANCE_TS}").into_bytes();
-    assert_eq!(binance_msg.len(), 110, "the Binance message is 110 bytes");
+    let binance_msg = binance_message();
     let body = okx_body();
     let okx_msg = format!("{OKX_TS}POST{OKX_PATH}{body}").into_bytes();
     let kraken_msg: Vec<u8> = {
         let inner = sha2::Sha256::digest(format!("1700000000000000{KRAKEN_BODY}").as_bytes());
         [KRAKEN_PATH.as_bytes(), inner.as_slice()].concat()
     };
-    let binance_req = Request::post("/api/v3/order")
-        .query(BINANCE_QUERY)
-        .api_key(API_KEY);
+    let binance_req = binance_request();
     let okx_req = Request::post(OKX_PATH)
         .body(body.clone())
         .api_key(API_KEY)

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 mod softhsm_dir;
 
 /// Debian's SoftHSM2; `HSM_CUSTODY_BENCH_MODULE` overrides it.
-pub const DEFAULT_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+const DEFAULT_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 
 /// A temp dir holding a SoftHSM2 configuration and token directory, with `SOFTHSM2_CONF`
 /// pointing at it. Removed on drop.
