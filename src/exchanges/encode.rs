@@ -366,7 +366,12 @@ mod tests {
         // high bit set are where a word-at-a-time zero test goes wrong if it is written wrong.
         let fill = [0x27, 0x25, 0xa6, 0x00, 0xff, b'a', 0x24, 0x07];
         for len in 0..=27 {
-            for amps in [vec![], vec![len / 2], vec![len / 3, len - len / 4], (0..len).collect()] {
+            for amps in [
+                vec![],
+                vec![len / 2],
+                vec![len / 3, len - len / 4],
+                (0..len).collect(),
+            ] {
                 let mut q: Vec<u8> = (0..len).map(|i| fill[(i * 5 + len) % fill.len()]).collect();
                 for &a in amps.iter().filter(|&&a| a < len) {
                     q[a] = b'&';
