@@ -25,12 +25,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
 
     let binance = custody.exchange_signer(&name)?;
-    let signed = binance.sign(
-        &Request::post("/api/v3/order")
-            .query("symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=0.1")
-            .recv_window("5000")
-            .api_key(API_KEY),
-    )?;
+    let order = Request::post("/api/v3/order")
+        .query("symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=0.1")
+        .recv_window("5000")
+        .api_key(API_KEY);
+    // The signed request borrows the method, path and API key from `order`.
+    let signed = binance.sign(&order)?;
 
     println!(
         "{} https://api.binance.com{} HTTP/1.1",

@@ -21,12 +21,12 @@ impl Exchange for Acme {
         "acme"
     }
 
-    fn sign(
+    fn sign<'r>(
         &self,
-        req: &Request,
+        req: &'r Request,
         mac: &dyn Mac,
         ctx: &Context<'_>,
-    ) -> hsm_custody::Result<SignedRequest> {
+    ) -> hsm_custody::Result<SignedRequest<'r>> {
         let ts = req
             .timestamp
             .clone()
@@ -58,11 +58,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The binding is checked here: a key bound to another exchange is refused.
     let acme = ExchangeSigner::new(Arc::new(Acme), custody.key(&name)?)?
         .with_clock(FixedClock(1_700_000_000_000));
-    let signed = acme.sign(
-        &Request::post("/v1/orders")
-            .body(r#"{"qty":"1"}"#)
-            .api_key("acme-key"),
-    )?;
+    let order = Request::post("/v1/orders")
+        .body(r#"{"qty":"1"}"#)
+        .api_key("acme-key");
+    let signed = acme.sign(&order)?;
 
     println!(
         "{} https://api.acme.example{} HTTP/1.1",

@@ -25,8 +25,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
 
     let kraken = custody.exchange_signer(&name)?;
-    let signed =
-        kraken.sign(&Request::post("/0/private/Balance").api_key("your-public-api-key"))?;
+    let balance = Request::post("/0/private/Balance").api_key("your-public-api-key");
+    let signed = kraken.sign(&balance)?;
 
     println!(
         "{} https://api.kraken.com{} HTTP/1.1",

@@ -24,12 +24,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
 
     let okx = custody.exchange_signer(&name)?;
-    let signed = okx.sign(
-        &Request::post("/api/v5/trade/order")
-            .body(r#"{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"limit","px":"2.15","sz":"2"}"#)
-            .api_key("okx-test-api-key")
-            .passphrase("TestPassphrase1!"),
-    )?;
+    let order = Request::post("/api/v5/trade/order")
+        .body(r#"{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"limit","px":"2.15","sz":"2"}"#)
+        .api_key("okx-test-api-key")
+        .passphrase("TestPassphrase1!");
+    let signed = okx.sign(&order)?;
 
     println!(
         "{} https://www.okx.com{} HTTP/1.1",

@@ -89,7 +89,10 @@ async fn main() -> Result<(), BoxError> {
 }
 
 /// A limit order signed in the token; parameters in the body, as Binance recommends for POST.
-async fn order(binance: &AsyncExchangeSigner, i: usize) -> Result<SignedRequest, BoxError> {
+async fn order(
+    binance: &AsyncExchangeSigner,
+    i: usize,
+) -> Result<SignedRequest<'static>, BoxError> {
     let req = Request::post("/api/v3/order")
         .body(format!(
             "symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=0.1&newClientOrderId=bot-{i}"
@@ -113,13 +116,13 @@ async fn place_order(
 async fn send(
     http: &reqwest::Client,
     addr: SocketAddr,
-    signed: &SignedRequest,
+    signed: &SignedRequest<'_>,
 ) -> Result<(u16, String), BoxError> {
     let url = format!("http://{addr}{}", signed.path_and_query());
     let method = reqwest::Method::from_bytes(signed.method.as_bytes())?;
     let mut request = http.request(method, url);
     for (name, value) in &signed.headers {
-        request = request.header(name.as_ref(), value.as_str());
+        request = request.header(name.as_ref(), value.as_ref());
     }
     if !signed.body.is_empty() {
         request = request

@@ -191,7 +191,7 @@ impl AsyncExchangeSigner {
     ///
     /// # Cancellation
     /// See the [module docs](self): safe to drop at any point.
-    pub async fn sign(&self, req: &Request) -> Result<SignedRequest> {
+    pub async fn sign(&self, req: &Request) -> Result<SignedRequest<'static>> {
         let permit = Arc::clone(&self.permits)
             .acquire_owned()
             .await
@@ -200,7 +200,7 @@ impl AsyncExchangeSigner {
         let req = req.clone();
         join(tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            signer.sign(&req)
+            signer.sign(&req).map(SignedRequest::into_owned)
         }))
         .await
     }

@@ -117,7 +117,12 @@ impl AgentClient {
     /// [`Error::Io`] whose message starts with the protocol's error kind (`forbidden: ...`,
     /// I/O kind `PermissionDenied`; `busy`: `WouldBlock`; `key_not_found`: `NotFound`); and
     /// [`Error::Io`] when the connection fails.
-    pub fn sign(&mut self, key: &str, exchange: &str, request: &Request) -> Result<SignedRequest> {
+    pub fn sign(
+        &mut self,
+        key: &str,
+        exchange: &str,
+        request: &Request,
+    ) -> Result<SignedRequest<'static>> {
         let ok = self.call(json!({
             "op": "sign",
             "key": key,

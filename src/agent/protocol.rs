@@ -63,7 +63,7 @@ pub(crate) fn request_to_json(req: &Request) -> Value {
 
 /// The `ok` object of a `sign` reply: method, path, query, body, headers as ordered
 /// `[name, value]` pairs, and the signature.
-pub(crate) fn signed_to_json(signed: &SignedRequest) -> Value {
+pub(crate) fn signed_to_json(signed: &SignedRequest<'_>) -> Value {
     let headers: Vec<Value> = signed.headers.iter().map(|(n, v)| json!([n, v])).collect();
     json!({
         "method": signed.method,
@@ -76,7 +76,7 @@ pub(crate) fn signed_to_json(signed: &SignedRequest) -> Value {
 }
 
 /// Reads the `ok` object of a `sign` reply back into a [`SignedRequest`].
-pub(crate) fn signed_from_json(value: &Value) -> Result<SignedRequest> {
+pub(crate) fn signed_from_json(value: &Value) -> Result<SignedRequest<'static>> {
     let text = |name: &str| -> Result<String> {
         value
             .get(name)
@@ -97,7 +97,9 @@ pub(crate) fn signed_from_json(value: &Value) -> Result<SignedRequest> {
         .ok_or_else(|| Error::invalid("agent reply lacks `headers`"))?;
     for pair in headers {
         match pair.as_array().map(Vec::as_slice) {
-            Some([Value::String(n), Value::String(v)]) => signed = signed.with_header(n.clone(), v),
+            Some([Value::String(n), Value::String(v)]) => {
+                signed = signed.with_header(n.clone(), v.clone())
+            }
             _ => return Err(Error::invalid("agent reply has a malformed header")),
         }
     }

@@ -554,13 +554,13 @@ async fn sign(shared: &Shared, peer: Peer, message: &Value) -> std::result::Resu
     let result = shared
         .custody
         .run(move |c| {
+            // Serialized here: the signed request borrows from `request`.
             c.exchange_signer_for(&key, &exchange)?
                 .sign_as(&request, &client)
+                .map(|signed| signed_to_json(&signed))
         })
         .await;
-    answer(peer, "sign", &target, result, |signed| {
-        signed_to_json(&signed)
-    })
+    answer(peer, "sign", &target, result, |ok| ok)
 }
 
 /// The protocol's `err` object for a crate error: kind, message (which never holds a PIN, a

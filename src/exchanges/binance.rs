@@ -60,7 +60,12 @@ impl Exchange for Binance {
         binance_family(bound)
     }
 
-    fn sign(&self, req: &Request, mac: &dyn Mac, ctx: &Context<'_>) -> Result<SignedRequest> {
+    fn sign<'r>(
+        &self,
+        req: &'r Request,
+        mac: &dyn Mac,
+        ctx: &Context<'_>,
+    ) -> Result<SignedRequest<'r>> {
         query_body(req, mac, ctx, "X-MBX-APIKEY", Keys::HmacEd25519Rsa)
     }
 }
@@ -101,22 +106,22 @@ fn binance_signature(mac: &dyn Mac, keys: Keys, payload: &str) -> Result<(String
 }
 
 /// The Binance REST scheme with a given API-key header, HMAC keys only (shared with MEXC spot).
-pub(crate) fn sign_query_body(
-    req: &Request,
+pub(crate) fn sign_query_body<'r>(
+    req: &'r Request,
     mac: &dyn Mac,
     ctx: &Context<'_>,
     key_header: &'static str,
-) -> Result<SignedRequest> {
+) -> Result<SignedRequest<'r>> {
     query_body(req, mac, ctx, key_header, Keys::Hmac)
 }
 
-fn query_body(
-    req: &Request,
+fn query_body<'r>(
+    req: &'r Request,
     mac: &dyn Mac,
     ctx: &Context<'_>,
     key_header: &'static str,
     keys: Keys,
-) -> Result<SignedRequest> {
+) -> Result<SignedRequest<'r>> {
     // Room for `&recvWindow=…&timestamp=…&signature=…` (an HMAC's 64 hex digits, or an RSA
     // signature's percent-encoded base64), so that the hot path does not grow its buffers.
     const EXTRA: usize = 64 + 480;
@@ -195,13 +200,18 @@ impl Exchange for BinanceWs {
         binance_family(bound)
     }
 
-    fn sign(&self, req: &Request, mac: &dyn Mac, ctx: &Context<'_>) -> Result<SignedRequest> {
+    fn sign<'r>(
+        &self,
+        req: &'r Request,
+        mac: &dyn Mac,
+        ctx: &Context<'_>,
+    ) -> Result<SignedRequest<'r>> {
         let payload = ws_payload(req, ctx.now_ms());
         // WebSocket API parameters travel in JSON: the base64 is sent as is.
         let (signature, _) = binance_signature(mac, Keys::HmacEd25519Rsa, &payload)?;
         let query = format!("{payload}&signature={signature}");
         Ok(SignedRequest::new(
-            req.method.clone().unwrap_or_default(),
+            req.method.as_deref().unwrap_or_default(),
             req.path_or_empty(),
             query,
             req.body_or_empty(),
@@ -298,6 +308,63 @@ fn ws_payload(req: &Request, now_ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exchanges::{FixedClock, FixedNonce};
+    use crate::sign::Signature;
+    use std::borrow::Cow;
+
+    /// Binance's documented example key, in software.
+    struct DocKey;
+
+    impl Mac for DocKey {
+        fn key_name(&self) -> &str {
+            "doc"
+        }
+        fn exchange(&self) -> Option<&str> {
+            Some("binance")
+        }
+        fn mac(&self, alg: HmacAlg, msg: &[u8]) -> Result<Signature> {
+            let secret = b"NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j";
+            Ok(Signature::from_bytes(alg.software(secret, msg)))
+        }
+    }
+
+    #[test]
+    fn rest_request_borrows_what_it_passes_on() {
+        let clock = FixedClock(1_499_827_319_559);
+        let nonces = FixedNonce(0);
+        let ctx = Context::new(&clock, &nonces);
+        let req = Request::post("/api/v3/order")
+            .query("symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=0.1")
+            .recv_window("5000")
+            .api_key("vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A");
+        let signed = Binance::spot().sign(&req, &DocKey, &ctx).unwrap();
+        // Binance's documented example 1.
+        assert_eq!(
+            signed.signature,
+            "c8db56825ae71d6d79447849e617115f4a920fa2acdcab2b053c4b2838bd6b71"
+        );
+        // The method, the path and the API key are the request's own, not copies.
+        assert!(matches!(signed.method, Cow::Borrowed("POST")));
+        assert!(matches!(signed.path, Cow::Borrowed("/api/v3/order")));
+        assert!(
+            matches!(&signed.headers[0].1, Cow::Borrowed(k) if *k == req.api_key.as_deref().unwrap())
+        );
+        // A method set by hand in lower case is upper-cased, so owned.
+        let mut lower = req.clone();
+        lower.method = Some("post".into());
+        let relaxed = Binance::spot().sign(&lower, &DocKey, &ctx).unwrap();
+        assert!(matches!(relaxed.method, Cow::Owned(ref m) if m == "POST"));
+        // `into_owned` keeps every part and outlives the request.
+        let debug = format!("{signed:?}");
+        let kept = signed.into_owned();
+        drop(req);
+        assert_eq!(format!("{kept:?}"), debug);
+        assert!(matches!(kept.path, Cow::Owned(ref p) if p == "/api/v3/order"));
+        assert_eq!(
+            kept.header("x-mbx-apikey"),
+            Some("vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A")
+        );
+    }
 
     #[test]
     fn ws_payload_sorts_and_adds_api_key() {

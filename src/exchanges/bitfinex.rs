@@ -17,7 +17,12 @@ impl Exchange for Bitfinex {
         "bitfinex"
     }
 
-    fn sign(&self, req: &Request, mac: &dyn Mac, ctx: &Context<'_>) -> Result<SignedRequest> {
+    fn sign<'r>(
+        &self,
+        req: &'r Request,
+        mac: &dyn Mac,
+        ctx: &Context<'_>,
+    ) -> Result<SignedRequest<'r>> {
         let nonce = req.nonce.clone().unwrap_or_else(|| ctx.nonce().to_string());
         let body = match req.body_or_empty() {
             "" => "{}",
@@ -27,7 +32,7 @@ impl Exchange for Bitfinex {
         let prehash = format!("/api{path}{nonce}{body}");
         let signature = mac.mac(HmacAlg::HmacSha384, prehash.as_bytes())?.to_hex();
         Ok(SignedRequest::new(
-            req.method.clone().unwrap_or_else(|| "POST".to_owned()),
+            req.method.as_deref().unwrap_or("POST"),
             path,
             req.query_or_empty(),
             body,

@@ -18,7 +18,12 @@ impl Exchange for Bitmex {
         "bitmex"
     }
 
-    fn sign(&self, req: &Request, mac: &dyn Mac, ctx: &Context<'_>) -> Result<SignedRequest> {
+    fn sign<'r>(
+        &self,
+        req: &'r Request,
+        mac: &dyn Mac,
+        ctx: &Context<'_>,
+    ) -> Result<SignedRequest<'r>> {
         let (header, value) = match (&req.expires, &req.nonce) {
             (Some(e), _) => ("api-expires", e.clone()),
             (None, Some(n)) => ("api-nonce", n.clone()),

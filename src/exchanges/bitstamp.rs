@@ -22,7 +22,12 @@ impl Exchange for Bitstamp {
         "bitstamp"
     }
 
-    fn sign(&self, req: &Request, mac: &dyn Mac, ctx: &Context<'_>) -> Result<SignedRequest> {
+    fn sign<'r>(
+        &self,
+        req: &'r Request,
+        mac: &dyn Mac,
+        ctx: &Context<'_>,
+    ) -> Result<SignedRequest<'r>> {
         let host = req.host.as_deref().unwrap_or("www.bitstamp.net");
         let nonce = req.nonce.clone().unwrap_or_else(uuid_v4);
         let ts = req

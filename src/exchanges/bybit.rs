@@ -24,7 +24,12 @@ impl Exchange for Bybit {
         "bybit"
     }
 
-    fn sign(&self, req: &Request, mac: &dyn Mac, ctx: &Context<'_>) -> Result<SignedRequest> {
+    fn sign<'r>(
+        &self,
+        req: &'r Request,
+        mac: &dyn Mac,
+        ctx: &Context<'_>,
+    ) -> Result<SignedRequest<'r>> {
         let ts = req
             .timestamp
             .clone()

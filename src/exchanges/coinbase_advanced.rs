@@ -37,7 +37,12 @@ impl Exchange for CoinbaseAdvanced {
         "coinbase-advanced"
     }
 
-    fn sign(&self, req: &Request, mac: &dyn Mac, ctx: &Context<'_>) -> Result<SignedRequest> {
+    fn sign<'r>(
+        &self,
+        req: &'r Request,
+        mac: &dyn Mac,
+        ctx: &Context<'_>,
+    ) -> Result<SignedRequest<'r>> {
         let alg = match mac.kind() {
             KeyKind::P256 => "ES256",
             KeyKind::Ed25519 => "EdDSA",

@@ -26,7 +26,12 @@ impl Exchange for CryptoCom {
         "cryptocom"
     }
 
-    fn sign(&self, req: &Request, mac: &dyn Mac, ctx: &Context<'_>) -> Result<SignedRequest> {
+    fn sign<'r>(
+        &self,
+        req: &'r Request,
+        mac: &dyn Mac,
+        ctx: &Context<'_>,
+    ) -> Result<SignedRequest<'r>> {
         let body = req
             .body
             .as_deref()
@@ -65,7 +70,7 @@ impl Exchange for CryptoCom {
         let signature = mac.mac(HmacAlg::HmacSha256, prehash.as_bytes())?.to_hex();
         rpc.insert("sig".into(), Value::String(signature.clone()));
         Ok(SignedRequest::new(
-            req.method.clone().unwrap_or_else(|| "POST".to_owned()),
+            req.method.as_deref().unwrap_or("POST"),
             req.path_or_empty(),
             req.query_or_empty(),
             Value::Object(rpc).to_string(),

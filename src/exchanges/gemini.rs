@@ -20,7 +20,12 @@ impl Exchange for Gemini {
         "gemini"
     }
 
-    fn sign(&self, req: &Request, mac: &dyn Mac, ctx: &Context<'_>) -> Result<SignedRequest> {
+    fn sign<'r>(
+        &self,
+        req: &'r Request,
+        mac: &dyn Mac,
+        ctx: &Context<'_>,
+    ) -> Result<SignedRequest<'r>> {
         let payload = match &req.body {
             Some(b) if !b.is_empty() => b.clone(),
             _ => {
@@ -43,7 +48,7 @@ impl Exchange for Gemini {
         let encoded = base64(payload.as_bytes());
         let signature = mac.mac(HmacAlg::HmacSha384, encoded.as_bytes())?.to_hex();
         Ok(SignedRequest::new(
-            req.method.clone().unwrap_or_else(|| "POST".to_owned()),
+            req.method.as_deref().unwrap_or("POST"),
             req.path_or_empty(),
             req.query_or_empty(),
             "",

@@ -23,7 +23,12 @@ impl Exchange for Kraken {
         "kraken"
     }
 
-    fn sign(&self, req: &Request, mac: &dyn Mac, ctx: &Context<'_>) -> Result<SignedRequest> {
+    fn sign<'r>(
+        &self,
+        req: &'r Request,
+        mac: &dyn Mac,
+        ctx: &Context<'_>,
+    ) -> Result<SignedRequest<'r>> {
         let path = req.path_or_empty();
         if !path.starts_with("/0/private/") {
             return Err(Error::invalid(
@@ -67,7 +72,7 @@ impl Exchange for Kraken {
             "application/x-www-form-urlencoded; charset=utf-8"
         };
         Ok(SignedRequest::new(
-            req.method.clone().unwrap_or_else(|| "POST".to_owned()),
+            req.method.as_deref().unwrap_or("POST"),
             path,
             req.query_or_empty(),
             body,

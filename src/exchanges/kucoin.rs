@@ -5,6 +5,8 @@
 //! `base64(HMAC-SHA256(secret, passphrase))`, a second MAC with the same token key; v1 keys send
 //! the plaintext passphrase. Default key version: 2 (`KC-API-KEY-VERSION: 2`).
 
+use std::borrow::Cow;
+
 use super::encode::{base64, path_with_query};
 use super::{Context, Exchange, Request, SignedRequest};
 use crate::error::{Error, Result};
@@ -42,7 +44,12 @@ impl Exchange for KuCoin {
         "kucoin"
     }
 
-    fn sign(&self, req: &Request, mac: &dyn Mac, ctx: &Context<'_>) -> Result<SignedRequest> {
+    fn sign<'r>(
+        &self,
+        req: &'r Request,
+        mac: &dyn Mac,
+        ctx: &Context<'_>,
+    ) -> Result<SignedRequest<'r>> {
         let ts = req
             .timestamp
             .clone()
@@ -54,10 +61,10 @@ impl Exchange for KuCoin {
         let signature = base64(mac.mac(HmacAlg::HmacSha256, prehash.as_bytes())?.as_bytes());
         let passphrase = match (&req.passphrase, self.key_version) {
             (None, _) => None,
-            (Some(p), 1) => Some(p.clone()),
-            (Some(p), _) => Some(base64(
+            (Some(p), 1) => Some(Cow::Borrowed(p.as_str())),
+            (Some(p), _) => Some(Cow::Owned(base64(
                 mac.mac(HmacAlg::HmacSha256, p.as_bytes())?.as_bytes(),
-            )),
+            ))),
         };
         let mut signed = SignedRequest::new(
             method,
@@ -69,7 +76,7 @@ impl Exchange for KuCoin {
         .with_header_opt("KC-API-KEY", req.api_key.as_deref())
         .with_header("KC-API-SIGN", signature)
         .with_header("KC-API-TIMESTAMP", ts)
-        .with_header_opt("KC-API-PASSPHRASE", passphrase.as_deref())
+        .with_header_opt("KC-API-PASSPHRASE", passphrase)
         .with_header("KC-API-KEY-VERSION", self.key_version.to_string());
         if !body.is_empty() {
             signed = signed.with_header("Content-Type", "application/json");

@@ -21,7 +21,12 @@ impl Exchange for Mexc {
         "mexc"
     }
 
-    fn sign(&self, req: &Request, mac: &dyn Mac, ctx: &Context<'_>) -> Result<SignedRequest> {
+    fn sign<'r>(
+        &self,
+        req: &'r Request,
+        mac: &dyn Mac,
+        ctx: &Context<'_>,
+    ) -> Result<SignedRequest<'r>> {
         super::binance::sign_query_body(req, mac, ctx, "X-MEXC-APIKEY")
     }
 }
@@ -35,7 +40,12 @@ impl Exchange for MexcFutures {
         "mexc-futures"
     }
 
-    fn sign(&self, req: &Request, mac: &dyn Mac, ctx: &Context<'_>) -> Result<SignedRequest> {
+    fn sign<'r>(
+        &self,
+        req: &'r Request,
+        mac: &dyn Mac,
+        ctx: &Context<'_>,
+    ) -> Result<SignedRequest<'r>> {
         let ts = req
             .timestamp
             .clone()

@@ -19,7 +19,12 @@ impl Exchange for Okx {
         "okx"
     }
 
-    fn sign(&self, req: &Request, mac: &dyn Mac, ctx: &Context<'_>) -> Result<SignedRequest> {
+    fn sign<'r>(
+        &self,
+        req: &'r Request,
+        mac: &dyn Mac,
+        ctx: &Context<'_>,
+    ) -> Result<SignedRequest<'r>> {
         let ts = match &req.timestamp {
             Some(t) => t.clone(),
             None => iso8601_millis(ctx.now_ms())?,
@@ -32,7 +37,7 @@ impl Exchange for Okx {
         let mut prehash = String::with_capacity(
             ts.len() + method.len() + path.len() + query.len() + body.len() + 1,
         );
-        for part in [ts.as_str(), method.as_str(), path] {
+        for part in [ts.as_str(), &*method, path] {
             prehash.push_str(part);
         }
         if !query.is_empty() {

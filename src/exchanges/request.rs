@@ -179,13 +179,13 @@ impl Request {
     }
 
     /// The method, `GET` when absent.
-    pub(crate) fn method_or_get(&self) -> String {
+    pub(crate) fn method_or_get(&self) -> Cow<'_, str> {
         let method = self.method.as_deref().unwrap_or("GET");
-        // The setters upper-case already: copy, unless the field was set by hand.
+        // The setters upper-case already: borrow, unless the field was set by hand.
         if method.bytes().any(|b| b.is_ascii_lowercase()) {
-            method.to_ascii_uppercase()
+            Cow::Owned(method.to_ascii_uppercase())
         } else {
-            method.to_owned()
+            Cow::Borrowed(method)
         }
     }
 
@@ -207,29 +207,47 @@ impl Request {
 }
 
 /// A signed request: send `method` to `path?query` with `headers` and `body`.
+///
+/// What the signer only passes on from the [`Request`] (the method, the path, header values such
+/// as the API key) is borrowed from it, not copied: `'r` is the request's lifetime. Use
+/// [`SignedRequest::into_owned`] to keep one longer than its request (to move it to another
+/// task, for example).
+///
+/// ```
+/// use hsm_custody::exchanges::SignedRequest;
+///
+/// let path = String::from("/api/v3/order");
+/// let signed = SignedRequest::new("POST", path.as_str(), "a=1", "", "sig")
+///     .with_header("X-MBX-APIKEY", "key");
+/// let kept: SignedRequest<'static> = signed.into_owned();
+/// drop(path);
+/// assert_eq!(kept.path, "/api/v3/order");
+/// assert_eq!(kept.header("x-mbx-apikey"), Some("key"));
+/// ```
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct SignedRequest {
+pub struct SignedRequest<'r> {
     /// HTTP method.
-    pub method: String,
+    pub method: Cow<'r, str>,
     /// URL path.
-    pub path: String,
+    pub path: Cow<'r, str>,
     /// Final query string (signature included where the exchange wants it), without `?`.
     pub query: String,
     /// Final body (signature included where the exchange wants it).
     pub body: String,
-    /// Headers to send, in a stable order. The names are the exchange's own constants
-    /// (borrowed: no allocation per request), or owned for names made at run time.
-    pub headers: Vec<(Cow<'static, str>, String)>,
+    /// Headers to send, in a stable order. The names are the exchange's own constants (or
+    /// owned, for names made at run time); values passed on from the request are borrowed from
+    /// it, values the signer makes are owned.
+    pub headers: Vec<(Cow<'static, str>, Cow<'r, str>)>,
     /// The signature exactly as the exchange documents it (before any URL-encoding).
     pub signature: String,
 }
 
-impl SignedRequest {
+impl<'r> SignedRequest<'r> {
     /// A signed request with no headers yet.
     pub fn new(
-        method: impl Into<String>,
-        path: impl Into<String>,
+        method: impl Into<Cow<'r, str>>,
+        path: impl Into<Cow<'r, str>>,
         query: impl Into<String>,
         body: impl Into<String>,
         signature: impl Into<String>,
@@ -245,21 +263,42 @@ impl SignedRequest {
         }
     }
 
-    /// Appends a header (`name`: a `&'static str`, or a `String` made at run time).
+    /// Appends a header (`name`: a `&'static str`, or a `String` made at run time; `value`:
+    /// borrowed from the request, or owned).
     pub fn with_header(
         mut self,
         name: impl Into<Cow<'static, str>>,
-        value: impl Into<String>,
+        value: impl Into<Cow<'r, str>>,
     ) -> Self {
         self.headers.push((name.into(), value.into()));
         self
     }
 
     /// Appends a header when there is a value.
-    pub fn with_header_opt(self, name: impl Into<Cow<'static, str>>, value: Option<&str>) -> Self {
+    pub fn with_header_opt(
+        self,
+        name: impl Into<Cow<'static, str>>,
+        value: Option<impl Into<Cow<'r, str>>>,
+    ) -> Self {
         match value {
             Some(v) => self.with_header(name, v),
             None => self,
+        }
+    }
+
+    /// The same request owning all its parts, free of the [`Request`]'s lifetime.
+    pub fn into_owned(self) -> SignedRequest<'static> {
+        SignedRequest {
+            method: Cow::Owned(self.method.into_owned()),
+            path: Cow::Owned(self.path.into_owned()),
+            query: self.query,
+            body: self.body,
+            headers: self
+                .headers
+                .into_iter()
+                .map(|(name, value)| (name, Cow::Owned(value.into_owned())))
+                .collect(),
+            signature: self.signature,
         }
     }
 
@@ -268,7 +307,7 @@ impl SignedRequest {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
     }
 
     /// `path?query`, or `path` when the query is empty.
@@ -281,7 +320,7 @@ impl SignedRequest {
         let headers: serde_json::Map<String, serde_json::Value> = self
             .headers
             .iter()
-            .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.clone())))
+            .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string())))
             .collect();
         serde_json::json!({
             "signature": self.signature,
@@ -292,14 +331,14 @@ impl SignedRequest {
     }
 }
 
-impl fmt::Debug for SignedRequest {
+impl fmt::Debug for SignedRequest<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let headers: Vec<(&str, &str)> = self
             .headers
             .iter()
             .map(|(n, v)| {
                 let secret = n.to_ascii_uppercase().contains("PASSPHRASE");
-                (n.as_ref(), if secret { "[REDACTED]" } else { v.as_str() })
+                (n.as_ref(), if secret { "[REDACTED]" } else { v.as_ref() })
             })
             .collect();
         f.debug_struct("SignedRequest")

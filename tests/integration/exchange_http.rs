@@ -309,7 +309,7 @@ fn serve(stream: TcpStream, verifier: &Verifier) -> std::io::Result<()> {
 }
 
 /// Sends a signed request; returns the status code and the response body.
-fn send(addr: SocketAddr, signed: &SignedRequest) -> (u16, String) {
+fn send(addr: SocketAddr, signed: &SignedRequest<'_>) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
@@ -358,7 +358,7 @@ fn loopback_verifier_accepts_signed_requests_and_rejects_tampering_wrong_keys_an
     let stop = Arc::new(AtomicBool::new(false));
     let (addr, server) = start_server(Arc::clone(&stop));
     let mut sent = 0;
-    let mut expect = |signed: &SignedRequest, ok: bool, what: &str| {
+    let mut expect = |signed: &SignedRequest<'_>, ok: bool, what: &str| {
         let (status, body) = send(addr, signed);
         sent += 1;
         assert_eq!(status == 200, ok, "{what}: {status} {body}");
@@ -415,7 +415,8 @@ fn loopback_verifier_accepts_signed_requests_and_rejects_tampering_wrong_keys_an
         .sign(&add)
         .unwrap();
     expect(&wrong, false, "kraken wrong key");
-    let stale = kraken.sign(&add.clone().nonce("1616492376594")).unwrap();
+    let stale_add = add.clone().nonce("1616492376594");
+    let stale = kraken.sign(&stale_add).unwrap();
     expect(&stale, false, "kraken stale nonce");
     expect(&kraken.sign(&add).unwrap(), true, "kraken after rejections");
 

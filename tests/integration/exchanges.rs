@@ -73,7 +73,7 @@ fn replay(ex: &str) -> usize {
     all.len()
 }
 
-fn check(v: &Value, s: &SignedRequest) {
+fn check(v: &Value, s: &SignedRequest<'_>) {
     let id = str_of(v, "id");
     assert_eq!(
         s.signature,
@@ -218,15 +218,14 @@ fn defaults_come_from_the_injected_clock_and_nonce_source() {
 
     // Binance: no timestamp anywhere -> the clock's, appended after recvWindow; same signature
     // as the documented example 1.
+    let order = Request::post("/api/v3/order")
+        .query("symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=0.1")
+        .recv_window("5000");
     let signed = c
         .exchange_signer("bin")
         .unwrap()
         .with_clock(FixedClock(1_499_827_319_559))
-        .sign(
-            &Request::post("/api/v3/order")
-                .query("symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=0.1")
-                .recv_window("5000"),
-        )
+        .sign(&order)
         .unwrap();
     assert_eq!(
         signed.signature,
@@ -234,14 +233,13 @@ fn defaults_come_from_the_injected_clock_and_nonce_source() {
     );
 
     // Kraken: nonce from the source, put first in the body; same as the documented example.
+    let order = Request::post("/0/private/AddOrder")
+        .body("ordertype=limit&pair=XBTUSD&price=37500&type=buy&volume=1.25");
     let signed = c
         .exchange_signer("kr")
         .unwrap()
         .with_nonces(FixedNonce(1_616_492_376_594))
-        .sign(
-            &Request::post("/0/private/AddOrder")
-                .body("ordertype=limit&pair=XBTUSD&price=37500&type=buy&volume=1.25"),
-        )
+        .sign(&order)
         .unwrap();
     assert_eq!(
         signed.body,
@@ -253,14 +251,13 @@ fn defaults_come_from_the_injected_clock_and_nonce_source() {
     );
 
     // OKX: ISO timestamp from the clock (2018-03-08T10:59:25.789Z).
+    let order = Request::post("/orders?before=2&limit=30")
+        .body(r#"{"product_id":"BTC-USD-0309","order_id":"377454671037440"}"#);
     let signed = c
         .exchange_signer("okx")
         .unwrap()
         .with_clock(FixedClock(1_520_506_765_789))
-        .sign(
-            &Request::post("/orders?before=2&limit=30")
-                .body(r#"{"product_id":"BTC-USD-0309","order_id":"377454671037440"}"#),
-        )
+        .sign(&order)
         .unwrap();
     assert_eq!(
         signed.header("OK-ACCESS-TIMESTAMP"),
@@ -289,7 +286,8 @@ fn default_kraken_nonces_strictly_increase_across_threads() {
             std::thread::spawn(move || {
                 (0..25)
                     .map(|_| {
-                        let signed = s.sign(&Request::post("/0/private/Balance")).unwrap();
+                        let balance = Request::post("/0/private/Balance");
+                        let signed = s.sign(&balance).unwrap();
                         signed
                             .body
                             .trim_start_matches("nonce=")

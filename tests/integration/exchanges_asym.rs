@@ -88,7 +88,7 @@ fn verify_p256(pem: &str, msg: &[u8], sig: &[u8]) {
 
 /// Checks a Binance REST request signed with an asymmetric key: base64 signature, percent-encoded
 /// on the wire, over `payload`; returns the decoded signature.
-fn binance_rest_signature(signed: &SignedRequest, in_body: bool) -> (String, Vec<u8>) {
+fn binance_rest_signature(signed: &SignedRequest<'_>, in_body: bool) -> (String, Vec<u8>) {
     let (payload, wire) = if in_body {
         split_signed(&signed.body)
     } else {
@@ -127,9 +127,8 @@ fn binance_ed25519_and_rsa_sign_the_hmac_payload_and_verify_with_the_exported_pe
     let ed_pem = generate(&c, "bn-ed", "binance", KeyKind::Ed25519);
     let rsa_pem = generate(&c, "bn-rsa", "binance", KeyKind::Rsa2048);
 
-    let hmac = signer(&c, "bn-hmac", "binance")
-        .sign(&binance_order())
-        .unwrap();
+    let order = binance_order();
+    let hmac = signer(&c, "bn-hmac", "binance").sign(&order).unwrap();
     assert_eq!(hmac.signature, BINANCE_HMAC, "the documented HMAC example");
     let (hmac_payload, _) = split_signed(&hmac.query);
 
@@ -138,7 +137,7 @@ fn binance_ed25519_and_rsa_sign_the_hmac_payload_and_verify_with_the_exported_pe
         ("bn-rsa", &rsa_pem, verify_rsa),
     ] {
         // Query string.
-        let signed = signer(&c, name, "binance").sign(&binance_order()).unwrap();
+        let signed = signer(&c, name, "binance").sign(&order).unwrap();
         let (payload, sig) = binance_rest_signature(&signed, false);
         assert_eq!(payload, hmac_payload, "{name}: same payload as HMAC");
         verify(pem, payload.as_bytes(), &sig);
@@ -219,9 +218,8 @@ fn exchanges_rfc8032_key_gives_known_answers_through_the_binance_ed25519_path() 
         assert_eq!(hex::encode(public.to_bytes()), RFC8032_PUBLIC);
     }
 
-    let signed = signer(&c, "rfc8032", "binance")
-        .sign(&binance_order())
-        .unwrap();
+    let order = binance_order();
+    let signed = signer(&c, "rfc8032", "binance").sign(&order).unwrap();
     let (payload, sig) = binance_rest_signature(&signed, false);
     let reference = {
         use ed25519_dalek::Signer as _;
@@ -316,7 +314,7 @@ fn decode_jwt(jwt: &str) -> (Value, Value, String, Vec<u8>) {
 }
 
 fn check_jwt(
-    signed: &SignedRequest,
+    signed: &SignedRequest<'_>,
     alg: &str,
     kid: &str,
     nonce: &str,

@@ -620,11 +620,8 @@ fn vendor_provisioned_keys_are_adopted_checked_and_proven() {
         Some(hex::encode(b"ceremony-0001").as_str())
     );
     let query = "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=1&timestamp=1700000000000";
-    let signed = c
-        .exchange_signer("vendor")
-        .unwrap()
-        .sign(&Request::post("/api/v3/order").query(query))
-        .unwrap();
+    let order = Request::post("/api/v3/order").query(query);
+    let signed = c.exchange_signer("vendor").unwrap().sign(&order).unwrap();
     assert_eq!(
         signed.signature,
         hex::encode(software_hmac(
