@@ -77,7 +77,7 @@ async fn main() -> Result<(), BoxError> {
 
     // A request changed after signing is refused: the server really checks.
     let mut tampered = order(&binance, 0).await?;
-    tampered.body = tampered.body.replace("quantity=1", "quantity=100");
+    tampered.body = tampered.body.replace("quantity=1", "quantity=100").into();
     let (status, body) = send(&http, addr, &tampered).await?;
     println!("tampered order: {status} {body}");
 
@@ -127,7 +127,7 @@ async fn send(
     if !signed.body.is_empty() {
         request = request
             .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(signed.body.clone());
+            .body(signed.body.to_string());
     }
     let response = request.send().await?;
     let status = response.status().as_u16();

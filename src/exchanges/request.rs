@@ -231,10 +231,12 @@ pub struct SignedRequest<'r> {
     pub method: Cow<'r, str>,
     /// URL path.
     pub path: Cow<'r, str>,
-    /// Final query string (signature included where the exchange wants it), without `?`.
-    pub query: String,
-    /// Final body (signature included where the exchange wants it).
-    pub body: String,
+    /// Final query string (signature included where the exchange wants it), without `?`:
+    /// borrowed from the request when the exchange sends it unchanged.
+    pub query: Cow<'r, str>,
+    /// Final body (signature included where the exchange wants it): borrowed from the request
+    /// when the exchange sends it unchanged.
+    pub body: Cow<'r, str>,
     /// Headers to send, in a stable order. The names are the exchange's own constants (or
     /// owned, for names made at run time); values passed on from the request are borrowed from
     /// it, values the signer makes are owned.
@@ -248,8 +250,8 @@ impl<'r> SignedRequest<'r> {
     pub fn new(
         method: impl Into<Cow<'r, str>>,
         path: impl Into<Cow<'r, str>>,
-        query: impl Into<String>,
-        body: impl Into<String>,
+        query: impl Into<Cow<'r, str>>,
+        body: impl Into<Cow<'r, str>>,
         signature: impl Into<String>,
     ) -> Self {
         SignedRequest {
@@ -291,8 +293,8 @@ impl<'r> SignedRequest<'r> {
         SignedRequest {
             method: Cow::Owned(self.method.into_owned()),
             path: Cow::Owned(self.path.into_owned()),
-            query: self.query,
-            body: self.body,
+            query: Cow::Owned(self.query.into_owned()),
+            body: Cow::Owned(self.body.into_owned()),
             headers: self
                 .headers
                 .into_iter()

@@ -381,7 +381,7 @@ fn loopback_verifier_accepts_signed_requests_and_rejects_tampering_wrong_keys_an
         "binance account",
     );
     let mut tampered = good.clone();
-    tampered.body = tampered.body.replace("quantity=1", "quantity=100");
+    tampered.body = tampered.body.replace("quantity=1", "quantity=100").into();
     expect(&tampered, false, "binance tampered body");
     let wrong = c
         .exchange_signer("binance-wrong")
@@ -407,7 +407,7 @@ fn loopback_verifier_accepts_signed_requests_and_rejects_tampering_wrong_keys_an
     expect(&second, true, "kraken second order");
     expect(&second, false, "kraken replayed nonce");
     let mut tampered = kraken.sign(&add).unwrap();
-    tampered.body = tampered.body.replace("volume=1.25", "volume=125");
+    tampered.body = tampered.body.replace("volume=1.25", "volume=125").into();
     expect(&tampered, false, "kraken tampered body");
     let wrong = c
         .exchange_signer("kraken-wrong")
@@ -433,7 +433,10 @@ fn loopback_verifier_accepts_signed_requests_and_rejects_tampering_wrong_keys_an
         .passphrase(OKX_PASSPHRASE);
     expect(&okx.sign(&balance).unwrap(), true, "okx balance");
     let mut tampered = okx.sign(&place).unwrap();
-    tampered.body = tampered.body.replace("\"sz\":\"2\"", "\"sz\":\"200\"");
+    tampered.body = tampered
+        .body
+        .replace("\"sz\":\"2\"", "\"sz\":\"200\"")
+        .into();
     expect(&tampered, false, "okx tampered body");
     let wrong = c
         .exchange_signer("okx-wrong")
