@@ -5,6 +5,8 @@
 //! clock) and is sent as signed in `OK-ACCESS-TIMESTAMP`; the passphrase goes as plaintext in
 //! `OK-ACCESS-PASSPHRASE`. A `path` that already contains `?` is signed as given.
 
+use std::borrow::Cow;
+
 use super::encode::{base64, iso8601_millis};
 use super::{Context, Exchange, Request, SignedRequest};
 use crate::error::Result;
@@ -25,9 +27,9 @@ impl Exchange for Okx {
         mac: &dyn Mac,
         ctx: &Context<'_>,
     ) -> Result<SignedRequest<'r>> {
-        let ts = match &req.timestamp {
-            Some(t) => t.clone(),
-            None => iso8601_millis(ctx.now_ms())?,
+        let ts: Cow<'r, str> = match &req.timestamp {
+            Some(t) => Cow::Borrowed(t),
+            None => Cow::Owned(iso8601_millis(ctx.now_ms())?),
         };
         let method = req.method_or_get();
         let (path, query) = (req.path_or_empty(), req.query_or_empty());
@@ -37,7 +39,7 @@ impl Exchange for Okx {
         let mut prehash = String::with_capacity(
             ts.len() + method.len() + path.len() + query.len() + body.len() + 1,
         );
-        for part in [ts.as_str(), &*method, path] {
+        for part in [&*ts, &*method, path] {
             prehash.push_str(part);
         }
         if !query.is_empty() {
