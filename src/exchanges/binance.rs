@@ -308,25 +308,14 @@ fn ws_payload(req: &Request, now_ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exchanges::{FixedClock, FixedNonce};
-    use crate::sign::Signature;
+    use crate::exchanges::{FixedClock, FixedNonce, SoftKey};
     use std::borrow::Cow;
 
     /// Binance's documented example key, in software.
-    struct DocKey;
-
-    impl Mac for DocKey {
-        fn key_name(&self) -> &str {
-            "doc"
-        }
-        fn exchange(&self) -> Option<&str> {
-            Some("binance")
-        }
-        fn mac(&self, alg: HmacAlg, msg: &[u8]) -> Result<Signature> {
-            let secret = b"NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j";
-            Ok(Signature::from_bytes(alg.software(secret, msg)))
-        }
-    }
+    const DOC_KEY: SoftKey = SoftKey {
+        exchange: "binance",
+        secret: b"NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j",
+    };
 
     #[test]
     fn rest_request_borrows_what_it_passes_on() {
@@ -337,7 +326,7 @@ mod tests {
             .query("symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=0.1")
             .recv_window("5000")
             .api_key("vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A");
-        let signed = Binance::spot().sign(&req, &DocKey, &ctx).unwrap();
+        let signed = Binance::spot().sign(&req, &DOC_KEY, &ctx).unwrap();
         // Binance's documented example 1.
         assert_eq!(
             signed.signature,
@@ -352,7 +341,7 @@ mod tests {
         // A method set by hand in lower case is upper-cased, so owned.
         let mut lower = req.clone();
         lower.method = Some("post".into());
-        let relaxed = Binance::spot().sign(&lower, &DocKey, &ctx).unwrap();
+        let relaxed = Binance::spot().sign(&lower, &DOC_KEY, &ctx).unwrap();
         assert!(matches!(relaxed.method, Cow::Owned(ref m) if m == "POST"));
         // `into_owned` keeps every part and outlives the request.
         let debug = format!("{signed:?}");

@@ -110,24 +110,12 @@ fn api_sign(mac: &dyn Mac, path: &str, nonce: &str, body: &str) -> Result<String
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sign::Signature;
+    use crate::exchanges::SoftKey;
 
-    /// A software HMAC key, so the message the token would MAC can be checked byte for byte.
-    struct Soft;
-
-    impl Mac for Soft {
-        fn key_name(&self) -> &str {
-            "soft"
-        }
-        fn exchange(&self) -> Option<&str> {
-            Some("kraken")
-        }
-        fn mac(&self, alg: HmacAlg, msg: &[u8]) -> Result<Signature> {
-            Ok(Signature::from_bytes(
-                alg.software(b"kraken-test-secret", msg),
-            ))
-        }
-    }
+    const SOFT: SoftKey = SoftKey {
+        exchange: "kraken",
+        secret: b"kraken-test-secret",
+    };
 
     #[test]
     fn api_sign_macs_path_then_digest_for_short_and_long_paths() {
@@ -141,7 +129,7 @@ mod tests {
             let mut msg = path.clone().into_bytes();
             msg.extend_from_slice(&digest);
             let want = base64(&HmacAlg::HmacSha512.software(b"kraken-test-secret", &msg));
-            assert_eq!(api_sign(&Soft, &path, "42", "nonce=42&a=1").unwrap(), want);
+            assert_eq!(api_sign(&SOFT, &path, "42", "nonce=42&a=1").unwrap(), want);
         }
     }
 }

@@ -429,6 +429,29 @@ impl Custody {
     }
 }
 
+/// A software HMAC key for the signers' unit tests: what a token key would MAC, computed on the
+/// host, so that a signer's bytes can be checked without a token.
+#[cfg(test)]
+pub(crate) struct SoftKey {
+    pub exchange: &'static str,
+    pub secret: &'static [u8],
+}
+
+#[cfg(test)]
+impl Mac for SoftKey {
+    fn key_name(&self) -> &str {
+        "soft"
+    }
+    fn exchange(&self) -> Option<&str> {
+        Some(self.exchange)
+    }
+    fn mac(&self, alg: HmacAlg, msg: &[u8]) -> Result<crate::sign::Signature> {
+        Ok(crate::sign::Signature::from_bytes(
+            alg.software(self.secret, msg),
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
