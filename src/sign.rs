@@ -122,11 +122,11 @@ impl Signature {
 
     /// Lowercase hex.
     pub fn to_hex(&self) -> String {
-        // A plain table loop into one buffer: it runs on every Binance-style request, between
-        // two token calls, where the code it pulls into the CPU's caches is what costs
-        // (`hex::encode_to_slice` is several times the code; docs/fast-path.md).
-        // Through a stack buffer, 32 bytes a step: a `char` push checks capacity and UTF-8
-        // width every time (~23 instructions a byte against ~8 here).
+        // A table loop through a stack buffer, 32 bytes a step: it runs on every Binance-style
+        // request, between two token calls, where the code it pulls into the CPU's caches is
+        // what costs (`hex::encode_to_slice` is several times the code; docs/fast-path.md), and
+        // a `char` push per digit checks capacity and UTF-8 width every time (~23 instructions
+        // a byte against ~8 here).
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut out = String::with_capacity(self.0.len() * 2);
         let mut buf = [0u8; 64];
