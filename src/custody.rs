@@ -473,32 +473,52 @@ impl Custody {
                     ),
                 }
             };
-            let err = match result {
+            match result {
                 Ok(sig) => return Ok(Signature(sig)),
-                Err(err) => err,
-            };
-            if copied && copy_lost(&err) {
-                // Our own session copy no longer answers as the key: a login was lost and
-                // regained meanwhile (SoftHSM2 then leaves the old handle pointing at an
-                // emptied object). Load the key again; the session itself is fine.
-                drop(lease);
-                self.inner.keys.invalidate(token, &key);
-                recoveries += 1;
-                if recoveries > MAX_RECOVERIES {
-                    return Err(Error::from_ck(&err));
+                Err(err) => {
+                    self.after_failed_sign(name, &err, lease, &key, copied, &mut recoveries)?
                 }
-                continue;
             }
-            let class = token.recover(&err, lease, key.epoch)?;
-            if class == Class::HandleStale {
-                self.inner.keys.invalidate(token, &key);
-            }
-            recoveries += 1;
-            if matches!(class, Class::Caller | Class::PinFatal) || recoveries > MAX_RECOVERIES {
-                return Err(Error::from_ck(&err));
-            }
-            tracing::debug!(key = name, ?class, "retrying after recovery");
         }
+    }
+
+    /// A sign failed: recovers what can be recovered and returns `Ok` to sign again, or the
+    /// error to give up with. Out of line and cold, so that the signing loop stays compact
+    /// (its cache lines are what a sign pays for between two token calls; docs/fast-path.md).
+    #[cold]
+    #[inline(never)]
+    fn after_failed_sign(
+        &self,
+        name: &str,
+        err: &cryptoki::error::Error,
+        lease: crate::token::pool::Lease<'_>,
+        key: &Arc<CachedKey>,
+        copied: bool,
+        recoveries: &mut usize,
+    ) -> Result<()> {
+        let token = &self.inner.token;
+        if copied && copy_lost(err) {
+            // Our own session copy no longer answers as the key: a login was lost and
+            // regained meanwhile (SoftHSM2 then leaves the old handle pointing at an
+            // emptied object). Load the key again; the session itself is fine.
+            drop(lease);
+            self.inner.keys.invalidate(token, key);
+            *recoveries += 1;
+            if *recoveries > MAX_RECOVERIES {
+                return Err(Error::from_ck(err));
+            }
+            return Ok(());
+        }
+        let class = token.recover(err, lease, key.epoch)?;
+        if class == Class::HandleStale {
+            self.inner.keys.invalidate(token, key);
+        }
+        *recoveries += 1;
+        if matches!(class, Class::Caller | Class::PinFatal) || *recoveries > MAX_RECOVERIES {
+            return Err(Error::from_ck(err));
+        }
+        tracing::debug!(key = name, ?class, "retrying after recovery");
+        Ok(())
     }
 
     /// Picks the version to sign with and checks state, validity, kind and algorithm; the

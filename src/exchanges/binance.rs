@@ -84,15 +84,29 @@ enum Keys {
 /// The wire form is `None` when it is the documented form itself.
 fn binance_signature(mac: &dyn Mac, keys: Keys, payload: &str) -> Result<(String, Option<String>)> {
     match mac.kind() {
+        KeyKind::Hmac => Ok((
+            mac.mac(HmacAlg::HmacSha256, payload.as_bytes())?.to_hex(),
+            None,
+        )),
+        kind => asym_signature(mac, keys, kind, payload),
+    }
+}
+
+/// [`binance_signature`] for Ed25519 and RSA keys, and the refusal of others: out of line, so
+/// that the HMAC path stays compact (docs/fast-path.md).
+#[inline(never)]
+fn asym_signature(
+    mac: &dyn Mac,
+    keys: Keys,
+    kind: KeyKind,
+    payload: &str,
+) -> Result<(String, Option<String>)> {
+    match kind {
         KeyKind::Ed25519 | KeyKind::Rsa2048 if keys == Keys::HmacEd25519Rsa => {
             let b64 = mac.sign_asym(payload.as_bytes())?.to_base64();
             let wire = percent_encode(&b64);
             Ok((b64, Some(wire)))
         }
-        KeyKind::Hmac => Ok((
-            mac.mac(HmacAlg::HmacSha256, payload.as_bytes())?.to_hex(),
-            None,
-        )),
         other => Err(Error::WrongKeyKind {
             name: mac.key_name().to_owned(),
             kind: other.name().into(),

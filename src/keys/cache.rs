@@ -69,13 +69,31 @@ impl KeyCache {
     }
 
     pub(crate) fn get(&self, token: &Token, name: &str) -> Result<Arc<CachedKey>> {
-        if let Some(entry) = self.lookup(token, name) {
-            if self
-                .now_ms()
-                .saturating_sub(entry.checked_at.load(Ordering::Relaxed))
-                < self.revalidate.as_millis() as u64
-                || self.still_current(token, &entry)
+        match self.lookup(token, name) {
+            Some(entry)
+                if self
+                    .now_ms()
+                    .saturating_sub(entry.checked_at.load(Ordering::Relaxed))
+                    < self.revalidate.as_millis() as u64 =>
             {
+                Ok(entry)
+            }
+            cached => self.get_slow(token, name, cached),
+        }
+    }
+
+    /// `get` when the entry is missing or due for its revision check: out of line and cold, so
+    /// that the lookup every sign makes stays a few cache lines (docs/fast-path.md).
+    #[cold]
+    #[inline(never)]
+    fn get_slow(
+        &self,
+        token: &Token,
+        name: &str,
+        cached: Option<Arc<CachedKey>>,
+    ) -> Result<Arc<CachedKey>> {
+        if let Some(entry) = cached {
+            if self.still_current(token, &entry) {
                 return Ok(entry);
             }
             self.invalidate(token, &entry);
