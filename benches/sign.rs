@@ -314,6 +314,10 @@ struct Measure {
     ops_per_s: f64,
     p50_us: f64,
     p99_us: f64,
+    /// The 99.9th percentile and the slowest sign: where a starved thread shows, which p99
+    /// can hide (with N threads, one thread's long waits are few samples among many fast ones).
+    p999_us: f64,
+    max_us: f64,
 }
 
 type Worker<'a> = Box<dyn FnMut() + 'a>;
@@ -396,6 +400,8 @@ fn run_in_process(factory: &Factory<'_>, threads: usize, secs: f64) -> Measure {
         ops_per_s: lat.len() as f64 / elapsed.as_secs_f64(),
         p50_us: percentile(&lat, 0.50),
         p99_us: percentile(&lat, 0.99),
+        p999_us: percentile(&lat, 0.999),
+        max_us: percentile(&lat, 1.0),
     }
 }
 
@@ -437,6 +443,8 @@ fn run_peer(cmd: &PeerCmd, threads: usize, secs: f64) -> Result<Measure, String>
             ops_per_s: ms.iter().map(|m| m.ops_per_s).sum(),
             p50_us: median(ms.iter().map(|m| m.p50_us).collect()),
             p99_us: ms.iter().map(|m| m.p99_us).fold(0.0, f64::max),
+            p999_us: ms.iter().map(|m| m.p999_us).fold(0.0, f64::max),
+            max_us: ms.iter().map(|m| m.max_us).fold(0.0, f64::max),
         });
     }
     let out = Command::new(&cmd.program)
@@ -466,6 +474,8 @@ fn parse_peer(out: &std::process::Output) -> Result<Measure, String> {
         ops_per_s: f("ops_per_s"),
         p50_us: f("p50_us"),
         p99_us: f("p99_us"),
+        p999_us: f("p999_us"),
+        max_us: f("max_us"),
     })
 }
 
@@ -551,6 +561,8 @@ fn run_cell(
                 ops_per_s: median(ms.iter().map(|m| m.ops_per_s).collect()),
                 p50_us: median(ms.iter().map(|m| m.p50_us).collect()),
                 p99_us: median(ms.iter().map(|m| m.p99_us).collect()),
+                p999_us: median(ms.iter().map(|m| m.p999_us).collect()),
+                max_us: median(ms.iter().map(|m| m.max_us).collect()),
             },
             baseline: case.baseline.clone(),
             cost_vs_raw: None,
@@ -588,13 +600,15 @@ fn run_cell(
     }
     for row in &out {
         eprintln!(
-            "  {group:8} keys={keys:<5} t={} {:34} {:>10.0} ops/s  p50 {:>8.1} µs  p99 {:>8.1} µs  cost×raw {}{}",
+            "  {group:8} keys={keys:<5} t={} {:34} {:>10.0} ops/s  p50 {:>8.1} µs  p99 {:>8.1} µs  cost×raw {}  p99.9 {:.0} µs  max {:.0} µs{}",
             row.threads,
             row.case,
             row.m.ops_per_s,
             row.m.p50_us,
             row.m.p99_us,
             row.cost_vs_raw.map(|c| format!("{c:.3}")).unwrap_or_else(|| "-".into()),
+            row.m.p999_us,
+            row.m.max_us,
             row.error.as_ref().map(|e| format!("  ERROR {e}")).unwrap_or_default(),
         );
     }
@@ -1096,7 +1110,7 @@ fn main() {
         let fast = exch.custody.fast_path_active(bn.name).expect("key");
         eprintln!("crate fast path (session copy): {fast}");
         eprintln!(
-            "crate HMAC signs one at a time: {}",
+            "crate HMAC signs one at a time up to the core count: {}",
             exch.custody.serializes_hmac()
         );
         let (k110, k1k, kkr) = if fast {
@@ -1476,12 +1490,12 @@ fn print_markdown(
         if opts.quick { "quick" } else { "full" }
     );
     println!("machine: {machine}\n\nsession-object probe: {probe}\n");
-    println!("| group | keys | threads | case | ops/s | p50 µs | p99 µs | cost × raw C_Sign | p50 × raw |");
-    println!("|---|---:|---:|---|---:|---:|---:|---:|---:|");
+    println!("| group | keys | threads | case | ops/s | p50 µs | p99 µs | p99.9 µs | max µs | cost × raw C_Sign | p50 × raw |");
+    println!("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         if let Some(e) = &r.error {
             println!(
-                "| {} | {} | {} | {} | error: {} | | | | |",
+                "| {} | {} | {} | {} | error: {} | | | | | | |",
                 r.group,
                 r.keys,
                 r.threads,
@@ -1491,7 +1505,7 @@ fn print_markdown(
             continue;
         }
         println!(
-            "| {} | {} | {} | {} | {:.0} | {:.1} | {:.1} | {} | {} |",
+            "| {} | {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.0} | {:.0} | {} | {} |",
             r.group,
             r.keys,
             r.threads,
@@ -1499,6 +1513,8 @@ fn print_markdown(
             r.m.ops_per_s,
             r.m.p50_us,
             r.m.p99_us,
+            r.m.p999_us,
+            r.m.max_us,
             fmt_ratio(r.cost_vs_raw),
             fmt_ratio(r.p50_vs_raw)
         );
@@ -1732,7 +1748,7 @@ fn write_json(
         .map(|r| {
             json!({
                 "group": r.group, "case": r.case, "threads": r.threads, "keys": r.keys,
-                "ops": r.m.ops, "ops_per_s": r.m.ops_per_s, "p50_us": r.m.p50_us, "p99_us": r.m.p99_us,
+                "ops": r.m.ops, "ops_per_s": r.m.ops_per_s, "p50_us": r.m.p50_us, "p99_us": r.m.p99_us, "p999_us": r.m.p999_us, "max_us": r.m.max_us,
                 "baseline": r.baseline, "cost_vs_raw": r.cost_vs_raw, "p50_vs_raw": r.p50_vs_raw,
                 "error": r.error,
             })

@@ -160,19 +160,22 @@ impl Config {
     }
 
     /// Whether HMAC signs go into the token one at a time, across all threads of this
-    /// [`crate::Custody`]. Default: on for SoftHSM2, off for every other module.
+    /// [`crate::Custody`], while no more threads sign than the machine has cores. Default: on
+    /// for SoftHSM2, off for every other module.
     ///
-    /// SoftHSM2 spends an HMAC in its own locks and lookups, not in computing: threads that
-    /// sign at once slow each other down, and with more threads than cores its p99 latency
-    /// reaches milliseconds as threads are descheduled inside it (4 ms with 8 threads on 2
-    /// cores). One at a time keeps the p99 around 50 µs. While no more threads sign than the
-    /// machine has cores, the thread holding the turn also signs for one waiting thread (with
-    /// that thread's key, on its own session), so that SoftHSM2's state stays on one core:
-    /// with 2 threads on 2 cores that signs 12-51 % more per second than free-for-all threads,
-    /// 0.94-0.98x the 1-thread rate. With 4 threads on 2 cores it signs 10-25 % less per second
-    /// than they do, at a p99 latency 60-90 times lower
-    /// (`docs/fast-path.md`, `BENCHMARKS.md`; [`crate::PoolStats::hmacs_signed_for_others`]
-    /// counts the signs made for others). Asymmetric signs are never serialized (they are
+    /// SoftHSM2 spends an HMAC in its own locks and lookups, not in computing: two threads that
+    /// sign at once on 2 cores sign ~40 % less per second than one. One at a time, the thread
+    /// holding the turn also signs for one waiting thread (with that thread's key, on its own
+    /// session), so that SoftHSM2's state stays on one core: 2 threads on 2 cores then sign
+    /// 0.95-0.98x the 1-thread rate, 1.5-1.7x what free-for-all threads do.
+    ///
+    /// With more threads signing than cores, the extra threads sign at once, past the turn: the
+    /// operating system already runs only as many as there are cores, and queuing them was
+    /// measured to cost 10-18 % of throughput and to starve the queue (slowest sign 60-120 ms
+    /// against 8-36 ms). Their p99 latency is then what SoftHSM2 gives free-for-all threads,
+    /// 0.15-0.3 ms with 3-4 threads on 2 cores and ~4 ms with 8, as threads are descheduled
+    /// inside it. (`docs/fast-path.md`, `BENCHMARKS.md`; [`crate::PoolStats`] counts the signs
+    /// made for others and past the turn.) Asymmetric signs are never serialized (they are
     /// compute-bound), nor are other modules by default: a hardware or network HSM signs in
     /// parallel.
     pub fn serialize_hmac(mut self, on: bool) -> Self {

@@ -355,8 +355,8 @@ impl Custody {
         })
     }
 
-    /// Whether HMAC signs go into the token one at a time ([`Config::serialize_hmac`]; by
-    /// default on SoftHSM2 only).
+    /// Whether HMAC signs go into the token one at a time while no more threads sign than there
+    /// are cores ([`Config::serialize_hmac`]; by default on SoftHSM2 only).
     pub fn serializes_hmac(&self) -> bool {
         self.inner.token.hmac_serial.is_some()
     }

@@ -110,6 +110,8 @@ def main() -> int:
         "ops_per_s": len(lat) / elapsed,
         "p50_us": pct(0.50),
         "p99_us": pct(0.99),
+        "p999_us": pct(0.999),
+        "max_us": pct(1.0),
     }))
     return 0
 

@@ -1,5 +1,6 @@
-//! HMAC signs one at a time; with few threads in flight, the thread holding the turn also signs
-//! for one waiter (combining), so that the token's state stays on one core.
+//! HMAC signs one at a time while no more threads sign than the machine has cores; the thread
+//! holding the turn also signs for one waiter (combining), so that the token's state stays on
+//! one core. Threads beyond the core count sign at once, past the turn.
 //!
 //! On SoftHSM2 the crate sends HMAC signs into the token one at a time (`Config::serialize_hmac`).
 //! With a plain lock, two threads that sign back to back take turns, and every turn moves
@@ -7,9 +8,15 @@
 //! to the other: a sign then takes ~22 µs instead of ~17 µs. Here, while no more threads are
 //! signing than the machine has cores, a thread that finds the turn taken leaves its sign in a
 //! one-place slot; the holder signs it on its own session before it gives the turn up, and the
-//! waiter spins (or sleeps) until the MAC is there. With more threads than cores, spinning would
-//! take a core from the holder and waking sleepers would cost the holder a system call per
-//! sign, so they queue on the turn itself, a plain lock (what was measured: `docs/fast-path.md`).
+//! waiter spins (or sleeps) until the MAC is there.
+//!
+//! A thread that finds more threads signing than there are cores does not wait for the turn: it
+//! signs at once on its own session, as it would without serialization. Queuing it was measured
+//! (`docs/fast-path.md`): behind a plain lock the holder pays a wake-up system call per sign and
+//! the queue starves (3 to 8 threads on 2 cores: 10-18 % fewer signs per second than signing at
+//! once, and a slowest sign of 60-120 ms against 8-36 ms), and spinning waiters take the
+//! holder's core. With more threads than cores the operating system already runs them a few at a
+//! time, and SoftHSM2's own locks keep the rest in line.
 //!
 //! A waiter's MAC is made with the same key handle and mechanism it chose, under the shared sign
 //! guard (which both threads hold), so revocation and rotation see the same thing as with a
@@ -38,18 +45,22 @@ const SPIN: Duration = Duration::from_micros(80);
 /// How often a sleeping waiter looks whether its job was left behind (see `Combiner::wait`).
 const LOOK_AGAIN: Duration = Duration::from_millis(1);
 
-/// The turn, the slot for one waiting sign, and how many threads wait for the turn.
+/// The turn, the slot for one waiting sign, and how many threads wait for the turn or sign past
+/// it.
 pub(crate) struct Combiner {
     turn: Mutex<()>,
     slot: Mutex<Option<Arc<Job>>>,
     /// Whether the slot holds a job: lets the holder skip the slot's lock when it is empty.
     offered: AtomicBool,
-    /// Threads that found the turn taken and have not got their MAC yet.
+    /// Threads that found the turn taken and have not got their MAC yet (in the slot, or signing
+    /// past the turn).
     waiting: AtomicUsize,
     cores: usize,
     /// Waiters' signs made by the holder, and those of them handed back failed.
     signed_for_others: AtomicU64,
     handed_back: AtomicU64,
+    /// Signs made past the turn, with more threads signing than cores.
+    past_the_turn: AtomicU64,
 }
 
 impl Default for Combiner {
@@ -62,6 +73,7 @@ impl Default for Combiner {
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             signed_for_others: AtomicU64::new(0),
             handed_back: AtomicU64::new(0),
+            past_the_turn: AtomicU64::new(0),
         }
     }
 }
@@ -114,10 +126,11 @@ impl Drop for Waiting<'_> {
 }
 
 impl Combiner {
-    /// The HMAC of `data` with `handle`: signed on `session` with the turn, or by the thread
-    /// holding it (see the module documentation). A sign handed back failed is signed again on
-    /// `session`, so that the error, if it comes again, is this session's and goes through the
-    /// caller's own recovery.
+    /// The HMAC of `data` with `handle`: signed on `session` with the turn, by the thread
+    /// holding it, or on `session` past the turn when more threads sign than there are cores
+    /// (see the module documentation). A sign handed back failed is signed again on `session`,
+    /// so that the error, if it comes again, is this session's and goes through the caller's own
+    /// recovery.
     pub(crate) fn sign(
         &self,
         session: &Session,
@@ -151,16 +164,21 @@ impl Combiner {
                     Waited::Mine(turn) => self.hold(turn, session, own),
                 };
             }
+            // The slot is taken, but this thread has a core of its own: it queues for the turn.
+            let turn = self.turn.lock().unwrap_or_else(PoisonError::into_inner);
+            return self.hold(turn, session, own);
         }
-        let turn = self.turn.lock().unwrap_or_else(PoisonError::into_inner);
-        self.hold(turn, session, own)
+        // More threads sign than there are cores: this one signs at once, past the turn.
+        self.past_the_turn.fetch_add(1, Ordering::Relaxed);
+        own()
     }
 
-    /// `(signed for others, of which handed back failed)` since connect.
-    pub(crate) fn counts(&self) -> (u64, u64) {
+    /// `(signed for others, of which handed back failed, signed past the turn)` since connect.
+    pub(crate) fn counts(&self) -> (u64, u64, u64) {
         (
             self.signed_for_others.load(Ordering::Relaxed),
             self.handed_back.load(Ordering::Relaxed),
+            self.past_the_turn.load(Ordering::Relaxed),
         )
     }
 

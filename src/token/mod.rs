@@ -145,7 +145,11 @@ impl Token {
     pub(crate) fn stats(&self) -> PoolStats {
         let mut stats = self.pool.stats();
         if let Some(combiner) = &self.hmac_serial {
-            (stats.hmacs_signed_for_others, stats.hmacs_handed_back) = combiner.counts();
+            (
+                stats.hmacs_signed_for_others,
+                stats.hmacs_handed_back,
+                stats.hmacs_past_the_turn,
+            ) = combiner.counts();
         }
         stats
     }

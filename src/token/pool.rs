@@ -44,6 +44,9 @@ pub struct PoolStats {
     /// Of those, the ones the token refused on the holder's session, which their own thread
     /// then signed again on its own session.
     pub hmacs_handed_back: u64,
+    /// HMAC signs that went into the token at once, past the turn, because more threads were
+    /// signing than the machine has cores (HMAC signs one at a time only up to the core count).
+    pub hmacs_past_the_turn: u64,
 }
 
 struct State<S> {

@@ -317,6 +317,17 @@ fn concurrent_signs(label: &str, fast_path: bool, serialize_hmac: Option<bool>) 
     let s = c.stats();
     assert!(s.open <= 4 && s.opened <= 4, "pool stayed bounded: {s:?}");
     assert_eq!(s.in_use, 0);
+    // With the turn, the threads beyond the core count sign past it (8 threads here); without
+    // it, none does.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if !c.serializes_hmac() {
+        assert_eq!(s.hmacs_past_the_turn, 0, "{s:?}");
+    } else if cores < 8 {
+        assert!(
+            s.hmacs_past_the_turn > 0,
+            "no thread signed past the turn: {s:?}"
+        );
+    }
 }
 
 #[test]

@@ -123,6 +123,8 @@ func main() {
 		"ops_per_s": float64(len(all)) / elapsed,
 		"p50_us":    pct(0.50),
 		"p99_us":    pct(0.99),
+		"p999_us":   pct(0.999),
+		"max_us":    pct(1.0),
 	})
 	fmt.Println(string(out))
 }
