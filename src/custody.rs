@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use secrecy::SecretString;
@@ -10,7 +11,7 @@ use secrecy::SecretString;
 use crate::config::Config;
 use crate::error::{Class, Error, Result};
 use crate::guard::{Guard, LifecycleEvent, RequestContext, SignContext};
-use crate::keys::cache::{CachedKey, KeyCache};
+use crate::keys::cache::{CachedKey, Instance, KeyCache};
 use crate::keys::lifecycle::{Faults, Lifecycle, Material};
 use crate::keys::{asym, store, KeyInfo, KeyKind, KeySpec, VersionInfo, VersionState};
 use crate::sign::{HmacAlg, Mac, Signature};
@@ -45,6 +46,12 @@ pub struct Custody {
 struct Inner {
     token: Token,
     keys: KeyCache,
+    /// Further instances of the module (`Config::module_copies`), for HMAC signs.
+    copies: Vec<Instance>,
+    /// Hands the next signing thread its instance, round robin.
+    next_instance: AtomicUsize,
+    /// HMAC signs made on `copies`.
+    hmacs_on_copies: AtomicU64,
     faults: Faults,
     rotation_age_days: u32,
     guard: OnceLock<Arc<dyn Guard>>,
@@ -97,10 +104,37 @@ impl Custody {
     pub fn connect(config: Config) -> Result<Custody> {
         let token = Token::connect(&config)?;
         custody_grade_check(&token, &config)?;
+        let instances = 1 + config.module_copies.len();
+        let mut copies = Vec::with_capacity(config.module_copies.len());
+        for (i, path) in config.module_copies.iter().enumerate() {
+            crate::token::module::check_copy(&config.module, path, &config.module_copies[..i])?;
+            let token = match Token::connect_instance(&config, path, instances) {
+                Err(Error::TokenNotFound { label, present }) => {
+                    return Err(Error::ModuleLoad {
+                        path: path.clone(),
+                        reason: format!(
+                            "this instance of the module does not list token `{label}` (it lists \
+                             {present}). SoftHSM2 reads its token directory when the module is \
+                             first loaded in a process: a token initialised after that is listed \
+                             only by the instance that initialised it. Load each copy after the \
+                             token exists (connect first, or use a copy not loaded before)"
+                        ),
+                    })
+                }
+                other => other?,
+            };
+            copies.push(Instance {
+                token,
+                keys: KeyCache::new(config.revalidate),
+            });
+        }
         Ok(Custody {
             inner: Arc::new(Inner {
                 token,
                 keys: KeyCache::new(config.revalidate),
+                copies,
+                next_instance: AtomicUsize::new(0),
+                hmacs_on_copies: AtomicU64::new(0),
                 faults: Faults::default(),
                 rotation_age_days: config.rotation_age_days,
                 guard: OnceLock::new(),
@@ -164,6 +198,7 @@ impl Custody {
         Lifecycle {
             token: &self.inner.token,
             cache: &self.inner.keys,
+            copies: &self.inner.copies,
             faults: &self.inner.faults,
         }
     }
@@ -181,9 +216,50 @@ impl Custody {
         self.inner.token.info()
     }
 
-    /// Pool counters, for monitoring.
+    /// Pool counters, for monitoring: the module's first instance, and the HMAC signs made on
+    /// its further instances ([`Config::module_copies`]).
     pub fn stats(&self) -> PoolStats {
-        self.inner.token.stats()
+        let mut stats = self.inner.token.stats();
+        stats.hmacs_on_copies = self.inner.hmacs_on_copies.load(Ordering::Relaxed);
+        for copy in &self.inner.copies {
+            let c = copy.token.stats();
+            stats.hmacs_signed_for_others += c.hmacs_signed_for_others;
+            stats.hmacs_handed_back += c.hmacs_handed_back;
+            stats.hmacs_past_the_turn += c.hmacs_past_the_turn;
+        }
+        stats
+    }
+
+    /// How many instances of the module this `Custody` signs HMACs on: 1, plus one per
+    /// [`Config::module_copies`] path.
+    pub fn module_instances(&self) -> usize {
+        1 + self.inner.copies.len()
+    }
+
+    /// The instance that this thread signs HMACs on: the first for a thread's first sign goes
+    /// round robin, then the thread keeps it (its state stays warm in that instance).
+    fn instance(&self) -> (&Token, &KeyCache, bool) {
+        let copies = &self.inner.copies;
+        if copies.is_empty() {
+            return (&self.inner.token, &self.inner.keys, false);
+        }
+        thread_local! {
+            /// (which `Custody`, by its address; which instance).
+            static ASSIGNED: std::cell::Cell<(usize, usize)> = const { std::cell::Cell::new((0, 0)) };
+        }
+        let me = Arc::as_ptr(&self.inner) as usize;
+        let n = ASSIGNED.with(|a| match a.get() {
+            (who, n) if who == me => n,
+            _ => {
+                let n = self.inner.next_instance.fetch_add(1, Ordering::Relaxed);
+                a.set((me, n));
+                n
+            }
+        }) % (1 + copies.len());
+        match n {
+            0 => (&self.inner.token, &self.inner.keys, false),
+            n => (&copies[n - 1].token, &copies[n - 1].keys, true),
+        }
     }
 
     /// The age in days after which `key list` flags an active version for rotation.
@@ -438,10 +514,13 @@ impl Custody {
         data: &[u8],
         mut check: Option<&mut dyn FnMut(u32) -> Result<()>>,
     ) -> Result<Signature> {
-        let token = &self.inner.token;
+        let (token, keys, on_copy) = match op {
+            Op::Hmac(_) => self.instance(),
+            Op::Asym => (&self.inner.token, &self.inner.keys, false),
+        };
         let mut recoveries = 0;
         loop {
-            let key = self.inner.keys.get(token, name)?;
+            let key = keys.get(token, name)?;
             let (v, handle) = self.select(&key, version, op)?;
             if let Some(check) = check.take() {
                 check(v)?;
@@ -449,7 +528,7 @@ impl Custody {
             let Some((handle, copied)) = handle else {
                 // The metadata lists the version but its object was not found: another process
                 // changed the key between our reads. Look again once.
-                self.inner.keys.invalidate(token, &key);
+                keys.invalidate(token, &key);
                 recoveries += 1;
                 if recoveries > MAX_RECOVERIES {
                     return Err(Error::KeyNotFound {
@@ -474,10 +553,21 @@ impl Custody {
                 }
             };
             match result {
-                Ok(sig) => return Ok(Signature(sig)),
-                Err(err) => {
-                    self.after_failed_sign(name, &err, lease, &key, copied, &mut recoveries)?
+                Ok(sig) => {
+                    if on_copy {
+                        self.inner.hmacs_on_copies.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return Ok(Signature(sig));
                 }
+                Err(err) => Self::after_failed_sign(
+                    (token, keys),
+                    name,
+                    &err,
+                    lease,
+                    &key,
+                    copied,
+                    &mut recoveries,
+                )?,
             }
         }
     }
@@ -488,7 +578,7 @@ impl Custody {
     #[cold]
     #[inline(never)]
     fn after_failed_sign(
-        &self,
+        (token, keys): (&Token, &KeyCache),
         name: &str,
         err: &cryptoki::error::Error,
         lease: crate::token::pool::Lease<'_>,
@@ -496,13 +586,12 @@ impl Custody {
         copied: bool,
         recoveries: &mut usize,
     ) -> Result<()> {
-        let token = &self.inner.token;
         if copied && copy_lost(err) {
             // Our own session copy no longer answers as the key: a login was lost and
             // regained meanwhile (SoftHSM2 then leaves the old handle pointing at an
             // emptied object). Load the key again; the session itself is fine.
             drop(lease);
-            self.inner.keys.invalidate(token, key);
+            keys.invalidate(token, key);
             *recoveries += 1;
             if *recoveries > MAX_RECOVERIES {
                 return Err(Error::from_ck(err));
@@ -511,7 +600,7 @@ impl Custody {
         }
         let class = token.recover(err, lease, key.epoch)?;
         if class == Class::HandleStale {
-            self.inner.keys.invalidate(token, key);
+            keys.invalidate(token, key);
         }
         *recoveries += 1;
         if matches!(class, Class::Caller | Class::PinFatal) || *recoveries > MAX_RECOVERIES {

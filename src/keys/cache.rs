@@ -45,6 +45,13 @@ impl CachedKey {
     }
 }
 
+/// A further instance of the module (loaded from a copy of its file) with its own key cache:
+/// HMAC signs are spread over the instances (`Config::module_copies`).
+pub(crate) struct Instance {
+    pub token: Token,
+    pub keys: KeyCache,
+}
+
 pub(crate) struct KeyCache {
     /// Keyed by name with foldhash: the names are the operator's own (no flooding to fear), and
     /// a lookup runs on every sign, between two token calls.

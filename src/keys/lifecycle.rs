@@ -18,7 +18,7 @@ use secrecy::SecretString;
 use zeroize::Zeroizing;
 
 use super::adopt;
-use super::cache::KeyCache;
+use super::cache::{Instance, KeyCache};
 use super::import::{
     create_hmac_version, decode_secret, generate_hmac_version, now_rfc3339, ScrubOnDrop,
 };
@@ -62,6 +62,8 @@ impl Faults {
 pub(crate) struct Lifecycle<'a> {
     pub token: &'a Token,
     pub cache: &'a KeyCache,
+    /// The module's further instances: their cached keys go too on every change.
+    pub copies: &'a [Instance],
     pub faults: &'a Faults,
 }
 
@@ -90,6 +92,15 @@ impl Material {
 }
 
 impl Lifecycle<'_> {
+    /// Drops `name` from every instance's key cache, destroying its session copies there, so
+    /// that no thread of this process signs with what the change just replaced or revoked.
+    fn forget(&self, name: &str) {
+        self.cache.forget(self.token, name);
+        for copy in self.copies {
+            copy.keys.forget(&copy.token, name);
+        }
+    }
+
     fn ck(e: cryptoki::error::Error) -> Error {
         Error::from_ck(&e)
     }
@@ -157,7 +168,7 @@ impl Lifecycle<'_> {
             }
             return Err(e);
         }
-        self.cache.forget(self.token, &spec.name);
+        self.forget(&spec.name);
         tracing::info!(key = %spec.name, kind = %kind, "key created");
         store::info(session, &meta).map_err(Self::ck)
     }
@@ -323,7 +334,7 @@ impl Lifecycle<'_> {
                 let _ = store::reconcile(session, Some(&found.meta), name);
             }
         })?;
-        self.cache.forget(self.token, name);
+        self.forget(name);
         tracing::info!(key = name, version, "rotation begun: new version pending");
         Ok(record)
     }
@@ -365,7 +376,7 @@ impl Lifecycle<'_> {
         }
         let mut step = self.faults.steps();
         store::update_meta(session, &found, &meta, &mut step)?;
-        self.cache.forget(self.token, name);
+        self.forget(name);
         tracing::info!(key = name, version = pending, "rotation promoted");
         meta.version(pending)
             .cloned()
@@ -438,7 +449,7 @@ impl Lifecycle<'_> {
         store::update_meta(session, &found, &meta, &mut step)?;
         // Committed: from here on no process signs with these versions (in-process copies go
         // first, so nothing signs while the objects are destroyed).
-        self.cache.forget(self.token, name);
+        self.forget(name);
         let _exclusive = self.token.destroy_guard();
         for (v, handle) in store::version_objects(session, name).map_err(Self::ck)? {
             if targets.contains(&v) {

@@ -13,9 +13,9 @@
 //! A thread that finds more threads signing than there are cores does not wait for the turn: it
 //! signs at once on its own session, as it would without serialization. Queuing it was measured
 //! (`docs/fast-path.md`): behind a plain lock the holder pays a wake-up system call per sign and
-//! the queue starves (3 to 8 threads on 2 cores: 10-18 % fewer signs per second than signing at
-//! once, and a slowest sign of 60-120 ms against 8-36 ms), and spinning waiters take the
-//! holder's core. With more threads than cores the operating system already runs them a few at a
+//! the queue starves (3 and 4 threads on 2 cores signed 10-18 % less per second than signing at
+//! once, 8 threads 1-3 % less, and the slowest sign took 76-120 ms against 8-36 ms), and
+//! spinning waiters take the holder's core. With more threads than cores the operating system already runs them a few at a
 //! time, and SoftHSM2's own locks keep the rest in line.
 //!
 //! A waiter's MAC is made with the same key handle and mechanism it chose, under the shared sign
@@ -63,14 +63,15 @@ pub(crate) struct Combiner {
     past_the_turn: AtomicU64,
 }
 
-impl Default for Combiner {
-    fn default() -> Self {
+impl Combiner {
+    /// A turn for a module instance that has `cores` of the machine's cores to itself.
+    pub(crate) fn new(cores: usize) -> Self {
         Combiner {
             turn: Mutex::new(()),
             slot: Mutex::new(None),
             offered: AtomicBool::new(false),
             waiting: AtomicUsize::new(0),
-            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            cores: cores.max(1),
             signed_for_others: AtomicU64::new(0),
             handed_back: AtomicU64::new(0),
             past_the_turn: AtomicU64::new(0),

@@ -79,7 +79,18 @@ pub(crate) struct Token {
 impl Token {
     /// Loads the module, finds the token, logs in and sizes the pool.
     pub(crate) fn connect(config: &Config) -> Result<Token> {
-        let ctx = module::load_with(&config.module, config.module_init_params.as_deref())?;
+        Token::connect_instance(config, &config.module, 1 + config.module_copies.len())
+    }
+
+    /// [`Token::connect`] through the module file at `module` (the module or one of its
+    /// copies), one of `instances` instances of the module in this process: the machine's cores
+    /// are shared out between them for the HMAC turn.
+    pub(crate) fn connect_instance(
+        config: &Config,
+        module: &std::path::Path,
+        instances: usize,
+    ) -> Result<Token> {
+        let ctx = module::load_with(module, config.module_init_params.as_deref())?;
         let slot = find_slot(&ctx, &config.token)?;
         let (info, mechanisms) = {
             let _serial = SLOT_LIST_LOCK
@@ -107,12 +118,15 @@ impl Token {
             hmac_serial: config
                 .serialize_hmac
                 .unwrap_or(info.manufacturer_id().trim_end() == SOFTHSM_MANUFACTURER)
-                .then(combine::Combiner::default),
+                .then(|| {
+                    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                    combine::Combiner::new(cores / instances.max(1))
+                }),
             reconnect_attempts: config.reconnect_attempts,
             reconnect_backoff: config.reconnect_backoff,
             fast_path: config.fast_path,
             mechanisms,
-            module_path: config.module.clone(),
+            module_path: module.to_owned(),
             init_params: config.module_init_params.clone(),
         };
         token.ensure_login()?;

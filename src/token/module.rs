@@ -109,3 +109,52 @@ pub(crate) fn reinitialize(ctx: &Pkcs11, path: &Path, init_params: Option<&str>)
         Err(e) => Err(Error::from_ck(&e)),
     }
 }
+
+/// Checks that `copy` may be loaded as one more instance of the module at `module`
+/// (`Config::module_copies`): the same bytes, but another file than the module and than each of
+/// `earlier` (the dynamic loader loads one file once per process), and not writable by other
+/// users (the process will run its code).
+pub(crate) fn check_copy(module: &Path, copy: &Path, earlier: &[PathBuf]) -> Result<()> {
+    use sha2::{Digest, Sha256};
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let refuse = |reason: String| Error::ModuleLoad {
+        path: copy.to_owned(),
+        reason: format!("not usable as a copy of `{}`: {reason}", module.display()),
+    };
+    let meta = |p: &Path| std::fs::metadata(p).map_err(|e| refuse(format!("{}: {e}", p.display())));
+    let copy_meta = meta(copy)?;
+    if !copy_meta.is_file() {
+        return Err(refuse("not a regular file".into()));
+    }
+    if copy_meta.permissions().mode() & 0o022 != 0 {
+        return Err(refuse(
+            "writable by other users; make it 0644 or stricter (`chmod go-w`)".into(),
+        ));
+    }
+    let same_file =
+        |m: &std::fs::Metadata| m.dev() == copy_meta.dev() && m.ino() == copy_meta.ino();
+    if same_file(&meta(module)?) {
+        return Err(refuse(
+            "it is the module file itself (a link?); copy the file, e.g. with `install -m 0644`"
+                .into(),
+        ));
+    }
+    for other in earlier {
+        if same_file(&meta(other)?) {
+            return Err(refuse(format!(
+                "it is the same file as `{}`",
+                other.display()
+            )));
+        }
+    }
+    let digest = |p: &Path| -> Result<_> {
+        let bytes = std::fs::read(p).map_err(|e| refuse(format!("{}: {e}", p.display())))?;
+        Ok(Sha256::digest(bytes))
+    };
+    if digest(module)? != digest(copy)? {
+        return Err(refuse(
+            "its bytes differ from the module's (another version or another module?)".into(),
+        ));
+    }
+    Ok(())
+}

@@ -10,6 +10,7 @@ mod bad_input;
 mod cli_lifecycle;
 mod cli_sign_request;
 mod common;
+mod copies;
 mod core;
 mod exchange_http;
 mod exchanges;

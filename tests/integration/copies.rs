@@ -1,0 +1,186 @@
+//! Further instances of the module in one process (`Config::module_copies`): HMAC signs spread
+//! over them, right MACs from every instance, lifecycle changes reach every instance at once,
+//! and files that are not copies of the module are refused. SoftHSM2 only: it is the module
+//! whose instance signs one HMAC at a time, and the one whose file the tests can copy.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use hsm_custody::{Custody, Error, HmacAlg, KeySpec, NewVersion, SecretString};
+
+use crate::common::{backend, fresh_token, software_hmac, TestToken};
+
+const SECRET_A: &str = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j";
+const SECRET_B: &str = "a second exchange secret, 64 bytes long, for the second test key!";
+
+/// A copy of the test module in a private directory, mode 0644.
+fn module_copy(t: &TestToken, dir: &Path, name: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let copy = dir.join(name);
+    std::fs::copy(&t.module, &copy).expect("copy the module");
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o644)).unwrap();
+    copy
+}
+
+fn softhsm_only() -> bool {
+    if backend() != "softhsm" {
+        println!("module copies are measured and tested on SoftHSM2 only; skipped");
+        return false;
+    }
+    true
+}
+
+#[test]
+fn threads_spread_over_two_module_instances_sign_right() {
+    if !softhsm_only() {
+        return;
+    }
+    let t = fresh_token("copies-sign");
+    let dir = tempfile::tempdir().unwrap();
+    let copy = module_copy(&t, dir.path(), "libsofthsm2-copy-a.so");
+    let c = Custody::connect(t.config().pool_size(4).module_copies([&copy])).unwrap();
+    assert_eq!(c.module_instances(), 2);
+    c.import_hmac_secret(KeySpec::hmac("a"), SecretString::from(SECRET_A))
+        .unwrap();
+    c.import_hmac_secret(KeySpec::hmac("b"), SecretString::from(SECRET_B))
+        .unwrap();
+    let per_thread = 2_000;
+    let workers: Vec<_> = (0..4usize)
+        .map(|i| {
+            let c = c.clone();
+            std::thread::spawn(move || {
+                let (name, secret) = if i % 2 == 0 {
+                    ("a", SECRET_A)
+                } else {
+                    ("b", SECRET_B)
+                };
+                let key = c.key(name).unwrap();
+                for n in 0..per_thread {
+                    let msg = format!("thread={i}&n={n}");
+                    let alg = HmacAlg::ALL[n % 3];
+                    let mac = key.hmac(alg, msg.as_bytes()).unwrap();
+                    assert_eq!(
+                        mac.as_bytes(),
+                        software_hmac(alg, secret.as_bytes(), msg.as_bytes()),
+                        "wrong MAC in thread {i} at {n}"
+                    );
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let s = c.stats();
+    println!("{s:?}");
+    // Threads take the instances round robin and keep theirs: two of the four signed on the
+    // copy.
+    assert_eq!(s.hmacs_on_copies, 2 * per_thread as u64, "{s:?}");
+    assert_eq!(s.in_use, 0);
+}
+
+/// Two threads, one on each instance, sign; then a revocation and a rotation made through the
+/// first instance must hold on the copy at once, not after the cache's revalidation interval
+/// (set to an hour here).
+#[test]
+fn lifecycle_changes_reach_every_instance_at_once() {
+    if !softhsm_only() {
+        return;
+    }
+    let t = fresh_token("copies-life");
+    let dir = tempfile::tempdir().unwrap();
+    let copy = module_copy(&t, dir.path(), "libsofthsm2-copy-b.so");
+    let c = Custody::connect(
+        t.config()
+            .module_copies([&copy])
+            .revalidate_interval(Duration::from_secs(3600)),
+    )
+    .unwrap();
+    c.import_hmac_secret(KeySpec::hmac("k"), SecretString::from(SECRET_A))
+        .unwrap();
+    let msg = b"symbol=BTCUSDT&side=BUY";
+    let steps = Arc::new(Barrier::new(3));
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            let c = c.clone();
+            let steps = steps.clone();
+            std::thread::spawn(move || {
+                let key = c.key("k").unwrap();
+                // Version 1 signs.
+                let v1 = key.hmac(HmacAlg::HmacSha256, msg).unwrap();
+                steps.wait(); // both signed
+                steps.wait(); // rotated to version 2
+                let v2 = key.hmac(HmacAlg::HmacSha256, msg).unwrap();
+                steps.wait(); // both signed with version 2
+                steps.wait(); // revoked
+                let after = key.hmac(HmacAlg::HmacSha256, msg);
+                (v1, v2, after)
+            })
+        })
+        .collect();
+    steps.wait();
+    assert_eq!(c.stats().hmacs_on_copies, 1, "one thread on each instance");
+    c.rotate_begin(
+        KeySpec::hmac("k"),
+        NewVersion::Hmac(SecretString::from(SECRET_B)),
+    )
+    .unwrap();
+    c.rotate_promote("k").unwrap();
+    steps.wait();
+    steps.wait();
+    c.revoke("k", None).unwrap();
+    steps.wait();
+    for w in workers {
+        let (v1, v2, after) = w.join().unwrap();
+        assert_eq!(
+            v1.as_bytes(),
+            software_hmac(HmacAlg::HmacSha256, SECRET_A.as_bytes(), msg)
+        );
+        assert_eq!(
+            v2.as_bytes(),
+            software_hmac(HmacAlg::HmacSha256, SECRET_B.as_bytes(), msg),
+            "the promoted version signs on every instance"
+        );
+        match after {
+            Err(Error::KeyRevoked { .. } | Error::NoActiveVersion { .. }) => {}
+            other => panic!("signed after the revocation: {other:?}"),
+        }
+    }
+    assert_eq!(c.stats().hmacs_on_copies, 2);
+}
+
+#[test]
+fn files_that_are_not_copies_of_the_module_are_refused() {
+    if !softhsm_only() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let t = fresh_token("copies-refused");
+    let dir = tempfile::tempdir().unwrap();
+    let refused = |copies: Vec<PathBuf>, why: &str| {
+        let err = Custody::connect(t.config().module_copies(copies)).unwrap_err();
+        assert!(
+            matches!(err, Error::ModuleLoad { .. }) && err.to_string().contains(why),
+            "expected `{why}`, got: {err}"
+        );
+    };
+    // A link to the module: the loader would hand back the same instance.
+    let link = dir.path().join("link.so");
+    std::os::unix::fs::symlink(&t.module, &link).unwrap();
+    refused(vec![link], "the module file itself");
+    // Another library.
+    let other = dir.path().join("other.so");
+    std::fs::write(&other, b"\x7fELF not the module").unwrap();
+    std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o644)).unwrap();
+    refused(vec![other], "bytes differ");
+    // A copy anyone may overwrite.
+    let open = module_copy(&t, dir.path(), "open.so");
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o666)).unwrap();
+    refused(vec![open], "writable by other users");
+    // The same copy twice.
+    let copy = module_copy(&t, dir.path(), "twice.so");
+    refused(vec![copy.clone(), copy], "the same file as");
+    // Missing.
+    refused(vec![dir.path().join("missing.so")], "missing.so");
+}
