@@ -1654,7 +1654,7 @@ fn targets(rows: &[Row]) -> Vec<String> {
         let lo = costs.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = costs.iter().copied().fold(0.0, f64::max);
         out.push(format!(
-            "{bucket}, 2+ threads: throughput cost median {:.3}x raw C_Sign at the same thread count (range {lo:.2}-{hi:.2}, {} cells; raw threads sign at once, the crate's HMACs one at a time where it serializes)",
+            "{bucket}, 2+ threads: throughput cost median {:.3}x raw C_Sign at the same thread count (range {lo:.2}-{hi:.2}, {} cells; raw threads sign at once; where the crate serializes, its HMACs go one at a time up to the core count)",
             median(costs.clone()),
             costs.len()
         ));

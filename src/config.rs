@@ -137,6 +137,14 @@ impl Config {
     ///
     /// `connect` refuses a copy that is not the same bytes as the module, is the same file, or
     /// is writable by other users.
+    ///
+    /// ```
+    /// use hsm_custody::Config;
+    ///
+    /// let config = Config::new("/usr/lib/softhsm/libsofthsm2.so", "trading")
+    ///     .module_copies(["/usr/local/lib/hsm-custody/libsofthsm2-2.so"]);
+    /// # let _ = config;
+    /// ```
     pub fn module_copies<P: Into<PathBuf>>(mut self, copies: impl IntoIterator<Item = P>) -> Self {
         self.module_copies = copies.into_iter().map(Into::into).collect();
         self
@@ -494,7 +502,7 @@ mod tests {
         }
         let text = format!(
             "module='/m.so'\ntoken='t'\npin_file='{}'\n[pool]\nsize=3\ncheckout_timeout_ms=250\n\
-             serialize_hmac=false\n",
+             serialize_hmac=false\nmodule_copies=['/m2.so', '/m3.so']\n",
             pin.display()
         );
         let config = Config::from_toml_str(&text).unwrap();
@@ -503,6 +511,11 @@ mod tests {
         assert_eq!(config.serialize_hmac, Some(false));
         let default = Config::from_toml_str("module='/m.so'\ntoken='t'\n").unwrap();
         assert_eq!(default.serialize_hmac, None, "decided by the token");
+        assert_eq!(
+            config.module_copies,
+            [PathBuf::from("/m2.so"), PathBuf::from("/m3.so")]
+        );
+        assert!(default.module_copies.is_empty());
         assert_eq!(config.checkout_timeout, Duration::from_millis(250));
         assert!(!format!("{config:?}").contains("9876"));
     }
