@@ -23,6 +23,31 @@ fn module_copy(t: &TestToken, dir: &Path, name: &str) -> PathBuf {
     copy
 }
 
+/// The token's slot id as the instance loaded from `module` lists it: an instance that
+/// initialised the token itself keeps the id of the slot it was empty in, one loaded later gives
+/// it an id made from the token's serial number, so the instances' ids differ.
+fn slot_in(module: &Path, label: &str) -> cryptoki_sys::CK_SLOT_ID {
+    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+    let ctx = Pkcs11::new(module).unwrap();
+    match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+        Ok(())
+        | Err(cryptoki::error::Error::Pkcs11(
+            cryptoki::error::RvError::CryptokiAlreadyInitialized,
+            _,
+        )) => {}
+        Err(e) => panic!("C_Initialize: {e}"),
+    }
+    ctx.get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|s| {
+            ctx.get_token_info(*s)
+                .is_ok_and(|i| i.label().trim_end() == label)
+        })
+        .expect("the copy lists the token")
+        .id()
+}
+
 fn softhsm_only() -> bool {
     if backend() != "softhsm" {
         println!("module copies are measured and tested on SoftHSM2 only; skipped");
@@ -183,4 +208,81 @@ fn files_that_are_not_copies_of_the_module_are_refused() {
     refused(vec![copy.clone(), copy], "the same file as");
     // Missing.
     refused(vec![dir.path().join("missing.so")], "missing.so");
+}
+
+/// Sessions closed and the login lost behind the crate's back, on the copy's instance only,
+/// while four threads (two on each instance) sign: no sign fails or comes out wrong, and the
+/// copy goes on signing after every sabotage (its own recovery, not the first instance's).
+#[test]
+fn a_copy_recovers_from_lost_sessions_and_logins_on_its_own() {
+    if !softhsm_only() {
+        return;
+    }
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let t = fresh_token("copies-faults");
+    let dir = tempfile::tempdir().unwrap();
+    let copy = module_copy(&t, dir.path(), "libsofthsm2-copy-f.so");
+    let c = Custody::connect(t.config().pool_size(4).module_copies([&copy])).unwrap();
+    c.import_hmac_secret(KeySpec::hmac("k"), SecretString::from(SECRET_A))
+        .unwrap();
+    // The copy's instance, as another library in the process would reach it.
+    let other = crate::common::RawModule::load(&copy).unwrap();
+    let slot = slot_in(&copy, &t.label);
+    // SoftHSM2 frees a session under a thread inside C_SignInit with it (use after free): the
+    // sabotage lands between signs, as in `core::signs_survive`.
+    let in_flight = Arc::new(std::sync::RwLock::new(()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..4u32)
+        .map(|i| {
+            let (c, stop, in_flight) = (c.clone(), stop.clone(), in_flight.clone());
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let msg = format!("w{i}-{n}");
+                    let _guard = in_flight.read().unwrap();
+                    let mac = c
+                        .sign_hmac("k", HmacAlg::HmacSha256, msg.as_bytes())
+                        .unwrap_or_else(|e| panic!("sign failed in worker {i} at {n}: {e}"));
+                    assert_eq!(
+                        mac.as_bytes(),
+                        software_hmac(HmacAlg::HmacSha256, SECRET_A.as_bytes(), msg.as_bytes())
+                    );
+                    n += 1;
+                }
+            })
+        })
+        .collect();
+    let mut on_copy = c.stats().hmacs_on_copies;
+    for round in 0..20 {
+        std::thread::sleep(Duration::from_millis(25));
+        {
+            let _all_idle = in_flight.write().unwrap();
+            // SAFETY: plain PKCS#11 calls with a slot id and valid out-pointers.
+            unsafe {
+                if round % 2 == 0 {
+                    assert_eq!(other.C_CloseAllSessions(slot), cryptoki_sys::CKR_OK);
+                } else {
+                    let mut h: cryptoki_sys::CK_SESSION_HANDLE = 0;
+                    let flags = cryptoki_sys::CKF_SERIAL_SESSION | cryptoki_sys::CKF_RW_SESSION;
+                    let rv = other.C_OpenSession(slot, flags, std::ptr::null_mut(), None, &mut h);
+                    assert_eq!(rv, cryptoki_sys::CKR_OK);
+                    let rv = other.C_Logout(h);
+                    assert!(
+                        rv == cryptoki_sys::CKR_OK || rv == cryptoki_sys::CKR_USER_NOT_LOGGED_IN,
+                        "{rv:#x}"
+                    );
+                    other.C_CloseSession(h);
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(25));
+        let now = c.stats().hmacs_on_copies;
+        assert!(now > on_copy, "the copy signs again after sabotage {round}");
+        on_copy = now;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().expect("no sign may fail");
+    }
+    println!("{:?}", c.stats());
 }
