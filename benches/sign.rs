@@ -39,7 +39,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::context::Pkcs11;
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::Session;
@@ -54,7 +54,7 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 
 use binance_order::{binance_message, binance_request, API_KEY, BINANCE_QUERY};
-use common::BenchEnv;
+use common::{raw_context, BenchEnv};
 use sha2::Digest as _;
 
 const OKX_PATH: &str = "/api/v5/trade/batch-orders";
@@ -181,21 +181,6 @@ fn module_copy(env: &BenchEnv, label: &str) -> PathBuf {
     std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o644))
         .expect("chmod the copy");
     copy
-}
-
-/// The raw cryptoki context: the same module, already initialised by the crate in this process
-/// (`CKR_CRYPTOKI_ALREADY_INITIALIZED` is expected and fine; cryptoki never finalises on drop).
-fn raw_context(module: &Path) -> Pkcs11 {
-    let ctx = Pkcs11::new(module).expect("load module");
-    match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
-        Ok(())
-        | Err(cryptoki::error::Error::Pkcs11(
-            cryptoki::error::RvError::CryptokiAlreadyInitialized,
-            _,
-        )) => {}
-        Err(e) => panic!("C_Initialize: {e}"),
-    }
-    ctx
 }
 
 /// A deterministic 64-character printable secret (the length exchanges issue).

@@ -108,7 +108,11 @@ impl Custody {
         let mut copies = Vec::with_capacity(config.module_copies.len());
         for (i, path) in config.module_copies.iter().enumerate() {
             crate::token::module::check_copy(&config.module, path, &config.module_copies[..i])?;
-            let token = match Token::connect_instance(&config, path, instances) {
+            let connected = {
+                let _files = crate::token::token_files_read();
+                Token::connect_instance(&config, path, instances)
+            };
+            let token = match connected {
                 Err(Error::TokenNotFound { label, present }) => {
                     return Err(Error::ModuleLoad {
                         path: path.clone(),
@@ -125,7 +129,7 @@ impl Custody {
             };
             copies.push(Instance {
                 token,
-                keys: KeyCache::new(config.revalidate),
+                keys: KeyCache::new(config.revalidate).reading_shared_files(),
             });
         }
         Ok(Custody {
@@ -200,6 +204,7 @@ impl Custody {
             cache: &self.inner.keys,
             copies: &self.inner.copies,
             faults: &self.inner.faults,
+            _files: crate::token::token_files_write(),
         }
     }
 
@@ -514,7 +519,7 @@ impl Custody {
         data: &[u8],
         mut check: Option<&mut dyn FnMut(u32) -> Result<()>>,
     ) -> Result<Signature> {
-        let (token, keys, on_copy) = match op {
+        let (mut token, mut keys, mut on_copy) = match op {
             Op::Hmac(_) => self.instance(),
             Op::Asym => (&self.inner.token, &self.inner.keys, false),
         };
@@ -538,6 +543,12 @@ impl Custody {
                 }
                 continue;
             };
+            if on_copy && !copied {
+                // No session copy on this instance: its token object would be read from the
+                // token's files, which only the first instance does unguarded.
+                (token, keys, on_copy) = (&self.inner.token, &self.inner.keys, false);
+                continue;
+            }
             let lease = token.lease()?;
             let result = {
                 let _shared = token.sign_guard();
@@ -559,15 +570,19 @@ impl Custody {
                     }
                     return Ok(Signature(sig));
                 }
-                Err(err) => Self::after_failed_sign(
-                    (token, keys),
-                    name,
-                    &err,
-                    lease,
-                    &key,
-                    copied,
-                    &mut recoveries,
-                )?,
+                Err(err) => {
+                    // Recovery on a further instance may read the token's files (a login).
+                    let _files = on_copy.then(crate::token::token_files_read);
+                    Self::after_failed_sign(
+                        (token, keys),
+                        name,
+                        &err,
+                        lease,
+                        &key,
+                        copied,
+                        &mut recoveries,
+                    )?
+                }
             }
         }
     }

@@ -5,6 +5,11 @@ use std::path::PathBuf;
 #[path = "../../tests/support/softhsm_dir.rs"]
 mod softhsm_dir;
 
+#[path = "../../tests/support/raw_context.rs"]
+mod raw_context;
+#[allow(unused_imports)] // the sign bench uses it, the others do not
+pub use raw_context::raw_context;
+
 /// Debian's SoftHSM2; `HSM_CUSTODY_BENCH_MODULE` overrides it.
 const DEFAULT_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 

@@ -59,6 +59,9 @@ pub(crate) struct KeyCache {
     loading: Mutex<()>,
     base: Instant,
     revalidate: Duration,
+    /// The cache of a further instance of the module: loads and re-checks hold the token files
+    /// for reading (`token::TOKEN_FILES`).
+    shared_files: bool,
 }
 
 impl KeyCache {
@@ -68,7 +71,14 @@ impl KeyCache {
             loading: Mutex::new(()),
             base: Instant::now(),
             revalidate,
+            shared_files: false,
         }
+    }
+
+    /// For a further instance of the module (see `shared_files`).
+    pub(crate) fn reading_shared_files(mut self) -> Self {
+        self.shared_files = true;
+        self
     }
 
     fn now_ms(&self) -> u64 {
@@ -99,6 +109,7 @@ impl KeyCache {
         name: &str,
         cached: Option<Arc<CachedKey>>,
     ) -> Result<Arc<CachedKey>> {
+        let _files = self.shared_files.then(crate::token::token_files_read);
         if let Some(entry) = cached {
             if self.still_current(token, &entry) {
                 return Ok(entry);

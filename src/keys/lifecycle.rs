@@ -65,6 +65,9 @@ pub(crate) struct Lifecycle<'a> {
     /// The module's further instances: their cached keys go too on every change.
     pub copies: &'a [Instance],
     pub faults: &'a Faults,
+    /// Held for the whole change: no further instance reads the token's files meanwhile
+    /// (`token::TOKEN_FILES`).
+    pub _files: std::sync::RwLockWriteGuard<'static, ()>,
 }
 
 /// What the secret becomes for a version.

@@ -30,6 +30,10 @@ use std::sync::OnceLock;
 
 use hsm_custody::{Config, Custody, SecretString};
 
+#[path = "../support/raw_context.rs"]
+mod raw_context;
+pub use raw_context::raw_context;
+
 #[path = "../support/softhsm_dir.rs"]
 mod softhsm_dir;
 use secrecy::ExposeSecret;

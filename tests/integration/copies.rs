@@ -9,10 +9,14 @@ use std::time::Duration;
 
 use hsm_custody::{Custody, Error, HmacAlg, KeySpec, NewVersion, SecretString};
 
-use crate::common::{backend, fresh_token, software_hmac, TestToken};
+use crate::common::{backend, fresh_token, no_token_init, software_hmac, TestToken};
+use crate::core::sign_and_check;
 
 const SECRET_A: &str = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j";
-const SECRET_B: &str = "a second exchange secret, 64 bytes long, for the second test key!";
+const SECRET_B: &str = "a second exchange secret, 64 bytes long, for the second test key";
+/// Not sealed on SoftHSM2 (AES key wrap takes whole 8-byte blocks, and a secret longer than the
+/// hash block cannot be padded): no session copy, so the first instance signs with it.
+const SECRET_65: &str = "a third exchange secret, sixty-five bytes long, for the third key";
 
 /// A copy of the test module in a private directory, mode 0644.
 fn module_copy(t: &TestToken, dir: &Path, name: &str) -> PathBuf {
@@ -27,16 +31,7 @@ fn module_copy(t: &TestToken, dir: &Path, name: &str) -> PathBuf {
 /// initialised the token itself keeps the id of the slot it was empty in, one loaded later gives
 /// it an id made from the token's serial number, so the instances' ids differ.
 fn slot_in(module: &Path, label: &str) -> cryptoki_sys::CK_SLOT_ID {
-    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
-    let ctx = Pkcs11::new(module).unwrap();
-    match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
-        Ok(())
-        | Err(cryptoki::error::Error::Pkcs11(
-            cryptoki::error::RvError::CryptokiAlreadyInitialized,
-            _,
-        )) => {}
-        Err(e) => panic!("C_Initialize: {e}"),
-    }
+    let ctx = crate::common::raw_context(module);
     ctx.get_slots_with_token()
         .unwrap()
         .into_iter()
@@ -46,6 +41,29 @@ fn slot_in(module: &Path, label: &str) -> cryptoki_sys::CK_SLOT_ID {
         })
         .expect("the copy lists the token")
         .id()
+}
+
+/// A fresh token, a copy of the module in a temp dir (kept alive by the returned guard), and the
+/// crate connected with `config` plus the copy, with `secret` imported as key `name`.
+fn with_copy(
+    tag: &str,
+    config: impl FnOnce(hsm_custody::Config) -> hsm_custody::Config,
+    name: &str,
+    secret: &str,
+) -> (TestToken, tempfile::TempDir, PathBuf, Custody) {
+    let t = fresh_token(tag);
+    let dir = tempfile::tempdir().unwrap();
+    let copy = module_copy(&t, dir.path(), &format!("libsofthsm2-{tag}.so"));
+    // The copy's instance reads the token directory as a second process would, and SoftHSM2
+    // can answer CKR_GENERAL_ERROR while another test initialises a token there: none is
+    // initialised meanwhile (as for child processes).
+    let c = {
+        let _no_init = no_token_init();
+        Custody::connect(config(t.config()).module_copies([&copy])).unwrap()
+    };
+    c.import_hmac_secret(KeySpec::hmac(name), SecretString::from(secret))
+        .unwrap();
+    (t, dir, copy, c)
 }
 
 fn softhsm_only() -> bool {
@@ -61,13 +79,8 @@ fn threads_spread_over_two_module_instances_sign_right() {
     if !softhsm_only() {
         return;
     }
-    let t = fresh_token("copies-sign");
-    let dir = tempfile::tempdir().unwrap();
-    let copy = module_copy(&t, dir.path(), "libsofthsm2-copy-a.so");
-    let c = Custody::connect(t.config().pool_size(4).module_copies([&copy])).unwrap();
+    let (_t, _dir, _copy, c) = with_copy("copies-sign", |c| c.pool_size(4), "a", SECRET_A);
     assert_eq!(c.module_instances(), 2);
-    c.import_hmac_secret(KeySpec::hmac("a"), SecretString::from(SECRET_A))
-        .unwrap();
     c.import_hmac_secret(KeySpec::hmac("b"), SecretString::from(SECRET_B))
         .unwrap();
     let per_thread = 2_000;
@@ -80,17 +93,7 @@ fn threads_spread_over_two_module_instances_sign_right() {
                 } else {
                     ("b", SECRET_B)
                 };
-                let key = c.key(name).unwrap();
-                for n in 0..per_thread {
-                    let msg = format!("thread={i}&n={n}");
-                    let alg = HmacAlg::ALL[n % 3];
-                    let mac = key.hmac(alg, msg.as_bytes()).unwrap();
-                    assert_eq!(
-                        mac.as_bytes(),
-                        software_hmac(alg, secret.as_bytes(), msg.as_bytes()),
-                        "wrong MAC in thread {i} at {n}"
-                    );
-                }
+                sign_and_check(&c.key(name).unwrap(), i, secret, per_thread);
             })
         })
         .collect();
@@ -103,6 +106,21 @@ fn threads_spread_over_two_module_instances_sign_right() {
     // copy.
     assert_eq!(s.hmacs_on_copies, 2 * per_thread as u64, "{s:?}");
     assert_eq!(s.in_use, 0);
+    // A key with no session copy: the copy's thread has the first instance sign it.
+    c.import_hmac_secret(KeySpec::hmac("long"), SecretString::from(SECRET_65))
+        .unwrap();
+    assert!(!c.fast_path_active("long").unwrap());
+    for _ in 0..2 {
+        let c = c.clone();
+        std::thread::spawn(move || sign_and_check(&c.key("long").unwrap(), 9, SECRET_65, 30))
+            .join()
+            .unwrap();
+    }
+    assert_eq!(
+        c.stats().hmacs_on_copies,
+        s.hmacs_on_copies,
+        "none on the copy"
+    );
 }
 
 /// Two threads, one on each instance, sign; then a revocation and a rotation made through the
@@ -113,17 +131,12 @@ fn lifecycle_changes_reach_every_instance_at_once() {
     if !softhsm_only() {
         return;
     }
-    let t = fresh_token("copies-life");
-    let dir = tempfile::tempdir().unwrap();
-    let copy = module_copy(&t, dir.path(), "libsofthsm2-copy-b.so");
-    let c = Custody::connect(
-        t.config()
-            .module_copies([&copy])
-            .revalidate_interval(Duration::from_secs(3600)),
-    )
-    .unwrap();
-    c.import_hmac_secret(KeySpec::hmac("k"), SecretString::from(SECRET_A))
-        .unwrap();
+    let (_t, _dir, _copy, c) = with_copy(
+        "copies-life",
+        |c| c.revalidate_interval(Duration::from_secs(3600)),
+        "k",
+        SECRET_A,
+    );
     let msg = b"symbol=BTCUSDT&side=BUY";
     let steps = Arc::new(Barrier::new(3));
     let workers: Vec<_> = (0..2)
@@ -219,12 +232,7 @@ fn a_copy_recovers_from_lost_sessions_and_logins_on_its_own() {
         return;
     }
     use std::sync::atomic::{AtomicBool, Ordering};
-    let t = fresh_token("copies-faults");
-    let dir = tempfile::tempdir().unwrap();
-    let copy = module_copy(&t, dir.path(), "libsofthsm2-copy-f.so");
-    let c = Custody::connect(t.config().pool_size(4).module_copies([&copy])).unwrap();
-    c.import_hmac_secret(KeySpec::hmac("k"), SecretString::from(SECRET_A))
-        .unwrap();
+    let (t, _dir, copy, c) = with_copy("copies-faults", |c| c.pool_size(4), "k", SECRET_A);
     // The copy's instance, as another library in the process would reach it.
     let other = crate::common::RawModule::load(&copy).unwrap();
     let slot = slot_in(&copy, &t.label);

@@ -275,7 +275,9 @@ fn second_connect_reuses_the_module() {
 
 /// `count` MACs from thread `thread` with `key`, each alg in turn, each checked against the
 /// software HMAC with `secret`.
-fn sign_and_check(key: &hsm_custody::KeyRef, thread: usize, secret: &str, count: usize) {
+/// Signs `count` messages with `key`, cycling through the HMAC algorithms, and checks each MAC
+/// against software HMAC with `secret`.
+pub(crate) fn sign_and_check(key: &hsm_custody::KeyRef, thread: usize, secret: &str, count: usize) {
     for n in 0..count {
         let msg = format!("thread={thread}&n={n}");
         let alg = HmacAlg::ALL[n % 3];
