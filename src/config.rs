@@ -125,7 +125,7 @@ impl Config {
     /// PIN and makes its own session copies of the keys it signs with. Signing threads are
     /// spread over the instances (thread by thread, round robin); a thread signs its HMACs on
     /// its instance. Measured on 2 cores (`BENCHMARKS.md`): with one copy, 2 to 8 threads sign
-    /// 1.7-1.9 times as many HMACs per second as with the module alone.
+    /// 1.7-2.0 times as many HMACs per second as with the module alone.
     ///
     /// Only HMAC signs use the copies. Every write to the token (imports, rotations, revocations,
     /// the audit log) goes through the first instance, and a lifecycle change drops the copies'
