@@ -23,6 +23,9 @@ pub const ENV_PIN: &str = "HSM_CUSTODY_PIN";
 pub const ENV_PIN_FILE: &str = "HSM_CUSTODY_PIN_FILE";
 /// Environment variable holding the module's `C_Initialize` parameter string (NSS softokn).
 pub const ENV_MODULE_INIT_PARAMS: &str = "HSM_CUSTODY_MODULE_INIT_PARAMS";
+/// Environment variable listing copies of the module, separated by `:` as in `PATH`
+/// (see [`Config::module_copies`]).
+pub const ENV_MODULE_COPIES: &str = "HSM_CUSTODY_MODULE_COPIES";
 /// Environment variable that, set to `1`, accepts a module that lets non-extractable keys out.
 pub const ENV_DANGER_ACCEPT_NON_CUSTODY_MODULE: &str =
     "HSM_CUSTODY_DANGER_ACCEPT_NON_CUSTODY_MODULE";
@@ -245,8 +248,8 @@ impl Config {
     }
 
     /// Reads `HSM_CUSTODY_MODULE`, `HSM_CUSTODY_TOKEN` and `HSM_CUSTODY_PIN_FILE` or
-    /// `HSM_CUSTODY_PIN`; also `HSM_CUSTODY_MODULE_INIT_PARAMS` and
-    /// `HSM_CUSTODY_DANGER_ACCEPT_NON_CUSTODY_MODULE=1` if set.
+    /// `HSM_CUSTODY_PIN`; also `HSM_CUSTODY_MODULE_INIT_PARAMS`, `HSM_CUSTODY_MODULE_COPIES`
+    /// (`:`-separated paths) and `HSM_CUSTODY_DANGER_ACCEPT_NON_CUSTODY_MODULE=1` if set.
     ///
     /// # Errors
     /// A required variable is missing, or the PIN file cannot be read.
@@ -260,6 +263,9 @@ impl Config {
             .filter(|p| !p.is_empty());
         config.danger_accept_non_custody_module =
             std::env::var(ENV_DANGER_ACCEPT_NON_CUSTODY_MODULE).is_ok_and(|v| v == "1");
+        if let Some(copies) = std::env::var_os(ENV_MODULE_COPIES) {
+            config.module_copies = path_list(&copies);
+        }
         Ok(config)
     }
 
@@ -404,6 +410,13 @@ struct RawPool {
     module_copies: Option<Vec<PathBuf>>,
 }
 
+/// `:`-separated paths, empty entries dropped.
+fn path_list(value: &std::ffi::OsStr) -> Vec<PathBuf> {
+    std::env::split_paths(value)
+        .filter(|p| !p.as_os_str().is_empty())
+        .collect()
+}
+
 fn env_required(name: &str) -> Result<String> {
     match std::env::var(name) {
         Ok(v) if !v.is_empty() => Ok(v),
@@ -488,6 +501,15 @@ mod tests {
             !msg.contains("1234"),
             "the rejected PIN must not be echoed: {msg}"
         );
+    }
+
+    #[test]
+    fn module_copies_from_a_path_list() {
+        assert_eq!(
+            path_list(std::ffi::OsStr::new("/a/m2.so::/b/m3.so:")),
+            [PathBuf::from("/a/m2.so"), PathBuf::from("/b/m3.so")]
+        );
+        assert!(path_list(std::ffi::OsStr::new("")).is_empty());
     }
 
     #[test]
