@@ -54,7 +54,7 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 
 use binance_order::{binance_message, binance_request, API_KEY, BINANCE_QUERY};
-use common::{raw_context, BenchEnv};
+use common::{module_copy, raw_context, BenchEnv};
 use sha2::Digest as _;
 
 const OKX_PATH: &str = "/api/v5/trade/batch-orders";
@@ -145,7 +145,7 @@ fn fresh_token(env: &BenchEnv, label: &str) -> BenchToken {
     let config = Config::new(&env.module, label).pin(pin.clone());
     let custody = Custody::connect(config.clone()).expect("connect");
     let guarded = Custody::connect(config.clone()).expect("connect guarded");
-    let copies = Custody::connect(config.module_copies([module_copy(env, label)]))
+    let copies = Custody::connect(config.module_copies([module_copy_for(env, label)]))
         .expect("connect with a copy of the module");
     // The real guard rails (issue 5): a policy for every key and the MAC-chained audit log
     // (one MAC in the token per record), `fsync = "never"` so that the disk is not measured.
@@ -174,13 +174,11 @@ fn fresh_token(env: &BenchEnv, label: &str) -> BenchToken {
 /// A copy of the module in the bench's private directory, for the crate's "2 instances" rows:
 /// one per token, because an instance of SoftHSM2 lists the tokens that exist when it is loaded
 /// (and those it initialises itself), and the bench makes its tokens one after the other.
-fn module_copy(env: &BenchEnv, label: &str) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let copy = env.dir.path().join(format!("libsofthsm2-copy-{label}.so"));
-    std::fs::copy(&env.module, &copy).expect("copy the module");
-    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o644))
-        .expect("chmod the copy");
-    copy
+fn module_copy_for(env: &BenchEnv, label: &str) -> PathBuf {
+    module_copy(
+        &env.module,
+        env.dir.path().join(format!("libsofthsm2-copy-{label}.so")),
+    )
 }
 
 /// A deterministic 64-character printable secret (the length exchanges issue).

@@ -10,7 +10,7 @@ use std::time::Duration;
 use hsm_custody::{Custody, Error, HmacAlg, KeySpec, NewVersion, SecretString};
 
 use crate::common::{backend, fresh_token, no_token_init, software_hmac, TestToken};
-use crate::core::sign_and_check;
+use crate::core::{sign_and_check, sign_and_check_from_threads};
 
 const SECRET_A: &str = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j";
 const SECRET_B: &str = "a second exchange secret, 64 bytes long, for the second test key";
@@ -18,13 +18,9 @@ const SECRET_B: &str = "a second exchange secret, 64 bytes long, for the second 
 /// hash block cannot be padded): no session copy, so the first instance signs with it.
 const SECRET_65: &str = "a third exchange secret, sixty-five bytes long, for the third key";
 
-/// A copy of the test module in a private directory, mode 0644.
+/// A copy of the test module in `dir`, mode 0644.
 fn module_copy(t: &TestToken, dir: &Path, name: &str) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let copy = dir.join(name);
-    std::fs::copy(&t.module, &copy).expect("copy the module");
-    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o644)).unwrap();
-    copy
+    crate::common::module_copy(&t.module, dir.join(name))
 }
 
 /// The token's slot id as the instance loaded from `module` lists it: an instance that
@@ -84,22 +80,13 @@ fn threads_spread_over_two_module_instances_sign_right() {
     c.import_hmac_secret(KeySpec::hmac("b"), SecretString::from(SECRET_B))
         .unwrap();
     let per_thread = 2_000;
-    let workers: Vec<_> = (0..4usize)
-        .map(|i| {
-            let c = c.clone();
-            std::thread::spawn(move || {
-                let (name, secret) = if i % 2 == 0 {
-                    ("a", SECRET_A)
-                } else {
-                    ("b", SECRET_B)
-                };
-                sign_and_check(&c.key(name).unwrap(), i, secret, per_thread);
-            })
+    let keys = (0..4)
+        .map(|i| match i % 2 {
+            0 => ("a".to_owned(), SECRET_A.to_owned()),
+            _ => ("b".to_owned(), SECRET_B.to_owned()),
         })
         .collect();
-    for w in workers {
-        w.join().unwrap();
-    }
+    sign_and_check_from_threads(&c, keys, per_thread);
     let s = c.stats();
     println!("{s:?}");
     // Threads take the instances round robin and keep theirs: two of the four signed on the

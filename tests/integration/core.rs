@@ -290,6 +290,24 @@ pub(crate) fn sign_and_check(key: &hsm_custody::KeyRef, thread: usize, secret: &
     }
 }
 
+/// One thread per `(key name, secret)`, each running [`sign_and_check`] `count` times with its
+/// index as the thread number; returns when all have finished (a failed check fails the test).
+pub(crate) fn sign_and_check_from_threads(c: &Custody, keys: Vec<(String, String)>, count: usize) {
+    let workers: Vec<_> = keys
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, secret))| {
+            let c = c.clone();
+            std::thread::spawn(move || {
+                sign_and_check(&c.key(&name).unwrap(), i, &secret, count);
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+}
+
 fn concurrent_signs(label: &str, fast_path: bool, serialize_hmac: Option<bool>) {
     let t = fresh_token(label);
     let mut config = t.config().pool_size(4).fast_path(fast_path);
@@ -304,18 +322,8 @@ fn concurrent_signs(label: &str, fast_path: bool, serialize_hmac: Option<bool>) 
     );
     c.import_hmac_secret(KeySpec::hmac("k"), SecretString::from(BINANCE_SECRET))
         .unwrap();
-    let per_thread = 10_000;
-    let threads: Vec<_> = (0..8u32)
-        .map(|i| {
-            let c = c.clone();
-            std::thread::spawn(move || {
-                sign_and_check(&c.key("k").unwrap(), i as usize, BINANCE_SECRET, per_thread);
-            })
-        })
-        .collect();
-    for th in threads {
-        th.join().unwrap();
-    }
+    let keys = vec![("k".to_owned(), BINANCE_SECRET.to_owned()); 8];
+    sign_and_check_from_threads(&c, keys, 10_000);
     let s = c.stats();
     assert!(s.open <= 4 && s.opened <= 4, "pool stayed bounded: {s:?}");
     assert_eq!(s.in_use, 0);
@@ -370,20 +378,12 @@ fn as_many_threads_as_cores_sign_for_each_other_with_their_own_keys() {
         )
         .unwrap();
     }
-    let per_thread = 5_000;
-    let workers: Vec<_> = secrets
+    let keys = secrets
         .into_iter()
         .enumerate()
-        .map(|(i, secret)| {
-            let c = c.clone();
-            std::thread::spawn(move || {
-                sign_and_check(&c.key(&format!("k{i}")).unwrap(), i, &secret, per_thread);
-            })
-        })
+        .map(|(i, secret)| (format!("k{i}"), secret))
         .collect();
-    for w in workers {
-        w.join().unwrap();
-    }
+    sign_and_check_from_threads(&c, keys, 5_000);
     let s = c.stats();
     println!("{s:?}");
     if std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2) {
