@@ -15,8 +15,8 @@
 //! (`docs/fast-path.md`): behind a plain lock the holder pays a wake-up system call per sign and
 //! the queue starves (3 and 4 threads on 2 cores signed 10-18 % less per second than signing at
 //! once, 8 threads 1-3 % less, and the slowest sign took 76-120 ms against 8-36 ms), and
-//! spinning waiters take the holder's core. With more threads than cores the operating system already runs them a few at a
-//! time, and SoftHSM2's own locks keep the rest in line.
+//! spinning waiters take the holder's core. With more threads than cores the operating system
+//! already runs them a few at a time, and SoftHSM2's own locks keep the rest in line.
 //!
 //! A waiter's MAC is made with the same key handle and mechanism it chose, under the shared sign
 //! guard (which both threads hold), so revocation and rotation see the same thing as with a
@@ -61,22 +61,6 @@ pub(crate) struct Combiner {
     handed_back: AtomicU64,
     /// Signs made past the turn, with more threads signing than cores.
     past_the_turn: AtomicU64,
-}
-
-impl Combiner {
-    /// A turn for a module instance that has `cores` of the machine's cores to itself.
-    pub(crate) fn new(cores: usize) -> Self {
-        Combiner {
-            turn: Mutex::new(()),
-            slot: Mutex::new(None),
-            offered: AtomicBool::new(false),
-            waiting: AtomicUsize::new(0),
-            cores: cores.max(1),
-            signed_for_others: AtomicU64::new(0),
-            handed_back: AtomicU64::new(0),
-            past_the_turn: AtomicU64::new(0),
-        }
-    }
 }
 
 /// A sign left in the slot.
@@ -127,6 +111,20 @@ impl Drop for Waiting<'_> {
 }
 
 impl Combiner {
+    /// A turn for a module instance that has `cores` of the machine's cores to itself.
+    pub(crate) fn new(cores: usize) -> Self {
+        Combiner {
+            turn: Mutex::new(()),
+            slot: Mutex::new(None),
+            offered: AtomicBool::new(false),
+            waiting: AtomicUsize::new(0),
+            cores: cores.max(1),
+            signed_for_others: AtomicU64::new(0),
+            handed_back: AtomicU64::new(0),
+            past_the_turn: AtomicU64::new(0),
+        }
+    }
+
     /// The HMAC of `data` with `handle`: signed on `session` with the turn, by the thread
     /// holding it, or on `session` past the turn when more threads sign than there are cores
     /// (see the module documentation). A sign handed back failed is signed again on `session`,
