@@ -479,17 +479,28 @@ impl Custody {
         data: &[u8],
         request: &RequestContext<'_>,
     ) -> Result<Signature> {
-        let Some(guard) = self.inner.guard.get() else {
-            return self.sign_unguarded(name, version, op, data, None);
-        };
+        // Only a validated exchange request (the crate's signers attach its reach) is judged as
+        // one; any other context is a raw signature.
+        let exchange = request.reach.and(request.exchange);
         let context = |version: u32| SignContext {
             key: name,
             version,
-            exchange: request.exchange,
+            exchange,
             method: request.method,
             path: request.path,
             client: request.client,
+            reach: request.reach,
             message: data,
+        };
+        let Some(guard) = self.inner.guard.get() else {
+            if exchange.is_none() {
+                return self.sign_unguarded(name, version, op, data, None);
+            }
+            // Secure by default: with no guard rails the withdrawal guard still applies.
+            let mut check = |v: u32| -> Result<()> {
+                crate::policy::default_judge(&context(v)).map_err(|refusal| refusal.into_error(name))
+            };
+            return self.sign_unguarded(name, version, op, data, Some(&mut check));
         };
         let mut checked = None;
         let mut check = |v: u32| -> Result<()> {

@@ -183,6 +183,18 @@ pub enum Error {
     #[error("invalid input: {0}")]
     InvalidInput(String),
 
+    /// An exchange request that does not fit the exchange's grammar, or whose time, nonce, API
+    /// key, passphrase or host the crate does not accept: refused before anything is signed.
+    #[error("{exchange} request refused: `{field}` {reason}")]
+    RequestRefused {
+        /// Exchange id.
+        exchange: String,
+        /// The request field at fault (`path`, `query`, `body`, `timestamp`, `api_key` ...).
+        field: String,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+
     /// A key bound to one exchange was used with another exchange's signer.
     #[error("key `{key}` is bound to exchange `{bound}`, not `{requested}`; import a key for `{requested}`")]
     WrongExchange {

@@ -8,6 +8,7 @@
 //! refuse.
 
 use crate::error::Error;
+use crate::exchanges::Reach;
 
 /// What is about to be signed.
 #[derive(Clone, Copy, Debug)]
@@ -25,6 +26,9 @@ pub struct SignContext<'a> {
     pub path: Option<&'a str>,
     /// Who asked, when the caller says (the agent: `uid=1001 pid=4242`).
     pub client: Option<&'a str>,
+    /// What the signature will be good for at the exchange (set by the crate's exchange
+    /// signers; `method` and `path` above are its method and endpoint).
+    pub reach: Option<&'a Reach>,
     /// The exact bytes the token will sign (hash them for audit; never log them).
     pub message: &'a [u8],
 }
@@ -48,6 +52,9 @@ pub struct RequestContext<'a> {
     pub path: Option<&'a str>,
     /// Who asked (for the audit log), when the caller knows.
     pub client: Option<&'a str>,
+    /// What the signature will be good for; only the crate's exchange signers set it. A context
+    /// without it is judged as a raw signature.
+    pub(crate) reach: Option<&'a Reach>,
 }
 
 impl<'a> RequestContext<'a> {
@@ -58,6 +65,30 @@ impl<'a> RequestContext<'a> {
             method: Some(method),
             path: Some(path),
             client: None,
+            reach: None,
+        }
+    }
+
+    /// The context of a validated exchange request.
+    pub(crate) fn for_reach(exchange: &'a str, reach: &'a Reach) -> Self {
+        RequestContext {
+            exchange: Some(exchange),
+            method: Some(reach.method()),
+            path: Some(reach.endpoint()),
+            client: None,
+            reach: Some(reach),
+        }
+    }
+
+    /// A raw signature's context (no exchange request behind it) with a method and a label for
+    /// the audit log.
+    pub fn raw(method: &'a str, label: &'a str) -> Self {
+        RequestContext {
+            exchange: None,
+            method: Some(method),
+            path: Some(label),
+            client: None,
+            reach: None,
         }
     }
 

@@ -239,7 +239,14 @@ impl Guardrails {
             return Err(Refusal::Policy("audit-key".into()));
         }
         let Some(policies) = &self.policies else {
-            return Ok("audit-only".into());
+            // No `[keys]`: the withdrawal guard still applies (secure by default).
+            return crate::policy::default_judge(ctx).map(|()| {
+                if ctx.is_raw() {
+                    "audit-only".into()
+                } else {
+                    "default-guard".into()
+                }
+            });
         };
         let policy = policies
             .for_key(ctx.key)
@@ -301,6 +308,12 @@ fn sign_record(event: &str, ctx: &SignContext<'_>) -> Record {
     r.method = ctx.method.map(str::to_owned);
     r.path = ctx.path.map(str::to_owned);
     r.client = ctx.client.map(str::to_owned);
+    if let (Some(exchange), Some(reach)) = (ctx.exchange, ctx.reach) {
+        r.binding = crate::exchanges::info(exchange).map(|e| e.binding.describe());
+        if !reach.path_bound() {
+            r.params = Some(reach.params().to_vec());
+        }
+    }
     r.sha256 = Some(hex::encode(Sha256::digest(ctx.message)));
     r
 }

@@ -173,6 +173,18 @@ pub trait Mac {
     /// Whatever the backing token reports.
     fn mac(&self, alg: HmacAlg, msg: &[u8]) -> Result<Signature>;
 
+    /// The exchange API key recorded with the key, if any: exchange signers send it, and refuse
+    /// a request that names another one.
+    fn api_key(&self) -> Option<&str> {
+        None
+    }
+
+    /// The exchange API passphrase recorded with the key, if any (OKX, Coinbase, Bitget,
+    /// KuCoin): signers send it, and refuse a request that names another one.
+    fn passphrase(&self) -> Option<&str> {
+        None
+    }
+
     /// Computes the MAC of `msg` for a request, so that guard rails see the exchange, method
     /// and path. Exchange signers call this; the default ignores the context.
     ///

@@ -487,12 +487,7 @@ async fn mac(shared: &Shared, peer: Peer, message: &Value) -> std::result::Resul
     let result = shared
         .custody
         .run(move |c| {
-            let context = RequestContext {
-                exchange: None,
-                method: Some("RAW"),
-                path: Some(&label),
-                client: Some(&client),
-            };
+            let context = RequestContext::raw("RAW", &label).with_client(&client);
             c.key(&key)?.hmac_for(alg, &data, &context)
         })
         .await;
@@ -567,7 +562,7 @@ async fn sign(shared: &Shared, peer: Peer, message: &Value) -> std::result::Resu
 /// secret, a signature or a request body), and the key and rule of a guard-rail refusal.
 fn kind_of(e: &Error) -> Value {
     let kind = match e {
-        Error::InvalidInput(_) => "invalid_input",
+        Error::InvalidInput(_) | Error::RequestRefused { .. } => "invalid_input",
         Error::KeyNotFound { .. } | Error::VersionNotFound { .. } => "key_not_found",
         Error::WrongExchange { .. }
         | Error::AlgorithmNotAllowed { .. }

@@ -179,9 +179,17 @@ pub struct Record {
     /// HTTP method of the request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
-    /// Path of the request.
+    /// The endpoint the exchange will execute (the signed path, or the endpoint a signed body
+    /// names); for exchanges that do not sign the path, the one the caller named.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// What the exchange's signature binds (`method,path,query,body,time` ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binding: Option<String>,
+    /// Where the path is not signed: every parameter name the exchange will read, which decides
+    /// where the signature is good.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<Vec<String>>,
     /// Who asked for the signature, when the signer was told (the agent: `uid=… pid=…`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<String>,

@@ -23,7 +23,7 @@
 //! RawData(96) with RawDataLength(95).
 
 use super::encode::{has_param, percent_encode, push_u64, split_query};
-use super::{check_binding, Context, Exchange, InRequest, Request, SignedRequest};
+use super::{check_binding, Context, Exchange, InRequest, Reach, Request, SignedRequest};
 use crate::error::{Error, Result};
 use crate::keys::KeyKind;
 use crate::sign::{HmacAlg, Mac};
@@ -285,8 +285,8 @@ impl BinanceFixLogon<'_> {
                 wanted: "an Ed25519 key (Binance FIX sessions take Ed25519 keys only)".into(),
             });
         }
-        let req = Request::new("FIX", "Logon");
-        let key = InRequest::new(key, "binance", &req);
+        let reach = Reach::bound("FIX", "Logon");
+        let key = InRequest::new(key, "binance", &reach);
         Ok(key.sign_asym(self.payload().as_bytes())?.to_base64())
     }
 }

@@ -56,6 +56,8 @@ mod kraken;
 mod kucoin;
 mod mexc;
 mod okx;
+mod reach;
+mod registry;
 mod request;
 
 use std::fmt;
@@ -80,6 +82,8 @@ pub use kraken::Kraken;
 pub use kucoin::KuCoin;
 pub use mexc::{Mexc, MexcFutures};
 pub use okx::Okx;
+pub use reach::{grammar, Binding, EndpointFrom, Inputs, Limits, Reach};
+pub use registry::{info, ExchangeInfo, Guarded, ALL};
 pub use request::{Request, SignedRequest};
 
 use crate::custody::Custody;
@@ -97,89 +101,22 @@ pub struct Profile {
     pub algorithms: &'static [HmacAlg],
 }
 
-/// Every exchange id this crate signs for with HMAC keys (`hsm-custody sign-request --exchange
-/// ID`). Binance (spot, USD-M, WebSocket API) and Bybit also take asymmetric keys; the ids whose
-/// schemes take asymmetric keys only are in [`ASYMMETRIC_IDS`].
-pub const IDS: &[&str] = &[
-    "binance",
-    "binance-usdm",
-    "binance-ws",
-    "kraken",
-    "coinbase-exchange",
-    "okx",
-    "bybit",
-    "bitget",
-    "kucoin",
-    "gemini",
-    "bitmex",
-    "bitfinex",
-    "gate",
-    "deribit",
-    "htx",
-    "cryptocom",
-    "bitstamp",
-    "mexc",
-    "mexc-futures",
-];
-
-/// Exchange ids whose schemes take asymmetric keys only (generated in the token, or imported
-/// Ed25519): Coinbase Advanced Trade's JWT (ES256 or EdDSA).
-pub const ASYMMETRIC_IDS: &[&str] = &["coinbase-advanced"];
-
-/// Every known exchange id: [`IDS`] then [`ASYMMETRIC_IDS`].
+/// Every known exchange id, in the order of [`ALL`].
 pub fn all_ids() -> impl Iterator<Item = &'static str> {
-    IDS.iter().chain(ASYMMETRIC_IDS).copied()
+    ALL.iter().map(|e| e.id)
 }
-
-const SHA256: &[HmacAlg] = &[HmacAlg::HmacSha256];
-const SHA384: &[HmacAlg] = &[HmacAlg::HmacSha384];
-const SHA512: &[HmacAlg] = &[HmacAlg::HmacSha512];
-/// No HMAC algorithm: an HMAC import for such an exchange is refused.
-const NO_HMAC: &[HmacAlg] = &[];
 
 /// The key profile for an exchange id, or `None` for an unknown id.
 pub fn profile(id: &str) -> Option<Profile> {
-    let (encoding, algorithms) = match id {
-        "kraken" => (SecretEncoding::Base64, SHA512),
-        "coinbase-exchange" => (SecretEncoding::Base64, SHA256),
-        "gate" => (SecretEncoding::Raw, SHA512),
-        "gemini" | "bitfinex" => (SecretEncoding::Raw, SHA384),
-        // CDP Ed25519 keys are shown as base64 (imported with `key import --type ed25519`).
-        "coinbase-advanced" => (SecretEncoding::Base64, NO_HMAC),
-        other if IDS.contains(&other) => (SecretEncoding::Raw, SHA256),
-        _ => return None,
-    };
-    Some(Profile {
-        encoding,
-        algorithms,
+    info(id).map(|e| Profile {
+        encoding: e.encoding,
+        algorithms: e.algorithms,
     })
 }
 
 /// The built-in signer for an exchange id, or `None` for an unknown id.
 pub fn by_id(id: &str) -> Option<Arc<dyn Exchange>> {
-    Some(match id {
-        "binance" => Arc::new(Binance::spot()),
-        "binance-usdm" => Arc::new(Binance::usdm()),
-        "binance-ws" => Arc::new(BinanceWs),
-        "kraken" => Arc::new(Kraken),
-        "coinbase-exchange" => Arc::new(CoinbaseExchange),
-        "coinbase-advanced" => Arc::new(CoinbaseAdvanced),
-        "okx" => Arc::new(Okx),
-        "bybit" => Arc::new(Bybit),
-        "bitget" => Arc::new(Bitget),
-        "kucoin" => Arc::new(KuCoin::default()),
-        "gemini" => Arc::new(Gemini),
-        "bitmex" => Arc::new(Bitmex),
-        "bitfinex" => Arc::new(Bitfinex),
-        "gate" => Arc::new(Gate),
-        "deribit" => Arc::new(Deribit),
-        "htx" => Arc::new(Htx),
-        "cryptocom" => Arc::new(CryptoCom),
-        "bitstamp" => Arc::new(Bitstamp),
-        "mexc" => Arc::new(Mexc),
-        "mexc-futures" => Arc::new(MexcFutures),
-        _ => return None,
-    })
+    info(id).map(ExchangeInfo::signer)
 }
 
 /// One exchange's signing scheme: builds the bytes to MAC and the headers/parameters to attach.
@@ -194,6 +131,27 @@ pub trait Exchange: Send + Sync {
     /// bound to [`Exchange::id`].
     fn accepts_key_for(&self, bound: &str) -> bool {
         bound == self.id()
+    }
+
+    /// Validates `req` against the exchange's grammar and the inputs the crate owns, and says
+    /// what its signature will be good for: the method and endpoint the exchange will execute
+    /// and the parameter names it will read ([`Reach`]). Runs before [`Exchange::sign`], and
+    /// guard rails judge its answer. A validator refuses what it would have to rewrite, so that
+    /// `sign` signs the request exactly as validated.
+    ///
+    /// The default, for your own exchanges: an upper-case method and a path that normalises
+    /// without `.`/`..` segments or escapes, bound to the signature. Override it when your
+    /// exchange does not sign the path.
+    ///
+    /// # Errors
+    /// [`Error::RequestRefused`] naming the field.
+    fn reach(&self, req: &Request, inputs: &Inputs<'_>) -> Result<Reach> {
+        let method = req.method.as_deref().unwrap_or("GET");
+        if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(inputs.refuse("method", "must be upper-case letters"));
+        }
+        let path = grammar::path(inputs, req.path.as_deref().unwrap_or(""), "/")?;
+        Ok(Reach::bound(method, path))
     }
 
     /// Signs `req`. `ctx` supplies the time and nonces that `req` does not fix.
@@ -239,32 +197,53 @@ pub fn sign_request<'r>(id: &str, mac: &dyn Mac, req: &'r Request) -> Result<Sig
     let exchange = by_id(id).ok_or_else(|| unknown_exchange(id))?;
     check_binding(exchange.as_ref(), mac)?;
     let ctx = Context::new(&SystemClock, MonotonicNonce::global());
-    exchange.sign(req, &InRequest::new(mac, exchange.id(), req), &ctx)
+    sign_checked(exchange.as_ref(), mac, req, &ctx, &Limits::default(), None)
 }
 
-/// Hands the request's exchange, method and path to the key with every keyed step, so that
-/// guard rails ([`crate::Guard`]) judge the request that is really being signed.
-struct InRequest<'a> {
+/// Validates `req` ([`Exchange::reach`]), then signs it with the reach attached to every keyed
+/// step, so that guard rails judge what the signature will be good for.
+fn sign_checked<'r>(
+    exchange: &dyn Exchange,
+    mac: &dyn Mac,
+    req: &'r Request,
+    ctx: &Context<'_>,
+    limits: &Limits,
+    client: Option<&str>,
+) -> Result<SignedRequest<'r>> {
+    let inputs = Inputs::new(
+        exchange.id(),
+        ctx.now_ms(),
+        limits,
+        mac.api_key(),
+        mac.passphrase(),
+    );
+    let reach = exchange.reach(req, &inputs)?;
+    let mut keyed = InRequest::new(mac, exchange.id(), &reach);
+    keyed.client = client;
+    exchange.sign(req, &keyed, &ctx)
+}
+
+/// Hands the request's exchange and [`Reach`] to the key with every keyed step, so that guard
+/// rails ([`crate::Guard`]) judge what the signature will be good for.
+pub(crate) struct InRequest<'a> {
     inner: &'a dyn Mac,
     exchange: &'a str,
-    method: &'a str,
-    path: &'a str,
+    reach: &'a Reach,
     client: Option<&'a str>,
 }
 
 impl<'a> InRequest<'a> {
-    fn new(inner: &'a dyn Mac, exchange: &'a str, req: &'a Request) -> Self {
+    pub(crate) fn new(inner: &'a dyn Mac, exchange: &'a str, reach: &'a Reach) -> Self {
         InRequest {
             inner,
             exchange,
-            method: req.method.as_deref().unwrap_or(""),
-            path: req.path.as_deref().unwrap_or(""),
+            reach,
             client: None,
         }
     }
 
     fn context(&self) -> crate::RequestContext<'a> {
-        let ctx = crate::RequestContext::new(self.exchange, self.method, self.path);
+        let ctx = crate::RequestContext::for_reach(self.exchange, self.reach);
         match self.client {
             Some(client) => ctx.with_client(client),
             None => ctx,
@@ -287,6 +266,14 @@ impl Mac for InRequest<'_> {
 
     fn kind(&self) -> crate::KeyKind {
         self.inner.kind()
+    }
+
+    fn api_key(&self) -> Option<&str> {
+        self.inner.api_key()
+    }
+
+    fn passphrase(&self) -> Option<&str> {
+        self.inner.passphrase()
     }
 
     /// The request being signed is this wrapper's own: its context replaces `request`.
@@ -316,6 +303,7 @@ pub struct ExchangeSigner {
     mac: Arc<dyn Mac + Send + Sync>,
     clock: Arc<dyn Clock>,
     nonces: Arc<dyn NonceSource>,
+    limits: Arc<Limits>,
 }
 
 impl fmt::Debug for ExchangeSigner {
@@ -343,7 +331,14 @@ impl ExchangeSigner {
             mac: Arc::new(mac),
             clock: Arc::new(SystemClock),
             nonces: Arc::new(GlobalNonce),
+            limits: Arc::new(Limits::default()),
         })
+    }
+
+    /// Replaces the limits on caller-given time inputs and the accepted test hosts.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = Arc::new(limits);
+        self
     }
 
     /// Replaces the clock (for example [`FixedClock`] for deterministic output).
@@ -363,10 +358,13 @@ impl ExchangeSigner {
         self.exchange.id()
     }
 
-    /// Signs a request; the keyed step runs in the token.
+    /// Validates the request ([`Exchange::reach`]) and signs it; the keyed step runs in the
+    /// token, and guard rails judge the reach.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] for a request the scheme cannot sign, or the token's error.
+    /// [`Error::RequestRefused`] for a request that does not fit the exchange's grammar or the
+    /// inputs the crate owns, [`Error::PolicyDenied`] from the guard (the withdrawal guard
+    /// applies with no configuration), or the token's error.
     pub fn sign<'r>(&self, req: &'r Request) -> Result<SignedRequest<'r>> {
         self.sign_for_client(req, None)
     }
@@ -386,9 +384,14 @@ impl ExchangeSigner {
         client: Option<&str>,
     ) -> Result<SignedRequest<'r>> {
         let ctx = Context::new(self.clock.as_ref(), self.nonces.as_ref());
-        let mut mac = InRequest::new(self.mac.as_ref(), self.exchange.id(), req);
-        mac.client = client;
-        self.exchange.sign(req, &mac, &ctx)
+        sign_checked(
+            self.exchange.as_ref(),
+            self.mac.as_ref(),
+            req,
+            &ctx,
+            &self.limits,
+            client,
+        )
     }
 }
 

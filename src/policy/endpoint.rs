@@ -7,7 +7,9 @@ use crate::error::{Error, Result};
 
 /// One `allow` or `deny` entry: an optional HTTP method and a path glob.
 ///
-/// `"POST /api/v3/order"`, `"GET /api/v3/*"`, `"/sapi/**"` (any method), `"* /x"` (any method).
+/// `"POST /api/v3/order"`, `"GET /api/v3/*"`, `"/sapi/**"` (any method), `"* /x"` (any method),
+/// `"POST /api/v3/order params=symbol,side,type,quantity,price,timeInForce"` (for exchanges that
+/// do not sign the path: the parameter names the request may carry).
 /// In the glob, `*` and `?` stay within one path segment, `**` spans segments, `{a,b}` and
 /// `[ab]` work as usual. Methods compare case-insensitively, paths case-sensitively.
 #[derive(Clone, Debug)]
@@ -16,6 +18,7 @@ pub struct EndpointPattern {
     method: Option<String>,
     matcher: GlobMatcher,
     literal: bool,
+    params: Option<Vec<String>>,
 }
 
 impl EndpointPattern {
@@ -34,9 +37,30 @@ impl EndpointPattern {
 
     fn build(text: &str, case_insensitive: bool) -> Result<Self> {
         let trimmed = text.trim();
-        let (method, path) = match trimmed.split_once(char::is_whitespace) {
+        let (trimmed_pattern, params) = match trimmed.rsplit_once(char::is_whitespace) {
+            Some((head, last)) if last.starts_with("params=") => {
+                let list = &last["params=".len()..];
+                let names: Vec<String> = list
+                    .split(',')
+                    .filter(|n| !n.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                if names.iter().any(|n| {
+                    !n.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.[]".contains(&b))
+                }) {
+                    return Err(Error::Config(format!(
+                        "endpoint pattern `{}`: parameter names are letters, digits and - _ . [ ]",
+                        text.escape_debug()
+                    )));
+                }
+                (head.trim_end(), Some(names))
+            }
+            _ => (trimmed, None),
+        };
+        let (method, path) = match trimmed_pattern.split_once(char::is_whitespace) {
             Some((m, p)) => (Some(m.trim()), p.trim()),
-            None => (None, trimmed),
+            None => (None, trimmed_pattern),
         };
         if path.is_empty() {
             return Err(Error::Config(format!(
@@ -64,6 +88,7 @@ impl EndpointPattern {
             method,
             matcher,
             literal,
+            params,
         })
     }
 
@@ -79,6 +104,13 @@ impl EndpointPattern {
     /// a pattern can lift the withdrawal guard for that endpoint.
     pub fn is_exact(&self) -> bool {
         self.literal
+    }
+
+    /// The parameter names the pattern permits (`params=a,b,c`), for exchanges that do not sign
+    /// the path: a request it allows may carry no other parameter (besides those the crate adds
+    /// itself: timestamp, receive window, API key, signature).
+    pub fn params(&self) -> Option<&[String]> {
+        self.params.as_deref()
     }
 
     /// The pattern as written.

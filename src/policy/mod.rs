@@ -53,6 +53,21 @@ pub(crate) use rate::Limiter;
 pub use rate::RateSpec;
 pub use withdrawal::withdrawal_endpoints;
 
+/// Parameters the crate itself adds to requests of exchanges that do not sign the path; an
+/// `allow` entry's `params=` list need not name them.
+const CRATE_PARAMS: &[&str] = &["timestamp", "recvWindow", "signature", "apiKey"];
+
+/// The guard every exchange signature passes when no policy applies to its key (no guard rails
+/// installed, or guard rails without `[keys]`): the withdrawal guard, secure by default.
+pub(crate) fn default_judge(ctx: &SignContext<'_>) -> Result<(), Refusal> {
+    match ctx.exchange {
+        None => Ok(()),
+        Some(exchange) => KeyPolicy::default()
+            .judge_request(exchange, ctx)
+            .map(|_| ()),
+    }
+}
+
 /// The name of the fallback policy in `[keys]`.
 pub const DEFAULT_POLICY: &str = "*";
 
@@ -164,27 +179,60 @@ impl KeyPolicy {
         Ok(allowed_by)
     }
 
-    fn judge_request(&self, exchange: &str, ctx: &SignContext<'_>) -> Result<String, Refusal> {
+    /// Judges an exchange request by what its signature will be good for ([`crate::exchanges::Reach`]): the
+    /// endpoint the exchange executes, and where the exchange does not sign the path, every
+    /// guarded endpoint whose required parameters the request carries.
+    pub(crate) fn judge_request(
+        &self,
+        exchange: &str,
+        ctx: &SignContext<'_>,
+    ) -> Result<String, Refusal> {
         let deny = |rule: String| Err(Refusal::Policy(rule));
         if !self.exchanges.is_empty() && !self.exchanges.iter().any(|e| e == exchange) {
             return deny("exchange".into());
         }
-        let method = ctx.method.unwrap_or("");
-        let Some(path) = endpoint::normalize_path(ctx.path.unwrap_or("")) else {
+        let Some(reach) = ctx.reach else {
+            // Only the crate's exchange signers attach a reach; without one nothing says what
+            // the signature is good for.
+            return deny("no-request".into());
+        };
+        let method = reach.method();
+        let Some(path) = endpoint::normalize_path(reach.endpoint()) else {
             return deny("path".into());
         };
         if let Some(p) = self.deny.iter().find(|p| p.matches(method, &path)) {
             return deny(format!("deny:{}", p.as_str()));
         }
         let allowed = self.allow.iter().find(|p| p.matches(method, &path));
-        if !self.allow_withdrawals
-            && withdrawal::is_withdrawal(exchange, &path)
-            && !allowed.is_some_and(EndpointPattern::is_exact)
-        {
-            return deny(format!("withdrawal-guard:{exchange}"));
+        let exact = allowed.filter(|p| p.is_exact());
+        if !self.allow_withdrawals {
+            if withdrawal::is_withdrawal(exchange, &path) && exact.is_none() {
+                return deny(format!("withdrawal-guard:{exchange}"));
+            }
+            if !reach.path_bound() {
+                // The path is not signed: the signature is also good at every guarded endpoint
+                // whose required parameters it carries. Only an exact allow entry naming that
+                // endpoint lifts the guard for it.
+                if let Some((_, g)) = withdrawal::reached(exchange, reach)
+                    .find(|(pattern, _)| !exact.is_some_and(|_| pattern.matches("", &path)))
+                {
+                    return deny(format!("withdrawal-guard:{exchange}:{}", g.path));
+                }
+            }
         }
         match allowed {
-            Some(p) => Ok(format!("allow:{}", p.as_str())),
+            Some(p) => {
+                if let (false, Some(names)) = (reach.path_bound(), p.params()) {
+                    if let Some(extra) = reach
+                        .params()
+                        .iter()
+                        .find(|n| !names.contains(n) && !CRATE_PARAMS.contains(&n.as_str()))
+                    {
+                        return deny(format!("params:{extra}"));
+                    }
+                }
+                Ok(format!("allow:{}", p.as_str()))
+            }
             None if self.allow.is_empty() => Ok("policy".into()),
             None => deny("not-allowed".into()),
         }
@@ -254,18 +302,78 @@ enum OneOrMany {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exchanges::Reach;
     use time::macros::time;
 
     fn ctx<'a>(exchange: Option<&'a str>, method: &'a str, path: &'a str) -> SignContext<'a> {
+        let reach: &'static Reach = Box::leak(Box::new(Reach::bound(method, path)));
+        with_reach(exchange, reach)
+    }
+
+    fn with_reach<'a>(exchange: Option<&'a str>, reach: &'a Reach) -> SignContext<'a> {
         SignContext {
             key: "k",
             version: 1,
             exchange,
-            method: exchange.map(|_| method),
-            path: exchange.map(|_| path),
+            method: exchange.map(|_| reach.method()),
+            path: exchange.map(|_| reach.endpoint()),
             client: None,
+            reach: exchange.map(|_| reach),
             message: b"",
         }
+    }
+
+    fn unbound(names: &[&str]) -> Reach {
+        Reach::unbound(
+            "POST",
+            "/api/v3/order",
+            names.iter().map(|n| (*n).to_owned()),
+        )
+    }
+
+    #[test]
+    fn unbound_paths_are_judged_by_their_parameters() {
+        let noon = time!(12:00);
+        let open = KeyPolicy::default();
+        let order = unbound(&["symbol", "side", "type", "quantity", "price", "timestamp"]);
+        assert!(open.judge(&with_reach(Some("binance"), &order), noon).is_ok());
+        // An "order" carrying a withdrawal's parameters is a withdrawal's signature.
+        let smuggled = unbound(&["symbol", "coin", "address", "amount", "timestamp"]);
+        assert_eq!(
+            open.judge(&with_reach(Some("binance"), &smuggled), noon),
+            Err(Refusal::Policy(
+                "withdrawal-guard:binance:/sapi/*/capital/withdraw/apply".into()
+            ))
+        );
+        // Where the holder can move the query/body boundary, `xaddress` is also `address`.
+        let cut = unbound(&["coin", "xaddress", "amount"]);
+        assert!(open.judge(&with_reach(Some("binance"), &cut), noon).is_ok());
+        let cut = cut.with_split_names();
+        assert!(open.judge(&with_reach(Some("binance"), &cut), noon).is_err());
+        // A path-bound exchange is judged by its path alone.
+        let okx = Reach::bound("POST", "/api/v5/trade/order")
+            .with_params(["coin", "address", "amount"].map(str::to_owned));
+        assert!(open.judge(&with_reach(Some("okx"), &okx), noon).is_ok());
+        // `params=` bounds what an allowed request may carry.
+        let p = policies(
+            "[keys.k]\nallow = ['POST /api/v3/order params=symbol,side,type,quantity,price']\n",
+        );
+        let k = p.for_key("k").unwrap();
+        assert!(k.judge(&with_reach(Some("binance"), &order), noon).is_ok());
+        let extra = unbound(&["symbol", "side", "type", "network"]);
+        assert_eq!(
+            k.judge(&with_reach(Some("binance"), &extra), noon),
+            Err(Refusal::Policy("params:network".into()))
+        );
+        // Without a reach (a context the caller made up) nothing is signed as a request.
+        let made_up = SignContext {
+            reach: None,
+            ..ctx(Some("okx"), "POST", "/api/v5/trade/order")
+        };
+        assert_eq!(
+            open.judge(&made_up, noon),
+            Err(Refusal::Policy("no-request".into()))
+        );
     }
 
     fn policies(text: &str) -> Policies {

@@ -19,5 +19,6 @@ mod faults;
 mod guard_hook;
 mod guardrails;
 mod lifecycle;
+mod model;
 mod seal;
 mod tpm;

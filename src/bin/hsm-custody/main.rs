@@ -29,8 +29,15 @@ fn main() -> ExitCode {
                     hsm_custody::Error::PinIncorrect { .. } | hsm_custody::Error::PinLocked { .. },
                 ) => ExitCode::from(3),
                 Some(
-                    hsm_custody::Error::InvalidInput(_) | hsm_custody::Error::KeyExists { .. },
+                    hsm_custody::Error::InvalidInput(_)
+                    | hsm_custody::Error::RequestRefused { .. }
+                    | hsm_custody::Error::KeyExists { .. },
                 ) => ExitCode::from(2),
+                // A guard-rail refusal: its own code, so that scripts can tell it from a typo.
+                Some(
+                    hsm_custody::Error::PolicyDenied { .. }
+                    | hsm_custody::Error::RateLimited { .. },
+                ) => ExitCode::from(4),
                 _ => ExitCode::FAILURE,
             }
         }
