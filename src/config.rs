@@ -75,6 +75,8 @@ pub struct Config {
     /// Byte-identical copies of `module`, each loaded as one more instance of it that signs
     /// HMACs beside the first (see [`Config::module_copies`]).
     pub(crate) module_copies: Vec<PathBuf>,
+    /// Limits on caller-given time inputs, and accepted test hosts (`[signing]`).
+    pub(crate) limits: crate::exchanges::Limits,
 }
 
 impl Config {
@@ -97,6 +99,7 @@ impl Config {
             module_init_params: None,
             danger_accept_non_custody_module: false,
             module_copies: Vec::new(),
+            limits: crate::exchanges::Limits::default(),
         }
     }
 
@@ -326,6 +329,22 @@ impl Config {
         config.module_init_params = raw.module_init_params;
         config.danger_accept_non_custody_module =
             raw.danger_accept_non_custody_module.unwrap_or(false);
+        if let Some(signing) = raw.signing {
+            let mut limits = crate::exchanges::Limits::default();
+            if let Some(ms) = signing.skew_ms {
+                limits.skew_ms = ms;
+            }
+            if let Some(ms) = signing.ttl_ms {
+                limits.ttl_ms = ms;
+            }
+            limits.test_hosts = signing.test_hosts;
+            if limits.skew_ms > 60_000 || limits.ttl_ms > 600_000 {
+                return Err(Error::Config(
+                    "[signing]: skew_ms is at most 60000 and ttl_ms at most 600000".into(),
+                ));
+            }
+            config.limits = limits;
+        }
         if let Some(pool) = raw.pool {
             if let Some(size) = pool.size {
                 config = config.pool_size(size);
@@ -350,6 +369,13 @@ impl Config {
             }
         }
         Ok(config)
+    }
+
+    /// Sets the limits on the time inputs a caller may give (timestamp, nonce, expiry, receive
+    /// window) and the test hosts accepted besides the exchanges' own (`[signing]` in TOML).
+    pub fn signing_limits(mut self, limits: crate::exchanges::Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// The module path.
@@ -389,6 +415,7 @@ struct RawConfig {
     /// See [`Config::danger_accept_non_custody_module`].
     danger_accept_non_custody_module: Option<bool>,
     pool: Option<RawPool>,
+    signing: Option<RawSigning>,
     /// Guard rails (issue 5): checked by `GuardConfig`, which rejects unknown fields there.
     audit: Option<toml::Table>,
     keys: Option<toml::Table>,
@@ -396,6 +423,16 @@ struct RawConfig {
     /// there.
     #[serde(rename = "agent")]
     _agent: Option<toml::Table>,
+}
+
+/// `[signing]`: what the crate accepts of caller-given time inputs and hosts.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSigning {
+    skew_ms: Option<u64>,
+    ttl_ms: Option<u64>,
+    #[serde(default)]
+    test_hosts: Vec<String>,
 }
 
 #[derive(Deserialize)]

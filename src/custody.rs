@@ -54,6 +54,7 @@ struct Inner {
     hmacs_on_copies: AtomicU64,
     faults: Faults,
     rotation_age_days: u32,
+    limits: crate::exchanges::Limits,
     guard: OnceLock<Arc<dyn Guard>>,
 }
 
@@ -141,6 +142,7 @@ impl Custody {
                 hmacs_on_copies: AtomicU64::new(0),
                 faults: Faults::default(),
                 rotation_age_days: config.rotation_age_days,
+                limits: config.limits.clone(),
                 guard: OnceLock::new(),
             }),
         })
@@ -168,6 +170,12 @@ impl Custody {
                 Err(e)
             }
         }
+    }
+
+    /// The limits exchange signers made by this `Custody` apply to caller-given time inputs and
+    /// hosts ([`Config::signing_limits`]).
+    pub fn signing_limits(&self) -> &crate::exchanges::Limits {
+        &self.inner.limits
     }
 
     /// Installs guard rails (policy, rate limits, audit) for every signature and lifecycle
@@ -433,6 +441,7 @@ impl Custody {
             version: None,
             exchange: entry.meta.exchange.as_deref().map(Arc::from),
             kind: entry.meta.kind,
+            credentials: credentials_of(&entry.meta, None),
         })
     }
 
@@ -774,8 +783,20 @@ impl Custody {
     }
 }
 
+/// The credentials recorded with version `version` of a key (its active version for `None`).
+fn credentials_of(
+    meta: &crate::keys::KeyMeta,
+    version: Option<u32>,
+) -> Option<Arc<crate::keys::Credentials>> {
+    let v = version.or_else(|| meta.active().map(|a| a.version))?;
+    meta.credentials.get(&v).cloned().map(Arc::new)
+}
+
 /// A named key in a [`Custody`] (its active version, or one pinned with [`KeyRef::version`]);
 /// implements [`Mac`] for the exchange signers.
+///
+/// The exchange credentials recorded with the version (API key, passphrase) are read when the
+/// handle is made: after `rotate promote` to a version with a new API key, take a new handle.
 #[derive(Clone)]
 pub struct KeyRef {
     custody: Custody,
@@ -783,6 +804,7 @@ pub struct KeyRef {
     version: Option<u32>,
     exchange: Option<Arc<str>>,
     kind: KeyKind,
+    credentials: Option<Arc<crate::keys::Credentials>>,
 }
 
 impl fmt::Debug for KeyRef {
@@ -809,8 +831,16 @@ impl KeyRef {
     /// The same key pinned to version `n` (a pending version to test before promoting, or a
     /// previous one during overlap).
     pub fn version(&self, n: u32) -> KeyRef {
+        let credentials = self
+            .custody
+            .inner
+            .keys
+            .get(&self.custody.inner.token, &self.name)
+            .ok()
+            .and_then(|entry| credentials_of(&entry.meta, Some(n)));
         KeyRef {
             version: Some(n),
+            credentials,
             ..self.clone()
         }
     }
@@ -900,6 +930,18 @@ impl Mac for KeyRef {
 
     fn kind(&self) -> KeyKind {
         KeyRef::kind(self)
+    }
+
+    fn api_key(&self) -> Option<&str> {
+        self.credentials.as_ref()?.api_key.as_deref()
+    }
+
+    fn passphrase(&self) -> Option<&str> {
+        self.credentials
+            .as_ref()?
+            .passphrase
+            .as_ref()
+            .map(|p| p.0.as_str())
     }
 
     fn sign_for(&self, msg: &[u8], request: &RequestContext<'_>) -> Result<Signature> {

@@ -27,7 +27,18 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-FROZEN_MS = 1_700_000_000_123
+class _Clock:
+    """The frozen clock both instances read: set to the real time before each case (the crate
+    holds caller-given times to its own clock, within 5 s), then still for the whole case."""
+    ms = 0
+
+    @classmethod
+    def refreeze(cls) -> int:
+        import time
+        cls.ms = int(time.time() * 1000)
+        return cls.ms
+
+
 FROZEN_UUID = "3b241101-e2bb-4255-8caf-4136c566a962"
 
 
@@ -270,9 +281,9 @@ def key_table() -> List[Tuple[str, str, str, str]]:
 # -- running ----------------------------------------------------------------------------------------
 def freeze(exchange: Any) -> Any:
     """Same clock and randomness on every instance."""
-    exchange.milliseconds = lambda: FROZEN_MS
-    exchange.seconds = lambda: FROZEN_MS // 1000
-    exchange.microseconds = lambda: FROZEN_MS * 1000
+    exchange.milliseconds = lambda: _Clock.ms
+    exchange.seconds = lambda: _Clock.ms // 1000
+    exchange.microseconds = lambda: _Clock.ms * 1000
     exchange.uuid = lambda: FROZEN_UUID
     exchange.uuid16 = lambda length=16: "0123456789abcdef0123456789abcdef"[:length]
     exchange.uuid22 = lambda length=22: "0123456789abcdef0123456789abcdef"[:length]
@@ -329,6 +340,7 @@ def run(verbose: bool) -> int:
         for case in venue.cases:
             total += 1
             secret = _secret(case.key or venue.key, venue.b64_secret)
+            _Clock.refreeze()
             stock = build(instance(venue, secret), case)
             wrapped_ex = wrap(instance(venue, secret, asynch), key=case.key or venue.key,
                               agent=agent, raw=raw)
@@ -364,7 +376,7 @@ def run(verbose: bool) -> int:
     checks = adapter_checks(agent)
     failed = failed or not all(ok for _, ok in checks)
 
-    print(f"ccxt {ccxt.__version__}, frozen clock {FROZEN_MS} ms\n")
+    print(f"ccxt {ccxt.__version__}, clock frozen per request at the real time\n")
     print("| ccxt id | agent exchange | requests | identical | differences |")
     print("|---|---|---|---|---|")
     for ccxt_id, mode, note, total, same, notes in rows:
@@ -409,6 +421,12 @@ def main(argv: Sequence[str]) -> int:
     if len(argv) >= 1 and argv[0] == "keys":
         for name, exchange, raw, _ in key_table():
             print(f"{name}\t{exchange}\t{raw}")
+        return 0
+    if len(argv) == 2 and argv[0] == "passphrase":
+        # The API passphrase recorded with the key (empty: none).
+        for v in VENUES:
+            if v.key == argv[1] and v.password is not None:
+                sys.stdout.write(v.password)
         return 0
     if len(argv) == 2 and argv[0] == "secret":
         for name, _, _, secret in key_table():

@@ -66,6 +66,10 @@ CONFIG=$WORK/agent.toml
 while IFS=$'\t' read -r name exchange raw; do
   bind=()
   [ "$exchange" != - ] && bind=(--exchange "$exchange")
+  # The API passphrase is recorded with the key (KuCoin's passphrase HMAC is computed over the
+  # recorded one only).
+  "$VENV/bin/python" "$ORACLE" passphrase "$name" > "$WORK/passphrase"
+  [ -s "$WORK/passphrase" ] && bind+=(--passphrase-file "$WORK/passphrase")
   "$VENV/bin/python" "$ORACLE" secret "$name" |
     "$CLI" key import --name "$name" "${bind[@]}" >/dev/null
   {

@@ -418,7 +418,7 @@ impl Custody {
             ))
         })?;
         let exchange = by_id(&id).ok_or_else(|| unknown_exchange(&id))?;
-        ExchangeSigner::new(exchange, key)
+        Ok(ExchangeSigner::new(exchange, key)?.with_limits(self.signing_limits().clone()))
     }
 
     /// A signer for key `name` with exchange `id`'s scheme; the key must be bound to `id` (or to
@@ -428,7 +428,7 @@ impl Custody {
     /// [`Error::KeyNotFound`], [`Error::WrongExchange`], [`Error::InvalidInput`] for an unknown id.
     pub fn exchange_signer_for(&self, name: &str, id: &str) -> Result<ExchangeSigner> {
         let exchange = by_id(id).ok_or_else(|| unknown_exchange(id))?;
-        ExchangeSigner::new(exchange, self.key(name)?)
+        Ok(ExchangeSigner::new(exchange, self.key(name)?)?.with_limits(self.signing_limits().clone()))
     }
 }
 

@@ -502,8 +502,9 @@ pub fn info(id: &str) -> Option<&'static ExchangeInfo> {
     ALL.iter().find(|e| e.id == id)
 }
 
-/// The `docs/guardrails.md` table: one row per exchange id.
-pub fn markdown_table() -> String {
+/// The `docs/guardrails.md` table: one row per exchange id (checked by a unit test).
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) fn markdown_table() -> String {
     let mut out = String::from(
         "| exchange id | the signature binds | the guard reads the endpoint from | inputs the crate owns or checks | guarded endpoints |\n|---|---|---|---|---|\n",
     );
@@ -527,4 +528,46 @@ pub fn markdown_table() -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_guardrails_doc_shows_the_registry() {
+        let doc = include_str!("../../docs/guardrails.md");
+        let begin = "<!-- exchange-table:begin -->\n";
+        let end = "<!-- exchange-table:end -->";
+        let start = doc.find(begin).expect("begin marker") + begin.len();
+        let stop = doc.find(end).expect("end marker");
+        let table = markdown_table();
+        if doc[start..stop] != table {
+            // Print the table to paste: `cargo test --lib the_guardrails_doc -- --nocapture`.
+            println!("{table}");
+            panic!("docs/guardrails.md's exchange table differs from the registry");
+        }
+    }
+
+    #[test]
+    fn every_id_is_listed_once_with_a_signer_and_hosts() {
+        for (i, e) in ALL.iter().enumerate() {
+            assert!(ALL[..i].iter().all(|o| o.id != e.id), "{} twice", e.id);
+            assert_eq!(e.signer().id(), e.id);
+            assert!(!e.hosts.is_empty() && !e.guarded.is_empty(), "{}", e.id);
+            let unbound = e.endpoint_from == EndpointFrom::Params;
+            if e.endpoint_from != EndpointFrom::Path {
+                assert!(!e.binding.path || !unbound, "{}", e.id);
+            } else {
+                assert!(e.binding.path, "{}", e.id);
+            }
+            assert!(!unbound || !e.binding.path, "{}", e.id);
+            // Where the path is not signed, every guarded endpoint lists its parameters.
+            assert!(
+                !unbound || e.guarded.iter().all(|g| !g.required.is_empty()),
+                "{}",
+                e.id
+            );
+        }
+    }
 }

@@ -156,7 +156,12 @@ impl Lifecycle<'_> {
             revision: 1,
             versions: Vec::new(),
             seals: BTreeMap::new(),
+            credentials: BTreeMap::new(),
         };
+        let credentials = spec.credentials();
+        if !credentials.is_empty() {
+            meta.credentials.insert(1, credentials);
+        }
         let mut step = self.faults.steps();
         let (version, seal) = self.make_version(session, &meta, 1, spec, material, &mut step)?;
         meta.seals.extend(seal.map(|blob| (1, blob)));
@@ -332,6 +337,22 @@ impl Lifecycle<'_> {
         meta.revision += 1;
         meta.versions.push(record.clone());
         meta.seals.extend(seal.map(|blob| (version, blob)));
+        // A new version keeps the credentials of the one it replaces unless the spec brings new
+        // ones (an exchange that issues a new API key with a new secret).
+        let credentials = spec.credentials();
+        let credentials = if credentials.is_empty() {
+            found
+                .meta
+                .active()
+                .and_then(|a| found.meta.credentials.get(&a.version))
+                .cloned()
+                .unwrap_or_default()
+        } else {
+            credentials
+        };
+        if !credentials.is_empty() {
+            meta.credentials.insert(version, credentials);
+        }
         store::update_meta(session, &found, &meta, &mut step).inspect_err(|e| {
             if !matches!(e, Error::InjectedFault { .. }) {
                 let _ = store::reconcile(session, Some(&found.meta), name);
@@ -448,6 +469,7 @@ impl Lifecycle<'_> {
         }
         // A version that can no longer sign keeps no seal (its KEK goes with its objects below).
         meta.seals.retain(|v, _| !targets.contains(v));
+        meta.credentials.retain(|v, _| !targets.contains(v));
         let mut step = self.faults.steps();
         store::update_meta(session, &found, &meta, &mut step)?;
         // Committed: from here on no process signs with these versions (in-process copies go

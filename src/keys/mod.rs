@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -90,6 +91,8 @@ pub struct KeySpec {
     pub(crate) algorithms: Vec<HmacAlg>,
     pub(crate) not_before: Option<time::Date>,
     pub(crate) not_after: Option<time::Date>,
+    pub(crate) api_key: Option<String>,
+    pub(crate) passphrase: Option<SecretString>,
 }
 
 impl KeySpec {
@@ -102,6 +105,8 @@ impl KeySpec {
             algorithms: HmacAlg::ALL.to_vec(),
             not_before: None,
             not_after: None,
+            api_key: None,
+            passphrase: None,
         }
     }
 
@@ -133,6 +138,33 @@ impl KeySpec {
         self
     }
 
+    /// Records the exchange's public API key with the version: exchange signers send it and
+    /// refuse a request that names another (1-256 printable ASCII characters, no spaces).
+    pub fn api_key(mut self, api_key: impl Into<String>) -> Self {
+        self.api_key = Some(api_key.into());
+        self
+    }
+
+    /// Records the exchange's API passphrase (OKX, Coinbase Exchange, Bitget, KuCoin) with the
+    /// version, in the token's private metadata: signers send it, KuCoin's v2 passphrase HMAC
+    /// is computed over it only, and a request naming another is refused.
+    pub fn passphrase(mut self, passphrase: SecretString) -> Self {
+        self.passphrase = Some(passphrase);
+        self
+    }
+
+    /// The credentials this spec records with a new version.
+    pub(crate) fn credentials(&self) -> Credentials {
+        use secrecy::ExposeSecret as _;
+        Credentials {
+            api_key: self.api_key.clone(),
+            passphrase: self
+                .passphrase
+                .as_ref()
+                .map(|p| Passphrase(p.expose_secret().to_owned())),
+        }
+    }
+
     /// How the secret string is turned into key bytes.
     pub fn encoding(mut self, encoding: SecretEncoding) -> Self {
         self.encoding = encoding;
@@ -160,6 +192,22 @@ impl KeySpec {
                 return Err(Error::invalid(format!(
                     "not-after {na} is before not-before {nb}"
                 )));
+            }
+        }
+        let printable = |v: &str| {
+            !v.is_empty() && v.len() <= 256 && v.bytes().all(|b| b.is_ascii_graphic())
+        };
+        if self.api_key.as_deref().is_some_and(|k| !printable(k)) {
+            return Err(Error::invalid(
+                "an API key is 1-256 printable ASCII characters without spaces",
+            ));
+        }
+        if let Some(p) = &self.passphrase {
+            use secrecy::ExposeSecret as _;
+            if !printable(p.expose_secret()) || p.expose_secret().len() > 128 {
+                return Err(Error::invalid(
+                    "an API passphrase is 1-128 printable ASCII characters without spaces",
+                ));
             }
         }
         if let Some(ex) = &self.exchange {
@@ -347,6 +395,51 @@ pub(crate) struct KeyMeta {
     /// under the version's KEK, see `seal`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub seals: BTreeMap<u32, String>,
+    /// The exchange credentials that go with each version (version -> API key, passphrase):
+    /// exchange signers send them and refuse requests naming others.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub credentials: BTreeMap<u32, Credentials>,
+}
+
+/// The exchange's public API key and API passphrase recorded with a key version.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Credentials {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passphrase: Option<Passphrase>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("api_key", &self.api_key)
+            .field("passphrase", &self.passphrase.as_ref().map(|_| "[REDACTED]"))
+            .finish()
+    }
+}
+
+impl Credentials {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.api_key.is_none() && self.passphrase.is_none()
+    }
+}
+
+/// An API passphrase: never printed, wiped on drop.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct Passphrase(pub String);
+
+impl std::fmt::Debug for Passphrase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[REDACTED]")
+    }
+}
+
+impl Drop for Passphrase {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
 }
 
 impl KeyMeta {

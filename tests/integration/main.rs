@@ -17,6 +17,7 @@ mod exchanges;
 mod exchanges_asym;
 mod faults;
 mod guard_hook;
+mod guard_soundness;
 mod guardrails;
 mod lifecycle;
 mod model;

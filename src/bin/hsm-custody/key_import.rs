@@ -30,6 +30,40 @@ pub struct ImportArgs {
     /// Last valid day (YYYY-MM-DD, UTC).
     #[arg(long, value_parser = parse_date)]
     pub not_after: Option<time::Date>,
+    #[command(flatten)]
+    pub credentials: CredentialArgs,
+}
+
+/// The exchange credentials recorded with a key version.
+#[derive(Args, Debug, Default)]
+pub struct CredentialArgs {
+    /// The exchange's public API key for this secret: signers send it and refuse requests that
+    /// name another.
+    #[arg(long)]
+    pub api_key: Option<String>,
+    /// A file holding the exchange's API passphrase (OKX, Coinbase Exchange, Bitget, KuCoin),
+    /// recorded in the token's private metadata.
+    #[arg(long)]
+    pub passphrase_file: Option<std::path::PathBuf>,
+}
+
+impl CredentialArgs {
+    /// Adds the credentials to `spec`.
+    pub fn apply(&self, mut spec: KeySpec) -> anyhow::Result<KeySpec> {
+        if let Some(k) = &self.api_key {
+            spec = spec.api_key(k.clone());
+        }
+        if let Some(path) = &self.passphrase_file {
+            let text = Zeroizing::new(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("reading the passphrase file `{}`", path.display()))?,
+            );
+            let trimmed = text.trim_end_matches(['\n', '\r']);
+            anyhow::ensure!(!trimmed.is_empty(), "the passphrase file is empty");
+            spec = spec.passphrase(SecretString::from(trimmed));
+        }
+        Ok(spec)
+    }
 }
 
 #[derive(Args, Debug)]
@@ -50,6 +84,8 @@ pub struct AdoptArgs {
     /// Last valid day (YYYY-MM-DD, UTC).
     #[arg(long, value_parser = parse_date)]
     pub not_after: Option<time::Date>,
+    #[command(flatten)]
+    pub credentials: CredentialArgs,
 }
 
 /// `hsm-custody key adopt`: takes into custody an HMAC key provisioned by another tool.
@@ -68,6 +104,7 @@ pub fn adopt(global: &Global, args: AdoptArgs) -> anyhow::Result<()> {
             .collect::<Result<Vec<hsm_custody::HmacAlg>, _>>()?;
         spec = spec.algorithms(&algorithms);
     }
+    let spec = args.credentials.apply(spec)?;
     let custody = global.connect()?;
     let info = custody.adopt_hmac_key(spec)?;
     println!(
@@ -134,7 +171,9 @@ pub fn run(global: &Global, args: ImportArgs) -> anyhow::Result<()> {
         }
         encoding = Some(chosen);
     }
-    spec = spec.encoding(encoding.unwrap_or_default());
+    spec = args
+        .credentials
+        .apply(spec.encoding(encoding.unwrap_or_default()))?;
     let secret = read_secret()?;
     let custody = global.connect()?;
     let info = if args.kind == "ed25519" {

@@ -38,6 +38,9 @@ pub struct BeginArgs {
     /// Last valid day of the new version (YYYY-MM-DD, UTC).
     #[arg(long, value_parser = parse_date)]
     pub not_after: Option<time::Date>,
+    /// New exchange credentials for the new version (default: the active version's).
+    #[command(flatten)]
+    pub credentials: crate::key_import::CredentialArgs,
 }
 
 #[derive(Args, Debug)]
@@ -87,6 +90,8 @@ pub struct GenerateArgs {
     /// Last valid day (YYYY-MM-DD, UTC).
     #[arg(long, value_parser = parse_date)]
     pub not_after: Option<time::Date>,
+    #[command(flatten)]
+    pub credentials: crate::key_import::CredentialArgs,
 }
 
 #[derive(Args, Debug)]
@@ -159,6 +164,7 @@ pub fn rotate(global: &Global, cmd: RotateCommand) -> anyhow::Result<()> {
             if let Some(d) = args.not_after {
                 spec = spec.not_after(d);
             }
+            let spec = args.credentials.apply(spec)?;
             let v = custody.rotate_begin(spec, new)?;
             println!(
                 "`{}` v{} is pending (self-check passed); test it, then `hsm-custody key rotate promote --name {}`",
@@ -201,6 +207,7 @@ pub fn generate(global: &Global, args: GenerateArgs) -> anyhow::Result<()> {
         spec = spec.not_after(d);
     }
     let custody = global.connect()?;
+    let spec = args.credentials.apply(spec)?;
     let info = custody.generate_key(spec, kind)?;
     let pem = custody
         .key(&info.name)?

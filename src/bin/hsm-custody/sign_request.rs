@@ -24,8 +24,11 @@ pub struct SignRequestArgs {
     #[arg(long)]
     pub exchange: String,
     /// JSON file describing the request: {"method","path","query","body","timestamp","nonce",
-    /// "expires","api_key","recv_window","passphrase","host"} (any subset, strings used
-    /// verbatim). coinbase-advanced: api_key = the CDP key name, timestamp = nbf in seconds.
+    /// "expires","api_key","recv_window","passphrase","host"} (any subset). Validated against
+    /// the exchange's grammar: a timestamp, nonce or expiry must be within the `[signing]`
+    /// limits of the clock (leave them out and the crate sets them), an API key or passphrase
+    /// must equal the one recorded with the key. coinbase-advanced: api_key = the CDP key name,
+    /// timestamp = nbf in seconds.
     #[arg(long)]
     pub request: PathBuf,
 }
@@ -41,8 +44,10 @@ pub fn run(global: &Global, args: SignRequestArgs) -> anyhow::Result<()> {
         exchanges::all_ids().collect::<Vec<_>>().join(", ")
     );
     let custody = global.connect()?;
-    let key = custody.key(&args.key)?;
-    let signed = exchanges::sign_request(&args.exchange, &key, &request)?;
+    // The request is validated against the exchange's grammar and the inputs the crate owns
+    // (`[signing]` limits), and the withdrawal guard applies even with no configuration.
+    let signer = custody.exchange_signer_for(&args.key, &args.exchange)?;
+    let signed = signer.sign(&request)?;
     println!("{}", signed.to_json());
     Ok(())
 }
