@@ -25,8 +25,9 @@ use hsm_custody::{exchanges, Config, Custody, KeySpec, SecretString};
 use common::BenchEnv;
 
 const SECRET: &str = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j";
+/// The signer appends `timestamp` from the crate's clock (a caller's must be within 5 s of it).
 const QUERY: &str =
-    "symbol=BTCFDUSD&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01000000&price=43250.10&timestamp=1700000000000";
+    "symbol=BTCFDUSD&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01000000&price=43250.10";
 const CALLERS: usize = 8;
 
 fn request() -> Request {

@@ -511,8 +511,13 @@ impl Custody {
             };
             return self.sign_unguarded(name, version, op, data, Some(&mut check));
         };
+        let builtin = exchange.is_some() && !guard.judges_withdrawals();
         let mut checked = None;
         let mut check = |v: u32| -> Result<()> {
+            if builtin {
+                crate::policy::default_judge(&context(v))
+                    .map_err(|refusal| refusal.into_error(name))?;
+            }
             guard.check(&context(v))?;
             checked = Some(v);
             Ok(())

@@ -163,4 +163,12 @@ pub trait Guard: Send + Sync {
     fn lifecycle(&self, event: &LifecycleEvent) {
         let _ = event;
     }
+
+    /// Whether this guard judges withdrawals itself (the crate's [`crate::Guardrails`] do,
+    /// with each key's `allow_withdrawals`). When `false` (the default), the crate's built-in
+    /// withdrawal guard refuses every withdrawal and transfer before [`Guard::check`] is asked:
+    /// secure by default, whatever guard is installed.
+    fn judges_withdrawals(&self) -> bool {
+        false
+    }
 }

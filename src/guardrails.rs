@@ -384,6 +384,10 @@ impl Guard for Guardrails {
         }
     }
 
+    fn judges_withdrawals(&self) -> bool {
+        true
+    }
+
     fn lifecycle(&self, event: &LifecycleEvent) {
         let mut rec;
         match event {

@@ -1,12 +1,13 @@
-//! Arbitrary bytes as a `sign-request` JSON request, canonicalised and "signed" by every exchange
-//! scheme with a fake in-memory key (no token): must never panic.
+//! Arbitrary bytes as a `sign-request` JSON request, validated (`Exchange::reach`, the canonical
+//! form and what the signature is good for) and "signed" by every exchange scheme with a fake
+//! in-memory key (no token): must never panic.
 //!
 //! The first byte picks the fake key's kind (HMAC, Ed25519, P-256, RSA-2048) so that the
 //! asymmetric scheme variants (Binance, Bybit, Coinbase Advanced) are reached too; the rest is
 //! the request JSON.
 #![no_main]
 
-use hsm_custody::exchanges::{self, Context, FixedClock, FixedNonce, Request};
+use hsm_custody::exchanges::{self, Context, FixedClock, FixedNonce, Inputs, Limits, Request};
 use hsm_custody::{HmacAlg, KeyKind, Mac, RequestContext, Result, Signature};
 use libfuzzer_sys::fuzz_target;
 
@@ -67,9 +68,12 @@ fuzz_target!(|data: &[u8]| {
     let clock = FixedClock(1_700_000_000_123);
     let nonces = FixedNonce(42);
     let ctx = Context::new(&clock, &nonces);
+    let limits = Limits::default();
     for id in exchanges::all_ids() {
         let exchange = exchanges::by_id(id).expect("every listed id has a signer");
         let key = FakeKey { exchange: id, kind };
+        let inputs = Inputs::new(id, clock.0, &limits, None, None);
+        let _ = exchange.reach(&req, &inputs);
         // Errors (a request the scheme cannot sign, a key kind it refuses) are fine; panics not.
         if let Ok(signed) = exchange.sign(&req, &key, &ctx) {
             let _ = signed.path_and_query();

@@ -42,7 +42,12 @@ impl Guard for InFlight {
 }
 
 fn binance_request(i: usize) -> (Request, String) {
-    let query = format!("symbol=LTCBTC&i={i}&timestamp=1499827319559");
+    // A caller's timestamp must be within 5 s of the crate's clock: now.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let query = format!("symbol=LTCBTC&i={i}&timestamp={now}");
     let expected = hex::encode(software_hmac(
         HmacAlg::HmacSha256,
         SECRET.as_bytes(),
@@ -194,7 +199,7 @@ async fn async_errors_and_guard_refusals_are_the_sync_ones() {
     import_for(&custody, "bn", "binance", SECRET);
     custody
         .set_guard(Arc::new(InFlight {
-            refuse_path: Some("/sapi/v1/capital/withdraw/apply"),
+            refuse_path: Some("/api/v3/openOrders"),
             ..InFlight::default()
         }))
         .unwrap();
@@ -212,7 +217,7 @@ async fn async_errors_and_guard_refusals_are_the_sync_ones() {
     assert!(matches!(err, Error::WrongExchange { .. }), "{err}");
 
     let signer = custody.exchange_signer_for("bn", "binance").await.unwrap();
-    let refused = Request::post("/sapi/v1/capital/withdraw/apply").body("coin=BTC&timestamp=1");
+    let refused = Request::delete("/api/v3/openOrders").body("symbol=BTCUSDT");
     let async_err = signer.sign(&refused).await.unwrap_err();
     let sync_err = signer.blocking().sign(&refused).unwrap_err();
     assert_eq!(async_err.to_string(), sync_err.to_string());

@@ -361,7 +361,7 @@ fn cli_signs_under_guard_rails_and_verifies_tails_and_summarises_the_log() {
         fs::write(
             &file,
             format!(
-                "{{\"method\":\"POST\",\"path\":\"{path}\",\"query\":\"a=1\",\"timestamp\":\"1\"}}"
+                "{{\"method\":\"POST\",\"path\":\"{path}\",\"query\":\"a=1\"}}"
             ),
         )
         .unwrap();

@@ -415,8 +415,19 @@ fn loopback_verifier_accepts_signed_requests_and_rejects_tampering_wrong_keys_an
         .sign(&add)
         .unwrap();
     expect(&wrong, false, "kraken wrong key");
+    // A caller's stale nonce is refused by the crate itself now (held to its clock); a stale
+    // signature made with a stale clock is refused by the exchange.
     let stale_add = add.clone().nonce("1616492376594");
-    let stale = kraken.sign(&stale_add).unwrap();
+    let err = kraken.sign(&stale_add).unwrap_err();
+    assert!(
+        matches!(&err, hsm_custody::Error::RequestRefused { field, .. } if field == "nonce"),
+        "{err}"
+    );
+    let stale = kraken
+        .clone()
+        .with_nonces(hsm_custody::exchanges::FixedNonce(1_616_492_376_594))
+        .sign(&add)
+        .unwrap();
     expect(&stale, false, "kraken stale nonce");
     expect(&kraken.sign(&add).unwrap(), true, "kraken after rejections");
 

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use hsm_custody::exchanges::{
-    percent_encode, BinanceFixLogon, ExchangeSigner, FixedClock, FixedNonce, Request, SignedRequest,
+    percent_encode, BinanceFixLogon, ExchangeSigner, FixedNonce, Request, SignedRequest,
 };
 use hsm_custody::{Custody, Error, Guard, HmacAlg, KeyKind, KeySpec, SecretString, SignContext};
 use serde_json::Value;
@@ -43,10 +43,30 @@ fn generate(c: &Custody, name: &str, exchange: &str, kind: KeyKind) -> String {
     c.key(name).unwrap().public_key_pem().unwrap()
 }
 
+thread_local! {
+    /// The test's clock (each test runs on its own thread): the crate holds a request's
+    /// timestamp to its clock, so a test that signs a documented timestamp sets the clock near
+    /// it with [`at`].
+    static CLOCK_MS: std::cell::Cell<u64> = const { std::cell::Cell::new(1_700_000_000_000) };
+}
+
+/// Sets this test's clock to 1 s after `ms`.
+fn at(ms: u64) {
+    CLOCK_MS.with(|c| c.set(ms + 1000));
+}
+
+struct TestClock;
+
+impl hsm_custody::exchanges::Clock for TestClock {
+    fn now_ms(&self) -> u64 {
+        CLOCK_MS.with(std::cell::Cell::get)
+    }
+}
+
 fn signer(c: &Custody, name: &str, exchange: &str) -> ExchangeSigner {
     c.exchange_signer_for(name, exchange)
         .unwrap()
-        .with_clock(FixedClock(1_700_000_000_000))
+        .with_clock(TestClock)
         .with_nonces(FixedNonce(42))
 }
 
@@ -128,6 +148,7 @@ fn binance_ed25519_and_rsa_sign_the_hmac_payload_and_verify_with_the_exported_pe
     let rsa_pem = generate(&c, "bn-rsa", "binance", KeyKind::Rsa2048);
 
     let order = binance_order();
+    at(1_499_827_319_559);
     let hmac = signer(&c, "bn-hmac", "binance").sign(&order).unwrap();
     assert_eq!(hmac.signature, BINANCE_HMAC, "the documented HMAC example");
     let (hmac_payload, _) = split_signed(&hmac.query);
@@ -137,6 +158,7 @@ fn binance_ed25519_and_rsa_sign_the_hmac_payload_and_verify_with_the_exported_pe
         ("bn-rsa", &rsa_pem, verify_rsa),
     ] {
         // Query string.
+        at(1_499_827_319_559);
         let signed = signer(&c, name, "binance").sign(&order).unwrap();
         let (payload, sig) = binance_rest_signature(&signed, false);
         assert_eq!(payload, hmac_payload, "{name}: same payload as HMAC");
@@ -147,6 +169,7 @@ fn binance_ed25519_and_rsa_sign_the_hmac_payload_and_verify_with_the_exported_pe
         let form = Request::post("/api/v3/order")
             .body("symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=0.1")
             .timestamp("1499827319559");
+        at(1_499_827_319_559);
         let signed = signer(&c, name, "binance").sign(&form).unwrap();
         let (payload, sig) = binance_rest_signature(&signed, true);
         assert_eq!(
@@ -159,6 +182,7 @@ fn binance_ed25519_and_rsa_sign_the_hmac_payload_and_verify_with_the_exported_pe
         let futures = Request::post("/fapi/v1/order")
             .query("symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.01")
             .timestamp("1591702613943");
+        at(1_591_702_613_943);
         let signed = signer(&c, name, "binance-usdm").sign(&futures).unwrap();
         let (payload, sig) = binance_rest_signature(&signed, false);
         assert_eq!(
@@ -172,6 +196,7 @@ fn binance_ed25519_and_rsa_sign_the_hmac_payload_and_verify_with_the_exported_pe
             .query("symbol=BTCUSDT&side=SELL&type=LIMIT")
             .api_key("K")
             .timestamp("1655971200000");
+        at(1_655_971_200_000);
         let signed = signer(&c, name, "binance-ws").sign(&ws).unwrap();
         let (payload, raw) = split_signed(&signed.query);
         assert_eq!(
@@ -219,6 +244,7 @@ fn exchanges_rfc8032_key_gives_known_answers_through_the_binance_ed25519_path() 
     }
 
     let order = binance_order();
+    at(1_499_827_319_559);
     let signed = signer(&c, "rfc8032", "binance").sign(&order).unwrap();
     let (payload, sig) = binance_rest_signature(&signed, false);
     let reference = {
@@ -281,6 +307,7 @@ fn exchanges_bybit_rsa_signature_verifies_with_the_exported_pem() {
             ),
         ),
     ] {
+        at(req.timestamp.as_deref().unwrap().parse().unwrap());
         let signed = signer(&c, "by-rsa", "bybit").sign(req).unwrap();
         assert_eq!(
             signed.header("X-BAPI-SIGN"),
@@ -411,6 +438,7 @@ fn exchanges_coinbase_advanced_jwt_es256_and_eddsa_verify_with_the_exported_key(
         .timestamp("1712345678")
         .nonce("c0ffee")
         .host("api.coinbase.com");
+    at(1_712_345_678_000);
     let signed = signer(&c, "cb-p256", "coinbase-advanced")
         .sign(&post)
         .unwrap();
@@ -576,7 +604,6 @@ fn exchanges_cli_sign_request_with_asymmetric_keys_prints_the_json_contract() {
             "path": "/api/v3/order",
             "query": "symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=0.1",
             "recv_window": "5000",
-            "timestamp": "1499827319559",
             "api_key": BINANCE_API_KEY,
         }),
     );
@@ -584,9 +611,12 @@ fn exchanges_cli_sign_request_with_asymmetric_keys_prints_the_json_contract() {
     let query = out["query"].as_str().unwrap();
     let (payload, wire) = split_signed(query);
     assert_eq!(wire, percent_encode(signature));
-    assert_eq!(
-        payload,
-        "symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=0.1&recvWindow=5000&timestamp=1499827319559"
+    // The CLI signs with the system clock: the crate appends the timestamp.
+    assert!(
+        payload.starts_with(
+            "symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=0.1&recvWindow=5000&timestamp="
+        ),
+        "{payload}"
     );
     assert_eq!(out["headers"]["X-MBX-APIKEY"], BINANCE_API_KEY);
     verify_ed25519(&pem, payload.as_bytes(), &B64.decode(signature).unwrap());
@@ -605,6 +635,10 @@ fn exchanges_cli_sign_request_with_asymmetric_keys_prints_the_json_contract() {
         ],
     );
     let kid = "organizations/o/apiKeys/k";
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let out = cli_sign_request(
         &t,
         "cli-p256",
@@ -613,7 +647,7 @@ fn exchanges_cli_sign_request_with_asymmetric_keys_prints_the_json_contract() {
             "method": "GET",
             "path": "/api/v3/brokerage/accounts",
             "api_key": kid,
-            "timestamp": "1700000000",
+            "timestamp": now_s.to_string(),
             "nonce": "n-1",
         }),
     );
@@ -626,6 +660,6 @@ fn exchanges_cli_sign_request_with_asymmetric_keys_prints_the_json_contract() {
         claims["uri"],
         "GET api.coinbase.com/api/v3/brokerage/accounts"
     );
-    assert_eq!(claims["exp"], 1_700_000_120u64);
+    assert_eq!(claims["exp"], now_s + 120);
     verify_p256(&pem, input.as_bytes(), &sig);
 }

@@ -28,7 +28,9 @@ impl Guard for Recorder {
             ctx.message.len()
         );
         self.checks.lock().unwrap().push(line);
-        if ctx.path.is_some_and(|p| p.contains("withdraw")) {
+        if ctx.path.is_some_and(|p| p.contains("withdraw"))
+            || std::str::from_utf8(ctx.message).is_ok_and(|m| m.contains("withdraw"))
+        {
             return Err(Error::InvalidInput("test guard refuses withdrawals".into()));
         }
         Ok(())
@@ -68,11 +70,18 @@ fn the_guard_sees_every_signature_and_can_refuse_before_the_token() {
         .unwrap();
     let signer = c.exchange_signer("bn").unwrap();
     signer
-        .sign(&Request::post("/api/v3/order").query("symbol=LTCBTC&timestamp=1"))
+        .sign(&Request::post("/api/v3/order").query("symbol=LTCBTC"))
         .unwrap();
     let before = c.stats().checkouts;
+    // The built-in withdrawal guard refuses before a guard that does not judge withdrawals
+    // itself is asked (secure by default, whatever guard is installed).
     let err = signer
-        .sign(&Request::post("/sapi/v1/capital/withdraw/apply").query("coin=BTC&timestamp=1"))
+        .sign(&Request::post("/sapi/v1/capital/withdraw/apply").query("coin=BTC"))
+        .unwrap_err();
+    assert!(err.to_string().contains("withdrawal-guard:binance"), "{err}");
+    // The installed guard's own refusal: an endpoint the built-in guard lets through.
+    let err = signer
+        .sign(&Request::get("/api/v3/allOrders").query("note=withdraw"))
         .unwrap_err();
     assert!(err.to_string().contains("refuses withdrawals"), "{err}");
     assert_eq!(
@@ -86,11 +95,13 @@ fn the_guard_sees_every_signature_and_can_refuse_before_the_token() {
         checks[0], "bn v1 None None None 9",
         "raw signature: no request context"
     );
+    // The signed bytes: the query and the timestamp the crate appended (13 digits).
     assert_eq!(
         checks[1],
-        "bn v1 Some(\"binance\") Some(\"POST\") Some(\"/api/v3/order\") 25"
+        "bn v1 Some(\"binance\") Some(\"POST\") Some(\"/api/v3/order\") 37"
     );
-    assert!(checks[2].contains("withdraw"));
+    assert_eq!(checks.len(), 3, "{checks:?}");
+    assert!(checks[2].contains("allOrders"));
     assert_eq!(
         *guard.outcomes.lock().unwrap(),
         vec![true, true],
