@@ -507,7 +507,8 @@ impl Custody {
             }
             // Secure by default: with no guard rails the withdrawal guard still applies.
             let mut check = |v: u32| -> Result<()> {
-                crate::policy::default_judge(&context(v)).map_err(|refusal| refusal.into_error(name))
+                crate::policy::default_judge(&context(v))
+                    .map_err(|refusal| refusal.into_error(name))
             };
             return self.sign_unguarded(name, version, op, data, Some(&mut check));
         };

@@ -428,7 +428,8 @@ impl Custody {
     /// [`Error::KeyNotFound`], [`Error::WrongExchange`], [`Error::InvalidInput`] for an unknown id.
     pub fn exchange_signer_for(&self, name: &str, id: &str) -> Result<ExchangeSigner> {
         let exchange = by_id(id).ok_or_else(|| unknown_exchange(id))?;
-        Ok(ExchangeSigner::new(exchange, self.key(name)?)?.with_limits(self.signing_limits().clone()))
+        Ok(ExchangeSigner::new(exchange, self.key(name)?)?
+            .with_limits(self.signing_limits().clone()))
     }
 }
 

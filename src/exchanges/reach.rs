@@ -322,7 +322,12 @@ impl<'a> Inputs<'a> {
             && (value == "0" || !value.starts_with('0'));
         ok.then(|| value.parse::<u64>().ok())
             .flatten()
-            .ok_or_else(|| self.refuse(field, "must be a decimal number without sign or leading zero"))
+            .ok_or_else(|| {
+                self.refuse(
+                    field,
+                    "must be a decimal number without sign or leading zero",
+                )
+            })
     }
 
     /// Checks that `ms` (a time in milliseconds) is within the allowed skew of the clock.
@@ -360,19 +365,18 @@ impl<'a> Inputs<'a> {
     /// space for everyone or sign far ahead).
     pub fn time_nonce(&self, field: &str, value: &str) -> Result<u64> {
         let n = self.number(field, value)?;
-        let ms = match value.len() {
-            10 => n.saturating_mul(1000),
-            13 => n,
-            16 => n / 1000,
-            19 => n / 1_000_000,
-            _ => {
-                return Err(self.refuse(
+        let ms =
+            match value.len() {
+                10 => n.saturating_mul(1000),
+                13 => n,
+                16 => n / 1000,
+                19 => n / 1_000_000,
+                _ => return Err(self.refuse(
                     field,
                     "must be a time in s, ms, µs or ns (10, 13, 16 or 19 digits); leave it out \
                      and the crate's nonce source sets it",
-                ))
-            }
-        };
+                )),
+            };
         self.within_skew(field, ms)?;
         Ok(n)
     }
@@ -425,10 +429,9 @@ impl<'a> Inputs<'a> {
         match (self.api_key, value) {
             (Some(stored), None) => Ok(Some(stored)),
             (Some(stored), Some(given)) if given == stored => Ok(Some(given)),
-            (Some(_), Some(_)) => Err(self.refuse(
-                "api_key",
-                "differs from the API key recorded with the key",
-            )),
+            (Some(_), Some(_)) => {
+                Err(self.refuse("api_key", "differs from the API key recorded with the key"))
+            }
             (None, None) => Ok(None),
             (None, Some(given)) => {
                 let ok = !given.is_empty()
@@ -505,10 +508,7 @@ pub mod grammar {
         if allowed.contains(&value) {
             Ok(value)
         } else {
-            Err(inputs.refuse(
-                "method",
-                format!("must be one of {}", allowed.join(", ")),
-            ))
+            Err(inputs.refuse("method", format!("must be one of {}", allowed.join(", "))))
         }
     }
 
@@ -803,7 +803,9 @@ mod tests {
             grammar::form(&i, "query", "a=1&b=%20x").unwrap(),
             vec!["a", "b"]
         );
-        for bad in ["a=1&a=2", "a", "a=1&", "&a=1", "?a=1", "a=b=c", "a=%zz", "a=1 2", "a=é"] {
+        for bad in [
+            "a=1&a=2", "a", "a=1&", "&a=1", "?a=1", "a=b=c", "a=%zz", "a=1 2", "a=é",
+        ] {
             assert!(grammar::form(&i, "query", bad).is_err(), "{bad}");
         }
         assert!(grammar::json_object(&i, "body", r#"{"a":{"b":1}}"#).is_ok());

@@ -84,8 +84,14 @@ const SHA384: &[HmacAlg] = &[HmacAlg::HmacSha384];
 const SHA512: &[HmacAlg] = &[HmacAlg::HmacSha512];
 
 const BINANCE_GUARDED: &[Guarded] = &[
-    gp("/sapi/*/capital/withdraw/apply", &["coin", "address", "amount"]),
-    gp("/sapi/*/localentity/withdraw/apply", &["coin", "address", "amount"]),
+    gp(
+        "/sapi/*/capital/withdraw/apply",
+        &["coin", "address", "amount"],
+    ),
+    gp(
+        "/sapi/*/localentity/withdraw/apply",
+        &["coin", "address", "amount"],
+    ),
     gp("/sapi/*/asset/transfer", &["type", "asset", "amount"]),
     gp("/sapi/*/futures/transfer", &["asset", "amount", "type"]),
     gp("/sapi/*/margin/transfer", &["asset", "amount", "type"]),
@@ -97,8 +103,14 @@ const BINANCE_GUARDED: &[Guarded] = &[
         "/sapi/*/sub-account/universalTransfer",
         &["fromAccountType", "toAccountType", "asset", "amount"],
     ),
-    gp("/sapi/*/sub-account/transfer/subToMaster", &["asset", "amount"]),
-    gp("/sapi/*/sub-account/transfer/subToSub", &["toEmail", "asset", "amount"]),
+    gp(
+        "/sapi/*/sub-account/transfer/subToMaster",
+        &["asset", "amount"],
+    ),
+    gp(
+        "/sapi/*/sub-account/transfer/subToSub",
+        &["toEmail", "asset", "amount"],
+    ),
     gp(
         "/sapi/*/sub-account/futures/transfer",
         &["email", "asset", "amount", "type"],
@@ -111,7 +123,10 @@ const BINANCE_GUARDED: &[Guarded] = &[
         "/sapi/*/sub-account/margin/transfer",
         &["email", "asset", "amount", "type"],
     ),
-    gp("/sapi/*/managed-subaccount/withdraw", &["email", "asset", "amount"]),
+    gp(
+        "/sapi/*/managed-subaccount/withdraw",
+        &["email", "asset", "amount"],
+    ),
     gp("/sapi/*/giftcard/createCode", &["token", "amount"]),
     gp(
         "/sapi/*/giftcard/buyCode",
@@ -122,7 +137,10 @@ const BINANCE_GUARDED: &[Guarded] = &[
 
 const MEXC_GUARDED: &[Guarded] = &[
     gp("/api/v3/capital/withdraw", &["coin", "address", "amount"]),
-    gp("/api/v3/capital/withdraw/apply", &["coin", "address", "amount"]),
+    gp(
+        "/api/v3/capital/withdraw/apply",
+        &["coin", "address", "amount"],
+    ),
     gp(
         "/api/v3/capital/transfer",
         &["fromAccountType", "toAccountType", "asset", "amount"],
@@ -144,7 +162,13 @@ const BYBIT_GUARDED: &[Guarded] = &[
     ),
     gp(
         "/v5/asset/transfer/inter-transfer",
-        &["transferId", "coin", "amount", "fromAccountType", "toAccountType"],
+        &[
+            "transferId",
+            "coin",
+            "amount",
+            "fromAccountType",
+            "toAccountType",
+        ],
     ),
     gp(
         "/v5/asset/transfer/universal-transfer",

@@ -194,9 +194,8 @@ impl KeySpec {
                 )));
             }
         }
-        let printable = |v: &str| {
-            !v.is_empty() && v.len() <= 256 && v.bytes().all(|b| b.is_ascii_graphic())
-        };
+        let printable =
+            |v: &str| !v.is_empty() && v.len() <= 256 && v.bytes().all(|b| b.is_ascii_graphic());
         if self.api_key.as_deref().is_some_and(|k| !printable(k)) {
             return Err(Error::invalid(
                 "an API key is 1-256 printable ASCII characters without spaces",
@@ -414,7 +413,10 @@ impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Credentials")
             .field("api_key", &self.api_key)
-            .field("passphrase", &self.passphrase.as_ref().map(|_| "[REDACTED]"))
+            .field(
+                "passphrase",
+                &self.passphrase.as_ref().map(|_| "[REDACTED]"),
+            )
             .finish()
     }
 }

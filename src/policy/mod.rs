@@ -336,7 +336,9 @@ mod tests {
         let noon = time!(12:00);
         let open = KeyPolicy::default();
         let order = unbound(&["symbol", "side", "type", "quantity", "price", "timestamp"]);
-        assert!(open.judge(&with_reach(Some("binance"), &order), noon).is_ok());
+        assert!(open
+            .judge(&with_reach(Some("binance"), &order), noon)
+            .is_ok());
         // An "order" carrying a withdrawal's parameters is a withdrawal's signature.
         let smuggled = unbound(&["symbol", "coin", "address", "amount", "timestamp"]);
         assert_eq!(
@@ -349,7 +351,9 @@ mod tests {
         let cut = unbound(&["coin", "xaddress", "amount"]);
         assert!(open.judge(&with_reach(Some("binance"), &cut), noon).is_ok());
         let cut = cut.with_split_names();
-        assert!(open.judge(&with_reach(Some("binance"), &cut), noon).is_err());
+        assert!(open
+            .judge(&with_reach(Some("binance"), &cut), noon)
+            .is_err());
         // A path-bound exchange is judged by its path alone.
         let okx = Reach::bound("POST", "/api/v5/trade/order")
             .with_params(["coin", "address", "amount"].map(str::to_owned));

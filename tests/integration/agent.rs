@@ -317,11 +317,7 @@ fn agent_serves_eight_client_processes_with_policy_audit_and_graceful_shutdown()
                 payload.starts_with(&format!("{}&timestamp=", binance_query(client, n))),
                 "{line}"
             );
-            assert_eq!(
-                parts[3],
-                expected_signature(payload),
-                "{line}"
-            );
+            assert_eq!(parts[3], expected_signature(payload), "{line}");
             signed += 1;
         }
     }
@@ -332,8 +328,8 @@ fn agent_serves_eight_client_processes_with_policy_audit_and_graceful_shutdown()
 
     // The agent's guard rails apply: a withdrawal is refused before the token.
     let mut client = AgentClient::connect(&agent.socket).unwrap();
-    let withdraw = Request::post("/sapi/v1/capital/withdraw/apply")
-        .body("coin=BTC&address=x&amount=1");
+    let withdraw =
+        Request::post("/sapi/v1/capital/withdraw/apply").body("coin=BTC&address=x&amount=1");
     let err = client.sign("bn", "binance", &withdraw).unwrap_err();
     assert!(
         matches!(&err, Error::PolicyDenied { key, rule } if key == "bn" && rule.starts_with("withdrawal-guard")),

@@ -360,9 +360,7 @@ fn cli_signs_under_guard_rails_and_verifies_tails_and_summarises_the_log() {
         let file = dir.path().join(name);
         fs::write(
             &file,
-            format!(
-                "{{\"method\":\"POST\",\"path\":\"{path}\",\"query\":\"a=1\"}}"
-            ),
+            format!("{{\"method\":\"POST\",\"path\":\"{path}\",\"query\":\"a=1\"}}"),
         )
         .unwrap();
         file

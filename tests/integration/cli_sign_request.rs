@@ -108,7 +108,9 @@ fn at_now(request: &Value) -> Value {
         out["expires"] = Value::String((ms / 1000 + 30).to_string());
     }
     for field in ["query", "body"] {
-        let Some(text) = request[field].as_str() else { continue };
+        let Some(text) = request[field].as_str() else {
+            continue;
+        };
         let mut text = text.to_owned();
         for tag in ["timestamp=", "nonce=", "\"nonce\":", "\"nonce\": "] {
             if let Some(at) = text.find(tag) {
@@ -143,7 +145,11 @@ fn sign_request_signs_every_vector_for_every_exchange_id() {
         let passphrase = v["request"]["passphrase"].as_str();
         let n = keys.len();
         let key = keys
-            .entry((ex.to_owned(), secret.to_owned(), passphrase.map(str::to_owned)))
+            .entry((
+                ex.to_owned(),
+                secret.to_owned(),
+                passphrase.map(str::to_owned),
+            ))
             .or_insert_with(|| {
                 let name = format!("cli-{n}");
                 import_with(&t, &name, ex, secret, passphrase);

@@ -103,7 +103,13 @@ pub fn vector_clock(req: &Value) -> u64 {
     for field in ["query", "body"] {
         let Some(t) = text(field) else { continue };
         let t = t.replace("%3A", ":");
-        for tag in ["timestamp=", "Timestamp=", "nonce=", "\"nonce\":", "\"nonce\": "] {
+        for tag in [
+            "timestamp=",
+            "Timestamp=",
+            "nonce=",
+            "\"nonce\":",
+            "\"nonce\": ",
+        ] {
             if let Some(at) = t.find(tag) {
                 let rest = &t[at + tag.len()..];
                 let end = rest
@@ -136,7 +142,11 @@ fn time_ms(t: &str) -> Option<u64> {
             _ => None,
         };
     }
-    let iso = if t.ends_with('Z') { t.to_owned() } else { format!("{t}Z") };
+    let iso = if t.ends_with('Z') {
+        t.to_owned()
+    } else {
+        format!("{t}Z")
+    };
     time::OffsetDateTime::parse(&iso, &time::format_description::well_known::Rfc3339)
         .ok()
         .map(|d| (d.unix_timestamp_nanos() / 1_000_000) as u64)

@@ -78,7 +78,10 @@ fn the_guard_sees_every_signature_and_can_refuse_before_the_token() {
     let err = signer
         .sign(&Request::post("/sapi/v1/capital/withdraw/apply").query("coin=BTC"))
         .unwrap_err();
-    assert!(err.to_string().contains("withdrawal-guard:binance"), "{err}");
+    assert!(
+        err.to_string().contains("withdrawal-guard:binance"),
+        "{err}"
+    );
     // The installed guard's own refusal: an endpoint the built-in guard lets through.
     let err = signer
         .sign(&Request::get("/api/v3/allOrders").query("note=withdraw"))

@@ -48,7 +48,10 @@ fn a_withdrawal_smuggled_as_an_order_is_refused_with_no_configuration() {
     assert!(signer.sign(&split).is_err());
     // And the named withdrawal endpoint itself, of course.
     let named = Request::post("/sapi/v1/capital/withdraw/apply").query("coin=BTC");
-    assert_eq!(rule(&signer.sign(&named).unwrap_err()), "withdrawal-guard:binance");
+    assert_eq!(
+        rule(&signer.sign(&named).unwrap_err()),
+        "withdrawal-guard:binance"
+    );
 }
 
 /// Every exchange id, with no guard rails: the guarded endpoints of its table are refused.
@@ -143,7 +146,9 @@ fn the_audit_line_records_what_the_signature_can_do() {
     import(&c, "bn", "binance");
     let signer = c.exchange_signer("bn").unwrap();
     signer
-        .sign(&Request::post("/api/v3/order").query("symbol=BTCUSDT&side=BUY&type=MARKET&quantity=1"))
+        .sign(
+            &Request::post("/api/v3/order").query("symbol=BTCUSDT&side=BUY&type=MARKET&quantity=1"),
+        )
         .unwrap();
     let _ = signer.sign(&Request::post("/api/v3/order").query("coin=BTC&address=a&amount=1"));
     guard.sync().unwrap();
@@ -176,7 +181,11 @@ fn cli_sign_request_refuses_a_withdrawal_with_no_config() {
         &["key", "import", "--name", "bn", "--exchange", "binance"],
         Some("cli-secret-0123456789abcdef0123456789abcdef0123456789abcdef0123"),
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("req.json");
     let sign = |req: &Value| {
@@ -198,19 +207,38 @@ fn cli_sign_request_refuses_a_withdrawal_with_no_config() {
     let out = sign(&serde_json::json!({
         "method": "POST", "path": "/sapi/v1/capital/withdraw/apply",
         "query": "coin=BTC&address=bc1q&amount=1"}));
-    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("withdrawal-guard:binance"), "{stderr}");
     assert!(out.stdout.is_empty());
     // The same withdrawal named as an order.
     let out = sign(&serde_json::json!({
         "method": "POST", "path": "/api/v3/order", "query": "coin=BTC&address=bc1q&amount=1"}));
-    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Bad input is 2, not 4.
     let out = sign(&serde_json::json!({"method": "POST", "path": "/api/v3/../order"}));
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // An ordinary order goes through.
     let out = sign(&serde_json::json!({
         "method": "POST", "path": "/api/v3/order", "query": "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=1"}));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

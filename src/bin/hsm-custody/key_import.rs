@@ -54,10 +54,10 @@ impl CredentialArgs {
             spec = spec.api_key(k.clone());
         }
         if let Some(path) = &self.passphrase_file {
-            let text = Zeroizing::new(
-                std::fs::read_to_string(path)
-                    .with_context(|| format!("reading the passphrase file `{}`", path.display()))?,
-            );
+            let text =
+                Zeroizing::new(std::fs::read_to_string(path).with_context(|| {
+                    format!("reading the passphrase file `{}`", path.display())
+                })?);
             let trimmed = text.trim_end_matches(['\n', '\r']);
             anyhow::ensure!(!trimmed.is_empty(), "the passphrase file is empty");
             spec = spec.passphrase(SecretString::from(trimmed));

@@ -139,12 +139,16 @@ pub fn path_matches(pattern: &str, path: &str) -> bool {
         let mut rest = s.as_str();
         for (i, part) in parts.iter().enumerate() {
             if i == 0 {
-                let Some(r) = rest.strip_prefix(part) else { return false };
+                let Some(r) = rest.strip_prefix(part) else {
+                    return false;
+                };
                 rest = r;
             } else if i == parts.len() - 1 {
                 return rest.ends_with(part);
             } else {
-                let Some(at) = rest.find(part) else { return false };
+                let Some(at) = rest.find(part) else {
+                    return false;
+                };
                 rest = &rest[at + part.len()..];
             }
         }
@@ -157,10 +161,28 @@ pub fn path_matches(pattern: &str, path: &str) -> bool {
 
 #[test]
 fn path_patterns_match_like_the_guard() {
-    assert!(path_matches("/sapi/*/capital/withdraw/apply", "/sapi/v1/capital/withdraw/apply"));
-    assert!(path_matches("/SAPI/*/capital/withdraw/apply", "/sapi/v1/Capital/withdraw/apply"));
-    assert!(path_matches("**/private/create-withdrawal", "/exchange/v1/private/create-withdrawal"));
-    assert!(path_matches("/api/v2/*_withdrawal", "/api/v2/btc_withdrawal"));
-    assert!(!path_matches("/api/v2/*_withdrawal", "/api/v2/btc/x_withdrawal"));
-    assert!(!path_matches("/sapi/*/capital/withdraw/apply", "/api/v3/order"));
+    assert!(path_matches(
+        "/sapi/*/capital/withdraw/apply",
+        "/sapi/v1/capital/withdraw/apply"
+    ));
+    assert!(path_matches(
+        "/SAPI/*/capital/withdraw/apply",
+        "/sapi/v1/Capital/withdraw/apply"
+    ));
+    assert!(path_matches(
+        "**/private/create-withdrawal",
+        "/exchange/v1/private/create-withdrawal"
+    ));
+    assert!(path_matches(
+        "/api/v2/*_withdrawal",
+        "/api/v2/btc_withdrawal"
+    ));
+    assert!(!path_matches(
+        "/api/v2/*_withdrawal",
+        "/api/v2/btc/x_withdrawal"
+    ));
+    assert!(!path_matches(
+        "/sapi/*/capital/withdraw/apply",
+        "/api/v3/order"
+    ));
 }

@@ -80,7 +80,9 @@ pub fn check_signed(
     limits: &Limits,
 ) -> Result<(), String> {
     if !model.verify(http, secret) {
-        return Err(format!("the model does not verify the crate's signature: {http:?}"));
+        return Err(format!(
+            "the model does not verify the crate's signature: {http:?}"
+        ));
     }
     let signed = model
         .signed_bytes(http)
@@ -125,7 +127,9 @@ fn judge(
             let method_ok = |m: &str| m == "*" || method == "*" || m.eq_ignore_ascii_case(method);
             for (m, p, _) in model.guarded() {
                 if path_matches(p, endpoint) && method_ok(m) {
-                    return Err(format!("reaches guarded endpoint {m} {p} as {method} {endpoint}"));
+                    return Err(format!(
+                        "reaches guarded endpoint {m} {p} as {method} {endpoint}"
+                    ));
                 }
             }
             if endpoint.to_ascii_lowercase().contains("withdraw")
@@ -170,11 +174,11 @@ fn judge(
 
 /// A connected token with guard rails under `oracle` and key `prop` for `exchange` (the
 /// property secret, with `api_key`/`passphrase` recorded when given).
-pub fn setup(
-    exchange: &str,
-    oracle: &Oracle,
-) -> (TestToken, Custody, tempfile::TempDir) {
-    let (t, c, _g, dir) = guarded(&format!("prop-{exchange}"), &oracle.policy("prop", exchange));
+pub fn setup(exchange: &str, oracle: &Oracle) -> (TestToken, Custody, tempfile::TempDir) {
+    let (t, c, _g, dir) = guarded(
+        &format!("prop-{exchange}"),
+        &oracle.policy("prop", exchange),
+    );
     let profile = exchanges::profile(exchange).expect("known exchange");
     c.import_hmac_secret(
         hsm_custody::KeySpec::hmac("prop")
