@@ -158,8 +158,9 @@ pub struct Probe {
     pub enforces_non_extractability: bool,
     /// The attempts.
     pub steps: Vec<ProbeStep>,
-    /// `C_DigestKey` on the sensitive key was accepted (a guess-confirmation oracle, like the
-    /// HMAC itself; not an extraction).
+    /// `C_DigestKey` on the sensitive key was accepted: a hash of the stored value, a
+    /// guess-confirmation oracle (and the effective key of an HMAC key stored longer than its
+    /// hash's block, which the crate no longer makes).
     pub digests_sensitive_keys: bool,
 }
 
@@ -292,7 +293,7 @@ pub fn run(config: &Config) -> Result<Report> {
     if probe.digests_sensitive_keys {
         report.add(
             Severity::Warning,
-            "the module accepts C_DigestKey on sensitive keys (returns a hash of the value: a guess-confirmation oracle like the HMAC itself, not an extraction)",
+            "the module accepts C_DigestKey on sensitive keys: it returns a hash of the stored value, an offline guess-confirmation oracle for whoever holds the login; for an HMAC key stored longer than its hash's block that hash IS the effective key (the crate stores such secrets pre-hashed; keys flagged below need a rotation)",
         );
     }
     report.probe = Some(probe);
@@ -687,6 +688,9 @@ fn key_problems(
             }
         }
     }
+    if let Some(problem) = long_hmac_key(session, h) {
+        problems.push(problem);
+    }
     for t in [AttributeType::Value, AttributeType::PrivateExponent] {
         if let Ok(info) = session.get_attribute_info(h, &[t]) {
             if let Some(AttributeInfo::Available(n)) = info.first() {
@@ -697,6 +701,47 @@ fn key_problems(
         }
     }
     Ok(problems)
+}
+
+/// An HMAC key stored longer than its hash's block: HMAC keys with the hash of such a value, so
+/// on a module that digests sensitive keys (`C_DigestKey`, SoftHSM2) that digest *is* the
+/// effective key. The crate stores the hash itself since issue 26; older imports need a
+/// rotation.
+fn long_hmac_key(session: &Session, h: ObjectHandle) -> Option<String> {
+    use cryptoki::mechanism::MechanismType;
+    let attrs = session
+        .get_attributes(
+            h,
+            &[AttributeType::ValueLen, AttributeType::AllowedMechanisms],
+        )
+        .ok()?;
+    let mut len = None;
+    let mut mechanisms = Vec::new();
+    for a in attrs {
+        match a {
+            Attribute::ValueLen(n) => len = Some(u64::from(n)),
+            Attribute::AllowedMechanisms(m) => mechanisms = m,
+            _ => {}
+        }
+    }
+    let len = len?;
+    let block = |m: &MechanismType| {
+        if *m == MechanismType::SHA256_HMAC {
+            Some(64)
+        } else if *m == MechanismType::SHA384_HMAC || *m == MechanismType::SHA512_HMAC {
+            Some(128)
+        } else {
+            None
+        }
+    };
+    let smallest = mechanisms.iter().filter_map(block).min()?;
+    (len > smallest).then(|| {
+        format!(
+            "HMAC key stored as {len} bytes, longer than its hash's {smallest}-byte block: a module \
+             that digests sensitive keys (C_DigestKey) hands out its effective HMAC key; rotate it \
+             (`hsm-custody key rotate begin`: new versions store the hash)"
+        )
+    })
 }
 
 impl fmt::Display for Report {

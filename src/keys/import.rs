@@ -60,7 +60,7 @@ pub(crate) fn create_hmac_version(
     mut step: impl FnMut() -> Result<()>,
 ) -> Result<(ObjectHandle, Option<String>)> {
     let mut stored = Zeroizing::new(Vec::with_capacity(key_bytes.len().max(MIN_STORED_LEN)));
-    stored.extend_from_slice(key_bytes);
+    stored.extend_from_slice(&effective_key(key_bytes, algorithms)?);
     if stored.len() < MIN_STORED_LEN {
         stored.resize(MIN_STORED_LEN, 0);
     }
@@ -88,6 +88,46 @@ pub(crate) fn create_hmac_version(
             Err(e)
         }
     }
+}
+
+/// The HMAC block size of an algorithm's hash, in bytes.
+fn block_len(alg: HmacAlg) -> usize {
+    match alg {
+        HmacAlg::HmacSha256 => 64,
+        _ => 128,
+    }
+}
+
+/// The key the token stores for `secret`: the secret itself, or, when it is longer than the
+/// hash's block, the hash of it (HMAC replaces such a key by its hash before use, so the MACs
+/// are identical). Storing the secret itself would make `C_DigestKey` (which SoftHSM2 allows on
+/// sensitive keys) hand out exactly that hash: the effective HMAC key, a clone of the secret.
+/// A long secret with algorithms of different hashes has no one such form: refused.
+fn effective_key(secret: &[u8], algorithms: &[HmacAlg]) -> Result<Zeroizing<Vec<u8>>> {
+    use sha2::Digest as _;
+    let long: Vec<HmacAlg> = algorithms
+        .iter()
+        .copied()
+        .filter(|a| secret.len() > block_len(*a))
+        .collect();
+    let Some(&first) = long.first() else {
+        return Ok(Zeroizing::new(secret.to_vec()));
+    };
+    if algorithms.iter().any(|a| *a != first) {
+        return Err(Error::invalid(format!(
+            "a secret of {} bytes is longer than the {} hash's block, so HMAC keys with its hash; \
+             the token can store that form for one hash only: import it for {} alone \
+             (an exchange binding chooses the algorithm)",
+            secret.len(),
+            first.name(),
+            first.name()
+        )));
+    }
+    Ok(Zeroizing::new(match first {
+        HmacAlg::HmacSha256 => sha2::Sha256::digest(secret).to_vec(),
+        HmacAlg::HmacSha384 => sha2::Sha384::digest(secret).to_vec(),
+        _ => sha2::Sha512::digest(secret).to_vec(),
+    }))
 }
 
 /// The error for a refused `C_CreateObject` of the secret key. Some modules accept no secret
