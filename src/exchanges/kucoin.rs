@@ -290,6 +290,7 @@ mod tests {
                 "timestamp",
             ),
             (Request::get("/api/v1/orders").nonce("1"), "nonce"),
+            (Request::get("/api/v1/orders").passphrase("p"), "passphrase"),
             (
                 Request::get("/api/v1/orders").host("api.kucoin.com.evil"),
                 "host",
