@@ -1103,7 +1103,12 @@ struct Gen {
     names: &'static [&'static str],
     time: Time,
     host: &'static str,
+    /// The API key every ordinary request carries (Coinbase Advanced needs its key name).
+    api_key: Option<&'static str>,
 }
+
+/// The CDP key name the Coinbase Advanced requests carry.
+const KID: &str = "organizations/0f1e2d3c/apiKeys/4b5a6978";
 
 const GENS: &[Gen] = &[
     Gen {
@@ -1136,6 +1141,7 @@ const GENS: &[Gen] = &[
         names: &["ccy", "amt", "dest", "toAddr", "chain"],
         time: Time::Iso,
         host: "www.okx.com",
+        api_key: None,
     },
     Gen {
         id: "coinbase-exchange",
@@ -1160,6 +1166,7 @@ const GENS: &[Gen] = &[
         names: &["amount", "currency", "crypto_address", "from", "to"],
         time: Time::Seconds,
         host: "api.exchange.coinbase.com",
+        api_key: None,
     },
     Gen {
         id: "bitget",
@@ -1201,6 +1208,7 @@ const GENS: &[Gen] = &[
         ],
         time: Time::Millis,
         host: "api.bitget.com",
+        api_key: None,
     },
     Gen {
         id: "kucoin",
@@ -1226,6 +1234,7 @@ const GENS: &[Gen] = &[
         names: &["currency", "address", "amount", "from", "to"],
         time: Time::Millis,
         host: "api.kucoin.com",
+        api_key: None,
     },
     Gen {
         id: "bitmex",
@@ -1249,6 +1258,7 @@ const GENS: &[Gen] = &[
         names: &["currency", "amount", "address", "token"],
         time: Time::Expires,
         host: "www.bitmex.com",
+        api_key: None,
     },
     Gen {
         id: "bitfinex",
@@ -1267,6 +1277,7 @@ const GENS: &[Gen] = &[
         names: &["wallet", "method", "amount", "address", "from", "to"],
         time: Time::Nonce,
         host: "api.bitfinex.com",
+        api_key: None,
     },
     Gen {
         id: "gate",
@@ -1306,6 +1317,42 @@ const GENS: &[Gen] = &[
         names: &["currency", "address", "amount", "from", "to"],
         time: Time::Seconds,
         host: "api.gateio.ws",
+        api_key: None,
+    },
+    Gen {
+        id: "coinbase-advanced",
+        good: &[
+            (
+                "POST",
+                "/api/v3/brokerage/orders",
+                "",
+                r#"{"client_order_id":"1","product_id":"BTC-USD","side":"BUY"}"#,
+            ),
+            ("GET", "/api/v3/brokerage/accounts", "limit=10", ""),
+            (
+                "GET",
+                "/api/v3/brokerage/orders/historical/batch",
+                "product_ids=BTC-USD",
+                "",
+            ),
+            ("GET", "/v2/accounts", "", ""),
+        ],
+        order: &[("POST", "/api/v3/brokerage/orders")],
+        guarded: &[
+            "/api/v3/brokerage/portfolios/move_funds",
+            "/v2/accounts/0f1e2d3c/transactions",
+            "/v2/accounts/0f1e2d3c/withdrawals",
+        ],
+        names: &[
+            "funds",
+            "source_portfolio_uuid",
+            "target_portfolio_uuid",
+            "to",
+            "amount",
+        ],
+        time: Time::Seconds,
+        host: "api.coinbase.com",
+        api_key: Some(KID),
     },
 ];
 
@@ -1586,6 +1633,7 @@ fn build(g: &Gen, base: usize, mutations: &[Mutation]) -> Request {
     r.path = Some(p.to_owned());
     r.query = (!q.is_empty()).then(|| q.to_owned());
     r.body = (!b.is_empty()).then(|| b.to_owned());
+    r.api_key = g.api_key.map(str::to_owned);
     let now = now_ms();
     for &mutation in mutations {
         mutate(g, &mut r, mutation, now);
@@ -1651,4 +1699,183 @@ properties! {
     bitmex_order_only, bitmex_deny_only => "bitmex";
     bitfinex_order_only, bitfinex_deny_only => "bitfinex";
     gate_order_only, gate_deny_only => "gate";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Coinbase Advanced signs with asymmetric keys, which `props::run` (HMAC keys) cannot import:
+// the same property through the product path with an Ed25519 key imported from a known seed
+// (a CDP EdDSA secret), whose seed the model verifies with.
+
+/// The seed of the property's Coinbase Advanced key.
+const CDP_SEED: [u8; 32] = [7; 32];
+
+fn coinbase_advanced_run(oracle: Oracle, cases: u32) -> props::Seen {
+    use proptest::test_runner::{Config, TestCaseError, TestRunner};
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    let model = super::model("coinbase-advanced");
+    let (_t, c, _g, _dir) = crate::guardrails::guarded(
+        "prop-coinbase-advanced",
+        &oracle.policy("prop", "coinbase-advanced"),
+    );
+    let public = ed25519_dalek::SigningKey::from_bytes(&CDP_SEED)
+        .verifying_key()
+        .to_bytes();
+    let secret = b64(&[CDP_SEED.as_slice(), public.as_slice()].concat());
+    c.import_ed25519_key(
+        hsm_custody::KeySpec::asymmetric("prop").exchange("coinbase-advanced"),
+        hsm_custody::SecretString::from(secret),
+    )
+    .expect("import the CDP key");
+    let limits = Limits::default().test_host("127.0.0.1:8443");
+    let signer = c
+        .exchange_signer_for("prop", "coinbase-advanced")
+        .expect("signer")
+        .with_limits(limits.clone());
+    let (signed, refused) = (AtomicU32::new(0), AtomicU32::new(0));
+    let mut runner = TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let result = runner.run(&strategy("coinbase-advanced"), |req| {
+        let now = now_ms();
+        match signer.sign(&req) {
+            Ok(s) => {
+                signed.fetch_add(1, Ordering::Relaxed);
+                // Sent to the host the JWT names (a test host is a test server).
+                let host = req.host.clone().unwrap_or_else(|| model.host().to_owned());
+                let http = Http::from_signed(&s, &host);
+                props::check_signed(model.as_ref(), &oracle, &http, &CDP_SEED, now, &limits)
+                    .map_err(|e| {
+                        TestCaseError::fail(format!("coinbase-advanced: {e}\n  from {req:?}"))
+                    })
+            }
+            Err(
+                hsm_custody::Error::PolicyDenied { .. }
+                | hsm_custody::Error::RequestRefused { .. }
+                | hsm_custody::Error::InvalidInput(_),
+            ) => {
+                refused.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(other) => Err(TestCaseError::fail(format!(
+                "unexpected error {other} for {req:?}"
+            ))),
+        }
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    let seen = props::Seen {
+        signed: signed.into_inner(),
+        refused: refused.into_inner(),
+    };
+    assert!(
+        seen.signed >= cases / 20 && seen.refused >= cases / 20,
+        "coinbase-advanced: the generator must produce both allowed and refused requests: {seen:?}"
+    );
+    seen
+}
+
+#[test]
+fn coinbase_advanced_order_only() {
+    let oracle = Oracle::OrderOnly(gen("coinbase-advanced").order.to_vec());
+    let seen = coinbase_advanced_run(oracle, cases());
+    eprintln!("coinbase-advanced order-only: {seen:?}");
+}
+
+#[test]
+fn coinbase_advanced_deny_only() {
+    let seen = coinbase_advanced_run(Oracle::DenyOnly(vec![]), cases());
+    eprintln!("coinbase-advanced deny-only: {seen:?}");
+}
+
+/// A software asymmetric key: ES256 (P-256 scalar) or EdDSA (Ed25519 seed).
+struct SoftAsym {
+    kind: hsm_custody::KeyKind,
+    secret: [u8; 32],
+}
+
+impl hsm_custody::Mac for SoftAsym {
+    fn key_name(&self) -> &str {
+        "soft-asym"
+    }
+    fn exchange(&self) -> Option<&str> {
+        Some("coinbase-advanced")
+    }
+    fn mac(&self, _: HmacAlg, _: &[u8]) -> hsm_custody::Result<Signature> {
+        Err(hsm_custody::Error::InvalidInput("no HMAC".into()))
+    }
+    fn kind(&self) -> hsm_custody::KeyKind {
+        self.kind
+    }
+    fn sign_for(
+        &self,
+        msg: &[u8],
+        _: &hsm_custody::RequestContext<'_>,
+    ) -> hsm_custody::Result<Signature> {
+        let bytes = match self.kind {
+            hsm_custody::KeyKind::P256 => {
+                use p256::ecdsa::signature::Signer as _;
+                let key = p256::ecdsa::SigningKey::from_slice(&self.secret).expect("scalar");
+                let sig: p256::ecdsa::Signature = key.sign(msg);
+                sig.to_bytes().to_vec()
+            }
+            _ => {
+                use ed25519_dalek::Signer as _;
+                ed25519_dalek::SigningKey::from_bytes(&self.secret)
+                    .sign(msg)
+                    .to_bytes()
+                    .to_vec()
+            }
+        };
+        Ok(Signature::from_bytes(bytes))
+    }
+}
+
+#[test]
+fn coinbase_advanced_jwts_verify_in_the_model() {
+    let model = super::model("coinbase-advanced");
+    let exchange = exchanges::by_id("coinbase-advanced").expect("signer");
+    let now = 1_700_000_000_000;
+    let limits = Limits::default();
+    let inputs = Inputs::new("coinbase-advanced", now, &limits, None, None);
+    let clock = FixedClock(now);
+    let nonces = FixedNonce(42);
+    let ctx = Context::new(&clock, &nonces);
+    for kind in [hsm_custody::KeyKind::P256, hsm_custody::KeyKind::Ed25519] {
+        let key = SoftAsym {
+            kind,
+            secret: [9; 32],
+        };
+        let req = Request::get("/api/v3/brokerage/accounts")
+            .query("limit=10")
+            .api_key(KID);
+        exchange.reach(&req, &inputs).expect("valid");
+        let signed = exchange.sign(&req, &key, &ctx).expect("signed");
+        let http = Http::from_signed(&signed, model.host());
+        assert!(model.verify(&http, &key.secret), "{kind:?}");
+        let mut elsewhere = http.clone();
+        elsewhere.path = "/api/v3/brokerage/portfolios/move_funds".into();
+        assert!(
+            !model.verify(&elsewhere, &key.secret),
+            "the uri claim binds the path"
+        );
+        let mut post = http.clone();
+        post.method = "POST".into();
+        assert!(
+            !model.verify(&post, &key.secret),
+            "the uri claim binds the method"
+        );
+        assert!(!model.verify(&http, &[8; 32]), "another key");
+        let ways = model.reinterpret(&model.signed_bytes(&http).expect("bytes"));
+        assert_eq!(ways.len(), 1);
+        assert_eq!(
+            ways[0].endpoint.as_deref(),
+            Some("/api/v3/brokerage/accounts")
+        );
+        assert_eq!(ways[0].method.as_deref(), Some("GET"));
+        assert_eq!(ways[0].time_ms, Some(now + 60_000));
+    }
 }
