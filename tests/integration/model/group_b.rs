@@ -277,11 +277,6 @@ const OKX: TsModel = TsModel {
         ("POST", "/api/v5/asset/transfer", &[]),
         ("POST", "/api/v5/asset/subaccount/transfer", &[]),
         ("POST", "/api/v5/fiat/create-withdrawal", &[]),
-        (
-            "POST",
-            "/api/v5/account/subaccount/set-loan-allocation",
-            &[],
-        ),
     ],
 };
 
@@ -315,7 +310,6 @@ const BITGET: TsModel = TsModel {
         ("POST", "/api/v2/spot/wallet/withdrawal", &[]),
         ("POST", "/api/v2/spot/wallet/transfer", &[]),
         ("POST", "/api/v2/spot/wallet/subaccount-transfer", &[]),
-        ("POST", "/api/v2/mix/account/transfer", &[]),
         ("POST", "/api/spot/v1/wallet/withdrawal*", &[]),
         ("POST", "/api/spot/v1/wallet/transfer*", &[]),
     ],
@@ -335,7 +329,7 @@ const KUCOIN: TsModel = TsModel {
         ("POST", "/api/*/accounts/inner-transfer", &[]),
         ("POST", "/api/*/accounts/sub-transfer", &[]),
         ("POST", "/api/*/accounts/universal-transfer", &[]),
-        ("POST", "/api/v1/transfer-out", &[]),
+        ("POST", "/api/*/transfer-out", &[]),
     ],
 };
 
@@ -607,7 +601,6 @@ impl ServerModel for Bitfinex {
         &[
             ("POST", "/v2/auth/w/withdraw", &[]),
             ("POST", "/v2/auth/w/transfer", &[]),
-            ("POST", "/v2/auth/w/deposit/invoice", &[]),
             ("POST", "/v1/withdraw", &[]),
             ("POST", "/v1/transfer", &[]),
         ]
@@ -1401,8 +1394,9 @@ fn time_text(time: Time, ms: u64, form: usize) -> String {
 }
 
 /// Applies one mutation to `r`.
-fn mutate(g: &Gen, r: &mut Request, (kind, pick, off): Mutation, now: u64) {
-    let guarded = g.guarded[pick % g.guarded.len()];
+fn mutate(g: &Gen, guarded: &[String], r: &mut Request, (kind, pick, off): Mutation, now: u64) {
+    let n_guarded = guarded.len();
+    let guarded = guarded[pick % n_guarded].as_str();
     let order = g.order[0].1;
     let good_body = g.good[0].3;
     let around = now.saturating_add_signed(off); // within ±10 s
@@ -1448,7 +1442,7 @@ fn mutate(g: &Gen, r: &mut Request, (kind, pick, off): Mutation, now: u64) {
                 format!("{order} {guarded}"),
                 order.to_ascii_uppercase(),
             ];
-            r.path = Some(variants[(pick / g.guarded.len()) % variants.len()].clone());
+            r.path = Some(variants[(pick / n_guarded) % variants.len()].clone());
         }
         3 => {
             // Cut short, and continued in the body or the query.
@@ -1626,7 +1620,7 @@ fn expiry(around_ms: u64, pick: usize) -> String {
 }
 
 /// The request for `base` with `mutations`, times taken from the clock now.
-fn build(g: &Gen, base: usize, mutations: &[Mutation]) -> Request {
+fn build(g: &Gen, guarded: &[String], base: usize, mutations: &[Mutation]) -> Request {
     let (m, p, q, b) = g.good[base % g.good.len()];
     let mut r = Request::default();
     r.method = Some(m.to_owned());
@@ -1636,7 +1630,7 @@ fn build(g: &Gen, base: usize, mutations: &[Mutation]) -> Request {
     r.api_key = g.api_key.map(str::to_owned);
     let now = now_ms();
     for &mutation in mutations {
-        mutate(g, &mut r, mutation, now);
+        mutate(g, guarded, &mut r, mutation, now);
     }
     r
 }
@@ -1652,7 +1646,21 @@ fn strategy(id: &'static str) -> impl Strategy<Value = Request> {
         2 => prop::collection::vec(mutation.clone(), 2),
         1 => prop::collection::vec(mutation, 3),
     ];
-    (base, mutations).prop_map(move |(b, m)| build(g, b, &m))
+    let guarded = guarded_paths(g);
+    (base, mutations).prop_map(move |(b, m)| build(g, &guarded, b, &m))
+}
+
+/// The guarded paths to smuggle: the generator's own and every entry of the model's table
+/// (`*` as a segment value).
+fn guarded_paths(g: &Gen) -> Vec<String> {
+    let mut paths: Vec<String> = g.guarded.iter().map(|p| (*p).to_owned()).collect();
+    for (_, pattern, _) in super::model(g.id).guarded() {
+        let concrete = pattern.replace("/*/", "/v1/").replace('*', "-v2");
+        if !paths.contains(&concrete) {
+            paths.push(concrete);
+        }
+    }
+    paths
 }
 
 /// The cases per property (at least 500 per exchange and oracle).
