@@ -2,7 +2,7 @@
 //! `Authorization: Bearer <jwt>`, signed in the token. No HMAC.
 //!
 //! - JWT header: `{"alg": "ES256" | "EdDSA", "kid": <key name>, "nonce": <nonce>, "typ": "JWT"}`.
-//! - Claims: `{"sub": <key name>, "iss": "cdp", "nbf": now, "exp": now + 120,
+//! - Claims: `{"sub": <key name>, "iss": "cdp", "nbf": now, "exp": now + 60,
 //!   "uri": "<METHOD> <host><path>"}`; the `uri` has no query.
 //! - Signature over the ASCII `b64url(header) "." b64url(claims)` (base64url, no padding):
 //!   ES256 with a P-256 key, as raw `r || s` (64 bytes, not DER); EdDSA (pure Ed25519) with an
@@ -14,10 +14,20 @@
 //! nonce source, as lowercase hex, so it is unique per process and reproducible with
 //! [`super::FixedNonce`]); `host` defaults to `api.coinbase.com`. `query` and `body` are sent as
 //! given and are not signed. [`SignedRequest::signature`] is the whole JWT.
+//!
+//! What the JWT binds is its `uri` claim (method, host and path) and its validity: the validator
+//! takes the methods Coinbase serves, a `/api/v3/` or `/v2/` path of plain segments, a host that
+//! is Coinbase's API host or a configured test host, a CDP key name of letters, digits, `-`, `_`
+//! and `/` (the recorded one, when the key has one), a nonce of letters, digits, `-` and `_`,
+//! and a caller's `nbf` within the skew of the crate's clock. The JWT is valid for [`LIFETIME_S`] seconds, the
+//! crate's longest validity (Coinbase allows two minutes). The query and the body are not
+//! signed: whoever holds the JWT can send any at the signed method and path until it expires;
+//! they are still held to the exchange's grammar.
 
 use base64::Engine as _;
 
-use super::{Context, Exchange, Request, SignedRequest};
+use super::okx::checks;
+use super::{Context, Exchange, Inputs, Reach, Request, SignedRequest};
 use crate::error::{Error, Result};
 use crate::keys::KeyKind;
 use crate::sign::Mac;
@@ -25,8 +35,17 @@ use crate::sign::Mac;
 /// The host the `uri` claim names when the request gives none.
 const DEFAULT_HOST: &str = "api.coinbase.com";
 
-/// How long a JWT is valid, in seconds (Coinbase: two minutes).
-const LIFETIME_S: u64 = 120;
+/// How long a JWT is valid, in seconds: the crate's longest validity ([`super::Limits`], 60 s by
+/// default; Coinbase accepts up to two minutes).
+pub const LIFETIME_S: u64 = 60;
+
+const RULES: checks::Target = checks::Target {
+    methods: &["GET", "POST", "PUT", "PATCH", "DELETE"],
+    prefix: "/",
+    body_methods: &["POST", "PUT", "PATCH"],
+    arrays: false,
+    decoded_query: false,
+};
 
 /// Coinbase Advanced Trade, CDP API keys (id `coinbase-advanced`).
 #[derive(Clone, Copy, Debug, Default)]
@@ -35,6 +54,36 @@ pub struct CoinbaseAdvanced;
 impl Exchange for CoinbaseAdvanced {
     fn id(&self) -> &str {
         "coinbase-advanced"
+    }
+
+    fn reach(&self, req: &Request, inputs: &Inputs<'_>) -> Result<Reach> {
+        let (method, path) = checks::target(inputs, req, &RULES)?;
+        if !(path.starts_with("/api/v3/") || path.starts_with("/v2/")) {
+            return Err(inputs.refuse("path", "must start with `/api/v3/` or `/v2/`"));
+        }
+        checks::unused(inputs, req, &["expires", "recv_window", "passphrase"])?;
+        // The CDP key name (`organizations/{org}/apiKeys/{id}`); JSON-escaped in the JWT, held
+        // to the characters key names have. Without one, `sign` says it is needed.
+        inputs.api_key_with(req.api_key.as_deref(), b"-_/")?;
+        if let Some(ts) = req.timestamp.as_deref() {
+            inputs.timestamp_s("timestamp", ts)?;
+        }
+        if let Some(n) = req.nonce.as_deref() {
+            let ok = !n.is_empty()
+                && n.len() <= 64
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !ok {
+                return Err(inputs.refuse(
+                    "nonce",
+                    "must be 1 to 64 letters, digits, `-` or `_`; leave it out and the crate \
+                     sets it",
+                ));
+            }
+        }
+        let hosts = super::info(self.id()).map_or(&[][..], |i| i.hosts);
+        inputs.host(req.host.as_deref().unwrap_or(DEFAULT_HOST), hosts)?;
+        Ok(Reach::bound(method, path))
     }
 
     fn sign<'r>(
@@ -54,7 +103,8 @@ impl Exchange for CoinbaseAdvanced {
                 })
             }
         };
-        let kid = req.api_key.as_deref().filter(|k| !k.is_empty()).ok_or_else(|| {
+        let kid = req.api_key.as_deref().or(mac.api_key());
+        let kid = kid.filter(|k| !k.is_empty()).ok_or_else(|| {
             Error::invalid(
                 "coinbase-advanced needs `api_key`: the CDP key name (organizations/.../apiKeys/...)",
             )
@@ -180,7 +230,7 @@ mod tests {
         assert_eq!(
             part(jwt, 1),
             serde_json::json!({"sub":"organizations/o/apiKeys/k","iss":"cdp",
-                "nbf":1_700_000_000u64,"exp":1_700_000_120u64,
+                "nbf":1_700_000_000u64,"exp":1_700_000_060u64,
                 "uri":"GET api.coinbase.com/api/v3/brokerage/accounts"})
         );
         let eddsa = CoinbaseAdvanced
@@ -203,5 +253,122 @@ mod tests {
             CoinbaseAdvanced.sign(&Request::get("/x"), &Fake(KeyKind::P256), &ctx),
             Err(Error::InvalidInput(_))
         ));
+    }
+
+    fn field(r: Result<Reach>) -> String {
+        match r {
+            Err(Error::RequestRefused { field, .. }) => field,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    const KID: &str = "organizations/0f1e2d3c/apiKeys/4b5a6978";
+    const NOW: u64 = 1_700_000_000_000;
+
+    fn reach(req: &Request) -> Result<Reach> {
+        let limits = crate::exchanges::Limits::default().test_host("127.0.0.1:8443");
+        CoinbaseAdvanced.reach(
+            req,
+            &Inputs::new("coinbase-advanced", NOW, &limits, None, None),
+        )
+    }
+
+    #[test]
+    fn ordinary_requests_reach_their_path() {
+        let r = Request::get("/api/v3/brokerage/accounts")
+            .query("limit=10")
+            .api_key(KID);
+        assert_eq!(
+            reach(&r).unwrap(),
+            Reach::bound("GET", "/api/v3/brokerage/accounts")
+        );
+        let r = Request::post("/api/v3/brokerage/orders")
+            .body(r#"{"product_id":"BTC-USD","side":"BUY"}"#)
+            .api_key(KID)
+            .timestamp("1700000003")
+            .nonce("c0ffee")
+            .host("127.0.0.1:8443");
+        assert_eq!(
+            reach(&r).unwrap(),
+            Reach::bound("POST", "/api/v3/brokerage/orders")
+        );
+        let limits = crate::exchanges::Limits::default();
+        let recorded = Inputs::new("coinbase-advanced", NOW, &limits, Some(KID), None);
+        assert!(CoinbaseAdvanced
+            .reach(&Request::get("/v2/accounts"), &recorded)
+            .is_ok());
+    }
+
+    #[test]
+    fn what_the_uri_claim_binds_is_validated() {
+        let ok = || Request::get("/api/v3/brokerage/accounts").api_key(KID);
+        for (req, f) in [
+            (ok().api_key("organizations/o/apiKeys/k\"}"), "api_key"),
+            (
+                ok().api_key("organizations/o/apiKeys/k GET api.coinbase.com/v2"),
+                "api_key",
+            ),
+            (
+                ok().host("api.coinbase.com/v2/accounts/x/withdrawals"),
+                "host",
+            ),
+            (ok().host("API.COINBASE.COM"), "host"),
+            (ok().host("evil.example"), "host"),
+            (ok().timestamp("1700000006"), "timestamp"),
+            (ok().timestamp("1700000000000"), "timestamp"),
+            (ok().nonce("a\"b"), "nonce"),
+            (ok().expires("1700000060"), "expires"),
+            (ok().body("{}"), "body"),
+            (
+                Request::get("/api/v3/brokerage/accounts?x=1").api_key(KID),
+                "path",
+            ),
+            (
+                Request::get("/api/v3/brokerage//accounts").api_key(KID),
+                "path",
+            ),
+            (Request::get("/platform/v1/x").api_key(KID), "path"),
+            (Request::new("TRACE", "/api/v3/x").api_key(KID), "method"),
+        ] {
+            assert_eq!(field(reach(&req)), f, "{req:?}");
+        }
+    }
+
+    #[test]
+    fn the_jwt_is_valid_for_the_crate_ttl_and_uses_the_recorded_key_name() {
+        struct Named(Fake);
+        impl Mac for Named {
+            fn key_name(&self) -> &str {
+                "named"
+            }
+            fn exchange(&self) -> Option<&str> {
+                Some("coinbase-advanced")
+            }
+            fn mac(&self, alg: crate::HmacAlg, m: &[u8]) -> Result<Signature> {
+                self.0.mac(alg, m)
+            }
+            fn kind(&self) -> KeyKind {
+                self.0.kind()
+            }
+            fn api_key(&self) -> Option<&str> {
+                Some(KID)
+            }
+            fn sign_for(&self, m: &[u8], r: &crate::RequestContext<'_>) -> Result<Signature> {
+                self.0.sign_for(m, r)
+            }
+        }
+        let clock = FixedClock(NOW);
+        let nonces = FixedNonce(1);
+        let ctx = Context::new(&clock, &nonces);
+        let req = Request::get("/v2/accounts");
+        let signed = CoinbaseAdvanced
+            .sign(&req, &Named(Fake(KeyKind::Ed25519)), &ctx)
+            .unwrap();
+        let claims = part(&signed.signature, 1);
+        assert_eq!(claims["sub"], KID);
+        assert_eq!(
+            claims["exp"].as_u64().unwrap() - claims["nbf"].as_u64().unwrap(),
+            LIFETIME_S
+        );
     }
 }

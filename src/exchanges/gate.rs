@@ -6,9 +6,16 @@
 //! order: Gate verifies the query it decoded, so a signature over the encoded text fails
 //! (`Signature mismatch`) for any value with an escape; ccxt signs the raw query too (checked
 //! against ccxt 4.5.90 in `docs/ccxt-oracle.md`). Queries without escapes are unchanged.
+//!
+//! The parts are separated by newlines: the validator keeps every newline out of them. The path
+//! is an `/api/v4/` path of plain segments; the query is plain `name=value&...` whose escapes
+//! decode to no newline, no separator (`&`, `=`, `?`, `#`) and only UTF-8, so that the decoded
+//! query Gate verifies has the parameters that were sent; the body is a JSON object or array
+//! (no body on `GET`); a caller's timestamp is seconds within the skew.
 
 use super::encode::{percent_decode_bytes, sha512_hex};
-use super::{Context, Exchange, Request, SignedRequest};
+use super::okx::checks;
+use super::{Context, Exchange, Inputs, Reach, Request, SignedRequest};
 use crate::error::Result;
 use crate::sign::{HmacAlg, Mac};
 
@@ -16,9 +23,35 @@ use crate::sign::{HmacAlg, Mac};
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Gate;
 
+const RULES: checks::Target = checks::Target {
+    methods: &["GET", "POST", "PUT", "PATCH", "DELETE"],
+    prefix: "/api/v4/",
+    body_methods: &[],
+    arrays: true,
+    decoded_query: true,
+};
+
 impl Exchange for Gate {
     fn id(&self) -> &str {
         "gate"
+    }
+
+    fn reach(&self, req: &Request, inputs: &Inputs<'_>) -> Result<Reach> {
+        let (method, path) = checks::target(inputs, req, &RULES)?;
+        if method == "GET" && !req.body_or_empty().is_empty() {
+            return Err(inputs.refuse("body", "a GET request has no body"));
+        }
+        checks::unused(
+            inputs,
+            req,
+            &["nonce", "expires", "recv_window", "passphrase"],
+        )?;
+        if let Some(ts) = req.timestamp.as_deref() {
+            inputs.timestamp_s("timestamp", ts)?;
+        }
+        inputs.api_key(req.api_key.as_deref())?;
+        checks::host(inputs, req, self.id())?;
+        Ok(Reach::bound(method, path))
     }
 
     fn sign<'r>(
@@ -44,9 +77,102 @@ impl Exchange for Gate {
             body,
             signature.clone(),
         )
-        .with_header_opt("KEY", req.api_key.as_deref())
+        .with_header_opt(
+            "KEY",
+            checks::or_recorded(req.api_key.as_deref(), mac.api_key()),
+        )
         .with_header("Timestamp", ts)
         .with_header("SIGN", signature)
         .with_header("Content-Type", "application/json"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exchanges::Limits;
+    use crate::Error;
+
+    const NOW: u64 = 1_541_993_715_000;
+
+    fn reach(req: &Request) -> Result<Reach> {
+        let limits = Limits::default();
+        Gate.reach(req, &Inputs::new("gate", NOW, &limits, None, None))
+    }
+
+    fn field(r: Result<Reach>) -> String {
+        match r {
+            Err(Error::RequestRefused { field, .. }) => field,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn documented_requests_reach_their_path() {
+        let r = Request::get("/api/v4/futures/orders")
+            .query("contract=BTC_USD&status=finished&limit=50")
+            .timestamp("1541993715")
+            .api_key("key");
+        assert_eq!(
+            reach(&r).unwrap(),
+            Reach::bound("GET", "/api/v4/futures/orders")
+        );
+        let r = Request::post("/api/v4/futures/orders")
+            .body(r#"{"contract":"BTC_USD","type":"limit","size":100}"#);
+        assert!(reach(&r).is_ok());
+        let r =
+            Request::post("/api/v4/futures/usdt/positions/BTC_USDT/leverage").query("leverage=10");
+        assert!(reach(&r).is_ok());
+        let r = Request::post("/api/v4/spot/batch_orders").body(r#"[{"text":"t-1"}]"#);
+        assert!(reach(&r).is_ok());
+        let r = Request::get("/api/v4/spot/batch_fee").query("currency_pairs=BTC_USDT%2CETH_USDT");
+        assert!(reach(&r).is_ok());
+    }
+
+    #[test]
+    fn no_newline_reaches_the_prehash() {
+        for q in [
+            "a=%0A",
+            "a=%0D",
+            "a=%0a",
+            "a=1\n",
+            "a=%26b%3D1",
+            "a=%3Fb",
+            "a=%FF",
+        ] {
+            assert_eq!(
+                field(reach(&Request::get("/api/v4/x").query(q))),
+                "query",
+                "{q}"
+            );
+        }
+        for p in [
+            "/api/v4/x\n/api/v4/withdrawals",
+            "/api/v4/%0A",
+            "/api/v4/wallet//transfers",
+        ] {
+            assert_eq!(field(reach(&Request::get(p))), "path", "{p}");
+        }
+        let mut r = Request::get("/api/v4/x");
+        r.method = Some("GET\n/api/v4/withdrawals".to_owned());
+        assert_eq!(field(reach(&r)), "method");
+    }
+
+    #[test]
+    fn time_body_and_unused_inputs() {
+        for bad in ["1541993721", "1541993715000", "1541993715\n"] {
+            let r = Request::get("/api/v4/x").timestamp(bad);
+            assert_eq!(field(reach(&r)), "timestamp", "{bad}");
+        }
+        assert_eq!(field(reach(&Request::get("/api/v4/x").body("{}"))), "body");
+        assert_eq!(
+            field(reach(&Request::post("/api/v4/x").body(r#"{"a":1,"a":2}"#))),
+            "body"
+        );
+        assert_eq!(field(reach(&Request::get("/api/v4/x").nonce("1"))), "nonce");
+        assert_eq!(
+            field(reach(&Request::get("/api/v4/x").passphrase("p"))),
+            "passphrase"
+        );
     }
 }

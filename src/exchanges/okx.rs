@@ -3,12 +3,20 @@
 //! `OK-ACCESS-SIGN = base64(HMAC-SHA256(secret, timestamp || METHOD || path(?query) || body))`.
 //! The timestamp is ISO-8601 UTC with milliseconds (`2020-12-08T09:08:57.715Z`; default: the
 //! clock) and is sent as signed in `OK-ACCESS-TIMESTAMP`; the passphrase goes as plaintext in
-//! `OK-ACCESS-PASSPHRASE`. A `path` that already contains `?` is signed as given.
+//! `OK-ACCESS-PASSPHRASE` (not signed).
+//!
+//! What the signature binds is the concatenation, without separators: the validator
+//! ([`Exchange::reach`]) makes its parts unambiguous. The method is `GET` or `POST`; the path is
+//! an `/api/v5/` path of plain segments (no `?`, `%`, `{`), so it ends at `?` or where the body
+//! begins; a `GET` carries its parameters in a plain query and no body, a `POST` in a JSON body
+//! (an object, or an array for batch endpoints) and no query, so the body always begins with `{`
+//! or `[` and a path cannot be cut short and continued in it. A caller's timestamp must be the
+//! exact ISO form within the allowed skew of the crate's clock.
 
 use std::borrow::Cow;
 
 use super::encode::{base64, iso8601_millis};
-use super::{Context, Exchange, Request, SignedRequest};
+use super::{Context, Exchange, Inputs, Reach, Request, SignedRequest};
 use crate::error::Result;
 use crate::sign::{HmacAlg, Mac};
 
@@ -16,9 +24,30 @@ use crate::sign::{HmacAlg, Mac};
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Okx;
 
+/// What an OKX request may look like.
+const RULES: checks::Target = checks::Target {
+    methods: &["GET", "POST"],
+    prefix: "/api/v5/",
+    body_methods: &["POST"],
+    arrays: true,
+    decoded_query: false,
+};
+
 impl Exchange for Okx {
     fn id(&self) -> &str {
         "okx"
+    }
+
+    fn reach(&self, req: &Request, inputs: &Inputs<'_>) -> Result<Reach> {
+        let (method, path) = checks::target(inputs, req, &RULES)?;
+        checks::unused(inputs, req, &["nonce", "expires", "recv_window"])?;
+        if let Some(ts) = req.timestamp.as_deref() {
+            iso_timestamp(inputs, ts)?;
+        }
+        inputs.api_key(req.api_key.as_deref())?;
+        inputs.passphrase(req.passphrase.as_deref())?;
+        checks::host(inputs, req, self.id())?;
+        Ok(Reach::bound(method, path))
     }
 
     fn sign<'r>(
@@ -33,7 +62,6 @@ impl Exchange for Okx {
         };
         let method = req.method_or_get();
         let (path, query) = (req.path_or_empty(), req.query_or_empty());
-        let query = query.trim_start_matches('?');
         let body = req.body_or_empty();
         // timestamp || method || path[?query] || body, built in one buffer.
         let mut prehash = String::with_capacity(
@@ -48,17 +76,406 @@ impl Exchange for Okx {
         }
         prehash.push_str(body);
         let signature = base64(mac.mac(HmacAlg::HmacSha256, prehash.as_bytes())?.as_bytes());
-        Ok(SignedRequest::new(
-            method,
-            req.path_or_empty(),
-            req.query_or_empty(),
-            body,
-            signature.clone(),
+        Ok(
+            SignedRequest::new(method, path, query, body, signature.clone())
+                .with_header_opt(
+                    "OK-ACCESS-KEY",
+                    checks::or_recorded(req.api_key.as_deref(), mac.api_key()),
+                )
+                .with_header("OK-ACCESS-SIGN", signature)
+                .with_header("OK-ACCESS-TIMESTAMP", ts)
+                .with_header_opt(
+                    "OK-ACCESS-PASSPHRASE",
+                    checks::or_recorded(req.passphrase.as_deref(), mac.passphrase()),
+                )
+                .with_header("Content-Type", "application/json"),
         )
-        .with_header_opt("OK-ACCESS-KEY", req.api_key.as_deref())
-        .with_header("OK-ACCESS-SIGN", signature)
-        .with_header("OK-ACCESS-TIMESTAMP", ts)
-        .with_header_opt("OK-ACCESS-PASSPHRASE", req.passphrase.as_deref())
-        .with_header("Content-Type", "application/json"))
+    }
+}
+
+/// A caller's OKX timestamp: exactly `YYYY-MM-DDTHH:MM:SS.mmmZ`, within the skew. Returns ms.
+fn iso_timestamp(inputs: &Inputs<'_>, value: &str) -> Result<u64> {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    let refuse = || {
+        inputs.refuse(
+            "timestamp",
+            "must be ISO-8601 UTC with milliseconds (2020-12-08T09:08:57.715Z); leave it out \
+             and the crate sets it",
+        )
+    };
+    let parsed = time::PrimitiveDateTime::parse(value, format).map_err(|_| refuse())?;
+    let ms = u64::try_from(parsed.assume_utc().unix_timestamp_nanos() / 1_000_000)
+        .map_err(|_| refuse())?;
+    // Only the one spelling the crate itself would send (no other year or digit forms).
+    if iso8601_millis(ms).ok().as_deref() != Some(value) {
+        return Err(refuse());
+    }
+    inputs.within_skew("timestamp", ms)?;
+    Ok(ms)
+}
+
+/// Validation shared by this file's exchange and the other `ts‖METHOD‖path[?query]‖body`-style
+/// signers (Coinbase Exchange, Bitget, KuCoin, BitMEX, Bitfinex, Gate, Coinbase Advanced).
+pub(super) mod checks {
+    use std::borrow::Cow;
+
+    use crate::error::Result;
+    use crate::exchanges::{grammar, Inputs, Request};
+
+    /// What a request of a `METHOD‖path[?query]‖body` scheme may carry.
+    pub(in crate::exchanges) struct Target {
+        /// The methods the exchange serves.
+        pub methods: &'static [&'static str],
+        /// The path prefix of its private API.
+        pub prefix: &'static str,
+        /// The methods whose parameters go in a JSON body; the others carry a query and no
+        /// body. Empty: any method may carry both (schemes that separate query and body).
+        pub body_methods: &'static [&'static str],
+        /// Whether a JSON array body (batch endpoints) is allowed besides an object.
+        pub arrays: bool,
+        /// Whether the exchange verifies the query percent-decoded (Bitget, Gate).
+        pub decoded_query: bool,
+    }
+
+    /// Checks method, path, query and body against `rules`; returns the method and path.
+    pub(in crate::exchanges) fn target<'r>(
+        inputs: &Inputs<'_>,
+        req: &'r Request,
+        rules: &Target,
+    ) -> Result<(&'r str, &'r str)> {
+        let method = grammar::method(
+            inputs,
+            req.method.as_deref().unwrap_or("GET"),
+            rules.methods,
+        )?;
+        let path = grammar::path(inputs, req.path.as_deref().unwrap_or(""), rules.prefix)?;
+        let carries_body = rules.body_methods.is_empty() || rules.body_methods.contains(&method);
+        let carries_query = rules.body_methods.is_empty() || !carries_body;
+        let query = req.query.as_deref().unwrap_or("");
+        if !query.is_empty() {
+            if !carries_query {
+                return Err(inputs.refuse(
+                    "query",
+                    format!("a {method} request carries its parameters in the JSON body"),
+                ));
+            }
+            grammar::form(inputs, "query", query)?;
+            if rules.decoded_query {
+                decoded_query(inputs, query)?;
+            }
+        }
+        let body = req.body.as_deref().unwrap_or("");
+        if !body.is_empty() {
+            if !carries_body {
+                return Err(inputs.refuse(
+                    "body",
+                    format!("a {method} request has no body: its parameters go in the query"),
+                ));
+            }
+            json_body(inputs, body, rules.arrays)?;
+        }
+        Ok((method, path))
+    }
+
+    /// A JSON body: an object, or (when `arrays`) an array, parsed strictly (no duplicate
+    /// member at any depth), nothing before or after it.
+    pub(in crate::exchanges) fn json_body(
+        inputs: &Inputs<'_>,
+        body: &str,
+        arrays: bool,
+    ) -> Result<()> {
+        if arrays && body.starts_with('[') {
+            if !body.ends_with(']') {
+                return Err(inputs.refuse("body", "must be a JSON object or array"));
+            }
+            // The array as a member of an object: the strict parser checks it at every depth.
+            grammar::json_object(inputs, "body", &format!("{{\"a\":{body}}}"))?;
+            return Ok(());
+        }
+        grammar::json_object(inputs, "body", body)?;
+        Ok(())
+    }
+
+    /// Characters a percent-escape may stand for in a query the exchange verifies decoded: none
+    /// that separates parameters (`&`, `=`, `?`, `#`), parts of the prehash (`\n`, `{`, `[`),
+    /// or escapes (`%`); non-ASCII UTF-8 is fine.
+    const DECODED_OK: &[u8] = b"-_.~,:*+/@!$'() ";
+
+    /// A query the exchange verifies percent-decoded: every escape decodes to an allowed
+    /// character, and the decoded query is UTF-8, so that the signed text has the parameters
+    /// that were sent, and nothing that reads as another part of the prehash.
+    pub(in crate::exchanges) fn decoded_query(inputs: &Inputs<'_>, query: &str) -> Result<()> {
+        let decoded = crate::exchanges::encode::percent_decode_bytes(query);
+        if std::str::from_utf8(&decoded).is_err() {
+            return Err(inputs.refuse("query", "escapes must decode to UTF-8"));
+        }
+        let bytes = query.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%' {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .unwrap_or("");
+                let v = u8::from_str_radix(hex, 16).unwrap_or(b'%');
+                if v.is_ascii() && !(v.is_ascii_alphanumeric() || DECODED_OK.contains(&v)) {
+                    return Err(inputs.refuse(
+                        "query",
+                        format!(
+                            "`%{hex}` decodes to `{}`, which the exchange would verify as a \
+                             separator: the signed query would hold other parameters than \
+                             those sent",
+                            char::from(v).escape_default()
+                        ),
+                    ));
+                }
+                i += 3;
+            } else {
+                i += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses every request field in `fields` that is set: the scheme does not use it, and a
+    /// validator refuses what it would have to ignore.
+    pub(in crate::exchanges) fn unused(
+        inputs: &Inputs<'_>,
+        req: &Request,
+        fields: &[&str],
+    ) -> Result<()> {
+        for field in fields {
+            let set = match *field {
+                "timestamp" => req.timestamp.is_some(),
+                "nonce" => req.nonce.is_some(),
+                "expires" => req.expires.is_some(),
+                "recv_window" => req.recv_window.is_some(),
+                "passphrase" => req.passphrase.is_some(),
+                "host" => req.host.is_some(),
+                _ => false,
+            };
+            if set {
+                return Err(inputs.refuse(field, "is not part of this exchange's scheme"));
+            }
+        }
+        Ok(())
+    }
+
+    /// A host the request names: one of the exchange's API hosts or a configured test host.
+    pub(in crate::exchanges) fn host(inputs: &Inputs<'_>, req: &Request, id: &str) -> Result<()> {
+        match (req.host.as_deref(), crate::exchanges::info(id)) {
+            (Some(h), Some(info)) => inputs.host(h, info.hosts),
+            (Some(_), None) => Err(inputs.refuse("host", "unknown exchange")),
+            (None, _) => Ok(()),
+        }
+    }
+
+    /// The request's value, else the one recorded with the key (validated by the reach).
+    pub(in crate::exchanges) fn or_recorded<'r>(
+        given: Option<&'r str>,
+        recorded: Option<&str>,
+    ) -> Option<Cow<'r, str>> {
+        given
+            .map(Cow::Borrowed)
+            .or_else(|| recorded.map(|r| Cow::Owned(r.to_owned())))
+    }
+
+    /// Whether the last byte of `text` is one that a digit run right after it (an expiry or
+    /// nonce) could absorb or be read with: a digit, or an exponent after one.
+    pub(in crate::exchanges) fn ends_numeric(text: &str) -> bool {
+        let b = text.as_bytes();
+        match b {
+            [.., d] if d.is_ascii_digit() => true,
+            [.., d, e] if d.is_ascii_digit() && (*e == b'e' || *e == b'E') => true,
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exchanges::{FixedClock, FixedNonce, Limits, SoftKey};
+    use crate::Error;
+
+    const NOW: u64 = 1_607_418_537_715; // 2020-12-08T09:08:57.715Z
+
+    fn reach(req: &Request) -> Result<Reach> {
+        let limits = Limits::default();
+        Okx.reach(req, &Inputs::new("okx", NOW, &limits, None, None))
+    }
+
+    fn field(r: Result<Reach>) -> String {
+        match r {
+            Err(Error::RequestRefused { field, .. }) => field,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn ordinary_requests_reach_their_path() {
+        let get = Request::get("/api/v5/account/balance").query("ccy=BTC,ETH");
+        assert_eq!(
+            reach(&get).unwrap(),
+            Reach::bound("GET", "/api/v5/account/balance")
+        );
+        let post = Request::post("/api/v5/trade/order")
+            .body(r#"{"instId":"BTC-USDT","side":"buy","sz":"1"}"#)
+            .timestamp("2020-12-08T09:08:59.000Z")
+            .api_key("6a2f3b1c-0000-4d4e-9f00-123456789abc")
+            .passphrase("Pass-1!");
+        assert_eq!(
+            reach(&post).unwrap(),
+            Reach::bound("POST", "/api/v5/trade/order")
+        );
+        let batch = Request::post("/api/v5/trade/batch-orders").body(r#"[{"a":"1"},{"a":"2"}]"#);
+        assert!(reach(&batch).is_ok());
+    }
+
+    #[test]
+    fn a_path_cannot_be_cut_short_and_continued() {
+        for (path, query, body) in [
+            ("/api/v5/asset/with", None, Some(r#"drawal{"ccy":"BTC"}"#)),
+            ("/api/v5/asset", None, Some(r#"/withdrawal{"ccy":"BTC"}"#)),
+            ("/api/v5/trade/order", None, Some(r#" {"a":1}"#)),
+            ("/api/v5/trade/order?x=1", None, None),
+            ("/api/v5/trade/order/../../asset/withdrawal", None, None),
+            ("/api/v5/trade//order", None, None),
+            ("/api/v5/%61sset/withdrawal", None, None),
+            ("/api/v5/trade/order{", None, None),
+            ("/api/v5/trade/order/", None, None),
+            ("/api/v4/trade/order", None, None),
+        ] {
+            let mut req = Request::post(path);
+            req.query = query.map(str::to_owned);
+            req.body = body.map(str::to_owned);
+            assert!(reach(&req).is_err(), "{path} {body:?}");
+        }
+    }
+
+    #[test]
+    fn query_and_body_stay_in_their_place() {
+        let get_body = Request::get("/api/v5/account/balance").body("{}");
+        assert_eq!(field(reach(&get_body)), "body");
+        let post_query = Request::post("/api/v5/trade/order").query("a=1");
+        assert_eq!(field(reach(&post_query)), "query");
+        for bad in ["a=1&a=2", "?a=1", "a=1#x", "a={}", "a=1\n"] {
+            let r = Request::get("/api/v5/account/balance").query(bad);
+            assert_eq!(field(reach(&r)), "query", "{bad}");
+        }
+        for bad in [
+            r#"{"a":1,"a":2}"#,
+            r#"{"a":{"b":1,"b":2}}"#,
+            "[1]x",
+            r#"[{"a":1,"a":2}]"#,
+            "a=1",
+        ] {
+            let r = Request::post("/api/v5/trade/order").body(bad);
+            assert_eq!(field(reach(&r)), "body", "{bad}");
+        }
+        for bad in ["get", "PUT", "DELETE", ""] {
+            let mut r = Request::get("/api/v5/account/balance");
+            r.method = Some(bad.to_owned());
+            assert_eq!(field(reach(&r)), "method", "{bad}");
+        }
+    }
+
+    #[test]
+    fn timestamps_are_exact_iso_within_the_skew() {
+        for ok in ["2020-12-08T09:08:57.715Z", "2020-12-08T09:09:02.000Z"] {
+            assert!(
+                reach(&Request::get("/api/v5/x").timestamp(ok)).is_ok(),
+                "{ok}"
+            );
+        }
+        for bad in [
+            "2020-12-08T09:09:03.000Z",
+            "2020-12-08T09:08:57Z",
+            "2020-12-08T09:08:57.715+00:00",
+            "2020-12-08t09:08:57.715z",
+            "1607418537715",
+            "2020-12-08T09:08:57.715ZGET/api/v5/asset/withdrawal",
+            "+2020-12-08T09:08:57.715Z",
+        ] {
+            let r = Request::get("/api/v5/x").timestamp(bad);
+            assert_eq!(field(reach(&r)), "timestamp", "{bad}");
+        }
+    }
+
+    #[test]
+    fn unused_inputs_keys_and_hosts_are_refused() {
+        assert_eq!(field(reach(&Request::get("/api/v5/x").nonce("1"))), "nonce");
+        assert_eq!(
+            field(reach(&Request::get("/api/v5/x").expires("1"))),
+            "expires"
+        );
+        assert_eq!(
+            field(reach(&Request::get("/api/v5/x").recv_window("1"))),
+            "recv_window"
+        );
+        assert_eq!(
+            field(reach(&Request::get("/api/v5/x").api_key("a&b"))),
+            "api_key"
+        );
+        assert_eq!(
+            field(reach(&Request::get("/api/v5/x").passphrase("a b"))),
+            "passphrase"
+        );
+        assert_eq!(
+            field(reach(&Request::get("/api/v5/x").host("evil.example"))),
+            "host"
+        );
+        assert!(reach(&Request::get("/api/v5/x").host("www.okx.com")).is_ok());
+        let limits = Limits::default();
+        let recorded = Inputs::new("okx", NOW, &limits, Some("AK"), Some("PP"));
+        let other = Request::get("/api/v5/x").api_key("BK");
+        assert!(Okx.reach(&other, &recorded).is_err());
+        let other = Request::get("/api/v5/x").passphrase("QQ");
+        assert!(Okx.reach(&other, &recorded).is_err());
+    }
+
+    #[test]
+    fn recorded_key_and_passphrase_are_sent_when_the_request_has_none() {
+        struct Recorded(SoftKey);
+        impl Mac for Recorded {
+            fn key_name(&self) -> &str {
+                "r"
+            }
+            fn exchange(&self) -> Option<&str> {
+                Some("okx")
+            }
+            fn mac(&self, alg: HmacAlg, msg: &[u8]) -> Result<crate::Signature> {
+                self.0.mac(alg, msg)
+            }
+            fn api_key(&self) -> Option<&str> {
+                Some("AK")
+            }
+            fn passphrase(&self) -> Option<&str> {
+                Some("PP")
+            }
+        }
+        let key = Recorded(SoftKey {
+            exchange: "okx",
+            secret: b"s",
+        });
+        let ctx = Context::new(&FixedClock(NOW), &FixedNonce(1));
+        let req = Request::get("/api/v5/account/balance");
+        let signed = Okx.sign(&req, &key, &ctx).unwrap();
+        assert_eq!(signed.header("OK-ACCESS-KEY"), Some("AK"));
+        assert_eq!(signed.header("OK-ACCESS-PASSPHRASE"), Some("PP"));
+        assert_eq!(
+            signed.header("OK-ACCESS-TIMESTAMP"),
+            Some("2020-12-08T09:08:57.715Z")
+        );
+    }
+
+    #[test]
+    fn numeric_ends_are_seen() {
+        assert!(checks::ends_numeric("/a?count=10"));
+        assert!(checks::ends_numeric("/a?x=1e"));
+        assert!(!checks::ends_numeric("/a?reverse=true"));
+        assert!(!checks::ends_numeric(""));
     }
 }
