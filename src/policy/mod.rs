@@ -197,6 +197,10 @@ impl KeyPolicy {
             return deny("no-request".into());
         };
         let method = reach.method();
+        // A validated endpoint is a path alone: a `?` or `#` in it is refused, not cut off.
+        if reach.endpoint().contains(['?', '#']) {
+            return deny("path".into());
+        }
         let Some(path) = endpoint::normalize_path(reach.endpoint()) else {
             return deny("path".into());
         };
@@ -368,6 +372,18 @@ mod tests {
         assert_eq!(
             k.judge(&with_reach(Some("binance"), &extra), noon),
             Err(Refusal::Policy("params:network".into()))
+        );
+        // A query or fragment in a validated endpoint is refused, not cut off.
+        assert_eq!(
+            open.judge(
+                &ctx(
+                    Some("okx"),
+                    "POST",
+                    "/api/v5/trade/order#/api/v5/asset/withdrawal"
+                ),
+                noon
+            ),
+            Err(Refusal::Policy("path".into()))
         );
         // Without a reach (a context the caller made up) nothing is signed as a request.
         let made_up = SignContext {

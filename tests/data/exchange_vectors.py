@@ -300,7 +300,8 @@ vec("okx-v3sdk-published", "okx", "E65791902180E9EF4510DB6A77F6EBAE",
     {"method": "POST", "path": "/orders?before=2&limit=30", "timestamp": "2018-03-08T10:59:25.789Z",
      "body": '{"product_id":"BTC-USD-0309","order_id":"377454671037440"}', "passphrase": "TestPassphrase1!", "api_key": "okx-test-api-key"},
     "published", "official OKEx SDK github.com/okex/V3-Open-API-SDK okex-go-sdk-api/utils.go (v3 example; v5 uses the same algorithm)",
-    "TO6uwdqz+31SIPkd4I+9NiZGmVH74dXi+Fd5X0EzzSQ=")
+    "TO6uwdqz+31SIPkd4I+9NiZGmVH74dXi+Fd5X0EzzSQ=",
+    refused="path: the crate signs OKX v5 paths (/api/v5/...) only; the server model still verifies this published signature")
 vec("okx-v5-get-balance", "okx", IND_RAW,
     {"method": "GET", "path": "/api/v5/account/balance", "query": "ccy=BTC,ETH", "timestamp": "2020-12-08T09:08:57.715Z"},
     "independent", IND + "www.okx.com/docs-v5/en/#overview-rest-authentication")
@@ -353,9 +354,11 @@ vec("bitmex-get-query", "bitmex", BITMEX, {"method": "GET", "path": "/api/v1/ins
 vec("bitmex-post-order", "bitmex", BITMEX, {"method": "POST", "path": "/api/v1/order", "expires": "1518064238", "body": BITMEX_ORDER},
     "published", SRC_BITMEX + " (POST with JSON data)", "1749cd2ccae4aa49048ae09f0b95110cee706e0944e6a14ad0b3a8cb45bd336b")
 vec("bitmex-legacy-nonce-get-query", "bitmex", BITMEX, {"method": "GET", "path": "/api/v1/instrument", "query": "filter=%7B%22symbol%22%3A+%22XBTM15%22%7D", "nonce": "1429631577690"},
-    "published", SRC_BITMEX + " (LEGACY api-nonce example, GET)", "9f1753e2db64711e39d111bc2ecace3dc9e7f026e6f65b65c4f53d3d14a60e5f")
+    "published", SRC_BITMEX + " (LEGACY api-nonce example, GET)", "9f1753e2db64711e39d111bc2ecace3dc9e7f026e6f65b65c4f53d3d14a60e5f",
+    refused="nonce: BitMEX retired api-nonce, and a nonce-signed request never expires; the server model still verifies this published signature")
 vec("bitmex-legacy-nonce-post", "bitmex", BITMEX, {"method": "POST", "path": "/api/v1/order", "nonce": "1429631577995", "body": BITMEX_ORDER},
-    "published", SRC_BITMEX + " (LEGACY api-nonce example, POST)", "93912e048daa5387759505a76c28d6e92c6a0d782504fc9980f4fb8adfc13e25")
+    "published", SRC_BITMEX + " (LEGACY api-nonce example, POST)", "93912e048daa5387759505a76c28d6e92c6a0d782504fc9980f4fb8adfc13e25",
+    refused="nonce: BitMEX retired api-nonce, and a nonce-signed request never expires; the server model still verifies this published signature")
 # Bitfinex
 vec("bitfinex-v2-wallets-empty-body", "bitfinex", IND_RAW, {"method": "POST", "path": "/v2/auth/r/wallets", "nonce": "1700000000000000"},
     "independent", IND + "docs.bitfinex.com/docs/rest-auth (no published secret); no body, so `{}` is signed")

@@ -360,7 +360,7 @@ fn check_jwt(
     );
     assert_eq!(
         claims,
-        serde_json::json!({"sub": kid, "iss": "cdp", "nbf": nbf, "exp": nbf + 120, "uri": uri})
+        serde_json::json!({"sub": kid, "iss": "cdp", "nbf": nbf, "exp": nbf + 60, "uri": uri})
     );
     assert_eq!(sig.len(), 64);
     (input, sig)
@@ -660,6 +660,6 @@ fn exchanges_cli_sign_request_with_asymmetric_keys_prints_the_json_contract() {
         claims["uri"],
         "GET api.coinbase.com/api/v3/brokerage/accounts"
     );
-    assert_eq!(claims["exp"], now_s + 120);
+    assert_eq!(claims["exp"], now_s + 60);
     verify_p256(&pem, input.as_bytes(), &sig);
 }
