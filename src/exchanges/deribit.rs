@@ -227,7 +227,7 @@ mod tests {
         // A newline in the nonce or a far timestamp would move or stretch what is signed.
         refused(&ws().nonce("n\nGET\n/api/v2/private/withdraw"), "nonce");
         refused(&ws().nonce(""), "nonce");
-        refused(&ws().nonce(&"n".repeat(65)), "nonce");
+        refused(&ws().nonce("n".repeat(65)), "nonce");
         refused(&ws().timestamp("1576074329000"), "timestamp");
         refused(&ws().timestamp("99999999999999"), "timestamp");
         refused(&ws().api_key("id\n"), "api_key");

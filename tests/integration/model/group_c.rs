@@ -566,10 +566,21 @@ impl ServerModel for Deribit {
         hex_is(Some(&sig), &hmac_sha256(secret, msg.as_bytes()))
     }
     fn executes(&self, http: &Http) -> Executed {
-        self.signed_bytes(http)
-            .map(|s| self.reinterpret(&s))
-            .and_then(|all| all.into_iter().last())
-            .unwrap_or_default()
+        let time_ms = Self::parts(http).and_then(|(ts, ..)| plausible_ms(&ts));
+        if http.header("Authorization").is_none() {
+            return Executed {
+                method: None,
+                endpoint: Some(DERIBIT_AUTH.to_owned()),
+                params: BTreeSet::new(),
+                time_ms,
+            };
+        }
+        Executed {
+            method: Some(http.method.clone()),
+            endpoint: Some(route(&http.path)),
+            params: form_names(&http.query),
+            time_ms,
+        }
     }
     fn reinterpret(&self, signed: &[u8]) -> Vec<Executed> {
         let Ok(s) = std::str::from_utf8(signed) else {
@@ -872,10 +883,14 @@ impl ServerModel for Bitstamp {
             .any(|m| hex_is(http.header("X-Auth-Signature"), &hmac_sha256(secret, &m)))
     }
     fn executes(&self, http: &Http) -> Executed {
-        self.signed_bytes(http)
-            .map(|s| self.reinterpret(&s))
-            .and_then(|all| all.into_iter().last())
-            .unwrap_or_default()
+        let mut params = form_names(&http.query);
+        params.extend(form_names(&http.body));
+        Executed {
+            method: Some(http.method.clone()),
+            endpoint: Some(route(&http.path)),
+            params,
+            time_ms: http.header("X-Auth-Timestamp").and_then(plausible_ms),
+        }
     }
     fn reinterpret(&self, signed: &[u8]) -> Vec<Executed> {
         let Some(rest) = std::str::from_utf8(signed)
@@ -1007,12 +1022,12 @@ mod vectors {
         let exchange = exchanges::by_id(ex).unwrap();
         let now = time_of_vector(req) + 1000;
         let limits = Limits::default();
-        if reached {
+        let reach = reached.then(|| {
             let inputs = Inputs::new(ex, now, &limits, None, None);
             exchange
                 .reach(req, &inputs)
-                .unwrap_or_else(|e| panic!("{id}: {e}"));
-        }
+                .unwrap_or_else(|e| panic!("{id}: {e}"))
+        });
         let mac = SoftMac {
             exchange: ex.to_owned(),
             secret: secret.clone(),
@@ -1032,10 +1047,21 @@ mod vectors {
             v["expected_signature"].as_str().unwrap(),
             "{id}"
         );
+        let ways = m.reinterpret(&m.signed_bytes(&http).unwrap());
         assert!(
-            !m.reinterpret(&m.signed_bytes(&http).unwrap()).is_empty(),
+            !ways.is_empty(),
             "{id}: the model reads no request from the signed bytes"
         );
+        if let Some(reach) = reach {
+            // The validator's endpoint is the one the exchange executes for the request sent,
+            // and one of the readings of the signed bytes.
+            let executed = m.executes(&http).endpoint;
+            assert_eq!(executed, Some(route(reach.endpoint())), "{id}");
+            assert!(
+                ways.iter().any(|w| w.endpoint == executed),
+                "{id}: {ways:?}"
+            );
+        }
     }
 
     #[test]
@@ -1089,7 +1115,7 @@ mod properties {
 
     /// One exchange's fields. Placeholders in path, query and body: `{N}` the nonce, `{P}` the
     /// path (or a default), `{X}` the extra value, `{ID}` a request id, `{T}` a time in ms,
-    /// `{U}` a UUID, `{TSE}` an ISO time percent-encoded.
+    /// `{F}` a time two hours ahead, `{U}` a UUID, `{TSE}` an ISO time percent-encoded.
     struct Spec {
         method: Lists,
         path: Lists,
@@ -1197,10 +1223,47 @@ mod properties {
             .boxed()
     }
 
-    /// Requests for `spec`: well-formed ones (some outside the skew) and attacks.
+    /// A well-formed pick with one or two fields (chosen at random) taken from the attacks.
+    fn one_bad(spec: &'static Spec) -> BoxedStrategy<Pick> {
+        let bad_only = |l: Lists| (l.1, l.1);
+        let bad: &'static Spec = Box::leak(Box::new(Spec {
+            method: bad_only(spec.method),
+            path: bad_only(spec.path),
+            query: bad_only(spec.query),
+            body: bad_only(spec.body),
+            nonce: bad_only(spec.nonce),
+            field: bad_only(spec.field),
+            ts: bad_only(spec.ts),
+            api_key: bad_only(spec.api_key),
+            host: bad_only(spec.host),
+            extra: bad_only(spec.extra),
+            default_path: spec.default_path,
+        }));
+        (
+            picks(spec, false),
+            picks(bad, false),
+            0usize..10,
+            0usize..20,
+        )
+            .prop_map(|(mut good, bad, k1, k2)| {
+                good.fields[k1] = bad.fields[k1];
+                if k2 < 10 {
+                    good.fields[k2] = bad.fields[k2];
+                }
+                good
+            })
+            .boxed()
+    }
+
+    /// Requests for `spec`: well-formed ones (some outside the skew), well-formed ones with one
+    /// or two smuggling fields, and any mix.
     fn requests(spec: &'static Spec) -> impl Strategy<Value = Request> {
-        prop_oneof![2 => picks(spec, false), 3 => picks(spec, true)]
-            .prop_map(move |p| build(spec, &p))
+        prop_oneof![
+            2 => picks(spec, false),
+            4 => one_bad(spec),
+            1 => picks(spec, true),
+        ]
+        .prop_map(move |p| build(spec, &p))
     }
 
     fn build(spec: &Spec, p: &Pick) -> Request {
@@ -1216,6 +1279,7 @@ mod properties {
                 .replace("{P}", &the_path)
                 .replace("{ID}", &(p.off.1.unsigned_abs() % 100_000).to_string())
                 .replace("{T}", &t2.to_string())
+                .replace("{F}", &(t2 + 7_200_000).to_string())
                 .replace("{U}", &uuid(t1, p.off.1))
                 .replace("{TSE}", &iso(t2).replace(':', "%3A"))
         };
@@ -1546,13 +1610,21 @@ mod properties {
         ),
         query: (
             &["-", "x=1"],
-            &["x={U}{T}v2", "a=1&a=2", "?x", "x=/../btc_withdrawal/"],
+            &[
+                "x={U}{T}v2",
+                "x={U}{F}v2",
+                "a=1&a=2",
+                "?x",
+                "x=/../btc_withdrawal/",
+            ],
         ),
         body: (
             &["-", "amount=0.01&price=20000"],
             &[
                 "amount=1&address=x&x=/../../btc_withdrawal/",
                 "amount=1&x={U}{T}v2amount=2",
+                "amount=1&x=/../../../../../btc_withdrawal/{U}{T}v2amount=1&address=x",
+                "amount=1&x={U}{F}v2amount=1",
                 "amount=1&amount=2",
                 "a=b c",
             ],
