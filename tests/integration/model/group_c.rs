@@ -1492,12 +1492,14 @@ mod properties {
     };
 
     static DERIBIT: Spec = Spec {
-        method: (&["GET", "-"], &["POST", "PUT"]),
+        // Neither method nor path: the WebSocket form (so `-` is frequent in both).
+        method: (&["GET", "-", "-"], &["POST", "PUT"]),
         path: (
             &[
                 "/api/v2/private/buy",
                 "/api/v2/private/sell",
                 "/api/v2/private/get_account_summary",
+                "-",
                 "-",
             ],
             &[
