@@ -11,8 +11,9 @@
 //! - Gemini: the base64 payload; every `request` member of the decoded JSON (duplicates kept,
 //!   trailing bytes ignored) is an endpoint Gemini may execute, each with every `nonce`.
 //! - Crypto.com: `method ‖ id ‖ api_key ‖ params ‖ nonce` run together: every method (letters,
-//!   `_`, `-`, `/`; Crypto.com's hold no digits) followed by a numeric id, then anything, then a
-//!   nonce Crypto.com would accept (a digit suffix that is a time; it checks 30 s both ways).
+//!   `_`, `-`, `/`; Crypto.com's hold no digits) followed by a numeric id, then anything (API
+//!   key and params, whose split is free), then every digit suffix that is a time (the nonce;
+//!   Crypto.com refuses one more than 30 s from its clock).
 //! - Deribit: `ts \n nonce \n data`: always `public/auth` with that data (a `client_signature`
 //!   accepts any data), and, where data reads as `METHOD \n URI \n body \n`, that HTTP request
 //!   (and the JSON-RPC method its body names, if any).
@@ -23,8 +24,11 @@
 //!   a header the holder chooses) every prefix of what precedes the nonce, when the router would
 //!   route it (`/…/`, at least three segments).
 //!
-//! Times: readings whose time is before 2001 or after 2100 are left out: no server accepts them
-//! within the life of a key (Kraken's nonce is inside the digest and is not read back).
+//! Times: where the time is read from digits run together with other fields (Crypto.com,
+//! Bitstamp, Deribit), readings whose time is before 2001 or after 2100 are left out: no server
+//! accepts them within the life of a key; the others are judged against the clock. Gemini's nonce
+//! is read as it stands (a counter Gemini accepts at any time is judged as such). Kraken's nonce
+//! is inside the digest and is not read back. HTX's `Timestamp` is the parameter.
 
 use std::collections::BTreeSet;
 
