@@ -4,14 +4,31 @@
 //! concatenates the params sorted by key as key+value, list items recursively (up to depth 3),
 //! `null` as `"null"`. The request's `body` is the JSON-RPC request `{"id","method","params",
 //! "nonce"}`; the `api_key` and `nonce` fields, when given, override the body's (nonce default:
-//! the clock in ms). The signer adds `api_key` and `sig` and returns the body to send.
+//! the clock in ms; API key default: the one recorded with the key). The signer adds `api_key`
+//! and `sig` and returns the body to send.
 //!
-//! Numbers are signed as JSON text after parsing (`1.50` becomes `1.5`): send decimal values as
-//! strings, as Crypto.com recommends.
+//! What the signature binds ([`Exchange::reach`]): the method, id, API key, params and nonce,
+//! run together without separators. Crypto.com executes the body's `method` (the REST path is
+//! `/exchange/v1/` + method, and is not signed), so the validator takes a `private/...` method
+//! of lower-case letters, `_`, `-` and `/` (no digits; `public/auth` and other public methods
+//! are refused), requires the path, when given, to be `/exchange/v1/` + that method, and takes
+//! that path as the endpoint. A request without a path is judged at the same endpoint.
+//!
+//! Why the unseparated string cannot change the method: `id` must be a non-negative integer,
+//! so the signed string is `method` followed by at least one digit. Crypto.com's methods hold
+//! no digits, so any method read from the same bytes ends where the first digit is, which is
+//! where ours ends: the method is the same; only the split of id, API key, params and nonce
+//! can move (and the nonce is checked within 30 s by Crypto.com, so a longer or shorter nonce
+//! is never accepted at another time). Params are limited to what every implementation of the
+//! documented scheme signs alike: strings, integers and `null`, and lists of objects of those,
+//! nested less than 3 deep (a boolean, a float or a nested object is written differently by
+//! Python's `str` and JSON: send them as strings, as Crypto.com recommends).
+//!
+//! Numbers are signed as JSON text after parsing (`1.50` would become `1.5`): floats are refused.
 
 use serde_json::{Map, Value};
 
-use super::{Context, Exchange, Request, SignedRequest};
+use super::{grammar, Context, Exchange, Inputs, Reach, Request, SignedRequest};
 use crate::error::{Error, Result};
 use crate::sign::{HmacAlg, Mac};
 
@@ -21,9 +38,152 @@ pub struct CryptoCom;
 
 const MAX_LEVEL: usize = 3;
 
+/// The REST path of a method: this prefix, then the method.
+const REST_PREFIX: &str = "/exchange/v1/";
+
+/// The members of a JSON-RPC request the signer signs or sends (it adds `sig` itself).
+const MEMBERS: &[&str] = &["id", "method", "params", "nonce", "api_key"];
+
+/// A private method: `private/` then segments of lower-case letters, `_` and `-`, no digits.
+fn check_method(inputs: &Inputs<'_>, method: &str) -> Result<()> {
+    let ok = method.strip_prefix("private/").is_some_and(|rest| {
+        rest.split('/').all(|seg| {
+            !seg.is_empty()
+                && seg
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'_' || b == b'-')
+        })
+    }) && method.len() <= 128;
+    if ok {
+        Ok(())
+    } else {
+        Err(inputs.refuse(
+            "body",
+            "`method` must be a private method: `private/` then segments of lower-case letters, \
+             `_` and `-` (public methods, `public/auth` included, are not signed)",
+        ))
+    }
+}
+
+/// Params every implementation of the documented scheme signs alike.
+fn check_params(inputs: &Inputs<'_>, obj: &Map<String, Value>, level: usize) -> Result<()> {
+    for (key, value) in obj {
+        match value {
+            Value::String(_) | Value::Null => {}
+            Value::Number(n) if n.is_u64() || n.is_i64() => {}
+            Value::Array(items) => {
+                for item in items {
+                    match item {
+                        Value::Object(o) if level + 1 < MAX_LEVEL => {
+                            check_params(inputs, o, level + 1)?;
+                        }
+                        _ => {
+                            return Err(inputs.refuse(
+                                "body",
+                                format!(
+                                    "param `{key}`: list items must be objects, nested less \
+                                     than {MAX_LEVEL} deep"
+                                ),
+                            ))
+                        }
+                    }
+                }
+            }
+            _ => {
+                return Err(inputs.refuse(
+                    "body",
+                    format!(
+                        "param `{key}`: a boolean, float or nested object is signed differently \
+                         by different implementations; send it as a string"
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Exchange for CryptoCom {
     fn id(&self) -> &str {
         "cryptocom"
+    }
+
+    fn reach(&self, req: &Request, inputs: &Inputs<'_>) -> Result<Reach> {
+        let method = grammar::method(inputs, req.method.as_deref().unwrap_or("POST"), &["POST"])?;
+        if req.query.as_deref().is_some_and(|q| !q.is_empty()) {
+            return Err(inputs.refuse(
+                "query",
+                "Crypto.com reads private parameters from the signed body; the query is not signed",
+            ));
+        }
+        let body = req
+            .body
+            .as_deref()
+            .ok_or_else(|| inputs.refuse("body", "must hold the JSON-RPC request"))?;
+        let rpc = grammar::json_object(inputs, "body", body)?;
+        if let Some(other) = rpc.keys().find(|k| !MEMBERS.contains(&k.as_str())) {
+            return Err(inputs.refuse(
+                "body",
+                format!(
+                    "member `{other}` is not one the signer signs (id, method, params, nonce, \
+                     api_key; it adds `sig`)"
+                ),
+            ));
+        }
+        let Some(Value::String(rpc_method)) = rpc.get("method") else {
+            return Err(inputs.refuse("body", "needs a string `method`"));
+        };
+        check_method(inputs, rpc_method)?;
+        let endpoint = format!("{REST_PREFIX}{rpc_method}");
+        grammar::path(inputs, &endpoint, REST_PREFIX)?;
+        if req
+            .path
+            .as_deref()
+            .is_some_and(|p| !p.is_empty() && p != endpoint)
+        {
+            return Err(inputs.refuse(
+                "path",
+                "must be /exchange/v1/ followed by the body's `method`: Crypto.com executes the \
+                 body's method",
+            ));
+        }
+        if !matches!(rpc.get("id"), Some(Value::Number(n)) if n.is_u64()) {
+            return Err(inputs.refuse(
+                "body",
+                "`id` must be a non-negative integer (its digits end the method in the signed \
+                 string)",
+            ));
+        }
+        let body_key = match rpc.get("api_key") {
+            None => None,
+            Some(Value::String(k)) => Some(k.as_str()),
+            Some(_) => return Err(inputs.refuse("body", "`api_key` must be a string")),
+        };
+        inputs.api_key(req.api_key.as_deref().or(body_key))?;
+        match (req.nonce.as_deref(), rpc.get("nonce")) {
+            (Some(n), _) => {
+                inputs.timestamp_ms("nonce", n)?;
+            }
+            (None, None) => {}
+            (None, Some(Value::Number(n))) if n.is_u64() => {
+                inputs.timestamp_ms("nonce", &n.to_string())?;
+            }
+            (None, Some(Value::String(s))) => {
+                inputs.timestamp_ms("nonce", s)?;
+            }
+            (None, Some(_)) => {
+                return Err(inputs.refuse("body", "`nonce` must be a time in ms"));
+            }
+        }
+        let names: Vec<String> = match rpc.get("params") {
+            None => Vec::new(),
+            Some(Value::Object(p)) => {
+                check_params(inputs, p, 0)?;
+                p.keys().cloned().collect()
+            }
+            Some(_) => return Err(inputs.refuse("body", "`params` must be an object")),
+        };
+        Ok(Reach::bound(method, endpoint).with_params(names))
     }
 
     fn sign<'r>(
@@ -39,8 +199,14 @@ impl Exchange for CryptoCom {
         let Ok(Value::Object(mut rpc)) = serde_json::from_str::<Value>(body) else {
             return Err(Error::invalid("cryptocom: the body must be a JSON object"));
         };
-        if let Some(key) = &req.api_key {
-            rpc.insert("api_key".into(), Value::String(key.clone()));
+        match (&req.api_key, mac.api_key()) {
+            (Some(key), _) => {
+                rpc.insert("api_key".into(), Value::String(key.clone()));
+            }
+            (None, Some(stored)) if !rpc.contains_key("api_key") => {
+                rpc.insert("api_key".into(), Value::String(stored.to_owned()));
+            }
+            (None, _) => {}
         }
         match &req.nonce {
             Some(n) => {
@@ -116,6 +282,148 @@ fn params_to_string(obj: &Map<String, Value>, level: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exchanges::{FixedClock, FixedNonce, Limits, SoftKey};
+
+    const NOW: u64 = 1_700_000_000_000;
+
+    fn reach(req: &Request) -> Result<Reach> {
+        let limits = Limits::default();
+        CryptoCom.reach(req, &Inputs::new("cryptocom", NOW, &limits, None, None))
+    }
+
+    fn refused(req: &Request, field: &str) {
+        match reach(req) {
+            Err(Error::RequestRefused { field: f, .. }) if f == field => {}
+            other => panic!("{req:?}: expected a refusal of `{field}`, got {other:?}"),
+        }
+    }
+
+    fn rpc(body: &str) -> Request {
+        Request::default().body(body).api_key("token")
+    }
+
+    #[test]
+    fn reach_is_the_bodys_method_at_its_rest_path() {
+        let order = rpc(
+            r#"{"id":1,"method":"private/create-order","params":{"instrument_name":"BTC_USDT","side":"BUY","quantity":"1","client_oid":null,"list":[{"a":"1"}]},"nonce":1700000000000}"#,
+        );
+        let r = reach(&order).unwrap();
+        assert_eq!(
+            (r.method(), r.endpoint()),
+            ("POST", "/exchange/v1/private/create-order")
+        );
+        assert!(reach(&order.clone().path("/exchange/v1/private/create-order")).is_ok());
+        // The nonce field overrides the body's (documented); it must be a time.
+        assert!(reach(&order.clone().nonce("1700000001000")).is_ok());
+        refused(&order.clone().nonce("1"), "nonce");
+    }
+
+    #[test]
+    fn reach_refuses_another_method_than_the_path_and_public_methods() {
+        let body = |m: &str| format!(r#"{{"id":1,"method":"{m}","nonce":1700000000000}}"#);
+        refused(
+            &rpc(&body("private/create-withdrawal")).path("/exchange/v1/private/create-order"),
+            "path",
+        );
+        for m in [
+            "public/auth",
+            "public/get-book",
+            "private/create-order2",
+            "Private/create-order",
+            "private//create-order",
+            "private/create-order/",
+            "private/create order",
+            "private/create-order\n",
+        ] {
+            refused(&rpc(&body(m)), "body");
+        }
+        refused(
+            &rpc(
+                r#"{"id":1,"method":"private/create-order","method":"private/create-withdrawal","nonce":1700000000000}"#,
+            ),
+            "body",
+        );
+        refused(&rpc(r#"{"id":1,"nonce":1700000000000}"#), "body");
+        refused(&rpc(r#"{"id":1,"method":7,"nonce":1700000000000}"#), "body");
+    }
+
+    #[test]
+    fn reach_refuses_what_would_move_a_boundary_or_sign_differently() {
+        let with = |extra: &str| {
+            rpc(&format!(
+                r#"{{"method":"private/create-order","nonce":1700000000000{extra}}}"#
+            ))
+        };
+        // `id`: a non-negative integer, present.
+        refused(&with(""), "body");
+        refused(&with(r#","id":"1""#), "body");
+        refused(&with(r#","id":-1"#), "body");
+        refused(&with(r#","id":1.5"#), "body");
+        // Members the signer does not sign, or adds itself.
+        refused(&with(r#","id":1,"sig":"00""#), "body");
+        refused(
+            &with(r#","id":1,"Method":"private/create-withdrawal""#),
+            "body",
+        );
+        // Params the implementations write differently, or too deep.
+        for params in [
+            r#"{"a":true}"#,
+            r#"{"a":1.5}"#,
+            r#"{"a":{"b":"1"}}"#,
+            r#"{"a":["x"]}"#,
+            r#"{"a":[{"b":[{"c":[{"d":"1"}]}]}]}"#,
+            r#"[1]"#,
+        ] {
+            refused(&with(&format!(r#","id":1,"params":{params}"#)), "body");
+        }
+        assert!(reach(&with(r#","id":1,"params":{"a":[{"b":[{"c":"1"}]}]}"#)).is_ok());
+        // Time and key.
+        refused(&with(r#","id":1"#).nonce("17000000000000000"), "nonce");
+        refused(
+            &rpc(r#"{"id":1,"method":"private/create-order","nonce":1800000000000}"#),
+            "nonce",
+        );
+        refused(&with(r#","id":1"#).api_key("a&b"), "api_key");
+        refused(&with(r#","id":1"#).query("x=1"), "query");
+        refused(&with(r#","id":1"#).method("GET"), "method");
+        refused(
+            &with(r#","id":1"#).path("/exchange/v1/private/create-order/"),
+            "path",
+        );
+    }
+
+    #[test]
+    fn the_signer_sends_the_key_recorded_with_the_key() {
+        struct Recorded(SoftKey);
+        impl Mac for Recorded {
+            fn key_name(&self) -> &str {
+                "k"
+            }
+            fn exchange(&self) -> Option<&str> {
+                Some("cryptocom")
+            }
+            fn mac(&self, alg: HmacAlg, msg: &[u8]) -> Result<crate::sign::Signature> {
+                self.0.mac(alg, msg)
+            }
+            fn api_key(&self) -> Option<&str> {
+                Some("recorded")
+            }
+        }
+        let key = Recorded(SoftKey {
+            exchange: "cryptocom",
+            secret: b"s",
+        });
+        let req = Request::default()
+            .body(r#"{"id":1,"method":"private/get-order-detail","nonce":1700000000000}"#);
+        let (clock, nonces) = (FixedClock(NOW), FixedNonce(1));
+        let s = CryptoCom
+            .sign(&req, &key, &Context::new(&clock, &nonces))
+            .unwrap();
+        assert!(s.body.contains(r#""api_key":"recorded""#), "{}", s.body);
+        let want =
+            HmacAlg::HmacSha256.software(b"s", b"private/get-order-detail1recorded1700000000000");
+        assert_eq!(s.signature, hex::encode(want));
+    }
 
     #[test]
     fn params_are_sorted_and_flattened() {
