@@ -109,7 +109,11 @@ impl Exchange for Deribit {
                  method in the body",
             ));
         }
-        Ok(Reach::bound(method, path).with_params(names))
+        // The same bytes verify as a `public/auth` client signature (`ts\nnonce\ndata` with
+        // the request as data): the signature also opens a session with the key's full scope.
+        Ok(Reach::bound(method, path)
+            .with_params(names)
+            .with_also("GET", AUTH))
     }
 
     fn sign<'r>(

@@ -118,6 +118,7 @@ pub struct Reach {
     params: Vec<String>,
     path_bound: bool,
     split_names: bool,
+    also: Vec<(String, String)>,
 }
 
 impl Reach {
@@ -129,6 +130,7 @@ impl Reach {
             params: Vec::new(),
             path_bound: true,
             split_names: false,
+            also: Vec::new(),
         }
     }
 
@@ -145,6 +147,7 @@ impl Reach {
             params: Vec::new(),
             path_bound: false,
             split_names: false,
+            also: Vec::new(),
         }
         .with_params(params)
     }
@@ -162,6 +165,19 @@ impl Reach {
     pub fn with_split_names(mut self) -> Reach {
         self.split_names = true;
         self
+    }
+
+    /// Another endpoint the exchange accepts the same signature at, whatever the request
+    /// (Deribit: every signature also verifies as a `public/auth` client signature, which
+    /// opens a session with the key's full scope). The guard judges it like the endpoint.
+    pub fn with_also(mut self, method: impl Into<String>, endpoint: impl Into<String>) -> Reach {
+        self.also.push((method.into(), endpoint.into()));
+        self
+    }
+
+    /// The other endpoints the signature is good at ([`Reach::with_also`]).
+    pub fn also(&self) -> &[(String, String)] {
+        &self.also
     }
 
     /// The method the exchange executes (for unbound schemes, the one the caller named).

@@ -429,9 +429,14 @@ pub static ALL: &[ExchangeInfo] = &[
         asymmetric: false,
         binding: Binding::REQUEST,
         endpoint_from: EndpointFrom::Path,
-        owned: "ts (±skew), nonce, client id; the WebSocket form signs no data",
+        owned: "ts (±skew), nonce, client id; the WebSocket form signs no data; every signature also opens a `public/auth` session (guarded)",
         hosts: &["www.deribit.com"],
         guarded: &[
+            // Every Deribit signature (HTTP or WebSocket) also verifies as a `public/auth`
+            // client signature, which opens a session with the key's full scope: guarded,
+            // lifted only by `allow_withdrawals` or an exact `GET /api/v2/public/auth` entry
+            // for a key whose Deribit scope has no wallet access.
+            g("/api/v2/public/auth"),
             g("/api/v2/private/withdraw"),
             g("/api/v2/private/submit_transfer_to_subaccount"),
             g("/api/v2/private/submit_transfer_to_user"),

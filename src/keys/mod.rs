@@ -203,9 +203,13 @@ impl KeySpec {
         }
         if let Some(p) = &self.passphrase {
             use secrecy::ExposeSecret as _;
-            if !printable(p.expose_secret()) || p.expose_secret().len() > 128 {
+            let p = p.expose_secret();
+            if p.is_empty()
+                || p.len() > 128
+                || !p.bytes().all(|b| b == b' ' || b.is_ascii_graphic())
+            {
                 return Err(Error::invalid(
-                    "an API passphrase is 1-128 printable ASCII characters without spaces",
+                    "an API passphrase is 1-128 printable ASCII characters",
                 ));
             }
         }

@@ -224,6 +224,26 @@ impl KeyPolicy {
                 }
             }
         }
+        // Other endpoints the same signature is good at (Deribit's `public/auth`): each is
+        // judged as the endpoint is.
+        for (also_method, also_path) in reach.also() {
+            let Some(also) = endpoint::normalize_path(also_path) else {
+                return deny("path".into());
+            };
+            if let Some(p) = self.deny.iter().find(|p| p.matches(also_method, &also)) {
+                return deny(format!("deny:{}", p.as_str()));
+            }
+            let allowed_also = self.allow.iter().find(|p| p.matches(also_method, &also));
+            if !self.allow_withdrawals
+                && withdrawal::is_withdrawal(exchange, &also)
+                && !allowed_also.is_some_and(EndpointPattern::is_exact)
+            {
+                return deny(format!("withdrawal-guard:{exchange}:{also}"));
+            }
+            if allowed_also.is_none() && !self.allow.is_empty() {
+                return deny(format!("not-allowed:{also}"));
+            }
+        }
         match allowed {
             Some(p) => {
                 if let (false, Some(names)) = (reach.path_bound(), p.params()) {
