@@ -79,7 +79,7 @@ impl Exchange for Bitmex {
     ) -> Result<SignedRequest<'r>> {
         let expires = match &req.expires {
             Some(e) => e.clone(),
-            None => (ctx.now_s() + EXPIRES_IN_S).to_string(),
+            None => (ctx.now_s() + EXPIRES_IN_S.min(ctx.ttl_ms() / 1000)).to_string(),
         };
         let method = req.method_or_get();
         let target = path_with_query(req.path_or_empty(), req.query_or_empty());

@@ -97,12 +97,32 @@ impl NonceSource for FixedNonce {
 pub struct Context<'a> {
     clock: &'a dyn Clock,
     nonces: &'a dyn NonceSource,
+    ttl_ms: u64,
 }
 
 impl<'a> Context<'a> {
-    /// A context over a clock and a nonce source.
+    /// A context over a clock and a nonce source; signatures valid for at most 60 s.
     pub fn new(clock: &'a dyn Clock, nonces: &'a dyn NonceSource) -> Self {
-        Context { clock, nonces }
+        Context {
+            clock,
+            nonces,
+            ttl_ms: 60_000,
+        }
+    }
+
+    /// The same context with another longest validity (the signer's [`super::Limits`]).
+    pub fn with_ttl_ms(&self, ttl_ms: u64) -> Context<'a> {
+        Context {
+            clock: self.clock,
+            nonces: self.nonces,
+            ttl_ms,
+        }
+    }
+
+    /// The longest validity a signature may carry, in ms: an expiry the crate sets (BitMEX
+    /// `api-expires`, a Coinbase JWT's `exp`) is at most this far ahead.
+    pub fn ttl_ms(&self) -> u64 {
+        self.ttl_ms
     }
 
     /// Milliseconds since the epoch.

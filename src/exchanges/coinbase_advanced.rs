@@ -118,7 +118,7 @@ impl Exchange for CoinbaseAdvanced {
             None => ctx.now_s(),
         };
         let exp = nbf
-            .checked_add(LIFETIME_S)
+            .checked_add(LIFETIME_S.min(ctx.ttl_ms() / 1000))
             .ok_or_else(|| Error::invalid("coinbase-advanced `timestamp` is too large"))?;
         let nonce = match req.nonce.as_deref() {
             Some(n) => n.to_owned(),

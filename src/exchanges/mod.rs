@@ -218,6 +218,7 @@ fn sign_checked<'r>(
         mac.passphrase(),
     );
     let reach = exchange.reach(req, &inputs)?;
+    let ctx = ctx.with_ttl_ms(limits.ttl_ms);
     let mut keyed = InRequest::new(mac, exchange.id(), &reach);
     keyed.client = client;
     exchange.sign(req, &keyed, &ctx)
