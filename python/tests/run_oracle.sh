@@ -76,6 +76,11 @@ while IFS=$'\t' read -r name exchange raw; do
     echo
     echo "[keys.\"$name\"]"
     [ "$exchange" != - ] && echo "exchange = \"$exchange\""
+    # Every Deribit signature is also a `public/auth` session with the key's full scope: the
+    # guard refuses Deribit signing unless the policy lists that endpoint exactly (do so only
+    # for a Deribit key without wallet scope; docs/guardrails.md).
+    [ "$exchange" = deribit ] && echo 'allow = ["GET /api/v2/public/auth", "* /api/v2/**"]'
+
     [ "$raw" = raw ] && echo "allow_raw = true"
     echo "[agent.keys.\"$name\"]"
     echo "uids = [$(id -u)]"
