@@ -194,9 +194,8 @@ impl KeySpec {
                 )));
             }
         }
-        let printable = |v: &str| {
-            !v.is_empty() && v.len() <= 256 && v.bytes().all(|b| b.is_ascii_graphic())
-        };
+        let printable =
+            |v: &str| !v.is_empty() && v.len() <= 256 && v.bytes().all(|b| b.is_ascii_graphic());
         if self.api_key.as_deref().is_some_and(|k| !printable(k)) {
             return Err(Error::invalid(
                 "an API key is 1-256 printable ASCII characters without spaces",
@@ -399,6 +398,19 @@ pub(crate) struct KeyMeta {
     /// exchange signers send them and refuse requests naming others.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub credentials: BTreeMap<u32, Credentials>,
+    /// What the crate itself made the key for; `None` for every key an operator creates. Only
+    /// the audit log's key generation writes [`KeyPurpose::Audit`], and only together with a
+    /// key generated in the token (see `store::audit_key_problem`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<KeyPurpose>,
+}
+
+/// Keys the crate makes for itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum KeyPurpose {
+    /// The audit log's MAC key: signs the log's own lines and nothing else.
+    Audit,
 }
 
 /// The exchange's public API key and API passphrase recorded with a key version.
@@ -414,7 +426,10 @@ impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Credentials")
             .field("api_key", &self.api_key)
-            .field("passphrase", &self.passphrase.as_ref().map(|_| "[REDACTED]"))
+            .field(
+                "passphrase",
+                &self.passphrase.as_ref().map(|_| "[REDACTED]"),
+            )
             .finish()
     }
 }
