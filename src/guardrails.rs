@@ -421,6 +421,16 @@ impl Guard for Guardrails {
         }
         let key = rec.key.clone().unwrap_or_default();
         if let Err(e) = self.record(rec) {
+            // A login failure usually means the token cannot MAC the line either: it waits in
+            // the log's pending file for the next writer that logs in.
+            if let LifecycleEvent::LoginFailed { token, reason } = event {
+                match self.log.note_login_failure(token, reason) {
+                    Ok(()) => return,
+                    Err(pending) => {
+                        tracing::error!(error = %pending, "cannot note the login failure either");
+                    }
+                }
+            }
             self.alert(AlertKind::AuditFailed, None, &key, &e.to_string());
         }
     }

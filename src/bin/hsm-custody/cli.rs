@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use hsm_custody::{Config, Custody, GuardConfig, Guardrails};
+use hsm_custody::{Config, Custody, Error, GuardConfig, Guardrails};
 
 /// Keep exchange API secrets inside a PKCS#11 token and sign in the token.
 #[derive(Parser, Debug)]
@@ -128,10 +128,31 @@ impl Global {
 
     /// Connects and, when the config file has `[audit]` or `[keys]`, installs the guard rails
     /// (policy before every signature, an audit line for every signature and key change).
+    ///
+    /// A refused login (wrong or locked PIN) cannot be MACed into the log, as no session is
+    /// logged in: it is noted in the log's pending file, which the next writer that logs in
+    /// (this agent's next start, or the running agent within a second) records in the chain.
     pub fn connect_guarded(&self) -> anyhow::Result<(Custody, Option<std::sync::Arc<Guardrails>>)> {
         let config = self.config()?;
         let guard_config = GuardConfig::from_config(&config)?;
-        let custody = Custody::connect(config)?;
+        let label = config.token_label().to_owned();
+        let custody = match Custody::connect(config) {
+            Ok(c) => c,
+            Err(e @ (Error::PinIncorrect { .. } | Error::PinLocked { .. })) => {
+                if let Some(g) = &guard_config {
+                    if let Err(note) =
+                        hsm_custody::audit::record_login_failure(&g.audit, &label, &e.to_string())
+                    {
+                        eprintln!(
+                            "hsm-custody: warning: the failed login could not be noted for the \
+                             audit log: {note}"
+                        );
+                    }
+                }
+                return Err(e.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
         let guard = match guard_config {
             Some(g) => Some(Guardrails::install(&custody, g).context("guard rails")?),
             None => None,
