@@ -36,9 +36,6 @@ pub fn run(global: &Global, args: AgentArgs) -> anyhow::Result<()> {
              signing without policy or audit"
         );
     }
-    // The audit log MACs through the custody without keeping it alive (it would keep itself
-    // alive through the guard): hold a handle until the log's last sync below.
-    let custody_for_audit = custody.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("hsm-custody-agent")
@@ -58,7 +55,6 @@ pub fn run(global: &Global, args: AgentArgs) -> anyhow::Result<()> {
     if let Some(guard) = guard {
         guard.sync().context("syncing the audit log")?;
     }
-    drop(custody_for_audit);
     eprintln!(
         "hsm-custody agent: stopped ({} connections served, {} cut at the drain timeout)",
         report.connections, report.aborted

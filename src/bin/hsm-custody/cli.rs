@@ -1,6 +1,7 @@
 //! Argument parsing and dispatch.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
@@ -132,7 +133,7 @@ impl Global {
     /// A refused login (wrong or locked PIN) cannot be MACed into the log, as no session is
     /// logged in: it is noted in the log's pending file, which the next writer that logs in
     /// (this agent's next start, or the running agent within a second) records in the chain.
-    pub fn connect_guarded(&self) -> anyhow::Result<(Custody, Option<std::sync::Arc<Guardrails>>)> {
+    pub fn connect_guarded(&self) -> anyhow::Result<(Custody, Option<Arc<Guardrails>>)> {
         let config = self.config()?;
         let guard_config = GuardConfig::from_config(&config)?;
         let label = config.token_label().to_owned();
@@ -157,8 +158,30 @@ impl Global {
             Some(g) => Some(Guardrails::install(&custody, g).context("guard rails")?),
             None => None,
         };
+        if let Some(guard) = &guard {
+            *GUARDED.lock().unwrap_or_else(PoisonError::into_inner) =
+                Some((custody.clone(), guard.clone()));
+        }
         Ok((custody, guard))
     }
+}
+
+/// The guard rails of this run, with a handle on their `Custody`: the audit log MACs through
+/// the `Custody` without keeping it alive, so the last sync ([`finish`]) needs one.
+static GUARDED: Mutex<Option<(Custody, Arc<Guardrails>)>> = Mutex::new(None);
+
+/// At exit: forces the audit log to disk and saves its chain head, in its file and in the
+/// token (so that the token's copy covers this run's last lines too).
+pub fn finish() -> anyhow::Result<()> {
+    let guarded = GUARDED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
+    if let Some((custody, guard)) = guarded {
+        guard.sync().context("syncing the audit log")?;
+        drop(custody);
+    }
+    Ok(())
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
