@@ -83,7 +83,7 @@ fn config_file(t: &TestToken, dir: &Path, log: &Path, extra: &str) -> PathBuf {
 /// A log whose last line is a `deny`: an order (allowed), then a withdrawal (refused).
 fn log_ending_in_a_deny(t: &TestToken, log: &Path) {
     let c = t.connect();
-    Guardrails::install(&c, config(log)).unwrap();
+    let guard = Guardrails::install(&c, config(log)).unwrap();
     import(&c, "bn", "binance");
     let signer = c.exchange_signer("bn").unwrap();
     signer
@@ -92,6 +92,7 @@ fn log_ending_in_a_deny(t: &TestToken, log: &Path) {
     signer
         .sign(&Request::post("/sapi/v1/capital/withdraw/apply").query("coin=BTC"))
         .unwrap_err();
+    guard.sync().unwrap();
     let all = lines(log);
     assert!(all.last().unwrap().contains("\"decision\":\"deny\""));
 }
@@ -142,6 +143,109 @@ fn a_cut_log_whose_head_was_deleted_is_refused_by_writers_and_by_verify() {
         None,
     );
     assert!(told.status.success(), "{}", stderr(&told));
+}
+
+/// After the attack above, `audit reset` starts a new chain on the record: the old file is
+/// kept, the new chain's first line says why and what was lost (the token knew the deny line),
+/// writers continue, and `audit verify` reports the reset (exit 0 only once accepted).
+#[test]
+fn audit_reset_starts_a_new_chain_on_the_record_and_verify_reports_it() {
+    let t = fresh_token("a26-reset");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    log_ending_in_a_deny(&t, &log);
+    let all = lines(&log);
+    write_lines(&log, &all[..all.len() - 1]);
+    fs::remove_file(audit::head_path_for(&log)).unwrap();
+    let cfg = config_file(&t, dir.path(), &log, "");
+    let cfg = cfg.to_str().unwrap();
+    let no_reason = cli(
+        &t,
+        &["--config", cfg, "audit", "reset", "--reason", " "],
+        None,
+    );
+    assert!(!no_reason.status.success());
+    let out = cli(
+        &t,
+        &[
+            "--config",
+            cfg,
+            "audit",
+            "reset",
+            "--reason",
+            "disk restored from backup",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("lines lost: 1"), "{said}");
+    let old = dir.path().join("audit.jsonl.000000000001");
+    assert_eq!(lines(&old), all[..all.len() - 1], "old file kept as it was");
+    let first = lines(&log)[0].clone();
+    assert!(
+        first.contains("\"event\":\"chain_reset\"")
+            && first.contains("disk restored from backup")
+            && first.contains(&format!("\"seq\":{}", all.len() + 1)),
+        "{first}"
+    );
+    // Writers continue the new chain.
+    {
+        let c = t.connect();
+        let guard = Guardrails::install(&c, config(&log)).unwrap();
+        c.sign_hmac("bn", HmacAlg::HmacSha256, b"after the reset")
+            .unwrap(); // no [keys]: a raw MAC is allowed, and audited
+        guard.sync().unwrap();
+    }
+    let mut glob: Vec<String> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("audit.jsonl")
+        })
+        .map(|p| p.display().to_string())
+        .collect();
+    glob.sort();
+    let mut args = vec!["--config", cfg, "audit", "verify", "--json"];
+    args.extend(glob.iter().map(String::as_str));
+    let refused = cli(&t, &args, None);
+    assert!(
+        !refused.status.success(),
+        "a reset must be accepted explicitly"
+    );
+    assert!(
+        stderr(&refused).contains("--accept-resets"),
+        "{}",
+        stderr(&refused)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&refused.stdout).unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["resets"][0]["lost_lines"], 1, "{report}");
+    assert_eq!(report["resets"][0]["reason"], "disk restored from backup");
+    args.push("--accept-resets");
+    let accepted = cli(&t, &args, None);
+    assert!(accepted.status.success(), "{}", stderr(&accepted));
+    // The old file alone (a reset names its last line) still verifies, without a head.
+    let alone = audit::verify(&t.connect(), AUDIT_KEY, &[old.clone()], None).unwrap();
+    assert!(alone.is_ok() && !alone.head_checked, "{:?}", alone.problem);
+}
+
+#[test]
+fn a_reset_is_refused_while_a_writer_runs() {
+    let t = fresh_token("a26-resetlock");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let c = t.connect();
+    let _guard = Guardrails::install(&c, config(&log)).unwrap();
+    let err = audit::reset(&c, &AuditConfig::new(&log), "testing").unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(&format!("pid {}", std::process::id())),
+        "{err}"
+    );
 }
 
 #[test]
@@ -255,6 +359,48 @@ fn imported_refused_or_log_refused(c: &Custody, log: &Path, import_err: &str) ->
         return true;
     }
     Guardrails::new(c, config(log)).is_err()
+}
+
+/// Adoption under the audit key's name is refused before anything is looked at.
+#[test]
+fn the_audit_key_name_cannot_be_adopted() {
+    let t = fresh_token("a26-adopt");
+    let err = t
+        .connect()
+        .adopt_hmac_key(KeySpec::hmac(AUDIT_KEY))
+        .unwrap_err();
+    assert!(err.to_string().contains("reserved"), "{err}");
+}
+
+/// An audit key made by an earlier release (generated in the token, never extractable, but
+/// without the crate's mark) is taken over as the audit key, and from then on signs nothing
+/// else: its value was never known to anyone.
+#[test]
+fn an_audit_key_of_an_earlier_release_is_marked_and_kept_to_the_log() {
+    let t = fresh_token("a26-legacy");
+    let c = t.connect();
+    c.generate_hmac_key(KeySpec::hmac("old-audit").algorithms(&[HmacAlg::HmacSha256]))
+        .unwrap();
+    c.sign_hmac("old-audit", HmacAlg::HmacSha256, b"before")
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let guard = Guardrails::new(
+        &c,
+        GuardConfig::new(AuditConfig::new(&log).key("old-audit")),
+    )
+    .unwrap();
+    guard.sync().unwrap();
+    let err = c
+        .sign_hmac("old-audit", HmacAlg::HmacSha256, b"after")
+        .unwrap_err();
+    assert!(err.to_string().contains("audit-key"), "{err}");
+    let report = audit::verify(&c, "old-audit", std::slice::from_ref(&log), None).unwrap();
+    assert!(
+        report.is_ok() && report.token_head_checked,
+        "{:?}",
+        report.problem
+    );
 }
 
 /// Under another configured name the same plant is refused by the log itself.
@@ -528,6 +674,36 @@ fn failed_logins_of_the_cli_and_the_agent_are_audited() {
     );
     assert!(text.contains(&format!("\"token\":\"{}\"", t.label)));
     assert!(!text.contains("wrong-pin-0000"));
+    let report = audit::verify(&c, AUDIT_KEY, std::slice::from_ref(&log), None).unwrap();
+    assert!(report.is_ok(), "{:?}", report.problem);
+}
+
+/// A writer that is running (the agent) records another process's failed login within a
+/// second or two, without a restart.
+#[test]
+fn a_running_writer_records_a_failed_login_of_another_process() {
+    let t = fresh_token("a26-loginlive");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let c = t.connect();
+    let guard = Guardrails::install(&c, config(&log)).unwrap();
+    // The failing process: same log configuration, wrong PIN (it cannot take the log's lock,
+    // nor MAC a line: it leaves a note).
+    audit::record_login_failure(guard.audit_log().config(), &t.label, "PIN incorrect (test)")
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !fs::read_to_string(&log).unwrap().contains("login_failed") {
+        assert!(Instant::now() < deadline, "not recorded within 5 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let text = fs::read_to_string(&log).unwrap();
+    assert!(text.contains("\"observed\":"), "{text}");
+    assert_eq!(
+        fs::metadata(audit::pending_path_for(&log)).unwrap().len(),
+        0,
+        "the note is gone once recorded"
+    );
+    guard.sync().unwrap();
     let report = audit::verify(&c, AUDIT_KEY, std::slice::from_ref(&log), None).unwrap();
     assert!(report.is_ok(), "{:?}", report.problem);
 }
