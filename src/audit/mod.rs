@@ -1,24 +1,30 @@
-//! The audit log (issue 5): every sign attempt and lifecycle event as one JSON line, chained by
-//! MACs computed in the token.
+//! The audit log (issue 5, hardened in issue 26): every sign attempt and lifecycle event as one
+//! JSON line, chained by MACs computed in the token.
 //!
 //! ## Line format
 //! One JSON object per line, fields in this order, absent ones left out:
 //! `seq` (1, 2, 3 ... across rotated files), `time` (RFC 3339, UTC), `event` (`chain_start`,
-//! `sign`, `sign_failed`, `created`, `rotation_begun`, `promoted`, `retired`, `revoked`,
-//! `login_failed`), `key`, `version`, `versions`, `kind`, `token`, `exchange`, `method`,
-//! `path`, `client`, `sha256` (of the exact bytes signed), `decision` (`allow`/`deny`), `rule`,
-//! `outcome`, `prev_file`, `prev_mac`, and last `mac` (hex). Never a secret, a PIN, a
-//! signature or the message bytes.
+//! `chain_reset`, `sign`, `sign_failed`, `created`, `rotation_begun`, `promoted`, `retired`,
+//! `revoked`, `login_failed`), `key`, `version`, `versions`, `kind`, `token`, `exchange`,
+//! `method`, `path`, `binding`, `params`, `client`, `sha256` (of the exact bytes signed),
+//! `decision` (`allow`/`deny`), `rule`, `outcome`, `observed`, `chain`, `reason`, `reset`,
+//! `prev_file`, `prev_mac`, and last `mac` (hex). Never a secret, a PIN, a signature or the
+//! message bytes.
 //!
 //! ## Chain
 //! `body_i` is line `i` without its `,"mac":"…"` member (the text up to it, plus `}`);
 //! `mac_i = HMAC-SHA256(audit key, mac_{i-1} || body_i)`, computed in the token with a
-//! non-extractable key generated there on first use; `mac_0` is 32 zero bytes. Every file
-//! starts with a `chain_start` line whose `prev_mac` is the MAC of the line before it (the last
-//! line of the previous file, or zeros for the first file) and `prev_file` names that file.
-//! After each durable write the *chain head* (`seq`, `mac` of the last durable line, and a MAC
-//! of both) is saved next to the log by temp file, fsync and rename; a restart continues from
-//! it, and the verifier uses it to detect a truncated tail.
+//! non-extractable key generated there by the log and marked as the audit key (see
+//! `TokenMac::open`); `mac_0` is 32 zero bytes. Every file starts with a `chain_start` line
+//! whose `prev_mac` is the MAC of the line before it (the last line of the previous file, or
+//! zeros for a new log) and `prev_file` names that file; a chain's id is its first line's MAC
+//! (16 bytes, hex), repeated as `chain` by each rotated-in file. After each durable write the
+//! *chain head* (`seq`, `mac` of the last durable line, the chain id, and a MAC of them) is saved
+//! next to the log by temp file, fsync and rename, and at most once a second in the token
+//! (`token_head`). A restart continues from them; a missing head, one further behind than a
+//! crash leaves, or a token head the log does not reach is refused until `reset` starts a new
+//! chain on the record (a `chain_reset` line, MAC chain from zeros, `seq` going on). The
+//! verifier uses both heads to detect a cut or rolled-back tail. One writer per log (`files`).
 
 mod files;
 mod head;

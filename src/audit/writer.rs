@@ -756,17 +756,28 @@ pub fn reset(custody: &Custody, config: &AuditConfig, reason: &str) -> Result<Re
             None
         }
     };
-    let text = match fs::read(&config.path) {
-        Ok(d) => String::from_utf8_lossy(&d).into_owned(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(source) => {
-            return Err(Error::Io {
-                what: "audit log",
-                path: config.path.clone(),
-                source,
-            })
-        }
+    let io = |source| Error::Io {
+        what: "audit log",
+        path: config.path.clone(),
+        source,
     };
+    let mut data = match fs::read(&config.path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(source) => return Err(io(source)),
+    };
+    // A partial last line (a crash during a write) goes, as on every open.
+    let complete = data.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    if complete < data.len() {
+        data.truncate(complete);
+        let f = OpenOptions::new()
+            .write(true)
+            .open(&config.path)
+            .map_err(io)?;
+        f.set_len(complete as u64).map_err(io)?;
+        f.sync_all().map_err(io)?;
+    }
+    let text = String::from_utf8_lossy(&data).into_owned();
     let parsed: Vec<_> = text
         .lines()
         .filter_map(|l| parse_line(l).ok())
@@ -788,6 +799,14 @@ pub fn reset(custody: &Custody, config: &AuditConfig, reason: &str) -> Result<Re
         token_seq: token.as_ref().map(|t| t.seq),
         ..ResetFacts::default()
     };
+    if let (true, Some(h)) = (parsed.is_empty(), &head) {
+        if h.file != active_name {
+            // No active file since a rotation: the old chain ends in the file the head names.
+            facts.old_file = Some(h.file.clone());
+            facts.file_seq = Some(h.seq);
+            facts.file_mac = Some(hex::encode(h.mac));
+        }
+    }
     if !text.is_empty() {
         let renamed = match parsed.first() {
             Some((rec, _)) => format!("{active_name}.{:012}", rec.seq),
@@ -809,6 +828,9 @@ pub fn reset(custody: &Custody, config: &AuditConfig, reason: &str) -> Result<Re
             source,
         })?;
         facts.old_file = Some(renamed);
+    } else if fs::metadata(&config.path).is_ok() {
+        // Empty (or only a partial line, dropped above): nothing to keep.
+        fs::remove_file(&config.path).map_err(io)?;
     }
     let last = [facts.file_seq, facts.head_seq, facts.token_seq]
         .into_iter()
@@ -830,11 +852,6 @@ pub fn reset(custody: &Custody, config: &AuditConfig, reason: &str) -> Result<Re
         config,
         "audit log",
     )?;
-    let io = |source| Error::Io {
-        what: "audit log",
-        path: config.path.clone(),
-        source,
-    };
     file.write_all(format!("{}\n", line_of(&body, &line_mac)).as_bytes())
         .map_err(io)?;
     file.sync_data().map_err(io)?;

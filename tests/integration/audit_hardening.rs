@@ -229,7 +229,7 @@ fn audit_reset_starts_a_new_chain_on_the_record_and_verify_reports_it() {
     let accepted = cli(&t, &args, None);
     assert!(accepted.status.success(), "{}", stderr(&accepted));
     // The old file alone (a reset names its last line) still verifies, without a head.
-    let alone = audit::verify(&t.connect(), AUDIT_KEY, &[old.clone()], None).unwrap();
+    let alone = audit::verify(&t.connect(), AUDIT_KEY, std::slice::from_ref(&old), None).unwrap();
     assert!(alone.is_ok() && !alone.head_checked, "{:?}", alone.problem);
 }
 
