@@ -403,6 +403,67 @@ fn an_audit_key_of_an_earlier_release_is_marked_and_kept_to_the_log() {
     );
 }
 
+/// With the PIN, an attacker writes the crate's mark itself: a metadata object that says
+/// `purpose: audit` for a key they imported. The token's own flags of the object (`CKA_LOCAL`
+/// is never true for an imported key) still refuse it, when the key is loaded.
+#[test]
+fn a_forged_audit_mark_over_an_imported_key_is_refused_by_the_token_flags() {
+    use cryptoki::object::{Attribute, AttributeType, ObjectClass};
+    use cryptoki::session::UserType;
+    let t = fresh_token("a26-forgedmark");
+    let c = t.connect();
+    c.import_hmac_secret(
+        KeySpec::hmac("plant").algorithms(&[HmacAlg::HmacSha256]),
+        SecretString::from("known-to-the-attacker-0123456789"),
+    )
+    .unwrap();
+    let ctx = crate::common::raw_context(&t.module);
+    let session = ctx.open_rw_session(crate::common::slot(&t)).unwrap();
+    match session.login(UserType::User, Some(&t.user_pin)) {
+        Ok(())
+        | Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::UserAlreadyLoggedIn, _)) => {
+        }
+        Err(e) => panic!("C_Login: {e}"),
+    }
+    let label = b"plant".to_vec();
+    let meta = session
+        .find_objects(&[
+            Attribute::Class(ObjectClass::DATA),
+            Attribute::Application(b"hsm-custody".to_vec()),
+            Attribute::Label(label.clone()),
+        ])
+        .unwrap()[0];
+    let value = match &session
+        .get_attributes(meta, &[AttributeType::Value])
+        .unwrap()[0]
+    {
+        Attribute::Value(v) => v.clone(),
+        other => panic!("{other:?}"),
+    };
+    let mut json: serde_json::Value = serde_json::from_slice(&value).unwrap();
+    json["purpose"] = "audit".into();
+    json["revision"] = (json["revision"].as_u64().unwrap() + 1).into();
+    session
+        .create_object(&[
+            Attribute::Class(ObjectClass::DATA),
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Modifiable(true),
+            Attribute::Label(label),
+            Attribute::Application(b"hsm-custody".to_vec()),
+            Attribute::Value(serde_json::to_vec(&json).unwrap()),
+        ])
+        .unwrap();
+    let c = t.connect(); // a fresh key cache
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let err =
+        Guardrails::new(&c, GuardConfig::new(AuditConfig::new(&log).key("plant"))).unwrap_err();
+    assert!(err.to_string().contains("CKA_LOCAL"), "{err}");
+    let err = audit::verify(&c, "plant", &[], None).unwrap_err();
+    assert!(err.to_string().contains("not an audit key"), "{err}");
+}
+
 /// Under another configured name the same plant is refused by the log itself.
 #[test]
 fn a_configured_audit_key_name_held_by_an_imported_key_is_refused() {
