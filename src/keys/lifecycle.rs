@@ -552,7 +552,10 @@ impl Lifecycle<'_> {
         meta.purpose = Some(KeyPurpose::Audit);
         store::update_meta(session, &found, &meta, || Ok(()))?;
         self.forget(name);
-        tracing::warn!(key = name, "key of an earlier release marked as the audit key");
+        tracing::warn!(
+            key = name,
+            "key of an earlier release marked as the audit key"
+        );
         Ok(())
     }
 

@@ -236,7 +236,11 @@ pub(crate) fn audit_key_problem(
     for (attribute, wanted, name) in [
         (AttributeType::Local, true, "CKA_LOCAL"),
         (AttributeType::AlwaysSensitive, true, "CKA_ALWAYS_SENSITIVE"),
-        (AttributeType::NeverExtractable, true, "CKA_NEVER_EXTRACTABLE"),
+        (
+            AttributeType::NeverExtractable,
+            true,
+            "CKA_NEVER_EXTRACTABLE",
+        ),
         (AttributeType::Sensitive, true, "CKA_SENSITIVE"),
         (AttributeType::Extractable, false, "CKA_EXTRACTABLE"),
     ] {
