@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 
 use secrecy::SecretString;
 
@@ -200,6 +200,51 @@ impl Custody {
         Ok(info)
     }
 
+    /// A handle that does not keep this `Custody` alive (the audit log's: the guard it serves is
+    /// held by the `Custody`, so a strong handle would keep both forever).
+    pub(crate) fn downgrade(&self) -> WeakCustody {
+        WeakCustody(Arc::downgrade(&self.inner))
+    }
+
+    /// Opens the audit log's key `name`: `Ok(false)` when it exists and is an audit key (made
+    /// by [`Material::GenerateAudit`], its object checked on load by the key cache), `Ok(true)`
+    /// when `create` and it was just generated. A key of an earlier release that was generated
+    /// in the token and never extractable is marked as the audit key; any other key of that
+    /// name is refused ([`Error::AuditFailed`]).
+    pub(crate) fn open_audit_key(&self, name: &str, create: bool) -> Result<bool> {
+        match self.inner.keys.get(&self.inner.token, name) {
+            Ok(entry) if entry.meta.purpose.is_some() => Ok(false),
+            Ok(_) => self.lifecycle().mark_audit_key(name).map(|()| false),
+            Err(Error::KeyNotFound { .. }) if create => {
+                let spec = KeySpec::hmac(name).algorithms(&[HmacAlg::HmacSha256]);
+                self.create(&spec, Material::GenerateAudit)?;
+                Ok(true)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Runs `f` on a session of the token's first instance, for the audit log's own objects
+    /// (its chain head); `write` holds the token files exclusively, as key changes do.
+    pub(crate) fn audit_session<R>(
+        &self,
+        write: bool,
+        f: impl FnOnce(&cryptoki::session::Session) -> std::result::Result<R, cryptoki::error::Error>,
+    ) -> Result<R> {
+        let _files = write.then(crate::token::token_files_write);
+        let token = &self.inner.token;
+        let epoch = token.epoch();
+        let lease = token.lease()?;
+        match f(lease.session()) {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                // A dead session must not go back to the pool.
+                let _ = token.recover(&e, lease, epoch);
+                Err(Error::from_ck(&e))
+            }
+        }
+    }
+
     fn report(&self, event: LifecycleEvent) {
         if let Some(guard) = self.inner.guard.get() {
             guard.lifecycle(&event);
@@ -344,8 +389,7 @@ impl Custody {
     /// # Security
     /// The seed is wiped after the one `C_CreateObject` that stores it.
     pub fn import_ed25519_key(&self, spec: KeySpec, seed_base64: SecretString) -> Result<KeyInfo> {
-        self.lifecycle()
-            .create(&spec, Material::Ed25519Seed(seed_base64))
+        self.create(&spec, Material::Ed25519Seed(seed_base64))
     }
 
     /// `rotate begin`: adds a new *pending* version to the key named in `spec` (whose validity
@@ -660,6 +704,13 @@ impl Custody {
         op: Op,
     ) -> Result<(u32, Option<(cryptoki::object::ObjectHandle, bool)>)> {
         let name = &key.meta.name;
+        if key.meta.purpose.is_some() && !crate::audit::in_audit_mac() {
+            // The audit key MACs the log's own lines and nothing else, guard or not.
+            return Err(Error::PolicyDenied {
+                key: name.clone(),
+                rule: "audit-key".into(),
+            });
+        }
         let v = match version {
             None => key
                 .meta
@@ -786,6 +837,17 @@ impl Custody {
                 version: v,
             })?;
         asym::read_public(lease.session(), key.meta.kind, public)?.to_pem()
+    }
+}
+
+/// A [`Custody`] that may have been dropped (see [`Custody::downgrade`]).
+#[derive(Clone)]
+pub(crate) struct WeakCustody(Weak<Inner>);
+
+impl WeakCustody {
+    /// The `Custody`, while any handle to it lives.
+    pub(crate) fn upgrade(&self) -> Option<Custody> {
+        self.0.upgrade().map(|inner| Custody { inner })
     }
 }
 

@@ -149,7 +149,11 @@ type Callback = Box<dyn Fn(&Alert) + Send + Sync>;
 /// - Checks run before any byte reaches the token and fail closed: if the audit line of an
 ///   allowed signature cannot be written, the signature is refused ([`Error::AuditFailed`]).
 /// - The audit key signs only the log's own MACs: any other use of it is refused (rule
-///   `audit-key`), so a compromised bot cannot forge lines through this `Custody`.
+///   `audit-key`) by every `Custody`, guarded or not, so a compromised bot cannot forge lines
+///   through the crate. It must have been generated in the token by the log (see
+///   [`crate::audit`]); a key imported under its name is refused.
+/// - The log MACs through the `Custody` without keeping it alive: call [`Guardrails::sync`]
+///   before dropping the last `Custody` handle.
 /// - Audit lines hold the SHA-256 of the signed bytes, never the bytes, a secret, a PIN or a
 ///   signature.
 pub struct Guardrails {
@@ -220,8 +224,8 @@ impl Guardrails {
         &self.log
     }
 
-    /// Forces the audit log to disk and saves the chain head (call before exit with
-    /// `fsync = "batch"` or `"never"`).
+    /// Forces the audit log to disk and saves the chain head, in its file and in the token
+    /// (call before exit, while a `Custody` handle is still held).
     ///
     /// # Errors
     /// As [`AuditLog::sync`].
@@ -425,6 +429,16 @@ impl Guard for Guardrails {
         }
         let key = rec.key.clone().unwrap_or_default();
         if let Err(e) = self.record(rec) {
+            // A login failure usually means the token cannot MAC the line either: it waits in
+            // the log's pending file for the next writer that logs in.
+            if let LifecycleEvent::LoginFailed { token, reason } = event {
+                match self.log.note_login_failure(token, reason) {
+                    Ok(()) => return,
+                    Err(pending) => {
+                        tracing::error!(error = %pending, "cannot note the login failure either");
+                    }
+                }
+            }
             self.alert(AlertKind::AuditFailed, None, &key, &e.to_string());
         }
     }

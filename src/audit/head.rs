@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{decode_mac, same_mac, TokenMac, MAC_LEN};
+use super::{decode_mac, same_mac, AuditConfig, TokenMac, MAC_LEN};
 use crate::error::{Error, Result};
 
 const HEAD_DOMAIN: &[u8] = b"hsm-custody audit head v1\0";
@@ -19,6 +19,8 @@ pub(crate) struct Head {
     pub file: String,
     pub seq: u64,
     pub mac: [u8; MAC_LEN],
+    /// The chain's id (`None` in heads written by an earlier release).
+    pub chain: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -28,6 +30,8 @@ struct RawHead {
     file: String,
     seq: u64,
     mac: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    chain: Option<String>,
     head_mac: String,
 }
 
@@ -37,6 +41,10 @@ impl Head {
         input.extend_from_slice(&self.seq.to_be_bytes());
         input.extend_from_slice(&self.mac);
         input.extend_from_slice(self.file.as_bytes());
+        if let Some(chain) = &self.chain {
+            input.push(0);
+            input.extend_from_slice(chain.as_bytes());
+        }
         input
     }
 
@@ -59,6 +67,7 @@ impl Head {
             file: raw.file,
             seq: raw.seq,
             mac: decode_mac(&raw.mac).ok_or_else(|| bad("is not valid"))?,
+            chain: raw.chain,
         };
         let claimed = decode_mac(&raw.head_mac).ok_or_else(|| bad("is not valid"))?;
         if raw.version != 1 || !same_mac(&mac.mac(&head.mac_input())?, &claimed) {
@@ -69,13 +78,21 @@ impl Head {
         Ok(Some(head))
     }
 
-    /// Saves the head: temp file, optional fsync, rename, optional directory fsync.
-    pub(crate) fn write(&self, path: &Path, mac: &TokenMac, durable: bool) -> Result<()> {
+    /// Saves the head: temp file (the log's mode and group), optional fsync, rename, optional
+    /// directory fsync.
+    pub(crate) fn write(
+        &self,
+        path: &Path,
+        mac: &TokenMac,
+        durable: bool,
+        config: &AuditConfig,
+    ) -> Result<()> {
         let raw = RawHead {
             version: 1,
             file: self.file.clone(),
             seq: self.seq,
             mac: hex::encode(self.mac),
+            chain: self.chain.clone(),
             head_mac: hex::encode(mac.mac(&self.mac_input())?),
         };
         let text = serde_json::to_string(&raw)
@@ -88,7 +105,15 @@ impl Head {
         let mut tmp_name = path.as_os_str().to_owned();
         tmp_name.push(".tmp");
         let tmp = Path::new(&tmp_name);
-        let mut file = fs::File::create(tmp).map_err(io)?;
+        let mut file = super::files::open_private(
+            tmp,
+            fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true),
+            config,
+            "audit chain head",
+        )?;
         file.write_all(text.as_bytes()).map_err(io)?;
         file.write_all(b"\n").map_err(io)?;
         if durable {

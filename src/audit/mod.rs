@@ -1,27 +1,35 @@
-//! The audit log (issue 5): every sign attempt and lifecycle event as one JSON line, chained by
-//! MACs computed in the token.
+//! The audit log (issue 5, hardened in issue 26): every sign attempt and lifecycle event as one
+//! JSON line, chained by MACs computed in the token.
 //!
 //! ## Line format
 //! One JSON object per line, fields in this order, absent ones left out:
 //! `seq` (1, 2, 3 ... across rotated files), `time` (RFC 3339, UTC), `event` (`chain_start`,
-//! `sign`, `sign_failed`, `created`, `rotation_begun`, `promoted`, `retired`, `revoked`,
-//! `login_failed`), `key`, `version`, `versions`, `kind`, `token`, `exchange`, `method`,
-//! `path`, `client`, `sha256` (of the exact bytes signed), `decision` (`allow`/`deny`), `rule`,
-//! `outcome`, `prev_file`, `prev_mac`, and last `mac` (hex). Never a secret, a PIN, a
-//! signature or the message bytes.
+//! `chain_reset`, `sign`, `sign_failed`, `created`, `rotation_begun`, `promoted`, `retired`,
+//! `revoked`, `login_failed`), `key`, `version`, `versions`, `kind`, `token`, `exchange`,
+//! `method`, `path`, `binding`, `params`, `client`, `sha256` (of the exact bytes signed),
+//! `decision` (`allow`/`deny`), `rule`, `outcome`, `observed`, `chain`, `reason`, `reset`,
+//! `prev_file`, `prev_mac`, and last `mac` (hex). Never a secret, a PIN, a signature or the
+//! message bytes.
 //!
 //! ## Chain
 //! `body_i` is line `i` without its `,"mac":"…"` member (the text up to it, plus `}`);
 //! `mac_i = HMAC-SHA256(audit key, mac_{i-1} || body_i)`, computed in the token with a
-//! non-extractable key generated there on first use; `mac_0` is 32 zero bytes. Every file
-//! starts with a `chain_start` line whose `prev_mac` is the MAC of the line before it (the last
-//! line of the previous file, or zeros for the first file) and `prev_file` names that file.
-//! After each durable write the *chain head* (`seq`, `mac` of the last durable line, and a MAC
-//! of both) is saved next to the log by temp file, fsync and rename; a restart continues from
-//! it, and the verifier uses it to detect a truncated tail.
+//! non-extractable key generated there by the log and marked as the audit key (see
+//! `TokenMac::open`); `mac_0` is 32 zero bytes. Every file starts with a `chain_start` line
+//! whose `prev_mac` is the MAC of the line before it (the last line of the previous file, or
+//! zeros for a new log) and `prev_file` names that file; a chain's id is its first line's MAC
+//! (16 bytes, hex), repeated as `chain` by each rotated-in file. After each durable write the
+//! *chain head* (`seq`, `mac` of the last durable line, the chain id, and a MAC of them) is saved
+//! next to the log by temp file, fsync and rename, and at most once a second in the token
+//! (`token_head`). A restart continues from them; a missing head, one further behind than a
+//! crash leaves, or a token head the log does not reach is refused until `reset` starts a new
+//! chain on the record (a `chain_reset` line, MAC chain from zeros, `seq` going on). The
+//! verifier uses both heads to detect a cut or rolled-back tail. One writer per log (`files`).
 
+mod files;
 mod head;
 mod summary;
+mod token_head;
 mod verify;
 mod writer;
 
@@ -34,9 +42,10 @@ use crate::custody::Custody;
 use crate::error::{Error, Result};
 use crate::sign::HmacAlg;
 
+pub use files::{is_sidecar, lock_path_for, pending_path_for};
 pub use summary::{summarize, tail, KeyUsage, Summary};
-pub use verify::{verify, Problem, ProblemKind, VerifyReport};
-pub use writer::AuditLog;
+pub use verify::{verify, Problem, ProblemKind, Reset, VerifyReport};
+pub use writer::{record_login_failure, reset, AuditLog, ResetReport};
 
 /// Default name of the audit key in the token.
 pub const DEFAULT_AUDIT_KEY: &str = "hsm-custody-audit";
@@ -72,6 +81,9 @@ pub struct AuditConfig {
     pub max_bytes: u64,
     /// Name of the audit key in the token.
     pub key: String,
+    /// The group (gid) the log's files are given to, readable by it (0640); `None`: the
+    /// files are the writer's alone (0600).
+    pub group: Option<u32>,
 }
 
 impl AuditConfig {
@@ -84,7 +96,14 @@ impl AuditConfig {
             fsync: Fsync::Always,
             max_bytes: DEFAULT_MAX_BYTES,
             key: DEFAULT_AUDIT_KEY.to_owned(),
+            group: None,
         }
+    }
+
+    /// Gives the log's files to group `gid`, readable by it (mode 0640 instead of 0600).
+    pub fn group(mut self, gid: u32) -> Self {
+        self.group = Some(gid);
+        self
     }
 
     /// Sets the fsync policy.
@@ -118,6 +137,13 @@ impl AuditConfig {
             fsync: Option<Fsync>,
             max_bytes: Option<u64>,
             key: Option<String>,
+            group: Option<Group>,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Group {
+            Id(u32),
+            Name(String),
         }
         let raw: Raw = toml::Value::Table(table.clone())
             .try_into()
@@ -136,6 +162,11 @@ impl AuditConfig {
             crate::keys::validate_name(&key)?;
             config.key = key;
         }
+        config.group = match raw.group {
+            None => None,
+            Some(Group::Id(gid)) => Some(gid),
+            Some(Group::Name(name)) => Some(files::resolve_group(&name)?),
+        };
         Ok(config)
     }
 }
@@ -205,12 +236,62 @@ pub struct Record {
     /// What happened next (`sent`, `denied`, `rate_limited`, an error message).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<String>,
+    /// `login_failed` buffered by a process that could not log in: when it happened (`time`
+    /// is when this line was written). What that process said, unauthenticated until here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed: Option<String>,
+    /// `chain_start` after a rotation: the chain's id (see `docs/guardrails.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<String>,
+    /// `chain_reset`: why the operator started a new chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// `chain_reset`: what was known of the old chain's end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset: Option<ResetFacts>,
     /// `chain_start`: the file that holds the previous line.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prev_file: Option<String>,
     /// `chain_start`: MAC of the previous line (hex; zeros for a new chain).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prev_mac: Option<String>,
+}
+
+/// What a `chain_reset` line records of the chain it ends: its id, the last line its active
+/// file held, the line its head file recorded, and the line the token's chain head recorded
+/// (each `None` when missing or unreadable). Lines between the file's last and the higher of
+/// the two heads were lost before the reset.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ResetFacts {
+    /// The old chain's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_chain: Option<String>,
+    /// The file the old chain's active file was renamed to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_file: Option<String>,
+    /// `seq` of the old active file's last readable line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_seq: Option<u64>,
+    /// Its MAC (hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_mac: Option<String>,
+    /// `seq` the old head file recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_seq: Option<u64>,
+    /// `seq` the token's chain head recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_seq: Option<u64>,
+}
+
+impl ResetFacts {
+    /// How many lines the old chain is known to have lost: from the file's last line up to the
+    /// higher head; `None` when no head was known (a loss cannot be ruled out).
+    pub fn lost_lines(&self) -> Option<u64> {
+        let head = self.head_seq.max(self.token_seq)?;
+        Some(head.saturating_sub(self.file_seq.unwrap_or(0)))
+    }
 }
 
 impl Record {
@@ -281,35 +362,37 @@ pub(crate) fn in_audit_mac() -> bool {
 /// The audit key in the token: MACs for the chain.
 #[derive(Clone)]
 pub(crate) struct TokenMac {
-    custody: Custody,
+    /// Weak: the writer's guard is held by the `Custody` (see [`Custody::downgrade`]).
+    custody: crate::custody::WeakCustody,
     key: String,
 }
 
 impl TokenMac {
-    /// Uses key `name`, generating it in the token (non-extractable HMAC-SHA256) if absent.
-    pub(crate) fn open_or_create(custody: &Custody, name: &str) -> Result<Self> {
-        match custody.key(name) {
-            Ok(_) => {}
-            Err(Error::KeyNotFound { .. }) => {
-                custody.generate_hmac_key(
-                    crate::keys::KeySpec::hmac(name).algorithms(&[HmacAlg::HmacSha256]),
-                )?;
-                tracing::info!(key = name, "audit key generated in the token");
-            }
-            Err(e) => return Err(e),
+    /// Uses the audit key `name`, generating it in the token (non-extractable HMAC-SHA256,
+    /// marked as the audit key) when absent and `create`; the second value says it was just
+    /// generated. A key of that name that is not an audit key (imported, adopted, or an
+    /// extractable one locked afterwards) is refused.
+    pub(crate) fn open(custody: &Custody, name: &str, create: bool) -> Result<(Self, bool)> {
+        let created = custody.open_audit_key(name, create)?;
+        if created {
+            tracing::info!(key = name, "audit key generated in the token");
         }
-        Ok(TokenMac {
-            custody: custody.clone(),
-            key: name.to_owned(),
-        })
+        Ok((
+            TokenMac {
+                custody: custody.downgrade(),
+                key: name.to_owned(),
+            },
+            created,
+        ))
     }
 
-    /// Uses the existing key `name`.
-    pub(crate) fn existing(custody: &Custody, name: &str) -> Result<Self> {
-        custody.key(name)?;
-        Ok(TokenMac {
-            custody: custody.clone(),
-            key: name.to_owned(),
+    /// The `Custody`, while the application holds it.
+    pub(crate) fn custody(&self) -> Result<Custody> {
+        self.custody.upgrade().ok_or_else(|| {
+            Error::AuditFailed(
+                "the Custody this audit log MACs with was dropped; nothing more can be recorded"
+                    .into(),
+            )
         })
     }
 
@@ -327,12 +410,22 @@ impl TokenMac {
         IN_AUDIT_MAC.with(|f| f.set(true));
         let _flag = Flag;
         let sig = self
-            .custody
+            .custody()?
             .sign_hmac(&self.key, HmacAlg::HmacSha256, data)?;
         sig.as_bytes()
             .try_into()
             .map_err(|_| Error::AuditFailed("the audit key's MAC is not 32 bytes".into()))
     }
+}
+
+/// The id of the chain whose file starts with `first` (MAC `first_mac`): the `chain` a
+/// rotated file's `chain_start` carries, else the first 16 bytes (hex) of the first line's MAC
+/// (the chain's own first line: `chain_start` of a new log or `chain_reset`).
+pub(crate) fn chain_id(first: &Record, first_mac: &[u8; MAC_LEN]) -> String {
+    first
+        .chain
+        .clone()
+        .unwrap_or_else(|| hex::encode(&first_mac[..16]))
 }
 
 /// `HMAC(prev || body)`.

@@ -55,15 +55,24 @@ pub struct Summary {
     pub lifecycle: u64,
     /// Login failures.
     pub login_failures: u64,
+    /// Chain resets (`hsm-custody audit reset`).
+    pub resets: u64,
+    /// Files given that are not log files (chain head, lock, pending: a glob brings them in),
+    /// left out.
+    pub skipped: Vec<PathBuf>,
 }
 
-/// Summarises `files` (MACs are not checked).
+/// Summarises `files` (MACs are not checked; the log's sidecar files are skipped).
 ///
 /// # Errors
 /// [`Error::Io`].
 pub fn summarize(files: &[PathBuf]) -> Result<Summary> {
     let mut s = Summary::default();
     for path in files {
+        if super::files::is_sidecar(path) {
+            s.skipped.push(path.clone());
+            continue;
+        }
         for line in BufReader::new(open(path)?).lines() {
             let line = line.map_err(|source| io(path, source))?;
             s.lines += 1;
@@ -97,6 +106,7 @@ pub fn summarize(files: &[PathBuf]) -> Result<Summary> {
                     }
                 }
                 "login_failed" => s.login_failures += 1,
+                "chain_reset" => s.resets += 1,
                 "chain_start" => {}
                 _ => s.lifecycle += 1,
             }

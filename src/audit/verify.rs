@@ -5,7 +5,10 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use super::head::Head;
-use super::{chain_mac, decode_mac, parse_line, same_mac, Record, TokenMac, MAC_LEN};
+use super::token_head::{self, TokenHead};
+use super::{
+    chain_id, chain_mac, decode_mac, parse_line, same_mac, Record, ResetFacts, TokenMac, MAC_LEN,
+};
 use crate::custody::Custody;
 use crate::error::{Error, Result};
 
@@ -25,6 +28,24 @@ pub enum ProblemKind {
     Truncated,
     /// The chain head disagrees with the line it records.
     Head,
+    /// A `chain_reset` line does not match the end of the files before it.
+    Reset,
+}
+
+/// A `chain_reset` line: the operator started a new chain (`hsm-custody audit reset`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Reset {
+    /// The file it starts.
+    pub file: PathBuf,
+    /// Its `seq`.
+    pub seq: u64,
+    /// When.
+    pub time: String,
+    /// Why, as the operator said.
+    pub reason: String,
+    /// What it records of the old chain's end.
+    pub facts: ResetFacts,
 }
 
 /// The first bad line found.
@@ -60,6 +81,15 @@ pub struct VerifyReport {
     pub from_genesis: bool,
     /// Whether a chain head was checked against the log.
     pub head_checked: bool,
+    /// Whether the token's chain head (kept by the writer, at most a second behind the log)
+    /// was checked against the log too: it catches a log and head file rolled back together.
+    pub token_head_checked: bool,
+    /// Chain resets met, in order: each started a new chain on the record, and may say that
+    /// lines of the old one were lost ([`ResetFacts::lost_lines`]).
+    pub resets: Vec<Reset>,
+    /// Files given that are not log files (chain head, lock, pending login failures: a shell
+    /// glob brings them in), left out.
+    pub skipped: Vec<PathBuf>,
     /// The first bad line, or `None` when everything verifies.
     pub problem: Option<Problem>,
 }
@@ -71,31 +101,39 @@ impl VerifyReport {
     }
 }
 
-/// Verifies `files` (any order: they are sorted by their first `seq`) against the audit key
-/// `key` in the token. `head` is the chain head to check the end against; without it, the head
-/// file of the newest file (`FILE.head`) is used when present (without a head, a cut-off tail
-/// cannot be detected).
+/// Verifies `files` (any order: they are sorted by their first `seq`; the log's own sidecar
+/// files, `*.head`, `*.lock`, `*.pending`, are skipped) against the audit key `key` in the
+/// token. `head` is the chain head to check the end against; without it, the head file of the
+/// newest file (`FILE.head`) is used when present (without a head, a cut-off tail cannot be
+/// detected: [`VerifyReport::head_checked`] is then false). With a head, the token's copy of
+/// the chain head is checked too, when the token has one for the newest chain.
 ///
 /// # Errors
-/// [`Error::KeyNotFound`] for a missing audit key, [`Error::Io`] for unreadable files, an
-/// invalid head, token failures. Problems in the log itself are reported in the
-/// [`VerifyReport`], not as errors.
+/// [`Error::KeyNotFound`] for a missing audit key, [`Error::AuditFailed`] for a key that is
+/// not an audit key, [`Error::Io`] for unreadable files, an invalid head, token failures.
+/// Problems in the log itself are reported in the [`VerifyReport`], not as errors.
 pub fn verify(
     custody: &Custody,
     key: &str,
     files: &[PathBuf],
     head: Option<&Path>,
 ) -> Result<VerifyReport> {
-    let mac = TokenMac::existing(custody, key)?;
+    let (mac, _) = TokenMac::open(custody, key, false)?;
     let mut ordered = Vec::new();
+    let mut skipped = Vec::new();
     for f in files {
-        ordered.push((first_seq(f)?, f.clone()));
+        if super::files::is_sidecar(f) || head.is_some_and(|h| h == f.as_path()) {
+            skipped.push(f.clone());
+            continue;
+        }
+        ordered.push((first_line(f)?, f.clone()));
     }
-    ordered.sort_by_key(|(seq, _)| seq.unwrap_or(u64::MAX));
+    ordered.sort_by_key(|(first, _)| first.as_ref().map_or(u64::MAX, |(r, _)| r.seq));
     let head_path = match head {
         Some(h) => Some(h.to_owned()),
         None => ordered
             .iter()
+            .rev()
             .map(|(_, f)| super::head_path_for(f))
             .find(|h| h.exists()),
     };
@@ -103,9 +141,24 @@ pub fn verify(
         Some(p) => Head::read(p, &mac)?,
         None => None,
     };
+    // The newest chain: from the last file that starts one (a reset) or the first file given.
+    let newest = ordered
+        .iter()
+        .rposition(|(first, _)| {
+            first
+                .as_ref()
+                .is_some_and(|(r, _)| r.event == "chain_reset")
+        })
+        .unwrap_or(0);
+    let token = match (&head, ordered.last()) {
+        (Some(_), Some((Some((rec, m)), _))) => token_head::read(custody, &chain_id(rec, m))?,
+        _ => None,
+    };
     let mut report = VerifyReport {
         files: ordered.iter().map(|(_, f)| f.clone()).collect(),
         head_checked: head.is_some(),
+        token_head_checked: token.is_some(),
+        skipped,
         ..VerifyReport::default()
     };
     let mut chain = Chain {
@@ -114,36 +167,55 @@ pub fn verify(
         next_seq: None,
         head: head.as_ref(),
         head_seen: false,
+        token: None,
+        token_seen: false,
+        reset: None,
     };
     let mut last = (PathBuf::new(), 0u64);
-    for (_, file) in &ordered {
+    for (i, (_, file)) in ordered.iter().enumerate() {
+        if i >= newest {
+            chain.token = token.as_ref();
+        }
         let lines = chain.check_file(file, &mut report)?;
         if report.problem.is_some() {
             return Ok(report);
         }
         last = (file.clone(), lines);
     }
+    let ends = report.last_seq.unwrap_or(0);
+    let fail = |kind, detail: String| Problem {
+        file: last.0.clone(),
+        line: last.1 + 1,
+        seq: Some(ends + 1),
+        kind,
+        detail,
+    };
     if let Some(h) = &head {
         if !chain.head_seen {
-            let ends = report.last_seq.unwrap_or(0);
-            report.problem = Some(Problem {
-                file: last.0,
-                line: last.1 + 1,
-                seq: Some(ends + 1),
-                kind: if ends < h.seq {
-                    ProblemKind::Truncated
-                } else {
-                    ProblemKind::Head
-                },
-                detail: if ends < h.seq {
-                    format!("the log ends at line {ends} but its chain head records line {}: lines were cut off the end", h.seq)
-                } else {
+            report.problem = Some(if ends < h.seq {
+                fail(ProblemKind::Truncated, format!("the log ends at line {ends} but its chain head records line {}: lines were cut off the end", h.seq))
+            } else {
+                fail(
+                    ProblemKind::Head,
                     format!(
                         "the chain head records line {} which these files do not hold",
                         h.seq
-                    )
-                },
+                    ),
+                )
             });
+            return Ok(report);
+        }
+    }
+    if let Some(t) = &token {
+        if !chain.token_seen && t.seq > ends {
+            report.problem = Some(fail(
+                ProblemKind::Truncated,
+                format!(
+                    "the log ends at line {ends} but the token's chain head records line {}: \
+                     the log and its head file were rolled back (lines cut off the end)",
+                    t.seq
+                ),
+            ));
         }
     }
     Ok(report)
@@ -155,6 +227,11 @@ struct Chain<'a> {
     next_seq: Option<u64>,
     head: Option<&'a Head>,
     head_seen: bool,
+    /// The token's head of the newest chain, while checking that chain's files.
+    token: Option<&'a TokenHead>,
+    token_seen: bool,
+    /// The reset the line just checked recorded.
+    reset: Option<Reset>,
 }
 
 impl Chain<'_> {
@@ -205,6 +282,10 @@ impl Chain<'_> {
                 report.problem = Some(fail(p.0, Some(rec.seq), p.1));
                 return Ok(n);
             }
+            if let Some(mut reset) = self.reset.take() {
+                reset.file = path.to_owned();
+                report.resets.push(reset);
+            }
             if report.first_seq.is_none() {
                 report.first_seq = Some(rec.seq);
             }
@@ -223,7 +304,9 @@ impl Chain<'_> {
         body: &str,
         line_mac: &[u8; MAC_LEN],
     ) -> std::result::Result<(), (ProblemKind, String)> {
-        if n == 1 {
+        if n == 1 && rec.event == "chain_reset" {
+            self.check_reset(rec)?;
+        } else if n == 1 {
             if rec.event != "chain_start" {
                 return Err((
                     ProblemKind::Chain,
@@ -263,6 +346,19 @@ impl Chain<'_> {
                 "the MAC does not match (the line was edited, or comes from another log)".into(),
             ));
         }
+        if let Some(t) = self.token {
+            if rec.seq == t.seq {
+                if !same_mac(&t.mac, line_mac) {
+                    return Err((
+                        ProblemKind::Head,
+                        "the token's chain head records another MAC for this line (the log was \
+                         rolled back and rewritten?)"
+                            .into(),
+                    ));
+                }
+                self.token_seen = true;
+            }
+        }
         if let Some(h) = self.head {
             if rec.seq == h.seq {
                 if !same_mac(&h.mac, line_mac) {
@@ -280,6 +376,58 @@ impl Chain<'_> {
     }
 }
 
+impl Chain<'_> {
+    /// A `chain_reset` starts a new chain: its MAC chain starts from zeros, its `seq` goes on
+    /// past the old chain's, and the old chain's last line it names must be the last line of
+    /// the files before it (when they were given).
+    fn check_reset(&mut self, rec: &Record) -> std::result::Result<(), (ProblemKind, String)> {
+        let zero = rec.prev_mac.as_deref().and_then(decode_mac) == Some([0; MAC_LEN]);
+        let facts = match (&rec.reset, &rec.reason, zero) {
+            (Some(f), Some(_), true) => f.clone(),
+            _ => {
+                return Err((
+                    ProblemKind::Malformed,
+                    "`chain_reset` lacks its reason, its facts or a zero `prev_mac`".into(),
+                ))
+            }
+        };
+        if let (Some(prev), Some(next)) = (self.prev, self.next_seq) {
+            let last = next - 1;
+            let named = facts.file_mac.as_deref().and_then(decode_mac);
+            if facts.file_seq != Some(last) || named.is_none_or(|m| !same_mac(&m, &prev)) {
+                return Err((
+                    ProblemKind::Reset,
+                    format!(
+                        "the reset names line {} as the old chain's last, but the files before \
+                         it end at line {last} (a file is missing or was changed after the \
+                         reset)",
+                        facts.file_seq.map_or("none".into(), |s| s.to_string())
+                    ),
+                ));
+            }
+            if rec.seq <= last {
+                return Err((
+                    ProblemKind::Sequence,
+                    format!(
+                        "the reset's line {} does not come after line {last}",
+                        rec.seq
+                    ),
+                ));
+            }
+        }
+        self.prev = Some([0; MAC_LEN]);
+        self.next_seq = None;
+        self.reset = Some(Reset {
+            file: PathBuf::new(),
+            seq: rec.seq,
+            time: rec.time.clone(),
+            reason: rec.reason.clone().unwrap_or_default(),
+            facts,
+        });
+        Ok(())
+    }
+}
+
 fn open(path: &Path) -> Result<File> {
     File::open(path).map_err(|source| Error::Io {
         what: "audit log",
@@ -288,13 +436,13 @@ fn open(path: &Path) -> Result<File> {
     })
 }
 
-/// The `seq` of a file's first line, when it can be read (used to order the files).
-fn first_seq(path: &Path) -> Result<Option<u64>> {
+/// A file's first line and its MAC, when it can be read (to order the files and find chains).
+fn first_line(path: &Path) -> Result<Option<(Record, [u8; MAC_LEN])>> {
     let mut line = String::new();
     let mut reader = BufReader::new(open(path)?);
     // A first line that is not UTF-8 is reported by the verification itself.
     let _ = reader.read_line(&mut line);
     Ok(parse_line(line.trim_end_matches('\n'))
         .ok()
-        .map(|(r, _, _)| r.seq))
+        .map(|(r, _, m)| (r, m)))
 }

@@ -1,16 +1,19 @@
-//! The append side: one mutex-guarded writer per log, MAC chain, fsync policy, chain head,
-//! rotation by size, and recovery on open.
+//! The append side: one writer per log (a lock on `PATH.lock`), one mutex-guarded state per
+//! writer, MAC chain, fsync policy, chain head (in a file and in the token), rotation by size,
+//! recovery on open, buffered login failures, and `reset`.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
+use super::files::{self, LogLock, Pending, PendingLoginFailure};
 use super::head::{sync_dir, Head};
+use super::token_head::{self, TokenHead};
 use super::{
-    body_of, chain_mac, decode_mac, line_of, now_rfc3339, parse_line, same_mac, AuditConfig, Fsync,
-    Record, TokenMac, MAC_LEN,
+    body_of, chain_id, chain_mac, decode_mac, line_of, now_rfc3339, parse_line, same_mac,
+    AuditConfig, Fsync, Record, ResetFacts, TokenMac, MAC_LEN,
 };
 use crate::custody::Custody;
 use crate::error::{Error, Result};
@@ -18,16 +21,48 @@ use crate::error::{Error, Result};
 const BATCH_LINES: u64 = 64;
 const BATCH_INTERVAL: Duration = Duration::from_secs(1);
 const NEVER_HEAD_EVERY: u64 = 4096;
+/// The token's copy of the chain head is written at most this often (plus at open, rotation,
+/// sync and shutdown), so that signing does not wait for token writes.
+const TOKEN_HEAD_EVERY: Duration = Duration::from_secs(1);
+/// How often the background flusher looks for due work.
+const FLUSH_TICK: Duration = Duration::from_millis(250);
+
+/// How many lines past its head file a crash can leave a log under each fsync policy: a
+/// head further behind was put back (or the policy was changed between runs).
+fn crash_window(fsync: Fsync) -> u64 {
+    match fsync {
+        Fsync::Always => 1,
+        Fsync::Batch => BATCH_LINES,
+        Fsync::Never => NEVER_HEAD_EVERY,
+    }
+}
+
+/// What to run when the log does not continue its chain.
+const WHAT_TO_DO: &str = "run `hsm-custody audit verify` on the log files, restore them if you \
+     can, else start a new chain with `hsm-custody audit reset --reason TEXT` (recorded in the \
+     new chain, with what was known of the old one's end)";
 
 /// An open audit log: appends chained lines; safe to share among threads (lines never
 /// interleave: one mutex orders them, and each line is one `write` of the whole line).
 ///
-/// Only one process may write a given log at a time.
+/// One writer per log: [`AuditLog::open`] takes an advisory lock on `PATH.lock` (waiting up
+/// to 2 s) and refuses, naming the holder's pid, while another writer has it.
 pub struct AuditLog {
+    shared: Arc<Shared>,
+    /// Dropping it stops the background flusher.
+    _stop: mpsc::Sender<()>,
+}
+
+struct Shared {
     config: AuditConfig,
     mac: TokenMac,
     active_name: String,
+    /// The active file's path as recorded with the token's chain head.
+    path_text: String,
     state: Mutex<State>,
+    /// Orders writes of the token's chain head; remembers the last one.
+    token: Mutex<TokenState>,
+    _lock: LogLock,
 }
 
 struct State {
@@ -42,49 +77,100 @@ struct State {
     /// Set after a failed write: the file may end in a partial line, so nothing more is
     /// appended (fail closed) until the log is reopened, which repairs the tail.
     broken: Option<String>,
+    /// The chain's id.
+    chain: String,
+    /// The last line made durable (and recorded in the head file): what the token may record.
+    durable: (u64, [u8; MAC_LEN]),
+}
+
+#[derive(Default)]
+struct TokenState {
+    seq: u64,
+    at: Option<Instant>,
 }
 
 impl std::fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuditLog")
-            .field("path", &self.config.path)
-            .field("key", &self.mac.key_name())
+            .field("path", &self.shared.config.path)
+            .field("key", &self.shared.mac.key_name())
             .finish_non_exhaustive()
     }
 }
 
 impl AuditLog {
-    /// Opens (or starts) the log: creates the audit key in the token if absent, checks that the
-    /// file continues its saved chain head (MACs recomputed in the token for every line written
-    /// after the head), drops a partial last line left by a crash, and continues the chain.
+    /// Opens (or starts) the log: takes the writer's lock, creates the audit key in the token
+    /// if absent (and records that), checks that the file continues its saved chain head and
+    /// the token's (MACs recomputed in the token for every line written after the head), drops
+    /// a partial last line left by a crash, continues the chain, and records the login
+    /// failures other processes left pending.
     ///
     /// # Errors
-    /// [`Error::AuditFailed`] when the log does not continue its chain head (edited, truncated
-    /// or replaced: run `hsm-custody audit verify`), [`Error::Io`], token failures.
+    /// [`Error::AuditFailed`] when another process writes the log, when the key named as the
+    /// audit key is not one, or when the log does not continue its chain head: the head file
+    /// is missing while the log has lines, is further behind the file than a crash can leave
+    /// it, or records a line the file does not hold, or the token's chain head does (run
+    /// `hsm-custody audit verify`, then `hsm-custody audit reset`); [`Error::Io`], token
+    /// failures.
     pub fn open(custody: &Custody, config: AuditConfig) -> Result<AuditLog> {
-        let mac = TokenMac::open_or_create(custody, &config.key)?;
         let active_name = config
             .path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .ok_or_else(|| Error::Config("[audit] `path` must name a file".into()))?;
-        let (state, start) = recover(&config, &mac, &active_name)?;
-        let log = AuditLog {
+        let lock = LogLock::acquire(&config.path, &config, files::LOCK_WAIT)?;
+        let (mac, created) = TokenMac::open(custody, &config.key, true)?;
+        let path_text = path_text(&config.path);
+        let (state, start) = recover(&config, &mac, custody, &active_name, &path_text)?;
+        let shared = Arc::new(Shared {
             config,
             mac,
             active_name,
+            path_text,
             state: Mutex::new(state),
-        };
-        if let Some(prev_file) = start {
-            let mut st = log.lock()?;
-            log.start_file(&mut st, prev_file)?;
+            token: Mutex::new(TokenState::default()),
+            _lock: lock,
+        });
+        {
+            let mut st = shared.lock()?;
+            // A key just generated for the log is recorded: on the new chain's first line
+            // (`key`, `kind`, rule `audit-key`), or on a line of its own.
+            let mut key_line = created.then(|| {
+                let mut rec = Record::new("created");
+                rec.key = Some(shared.config.key.clone());
+                rec.kind = Some("hmac".into());
+                rec.rule = Some("audit-key".into());
+                rec
+            });
+            if let Some((prev_file, chain)) = start {
+                shared.start_file(&mut st, prev_file, chain, key_line.take())?;
+            }
+            if let Some(rec) = key_line {
+                shared.write_record(&mut st, rec)?;
+                shared.checkpoint(&mut st, true)?;
+            }
+            shared.ingest_pending(&mut st)?;
         }
-        Ok(log)
+        shared.token_head(true)?;
+        let (stop, stopped) = mpsc::channel();
+        let weak = Arc::downgrade(&shared);
+        std::thread::Builder::new()
+            .name("hsm-custody-audit".into())
+            .spawn(move || flusher(&weak, &stopped))
+            .map_err(|source| Error::Io {
+                what: "audit log flusher thread",
+                path: shared.config.path.clone(),
+                source,
+            })?;
+        Ok(AuditLog {
+            shared,
+            _stop: stop,
+        })
     }
 
     /// The configuration in force.
     pub fn config(&self) -> &AuditConfig {
-        &self.config
+        &self.shared.config
     }
 
     /// Appends `rec` (its `seq` and `time` are set here) and applies the fsync policy and
@@ -93,26 +179,37 @@ impl AuditLog {
     /// # Errors
     /// [`Error::AuditFailed`] or [`Error::Io`]: the line was not recorded.
     pub fn append(&self, rec: Record) -> Result<u64> {
-        let mut st = self.lock()?;
-        let seq = self.write_record(&mut st, rec)?;
-        self.after_write(&mut st)?;
+        let mut st = self.shared.lock()?;
+        let seq = self.shared.write_record(&mut st, rec)?;
+        self.shared.after_write(&mut st)?;
         Ok(seq)
     }
 
-    /// Forces every line to disk and saves the chain head.
+    /// Forces every line to disk and saves the chain head, in its file and in the token.
     ///
     /// # Errors
     /// [`Error::Io`], token failures.
     pub fn sync(&self) -> Result<()> {
-        let mut st = self.lock()?;
-        self.checkpoint(&mut st, true)
+        {
+            let mut st = self.shared.lock()?;
+            self.shared.checkpoint(&mut st, true)?;
+        }
+        self.shared.token_head(true)
     }
 
     /// The `seq` of the last line written.
     pub fn last_seq(&self) -> Result<u64> {
-        Ok(self.lock()?.seq)
+        Ok(self.shared.lock()?.seq)
     }
 
+    /// Records a login failure that could not be MACed when it happened (see
+    /// [`record_login_failure`]).
+    pub(crate) fn note_login_failure(&self, token: &str, reason: &str) -> Result<()> {
+        record_login_failure(&self.shared.config, token, reason)
+    }
+}
+
+impl Shared {
     fn lock(&self) -> Result<MutexGuard<'_, State>> {
         self.state
             .lock()
@@ -168,6 +265,15 @@ impl AuditLog {
         Ok(())
     }
 
+    fn head(&self, st: &State, file: String) -> Head {
+        Head {
+            file,
+            seq: st.seq,
+            mac: st.prev,
+            chain: Some(st.chain.clone()),
+        }
+    }
+
     /// Makes the lines durable (when `durable`), then saves the head pointing at the last one.
     fn checkpoint(&self, st: &mut State, durable: bool) -> Result<()> {
         if durable {
@@ -177,21 +283,59 @@ impl AuditLog {
                 source,
             })?;
         }
-        let head = Head {
-            file: self.active_name.clone(),
-            seq: st.seq,
-            mac: st.prev,
-        };
-        head.write(&self.config.head, &self.mac, durable)?;
+        self.head(st, self.active_name.clone()).write(
+            &self.config.head,
+            &self.mac,
+            durable,
+            &self.config,
+        )?;
+        if durable {
+            st.durable = (st.seq, st.prev);
+        }
         st.unsynced = 0;
         st.since_head = 0;
         st.last_sync = Instant::now();
         Ok(())
     }
 
+    /// Saves the last durable line as the token's chain head: when `force`, or when the last
+    /// save is a second old. Never while the state is locked by this thread.
+    fn token_head(&self, force: bool) -> Result<()> {
+        let (chain, (seq, mac)) = {
+            let st = self.lock()?;
+            (st.chain.clone(), st.durable)
+        };
+        let mut token = self
+            .token
+            .lock()
+            .map_err(|_| Error::AuditFailed("a writer panicked; reopen the log".into()))?;
+        if seq <= token.seq && token.at.is_some() {
+            return Ok(());
+        }
+        if !force && token.at.is_some_and(|at| at.elapsed() < TOKEN_HEAD_EVERY) {
+            return Ok(());
+        }
+        self.write_token_head(&chain, seq, mac)?;
+        token.seq = seq;
+        token.at = Some(Instant::now());
+        Ok(())
+    }
+
+    fn write_token_head(&self, chain: &str, seq: u64, mac: [u8; MAC_LEN]) -> Result<()> {
+        token_head::write(
+            &self.mac.custody()?,
+            &TokenHead {
+                chain: chain.to_owned(),
+                path: self.path_text.clone(),
+                seq,
+                mac,
+            },
+        )
+    }
+
     /// Renames the active file to `PATH.<first seq>` and starts a new one whose `chain_start`
-    /// line carries the previous MAC. The head names the rotated file before the rename, so a
-    /// crash at any step leaves a state that [`AuditLog::open`] continues.
+    /// line carries the previous MAC and the chain's id. The head names the rotated file before
+    /// the rename, so a crash at any step leaves a state that [`AuditLog::open`] continues.
     fn rotate(&self, st: &mut State) -> Result<()> {
         self.checkpoint(st, true)?;
         let rotated_name = format!("{}.{:012}", self.active_name, st.file_first_seq);
@@ -202,65 +346,194 @@ impl AuditLog {
                 rotated.display()
             )));
         }
-        Head {
-            file: rotated_name.clone(),
-            seq: st.seq,
-            mac: st.prev,
-        }
-        .write(&self.config.head, &self.mac, true)?;
+        self.head(st, rotated_name.clone()).write(
+            &self.config.head,
+            &self.mac,
+            true,
+            &self.config,
+        )?;
         fs::rename(&self.config.path, &rotated).map_err(|source| Error::Io {
             what: "audit log (rotation)",
             path: rotated.clone(),
             source,
         })?;
         tracing::info!(file = %rotated.display(), last_seq = st.seq, "audit log rotated");
-        self.start_file(st, Some(rotated_name))
+        let chain = st.chain.clone();
+        self.start_file(st, Some(rotated_name), Some(chain), None)?;
+        // At rotation the token learns the head at once (this thread holds the state: write
+        // it directly, in order with the flusher's writes).
+        let mut token = self
+            .token
+            .lock()
+            .map_err(|_| Error::AuditFailed("a writer panicked; reopen the log".into()))?;
+        if st.durable.0 > token.seq {
+            self.write_token_head(&st.chain, st.durable.0, st.durable.1)?;
+            token.seq = st.durable.0;
+            token.at = Some(Instant::now());
+        }
+        Ok(())
     }
 
-    /// Opens a new active file and writes its `chain_start` line, durably.
-    fn start_file(&self, st: &mut State, prev_file: Option<String>) -> Result<()> {
-        st.file = open_append(&self.config.path, true)?;
+    /// Opens a new active file and writes its `chain_start` line, durably. `chain` is the id of
+    /// the chain it continues (after a rotation); `None` starts a new chain, whose id comes
+    /// from this line's MAC. `key_created`: the audit key was just generated (recorded here).
+    fn start_file(
+        &self,
+        st: &mut State,
+        prev_file: Option<String>,
+        chain: Option<String>,
+        key_created: Option<Record>,
+    ) -> Result<()> {
+        st.file = open_append(&self.config, true)?;
         st.size = 0;
         st.file_first_seq = st.seq + 1;
         let mut rec = Record::new("chain_start");
+        if let Some(created) = key_created {
+            rec.key = created.key;
+            rec.kind = created.kind;
+            rec.rule = created.rule;
+        }
+        rec.chain = chain;
         rec.prev_file = prev_file;
         rec.prev_mac = Some(hex::encode(st.prev));
+        let first = rec.clone();
         self.write_record(st, rec)?;
+        st.chain = chain_id(&first, &st.prev);
         sync_dir(&self.config.path)?;
         self.checkpoint(st, true)
+    }
+
+    /// MACs the login failures left in `PATH.pending` into the chain, then empties it.
+    fn ingest_pending(&self, st: &mut State) -> Result<()> {
+        let Some(pending) = Pending::take(&self.config)? else {
+            return Ok(());
+        };
+        for event in &pending.events {
+            let mut rec = Record::new("login_failed");
+            rec.token = Some(event.token.clone());
+            rec.client = Some(event.client.clone());
+            rec.outcome = Some(event.reason.clone());
+            rec.observed = Some(event.time.clone());
+            self.write_record(st, rec)?;
+        }
+        for _ in 0..pending.unreadable {
+            let mut rec = Record::new("login_failed");
+            rec.outcome = Some("unreadable entry in the pending login failures".into());
+            self.write_record(st, rec)?;
+        }
+        self.checkpoint(st, true)?;
+        pending.clear()
     }
 }
 
 impl Drop for AuditLog {
     fn drop(&mut self) {
-        if let Ok(mut st) = self.state.lock() {
+        if let Ok(mut st) = self.shared.state.lock() {
             if st.broken.is_none() && (st.unsynced > 0 || st.since_head > 0) {
-                let _ = self.checkpoint(&mut st, self.config.fsync != Fsync::Never);
+                // Without the Custody (dropped first: it holds the guard) no head can be
+                // MACed; the lines at least go to disk, and the next writer continues them.
+                if self.shared.mac.custody().is_ok() {
+                    let _ = self
+                        .shared
+                        .checkpoint(&mut st, self.shared.config.fsync != Fsync::Never);
+                } else {
+                    let _ = st.file.sync_data();
+                }
             }
+        }
+        if self.shared.mac.custody().is_ok() {
+            let _ = self.shared.token_head(true);
         }
     }
 }
 
-fn open_append(path: &Path, create: bool) -> Result<File> {
-    OpenOptions::new()
-        .append(true)
-        .create(create)
-        .open(path)
-        .map_err(|source| Error::Io {
-            what: "audit log",
-            path: path.to_owned(),
-            source,
-        })
+/// The background work of a writer, every 250 ms while the log lives: a due batch sync, login
+/// failures left pending by other processes, and the token's chain head (at most once a
+/// second, so that it lags the durable log by about a second at most).
+fn flusher(shared: &Weak<Shared>, stop: &mpsc::Receiver<()>) {
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(FLUSH_TICK) {
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        if shared.mac.custody().is_err() {
+            return;
+        }
+        let work = || -> Result<()> {
+            {
+                let mut st = shared.lock()?;
+                if st.broken.is_some() {
+                    return Ok(());
+                }
+                if shared.config.fsync == Fsync::Batch
+                    && st.unsynced > 0
+                    && st.last_sync.elapsed() >= BATCH_INTERVAL
+                {
+                    shared.checkpoint(&mut st, true)?;
+                }
+                if files::has_pending(&shared.config) {
+                    shared.ingest_pending(&mut st)?;
+                }
+            }
+            shared.token_head(false)
+        };
+        if let Err(e) = work() {
+            tracing::warn!(error = %e, log = %shared.config.path.display(),
+                "audit log background flush failed; retrying");
+        }
+    }
+}
+
+fn open_append(config: &AuditConfig, create: bool) -> Result<File> {
+    files::open_private(
+        &config.path,
+        OpenOptions::new().append(true).create(create),
+        config,
+        "audit log",
+    )
+}
+
+/// The log's path as recorded with the token's chain head: its directory made absolute.
+fn path_text(path: &Path) -> String {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let dir = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
+    dir.join(path.file_name().unwrap_or_default())
+        .display()
+        .to_string()
+}
+
+/// Notes a login failure for the audit log at `config`, for a process that could not log in
+/// and so cannot MAC a line: appended to `PATH.pending` (0600), which the log's writer MACs
+/// into the chain as `login_failed` lines (with `observed`, the time of the failure) when it
+/// opens and, while it runs, within a second. Until then the note is an ordinary file: whoever
+/// may write the log's directory may delete or add to it (see `docs/guardrails.md`).
+///
+/// # Errors
+/// [`Error::Io`] (for example when this process may not write the log's directory).
+pub fn record_login_failure(config: &AuditConfig, token: &str, reason: &str) -> Result<()> {
+    files::append_pending(
+        config,
+        &PendingLoginFailure {
+            time: now_rfc3339(),
+            token: token.to_owned(),
+            reason: reason.to_owned(),
+            client: files::this_process(),
+        },
+    )
 }
 
 /// Reads the active file and finds where the chain stands. The second value says whether a
-/// new file must be started (with the given `prev_file`).
+/// new file must be started (with the given `prev_file` and chain id).
 #[allow(clippy::type_complexity)]
 fn recover(
     config: &AuditConfig,
     mac: &TokenMac,
+    custody: &Custody,
     active_name: &str,
-) -> Result<(State, Option<Option<String>>)> {
+    path_text: &str,
+) -> Result<(State, Option<(Option<String>, Option<String>)>)> {
     let head = Head::read(&config.head, mac)?;
     let path = &config.path;
     let io = |source| Error::Io {
@@ -284,7 +557,7 @@ fn recover(
     let text = std::str::from_utf8(&data[..complete])
         .map_err(|_| Error::AuditFailed(format!("`{}` is not UTF-8", path.display())))?;
     let lines: Vec<&str> = text.lines().collect();
-    let fresh = |seq, prev, file| State {
+    let fresh = |seq, prev, file, chain| State {
         file,
         seq,
         prev,
@@ -294,65 +567,97 @@ fn recover(
         since_head: 0,
         last_sync: Instant::now(),
         broken: None,
+        chain,
+        durable: (seq, prev),
     };
     if lines.is_empty() {
-        let (seq, prev, prev_file) = match head {
-            None => (0, [0u8; MAC_LEN], None),
-            Some(h) if h.file != active_name => (h.seq, h.mac, Some(h.file)),
+        let (seq, prev, start) = match head {
+            None => {
+                // Log and head both gone: the token may still know the chain.
+                if let Some(t) = token_head::for_path(custody, path_text)? {
+                    return Err(Error::AuditFailed(format!(
+                        "`{}` and its chain head are missing, but the token records line {} \
+                         of this log's chain: the log was deleted or replaced; {WHAT_TO_DO}",
+                        path.display(),
+                        t.seq
+                    )));
+                }
+                (0, [0u8; MAC_LEN], (None, None))
+            }
+            Some(h) if h.file != active_name => (h.seq, h.mac, (Some(h.file), h.chain)),
             Some(h) => {
                 return Err(Error::AuditFailed(format!(
-                    "`{}` is empty or missing but its chain head records line {}; restore the \
-                     log, or move the head file away to start a new chain",
+                    "`{}` is empty or missing but its chain head records line {}; {WHAT_TO_DO}",
                     path.display(),
                     h.seq
                 )))
             }
         };
-        let file = open_append(path, true)?;
-        return Ok((fresh(seq, prev, file), Some(prev_file)));
+        let file = open_append(config, true)?;
+        return Ok((fresh(seq, prev, file, String::new()), Some(start)));
     }
     let broken = |line: usize, why: String| {
         Error::AuditFailed(format!(
-            "`{}` line {line}: {why}; the log does not continue its chain, run \
-             `hsm-custody audit verify`",
+            "`{}` line {line}: {why}; the log does not continue its chain: {WHAT_TO_DO}",
             path.display()
         ))
     };
     let parse = |i: usize| parse_line(lines[i]).map_err(|why| broken(i + 1, why));
-    let (first, _, _) = parse(0)?;
-    let (start, mut prev, mut seq) = match &head {
-        Some(h) if h.file == active_name => {
-            let found = (0..lines.len())
-                .rev()
-                .map(|i| parse(i).map(|p| (i, p)))
-                .find(|r| r.as_ref().map_or(true, |(_, (rec, _, _))| rec.seq <= h.seq));
-            match found {
-                Some(Ok((i, (rec, _, m)))) if rec.seq == h.seq && same_mac(&m, &h.mac) => {
-                    (i + 1, h.mac, h.seq)
-                }
-                Some(Err(e)) => return Err(e),
-                _ => {
-                    return Err(broken(
-                        lines.len(),
-                        format!("the chain head records line {} which is not in the file (tail truncated or replaced)", h.seq),
-                    ))
-                }
+    let (first, _, first_mac) = parse(0)?;
+    let chain = chain_id(&first, &first_mac);
+    let Some(head) = head else {
+        return Err(broken(
+            lines.len(),
+            format!(
+                "its chain head `{}` is missing, so lines cut off its end could not be \
+                 detected",
+                config.head.display()
+            ),
+        ));
+    };
+    let (start, mut prev, mut seq) = if head.file == active_name {
+        let found = (0..lines.len())
+            .rev()
+            .map(|i| parse(i).map(|p| (i, p)))
+            .find(|r| {
+                r.as_ref()
+                    .map_or(true, |(_, (rec, _, _))| rec.seq <= head.seq)
+            });
+        match found {
+            Some(Ok((i, (rec, _, m)))) if rec.seq == head.seq && same_mac(&m, &head.mac) => {
+                (i + 1, head.mac, head.seq)
             }
-        }
-        _ => {
-            if first.event != "chain_start" {
+            Some(Err(e)) => return Err(e),
+            _ => {
                 return Err(broken(
-                    1,
-                    "the file does not start with `chain_start`".into(),
-                ));
+                    lines.len(),
+                    format!(
+                        "the chain head records line {} which is not in the file (tail \
+                         truncated or replaced)",
+                        head.seq
+                    ),
+                ))
             }
-            let prev = first
-                .prev_mac
-                .as_deref()
-                .and_then(decode_mac)
-                .ok_or_else(|| broken(1, "`chain_start` has no valid `prev_mac`".into()))?;
-            (0, prev, first.seq.saturating_sub(1))
         }
+    } else {
+        // A crash right after a rotation: the head still names the rotated file, and this
+        // file must start where it ends.
+        let prev = first
+            .prev_mac
+            .as_deref()
+            .and_then(decode_mac)
+            .ok_or_else(|| broken(1, "`chain_start` has no valid `prev_mac`".into()))?;
+        if first.event != "chain_start" || first.seq != head.seq + 1 || !same_mac(&prev, &head.mac)
+        {
+            return Err(broken(
+                1,
+                format!(
+                    "the chain head records line {} of `{}`, which this file does not continue",
+                    head.seq, head.file
+                ),
+            ));
+        }
+        (0, prev, head.seq)
     };
     for (i, line) in lines.iter().enumerate().skip(start) {
         let (rec, body, m) = parse_line(line).map_err(|why| broken(i + 1, why))?;
@@ -368,8 +673,209 @@ fn recover(
         prev = m;
         seq = rec.seq;
     }
-    let file = open_append(path, false)?;
-    let mut state = fresh(seq, prev, file);
+    let behind = seq - head.seq;
+    if behind > crash_window(config.fsync) {
+        return Err(broken(
+            lines.len(),
+            format!(
+                "the chain head records line {} but the file goes on to line {seq}: the head is \
+                 {behind} lines behind, more than a crash leaves with fsync = {:?} (an old head \
+                 was put back?)",
+                head.seq, config.fsync
+            ),
+        ));
+    }
+    if let Some(t) = token_head::read(custody, &chain)? {
+        let holds = if t.seq > seq {
+            false
+        } else if t.seq >= first.seq {
+            let (rec, _, m) = parse((t.seq - first.seq) as usize)?;
+            rec.seq == t.seq && same_mac(&m, &t.mac)
+        } else {
+            true // in a rotated file: `audit verify` checks it
+        };
+        if !holds {
+            return Err(broken(
+                lines.len(),
+                format!(
+                    "the token's chain head records line {} which this log does not hold (it \
+                     ends at line {seq}): the log and its head file were rolled back",
+                    t.seq
+                ),
+            ));
+        }
+    }
+    let file = open_append(config, false)?;
+    let mut state = fresh(seq, prev, file, chain);
     state.file_first_seq = first.seq;
+    // Lines past the head are on disk already (a crash left them): the head catches up now.
+    state.since_head = behind;
     Ok((state, None))
+}
+
+/// What [`reset`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ResetReport {
+    /// `seq` of the `chain_reset` line that starts the new chain.
+    pub seq: u64,
+    /// What it records of the old chain.
+    pub facts: ResetFacts,
+}
+
+/// `hsm-custody audit reset`: ends a log that does not continue its chain (a missing or old
+/// head, a cut-off tail, a rollback the token caught) and starts a new chain, explicitly and on
+/// the record. Takes the writer's lock (so no writer may run), renames the active file to
+/// `PATH.<first seq>` (kept as evidence, verifiable on its own), and starts a new active file
+/// whose first line, `chain_reset`, records `reason` and what was known of the old chain's end:
+/// its id, its file's last line, and the lines its head file and the token's head recorded.
+/// Its `seq` continues past the highest of them, its MAC chain starts afresh (a new chain id).
+/// `audit verify` reports every reset and the lines known to be lost.
+///
+/// # Errors
+/// [`Error::InvalidInput`] for an empty reason; [`Error::AuditFailed`] while a writer holds the
+/// log, or for a key that is not an audit key; [`Error::Io`]; token failures.
+pub fn reset(custody: &Custody, config: &AuditConfig, reason: &str) -> Result<ResetReport> {
+    let reason = reason.trim();
+    if reason.is_empty() || reason.len() > 1000 {
+        return Err(Error::invalid(
+            "a reset needs a reason of 1 to 1000 characters (it is recorded in the new chain)",
+        ));
+    }
+    let active_name = config
+        .path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| Error::Config("[audit] `path` must name a file".into()))?;
+    let _lock = LogLock::acquire(&config.path, config, files::LOCK_WAIT)?;
+    let (mac, _) = TokenMac::open(custody, &config.key, true)?;
+    let head = match Head::read(&config.head, &mac) {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::warn!(error = %e, "the old chain head is unreadable; recorded as unknown");
+            None
+        }
+    };
+    let io = |source| Error::Io {
+        what: "audit log",
+        path: config.path.clone(),
+        source,
+    };
+    let mut data = match fs::read(&config.path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(source) => return Err(io(source)),
+    };
+    // A partial last line (a crash during a write) goes, as on every open.
+    let complete = data.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    if complete < data.len() {
+        data.truncate(complete);
+        let f = OpenOptions::new()
+            .write(true)
+            .open(&config.path)
+            .map_err(io)?;
+        f.set_len(complete as u64).map_err(io)?;
+        f.sync_all().map_err(io)?;
+    }
+    let text = String::from_utf8_lossy(&data).into_owned();
+    let parsed: Vec<_> = text
+        .lines()
+        .filter_map(|l| parse_line(l).ok())
+        .map(|(rec, _, m)| (rec, m))
+        .collect();
+    let old_chain = parsed
+        .first()
+        .map(|(rec, m)| chain_id(rec, m))
+        .or_else(|| head.as_ref().and_then(|h| h.chain.clone()));
+    let token = match &old_chain {
+        Some(chain) => token_head::read(custody, chain)?,
+        None => token_head::for_path(custody, &path_text(&config.path))?,
+    };
+    let mut facts = ResetFacts {
+        old_chain,
+        file_seq: parsed.last().map(|(rec, _)| rec.seq),
+        file_mac: parsed.last().map(|(_, m)| hex::encode(m)),
+        head_seq: head.as_ref().map(|h| h.seq),
+        token_seq: token.as_ref().map(|t| t.seq),
+        ..ResetFacts::default()
+    };
+    if let (true, Some(h)) = (parsed.is_empty(), &head) {
+        if h.file != active_name {
+            // No active file since a rotation: the old chain ends in the file the head names.
+            facts.old_file = Some(h.file.clone());
+            facts.file_seq = Some(h.seq);
+            facts.file_mac = Some(hex::encode(h.mac));
+        }
+    }
+    if !text.is_empty() {
+        let renamed = match parsed.first() {
+            Some((rec, _)) => format!("{active_name}.{:012}", rec.seq),
+            None => format!(
+                "{active_name}.unreadable-{}",
+                time::OffsetDateTime::now_utc().unix_timestamp()
+            ),
+        };
+        let target = config.path.with_file_name(&renamed);
+        if target.exists() {
+            return Err(Error::AuditFailed(format!(
+                "cannot keep the old log as `{}`: that file exists; move it away first",
+                target.display()
+            )));
+        }
+        fs::rename(&config.path, &target).map_err(|source| Error::Io {
+            what: "audit log (reset)",
+            path: target.clone(),
+            source,
+        })?;
+        facts.old_file = Some(renamed);
+    } else if fs::metadata(&config.path).is_ok() {
+        // Empty (or only a partial line, dropped above): nothing to keep.
+        fs::remove_file(&config.path).map_err(io)?;
+    }
+    let last = [facts.file_seq, facts.head_seq, facts.token_seq]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(0);
+    let mut rec = Record::new("chain_reset");
+    rec.seq = last + 1;
+    rec.time = now_rfc3339();
+    rec.reason = Some(reason.to_owned());
+    rec.reset = Some(facts.clone());
+    rec.prev_file = facts.old_file.clone();
+    rec.prev_mac = Some(hex::encode([0u8; MAC_LEN]));
+    let body = body_of(&rec)?;
+    let line_mac = chain_mac(&mac, &[0u8; MAC_LEN], &body)?;
+    let mut file = files::open_private(
+        &config.path,
+        OpenOptions::new().append(true).create_new(true),
+        config,
+        "audit log",
+    )?;
+    file.write_all(format!("{}\n", line_of(&body, &line_mac)).as_bytes())
+        .map_err(io)?;
+    file.sync_data().map_err(io)?;
+    sync_dir(&config.path)?;
+    let chain = chain_id(&rec, &line_mac);
+    Head {
+        file: active_name,
+        seq: rec.seq,
+        mac: line_mac,
+        chain: Some(chain.clone()),
+    }
+    .write(&config.head, &mac, true, config)?;
+    token_head::write(
+        custody,
+        &TokenHead {
+            chain,
+            path: path_text(&config.path),
+            seq: rec.seq,
+            mac: line_mac,
+        },
+    )?;
+    tracing::warn!(log = %config.path.display(), seq = rec.seq, "audit chain reset");
+    Ok(ResetReport {
+        seq: rec.seq,
+        facts,
+    })
 }

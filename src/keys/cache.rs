@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use cryptoki::object::{Attribute, ObjectHandle};
 
-use super::{seal, store, KeyMeta};
+use super::{seal, store, KeyMeta, KeyPurpose};
 use crate::error::{Class, Error, Result};
 use crate::token::Token;
 
@@ -201,17 +201,25 @@ impl KeyCache {
             let found = store::find_meta(session, name).and_then(|found| match found {
                 Some(f) => {
                     let mut handles = Vec::new();
+                    let mut problem = None;
                     for v in f.meta.versions.iter().filter(|v| v.state.is_usable()) {
                         if let Some(h) = store::find_version_object(session, &f.meta, v.version)? {
+                            // The audit key is checked on the very object that will sign.
+                            if f.meta.purpose == Some(KeyPurpose::Audit) && problem.is_none() {
+                                problem = store::audit_key_problem(session, h)?;
+                            }
                             handles.push((v.version, h));
                         }
                     }
-                    Ok(Some((f, handles)))
+                    Ok(Some((f, handles, problem)))
                 }
                 None => Ok(None),
             });
             match found {
-                Ok(Some((found, handles))) => {
+                Ok(Some((_, _, Some(problem)))) => {
+                    return Err(super::lifecycle::not_an_audit_key(name, &problem));
+                }
+                Ok(Some((found, handles, None))) => {
                     drop(lease);
                     let versions = handles
                         .into_iter()

@@ -25,7 +25,8 @@ use super::import::{
 use super::seal;
 use super::template::{Validity, MIN_STORED_LEN};
 use super::{
-    asym, store, KeyInfo, KeyKind, KeyMeta, KeySpec, SecretEncoding, VersionInfo, VersionState,
+    asym, store, KeyInfo, KeyKind, KeyMeta, KeyPurpose, KeySpec, SecretEncoding, VersionInfo,
+    VersionState,
 };
 use crate::error::{Error, Result};
 use crate::token::Token;
@@ -82,12 +83,18 @@ pub(crate) enum Material {
     GenerateHmac,
     /// An HMAC key already in the token, put there by another tool (see `keys::adopt`).
     Adopt,
+    /// The audit log's MAC key: an HMAC-SHA256 key generated inside the token, marked with
+    /// [`KeyPurpose::Audit`]. The only way a key gets that mark.
+    GenerateAudit,
 }
 
 impl Material {
     fn kind(&self) -> KeyKind {
         match self {
-            Material::Hmac(_) | Material::GenerateHmac | Material::Adopt => KeyKind::Hmac,
+            Material::Hmac(_)
+            | Material::GenerateHmac
+            | Material::Adopt
+            | Material::GenerateAudit => KeyKind::Hmac,
             Material::Generate(kind) => *kind,
             Material::Ed25519Seed(_) => KeyKind::Ed25519,
         }
@@ -125,6 +132,14 @@ impl Lifecycle<'_> {
     pub(crate) fn create(&self, spec: &KeySpec, material: Material) -> Result<KeyInfo> {
         let kind = material.kind();
         spec.validate(kind)?;
+        let audit = matches!(material, Material::GenerateAudit);
+        if !audit && spec.name == crate::audit::DEFAULT_AUDIT_KEY {
+            return Err(Error::invalid(format!(
+                "the name `{}` is reserved for the audit log's key, which the log generates in \
+                 the token itself: choose another name",
+                spec.name
+            )));
+        }
         let _serial = WRITE_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
         let lease = self.token.lease()?;
         let session = lease.session();
@@ -157,6 +172,7 @@ impl Lifecycle<'_> {
             versions: Vec::new(),
             seals: BTreeMap::new(),
             credentials: BTreeMap::new(),
+            purpose: audit.then_some(KeyPurpose::Audit),
         };
         let credentials = spec.credentials();
         if !credentials.is_empty() {
@@ -232,7 +248,7 @@ impl Lifecycle<'_> {
                 )?;
                 (Some(key_bytes.len()), "imported")
             }
-            Material::GenerateHmac => {
+            Material::GenerateHmac | Material::GenerateAudit => {
                 generate_hmac_version(
                     session,
                     &meta.name,
@@ -309,6 +325,7 @@ impl Lifecycle<'_> {
         let lease = self.token.lease()?;
         let session = lease.session();
         let found = self.find(session, name)?;
+        refuse_audit_key(&found.meta, "rotated")?;
         let kind = material.kind();
         if found.meta.kind != kind {
             return Err(Error::WrongKeyKind {
@@ -422,6 +439,14 @@ impl Lifecycle<'_> {
         let lease = self.token.lease()?;
         let session = lease.session();
         let found = self.find(session, name)?;
+        refuse_audit_key(
+            &found.meta,
+            if to == VersionState::Retired {
+                "retired"
+            } else {
+                "revoked"
+            },
+        )?;
         store::reconcile(session, Some(&found.meta), name).map_err(Self::ck)?;
         let eligible = |v: &VersionInfo| match to {
             VersionState::Retired => v.state == VersionState::Previous,
@@ -499,6 +524,41 @@ impl Lifecycle<'_> {
         Ok(targets)
     }
 
+    /// Marks a key made by an earlier release for the audit log (generated in the token, one
+    /// version, never extractable: `store::audit_key_problem` finds nothing) as the audit key.
+    /// Nobody ever knew its value, so marking it hands nobody a MAC key.
+    pub(crate) fn mark_audit_key(&self, name: &str) -> Result<()> {
+        let _serial = WRITE_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
+        let lease = self.token.lease()?;
+        let session = lease.session();
+        let found = self.find(session, name)?;
+        if found.meta.purpose == Some(KeyPurpose::Audit) {
+            return Ok(());
+        }
+        let generated = found.meta.kind == KeyKind::Hmac
+            && found.meta.versions.len() == 1
+            && found.meta.versions[0].origin == "generated"
+            && found.meta.versions[0].state == VersionState::Active;
+        let object = store::find_version_object(session, &found.meta, 1).map_err(Self::ck)?;
+        let problem = match (generated, object) {
+            (true, Some(handle)) => store::audit_key_problem(session, handle).map_err(Self::ck)?,
+            _ => Some("it was not generated in the token as a single version".to_owned()),
+        };
+        if let Some(problem) = problem {
+            return Err(not_an_audit_key(name, &problem));
+        }
+        let mut meta = found.meta.clone();
+        meta.revision += 1;
+        meta.purpose = Some(KeyPurpose::Audit);
+        store::update_meta(session, &found, &meta, || Ok(()))?;
+        self.forget(name);
+        tracing::warn!(
+            key = name,
+            "key of an earlier release marked as the audit key"
+        );
+        Ok(())
+    }
+
     /// Key information, after removing leftovers of interrupted steps.
     pub(crate) fn info(&self, name: &str) -> Result<KeyInfo> {
         let lease = self.token.lease()?;
@@ -506,6 +566,29 @@ impl Lifecycle<'_> {
         let found = self.find(session, name)?;
         store::info(session, &found.meta).map_err(Self::ck)
     }
+}
+
+/// The audit key is never rotated, retired or revoked through the crate: a new version would
+/// be a key whose value someone may know, and destroying it destroys the log's evidence.
+fn refuse_audit_key(meta: &KeyMeta, what: &str) -> Result<()> {
+    if meta.purpose == Some(KeyPurpose::Audit) {
+        return Err(Error::Lifecycle(format!(
+            "key `{}` is the audit log's key: it is not {what} through hsm-custody (a new \
+             version would be a key someone may know; destroying it leaves the log \
+             unverifiable). Use your token's own tools if you really mean to remove it",
+            meta.name
+        )));
+    }
+    Ok(())
+}
+
+/// Why a key is refused as the audit key.
+pub(crate) fn not_an_audit_key(name: &str, why: &str) -> Error {
+    Error::AuditFailed(format!(
+        "key `{name}` is not an audit key: {why}. The audit key must be generated in the \
+         token by the audit log itself; a key imported or adopted under its name could have \
+         a value someone knows. Remove that key, or set another `[audit] key` name"
+    ))
 }
 
 /// An Ed25519 seed from base64: 32 bytes, or 64 bytes seed||public (Coinbase CDP's format, the

@@ -402,6 +402,19 @@ pub(crate) struct KeyMeta {
     /// exchange signers send them and refuse requests naming others.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub credentials: BTreeMap<u32, Credentials>,
+    /// What the crate itself made the key for; `None` for every key an operator creates. Only
+    /// the audit log's key generation writes [`KeyPurpose::Audit`], and only together with a
+    /// key generated in the token (see `store::audit_key_problem`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<KeyPurpose>,
+}
+
+/// Keys the crate makes for itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum KeyPurpose {
+    /// The audit log's MAC key: signs the log's own lines and nothing else.
+    Audit,
 }
 
 /// The exchange's public API key and API passphrase recorded with a key version.

@@ -216,6 +216,45 @@ pub(crate) fn flags(session: &Session, key: ObjectHandle) -> Result<KeyFlags, Ck
     })
 }
 
+/// Why the key object `key` cannot be the audit key, or `None` when it can: the token must say
+/// it was generated there (`CKA_LOCAL`), has always been sensitive and never extractable. An
+/// imported key is never `CKA_LOCAL`; a key generated extractable (whose value was read out,
+/// then locked) is neither always sensitive nor never extractable. So no one outside the token
+/// ever held the value of a key that passes. Each attribute is read on its own (cryptoki drops
+/// what it cannot read, which must never pass for "true").
+pub(crate) fn audit_key_problem(
+    session: &Session,
+    key: ObjectHandle,
+) -> Result<Option<String>, CkError> {
+    let read = |t: AttributeType| -> Result<Option<bool>, CkError> {
+        let attrs = session.get_attributes(key, &[t])?;
+        Ok(attrs.iter().find_map(|a| match a {
+            Attribute::Local(b) => Some(*b),
+            other => super::template::flag(other),
+        }))
+    };
+    for (attribute, wanted, name) in [
+        (AttributeType::Local, true, "CKA_LOCAL"),
+        (AttributeType::AlwaysSensitive, true, "CKA_ALWAYS_SENSITIVE"),
+        (
+            AttributeType::NeverExtractable,
+            true,
+            "CKA_NEVER_EXTRACTABLE",
+        ),
+        (AttributeType::Sensitive, true, "CKA_SENSITIVE"),
+        (AttributeType::Extractable, false, "CKA_EXTRACTABLE"),
+    ] {
+        let found = read(attribute)?;
+        if found != Some(wanted) {
+            return Ok(Some(format!(
+                "its token object has {name} = {} (an audit key needs {wanted})",
+                found.map_or("unknown".to_owned(), |b| b.to_string())
+            )));
+        }
+    }
+    Ok(None)
+}
+
 /// Asks the token for `CKA_VALUE` of a key with one `C_GetAttributeValue` and returns the
 /// outcome. Never returns the bytes: a readable value is reported as an error.
 pub(crate) fn value_read_refusal(

@@ -6,6 +6,7 @@ mod agent;
 mod async_api;
 mod attacks;
 mod audit;
+mod audit_hardening;
 mod bad_input;
 mod cli_lifecycle;
 mod cli_sign_request;

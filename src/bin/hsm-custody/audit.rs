@@ -1,4 +1,5 @@
-//! `hsm-custody audit verify | tail | summary`: check and read the guard rails' audit log.
+//! `hsm-custody audit verify | tail | summary | reset`: check and read the guard rails' audit
+//! log, and start a new chain when it cannot continue.
 
 use std::path::PathBuf;
 
@@ -18,6 +19,18 @@ pub enum AuditCommand {
     /// Usage per key: signs per minute, denials by rule, first and last use (MACs not checked:
     /// run `audit verify` for that).
     Summary(SummaryArgs),
+    /// Start a new chain when the log cannot continue (head missing or old, tail cut, rollback
+    /// caught by the token): the old file is kept, and the new chain's first line records the
+    /// reason and what was known of the old chain's end. Needs the config file's [audit]; no
+    /// writer (agent) may be running.
+    Reset(ResetArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ResetArgs {
+    /// Why (recorded in the log): what happened to the old chain.
+    #[arg(long)]
+    pub reason: String,
 }
 
 #[derive(Args, Debug)]
@@ -26,8 +39,16 @@ pub struct VerifyArgs {
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// Chain head file (default: FILE.head next to the newest file, when present).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "no_head")]
     pub head: Option<PathBuf>,
+    /// Verify without a chain head (files of a rotated part of the log, say). Without a head a
+    /// cut-off tail cannot be detected; without this flag, a missing head fails.
+    #[arg(long)]
+    pub no_head: bool,
+    /// Exit 0 even when the chain was reset (`audit reset`) within these files; the resets
+    /// are reported either way.
+    #[arg(long)]
+    pub accept_resets: bool,
     /// Audit key name (default: `[audit] key` of the config file, else hsm-custody-audit).
     #[arg(long)]
     pub key: Option<String>,
@@ -68,7 +89,36 @@ pub fn run(global: &Global, cmd: AuditCommand) -> anyhow::Result<()> {
             Ok(())
         }
         AuditCommand::Summary(args) => summary(args),
+        AuditCommand::Reset(args) => reset(global, args),
     }
+}
+
+fn reset(global: &Global, args: ResetArgs) -> anyhow::Result<()> {
+    let config = global.config()?;
+    let Some(guard) = GuardConfig::from_config(&config)? else {
+        bail!("the configuration has no [audit] section: which log to reset?");
+    };
+    // No guard: the reset writes the new chain's first line itself, under the writer's lock.
+    let custody = Custody::connect(config)?;
+    let report = audit::reset(&custody, &guard.audit, &args.reason)?;
+    let f = &report.facts;
+    let seq = |s: Option<u64>| s.map_or("unknown".to_owned(), |s| s.to_string());
+    println!(
+        "new chain started at line {} in {}; old file kept as {}",
+        report.seq,
+        guard.audit.path.display(),
+        f.old_file.as_deref().unwrap_or("(there was none)")
+    );
+    println!(
+        "old chain: file ended at line {}, head file recorded line {}, token recorded line {}; \
+         lines lost: {}",
+        seq(f.file_seq),
+        seq(f.head_seq),
+        seq(f.token_seq),
+        f.lost_lines()
+            .map_or("unknown (no head was left)".to_owned(), |n| n.to_string())
+    );
+    Ok(())
 }
 
 fn verify(global: &Global, args: VerifyArgs) -> anyhow::Result<()> {
@@ -91,21 +141,41 @@ fn verify(global: &Global, args: VerifyArgs) -> anyhow::Result<()> {
             "detail": p.detail,
         })
     });
+    let resets: Vec<serde_json::Value> = report
+        .resets
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "file": r.file.display().to_string(),
+                "seq": r.seq,
+                "time": r.time,
+                "reason": r.reason,
+                "old_file": r.facts.old_file,
+                "old_file_last_seq": r.facts.file_seq,
+                "old_head_seq": r.facts.head_seq,
+                "old_token_seq": r.facts.token_seq,
+                "lost_lines": r.facts.lost_lines(),
+            })
+        })
+        .collect();
     if args.json {
         let out = serde_json::json!({
             "ok": report.is_ok(),
             "files": report.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
+            "skipped": report.skipped.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
             "good_lines": report.good_lines,
             "first_seq": report.first_seq,
             "last_seq": report.last_seq,
             "from_genesis": report.from_genesis,
             "head_checked": report.head_checked,
+            "token_head_checked": report.token_head_checked,
+            "resets": resets,
             "problem": problem,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         println!(
-            "{} good lines (seq {}..{}) in {} file(s); chain {}; head {}",
+            "{} good lines (seq {}..{}) in {} file(s); chain {}; head {}; token head {}",
             report.good_lines,
             report.first_seq.unwrap_or(0),
             report.last_seq.unwrap_or(0),
@@ -120,7 +190,25 @@ fn verify(global: &Global, args: VerifyArgs) -> anyhow::Result<()> {
             } else {
                 "absent: a cut-off tail cannot be detected"
             },
+            if report.token_head_checked {
+                "checked"
+            } else {
+                "not checked"
+            },
         );
+        for r in &report.resets {
+            println!(
+                "RESET at line {} ({}) in {}: {:?}; lines lost before it: {}",
+                r.seq,
+                r.time,
+                r.file.display(),
+                r.reason,
+                r.facts
+                    .lost_lines()
+                    .map_or("unknown (the old chain had no head)".to_owned(), |n| n
+                        .to_string())
+            );
+        }
     }
     if let Some(p) = &report.problem {
         bail!(
@@ -129,6 +217,20 @@ fn verify(global: &Global, args: VerifyArgs) -> anyhow::Result<()> {
             p.line,
             p.kind,
             p.detail
+        );
+    }
+    if !report.head_checked && !args.no_head {
+        bail!(
+            "no chain head next to the newest file: lines cut off the end of the log cannot be \
+             detected. Pass --head FILE, or --no-head to verify without one (a rotated part of \
+             the log, say)"
+        );
+    }
+    if !report.resets.is_empty() && !args.accept_resets {
+        bail!(
+            "the chain was reset {} time(s) within these files (see above): each is on the \
+             record, and lines before it may be lost. Pass --accept-resets once reviewed",
+            report.resets.len()
         );
     }
     Ok(())
@@ -159,6 +261,7 @@ fn summary(args: SummaryArgs) -> anyhow::Result<()> {
             .collect();
         let out = serde_json::json!({
             "lines": s.lines,
+            "chain_resets": s.resets,
             "unreadable": s.unreadable,
             "lifecycle_events": s.lifecycle,
             "login_failures": s.login_failures,
@@ -168,8 +271,8 @@ fn summary(args: SummaryArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{} lines ({} unreadable), {} lifecycle events, {} login failures",
-        s.lines, s.unreadable, s.lifecycle, s.login_failures
+        "{} lines ({} unreadable), {} lifecycle events, {} login failures, {} chain resets",
+        s.lines, s.unreadable, s.lifecycle, s.login_failures, s.resets
     );
     println!(
         "{:<24} {:>9} {:>7} {:>7} {:>6} {:>9}  {:<32} {:<32}",

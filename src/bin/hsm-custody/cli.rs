@@ -1,10 +1,11 @@
 //! Argument parsing and dispatch.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use hsm_custody::{Config, Custody, GuardConfig, Guardrails};
+use hsm_custody::{Config, Custody, Error, GuardConfig, Guardrails};
 
 /// Keep exchange API secrets inside a PKCS#11 token and sign in the token.
 #[derive(Parser, Debug)]
@@ -128,16 +129,59 @@ impl Global {
 
     /// Connects and, when the config file has `[audit]` or `[keys]`, installs the guard rails
     /// (policy before every signature, an audit line for every signature and key change).
-    pub fn connect_guarded(&self) -> anyhow::Result<(Custody, Option<std::sync::Arc<Guardrails>>)> {
+    ///
+    /// A refused login (wrong or locked PIN) cannot be MACed into the log, as no session is
+    /// logged in: it is noted in the log's pending file, which the next writer that logs in
+    /// (this agent's next start, or the running agent within a second) records in the chain.
+    pub fn connect_guarded(&self) -> anyhow::Result<(Custody, Option<Arc<Guardrails>>)> {
         let config = self.config()?;
         let guard_config = GuardConfig::from_config(&config)?;
-        let custody = Custody::connect(config)?;
+        let label = config.token_label().to_owned();
+        let custody = match Custody::connect(config) {
+            Ok(c) => c,
+            Err(e @ (Error::PinIncorrect { .. } | Error::PinLocked { .. })) => {
+                if let Some(g) = &guard_config {
+                    if let Err(note) =
+                        hsm_custody::audit::record_login_failure(&g.audit, &label, &e.to_string())
+                    {
+                        eprintln!(
+                            "hsm-custody: warning: the failed login could not be noted for the \
+                             audit log: {note}"
+                        );
+                    }
+                }
+                return Err(e.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
         let guard = match guard_config {
             Some(g) => Some(Guardrails::install(&custody, g).context("guard rails")?),
             None => None,
         };
+        if let Some(guard) = &guard {
+            *GUARDED.lock().unwrap_or_else(PoisonError::into_inner) =
+                Some((custody.clone(), guard.clone()));
+        }
         Ok((custody, guard))
     }
+}
+
+/// The guard rails of this run, with a handle on their `Custody`: the audit log MACs through
+/// the `Custody` without keeping it alive, so the last sync ([`finish`]) needs one.
+static GUARDED: Mutex<Option<(Custody, Arc<Guardrails>)>> = Mutex::new(None);
+
+/// At exit: forces the audit log to disk and saves its chain head, in its file and in the
+/// token (so that the token's copy covers this run's last lines too).
+pub fn finish() -> anyhow::Result<()> {
+    let guarded = GUARDED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
+    if let Some((custody, guard)) = guarded {
+        guard.sync().context("syncing the audit log")?;
+        drop(custody);
+    }
+    Ok(())
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {

@@ -20,7 +20,17 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
-    match cli::run(args) {
+    let result = cli::run(args);
+    // The audit log's last sync, whatever the command's outcome (a refusal is a line too).
+    let result = match (result, cli::finish()) {
+        (Ok(()), synced) => synced,
+        (Err(e), Err(sync)) => {
+            eprintln!("hsm-custody: {sync:#}");
+            Err(e)
+        }
+        (Err(e), Ok(())) => Err(e),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("hsm-custody: {err:#}");
