@@ -134,7 +134,7 @@ pub(crate) fn check_name(
     Ok(())
 }
 
-fn longest_digit_run(s: &str) -> usize {
+pub(crate) fn longest_digit_run(s: &str) -> usize {
     s.split(|c: char| !c.is_ascii_digit())
         .map(str::len)
         .max()

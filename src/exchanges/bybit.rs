@@ -18,7 +18,8 @@
 //! - timestamp ‖ apiKey: an API key given by the caller (not recorded with the key) may not
 //!   start with a digit (the timestamp would grow into it: a time centuries ahead);
 //! - apiKey ‖ recvWindow: nor end with one (the receive window would grow: `…7` ‖ `5000` reads
-//!   as a window of 75 s); recvWindow is 1 to the TTL;
+//!   as a window of 75 s), nor hold more than 4 digits in a row (a key cut before them reads
+//!   them as the window); recvWindow is 1 to the TTL;
 //! - recvWindow ‖ payload: a GET query's names hold no digit (the window would grow into the
 //!   first name, or its digits would end a window and cut the name at its front);
 //!   a POST body is a strict JSON object (starts with `{`) with no `&` or `=` (read as a
@@ -146,13 +147,19 @@ fn bybit_reach(req: &Request, inputs: &Inputs<'_>) -> Result<Reach> {
         return Err(inputs.refuse("api_key", "is signed: give it, or record it with the key"));
     };
     let digit_at = |c: Option<char>| c.is_some_and(|c| c.is_ascii_digit());
+    let longest_run = key
+        .split(|c: char| !c.is_ascii_digit())
+        .map(str::len)
+        .max()
+        .unwrap_or(0);
     if inputs.stored_api_key().is_none()
-        && (digit_at(key.chars().next()) || digit_at(key.chars().last()))
+        && (digit_at(key.chars().next()) || digit_at(key.chars().last()) || longest_run > 4)
     {
         return Err(inputs.refuse(
             "api_key",
-            "starts or ends with a digit, which would run into the timestamp or the receive \
-             window; record the key's API key with the key to sign with it",
+            "starts or ends with a digit, or holds more than 4 digits in a row, which could be \
+             read as part of the timestamp or as a receive window; record the key's API key \
+             with the key to sign with it",
         ));
     }
     if let Some(host) = &req.host {
@@ -228,6 +235,7 @@ mod tests {
             (post("{}").api_key("1XXXX"), "api_key"),
             (post("{}").api_key("XXXX9"), "api_key"),
             (post("{}").api_key("XX XX"), "api_key"),
+            (post("{}").api_key("XX99999XX"), "api_key"),
             (Request::post("/v5/order/create").body("{}"), "api_key"),
             (post("{}").recv_window("60001"), "recv_window"),
             (post("{}").recv_window("05000"), "recv_window"),
@@ -242,6 +250,7 @@ mod tests {
         assert!(reach_with(&post("{}").api_key("1XXXX9"), Some("1XXXX9")).is_ok());
         assert!(reach_with(&post("{}"), Some("1XXXX9")).is_err());
         assert!(reach_with(&post("{}").recv_window("60000"), None).is_ok());
+        assert!(reach_with(&post("{}").api_key("X9999X"), None).is_ok());
     }
 
     #[test]

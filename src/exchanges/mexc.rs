@@ -24,7 +24,8 @@
 //!   named `...timestamp` at any depth (spot reads a JSON object starting anywhere, and a spot
 //!   request needs `timestamp`); the names reported are the members at every depth;
 //! - an access key given by the caller (not recorded with the key) may not end with a digit,
-//!   which would run into `Request-Time`.
+//!   which would run into `Request-Time`, nor hold a run of 10 or more digits (a key cut before
+//!   them reads them as `Request-Time`).
 
 use super::binance::{self, rest_reach, RestRules};
 use super::{grammar, Context, Exchange, Inputs, Reach, Request, SignedRequest};
@@ -199,11 +200,13 @@ fn futures_reach(req: &Request, inputs: &Inputs<'_>) -> Result<Reach> {
             "is signed (accessKey): give it, or record it with the key",
         ));
     };
-    if inputs.stored_api_key().is_none() && key.ends_with(|c: char| c.is_ascii_digit()) {
+    if inputs.stored_api_key().is_none()
+        && (key.ends_with(|c: char| c.is_ascii_digit()) || binance::longest_digit_run(key) >= 10)
+    {
         return Err(inputs.refuse(
             "api_key",
-            "ends with a digit, which would run into Request-Time; record the key's API key \
-             with the key to sign with it",
+            "ends with a digit, or holds 10 or more digits in a row, which could be read as \
+             (part of) Request-Time; record the key's API key with the key to sign with it",
         ));
     }
     if let Some(host) = &req.host {
@@ -365,6 +368,7 @@ mod tests {
             (post(r#" {"a":1}"#), "body"),
             (post("{}").api_key("mx0key1"), "api_key"),
             (post("{}").api_key("mx0&key"), "api_key"),
+            (post("{}").api_key("mx0k99999999999999y"), "api_key"),
             (Request::post("/api/v1/private/order/submit"), "api_key"),
             (post("{}").timestamp("1600000000000"), "timestamp"),
             (post("{}").recv_window("61"), "recv_window"),
