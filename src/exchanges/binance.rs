@@ -141,6 +141,26 @@ pub(crate) fn longest_digit_run(s: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// Refuses a request whose validity (`timestamp` + receive window, 5000 ms by default) has
+/// already ended by the crate's clock: the exchange would refuse it, and nothing should be
+/// signed for nothing.
+pub(crate) fn not_expired(
+    inputs: &Inputs<'_>,
+    ts_ms: Option<u64>,
+    window_ms: Option<u64>,
+) -> Result<()> {
+    let last = ts_ms
+        .unwrap_or_else(|| inputs.now_ms())
+        .saturating_add(window_ms.unwrap_or(5_000));
+    if last < inputs.now_ms() {
+        return Err(inputs.refuse(
+            "recv_window",
+            "timestamp + receive window is already past by the crate's clock",
+        ));
+    }
+    Ok(())
+}
+
 /// Fields the Binance-shaped schemes do not use: refused rather than silently dropped.
 fn refuse_unused(req: &Request, inputs: &Inputs<'_>) -> Result<()> {
     if req.nonce.is_some() {
@@ -200,8 +220,9 @@ pub(crate) fn rest_reach(
     let mut names = query_names;
     names.extend(body_names);
     let given = |name: &str| param(query, name).or_else(|| param(body, name));
+    let (mut ts_ms, mut window_ms) = (None, None);
     if let Some(w) = given("recvWindow") {
-        inputs.recv_window_ms("recvWindow", w)?;
+        window_ms = Some(inputs.recv_window_ms("recvWindow", w)?);
         if req.recv_window.is_some() {
             return Err(inputs.refuse(
                 "recv_window",
@@ -211,7 +232,7 @@ pub(crate) fn rest_reach(
     }
     match given("timestamp") {
         Some(ts) => {
-            inputs.timestamp_ms("timestamp", ts)?;
+            ts_ms = Some(inputs.timestamp_ms("timestamp", ts)?);
             if req.timestamp.is_some() {
                 return Err(inputs.refuse(
                     "timestamp",
@@ -228,15 +249,16 @@ pub(crate) fn rest_reach(
         }
         None => {
             if let Some(ts) = &req.timestamp {
-                inputs.timestamp_ms("timestamp", ts)?;
+                ts_ms = Some(inputs.timestamp_ms("timestamp", ts)?);
             }
             if let Some(w) = &req.recv_window {
-                inputs.recv_window_ms("recv_window", w)?;
+                window_ms = Some(inputs.recv_window_ms("recv_window", w)?);
                 names.push("recvWindow".to_owned());
             }
             names.push("timestamp".to_owned());
         }
     }
+    not_expired(inputs, ts_ms, window_ms)?;
     inputs.api_key(req.api_key.as_deref())?;
     check_host(req, inputs, id)?;
     refuse_unused(req, inputs)?;
@@ -573,9 +595,10 @@ fn ws_reach(req: &Request, inputs: &Inputs<'_>) -> Result<Reach> {
             names.push(name.to_owned());
         }
     }
+    let (mut ts_ms, mut window_ms) = (None, None);
     match param(query, "timestamp") {
         Some(ts) => {
-            inputs.timestamp_ms("timestamp", ts)?;
+            ts_ms = Some(inputs.timestamp_ms("timestamp", ts)?);
             if req.timestamp.is_some() {
                 return Err(inputs.refuse(
                     "timestamp",
@@ -585,14 +608,14 @@ fn ws_reach(req: &Request, inputs: &Inputs<'_>) -> Result<Reach> {
         }
         None => {
             if let Some(ts) = &req.timestamp {
-                inputs.timestamp_ms("timestamp", ts)?;
+                ts_ms = Some(inputs.timestamp_ms("timestamp", ts)?);
             }
             names.push("timestamp".to_owned());
         }
     }
     match param(query, "recvWindow") {
         Some(w) => {
-            inputs.recv_window_ms("recvWindow", w)?;
+            window_ms = Some(inputs.recv_window_ms("recvWindow", w)?);
             if req.recv_window.is_some() {
                 return Err(inputs.refuse(
                     "recv_window",
@@ -602,11 +625,12 @@ fn ws_reach(req: &Request, inputs: &Inputs<'_>) -> Result<Reach> {
         }
         None => {
             if let Some(w) = &req.recv_window {
-                inputs.recv_window_ms("recv_window", w)?;
+                window_ms = Some(inputs.recv_window_ms("recv_window", w)?);
                 names.push("recvWindow".to_owned());
             }
         }
     }
+    not_expired(inputs, ts_ms, window_ms)?;
     if inputs.api_key(req.api_key.as_deref())?.is_none() {
         return Err(inputs.refuse(
             "api_key",
@@ -828,6 +852,12 @@ mod tests {
             (order().timestamp("01700000000000"), "timestamp"),
             (order().recv_window("0"), "recv_window"),
             (order().recv_window("5000&coin=BTC"), "recv_window"),
+            (
+                order()
+                    .timestamp((NOW - 3000).to_string())
+                    .recv_window("10"),
+                "recv_window",
+            ),
             (order().api_key("key\r\nX-Evil: 1"), "api_key"),
             (order().host("evil.example"), "host"),
             (order().nonce("1"), "nonce"),

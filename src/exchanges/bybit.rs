@@ -137,12 +137,15 @@ fn bybit_reach(req: &Request, inputs: &Inputs<'_>) -> Result<Reach> {
                 .collect();
         }
     }
-    if let Some(ts) = &req.timestamp {
-        inputs.timestamp_ms("timestamp", ts)?;
-    }
-    if let Some(w) = &req.recv_window {
-        inputs.recv_window_ms("recv_window", w)?;
-    }
+    let ts_ms = match &req.timestamp {
+        Some(ts) => Some(inputs.timestamp_ms("timestamp", ts)?),
+        None => None,
+    };
+    let window_ms = match &req.recv_window {
+        Some(w) => Some(inputs.recv_window_ms("recv_window", w)?),
+        None => None,
+    };
+    super::binance::not_expired(inputs, ts_ms, window_ms)?;
     let Some(key) = inputs.api_key(req.api_key.as_deref())? else {
         return Err(inputs.refuse("api_key", "is signed: give it, or record it with the key"));
     };
@@ -240,6 +243,10 @@ mod tests {
             (post("{}").recv_window("60001"), "recv_window"),
             (post("{}").recv_window("05000"), "recv_window"),
             (post("{}").timestamp("1700000006000"), "timestamp"),
+            (
+                post("{}").timestamp("1699999997000").recv_window("30"),
+                "recv_window",
+            ),
             (post("{}").host("api.bybit.com.evil"), "host"),
             (post("{}").passphrase("p"), "passphrase"),
         ];
