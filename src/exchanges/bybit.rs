@@ -24,6 +24,7 @@
 //!   first name, or its digits would end a window and cut the name at its front);
 //!   a POST body is a strict JSON object (starts with `{`) with no `&` or `=` (read as a
 //!   query, the same bytes would carry parameters); GET has no body, POST no query.
+//!
 //! An API key is required (the exchange needs it, and without it the timestamp and the window
 //! run together).
 
