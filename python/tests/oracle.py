@@ -422,6 +422,19 @@ def main(argv: Sequence[str]) -> int:
         for name, exchange, raw, _ in key_table():
             print(f"{name}\t{exchange}\t{raw}")
         return 0
+    if len(argv) == 2 and argv[0] == "apikey":
+        # The exchange API key recorded with the key (empty: none).
+        for v in VENUES:
+            if v.key == argv[1]:
+                sys.stdout.write(v.api_key)
+        for name, _ in EXTRA_KEYS:
+            if name == argv[1]:
+                # Used by the venue whose cases name it (one ccxt instance, one API key).
+                for v in VENUES:
+                    if any(c.key == name for c in v.cases):
+                        sys.stdout.write(v.api_key)
+                        break
+        return 0
     if len(argv) == 2 and argv[0] == "passphrase":
         # The API passphrase recorded with the key (empty: none).
         for v in VENUES:

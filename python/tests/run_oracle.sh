@@ -70,6 +70,10 @@ while IFS=$'\t' read -r name exchange raw; do
   # recorded one only).
   "$VENV/bin/python" "$ORACLE" passphrase "$name" > "$WORK/passphrase"
   [ -s "$WORK/passphrase" ] && bind+=(--passphrase-file "$WORK/passphrase")
+  # So is the exchange API key: requests must name it (schemes that sign the key, such as
+  # Bybit's and MEXC futures', take an unrecorded one only in a narrow form).
+  api_key=$("$VENV/bin/python" "$ORACLE" apikey "$name")
+  [ -n "$api_key" ] && bind+=(--api-key "$api_key")
   "$VENV/bin/python" "$ORACLE" secret "$name" |
     "$CLI" key import --name "$name" "${bind[@]}" >/dev/null
   {

@@ -208,6 +208,18 @@ pub(crate) fn rest_reach(
     let body = req.body.as_deref().unwrap_or("");
     let query_names = grammar::form(inputs, "query", query)?;
     let body_names = grammar::form(inputs, "body", body)?;
+    // A server that decodes escapes before splitting would read `a=x%26coin%3DBTC` as two
+    // parameters: not assumed either way, refused.
+    for (field, text) in [("query", query), ("body", body)] {
+        let lower = text.to_ascii_lowercase();
+        if lower.contains("%26") || lower.contains("%3d") {
+            return Err(inputs.refuse(
+                field,
+                "may not hold an escaped `&` or `=` (%26, %3D): a server that decodes before \
+                 splitting would read another parameter",
+            ));
+        }
+    }
     for name in &query_names {
         check_name(inputs, "query", name, rules)?;
     }
@@ -820,6 +832,7 @@ mod tests {
             (order().query("a=b=c"), "query"),
             (order().query("a=1&coin"), "query"),
             (order().query("a=x%26coin%3DBTC&b=1 2"), "query"),
+            (order().query("a=x%26coin%3dBTC"), "query"),
             (order().body("symbol=ETHUSDT"), "body"),
             (order().body("{\"coin\":\"BTC\"}"), "body"),
             (order().body("signature=00"), "body"),

@@ -205,11 +205,16 @@ impl Reach {
         self.split_names
     }
 
-    /// Whether the exchange can read parameter `name` from the signed bytes.
+    /// Whether the exchange can read parameter `name` from the signed bytes. Letter case is
+    /// ignored: an exchange whose parameter names are case-insensitive reads `COIN` as `coin`.
     pub fn carries(&self, name: &str) -> bool {
-        self.params
-            .iter()
-            .any(|p| p == name || (self.split_names && p.ends_with(name)))
+        self.params.iter().any(|p| {
+            p.eq_ignore_ascii_case(name)
+                || (self.split_names
+                    && p.len() >= name.len()
+                    && p.is_char_boundary(p.len() - name.len())
+                    && p[p.len() - name.len()..].eq_ignore_ascii_case(name))
+        })
     }
 }
 
@@ -841,6 +846,8 @@ mod tests {
     fn split_names_reach_suffixes() {
         let r = Reach::unbound("POST", "/api/v3/order", ["xaddress".to_owned()]);
         assert!(!r.carries("address"));
-        assert!(r.with_split_names().carries("address"));
+        assert!(r.with_split_names().carries("ADDRESS"));
+        let shouted = Reach::unbound("POST", "/api/v3/order", ["COIN".to_owned()]);
+        assert!(shouted.carries("coin"));
     }
 }

@@ -200,10 +200,6 @@ impl Request {
     pub(crate) fn body_or_empty(&self) -> &str {
         self.body.as_deref().unwrap_or("")
     }
-
-    pub(crate) fn api_key_or_empty(&self) -> &str {
-        self.api_key.as_deref().unwrap_or("")
-    }
 }
 
 /// A signed request: send `method` to `path?query` with `headers` and `body`.

@@ -259,7 +259,8 @@ vec("binance-usdm-hmac-3-mixed-doc-typo", "binance-usdm", BINANCE_USDM,
      "body": "quantity=1&price=9000&recvWindow=5000&timestamp= 1591702613943"},
     "published", SRC_BINANCE_USDM + ", example 3",
     "f9d0ae5e813ef6ccf15c2b5a434047a0181cb5a342b903b367ca6d27a66e36f2",
-    note="the published signature reproduces only with the doc's literal space in `timestamp= 1591702613943` (a doc typo); the corrected vector follows")
+    note="the published signature reproduces only with the doc's literal space in `timestamp= 1591702613943` (a doc typo); the corrected vector follows",
+    refused="body: a value with a space is not what Binance issues (the doc's typo); the server model still verifies this published signature")
 vec("binance-usdm-hmac-3-mixed-corrected", "binance-usdm", BINANCE_USDM,
     {"method": "POST", "path": "/fapi/v1/order", "query": "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC",
      "body": "quantity=1&price=9000&recvWindow=5000&timestamp=1591702613943"},
