@@ -706,6 +706,7 @@ impl Custody {
         let name = &key.meta.name;
         if key.meta.purpose.is_some() && !crate::audit::in_audit_mac() {
             // The audit key MACs the log's own lines and nothing else, guard or not.
+            tracing::warn!(key = %name, "use of the audit key refused (rule audit-key)");
             return Err(Error::PolicyDenied {
                 key: name.clone(),
                 rule: "audit-key".into(),

@@ -168,7 +168,12 @@ fn sign_request_signs_every_vector_for_every_exchange_id() {
                 v["id"],
                 String::from_utf8_lossy(&out.stderr)
             );
-            assert!(String::from_utf8_lossy(&out.stderr).contains("/api/v2/public/auth"));
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                stderr.contains("withdrawal-guard:deribit"),
+                "{}: {stderr}",
+                v["id"]
+            );
             covered.push(ex.to_owned());
             continue;
         }

@@ -212,6 +212,7 @@ fn binance_ed25519_and_rsa_sign_the_hmac_payload_and_verify_with_the_exported_pe
 
     // Binance takes no ECDSA keys.
     generate(&c, "bn-p256", "binance", KeyKind::P256);
+    at(1_499_827_319_559);
     let err = signer(&c, "bn-p256", "binance")
         .sign(&binance_order())
         .unwrap_err();
@@ -321,6 +322,7 @@ fn exchanges_bybit_rsa_signature_verifies_with_the_exported_pem() {
         );
     }
     generate(&c, "by-ed", "bybit", KeyKind::Ed25519);
+    at(1_658_384_314_791);
     let err = signer(&c, "by-ed", "bybit").sign(&get).unwrap_err();
     assert!(matches!(err, Error::WrongKeyKind { .. }), "{err}");
 }
@@ -516,6 +518,7 @@ fn exchanges_asymmetric_signatures_carry_the_request_context_to_the_guard() {
     c.set_guard(recorder.clone()).unwrap();
     generate(&c, "g-ed", "binance", KeyKind::Ed25519);
     generate(&c, "g-p256", "coinbase-advanced", KeyKind::P256);
+    at(1_499_827_319_559);
     signer(&c, "g-ed", "binance")
         .sign(&binance_order())
         .unwrap();

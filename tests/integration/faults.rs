@@ -187,8 +187,10 @@ fn sign_under_faults_from(
         std::process::id(),
         Instant::now()
     );
-    // At most 64 bytes: a longer secret is stored as its hash, for one algorithm only.
+    // At most 64 bytes: a longer secret is stored as its hash, for one algorithm only (and no
+    // trailing space, which the import trims).
     secret.truncate(64);
+    let secret = secret.trim_end().to_owned();
     c.import_hmac_secret(KeySpec::hmac("k"), SecretString::from(secret.clone()))
         .unwrap();
     c.sign_hmac("k", HmacAlg::HmacSha256, b"warm-up").unwrap();

@@ -93,6 +93,7 @@ fn caller_time_is_held_to_the_crates_clock() {
     let future = (now_ms() + 3_600_000).to_string();
     let req = Request::get("/v5/order/realtime")
         .query("category=spot")
+        .api_key("bybit-key")
         .timestamp(future);
     let err = bybit.sign(&req).unwrap_err();
     assert!(
@@ -102,6 +103,7 @@ fn caller_time_is_held_to_the_crates_clock() {
     let near = (now_ms() + 1_000).to_string();
     let req = Request::get("/v5/order/realtime")
         .query("category=spot")
+        .api_key("bybit-key")
         .timestamp(near.clone());
     let signed = bybit.sign(&req).unwrap();
     assert_eq!(signed.header("X-BAPI-TIMESTAMP"), Some(near.as_str()));

@@ -621,7 +621,13 @@ fn vendor_provisioned_keys_are_adopted_checked_and_proven() {
     );
     let query = "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=1&timestamp=1700000000000";
     let order = Request::post("/api/v3/order").query(query);
-    let signed = c.exchange_signer("vendor").unwrap().sign(&order).unwrap();
+    // The crate holds a caller's timestamp to its clock: a clock at that time.
+    let signed = c
+        .exchange_signer("vendor")
+        .unwrap()
+        .with_clock(hsm_custody::exchanges::FixedClock(1_700_000_000_000))
+        .sign(&order)
+        .unwrap();
     assert_eq!(
         signed.signature,
         hex::encode(software_hmac(
