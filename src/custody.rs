@@ -336,7 +336,7 @@ impl Custody {
     /// # Security
     /// The secret goes into one `C_CreateObject` template, which is wiped after the call.
     pub fn import_hmac_secret(&self, spec: KeySpec, secret: SecretString) -> Result<KeyInfo> {
-        self.create(&spec, Material::Hmac(secret))
+        self.create(&narrowed(spec), Material::Hmac(secret))
     }
 
     /// Takes into custody an HMAC key that another tool provisioned in the token (a TPM's
@@ -849,6 +849,21 @@ impl WeakCustody {
     /// The `Custody`, while any handle to it lives.
     pub(crate) fn upgrade(&self) -> Option<Custody> {
         self.0.upgrade().map(|inner| Custody { inner })
+    }
+}
+
+/// A spec bound to an exchange whose algorithms were left at the default (all three) gets the
+/// exchange's own: a key signs only what its exchange's scheme needs, and a secret longer than
+/// a hash's block has one stored form.
+fn narrowed(spec: KeySpec) -> KeySpec {
+    let profile = spec
+        .exchange
+        .as_deref()
+        .and_then(crate::exchanges::profile)
+        .filter(|p| !p.algorithms.is_empty());
+    match profile {
+        Some(p) if spec.algorithms == HmacAlg::ALL => spec.algorithms(p.algorithms),
+        _ => spec,
     }
 }
 
