@@ -145,7 +145,7 @@ pub fn vector_clock(req: &Value) -> u64 {
             if let Some(at) = t.find(tag) {
                 let rest = &t[at + tag.len()..];
                 let end = rest
-                    .find(|c: char| c == '&' || c == ',' || c == '}' || c == '"')
+                    .find(['&', ',', '}', '"'])
                     .unwrap_or(rest.len());
                 if let Some(ms) = time_ms(rest[..end].trim()) {
                     return ms + 50;
