@@ -144,9 +144,7 @@ pub fn vector_clock(req: &Value) -> u64 {
         ] {
             if let Some(at) = t.find(tag) {
                 let rest = &t[at + tag.len()..];
-                let end = rest
-                    .find(['&', ',', '}', '"'])
-                    .unwrap_or(rest.len());
+                let end = rest.find(['&', ',', '}', '"']).unwrap_or(rest.len());
                 if let Some(ms) = time_ms(rest[..end].trim()) {
                     return ms + 50;
                 }
