@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import sys
 import threading
+import time
 
 from hsm_custody import (AgentClient, AgentUnavailable, Forbidden, InvalidInput, PolicyDenied,
                          SignedRequest)
@@ -24,6 +25,10 @@ def expect(exc: type, fn, *args, **kwargs) -> BaseException:  # type: ignore[no-
     raise AssertionError(f"{fn.__name__} did not raise {exc.__name__}")
 
 
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
 def main() -> None:
     socket_path, key, secret_file, api_key = sys.argv[1:5]
     secret = open(secret_file, "rb").read().strip()
@@ -33,8 +38,9 @@ def main() -> None:
     keys = agent.keys()
     assert [(k.name, k.exchanges) for k in keys] == [(key, ["binance"])], keys
 
-    # Signed as Binance documents: HMAC-SHA256 over query||body, timestamp given by the bot.
-    query = "symbol=BTCUSDT&side=BUY&type=LIMIT&quantity=1&price=1&timestamp=1700000000000"
+    # Signed as Binance documents: HMAC-SHA256 over query||body, timestamp given by the bot
+    # (within 5 s of the agent's clock, which holds caller times to itself).
+    query = f"symbol=BTCUSDT&side=BUY&type=LIMIT&quantity=1&price=1&timestamp={now_ms()}"
     s = agent.sign(key, "binance", {"method": "POST", "path": "/api/v3/order", "query": query,
                                     "api_key": api_key})
     want = hmac.new(secret, query.encode(), hashlib.sha256).hexdigest()
@@ -48,7 +54,7 @@ def main() -> None:
     expect(Forbidden, agent.mac, key, "sha256", b"anything")  # allow-list lacks `raw`
     e = expect(PolicyDenied, agent.sign, key, "binance",
                {"method": "POST", "path": "/sapi/v1/capital/withdraw/apply",
-                "body": "coin=BTC&amount=1&timestamp=1700000000000"})
+                "body": "coin=BTC&amount=1"})
     assert e.rule == "withdrawal-guard:binance", e.rule
     expect(InvalidInput, agent.sign, key, "binance", {"path": "/x", "colour": "red"})
     expect(InvalidInput, agent.sign, key, "binance", {"path": ["/x"]})
@@ -59,7 +65,7 @@ def main() -> None:
 
     def worker(t: int) -> None:
         for n in range(50):
-            q = f"symbol=BTCUSDT&quantity={t}.{n}&timestamp=17000000{t:02d}{n:03d}"
+            q = f"symbol=BTCUSDT&quantity={t}.{n}&timestamp={now_ms()}"
             try:
                 got = agent.sign(key, "binance", {"method": "GET", "path": "/api/v3/order",
                                                   "query": q}).signature
