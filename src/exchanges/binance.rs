@@ -206,8 +206,11 @@ pub(crate) fn rest_reach(
     let path = grammar::path(inputs, path, prefix)?;
     let query = req.query.as_deref().unwrap_or("");
     let body = req.body.as_deref().unwrap_or("");
-    let query_names = grammar::form(inputs, "query", query)?;
-    let body_names = grammar::form(inputs, "body", body)?;
+    // Values may hold JSON punctuation as ccxt writes it (`batchOrders=[{"type":...}]`): it
+    // holds no `&` or `=`, so the parameters read the same.
+    const VALUES: &[u8] = b"-_.~,:*+/@!$'()[]{}\"";
+    let query_names = grammar::form_with(inputs, "query", query, VALUES)?;
+    let body_names = grammar::form_with(inputs, "body", body, VALUES)?;
     // A server that decodes escapes before splitting would read `a=x%26coin%3DBTC` as two
     // parameters: not assumed either way, refused.
     for (field, text) in [("query", query), ("body", body)] {

@@ -9,7 +9,8 @@
 //! authenticated endpoints), refuses a query (unsigned: its holder could change it), refuses a
 //! path that ends in a digit (the nonce could absorb it, or give digits to it), takes a JSON
 //! object body (it begins with `{`, which ends the nonce), and holds a caller's nonce to the
-//! crate's clock: a time in µs (16 digits) within the skew.
+//! crate's clock: a time in µs (16 digits) or ms (13, as ccxt sends) within the skew; keep one
+//! length per key.
 //!
 //! What no validator can close: the holder of a signature can read leading nonce digits as
 //! the end of the path (`/v2/auth/r/wallets` + `1` and a 15-digit nonce). That path is no
@@ -56,14 +57,15 @@ impl Exchange for Bitfinex {
             &["timestamp", "expires", "recv_window", "passphrase"],
         )?;
         if let Some(n) = req.nonce.as_deref() {
-            // µs, as the crate's nonce source and Bitfinex's documentation (ms × 1000) give:
-            // a key's nonces only go up, so a shorter one fails after the crate's own, and a
-            // longer one (ns) is above Bitfinex's limit of 2^53 - 1 or burns the key's nonces.
-            if n.len() != 16 {
+            // µs, as the crate's nonce source and Bitfinex's documentation (ms × 1000) give, or
+            // ms, as ccxt sends: a key's nonces only go up, so keep one length per key (a
+            // shorter nonce fails after longer ones); ns is above Bitfinex's limit of 2^53 - 1
+            // and would burn the key's nonces.
+            if n.len() != 16 && n.len() != 13 {
                 return Err(inputs.refuse(
                     "nonce",
-                    "must be the time in µs (16 digits), as the crate's nonce source gives; \
-                     leave it out and the crate sets it",
+                    "must be the time in µs (16 digits, as the crate's nonce source gives) or ms \
+                     (13); leave it out and the crate sets it",
                 ));
             }
             inputs.time_nonce("nonce", n)?;

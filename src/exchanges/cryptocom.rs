@@ -20,11 +20,11 @@
 //! where ours ends: the method is the same; only the split of id, API key, params and nonce
 //! can move (and the nonce is checked within 30 s by Crypto.com, so a longer or shorter nonce
 //! is never accepted at another time). Params are limited to what every implementation of the
-//! documented scheme signs alike: strings, integers and `null`, and lists of objects of those,
-//! nested less than 3 deep (a boolean, a float or a nested object is written differently by
-//! Python's `str` and JSON: send them as strings, as Crypto.com recommends).
-//!
-//! Numbers are signed as JSON text after parsing (`1.50` would become `1.5`): floats are refused.
+//! documented scheme signs alike: strings, numbers and `null`, and lists of objects of those,
+//! nested less than 3 deep (a boolean or a nested object is written differently by Python's
+//! `str` and JSON: send them as strings, as Crypto.com recommends). Numbers are signed as their
+//! JSON text after parsing (`1.50` becomes `1.5`, as ccxt writes it): a number written another
+//! way gives a signature the exchange rejects, never one it accepts for something else.
 
 use serde_json::{Map, Value};
 
@@ -70,7 +70,9 @@ fn check_params(inputs: &Inputs<'_>, obj: &Map<String, Value>, level: usize) -> 
     for (key, value) in obj {
         match value {
             Value::String(_) | Value::Null => {}
-            Value::Number(n) if n.is_u64() || n.is_i64() => {}
+            // Numbers are signed as their JSON text (what ccxt and Crypto.com's reference
+            // code do for the prices and quantities bots send).
+            Value::Number(_) => {}
             Value::Array(items) => {
                 for item in items {
                     match item {
@@ -93,8 +95,8 @@ fn check_params(inputs: &Inputs<'_>, obj: &Map<String, Value>, level: usize) -> 
                 return Err(inputs.refuse(
                     "body",
                     format!(
-                        "param `{key}`: a boolean, float or nested object is signed differently \
-                         by different implementations; send it as a string"
+                        "param `{key}`: a boolean or nested object is signed differently by \
+                         different implementations; send it as a string"
                     ),
                 ))
             }
@@ -147,11 +149,20 @@ impl Exchange for CryptoCom {
                  body's method",
             ));
         }
-        if !matches!(rpc.get("id"), Some(Value::Number(n)) if n.is_u64()) {
+        // A number, or a string of digits (ccxt sends `"id": "1733450000123"`): either way the
+        // signed string holds digits there.
+        let digits =
+            |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
+        let id_ok = match rpc.get("id") {
+            Some(Value::Number(n)) => n.is_u64(),
+            Some(Value::String(s)) => digits(s),
+            _ => false,
+        };
+        if !id_ok {
             return Err(inputs.refuse(
                 "body",
-                "`id` must be a non-negative integer (its digits end the method in the signed \
-                 string)",
+                "`id` must be a non-negative integer, as a number or a string of digits (its \
+                 digits end the method in the signed string)",
             ));
         }
         let body_key = match rpc.get("api_key") {
@@ -356,7 +367,11 @@ mod tests {
         };
         // `id`: a non-negative integer, present.
         refused(&with(""), "body");
-        refused(&with(r#","id":"1""#), "body");
+        assert!(
+            reach(&with(r#","id":"1""#)).is_ok(),
+            "ccxt sends the id as a string of digits"
+        );
+        refused(&with(r#","id":"1a""#), "body");
         refused(&with(r#","id":-1"#), "body");
         refused(&with(r#","id":1.5"#), "body");
         // Members the signer does not sign, or adds itself.
@@ -368,7 +383,6 @@ mod tests {
         // Params the implementations write differently, or too deep.
         for params in [
             r#"{"a":true}"#,
-            r#"{"a":1.5}"#,
             r#"{"a":{"b":"1"}}"#,
             r#"{"a":["x"]}"#,
             r#"{"a":[{"b":[{"c":[{"d":"1"}]}]}]}"#,

@@ -529,7 +529,12 @@ struct Bitfinex;
 /// the documentation's ms × 1000): a nonce of fewer digits (leading nonce digits read as the end
 /// of the path) is below it. (A key that never signed anything would accept it, at a path that
 /// ends in those digits: no Bitfinex endpoint does.)
-const BITFINEX_NONCE_FLOOR: u64 = 1_000_000_000_000_000;
+/// The model assumes a key keeps to one nonce length (ms, 13 digits, as ccxt sends; or µs, 16,
+/// as the crate's nonce source gives): a reading whose nonce has fewer digits than the run the
+/// signature carries is below the key's last nonce.
+fn bitfinex_nonce_floor(run: usize) -> u64 {
+    10u64.saturating_pow(u32::try_from(run.saturating_sub(1)).unwrap_or(u32::MAX))
+}
 
 impl ServerModel for Bitfinex {
     fn id(&self) -> &'static str {
@@ -579,7 +584,10 @@ impl ServerModel for Bitfinex {
                 if path.contains('?') {
                     continue; // the query is not part of the signed path
                 }
-                if nonce.parse::<u64>().is_ok_and(|n| n < BITFINEX_NONCE_FLOOR) {
+                if nonce
+                    .parse::<u64>()
+                    .is_ok_and(|n| n < bitfinex_nonce_floor(run).max(1_000_000_000_000))
+                {
                     continue; // "nonce: small"
                 }
                 if let Some(endpoint) = route(path) {
