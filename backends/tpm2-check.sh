@@ -37,15 +37,14 @@ ok "key adopt --exchange binance: $out"
 ok "key list: managed hmac key, sensitive, not extractable, hardened"
 
 # 3. Binance request signed in the TPM = HMAC-SHA256 of the same secret in software.
-cat > "$D/req.json" <<'JSON'
-{"method":"POST","path":"/api/v3/order","query":"symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=0.1&recvWindow=5000&timestamp=1700000000000"}
-JSON
+#    The timestamp is now: the crate holds a caller's timestamp to its clock (±5 s).
+q="symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=0.1&recvWindow=5000&timestamp=$(date +%s%3N)"
+printf '{"method":"POST","path":"/api/v3/order","query":"%s"}\n' "$q" > "$D/req.json"
 sig=$("$H" sign-request --key "$TPM2_TEST_KEY" --exchange binance --request "$D/req.json" |
   /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["signature"])')
-want=$(/usr/bin/python3 - "$TPM2_TEST_SECRET_FILE" <<'PY'
+want=$(/usr/bin/python3 - "$TPM2_TEST_SECRET_FILE" "$q" <<'PY'
 import hashlib, hmac, sys
-q = b"symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=0.1&recvWindow=5000&timestamp=1700000000000"
-print(hmac.new(open(sys.argv[1], "rb").read(), q, hashlib.sha256).hexdigest())
+print(hmac.new(open(sys.argv[1], "rb").read(), sys.argv[2].encode(), hashlib.sha256).hexdigest())
 PY
 )
 [ "$sig" = "$want" ] || fail "binance signature $sig != software $want"
@@ -69,6 +68,8 @@ expect_fail "key generate --type ed25519 (no CKM_EDDSA)" "EDDSA\|Ed25519\|ed2551
 
 # 6. Revoke destroys the TPM key object.
 "$H" key revoke --name "$TPM2_TEST_KEY" --all >/dev/null
+q="symbol=BTCUSDT&side=BUY&type=LIMIT&quantity=1&price=0.1&timestamp=$(date +%s%3N)"
+printf '{"method":"POST","path":"/api/v3/order","query":"%s"}\n' "$q" > "$D/req.json"
 expect_fail "sign after revoke" "revoked\|no active\|not found" \
   "$H" sign-request --key "$TPM2_TEST_KEY" --exchange binance --request "$D/req.json"
 if "$H" key list | grep -E "^$TPM2_TEST_KEY +foreign" >/dev/null; then fail "revoked key object still in the token"; fi
