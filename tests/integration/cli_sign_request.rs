@@ -60,7 +60,9 @@ fn at_now(request: &Value) -> Value {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap();
-    let ms = now.as_millis() as u64;
+    // 2 s ahead (within the 5 s skew): the Binance WebSocket vectors carry `recvWindow=100`,
+    // and the child process must start and sign before that window is past.
+    let ms = now.as_millis() as u64 + 2_000;
     let digits = |len: usize| match len {
         10 => Some((ms / 1000).to_string()),
         13 => Some(ms.to_string()),
