@@ -112,6 +112,31 @@ pub enum Error {
     #[error("{0}")]
     Lifecycle(String),
 
+    /// Another process is changing keys in this token (it holds the token's lifecycle lock,
+    /// see `keys::lock`) and did not finish within the wait; nothing was written.
+    #[error("token `{token}`: another process ({}) is changing keys and still holds the lifecycle lock `{}` after {} s; nothing was written. Try again when it has finished (stop it if it hangs)", holder(.holder_pid), .path.display(), .waited.as_secs())]
+    LifecycleBusy {
+        /// Token label.
+        token: String,
+        /// The holder's pid, as it wrote it into the lock file (`None`: not written yet).
+        holder_pid: Option<u32>,
+        /// The lock file.
+        path: PathBuf,
+        /// How long this process waited.
+        waited: Duration,
+    },
+
+    /// The token's lifecycle lock file cannot be trusted; nothing was written.
+    #[error("lifecycle lock `{}` of token `{token}` {problem}; nothing was written. Remove it, or give every process that changes keys the same private TMPDIR", .path.display())]
+    LifecycleLockUnsafe {
+        /// Token label.
+        token: String,
+        /// The lock file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
+
     /// The version was revoked or retired: its token object is gone.
     #[error("key `{name}` version v{version} is {state}; it can no longer sign")]
     KeyRevoked {
@@ -318,6 +343,14 @@ impl Error {
 
     pub(crate) fn invalid(msg: impl Into<String>) -> Self {
         Error::InvalidInput(msg.into())
+    }
+}
+
+/// The holder of a lock, as its message names it.
+fn holder(pid: &Option<u32>) -> String {
+    match pid {
+        Some(pid) => format!("pid {pid}"),
+        None => "a process that has not written its pid yet".to_owned(),
     }
 }
 

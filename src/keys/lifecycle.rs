@@ -2,16 +2,22 @@
 //! revocation.
 //!
 //! Every change follows one order: key objects are created first, then the metadata is
-//! rewritten in a single `C_SetAttributeValue` (the commit point), then objects that the new
+//! rewritten in a single `C_CreateObject` (the commit point), then objects that the new
 //! metadata no longer lists are destroyed. So an interruption at any point leaves either the old
 //! state or the new one, plus perhaps key objects the metadata does not list; those are removed
 //! by the next lifecycle operation on the name ([`store::reconcile`]). Never two active
 //! versions (checked before every metadata write), and no step removes the last usable version
 //! except an explicit revocation.
+//!
+//! Every change runs whole under the token's lifecycle lock ([`lock`]: threads of this process,
+//! and other processes that share its temp directory): the key's metadata is read, its objects
+//! made and the metadata committed by one writer at a time, so a clean-up never meets another
+//! writer's version between creation and commit. Clean-ups re-read the committed metadata right
+//! before destroying anything and keep every object a usable committed version lists.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use cryptoki::session::Session;
 use secrecy::SecretString;
@@ -22,6 +28,7 @@ use super::cache::{Instance, KeyCache};
 use super::import::{
     create_hmac_version, decode_secret, generate_hmac_version, now_rfc3339, ScrubOnDrop,
 };
+use super::lock::{self, LifecycleLock};
 use super::seal;
 use super::template::{Validity, MIN_STORED_LEN};
 use super::{
@@ -32,8 +39,15 @@ use crate::error::{Error, Result};
 use crate::token::Token;
 
 /// SoftHSM2 can corrupt a token when objects are created concurrently: every write to keys is
-/// serialised within the process.
+/// serialised within the process (and across processes by the token's lifecycle lock).
 static WRITE_LOCK: Mutex<()> = Mutex::new(());
+
+/// Held for the whole of one lifecycle change: this process's turn, then the token's
+/// lifecycle lock file (released in the reverse order when dropped).
+struct Serialised {
+    _across_processes: LifecycleLock,
+    _in_process: MutexGuard<'static, ()>,
+}
 
 /// Test hook: make the n-th step of the next lifecycle operations fail as if the process died
 /// there (no clean-up runs). 0 = off.
@@ -122,6 +136,20 @@ impl Lifecycle<'_> {
         }
     }
 
+    /// Takes this process's turn, then the token's lifecycle lock (waiting up to
+    /// [`lock::WAIT`] for another process's change): before the key is first read, so that
+    /// what the change decides from is what it commits over.
+    fn serialise(&self) -> Result<Serialised> {
+        let in_process = WRITE_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
+        let info = self.token.info()?;
+        let path = lock::path_for(&info.manufacturer, &info.model, &info.serial, &info.label);
+        let across = LifecycleLock::acquire(&path, self.token.label(), lock::WAIT)?;
+        Ok(Serialised {
+            _across_processes: across,
+            _in_process: in_process,
+        })
+    }
+
     fn find(&self, session: &Session, name: &str) -> Result<store::Found> {
         store::find_meta(session, name)
             .map_err(Self::ck)?
@@ -140,7 +168,7 @@ impl Lifecycle<'_> {
                 spec.name
             )));
         }
-        let _serial = WRITE_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
+        let _serial = self.serialise()?;
         let lease = self.token.lease()?;
         let session = lease.session();
         // Adoption takes over exactly the foreign key that would block any other creation.
@@ -156,7 +184,7 @@ impl Lifecycle<'_> {
             });
         }
         // Objects of ours under this name without metadata: an interrupted first import.
-        store::reconcile(session, None, &spec.name).map_err(Self::ck)?;
+        store::reconcile(session, &spec.name).map_err(Self::ck)?;
         let mut meta = KeyMeta {
             format: 1,
             name: spec.name.clone(),
@@ -188,7 +216,7 @@ impl Lifecycle<'_> {
         let written = step().and_then(|()| store::create_meta(session, &meta));
         if let Err(e) = written {
             if !matches!(e, Error::InjectedFault { .. }) {
-                let _ = store::reconcile(session, None, &spec.name);
+                let _ = store::reconcile(session, &spec.name);
             }
             return Err(e);
         }
@@ -321,7 +349,7 @@ impl Lifecycle<'_> {
         spec: &KeySpec,
         material: Material,
     ) -> Result<VersionInfo> {
-        let _serial = WRITE_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
+        let _serial = self.serialise()?;
         let lease = self.token.lease()?;
         let session = lease.session();
         let found = self.find(session, name)?;
@@ -345,7 +373,7 @@ impl Lifecycle<'_> {
                 p.version
             )));
         }
-        store::reconcile(session, Some(&found.meta), name).map_err(Self::ck)?;
+        store::reconcile(session, name).map_err(Self::ck)?;
         let mut step = self.faults.steps();
         let version = found.meta.next_version();
         let (record, seal) =
@@ -372,7 +400,7 @@ impl Lifecycle<'_> {
         }
         store::update_meta(session, &found, &meta, &mut step).inspect_err(|e| {
             if !matches!(e, Error::InjectedFault { .. }) {
-                let _ = store::reconcile(session, Some(&found.meta), name);
+                let _ = store::reconcile(session, name);
             }
         })?;
         self.forget(name);
@@ -382,7 +410,7 @@ impl Lifecycle<'_> {
 
     /// `rotate promote`: the pending version becomes active, the active one previous.
     pub(crate) fn promote(&self, name: &str) -> Result<VersionInfo> {
-        let _serial = WRITE_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
+        let _serial = self.serialise()?;
         let lease = self.token.lease()?;
         let session = lease.session();
         let found = self.find(session, name)?;
@@ -397,7 +425,7 @@ impl Lifecycle<'_> {
                     "key `{name}` has no pending version to promote; run `key rotate begin` first"
                 ))
             })?;
-        store::reconcile(session, Some(&found.meta), name).map_err(Self::ck)?;
+        store::reconcile(session, name).map_err(Self::ck)?;
         if store::find_version_object(session, &found.meta, pending)
             .map_err(Self::ck)?
             .is_none()
@@ -435,7 +463,7 @@ impl Lifecycle<'_> {
     }
 
     fn end(&self, name: &str, version: Option<u32>, to: VersionState) -> Result<Vec<u32>> {
-        let _serial = WRITE_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
+        let _serial = self.serialise()?;
         let lease = self.token.lease()?;
         let session = lease.session();
         let found = self.find(session, name)?;
@@ -447,7 +475,7 @@ impl Lifecycle<'_> {
                 "revoked"
             },
         )?;
-        store::reconcile(session, Some(&found.meta), name).map_err(Self::ck)?;
+        store::reconcile(session, name).map_err(Self::ck)?;
         let eligible = |v: &VersionInfo| match to {
             VersionState::Retired => v.state == VersionState::Previous,
             _ => v.state.is_usable(),
@@ -501,8 +529,19 @@ impl Lifecycle<'_> {
         // first, so nothing signs while the objects are destroyed).
         self.forget(name);
         let _exclusive = self.token.destroy_guard();
+        // Only what the committed metadata, read again now, no longer lists as usable: the
+        // same as `meta` under the lifecycle lock, and never a version another writer (one
+        // that does not take the lock) committed meanwhile.
+        let committed = store::find_meta(session, name).map_err(Self::ck)?;
+        let gone = |v: u32| {
+            targets.contains(&v)
+                && committed
+                    .as_ref()
+                    .and_then(|c| c.meta.version(v))
+                    .is_none_or(|v| !v.state.is_usable())
+        };
         for (v, handle) in store::version_objects(session, name).map_err(Self::ck)? {
-            if targets.contains(&v) {
+            if gone(v) {
                 step()?;
                 session.destroy_object(handle).map_err(Self::ck)?;
             }
@@ -511,7 +550,7 @@ impl Lifecycle<'_> {
         for v in meta
             .versions
             .iter()
-            .filter(|v| targets.contains(&v.version) && v.object_id.is_some())
+            .filter(|v| gone(v.version) && v.object_id.is_some())
         {
             if let Some(handle) =
                 store::find_version_object(session, &meta, v.version).map_err(Self::ck)?
@@ -528,7 +567,7 @@ impl Lifecycle<'_> {
     /// version, never extractable: `store::audit_key_problem` finds nothing) as the audit key.
     /// Nobody ever knew its value, so marking it hands nobody a MAC key.
     pub(crate) fn mark_audit_key(&self, name: &str) -> Result<()> {
-        let _serial = WRITE_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
+        let _serial = self.serialise()?;
         let lease = self.token.lease()?;
         let session = lease.session();
         let found = self.find(session, name)?;

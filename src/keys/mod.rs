@@ -14,6 +14,7 @@ pub(crate) mod asym;
 pub(crate) mod cache;
 pub(crate) mod import;
 pub(crate) mod lifecycle;
+pub(crate) mod lock;
 pub(crate) mod seal;
 pub(crate) mod store;
 pub(crate) mod template;

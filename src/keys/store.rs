@@ -85,14 +85,17 @@ pub(crate) fn update_meta(
         .map_err(|e| Error::from_ck(&e))
 }
 
-/// Destroys metadata objects of `name` older than the current revision (left by a crash
-/// between writing a new revision and destroying the old one).
-fn reconcile_meta(session: &Session, name: &str) -> Result<(), CkError> {
-    let Some(current) = find_meta(session, name)? else {
-        return Ok(());
-    };
-    for handle in session.find_objects(&find_metadata(Some(name)))? {
-        if handle != current.handle {
+/// Destroys metadata objects of `name` older than the committed revision (left by a crash
+/// between writing a new revision and destroying the old one). An object of the committed
+/// revision, or one that is not metadata this release can read, is never destroyed.
+fn reconcile_meta(session: &Session, current: &Found) -> Result<(), CkError> {
+    for handle in session.find_objects(&find_metadata(Some(&current.meta.name)))? {
+        if handle == current.handle {
+            continue;
+        }
+        let older = read_meta(session, handle)?
+            .is_some_and(|m| m.name == current.meta.name && m.revision < current.meta.revision);
+        if older {
             session.destroy_object(handle)?;
         }
     }
@@ -345,19 +348,25 @@ pub(crate) fn list(session: &Session) -> Result<Vec<KeyInfo>, CkError> {
     Ok(by_name.into_values().collect())
 }
 
-/// Destroys key objects of `name` that the metadata does not list as usable: leftovers of an
-/// interrupted step, or versions retired/revoked whose destroy did not complete. Returns how
-/// many were removed.
-pub(crate) fn reconcile(
-    session: &Session,
-    meta: Option<&KeyMeta>,
-    name: &str,
-) -> Result<usize, CkError> {
-    reconcile_meta(session, name)?;
+/// Destroys key objects of `name` that the committed metadata does not list as usable:
+/// leftovers of an interrupted step, or versions retired/revoked whose destroy did not
+/// complete. Returns how many were removed.
+///
+/// Run with the token's lifecycle lock held (`keys::lock`), so no other process of ours is
+/// between creating a version's objects and committing the metadata that lists them. The
+/// committed metadata is read here, right before anything is destroyed, never taken from the
+/// caller: metadata read earlier may be older than what another writer committed since, and
+/// its clean-up would destroy that writer's new version (issue 26).
+pub(crate) fn reconcile(session: &Session, name: &str) -> Result<usize, CkError> {
+    let committed = find_meta(session, name)?;
+    if let Some(current) = &committed {
+        reconcile_meta(session, current)?;
+    }
     let mut removed = 0;
     for (version, handle) in version_objects(session, name)? {
-        let usable = meta
-            .and_then(|m| m.version(version))
+        let usable = committed
+            .as_ref()
+            .and_then(|c| c.meta.version(version))
             .is_some_and(|v| v.state.is_usable());
         if !usable {
             session.destroy_object(handle)?;

@@ -21,6 +21,7 @@ mod guard_hook;
 mod guard_soundness;
 mod guardrails;
 mod lifecycle;
+mod lifecycle_race;
 mod model;
 mod seal;
 mod tpm;
