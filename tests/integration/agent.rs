@@ -42,7 +42,11 @@ impl AgentProc {
     /// `allow_raw`, allow-list exchange `raw` only) and starts
     /// the agent; with `group`, the socket is shared with group `nogroup` (0660, dir 0750).
     fn start(tag: &str, group: bool) -> AgentProc {
-        Self::start_with(tag, group, "")
+        Self::start_with(
+            tag,
+            group,
+            "allow_same_uid = true  # test setup: the clients are this test's own uid\n",
+        )
     }
 
     /// [`AgentProc::start`] with more lines in the `[agent]` section.
@@ -703,6 +707,8 @@ fn agent_rate_limits_per_client_and_drains_on_shutdown() {
     let start = |name: &str, per_second: u32, burst: u32| {
         let socket = dir.path().join(name).join("agent.sock");
         let config = AgentConfig::new(&socket)
+            // Test setup: the client is this test's own uid.
+            .allow_same_uid(true)
             .rate(per_second, burst)
             .allow("bn", KeyAccess::uids([me]).exchanges(["binance"]));
         let agent = rt.block_on(Agent::bind(t.connect(), config)).unwrap();
