@@ -28,6 +28,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::protocol::DEFAULT_MAX_FRAME;
+use crate::config::{Config, PinSource};
 use crate::error::{Error, Result};
 
 /// How the agent listens, whom it serves, and how much.
@@ -255,6 +256,42 @@ impl AgentConfig {
         config.keys = raw.keys;
         Ok(Some(config))
     }
+}
+
+/// Refuses, for the signing agent, a PIN that came from the environment or a PIN variable set
+/// in it at all.
+///
+/// A process's environment stays readable in `/proc/<pid>/environ` by every process of its uid
+/// for as long as it runs, so a PIN there is no longer the agent's alone. The agent takes its
+/// PIN from a file ([`Config::pin_file`], `pin_file`, `--pin-file`, `HSM_CUSTODY_PIN_FILE`), such
+/// as a systemd credential (`LoadCredentialEncrypted=`, `deploy/`), and nothing named
+/// `HSM_CUSTODY_PIN` (or the variable `pin_env` names) may be in its environment, used or not.
+/// `hsm-custody agent` runs this before it logs in.
+///
+/// # Errors
+/// [`Error::Config`] naming the variable, why, and what to do instead (never the PIN).
+pub fn refuse_env_pin(config: &Config) -> Result<()> {
+    let mut vars = config.pin_variables_set();
+    if let PinSource::Env(var) = config.pin_source() {
+        if !vars.contains(var) {
+            vars.insert(0, var.clone());
+        }
+    }
+    if vars.is_empty() {
+        return Ok(());
+    }
+    let names = vars
+        .iter()
+        .map(|v| format!("`{v}`"))
+        .collect::<Vec<_>>()
+        .join(" and ");
+    Err(Error::Config(format!(
+        "the agent refuses a PIN in its environment ({names} set): a process's environment is \
+         readable in /proc/<pid>/environ by every process of its uid for as long as it runs. \
+         Put the PIN in a file only the agent's user can read and pass it as `pin_file` in the \
+         config, `--pin-file` or HSM_CUSTODY_PIN_FILE (under systemd: a credential, see \
+         deploy/README.md), drop `pin_env`, and start the agent without {names} (`env -u`)"
+    )))
 }
 
 /// The whole file, of which only `[agent]` is read here.

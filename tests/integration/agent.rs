@@ -786,8 +786,8 @@ fn agent_rate_limits_per_client_and_drains_on_shutdown() {
     assert!(!socket.exists());
 }
 
-/// Runs `hsm-custody ARGS agent` with `env` on top of the SoftHSM2 variables (and no PIN, module,
-/// token or config of the test's own) and returns its exit status and stderr; panics if the agent
+/// Runs `hsm-custody ARGS` (ARGS include `agent`) with `env` on top of the SoftHSM2 variables
+/// (and no PIN, module, token or config of the test's own) and returns its exit status and stderr; panics if the agent
 /// is still running (it started) after 30 s.
 fn agent_exit(
     args: &[&std::ffi::OsStr],
@@ -797,7 +797,6 @@ fn agent_exit(
     let log = dir.path().join("stderr");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_hsm-custody"));
     cmd.args(args)
-        .arg("agent")
         .envs(child_env())
         .env_remove("HSM_CUSTODY_PIN")
         .env_remove("HSM_CUSTODY_PIN_FILE")
@@ -820,7 +819,10 @@ fn agent_exit(
         if stderr.contains("listening on") || Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("the agent started: {stderr}");
+            panic!(
+                "the agent started ({args:?}, {:?}): {stderr}",
+                env.iter().map(|(k, _)| k).collect::<Vec<_>>()
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -842,8 +844,8 @@ fn agent_refuses_a_pin_from_the_environment() {
     std::fs::write(&pin_file, &pin_text).unwrap();
     std::fs::set_permissions(&pin_file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let socket = dir.path().join("run").join("agent.sock");
-    let config = |pin_line: &str| {
-        let path = dir.path().join("hsm-custody.toml");
+    let config = |name: &str, pin_line: &str| {
+        let path = dir.path().join(name);
         std::fs::write(
             &path,
             format!(
@@ -873,17 +875,25 @@ fn agent_refuses_a_pin_from_the_environment() {
     };
 
     // `pin_env` in the config file.
-    let with_pin_env = config("pin_env = 'TRADING_PIN'");
+    let with_pin_env = config("pin-env.toml", "pin_env = 'TRADING_PIN'");
     check(
         "pin_env",
         agent_exit(
-            &[OsStr::new("--config"), with_pin_env.as_os_str()],
+            &[
+                OsStr::new("--config"),
+                with_pin_env.as_os_str(),
+                OsStr::new("agent"),
+            ],
             &[("TRADING_PIN", pin)],
         ),
         "TRADING_PIN",
     );
     // No config file: module and token from the environment, and `HSM_CUSTODY_PIN`.
-    let sock_args = [OsStr::new("--socket"), socket.as_os_str()];
+    let sock_args = [
+        OsStr::new("agent"),
+        OsStr::new("--socket"),
+        socket.as_os_str(),
+    ];
     let flags = [OsStr::new("--module"), module, OsStr::new("--token"), label];
     let args: Vec<&OsStr> = flags.iter().chain(&sock_args).copied().collect();
     check(
@@ -892,11 +902,18 @@ fn agent_refuses_a_pin_from_the_environment() {
         "HSM_CUSTODY_PIN",
     );
     // A PIN file, with `HSM_CUSTODY_PIN` set beside it (not used, but still in the environ).
-    let with_file = config(&format!("pin_file = '{}'", pin_file.display()));
+    let with_file = config(
+        "pin-file.toml",
+        &format!("pin_file = '{}'", pin_file.display()),
+    );
     check(
         "pin_file + HSM_CUSTODY_PIN set",
         agent_exit(
-            &[OsStr::new("--config"), with_file.as_os_str()],
+            &[
+                OsStr::new("--config"),
+                with_file.as_os_str(),
+                OsStr::new("agent"),
+            ],
             &[("HSM_CUSTODY_PIN", pin)],
         ),
         "HSM_CUSTODY_PIN",
@@ -914,7 +931,11 @@ fn agent_refuses_a_pin_from_the_environment() {
     );
     // The `pin_env` variable set while `--pin-file` overrides it: still in the environ.
     let mut overridden: Vec<&OsStr> = vec![OsStr::new("--config"), with_pin_env.as_os_str()];
-    overridden.extend([OsStr::new("--pin-file"), pin_file.as_os_str()]);
+    overridden.extend([
+        OsStr::new("--pin-file"),
+        pin_file.as_os_str(),
+        OsStr::new("agent"),
+    ]);
     check(
         "pin_env set, --pin-file used",
         agent_exit(&overridden, &[("TRADING_PIN", pin)]),
@@ -926,7 +947,6 @@ fn agent_refuses_a_pin_from_the_environment() {
     let (child, stderr) = {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_hsm-custody"));
         cmd.args(&args)
-            .arg("agent")
             .envs(child_env())
             .env_remove("HSM_CUSTODY_PIN")
             .env_remove("HSM_CUSTODY_CONFIG")
@@ -936,9 +956,15 @@ fn agent_refuses_a_pin_from_the_environment() {
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap();
         let pipe = child.stderr.take().unwrap();
-        let mut first = String::new();
-        BufReader::new(pipe).read_line(&mut first).unwrap();
-        (child, first)
+        let mut seen = String::new();
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.contains("listening on") {
+                break;
+            }
+        }
+        (child, seen)
     };
     let mut child = child;
     let _ = child.kill();
@@ -1082,7 +1108,7 @@ fn agent_evicts_the_longest_idle_connection_when_full() {
         "agent-evict",
         false,
         "allow_same_uid = true  # test setup: the clients are this test's own uid\n\
-         max_connections = 3\nmax_connections_per_uid = 3\n",
+         max_connections = 3\nmax_connections_per_uid = 4  # all clients are one uid here\n",
     );
     let pause = || std::thread::sleep(Duration::from_millis(30));
     let mut a = connect_raw(&agent.socket);

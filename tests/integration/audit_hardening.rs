@@ -710,12 +710,23 @@ fn failed_logins_of_the_cli_and_the_agent_are_audited() {
         Some("x"),
     );
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    // The agent refuses to start with `HSM_CUSTODY_PIN` in its environment (issue 26), which
-    // `cli` sets: run it without.
+    // The agent refuses a PIN from the environment (issue 26), which `cli` sets and the config
+    // names (`pin_env`): run it without, on a config that names the PIN file.
+    let agent_cfg = dir.path().join("agent.toml");
+    fs::write(
+        &agent_cfg,
+        fs::read_to_string(cfg).unwrap().replace(
+            "pin_env = 'HSM_CUSTODY_PIN'",
+            &format!("pin_file = '{wrong}'"),
+        ),
+    )
+    .unwrap();
     let out = {
         let _no_init = crate::common::no_token_init();
         Command::new(env!("CARGO_BIN_EXE_hsm-custody"))
-            .args(["--config", cfg, "--pin-file", wrong, "agent", "--socket"])
+            .arg("--config")
+            .arg(&agent_cfg)
+            .args(["agent", "--socket"])
             .arg(dir.path().join("a.sock"))
             .envs(child_env())
             .env_remove("HSM_CUSTODY_PIN")
