@@ -165,6 +165,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let uid = std::fs::metadata(env.dir.path())?.uid();
     let socket = env.dir.path().join("run").join("agent.sock");
     let config = AgentConfig::new(&socket)
+        // Bench setup: the callers are this process's own uid.
+        .allow_same_uid(true)
         .rate(1_000_000, 1_000_000)
         .allow("bn", KeyAccess::uids([uid]));
     let agent = rt.block_on(Agent::bind(custody.clone(), config))?;

@@ -37,6 +37,23 @@ const DEFAULT_RECONNECT_BACKOFF: Duration = Duration::from_millis(50);
 const DEFAULT_REVALIDATE: Duration = Duration::from_secs(1);
 const DEFAULT_ROTATION_AGE_DAYS: u32 = 90;
 
+/// Where a [`Config`]'s PIN came from (see [`Config::pin_source`]).
+///
+/// A PIN taken from the environment stays in `/proc/<pid>/environ` for the life of the process,
+/// readable by every process of the same uid: the signing agent refuses it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PinSource {
+    /// No PIN configured.
+    None,
+    /// Given in code ([`Config::pin`]).
+    Code,
+    /// Read from a file ([`Config::pin_file`], `pin_file` in TOML, `HSM_CUSTODY_PIN_FILE`).
+    File,
+    /// Read from this environment variable (`HSM_CUSTODY_PIN`, or the one `pin_env` names).
+    Env(String),
+}
+
 /// How to reach the token and how to run the session pool.
 ///
 /// `Debug` is safe: the PIN prints as `[REDACTED]`.
@@ -55,6 +72,9 @@ pub struct Config {
     pub(crate) module: PathBuf,
     pub(crate) token: String,
     pub(crate) pin: Option<SecretString>,
+    pub(crate) pin_source: PinSource,
+    /// The variable `pin_env` names in the TOML file, kept even when another PIN replaced it.
+    pub(crate) pin_env: Option<String>,
     pub(crate) pool_size: usize,
     pub(crate) checkout_timeout: Duration,
     pub(crate) fast_path: bool,
@@ -86,6 +106,8 @@ impl Config {
             module: module.into(),
             token: token.into(),
             pin: None,
+            pin_source: PinSource::None,
+            pin_env: None,
             pool_size: DEFAULT_POOL_SIZE,
             checkout_timeout: DEFAULT_CHECKOUT_TIMEOUT,
             fast_path: true,
@@ -159,7 +181,38 @@ impl Config {
     /// Sets the user PIN.
     pub fn pin(mut self, pin: SecretString) -> Self {
         self.pin = Some(pin);
+        self.pin_source = PinSource::Code;
         self
+    }
+
+    /// Where the PIN came from: code, a file, an environment variable, or nowhere yet.
+    ///
+    /// ```
+    /// use hsm_custody::{Config, PinSource};
+    /// use secrecy::SecretString;
+    ///
+    /// let config = Config::new("/usr/lib/softhsm/libsofthsm2.so", "trading");
+    /// assert_eq!(config.pin_source(), &PinSource::None);
+    /// let config = config.pin(SecretString::from("1234"));
+    /// assert_eq!(config.pin_source(), &PinSource::Code);
+    /// ```
+    pub fn pin_source(&self) -> &PinSource {
+        &self.pin_source
+    }
+
+    /// The environment variables that hold, or are meant to hold, a PIN for this configuration
+    /// and are set in this process's environment: `HSM_CUSTODY_PIN`, and the variable `pin_env`
+    /// names. Whatever the PIN in use came from, such a variable's value is in
+    /// `/proc/<pid>/environ` for the life of the process.
+    pub fn pin_variables_set(&self) -> Vec<String> {
+        let mut names = vec![ENV_PIN.to_owned()];
+        if let Some(var) = &self.pin_env {
+            if var != ENV_PIN {
+                names.push(var.clone());
+            }
+        }
+        names.retain(|name| std::env::var_os(name).is_some());
+        names
     }
 
     /// Reads the user PIN from a file (one line; a trailing newline is dropped).
@@ -168,6 +221,7 @@ impl Config {
     /// The file cannot be read, is empty, or is readable by every user on the machine.
     pub fn pin_file(mut self, path: impl AsRef<Path>) -> Result<Self> {
         self.pin = Some(read_pin_file(path.as_ref())?);
+        self.pin_source = PinSource::File;
         Ok(self)
     }
 
@@ -177,8 +231,9 @@ impl Config {
     /// # Errors
     /// The PIN file cannot be read.
     pub fn pin_from_env(mut self) -> Result<Self> {
-        if let Some(pin) = pin_from_env()? {
+        if let Some((pin, source)) = pin_from_env()? {
             self.pin = Some(pin);
+            self.pin_source = source;
         }
         Ok(self)
     }
@@ -260,7 +315,10 @@ impl Config {
         let module = env_required(ENV_MODULE)?;
         let token = env_required(ENV_TOKEN)?;
         let mut config = Config::new(module, token);
-        config.pin = pin_from_env()?;
+        if let Some((pin, source)) = pin_from_env()? {
+            config.pin = Some(pin);
+            config.pin_source = source;
+        }
         config.module_init_params = std::env::var(ENV_MODULE_INIT_PARAMS)
             .ok()
             .filter(|p| !p.is_empty());
@@ -318,6 +376,8 @@ impl Config {
                     Error::Config(format!("`pin_env` names `{var}`, which is not set"))
                 })?;
                 config.pin = Some(SecretString::from(pin));
+                config.pin_source = PinSource::Env(var.clone());
+                config.pin_env = Some(var);
             }
             (None, None) => {}
         }
@@ -461,15 +521,16 @@ fn env_required(name: &str) -> Result<String> {
     }
 }
 
-/// The PIN named by the environment: `HSM_CUSTODY_PIN_FILE` wins over `HSM_CUSTODY_PIN`.
-pub(crate) fn pin_from_env() -> Result<Option<SecretString>> {
+/// The PIN named by the environment, and where it came from: `HSM_CUSTODY_PIN_FILE` wins over
+/// `HSM_CUSTODY_PIN`.
+pub(crate) fn pin_from_env() -> Result<Option<(SecretString, PinSource)>> {
     if let Some(path) = std::env::var_os(ENV_PIN_FILE).filter(|p| !p.is_empty()) {
-        return read_pin_file(Path::new(&path)).map(Some);
+        return read_pin_file(Path::new(&path)).map(|pin| Some((pin, PinSource::File)));
     }
     Ok(std::env::var(ENV_PIN)
         .ok()
         .filter(|p| !p.is_empty())
-        .map(SecretString::from))
+        .map(|pin| (SecretString::from(pin), PinSource::Env(ENV_PIN.to_owned()))))
 }
 
 /// Reads a PIN file; refuses a file that every user may read.
@@ -541,6 +602,37 @@ mod tests {
     }
 
     #[test]
+    fn pin_source_is_recorded() {
+        // A variable name of this test's own: tests run in parallel in one process.
+        let var = "HSM_CUSTODY_TEST_PIN_SOURCE_VAR";
+        let text = format!("module='/m.so'\ntoken='t'\npin_env='{var}'\n");
+        assert!(Config::from_toml_str(&text).is_err(), "unset variable");
+        std::env::set_var(var, "4321");
+        let config = Config::from_toml_str(&text).unwrap();
+        assert_eq!(config.pin_source(), &PinSource::Env(var.to_owned()));
+        assert!(config.pin_variables_set().contains(&var.to_owned()));
+        assert!(!format!("{config:?}").contains("4321"));
+        // A PIN file given later replaces the PIN; the variable is still set.
+        let dir = tempfile::tempdir().unwrap();
+        let pin = dir.path().join("pin");
+        fs::write(&pin, "9876\n").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&pin, fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let config = config.pin_file(&pin).unwrap();
+        assert_eq!(config.pin_source(), &PinSource::File);
+        assert!(config.pin_variables_set().contains(&var.to_owned()));
+        std::env::remove_var(var);
+        assert!(!config.pin_variables_set().contains(&var.to_owned()));
+        let config = Config::new("/m.so", "t");
+        assert_eq!(config.pin_source(), &PinSource::None);
+        let config = config.pin(SecretString::from("1"));
+        assert_eq!(config.pin_source(), &PinSource::Code);
+    }
+
+    #[test]
     fn module_copies_from_a_path_list() {
         assert_eq!(
             path_list(std::ffi::OsStr::new("/a/m2.so::/b/m3.so:")),
@@ -566,6 +658,7 @@ mod tests {
         );
         let config = Config::from_toml_str(&text).unwrap();
         assert_eq!(config.pin.as_ref().unwrap().expose_secret(), "9876");
+        assert_eq!(config.pin_source(), &PinSource::File);
         assert_eq!(config.pool_size, 3);
         assert_eq!(config.serialize_hmac, Some(false));
         let default = Config::from_toml_str("module='/m.so'\ntoken='t'\n").unwrap();

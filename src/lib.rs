@@ -59,7 +59,7 @@ pub mod policy;
 mod sign;
 mod token;
 
-pub use config::{Config, ENV_MODULE, ENV_PIN, ENV_PIN_FILE, ENV_TOKEN};
+pub use config::{Config, PinSource, ENV_MODULE, ENV_PIN, ENV_PIN_FILE, ENV_TOKEN};
 pub use custody::{Custody, KeyRef, NewVersion};
 pub use error::{Error, Result};
 pub use guard::{Guard, LifecycleEvent, RequestContext, SignContext};

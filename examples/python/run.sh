@@ -49,6 +49,7 @@ allow = ["POST /api/v3/order", "DELETE /api/v3/order", "GET /api/v3/*"]
 socket = "$WORK/run/agent.sock"
 rate_per_second = 1000              # the client checks sign 200 requests at once
 burst = 1000
+allow_same_uid = true               # test setup: the bot runs as this script's own uid
 
 [agent.keys.binance-main]
 uids = [$(id -u)]

@@ -6,7 +6,10 @@
 //! max_frame = 65536                         # largest request frame, bytes
 //! rate_per_second = 50                      # per client (peer uid + pid)
 //! burst = 100
-//! max_connections = 64
+//! max_connections = 64                     # all clients together; when full, the longest-idle
+//!                                           # connection is closed for a newcomer
+//! max_connections_per_uid = 16              # one uid's connections (default: a quarter of the above)
+//! # allow_same_uid = false                  # serve clients of the agent's own uid (tests only)
 //! frame_timeout_ms = 10000                  # a started frame must arrive within this
 //! idle_timeout_ms = 300000                  # an idle connection is closed after this
 //! drain_timeout_ms = 10000                  # graceful shutdown waits this long for in-flight work
@@ -25,6 +28,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::protocol::DEFAULT_MAX_FRAME;
+use crate::config::{Config, PinSource};
 use crate::error::{Error, Result};
 
 /// How the agent listens, whom it serves, and how much.
@@ -35,6 +39,9 @@ pub struct AgentConfig {
     pub(crate) rate_per_second: u32,
     pub(crate) burst: u32,
     pub(crate) max_connections: usize,
+    /// `None`: a quarter of `max_connections` (at least 1).
+    pub(crate) max_connections_per_uid: Option<usize>,
+    pub(crate) allow_same_uid: bool,
     pub(crate) frame_timeout: Duration,
     pub(crate) idle_timeout: Duration,
     pub(crate) drain_timeout: Duration,
@@ -103,6 +110,8 @@ impl AgentConfig {
             rate_per_second: 50,
             burst: 100,
             max_connections: 64,
+            max_connections_per_uid: None,
+            allow_same_uid: false,
             frame_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
             drain_timeout: Duration::from_secs(10),
@@ -136,9 +145,35 @@ impl AgentConfig {
         self
     }
 
-    /// Most connections served at once; more are told `busy` and closed. Default 64.
+    /// Most connections served at once. Default 64. When all are taken, a newcomer is served
+    /// and the connection idle for longest (waiting between two requests) is closed; only when
+    /// every connection is in the middle of a request is the newcomer told `busy`.
     pub fn max_connections(mut self, n: usize) -> Self {
         self.max_connections = n.max(1);
+        self
+    }
+
+    /// Most connections one peer uid may hold at once; its next one is told `busy` (rule
+    /// `agent-connections-per-uid`) and closed. Default: a quarter of
+    /// [`AgentConfig::max_connections`] (at least 1), so that the clients of one uid cannot
+    /// take every connection and lock the others out.
+    pub fn max_connections_per_uid(mut self, n: usize) -> Self {
+        self.max_connections_per_uid = Some(n.max(1));
+        self
+    }
+
+    /// The per-uid connection limit in force.
+    pub(crate) fn per_uid_limit(&self) -> usize {
+        self.max_connections_per_uid
+            .unwrap_or((self.max_connections / 4).max(1))
+    }
+
+    /// Serves clients whose uid is the agent's own. Off by default: such a process can read the
+    /// agent's memory (`ptrace`, `/proc/<pid>/mem`) and files (the PIN file, the token's files),
+    /// so nothing the agent checks would hold against it; run bots under other uids and let them
+    /// in through [`AgentConfig::socket_group`]. Turn on for tests and single-user development.
+    pub fn allow_same_uid(mut self, allow: bool) -> Self {
+        self.allow_same_uid = allow;
         self
     }
 
@@ -203,6 +238,10 @@ impl AgentConfig {
         if let Some(n) = raw.max_connections {
             config = config.max_connections(n);
         }
+        if let Some(n) = raw.max_connections_per_uid {
+            config = config.max_connections_per_uid(n);
+        }
+        config.allow_same_uid = raw.allow_same_uid.unwrap_or(false);
         let ms = Duration::from_millis;
         if let Some(t) = raw.frame_timeout_ms {
             config.frame_timeout = ms(t);
@@ -219,6 +258,42 @@ impl AgentConfig {
     }
 }
 
+/// Refuses, for the signing agent, a PIN that came from the environment or a PIN variable set
+/// in it at all.
+///
+/// A process's environment stays readable in `/proc/<pid>/environ` by every process of its uid
+/// for as long as it runs, so a PIN there is no longer the agent's alone. The agent takes its
+/// PIN from a file ([`Config::pin_file`], `pin_file`, `--pin-file`, `HSM_CUSTODY_PIN_FILE`), such
+/// as a systemd credential (`LoadCredentialEncrypted=`, `deploy/`), and nothing named
+/// `HSM_CUSTODY_PIN` (or the variable `pin_env` names) may be in its environment, used or not.
+/// `hsm-custody agent` runs this before it logs in.
+///
+/// # Errors
+/// [`Error::Config`] naming the variable, why, and what to do instead (never the PIN).
+pub fn refuse_env_pin(config: &Config) -> Result<()> {
+    let mut vars = config.pin_variables_set();
+    if let PinSource::Env(var) = config.pin_source() {
+        if !vars.contains(var) {
+            vars.insert(0, var.clone());
+        }
+    }
+    if vars.is_empty() {
+        return Ok(());
+    }
+    let names = vars
+        .iter()
+        .map(|v| format!("`{v}`"))
+        .collect::<Vec<_>>()
+        .join(" and ");
+    Err(Error::Config(format!(
+        "the agent refuses a PIN in its environment ({names} set): a process's environment is \
+         readable in /proc/<pid>/environ by every process of its uid for as long as it runs. \
+         Put the PIN in a file only the agent's user can read and pass it as `pin_file` in the \
+         config, `--pin-file` or HSM_CUSTODY_PIN_FILE (under systemd: a credential, see \
+         deploy/README.md), drop `pin_env`, and start the agent without {names} (`env -u`)"
+    )))
+}
+
 /// The whole file, of which only `[agent]` is read here.
 #[derive(Deserialize)]
 struct RawFile {
@@ -233,6 +308,8 @@ struct RawAgent {
     rate_per_second: Option<u32>,
     burst: Option<u32>,
     max_connections: Option<usize>,
+    max_connections_per_uid: Option<usize>,
+    allow_same_uid: Option<bool>,
     frame_timeout_ms: Option<u64>,
     idle_timeout_ms: Option<u64>,
     drain_timeout_ms: Option<u64>,
@@ -265,5 +342,29 @@ mod tests {
         assert!(err.to_string().contains("unknown field"), "{err}");
         let err = AgentConfig::from_toml_str("[agent]\nmax_frame=1\n").unwrap_err();
         assert!(err.to_string().contains("socket"), "{err}");
+    }
+
+    #[test]
+    fn same_uid_is_refused_and_per_uid_limit_is_a_quarter_by_default() {
+        let c = AgentConfig::from_toml_str("[agent]\nsocket='/s'\n")
+            .unwrap()
+            .unwrap();
+        assert!(!c.allow_same_uid);
+        assert_eq!(c.per_uid_limit(), 16);
+        let c = AgentConfig::from_toml_str("[agent]\nsocket='/s'\nmax_connections=10\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.per_uid_limit(), 2);
+        let c = AgentConfig::from_toml_str("[agent]\nsocket='/s'\nmax_connections=3\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.per_uid_limit(), 1, "at least one");
+        let c = AgentConfig::from_toml_str(
+            "[agent]\nsocket='/s'\nallow_same_uid=true\nmax_connections_per_uid=5\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert!(c.allow_same_uid);
+        assert_eq!(c.per_uid_limit(), 5);
     }
 }

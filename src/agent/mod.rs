@@ -23,7 +23,7 @@ mod server;
 #[cfg(feature = "agent-client")]
 pub use client::{AgentClient, AgentKey};
 #[cfg(feature = "agent")]
-pub use config::{AgentConfig, KeyAccess};
+pub use config::{refuse_env_pin, AgentConfig, KeyAccess};
 pub use protocol::{DEFAULT_MAX_FRAME, VERSION};
 #[cfg(feature = "agent")]
 pub use server::{shutdown_signal, Agent, ServeReport};

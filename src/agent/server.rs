@@ -5,14 +5,15 @@ use std::future::Future;
 use std::num::NonZeroU32;
 use std::os::unix::fs::{DirBuilderExt as _, FileTypeExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use governor::clock::Clock as _;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinSet;
 
 use super::config::AgentConfig;
@@ -43,6 +44,138 @@ struct Shared {
     custody: AsyncCustody,
     config: AgentConfig,
     limiter: DefaultKeyedRateLimiter<(u32, i32)>,
+    /// The agent's effective uid: a client of this uid is refused unless `allow_same_uid`.
+    own_uid: u32,
+    /// The connections being served, for the per-uid limit and idle-first eviction.
+    conns: Mutex<Conns>,
+}
+
+/// The open connections. Only the accept loop adds entries; a connection's task marks itself
+/// idle or busy and removes its entry when it ends (or the accept loop removes it on eviction).
+#[derive(Default)]
+struct Conns {
+    next_id: u64,
+    open: std::collections::HashMap<u64, Conn>,
+}
+
+struct Conn {
+    uid: u32,
+    /// Since when the connection has waited for a request; `None` while it serves one.
+    idle_since: Option<Instant>,
+    /// Tells the connection's task to close at its next frame boundary.
+    evict: Arc<Notify>,
+}
+
+/// A served connection's place in [`Shared::conns`]; gives it up on drop.
+struct Ticket {
+    shared: Arc<Shared>,
+    id: u64,
+    evict: Arc<Notify>,
+}
+
+impl Ticket {
+    /// Marks the connection as waiting for a request (evictable) or serving one.
+    fn set_idle(&self, idle: bool) {
+        let mut conns = self
+            .shared
+            .conns
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(conn) = conns.open.get_mut(&self.id) {
+            conn.idle_since = idle.then(Instant::now);
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut conns = self
+            .shared
+            .conns
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        conns.open.remove(&self.id);
+    }
+}
+
+/// Rule of the refusal of a client of the agent's own uid.
+const RULE_SAME_UID: &str = "agent-same-uid";
+/// Rule of the refusal of a uid's connection past `max_connections_per_uid`.
+const RULE_PER_UID: &str = "agent-connections-per-uid";
+/// Rule of the refusal of a connection when every connection is serving a request.
+const RULE_FULL: &str = "agent-connections";
+
+/// A new connection: served (with its ticket), or refused with this `err` object.
+fn admit_connection(shared: &Arc<Shared>, peer: Peer) -> std::result::Result<Ticket, Value> {
+    let config = &shared.config;
+    if peer.uid == shared.own_uid && !config.allow_same_uid {
+        let mut err = refusal(
+            "forbidden",
+            &format!(
+                "uid {} is the agent's own uid: a process of that uid can read the agent's \
+                 memory and files, so the agent does not serve it; run the client as another \
+                 user in the socket's group, or set `allow_same_uid = true` in [agent] (tests \
+                 and development only)",
+                peer.uid
+            ),
+        );
+        err["rule"] = json!(RULE_SAME_UID);
+        return Err(err);
+    }
+    let mut conns = shared.conns.lock().unwrap_or_else(PoisonError::into_inner);
+    let limit = config.per_uid_limit();
+    if conns.open.values().filter(|c| c.uid == peer.uid).count() >= limit {
+        let mut err = refusal(
+            "busy",
+            &format!(
+                "uid {} already has {limit} connections to the agent (max_connections_per_uid); \
+                 close one or share one between threads",
+                peer.uid
+            ),
+        );
+        err["rule"] = json!(RULE_PER_UID);
+        return Err(err);
+    }
+    if conns.open.len() >= config.max_connections {
+        // Full: close the connection idle for longest (between requests, so that it loses no
+        // reply); refuse the newcomer only when every connection is serving a request.
+        let oldest = conns
+            .open
+            .iter()
+            .filter_map(|(id, c)| c.idle_since.map(|t| (t, *id)))
+            .min();
+        let Some((_, id)) = oldest else {
+            let mut err = refusal(
+                "busy",
+                "every connection is serving a request (max_connections); retry later",
+            );
+            err["rule"] = json!(RULE_FULL);
+            return Err(err);
+        };
+        if let Some(evicted) = conns.open.remove(&id) {
+            tracing::info!(
+                uid = evicted.uid,
+                "agent full: closing the longest-idle connection"
+            );
+            evicted.evict.notify_one();
+        }
+    }
+    let id = conns.next_id;
+    conns.next_id += 1;
+    let evict = Arc::new(Notify::new());
+    conns.open.insert(
+        id,
+        Conn {
+            uid: peer.uid,
+            idle_since: Some(Instant::now()),
+            evict: Arc::clone(&evict),
+        },
+    );
+    Ok(Ticket {
+        shared: Arc::clone(shared),
+        id,
+        evict,
+    })
 }
 
 /// What a finished [`Agent::serve`] did.
@@ -91,6 +224,8 @@ impl Agent {
                 custody: AsyncCustody::new(custody),
                 config,
                 limiter,
+                own_uid: rustix::process::geteuid().as_raw(),
+                conns: Mutex::new(Conns::default()),
             }),
             listener,
         })
@@ -109,7 +244,9 @@ impl Agent {
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<ServeReport> {
         let Agent { shared, listener } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
-        let slots = Arc::new(Semaphore::new(shared.config.max_connections));
+        // Refusals wait briefly for the client's first request (to answer it by its id): at
+        // most this many at once, past which a refused connection is just closed.
+        let refusals = Arc::new(Semaphore::new(shared.config.max_connections));
         let mut tasks = JoinSet::new();
         let mut report = ServeReport::default();
         tokio::pin!(shutdown);
@@ -130,16 +267,38 @@ impl Agent {
                     };
                     report.connections += 1;
                     shared.limiter.retain_recent();
-                    let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-                        tasks.spawn(refuse_busy(stream));
-                        continue;
+                    let peer = match stream.peer_cred() {
+                        Ok(cred) => Peer {
+                            uid: cred.uid(),
+                            gid: cred.gid(),
+                            pid: cred.pid().unwrap_or(0),
+                        },
+                        Err(e) => {
+                            tracing::warn!(error = %e, "no peer credentials; closing");
+                            continue;
+                        }
                     };
-                    let shared = Arc::clone(&shared);
-                    let stop = stop_rx.clone();
-                    tasks.spawn(async move {
-                        let _slot = slot;
-                        serve_connection(shared, stream, stop).await;
-                    });
+                    match admit_connection(&shared, peer) {
+                        Ok(ticket) => {
+                            let stop = stop_rx.clone();
+                            tasks.spawn(serve_connection(ticket, stream, peer, stop));
+                        }
+                        Err(err) => {
+                            tracing::info!(
+                                uid = peer.uid,
+                                pid = peer.pid,
+                                rule = err["rule"].as_str().unwrap_or(""),
+                                "connection refused"
+                            );
+                            if let Ok(permit) = Arc::clone(&refusals).try_acquire_owned() {
+                                let max_frame = shared.config.max_frame;
+                                tasks.spawn(async move {
+                                    let _permit = permit;
+                                    refuse(stream, max_frame, err).await;
+                                });
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -250,33 +409,50 @@ async fn bind_socket(config: &AgentConfig) -> Result<UnixListener> {
     Ok(listener)
 }
 
-async fn refuse_busy(mut stream: UnixStream) {
-    let reply = error_reply(&Value::Null, "busy", "too many connections; retry later");
+/// Answers a refused connection's first request (within 2 s; else unprompted, with id `null`)
+/// with `err`, then closes it. Waiting for the request lets a client that writes it after the
+/// agent decided read the refusal, instead of failing on a closed socket.
+async fn refuse(mut stream: UnixStream, max_frame: usize, err: Value) {
+    let id = tokio::time::timeout(
+        Duration::from_secs(2),
+        first_frame_id(&mut stream, max_frame),
+    )
+    .await
+    .ok()
+    .flatten()
+    .unwrap_or(Value::Null);
     let _ = tokio::time::timeout(
-        std::time::Duration::from_secs(1),
-        stream.write_all(&encode_frame(&reply)),
+        Duration::from_secs(1),
+        stream.write_all(&encode_frame(&reply(&id, Err(err)))),
     )
     .await;
+}
+
+/// The `id` of the first frame on `stream`, if it is a well-formed request.
+async fn first_frame_id(stream: &mut UnixStream, max_frame: usize) -> Option<Value> {
+    let mut header = [0u8; 4];
+    stream.read_exact(&mut header).await.ok()?;
+    let len = u32::from_be_bytes(header) as usize;
+    if len == 0 || len > max_frame {
+        return None;
+    }
+    let mut payload = vec![0u8; len];
+    stream.read_exact(&mut payload).await.ok()?;
+    serde_json::from_slice::<Value>(&payload)
+        .ok()?
+        .get("id")
+        .cloned()
 }
 
 /// One connection: frames in, replies out, one request at a time. Returns when the peer
 /// closes, sends a bad frame, stalls, or the agent stops (at a frame boundary).
 async fn serve_connection(
-    shared: Arc<Shared>,
+    ticket: Ticket,
     mut stream: UnixStream,
+    peer: Peer,
     mut stop: watch::Receiver<bool>,
 ) {
-    let peer = match stream.peer_cred() {
-        Ok(cred) => Peer {
-            uid: cred.uid(),
-            gid: cred.gid(),
-            pid: cred.pid().unwrap_or(0),
-        },
-        Err(e) => {
-            tracing::warn!(error = %e, "no peer credentials; closing");
-            return;
-        }
-    };
+    let shared = Arc::clone(&ticket.shared);
     tracing::debug!(
         uid = peer.uid,
         gid = peer.gid,
@@ -289,10 +465,14 @@ async fn serve_connection(
         // Idle: wait for the first byte of a frame, or the stop signal.
         let first = tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
+            () = ticket.evict.notified() => {
+                tracing::debug!(pid = peer.pid, "longest idle while the agent is full; closing");
+                return;
+            }
             r = tokio::time::timeout(config.idle_timeout, stream.read(&mut header[..1])) => r,
         };
         match first {
-            Ok(Ok(1)) => {}
+            Ok(Ok(1)) => ticket.set_idle(false),
             Ok(Ok(_)) => return, // clean close between frames
             Ok(Err(e)) => {
                 tracing::debug!(pid = peer.pid, error = %e, "read failed; closing");
@@ -349,6 +529,7 @@ async fn serve_connection(
         if stream.write_all(&encode_frame(&reply)).await.is_err() {
             return;
         }
+        ticket.set_idle(true);
     }
 }
 

@@ -42,6 +42,15 @@ impl AgentProc {
     /// `allow_raw`, allow-list exchange `raw` only) and starts
     /// the agent; with `group`, the socket is shared with group `nogroup` (0660, dir 0750).
     fn start(tag: &str, group: bool) -> AgentProc {
+        Self::start_with(
+            tag,
+            group,
+            "allow_same_uid = true  # test setup: the clients are this test's own uid\n",
+        )
+    }
+
+    /// [`AgentProc::start`] with more lines in the `[agent]` section.
+    fn start_with(tag: &str, group: bool, agent_lines: &str) -> AgentProc {
         let token = fresh_token(tag);
         let custody = token.connect();
         import_for(&custody, "bn", "binance", SECRET);
@@ -72,7 +81,7 @@ impl AgentProc {
                  [keys.other]\nexchange = 'binance'\n\
                  [keys.raw]\nallow_raw = true\n\
                  [agent]\nsocket = '{socket}'\nrate_per_second = 100000\nburst = 100000\n\
-                 max_frame = 4096\nframe_timeout_ms = 2000\n{group_line}\
+                 max_frame = 4096\nframe_timeout_ms = 2000\n{group_line}{agent_lines}\
                  [agent.keys.bn]\nuids = [{me}]\n\
                  [agent.keys.other]\nuids = [{NOBODY}]\n\
                  [agent.keys.raw]\nuids = [{me}]\nexchanges = ['raw']\n",
@@ -698,6 +707,8 @@ fn agent_rate_limits_per_client_and_drains_on_shutdown() {
     let start = |name: &str, per_second: u32, burst: u32| {
         let socket = dir.path().join(name).join("agent.sock");
         let config = AgentConfig::new(&socket)
+            // Test setup: the client is this test's own uid.
+            .allow_same_uid(true)
             .rate(per_second, burst)
             .allow("bn", KeyAccess::uids([me]).exchanges(["binance"]));
         let agent = rt.block_on(Agent::bind(t.connect(), config)).unwrap();
@@ -773,4 +784,356 @@ fn agent_rate_limits_per_client_and_drains_on_shutdown() {
     assert_eq!(report.aborted, 0, "{report:?}");
     assert!(report.connections >= 1);
     assert!(!socket.exists());
+}
+
+/// Runs `hsm-custody ARGS` (ARGS include `agent`) with `env` on top of the SoftHSM2 variables
+/// (and no PIN, module, token or config of the test's own) and returns its exit status and stderr; panics if the agent
+/// is still running (it started) after 30 s.
+fn agent_exit(
+    args: &[&std::ffi::OsStr],
+    env: &[(&str, &std::ffi::OsStr)],
+) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("stderr");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hsm-custody"));
+    cmd.args(args)
+        .envs(child_env())
+        .env_remove("HSM_CUSTODY_PIN")
+        .env_remove("HSM_CUSTODY_PIN_FILE")
+        .env_remove("HSM_CUSTODY_CONFIG")
+        .env_remove("HSM_CUSTODY_MODULE")
+        .env_remove("HSM_CUSTODY_TOKEN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return (status.code(), std::fs::read_to_string(&log).unwrap());
+        }
+        let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+        if stderr.contains("listening on") || Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the agent started ({args:?}, {:?}): {stderr}",
+                env.iter().map(|(k, _)| k).collect::<Vec<_>>()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Issue 26: a PIN in the agent's environment is in `/proc/<pid>/environ`, readable by every
+/// process of the agent's uid for as long as the agent runs. `hsm-custody agent` refuses to start
+/// (exit 2, bad configuration) when its PIN comes from the environment (`pin_env`,
+/// `HSM_CUSTODY_PIN`) or when `HSM_CUSTODY_PIN` (or the `pin_env` variable) is set at all, and
+/// says why and what to do; the PIN is never printed. A PIN file (flag, `pin_file`,
+/// `HSM_CUSTODY_PIN_FILE`) starts it.
+#[test]
+fn agent_refuses_a_pin_from_the_environment() {
+    use std::ffi::OsStr;
+    let token = fresh_token("agent-envpin");
+    let pin_text = token.user_pin_text();
+    let dir = tempfile::tempdir().unwrap();
+    let pin_file = dir.path().join("pin");
+    std::fs::write(&pin_file, &pin_text).unwrap();
+    std::fs::set_permissions(&pin_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let socket = dir.path().join("run").join("agent.sock");
+    let config = |name: &str, pin_line: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "module = '{}'\ntoken = '{}'\n{pin_line}\n[agent]\nsocket = '{}'\n",
+                token.module.display(),
+                token.label,
+                socket.display()
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let pin = OsStr::new(&pin_text);
+    let module = token.module.as_os_str();
+    let label = OsStr::new(&token.label);
+    let check = |case: &str, (code, stderr): (Option<i32>, String), names: &str| {
+        assert_eq!(code, Some(2), "{case}: exit code, stderr: {stderr}");
+        assert!(
+            stderr.contains("/proc") && stderr.contains(names),
+            "{case}: says why, naming the variable: {stderr}"
+        );
+        assert!(
+            stderr.contains("pin_file") || stderr.contains("--pin-file"),
+            "{case}: says what to do: {stderr}"
+        );
+        assert!(!stderr.contains(&pin_text), "{case}: PIN printed: {stderr}");
+    };
+
+    // `pin_env` in the config file.
+    let with_pin_env = config("pin-env.toml", "pin_env = 'TRADING_PIN'");
+    check(
+        "pin_env",
+        agent_exit(
+            &[
+                OsStr::new("--config"),
+                with_pin_env.as_os_str(),
+                OsStr::new("agent"),
+            ],
+            &[("TRADING_PIN", pin)],
+        ),
+        "TRADING_PIN",
+    );
+    // No config file: module and token from the environment, and `HSM_CUSTODY_PIN`.
+    let sock_args = [
+        OsStr::new("agent"),
+        OsStr::new("--socket"),
+        socket.as_os_str(),
+    ];
+    let flags = [OsStr::new("--module"), module, OsStr::new("--token"), label];
+    let args: Vec<&OsStr> = flags.iter().chain(&sock_args).copied().collect();
+    check(
+        "HSM_CUSTODY_PIN",
+        agent_exit(&args, &[("HSM_CUSTODY_PIN", pin)]),
+        "HSM_CUSTODY_PIN",
+    );
+    // A PIN file, with `HSM_CUSTODY_PIN` set beside it (not used, but still in the environ).
+    let with_file = config(
+        "pin-file.toml",
+        &format!("pin_file = '{}'", pin_file.display()),
+    );
+    check(
+        "pin_file + HSM_CUSTODY_PIN set",
+        agent_exit(
+            &[
+                OsStr::new("--config"),
+                with_file.as_os_str(),
+                OsStr::new("agent"),
+            ],
+            &[("HSM_CUSTODY_PIN", pin)],
+        ),
+        "HSM_CUSTODY_PIN",
+    );
+    check(
+        "HSM_CUSTODY_PIN_FILE + HSM_CUSTODY_PIN set",
+        agent_exit(
+            &args,
+            &[
+                ("HSM_CUSTODY_PIN", pin),
+                ("HSM_CUSTODY_PIN_FILE", pin_file.as_os_str()),
+            ],
+        ),
+        "HSM_CUSTODY_PIN",
+    );
+    // The `pin_env` variable set while `--pin-file` overrides it: still in the environ.
+    let mut overridden: Vec<&OsStr> = vec![OsStr::new("--config"), with_pin_env.as_os_str()];
+    overridden.extend([
+        OsStr::new("--pin-file"),
+        pin_file.as_os_str(),
+        OsStr::new("agent"),
+    ]);
+    check(
+        "pin_env set, --pin-file used",
+        agent_exit(&overridden, &[("TRADING_PIN", pin)]),
+        "TRADING_PIN",
+    );
+
+    // Control: the same agent starts with the PIN from a file (through the environment's
+    // `HSM_CUSTODY_PIN_FILE`, which holds a path, not the PIN).
+    let (child, stderr) = {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hsm-custody"));
+        cmd.args(&args)
+            .envs(child_env())
+            .env_remove("HSM_CUSTODY_PIN")
+            .env_remove("HSM_CUSTODY_CONFIG")
+            .env("HSM_CUSTODY_PIN_FILE", &pin_file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let pipe = child.stderr.take().unwrap();
+        let mut seen = String::new();
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.contains("listening on") {
+                break;
+            }
+        }
+        (child, seen)
+    };
+    let mut child = child;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        stderr.contains("listening on"),
+        "PIN file: starts: {stderr}"
+    );
+}
+
+/// Issue 26: a process of the agent's own uid can read the agent's memory and files (the PIN
+/// file, the logged-in session), so it is not a client the agent can guard against: the agent
+/// refuses it (`forbidden`, rule `agent-same-uid`, on every op) unless `[agent] allow_same_uid =
+/// true`. A client of another uid (nobody, when run as root) is served by the same agent.
+#[test]
+fn agent_refuses_same_uid_clients_unless_allowed() {
+    let agent = AgentProc::start_with("agent-same-uid", true, "");
+    let mut client = AgentClient::connect(&agent.socket).unwrap();
+    let req = Request::get("/api/v3/order").query(binance_query(0, 0));
+    let err = client.sign("bn", "binance", &req).unwrap_err();
+    let Error::Io { source, .. } = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(source.kind(), std::io::ErrorKind::PermissionDenied, "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("forbidden") && text.contains("allow_same_uid"),
+        "{text}"
+    );
+    // On the wire: a typed reply to the request, naming the rule; then the connection closes.
+    for message in [
+        r#"{"v":1,"id":7,"op":"ping"}"#,
+        r#"{"v":1,"id":8,"op":"keys"}"#,
+    ] {
+        let mut s = connect_raw(&agent.socket);
+        raw_frame(&mut s, message.as_bytes());
+        let reply = raw_reply(&mut s).expect("a refusal");
+        assert_eq!(reply["err"]["kind"], "forbidden", "{reply}");
+        assert_eq!(reply["err"]["rule"], "agent-same-uid", "{reply}");
+        assert!(reply["id"] == 7 || reply["id"] == 8, "{reply}");
+        assert!(reply.get("ok").is_none(), "{reply}");
+        assert!(raw_reply(&mut s).is_none(), "closed after the refusal");
+    }
+    let me = std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(1);
+    let setpriv = Path::new("/usr/bin/setpriv");
+    if me != 0 || !setpriv.exists() {
+        eprintln!("another uid skipped: needs root and setpriv");
+        return;
+    }
+    let lines = as_nobody(&agent, 0, "other").join().unwrap();
+    assert_eq!(lines.len(), SIGNS_PER_CLIENT, "nobody is served: {lines:?}");
+    assert!(lines.iter().all(|l| l.starts_with("SIG 0 ")), "{lines:?}");
+}
+
+/// A client process of this test binary run as `nobody` through `setpriv` (root only).
+fn as_nobody(agent: &AgentProc, client: usize, key: &str) -> std::thread::JoinHandle<Vec<String>> {
+    let inner = agent.client_command(client, key);
+    let mut cmd = Command::new("/usr/bin/setpriv");
+    cmd.args([
+        format!("--reuid={NOBODY}"),
+        format!("--regid={NOBODY}"),
+        "--clear-groups".to_owned(),
+    ])
+    .arg(inner.get_program())
+    .args(inner.get_args())
+    .envs(inner.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
+    .env_remove("HSM_CUSTODY_PIN")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    client_lines(cmd)
+}
+
+/// Sends a ping on `s` and returns the reply (`None` when the connection is closed).
+fn raw_ping(s: &mut UnixStream, id: u64) -> Option<serde_json::Value> {
+    try_raw_frame(s, format!(r#"{{"v":1,"id":{id},"op":"ping"}}"#).as_bytes()).ok()?;
+    raw_reply(s)
+}
+
+/// Issue 26: one uid cannot hold every connection. With `max_connections_per_uid = 2`, this
+/// uid's third connection is refused (`busy`, rule `agent-connections-per-uid`) while its first
+/// two still work, and a client of another uid (nobody, when run as root) still gets in; closing
+/// one of the two makes room again.
+#[test]
+fn agent_limits_connections_per_uid() {
+    let agent = AgentProc::start_with(
+        "agent-per-uid",
+        true,
+        "allow_same_uid = true  # test setup: the clients are this test's own uid\n\
+         max_connections = 8\nmax_connections_per_uid = 2\n",
+    );
+    let mut a = connect_raw(&agent.socket);
+    let mut b = connect_raw(&agent.socket);
+    assert_eq!(raw_ping(&mut a, 1).unwrap()["ok"]["pong"], true);
+    assert_eq!(raw_ping(&mut b, 2).unwrap()["ok"]["pong"], true);
+    let mut c = connect_raw(&agent.socket);
+    let reply = raw_ping(&mut c, 3).expect("a refusal");
+    assert_eq!(reply["err"]["kind"], "busy", "{reply}");
+    assert_eq!(reply["err"]["rule"], "agent-connections-per-uid", "{reply}");
+    assert!(raw_reply(&mut c).is_none(), "closed after the refusal");
+    assert_eq!(raw_ping(&mut a, 4).unwrap()["ok"]["pong"], true);
+    assert_eq!(raw_ping(&mut b, 5).unwrap()["ok"]["pong"], true);
+
+    let me = std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(1);
+    if me == 0 && Path::new("/usr/bin/setpriv").exists() {
+        let lines = as_nobody(&agent, 0, "other").join().unwrap();
+        assert_eq!(
+            lines.len(),
+            SIGNS_PER_CLIENT,
+            "another uid gets in: {lines:?}"
+        );
+        assert!(lines.iter().all(|l| l.starts_with("SIG 0 ")), "{lines:?}");
+    } else {
+        eprintln!("another uid skipped: needs root and setpriv");
+    }
+
+    // A closed connection frees its place (the agent sees the close at once).
+    drop(b);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut d = connect_raw(&agent.socket);
+        let reply = raw_ping(&mut d, 6).expect("a reply");
+        if reply["ok"]["pong"] == true {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no room after a close: {reply}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(raw_ping(&mut a, 7).unwrap()["ok"]["pong"], true);
+}
+
+/// Issue 26: when the agent is full, a newcomer is served and the connection idle for longest is
+/// closed (between frames: it never loses a reply), rather than the newcomer being refused. So
+/// idle connections cannot lock out a bot that needs to sign.
+#[test]
+fn agent_evicts_the_longest_idle_connection_when_full() {
+    let agent = AgentProc::start_with(
+        "agent-evict",
+        false,
+        "allow_same_uid = true  # test setup: the clients are this test's own uid\n\
+         max_connections = 3\nmax_connections_per_uid = 4  # all clients are one uid here\n",
+    );
+    let pause = || std::thread::sleep(Duration::from_millis(30));
+    let mut a = connect_raw(&agent.socket);
+    assert_eq!(raw_ping(&mut a, 1).unwrap()["ok"]["pong"], true);
+    pause();
+    let mut b = connect_raw(&agent.socket);
+    assert_eq!(raw_ping(&mut b, 2).unwrap()["ok"]["pong"], true);
+    pause();
+    let mut c = connect_raw(&agent.socket);
+    assert_eq!(raw_ping(&mut c, 3).unwrap()["ok"]["pong"], true);
+    pause();
+    // `a` is used again: `b` is now the connection idle for longest.
+    assert_eq!(raw_ping(&mut a, 4).unwrap()["ok"]["pong"], true);
+    pause();
+    let mut d = connect_raw(&agent.socket);
+    let reply = raw_ping(&mut d, 5).expect("a reply");
+    assert_eq!(reply["ok"]["pong"], true, "the newcomer is served: {reply}");
+    // `b` was closed by the agent: EOF, not a timeout.
+    b.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut byte = [0u8; 1];
+    match b.read(&mut byte) {
+        Ok(0) => {}
+        other => panic!("the longest-idle connection is still open: {other:?}"),
+    }
+    for (s, id) in [(&mut a, 6), (&mut c, 7), (&mut d, 8)] {
+        assert_eq!(raw_ping(s, id).unwrap()["ok"]["pong"], true, "conn {id}");
+    }
 }

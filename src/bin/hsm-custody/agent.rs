@@ -29,7 +29,11 @@ pub fn run(global: &Global, args: AgentArgs) -> anyhow::Result<()> {
     };
     // The login and the guard rails ([keys] policy, [audit]) are the agent's; clients never see
     // the PIN, and every signature they ask for goes through the guard installed here.
-    let (custody, guard) = global.connect_guarded()?;
+    let connection = global.config()?;
+    // A PIN in the environment is readable in /proc/<pid>/environ by every process of the
+    // agent's uid for as long as it runs (issue 26): refused before the login.
+    hsm_custody::agent::refuse_env_pin(&connection)?;
+    let (custody, guard) = global.connect_guarded_with(connection)?;
     if guard.is_none() {
         eprintln!(
             "hsm-custody agent: warning: the configuration has no [keys]/[audit] guard rails; \

@@ -29,7 +29,8 @@ pub struct Global {
     /// Token label.
     #[arg(long, global = true, env = "HSM_CUSTODY_TOKEN")]
     pub token: Option<String>,
-    /// File holding the user PIN (else HSM_CUSTODY_PIN_FILE, else HSM_CUSTODY_PIN).
+    /// File holding the user PIN (else HSM_CUSTODY_PIN_FILE, else HSM_CUSTODY_PIN; the agent
+    /// refuses HSM_CUSTODY_PIN).
     #[arg(long, global = true)]
     pub pin_file: Option<PathBuf>,
     /// Parameter string for the module's C_Initialize (NSS softokn: "configdir='sql:/path' ...").
@@ -134,7 +135,14 @@ impl Global {
     /// logged in: it is noted in the log's pending file, which the next writer that logs in
     /// (this agent's next start, or the running agent within a second) records in the chain.
     pub fn connect_guarded(&self) -> anyhow::Result<(Custody, Option<Arc<Guardrails>>)> {
-        let config = self.config()?;
+        self.connect_guarded_with(self.config()?)
+    }
+
+    /// [`Global::connect_guarded`] with a configuration already built by [`Global::config`].
+    pub fn connect_guarded_with(
+        &self,
+        config: Config,
+    ) -> anyhow::Result<(Custody, Option<Arc<Guardrails>>)> {
         let guard_config = GuardConfig::from_config(&config)?;
         let label = config.token_label().to_owned();
         let custody = match Custody::connect(config) {

@@ -38,10 +38,13 @@ fn main() -> ExitCode {
                 Some(
                     hsm_custody::Error::PinIncorrect { .. } | hsm_custody::Error::PinLocked { .. },
                 ) => ExitCode::from(3),
+                // Bad input or bad configuration (the agent's systemd unit does not restart on
+                // 2: a configuration it refused is refused again).
                 Some(
                     hsm_custody::Error::InvalidInput(_)
                     | hsm_custody::Error::RequestRefused { .. }
-                    | hsm_custody::Error::KeyExists { .. },
+                    | hsm_custody::Error::KeyExists { .. }
+                    | hsm_custody::Error::Config(_),
                 ) => ExitCode::from(2),
                 // A guard-rail refusal: its own code, so that scripts can tell it from a typo.
                 Some(
