@@ -17,7 +17,7 @@
 //! Bitfinex endpoint, and the shorter nonce is below every nonce the crate issues, so Bitfinex
 //! refuses it (`nonce: small`) for any key the crate has signed with.
 
-use super::okx::checks;
+use super::checks;
 use super::{Context, Exchange, Inputs, Reach, Request, SignedRequest};
 use crate::error::Result;
 use crate::sign::{HmacAlg, Mac};

@@ -14,8 +14,8 @@
 //! query, no body) and `POST` (JSON object body, no query); `/api/` paths of plain segments; a
 //! caller's timestamp in ms within the skew.
 
+use super::checks;
 use super::encode::{base64, percent_decode_bytes};
-use super::okx::checks;
 use super::{Context, Exchange, Inputs, Reach, Request, SignedRequest};
 use crate::error::Result;
 use crate::sign::{HmacAlg, Mac};

@@ -12,8 +12,8 @@
 //! The legacy `api-nonce` header is refused: BitMEX retired it, and a nonce-signed request
 //! never expires.
 
+use super::checks;
 use super::encode::path_with_query;
-use super::okx::checks;
 use super::{Context, Exchange, Inputs, Reach, Request, SignedRequest};
 use crate::error::Result;
 use crate::sign::{HmacAlg, Mac};

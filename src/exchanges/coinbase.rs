@@ -10,8 +10,8 @@
 //! object body and no query (so the body begins with `{`, and a path cannot be continued in it);
 //! a caller's timestamp is `seconds[.fraction]` within the skew.
 
+use super::checks;
 use super::encode::{base64, path_with_query};
-use super::okx::checks;
 use super::{Context, Exchange, Inputs, Reach, Request, SignedRequest};
 use crate::error::Result;
 use crate::sign::{HmacAlg, Mac};

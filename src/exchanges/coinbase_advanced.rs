@@ -26,7 +26,7 @@
 
 use base64::Engine as _;
 
-use super::okx::checks;
+use super::checks;
 use super::{Context, Exchange, Inputs, Reach, Request, SignedRequest};
 use crate::error::{Error, Result};
 use crate::keys::KeyKind;

@@ -13,8 +13,8 @@
 //! query Gate verifies has the parameters that were sent; the body is a JSON object or array
 //! (no body on `GET`); a caller's timestamp is seconds within the skew.
 
+use super::checks;
 use super::encode::{percent_decode_bytes, sha512_hex};
-use super::okx::checks;
 use super::{Context, Exchange, Inputs, Reach, Request, SignedRequest};
 use crate::error::Result;
 use crate::sign::{HmacAlg, Mac};

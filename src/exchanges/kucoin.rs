@@ -16,8 +16,8 @@
 
 use std::borrow::Cow;
 
+use super::checks;
 use super::encode::{base64, path_with_query};
-use super::okx::checks;
 use super::{Context, Exchange, Inputs, Reach, Request, SignedRequest};
 use crate::error::{Error, Result};
 use crate::sign::{HmacAlg, Mac};

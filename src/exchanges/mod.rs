@@ -43,6 +43,7 @@ mod bitget;
 mod bitmex;
 mod bitstamp;
 mod bybit;
+mod checks;
 mod clock;
 mod coinbase;
 mod coinbase_advanced;
