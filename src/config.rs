@@ -591,6 +591,26 @@ mod tests {
     use secrecy::ExposeSecret;
 
     #[test]
+    fn toml_reads_signing_limits_and_bounds_them() {
+        let base = "module = '/m.so'\ntoken = 't'\n";
+        let c = Config::from_toml_str(&format!(
+            "{base}[signing]\nskew_ms = 1000\nttl_ms = 30000\ntest_hosts = ['127.0.0.1:8443']\n"
+        ))
+        .unwrap();
+        assert_eq!(c.limits.skew_ms, 1000);
+        assert_eq!(c.limits.ttl_ms, 30_000);
+        assert_eq!(c.limits.test_hosts, ["127.0.0.1:8443"]);
+        let d = Config::from_toml_str(base).unwrap();
+        assert_eq!(d.limits, crate::exchanges::Limits::default());
+        for bad in ["skew_ms = 600000", "ttl_ms = 3600000", "skew = 1"] {
+            assert!(
+                Config::from_toml_str(&format!("{base}[signing]\n{bad}\n")).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn toml_rejects_unknown_fields_and_inline_pins() {
         let err = Config::from_toml_str("module='m'\ntoken='t'\npin='1234'\n").unwrap_err();
         let msg = err.to_string();
