@@ -20,7 +20,6 @@ SERIES = [
     ("raw token 110B", "raw C_Sign, token object", "black", "-"),
     ("raw session-object 110B", "raw C_Sign, session object", "gray", ":"),
     ("crate sign 110B", "crate sign", "tab:blue", "-"),
-    ("crate sign 110B, 2 instances", "crate sign, module + 1 copy", "navy", "--"),
     ("crate sign 110B +guard", "crate sign + guard", "tab:cyan", "--"),
     ("crate binance request", "crate Binance request", "tab:green", "-"),
     ("crypto11 110B", "crypto11 (Go)", "tab:orange", "-."),

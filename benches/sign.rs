@@ -54,7 +54,7 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 
 use binance_order::{binance_message, binance_request, API_KEY, BINANCE_QUERY};
-use common::{module_copy, raw_context, BenchEnv};
+use common::{raw_context, BenchEnv};
 use sha2::Digest as _;
 
 const OKX_PATH: &str = "/api/v5/trade/batch-orders";
@@ -133,8 +133,6 @@ struct BenchToken {
     slot: Slot,
     custody: Custody,
     guarded: Custody,
-    /// The crate with a second instance of the module (`Config::module_copies`).
-    copies: Custody,
     keys: usize,
 }
 
@@ -144,9 +142,7 @@ fn fresh_token(env: &BenchEnv, label: &str) -> BenchToken {
     hsm_custody::admin::init_token(&env.module, label, &so, &pin).expect("init token");
     let config = Config::new(&env.module, label).pin(pin.clone());
     let custody = Custody::connect(config.clone()).expect("connect");
-    let guarded = Custody::connect(config.clone()).expect("connect guarded");
-    let copies = Custody::connect(config.module_copies([module_copy_for(env, label)]))
-        .expect("connect with a copy of the module");
+    let guarded = Custody::connect(config).expect("connect guarded");
     // The real guard rails (issue 5): a policy for every key and the MAC-chained audit log
     // (one MAC in the token per record), `fsync = "never"` so that the disk is not measured.
     let audit = env.dir.path().join(format!("{label}-audit.jsonl"));
@@ -166,19 +162,8 @@ fn fresh_token(env: &BenchEnv, label: &str) -> BenchToken {
         slot,
         custody,
         guarded,
-        copies,
         keys: 0,
     }
-}
-
-/// A copy of the module in the bench's private directory, for the crate's "2 instances" rows:
-/// one per token, because an instance of SoftHSM2 lists the tokens that exist when it is loaded
-/// (and those it initialises itself), and the bench makes its tokens one after the other.
-fn module_copy_for(env: &BenchEnv, label: &str) -> PathBuf {
-    module_copy(
-        &env.module,
-        env.dir.path().join(format!("libsofthsm2-copy-{label}.so")),
-    )
 }
 
 /// A deterministic 64-character printable secret (the length exchanges issue).
@@ -1367,19 +1352,6 @@ fn main() {
                     t.custody.exchange_signer(bn.name).expect("signer"),
                     binance_req.clone(),
                 ),
-                crate_sign_case(
-                    "crate sign 110B, 2 instances",
-                    k110,
-                    t.copies.key(bn.name).expect("key"),
-                    bn.alg,
-                    &binance_msg,
-                ),
-                exchange_case(
-                    "crate binance request, 2 instances",
-                    k110,
-                    t.copies.exchange_signer(bn.name).expect("signer"),
-                    binance_req.clone(),
-                ),
             ];
             if threads == 1 {
                 cases.push(naive_case(
@@ -1401,7 +1373,7 @@ fn main() {
         let max_t = opts.threads.iter().copied().max().unwrap_or(1);
         if max_t > 1 {
             type Make<'m> = Box<dyn Fn() -> Case<'m> + 'm>;
-            let makers: [(&str, Make<'_>); 4] = [
+            let makers: [(&str, Make<'_>); 3] = [
                 (
                     "raw session-object 110B",
                     Box::new(|| raw_case("", None, &ctx, t.slot, s_bn, bn.alg, &binance_msg)),
@@ -1418,13 +1390,6 @@ fn main() {
                     Box::new(|| {
                         let signer = t.custody.exchange_signer(bn.name).expect("signer");
                         exchange_case("", "", signer, binance_req.clone())
-                    }),
-                ),
-                (
-                    "crate sign 110B 2 instances",
-                    Box::new(|| {
-                        let key = t.copies.key(bn.name).expect("key");
-                        crate_sign_case("", "", key, bn.alg, &binance_msg)
                     }),
                 ),
             ];
@@ -1582,7 +1547,6 @@ fn targets(rows: &[Row]) -> Vec<String> {
             continue;
         };
         if !r.case.starts_with("crate")
-            || r.case.contains("instances")
             || r.case.contains(" + ")
             || r.case.contains("fixed clock")
             || r.case.contains("mac_for")
@@ -1709,21 +1673,18 @@ fn targets(rows: &[Row]) -> Vec<String> {
         }
     }
     // 4. peers and threads.
-    // The crate as it comes, and with a second instance of the module (the in-process
-    // counterpart of python-pkcs11's processes, each with a SoftHSM2 of its own).
     for (peer, want) in [("python-pkcs11 110B", 2.0), ("crypto11 110B", 1.0)] {
-        for ours in ["crate sign 110B", "crate sign 110B, 2 instances"] {
-            for r in rows.iter().filter(|r| r.case == peer && r.error.is_none()) {
-                if let Some(c) = ops(find(rows, &r.group, Some(r.keys), r.threads, ours)) {
-                    let x = c / r.m.ops_per_s;
-                    out.push(format!(
-                        "{} {} keys {} thr: {ours} {x:.2}x {peer} throughput (target >= {want}): {}",
-                        r.group,
-                        r.keys,
-                        r.threads,
-                        verdict(x >= want)
-                    ));
-                }
+        let ours = "crate sign 110B";
+        for r in rows.iter().filter(|r| r.case == peer && r.error.is_none()) {
+            if let Some(c) = ops(find(rows, &r.group, Some(r.keys), r.threads, ours)) {
+                let x = c / r.m.ops_per_s;
+                out.push(format!(
+                    "{} {} keys {} thr: {ours} {x:.2}x {peer} throughput (target >= {want}): {}",
+                    r.group,
+                    r.keys,
+                    r.threads,
+                    verdict(x >= want)
+                ));
             }
         }
     }

@@ -29,8 +29,6 @@ pub fn init_token(
     let _serial = INIT_LOCK
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    // A write to the token directory: no further instance of a module reads it meanwhile.
-    let _files = crate::token::token_files_write();
     let ctx = module::load(module_path.as_ref())?;
     if find_slot(&ctx, label).is_ok() {
         return Err(Error::invalid(format!(

@@ -23,9 +23,16 @@ pub const ENV_PIN: &str = "HSM_CUSTODY_PIN";
 pub const ENV_PIN_FILE: &str = "HSM_CUSTODY_PIN_FILE";
 /// Environment variable holding the module's `C_Initialize` parameter string (NSS softokn).
 pub const ENV_MODULE_INIT_PARAMS: &str = "HSM_CUSTODY_MODULE_INIT_PARAMS";
-/// Environment variable listing copies of the module, separated by `:` as in `PATH`
-/// (see [`Config::module_copies`]).
-pub const ENV_MODULE_COPIES: &str = "HSM_CUSTODY_MODULE_COPIES";
+/// The environment variable of the removed module copies: `from_env` refuses it.
+const REMOVED_ENV_MODULE_COPIES: &str = "HSM_CUSTODY_MODULE_COPIES";
+
+/// Why the module copies are gone, for the error a configuration that still sets them gets.
+const MODULE_COPIES_REMOVED: &str = "was removed: copies of the SoftHSM2 module file, loaded as \
+     further instances in one process, sped up HMAC signing only on SoftHSM2 (a development \
+     token; hardware and network HSMs sign in parallel already), at the price of a \
+     cross-process hazard (one instance's file read could drop another's file lock). Remove the \
+     setting: the crate signs on one instance of the module";
+
 /// Environment variable that, set to `1`, accepts a module that lets non-extractable keys out.
 pub const ENV_DANGER_ACCEPT_NON_CUSTODY_MODULE: &str =
     "HSM_CUSTODY_DANGER_ACCEPT_NON_CUSTODY_MODULE";
@@ -92,9 +99,6 @@ pub struct Config {
     pub(crate) module_init_params: Option<String>,
     /// Connect to a module whose custody probe found a non-extractable key getting out.
     pub(crate) danger_accept_non_custody_module: bool,
-    /// Byte-identical copies of `module`, each loaded as one more instance of it that signs
-    /// HMACs beside the first (see [`Config::module_copies`]).
-    pub(crate) module_copies: Vec<PathBuf>,
     /// Limits on caller-given time inputs, and accepted test hosts (`[signing]`).
     pub(crate) limits: crate::exchanges::Limits,
 }
@@ -120,7 +124,6 @@ impl Config {
             keys: None,
             module_init_params: None,
             danger_accept_non_custody_module: false,
-            module_copies: Vec::new(),
             limits: crate::exchanges::Limits::default(),
         }
     }
@@ -139,42 +142,6 @@ impl Config {
     /// can take them. `connect` logs a warning every time.
     pub fn danger_accept_non_custody_module(mut self, accept: bool) -> Self {
         self.danger_accept_non_custody_module = accept;
-        self
-    }
-
-    /// More instances of the module in this process, for HMAC signing from several threads:
-    /// each path must be a copy of the module file, byte for byte (a separate file, not a link:
-    /// a process loads one file once).
-    ///
-    /// SoftHSM2 keeps its whole state in one instance per process and signs HMACs about one at
-    /// a time across threads, so one process on N cores signs at most about as fast as one
-    /// thread. Each copy is a separate SoftHSM2 instance with its own state, on the same token
-    /// (it reads the same token directory, as a second process would): it logs in with the same
-    /// PIN and makes its own session copies of the keys it signs with. Signing threads are
-    /// spread over the instances (thread by thread, round robin); a thread signs its HMACs on
-    /// its instance. Measured on 2 cores (`BENCHMARKS.md`): with one copy, 2 to 8 threads sign
-    /// 1.7-2.0 times as many HMACs per second as with the module alone.
-    ///
-    /// Only HMAC signs use the copies. Every write to the token (imports, rotations, revocations,
-    /// the audit log) goes through the first instance, and a lifecycle change drops the copies'
-    /// cached keys before it returns, as it does the first instance's. Other modules gain
-    /// nothing from this: a hardware or network HSM's module is a client that already signs in
-    /// parallel. Install a copy with e.g.
-    /// `install -m 0644 /usr/lib/softhsm/libsofthsm2.so /usr/local/lib/hsm-custody/libsofthsm2-2.so`.
-    /// TOML: `[pool] module_copies = ["/usr/local/lib/hsm-custody/libsofthsm2-2.so"]`.
-    ///
-    /// `connect` refuses a copy that is not the same bytes as the module, is the same file, or
-    /// is writable by other users.
-    ///
-    /// ```
-    /// use hsm_custody::Config;
-    ///
-    /// let config = Config::new("/usr/lib/softhsm/libsofthsm2.so", "trading")
-    ///     .module_copies(["/usr/local/lib/hsm-custody/libsofthsm2-2.so"]);
-    /// # let _ = config;
-    /// ```
-    pub fn module_copies<P: Into<PathBuf>>(mut self, copies: impl IntoIterator<Item = P>) -> Self {
-        self.module_copies = copies.into_iter().map(Into::into).collect();
         self
     }
 
@@ -306,12 +273,18 @@ impl Config {
     }
 
     /// Reads `HSM_CUSTODY_MODULE`, `HSM_CUSTODY_TOKEN` and `HSM_CUSTODY_PIN_FILE` or
-    /// `HSM_CUSTODY_PIN`; also `HSM_CUSTODY_MODULE_INIT_PARAMS`, `HSM_CUSTODY_MODULE_COPIES`
-    /// (`:`-separated paths) and `HSM_CUSTODY_DANGER_ACCEPT_NON_CUSTODY_MODULE=1` if set.
+    /// `HSM_CUSTODY_PIN`; also `HSM_CUSTODY_MODULE_INIT_PARAMS` and
+    /// `HSM_CUSTODY_DANGER_ACCEPT_NON_CUSTODY_MODULE=1` if set.
     ///
     /// # Errors
-    /// A required variable is missing, or the PIN file cannot be read.
+    /// A required variable is missing, the PIN file cannot be read, or
+    /// `HSM_CUSTODY_MODULE_COPIES` is set (module copies were removed; the error says why).
     pub fn from_env() -> Result<Self> {
+        if std::env::var_os(REMOVED_ENV_MODULE_COPIES).is_some() {
+            return Err(Error::Config(format!(
+                "`{REMOVED_ENV_MODULE_COPIES}` {MODULE_COPIES_REMOVED}"
+            )));
+        }
         let module = env_required(ENV_MODULE)?;
         let token = env_required(ENV_TOKEN)?;
         let mut config = Config::new(module, token);
@@ -324,9 +297,6 @@ impl Config {
             .filter(|p| !p.is_empty());
         config.danger_accept_non_custody_module =
             std::env::var(ENV_DANGER_ACCEPT_NON_CUSTODY_MODULE).is_ok_and(|v| v == "1");
-        if let Some(copies) = std::env::var_os(ENV_MODULE_COPIES) {
-            config.module_copies = path_list(&copies);
-        }
         Ok(config)
     }
 
@@ -424,8 +394,10 @@ impl Config {
             if let Some(ms) = pool.revalidate_ms {
                 config.revalidate = Duration::from_millis(ms);
             }
-            if let Some(copies) = pool.module_copies {
-                config.module_copies = copies;
+            if pool.module_copies.is_some() {
+                return Err(Error::Config(format!(
+                    "[pool] module_copies {MODULE_COPIES_REMOVED}"
+                )));
             }
         }
         Ok(config)
@@ -504,14 +476,9 @@ struct RawPool {
     serialize_hmac: Option<bool>,
     reconnect_attempts: Option<u32>,
     revalidate_ms: Option<u64>,
-    module_copies: Option<Vec<PathBuf>>,
-}
-
-/// `:`-separated paths, empty entries dropped.
-fn path_list(value: &std::ffi::OsStr) -> Vec<PathBuf> {
-    std::env::split_paths(value)
-        .filter(|p| !p.as_os_str().is_empty())
-        .collect()
+    /// Removed (module copies): any value is refused with [`MODULE_COPIES_REMOVED`] rather than
+    /// as an unknown field, so that an old file gets told why.
+    module_copies: Option<serde::de::IgnoredAny>,
 }
 
 fn env_required(name: &str) -> Result<String> {
@@ -653,12 +620,27 @@ mod tests {
     }
 
     #[test]
-    fn module_copies_from_a_path_list() {
-        assert_eq!(
-            path_list(std::ffi::OsStr::new("/a/m2.so::/b/m3.so:")),
-            [PathBuf::from("/a/m2.so"), PathBuf::from("/b/m3.so")]
+    fn module_copies_are_refused_with_the_reason() {
+        let base = "module='/m.so'\ntoken='t'\n[pool]\n";
+        for value in ["['/m2.so', '/m3.so']", "[]", "'/m2.so'"] {
+            let err = Config::from_toml_str(&format!("{base}module_copies = {value}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("[pool] module_copies was removed"),
+                "{value}: {err}"
+            );
+            assert!(err.contains("Remove the setting"), "{value}: {err}");
+        }
+        // The environment variable, checked first (set by this test only: `from_env` alone
+        // reads it, and no other unit test calls that).
+        std::env::set_var(REMOVED_ENV_MODULE_COPIES, "/m2.so");
+        let err = Config::from_env().unwrap_err().to_string();
+        std::env::remove_var(REMOVED_ENV_MODULE_COPIES);
+        assert!(
+            err.contains("`HSM_CUSTODY_MODULE_COPIES` was removed"),
+            "{err}"
         );
-        assert!(path_list(std::ffi::OsStr::new("")).is_empty());
     }
 
     #[test]
@@ -673,7 +655,7 @@ mod tests {
         }
         let text = format!(
             "module='/m.so'\ntoken='t'\npin_file='{}'\n[pool]\nsize=3\ncheckout_timeout_ms=250\n\
-             serialize_hmac=false\nmodule_copies=['/m2.so', '/m3.so']\n",
+             serialize_hmac=false\n",
             pin.display()
         );
         let config = Config::from_toml_str(&text).unwrap();
@@ -683,11 +665,6 @@ mod tests {
         assert_eq!(config.serialize_hmac, Some(false));
         let default = Config::from_toml_str("module='/m.so'\ntoken='t'\n").unwrap();
         assert_eq!(default.serialize_hmac, None, "decided by the token");
-        assert_eq!(
-            config.module_copies,
-            [PathBuf::from("/m2.so"), PathBuf::from("/m3.so")]
-        );
-        assert!(default.module_copies.is_empty());
         assert_eq!(config.checkout_timeout, Duration::from_millis(250));
         assert!(!format!("{config:?}").contains("9876"));
     }

@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 
 use secrecy::SecretString;
@@ -11,7 +10,7 @@ use secrecy::SecretString;
 use crate::config::Config;
 use crate::error::{Class, Error, Result};
 use crate::guard::{Guard, LifecycleEvent, RequestContext, SignContext};
-use crate::keys::cache::{CachedKey, Instance, KeyCache};
+use crate::keys::cache::{CachedKey, KeyCache};
 use crate::keys::lifecycle::{Faults, Lifecycle, Material};
 use crate::keys::{asym, store, KeyInfo, KeyKind, KeySpec, VersionInfo, VersionState};
 use crate::sign::{HmacAlg, Mac, Signature};
@@ -46,12 +45,6 @@ pub struct Custody {
 struct Inner {
     token: Token,
     keys: KeyCache,
-    /// Further instances of the module (`Config::module_copies`), for HMAC signs.
-    copies: Vec<Instance>,
-    /// Hands the next signing thread its instance, round robin.
-    next_instance: AtomicUsize,
-    /// HMAC signs made on `copies`.
-    hmacs_on_copies: AtomicU64,
     faults: Faults,
     rotation_age_days: u32,
     limits: crate::exchanges::Limits,
@@ -105,41 +98,10 @@ impl Custody {
     pub fn connect(config: Config) -> Result<Custody> {
         let token = Token::connect(&config)?;
         custody_grade_check(&token, &config)?;
-        let instances = 1 + config.module_copies.len();
-        let mut copies = Vec::with_capacity(config.module_copies.len());
-        for (i, path) in config.module_copies.iter().enumerate() {
-            crate::token::module::check_copy(&config.module, path, &config.module_copies[..i])?;
-            let connected = {
-                let _files = crate::token::token_files_read();
-                Token::connect_instance(&config, path, instances)
-            };
-            let token = match connected {
-                Err(Error::TokenNotFound { label, present }) => {
-                    return Err(Error::ModuleLoad {
-                        path: path.clone(),
-                        reason: format!(
-                            "this instance of the module does not list token `{label}` (it lists \
-                             {present}). SoftHSM2 reads its token directory when the module is \
-                             first loaded in a process: a token initialised after that is listed \
-                             only by the instance that initialised it. Load each copy after the \
-                             token exists (connect first, or use a copy not loaded before)"
-                        ),
-                    })
-                }
-                other => other?,
-            };
-            copies.push(Instance {
-                token,
-                keys: KeyCache::new(config.revalidate).reading_shared_files(),
-            });
-        }
         Ok(Custody {
             inner: Arc::new(Inner {
                 token,
                 keys: KeyCache::new(config.revalidate),
-                copies,
-                next_instance: AtomicUsize::new(0),
-                hmacs_on_copies: AtomicU64::new(0),
                 faults: Faults::default(),
                 rotation_age_days: config.rotation_age_days,
                 limits: config.limits.clone(),
@@ -224,14 +186,15 @@ impl Custody {
         }
     }
 
-    /// Runs `f` on a session of the token's first instance, for the audit log's own objects
-    /// (its chain head); `write` holds the token files exclusively, as key changes do.
+    /// Runs `f` on a session of the token, for the audit log's own objects (its chain head);
+    /// `write` takes this process's turn to write to the token, as key changes do (see
+    /// `keys::lifecycle::write_turn`).
     pub(crate) fn audit_session<R>(
         &self,
         write: bool,
         f: impl FnOnce(&cryptoki::session::Session) -> std::result::Result<R, cryptoki::error::Error>,
     ) -> Result<R> {
-        let _files = write.then(crate::token::token_files_write);
+        let _turn = write.then(crate::keys::lifecycle::write_turn);
         let token = &self.inner.token;
         let epoch = token.epoch();
         let lease = token.lease()?;
@@ -255,9 +218,7 @@ impl Custody {
         Lifecycle {
             token: &self.inner.token,
             cache: &self.inner.keys,
-            copies: &self.inner.copies,
             faults: &self.inner.faults,
-            _files: crate::token::token_files_write(),
         }
     }
 
@@ -274,50 +235,9 @@ impl Custody {
         self.inner.token.info()
     }
 
-    /// Pool counters, for monitoring: the module's first instance, and the HMAC signs made on
-    /// its further instances ([`Config::module_copies`]).
+    /// Pool counters, for monitoring.
     pub fn stats(&self) -> PoolStats {
-        let mut stats = self.inner.token.stats();
-        stats.hmacs_on_copies = self.inner.hmacs_on_copies.load(Ordering::Relaxed);
-        for copy in &self.inner.copies {
-            let c = copy.token.stats();
-            stats.hmacs_signed_for_others += c.hmacs_signed_for_others;
-            stats.hmacs_handed_back += c.hmacs_handed_back;
-            stats.hmacs_past_the_turn += c.hmacs_past_the_turn;
-        }
-        stats
-    }
-
-    /// How many instances of the module this `Custody` signs HMACs on: 1, plus one per
-    /// [`Config::module_copies`] path.
-    pub fn module_instances(&self) -> usize {
-        1 + self.inner.copies.len()
-    }
-
-    /// The instance that this thread signs HMACs on: the first for a thread's first sign goes
-    /// round robin, then the thread keeps it (its state stays warm in that instance).
-    fn instance(&self) -> (&Token, &KeyCache, bool) {
-        let copies = &self.inner.copies;
-        if copies.is_empty() {
-            return (&self.inner.token, &self.inner.keys, false);
-        }
-        thread_local! {
-            /// (which `Custody`, by its address; which instance).
-            static ASSIGNED: std::cell::Cell<(usize, usize)> = const { std::cell::Cell::new((0, 0)) };
-        }
-        let me = Arc::as_ptr(&self.inner) as usize;
-        let n = ASSIGNED.with(|a| match a.get() {
-            (who, n) if who == me => n,
-            _ => {
-                let n = self.inner.next_instance.fetch_add(1, Ordering::Relaxed);
-                a.set((me, n));
-                n
-            }
-        }) % (1 + copies.len());
-        match n {
-            0 => (&self.inner.token, &self.inner.keys, false),
-            n => (&copies[n - 1].token, &copies[n - 1].keys, true),
-        }
+        self.inner.token.stats()
     }
 
     /// The age in days after which `key list` flags an active version for rotation.
@@ -589,10 +509,7 @@ impl Custody {
         data: &[u8],
         mut check: Option<&mut dyn FnMut(u32) -> Result<()>>,
     ) -> Result<Signature> {
-        let (mut token, mut keys, mut on_copy) = match op {
-            Op::Hmac(_) => self.instance(),
-            Op::Asym => (&self.inner.token, &self.inner.keys, false),
-        };
+        let (token, keys) = (&self.inner.token, &self.inner.keys);
         let mut recoveries = 0;
         loop {
             let key = keys.get(token, name)?;
@@ -613,12 +530,6 @@ impl Custody {
                 }
                 continue;
             };
-            if on_copy && !copied {
-                // No session copy on this instance: its token object would be read from the
-                // token's files, which only the first instance does unguarded.
-                (token, keys, on_copy) = (&self.inner.token, &self.inner.keys, false);
-                continue;
-            }
             let lease = token.lease()?;
             let result = {
                 let _shared = token.sign_guard();
@@ -634,24 +545,9 @@ impl Custody {
                 }
             };
             match result {
-                Ok(sig) => {
-                    if on_copy {
-                        self.inner.hmacs_on_copies.fetch_add(1, Ordering::Relaxed);
-                    }
-                    return Ok(Signature(sig));
-                }
+                Ok(sig) => return Ok(Signature(sig)),
                 Err(err) => {
-                    // Recovery on a further instance may read the token's files (a login).
-                    let _files = on_copy.then(crate::token::token_files_read);
-                    Self::after_failed_sign(
-                        (token, keys),
-                        name,
-                        &err,
-                        lease,
-                        &key,
-                        copied,
-                        &mut recoveries,
-                    )?
+                    self.after_failed_sign(name, &err, lease, &key, copied, &mut recoveries)?
                 }
             }
         }
@@ -663,7 +559,7 @@ impl Custody {
     #[cold]
     #[inline(never)]
     fn after_failed_sign(
-        (token, keys): (&Token, &KeyCache),
+        &self,
         name: &str,
         err: &cryptoki::error::Error,
         lease: crate::token::pool::Lease<'_>,
@@ -671,6 +567,7 @@ impl Custody {
         copied: bool,
         recoveries: &mut usize,
     ) -> Result<()> {
+        let (token, keys) = (&self.inner.token, &self.inner.keys);
         if copied && copy_lost(err) {
             // Our own session copy no longer answers as the key: a login was lost and
             // regained meanwhile (SoftHSM2 then leaves the old handle pointing at an

@@ -5,11 +5,6 @@ use std::path::PathBuf;
 #[path = "../../tests/support/softhsm_dir.rs"]
 mod softhsm_dir;
 
-#[path = "../../tests/support/module_copy.rs"]
-mod module_copy;
-#[allow(unused_imports)] // the sign bench uses it, the others do not
-pub use module_copy::module_copy;
-
 #[path = "../../tests/support/raw_context.rs"]
 mod raw_context;
 #[allow(unused_imports)] // the sign bench uses it, the others do not

@@ -45,13 +45,6 @@ impl CachedKey {
     }
 }
 
-/// A further instance of the module (loaded from a copy of its file) with its own key cache:
-/// HMAC signs are spread over the instances (`Config::module_copies`).
-pub(crate) struct Instance {
-    pub token: Token,
-    pub keys: KeyCache,
-}
-
 pub(crate) struct KeyCache {
     /// Keyed by name with foldhash: the names are the operator's own (no flooding to fear), and
     /// a lookup runs on every sign, between two token calls.
@@ -59,9 +52,6 @@ pub(crate) struct KeyCache {
     loading: Mutex<()>,
     base: Instant,
     revalidate: Duration,
-    /// The cache of a further instance of the module: loads and re-checks hold the token files
-    /// for reading (`token::TOKEN_FILES`).
-    shared_files: bool,
 }
 
 impl KeyCache {
@@ -71,14 +61,7 @@ impl KeyCache {
             loading: Mutex::new(()),
             base: Instant::now(),
             revalidate,
-            shared_files: false,
         }
-    }
-
-    /// For a further instance of the module (see `shared_files`).
-    pub(crate) fn reading_shared_files(mut self) -> Self {
-        self.shared_files = true;
-        self
     }
 
     fn now_ms(&self) -> u64 {
@@ -109,7 +92,6 @@ impl KeyCache {
         name: &str,
         cached: Option<Arc<CachedKey>>,
     ) -> Result<Arc<CachedKey>> {
-        let _files = self.shared_files.then(crate::token::token_files_read);
         if let Some(entry) = cached {
             if self.still_current(token, &entry) {
                 return Ok(entry);

@@ -24,7 +24,7 @@ use secrecy::SecretString;
 use zeroize::Zeroizing;
 
 use super::adopt;
-use super::cache::{Instance, KeyCache};
+use super::cache::KeyCache;
 use super::import::{
     create_hmac_version, decode_secret, generate_hmac_version, now_rfc3339, ScrubOnDrop,
 };
@@ -39,8 +39,15 @@ use crate::error::{Error, Result};
 use crate::token::Token;
 
 /// SoftHSM2 can corrupt a token when objects are created concurrently: every write to keys is
-/// serialised within the process (and across processes by the token's lifecycle lock).
+/// serialised within the process (and across processes by the token's lifecycle lock), and so
+/// is the audit log's write of its chain head (see [`write_turn`]).
 static WRITE_LOCK: Mutex<()> = Mutex::new(());
+
+/// This process's turn to write objects to a token, outside a lifecycle change (the audit log's
+/// chain head): the lock every lifecycle change takes first (`WRITE_LOCK`).
+pub(crate) fn write_turn() -> MutexGuard<'static, ()> {
+    WRITE_LOCK.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// Held for the whole of one lifecycle change: this process's turn, then the token's
 /// lifecycle lock file (released in the reverse order when dropped).
@@ -77,12 +84,7 @@ impl Faults {
 pub(crate) struct Lifecycle<'a> {
     pub token: &'a Token,
     pub cache: &'a KeyCache,
-    /// The module's further instances: their cached keys go too on every change.
-    pub copies: &'a [Instance],
     pub faults: &'a Faults,
-    /// Held for the whole change: no further instance reads the token's files meanwhile
-    /// (`token::TOKEN_FILES`).
-    pub _files: std::sync::RwLockWriteGuard<'static, ()>,
 }
 
 /// What the secret becomes for a version.
@@ -116,15 +118,6 @@ impl Material {
 }
 
 impl Lifecycle<'_> {
-    /// Drops `name` from every instance's key cache, destroying its session copies there, so
-    /// that no thread of this process signs with what the change just replaced or revoked.
-    fn forget(&self, name: &str) {
-        self.cache.forget(self.token, name);
-        for copy in self.copies {
-            copy.keys.forget(&copy.token, name);
-        }
-    }
-
     fn ck(e: cryptoki::error::Error) -> Error {
         Error::from_ck(&e)
     }
@@ -140,7 +133,7 @@ impl Lifecycle<'_> {
     /// [`lock::WAIT`] for another process's change): before the key is first read, so that
     /// what the change decides from is what it commits over.
     fn serialise(&self) -> Result<Serialised> {
-        let in_process = WRITE_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
+        let in_process = write_turn();
         let info = self.token.info()?;
         let path = lock::path_for(&info.manufacturer, &info.model, &info.serial, &info.label);
         let across = LifecycleLock::acquire(&path, self.token.label(), lock::WAIT)?;
@@ -220,7 +213,7 @@ impl Lifecycle<'_> {
             }
             return Err(e);
         }
-        self.forget(&spec.name);
+        self.cache.forget(self.token, &spec.name);
         tracing::info!(key = %spec.name, kind = %kind, "key created");
         store::info(session, &meta).map_err(Self::ck)
     }
@@ -403,7 +396,7 @@ impl Lifecycle<'_> {
                 let _ = store::reconcile(session, name);
             }
         })?;
-        self.forget(name);
+        self.cache.forget(self.token, name);
         tracing::info!(key = name, version, "rotation begun: new version pending");
         Ok(record)
     }
@@ -445,7 +438,7 @@ impl Lifecycle<'_> {
         }
         let mut step = self.faults.steps();
         store::update_meta(session, &found, &meta, &mut step)?;
-        self.forget(name);
+        self.cache.forget(self.token, name);
         tracing::info!(key = name, version = pending, "rotation promoted");
         meta.version(pending)
             .cloned()
@@ -527,7 +520,7 @@ impl Lifecycle<'_> {
         store::update_meta(session, &found, &meta, &mut step)?;
         // Committed: from here on no process signs with these versions (in-process copies go
         // first, so nothing signs while the objects are destroyed).
-        self.forget(name);
+        self.cache.forget(self.token, name);
         let _exclusive = self.token.destroy_guard();
         // Only what the committed metadata, read again now, no longer lists as usable: the
         // same as `meta` under the lifecycle lock, and never a version another writer (one
@@ -590,7 +583,7 @@ impl Lifecycle<'_> {
         meta.revision += 1;
         meta.purpose = Some(KeyPurpose::Audit);
         store::update_meta(session, &found, &meta, || Ok(()))?;
-        self.forget(name);
+        self.cache.forget(self.token, name);
         tracing::warn!(
             key = name,
             "key of an earlier release marked as the audit key"

@@ -111,7 +111,7 @@ impl Drop for Waiting<'_> {
 }
 
 impl Combiner {
-    /// A turn for a module instance that has `cores` of the machine's cores to itself.
+    /// A turn for a machine with `cores` cores (at least 1).
     pub(crate) fn new(cores: usize) -> Self {
         Combiner {
             turn: Mutex::new(()),

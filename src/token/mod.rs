@@ -79,18 +79,7 @@ pub(crate) struct Token {
 impl Token {
     /// Loads the module, finds the token, logs in and sizes the pool.
     pub(crate) fn connect(config: &Config) -> Result<Token> {
-        Token::connect_instance(config, &config.module, 1 + config.module_copies.len())
-    }
-
-    /// [`Token::connect`] through the module file at `module` (the module or one of its
-    /// copies), one of `instances` instances of the module in this process: the machine's cores
-    /// are shared out between them for the HMAC turn.
-    pub(crate) fn connect_instance(
-        config: &Config,
-        module: &std::path::Path,
-        instances: usize,
-    ) -> Result<Token> {
-        let ctx = module::load_with(module, config.module_init_params.as_deref())?;
+        let ctx = module::load_with(&config.module, config.module_init_params.as_deref())?;
         let slot = find_slot(&ctx, &config.token)?;
         let (info, mechanisms) = {
             let _serial = SLOT_LIST_LOCK
@@ -120,13 +109,13 @@ impl Token {
                 .unwrap_or(info.manufacturer_id().trim_end() == SOFTHSM_MANUFACTURER)
                 .then(|| {
                     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-                    combine::Combiner::new(cores / instances.max(1))
+                    combine::Combiner::new(cores)
                 }),
             reconnect_attempts: config.reconnect_attempts,
             reconnect_backoff: config.reconnect_backoff,
             fast_path: config.fast_path,
             mechanisms,
-            module_path: module.to_owned(),
+            module_path: config.module.clone(),
             init_params: config.module_init_params.clone(),
         };
         token.ensure_login()?;
@@ -306,19 +295,7 @@ impl Token {
                 self.label
             )));
         };
-        // C_Login rewrites the token's own file (its flags) in SoftHSM2, and C_GetTokenInfo
-        // reads it. Within one instance SoftHSM2's mutexes keep the two apart; across instances
-        // of the module in one process (`Config::module_copies`) nothing does (its file locks
-        // belong to the process), and the reader got CKR_GENERAL_ERROR (measured: ~1 in 100
-        // C_GetTokenInfo calls on one instance while another logged in and out in a loop).
-        // So logins go under the lock that C_GetTokenInfo takes.
-        let logged_in = {
-            let _serial = SLOT_LIST_LOCK
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            session.login(UserType::User, Some(pin))
-        };
-        match logged_in {
+        match session.login(UserType::User, Some(pin)) {
             Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(()),
             Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => {
                 self.pin_rejected.store(true, Ordering::Release);
@@ -430,26 +407,6 @@ impl Token {
             rv,
         })
     }
-}
-
-/// The token's files, between instances of a module in this process (`Config::module_copies`).
-/// SoftHSM2 guards its object files with POSIX record locks, and those belong to the process:
-/// two instances in one process do not exclude each other, and one that closes a file drops the
-/// other's lock on it. So every write this process makes to a token (lifecycle changes through
-/// the first instance, [`crate::admin::init_token`]) holds this for writing, and what a further
-/// instance does that reads the token's files (connecting, loading or re-checking a key,
-/// recovering after a failed sign) holds it for reading. Signing with a session copy reads no
-/// file; a further instance signs with nothing else.
-static TOKEN_FILES: RwLock<()> = RwLock::new(());
-
-/// Shared access to the token files, for a further instance of a module (see `TOKEN_FILES`).
-pub(crate) fn token_files_read() -> std::sync::RwLockReadGuard<'static, ()> {
-    TOKEN_FILES.read().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Exclusive access to the token files, for a write to a token (see `TOKEN_FILES`).
-pub(crate) fn token_files_write() -> std::sync::RwLockWriteGuard<'static, ()> {
-    TOKEN_FILES.write().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Serialises `C_GetSlotList`, `C_GetTokenInfo` and `C_InitToken` process-wide: SoftHSM2 2.6.1

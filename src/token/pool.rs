@@ -47,10 +47,6 @@ pub struct PoolStats {
     /// HMAC signs that went into the token at once, past the turn, because more threads were
     /// signing than the machine has cores (HMAC signs one at a time only up to the core count).
     pub hmacs_past_the_turn: u64,
-    /// HMAC signs made on the module's further instances ([`crate::Config::module_copies`]).
-    /// The three counters above add up all instances; the session counters are the first
-    /// instance's.
-    pub hmacs_on_copies: u64,
 }
 
 struct State<S> {

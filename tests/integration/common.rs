@@ -30,10 +30,6 @@ use std::sync::OnceLock;
 
 use hsm_custody::{Config, Custody, SecretString};
 
-#[path = "../support/module_copy.rs"]
-mod module_copy;
-pub use module_copy::module_copy;
-
 #[path = "../support/raw_context.rs"]
 mod raw_context;
 pub use raw_context::raw_context;

@@ -292,7 +292,7 @@ pub(crate) fn sign_and_check(key: &hsm_custody::KeyRef, thread: usize, secret: &
 
 /// One thread per `(key name, secret)`, each running [`sign_and_check`] `count` times with its
 /// index as the thread number; returns when all have finished (a failed check fails the test).
-pub(crate) fn sign_and_check_from_threads(c: &Custody, keys: Vec<(String, String)>, count: usize) {
+fn sign_and_check_from_threads(c: &Custody, keys: Vec<(String, String)>, count: usize) {
     let workers: Vec<_> = keys
         .into_iter()
         .enumerate()

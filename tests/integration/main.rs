@@ -11,7 +11,6 @@ mod bad_input;
 mod cli_lifecycle;
 mod cli_sign_request;
 mod common;
-mod copies;
 mod core;
 mod exchange_http;
 mod exchanges;
