@@ -61,7 +61,7 @@ mod token;
 
 pub use config::{Config, PinSource, ENV_MODULE, ENV_PIN, ENV_PIN_FILE, ENV_TOKEN};
 pub use custody::{Custody, KeyRef, NewVersion};
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use guard::{Guard, LifecycleEvent, RequestContext, SignContext};
 pub use guardrails::{Alert, AlertKind, GuardConfig, Guardrails};
 pub use keys::{KeyFlags, KeyInfo, KeyKind, KeySpec, SecretEncoding, VersionInfo, VersionState};
