@@ -94,7 +94,8 @@ impl AsyncCustody {
     /// for any sync call not wrapped here.
     ///
     /// # Errors
-    /// `f`'s error; [`Error::Config`] if the runtime is shutting down or `f` panicked.
+    /// `f`'s error; [`Error::Misuse`] if the runtime is shutting down, [`Error::Internal`] if
+    /// `f` panicked.
     ///
     /// # Cancellation
     /// Dropping the future before `f` starts means `f` never runs; after that, `f` runs to the
@@ -162,7 +163,7 @@ impl AsyncCustody {
         Arc::clone(&self.permits)
             .acquire_owned()
             .await
-            .map_err(|_| Error::Config("the async signer is closed".into()))
+            .map_err(|_| Error::Misuse("the async signer is closed".into()))
     }
 }
 
@@ -195,7 +196,7 @@ impl AsyncExchangeSigner {
         let permit = Arc::clone(&self.permits)
             .acquire_owned()
             .await
-            .map_err(|_| Error::Config("the async signer is closed".into()))?;
+            .map_err(|_| Error::Misuse("the async signer is closed".into()))?;
         let signer = self.signer.clone();
         let req = req.clone();
         join(tokio::task::spawn_blocking(move || {
@@ -210,8 +211,8 @@ impl AsyncExchangeSigner {
 async fn join<T>(handle: tokio::task::JoinHandle<Result<T>>) -> Result<T> {
     match handle.await {
         Ok(result) => result,
-        Err(e) if e.is_panic() => Err(Error::Config("a signing task panicked".into())),
-        Err(_) => Err(Error::Config("the tokio runtime is shutting down".into())),
+        Err(e) if e.is_panic() => Err(Error::Internal("a signing task panicked".into())),
+        Err(_) => Err(Error::Misuse("the tokio runtime is shutting down".into())),
     }
 }
 

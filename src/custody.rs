@@ -144,12 +144,12 @@ impl Custody {
     /// change made through this `Custody` and its clones. Once only.
     ///
     /// # Errors
-    /// [`Error::Config`] when a guard is installed already.
+    /// [`Error::Misuse`] when a guard is installed already.
     pub fn set_guard(&self, guard: Arc<dyn Guard>) -> Result<()> {
         self.inner
             .guard
             .set(guard)
-            .map_err(|_| Error::Config("a guard is installed already".into()))
+            .map_err(|_| Error::Misuse("a guard is installed already".into()))
     }
 
     /// Creates a key (version 1) and reports it to the guard.

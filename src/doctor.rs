@@ -262,9 +262,13 @@ pub fn run(config: &Config) -> Result<Report> {
     let token = match Token::connect(config) {
         Ok(token) => token,
         Err(e) => {
+            let hint = e
+                .hint()
+                .map(|h| format!(" (hint: {h})"))
+                .unwrap_or_default();
             report.add(
                 Severity::Problem,
-                format!("cannot log in, keys not audited: {e}"),
+                format!("cannot log in, keys not audited: {e}{hint}"),
             );
             report
                 .findings

@@ -33,6 +33,15 @@
 //!   the public key can be read out.
 //! - Guard rails plug in through [`Guard`]: checked before any byte reaches the token.
 //!
+//! ## Errors
+//! Every fallible call returns [`Error`]. Its message says what happened; [`Error::hint`] says
+//! what to do when the crate knows (a CLI command, a path, a setting); [`Error::kind`] gives an
+//! [`ErrorKind`] (`Copy`) to branch on: bad input, key not found, PIN refused, policy denied,
+//! busy, token failure, API misuse ... The signing agent's wire kinds
+//! ([`ErrorKind::wire_name`]), the `hsm-custody` CLI's exit codes ([`ErrorKind::exit_code`])
+//! and the Python client's exception classes all derive from it. PKCS#11 failures keep
+//! cryptoki's typed function and return value ([`Error::Pkcs11`]).
+//!
 //! ## Non-goals
 //! - Protecting a secret before it reaches the import call (type it into the CLI, do not keep it
 //!   in files), or against an attacker who can use the logged-in token: such an attacker can
@@ -61,7 +70,7 @@ mod token;
 
 pub use config::{Config, PinSource, ENV_MODULE, ENV_PIN, ENV_PIN_FILE, ENV_TOKEN};
 pub use custody::{Custody, KeyRef, NewVersion};
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use guard::{Guard, LifecycleEvent, RequestContext, SignContext};
 pub use guardrails::{Alert, AlertKind, GuardConfig, Guardrails};
 pub use keys::{KeyFlags, KeyInfo, KeyKind, KeySpec, SecretEncoding, VersionInfo, VersionState};

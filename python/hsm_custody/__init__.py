@@ -7,9 +7,11 @@ exchange API secret stays in the PKCS#11 token and never enters the bot's proces
 """
 
 from .client import AgentClient, KeyAccess, SignedRequest
-from .errors import (AgentError, AgentUnavailable, Forbidden, InvalidInput, PolicyDenied,
-                     RateLimited)
+from .errors import (AgentError, AgentUnavailable, AuditFailed, Busy, Forbidden, InvalidInput,
+                     KeyNotFound, KeyUnusable, PolicyDenied, ProtocolError, RateLimited,
+                     TokenError, WrongKey)
 
 __all__ = ["AgentClient", "KeyAccess", "SignedRequest", "AgentError", "AgentUnavailable",
-           "Forbidden", "InvalidInput", "PolicyDenied", "RateLimited"]
+           "AuditFailed", "Busy", "Forbidden", "InvalidInput", "KeyNotFound", "KeyUnusable",
+           "PolicyDenied", "ProtocolError", "RateLimited", "TokenError", "WrongKey"]
 __version__ = "0.1.0"

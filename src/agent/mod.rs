@@ -24,6 +24,6 @@ mod server;
 pub use client::{AgentClient, AgentKey};
 #[cfg(feature = "agent")]
 pub use config::{refuse_env_pin, AgentConfig, KeyAccess};
-pub use protocol::{DEFAULT_MAX_FRAME, VERSION};
+pub use protocol::{wire_kinds, DEFAULT_MAX_FRAME, VERSION};
 #[cfg(feature = "agent")]
 pub use server::{shutdown_signal, Agent, ServeReport};

@@ -12,7 +12,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::exchanges::{Request, SignedRequest};
 
 /// The protocol version this crate speaks.
@@ -20,6 +20,44 @@ pub const VERSION: u64 = 1;
 
 /// Default largest frame payload the agent accepts, in bytes (64 KiB).
 pub const DEFAULT_MAX_FRAME: usize = 64 * 1024;
+
+/// The `kind`s of the agent's own refusals, which no crate [`Error`] stands behind: framing,
+/// version, op and field checks, and the allow-list. (`busy` and `rate_limited` are sent for
+/// the agent's own limits too, with the same strings as [`ErrorKind::Busy`] and
+/// [`ErrorKind::RateLimited`].)
+pub(crate) mod kind {
+    /// A frame the agent cannot use; the connection is closed.
+    pub(crate) const BAD_FRAME: &str = "bad_frame";
+    /// A field of the message is missing or of the wrong type.
+    pub(crate) const BAD_REQUEST: &str = "bad_request";
+    /// `v` is not a version the agent speaks.
+    pub(crate) const UNSUPPORTED_VERSION: &str = "unsupported_version";
+    /// `op` is not an op the agent knows.
+    pub(crate) const UNKNOWN_OP: &str = "unknown_op";
+    /// This peer may not use this key (or this exchange with it).
+    pub(crate) const FORBIDDEN: &str = "forbidden";
+    /// The agent's own refusals' kinds.
+    pub(crate) const AGENT: &[&str] = &[
+        BAD_FRAME,
+        BAD_REQUEST,
+        UNSUPPORTED_VERSION,
+        UNKNOWN_OP,
+        FORBIDDEN,
+    ];
+}
+
+/// Every error `kind` the agent may send (`docs/agent-protocol.md`), sorted: the agent's own
+/// refusals' and the [`ErrorKind::wire_name`] of every crate error kind.
+pub fn wire_kinds() -> Vec<&'static str> {
+    let mut kinds: Vec<&'static str> = kind::AGENT
+        .iter()
+        .copied()
+        .chain(ErrorKind::ALL.iter().map(|k| k.wire_name()))
+        .collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    kinds
+}
 
 /// Largest reply a client accepts, in bytes (replies are a signed request; 1 MiB is ample).
 pub(crate) const MAX_REPLY: usize = 1024 * 1024;
@@ -109,6 +147,49 @@ pub(crate) fn signed_from_json(value: &Value) -> Result<SignedRequest<'static>> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The Python client's table of protocol kinds (`_BY_KIND` in
+    /// `python/hsm_custody/errors.py`, one `"kind": Class,` per line) lists exactly the kinds
+    /// the agent sends. Parsed here rather than generated: the Python package stays plain
+    /// source, and a kind added on one side only fails this test.
+    #[test]
+    fn python_errors_table_lists_every_wire_kind() {
+        let source = include_str!("../../python/hsm_custody/errors.py");
+        let start = source
+            .find("_BY_KIND: Dict[str, Type[AgentError]] = {")
+            .expect("errors.py defines _BY_KIND");
+        let table = &source[start..];
+        let table = &table[table.find('{').unwrap() + 1..table.find("\n}").unwrap()];
+        let mut python: Vec<&str> = table
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(|l| {
+                let (kind, class) = l.split_once(':').expect("`\"kind\": Class,` per line");
+                assert!(class.trim().ends_with(','), "{l}");
+                kind.trim().trim_matches('"')
+            })
+            .collect();
+        python.sort_unstable();
+        assert_eq!(
+            python,
+            wire_kinds(),
+            "python/hsm_custody/errors.py _BY_KIND"
+        );
+    }
+
+    /// The protocol document's table of kinds lists exactly the kinds the agent sends.
+    #[test]
+    fn protocol_document_lists_every_wire_kind() {
+        let doc = include_str!("../../docs/agent-protocol.md");
+        let mut documented: Vec<&str> = doc
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| l.split_once("` |").map(|(kind, _)| kind))
+            .collect();
+        documented.sort_unstable();
+        assert_eq!(documented, wire_kinds(), "docs/agent-protocol.md, Errors");
+    }
 
     #[test]
     fn frames_are_length_prefixed_json() {

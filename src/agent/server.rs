@@ -17,10 +17,10 @@ use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinSet;
 
 use super::config::AgentConfig;
-use super::protocol::{encode_frame, signed_to_json, VERSION};
+use super::protocol::{encode_frame, kind, signed_to_json, VERSION};
 use crate::asynch::AsyncCustody;
 use crate::custody::Custody;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::exchanges::Request;
 use crate::guard::RequestContext;
 use crate::sign::HmacAlg;
@@ -110,7 +110,7 @@ fn admit_connection(shared: &Arc<Shared>, peer: Peer) -> std::result::Result<Tic
     let config = &shared.config;
     if peer.uid == shared.own_uid && !config.allow_same_uid {
         let mut err = refusal(
-            "forbidden",
+            kind::FORBIDDEN,
             &format!(
                 "uid {} is the agent's own uid: a process of that uid can read the agent's \
                  memory and files, so the agent does not serve it; run the client as another \
@@ -126,7 +126,7 @@ fn admit_connection(shared: &Arc<Shared>, peer: Peer) -> std::result::Result<Tic
     let limit = config.per_uid_limit();
     if conns.open.values().filter(|c| c.uid == peer.uid).count() >= limit {
         let mut err = refusal(
-            "busy",
+            ErrorKind::Busy.wire_name(),
             &format!(
                 "uid {} already has {limit} connections to the agent (max_connections_per_uid); \
                  close one or share one between threads",
@@ -146,7 +146,7 @@ fn admit_connection(shared: &Arc<Shared>, peer: Peer) -> std::result::Result<Tic
             .min();
         let Some((_, id)) = oldest else {
             let mut err = refusal(
-                "busy",
+                ErrorKind::Busy.wire_name(),
                 "every connection is serving a request (max_connections); retry later",
             );
             err["rule"] = json!(RULE_FULL);
@@ -501,7 +501,7 @@ async fn serve_connection(
                 tracing::info!(pid = peer.pid, len, "bad frame length; closing");
                 let reply = error_reply(
                     &Value::Null,
-                    "bad_frame",
+                    kind::BAD_FRAME,
                     &format!("frame length {len} is not within 1..={}", config.max_frame),
                 );
                 let _ = stream.write_all(&encode_frame(&reply)).await;
@@ -520,7 +520,8 @@ async fn serve_connection(
             Ok(v @ Value::Object(_)) => v,
             _ => {
                 tracing::info!(pid = peer.pid, "frame is not a JSON object; closing");
-                let reply = error_reply(&Value::Null, "bad_frame", "frame is not a JSON object");
+                let reply =
+                    error_reply(&Value::Null, kind::BAD_FRAME, "frame is not a JSON object");
                 let _ = stream.write_all(&encode_frame(&reply)).await;
                 return;
             }
@@ -541,13 +542,13 @@ async fn handle(shared: &Shared, peer: Peer, message: &Value) -> Value {
         Some(other) => {
             let mut reply = error_reply(
                 &id,
-                "unsupported_version",
+                kind::UNSUPPORTED_VERSION,
                 &format!("protocol version {other} is not supported"),
             );
             reply["err"]["supported"] = json!([VERSION]);
             return reply;
         }
-        None => return error_reply(&id, "bad_request", "message lacks `v`"),
+        None => return error_reply(&id, kind::BAD_REQUEST, "message lacks `v`"),
     }
     let op = message.get("op").and_then(Value::as_str).unwrap_or("");
     match op {
@@ -567,10 +568,10 @@ async fn handle(shared: &Shared, peer: Peer, message: &Value) -> Value {
         }
         "sign" => reply(&id, sign(shared, peer, message).await),
         "mac" => reply(&id, mac(shared, peer, message).await),
-        "" => error_reply(&id, "bad_request", "message lacks `op`"),
+        "" => error_reply(&id, kind::BAD_REQUEST, "message lacks `op`"),
         _ => error_reply(
             &id,
-            "unknown_op",
+            kind::UNKNOWN_OP,
             "unknown op; known: ping, keys, sign, mac",
         ),
     }
@@ -582,7 +583,7 @@ fn text_field(message: &Value, op: &str, name: &str) -> std::result::Result<Stri
         .get(name)
         .and_then(Value::as_str)
         .map(str::to_owned)
-        .ok_or_else(|| refusal("bad_request", &format!("{op} needs a string `{name}`")))
+        .ok_or_else(|| refusal(kind::BAD_REQUEST, &format!("{op} needs a string `{name}`")))
 }
 
 /// The checks every keyed op passes first: the client's rate (before anything else, so that
@@ -594,7 +595,7 @@ fn admit(shared: &Shared, peer: Peer, key: &str, exchange: &str) -> std::result:
         tracing::info!(uid = peer.uid, pid = peer.pid, "client over its rate");
         let ms = wait.as_millis().max(1);
         let mut err = refusal(
-            "rate_limited",
+            ErrorKind::RateLimited.wire_name(),
             &format!("client over its rate limit; retry after {ms} ms"),
         );
         err["key"] = json!(key);
@@ -616,7 +617,7 @@ fn admit(shared: &Shared, peer: Peer, key: &str, exchange: &str) -> std::result:
             "refused: peer not allowed"
         );
         return Err(refusal(
-            "forbidden",
+            kind::FORBIDDEN,
             &format!(
                 "uid {} may not sign `{exchange}` requests with key `{key}`",
                 peer.uid
@@ -641,10 +642,10 @@ async fn mac(shared: &Shared, peer: Peer, message: &Value) -> std::result::Resul
     };
     let alg: HmacAlg = alg
         .parse()
-        .map_err(|e: Error| refusal("bad_request", &e.to_string()))?;
+        .map_err(|e: Error| refusal(kind::BAD_REQUEST, &e.to_string()))?;
     let data = base64::engine::general_purpose::STANDARD
         .decode(text_field(message, "mac", "data_b64")?)
-        .map_err(|_| refusal("bad_request", "mac needs `data_b64` in standard base64"))?;
+        .map_err(|_| refusal(kind::BAD_REQUEST, "mac needs `data_b64` in standard base64"))?;
     let label = match message.get("label") {
         None | Some(Value::Null) => "raw".to_owned(),
         Some(Value::String(l))
@@ -657,7 +658,7 @@ async fn mac(shared: &Shared, peer: Peer, message: &Value) -> std::result::Resul
         }
         Some(_) => {
             return Err(refusal(
-                "bad_request",
+                kind::BAD_REQUEST,
                 "`label` must be 1-64 characters of A-Z a-z 0-9 - _ . :",
             ))
         }
@@ -719,7 +720,7 @@ async fn sign(shared: &Shared, peer: Peer, message: &Value) -> std::result::Resu
         Some(v @ Value::Object(_)) => {
             Request::from_json(&v.to_string()).map_err(|e| kind_of(&e))?
         }
-        _ => return Err(refusal("bad_request", "sign needs a `request` object")),
+        _ => return Err(refusal(kind::BAD_REQUEST, "sign needs a `request` object")),
     };
     let target = format!(
         "{} {}",
@@ -739,23 +740,14 @@ async fn sign(shared: &Shared, peer: Peer, message: &Value) -> std::result::Resu
     answer(peer, "sign", &target, result, |ok| ok)
 }
 
-/// The protocol's `err` object for a crate error: kind, message (which never holds a PIN, a
-/// secret, a signature or a request body), and the key and rule of a guard-rail refusal.
+/// The protocol's `err` object for a crate error: kind ([`ErrorKind::wire_name`]), message
+/// (which never holds a PIN, a secret, a signature or a request body), the error's hint when it
+/// has one, and the key and rule of a guard-rail refusal.
 fn kind_of(e: &Error) -> Value {
-    let kind = match e {
-        Error::InvalidInput(_) | Error::RequestRefused { .. } => "invalid_input",
-        Error::KeyNotFound { .. } | Error::VersionNotFound { .. } => "key_not_found",
-        Error::WrongExchange { .. }
-        | Error::AlgorithmNotAllowed { .. }
-        | Error::WrongKeyKind { .. } => "wrong_exchange",
-        Error::KeyRevoked { .. }
-        | Error::KeyExpired { .. }
-        | Error::KeyNotYetValid { .. }
-        | Error::NoActiveVersion { .. } => "key_unusable",
-        Error::PoolTimeout { .. } => "busy",
-        _ => guard_kind(e).unwrap_or("token"),
-    };
-    let mut err = refusal(kind, &e.to_string());
+    let mut err = refusal(e.kind().wire_name(), &e.to_string());
+    if let Some(hint) = e.hint() {
+        err["hint"] = json!(hint);
+    }
     if let Error::PolicyDenied { key, rule } | Error::RateLimited { key, rule } = e {
         err["key"] = json!(key);
         err["rule"] = json!(rule);
@@ -765,16 +757,6 @@ fn kind_of(e: &Error) -> Value {
 
 fn refusal(kind: &str, message: &str) -> Value {
     json!({"kind": kind, "message": message})
-}
-
-/// Kinds for the guard rails' refusals.
-fn guard_kind(e: &Error) -> Option<&'static str> {
-    Some(match e {
-        Error::PolicyDenied { .. } => "policy_denied",
-        Error::RateLimited { .. } => "rate_limited",
-        Error::AuditFailed(_) => "audit_failed",
-        _ => return None,
-    })
 }
 
 /// The reply to a keyed op: its `ok` object, or its `err` object.

@@ -148,11 +148,11 @@ fn import_refused(e: &cryptoki::error::Error) -> Error {
         ) => Error::Pkcs11 {
             function,
             rv,
-            hint:
-                "; the module refused the hardened HMAC key template; some modules accept no \
-                   secret key through C_CreateObject at all (TPM 2.0 via tpm2-pkcs11): provision \
-                   the key with the module's own tool and take it over with `hsm-custody key adopt`"
-                    .into(),
+            advice: Some(
+                "the module refused the hardened HMAC key template; some modules accept no \
+                 secret key through C_CreateObject at all (TPM 2.0 via tpm2-pkcs11): provision \
+                 the key with the module's own tool and take it over with `hsm-custody key adopt`",
+            ),
         },
         (_, err) => err,
     }

@@ -393,8 +393,8 @@ impl Token {
                         function: f, rv: r, ..
                     } = &e
                     {
-                        function.clone_from(f);
-                        rv.clone_from(r);
+                        function = function_name(*f);
+                        rv = rv_name(*r);
                     }
                     last = e.to_string();
                 }

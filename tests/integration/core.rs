@@ -654,7 +654,8 @@ fn custody_probe_at_connect_matches_the_backend() {
             let Error::NotCustodyGrade { failed, .. } = &err else {
                 panic!("expected NotCustodyGrade, got {err:?}");
             };
-            let text = err.to_string();
+            // The opt-in is advice: it moved from the message to the hint.
+            let text = err.hint().unwrap_or_default();
             assert!(
                 text.contains("danger_accept_non_custody_module = true")
                     && text.contains("HSM_CUSTODY_DANGER_ACCEPT_NON_CUSTODY_MODULE=1"),

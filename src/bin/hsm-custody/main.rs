@@ -1,6 +1,7 @@
 //! `hsm-custody`: provision keys into a PKCS#11 token and sign with them.
 //!
-//! `main` only parses arguments, runs one command and maps errors to exit codes; every command
+//! `main` only parses arguments, runs one command, prints an error with its hint and maps it to
+//! an exit code ([`hsm_custody::ErrorKind::exit_code`]); every command
 //! lives in its own file and calls the library.
 
 #[cfg(feature = "agent")]
@@ -34,24 +35,18 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("hsm-custody: {err:#}");
+            // The crate's error, wherever it sits in the context chain: its advice and its
+            // kind's exit code (2 bad configuration or input, 3 PIN, 4 guard-rail refusal; the
+            // agent's systemd unit does not restart on 2: a configuration it refused is refused
+            // again).
             match err.downcast_ref::<hsm_custody::Error>() {
-                Some(
-                    hsm_custody::Error::PinIncorrect { .. } | hsm_custody::Error::PinLocked { .. },
-                ) => ExitCode::from(3),
-                // Bad input or bad configuration (the agent's systemd unit does not restart on
-                // 2: a configuration it refused is refused again).
-                Some(
-                    hsm_custody::Error::InvalidInput(_)
-                    | hsm_custody::Error::RequestRefused { .. }
-                    | hsm_custody::Error::KeyExists { .. }
-                    | hsm_custody::Error::Config(_),
-                ) => ExitCode::from(2),
-                // A guard-rail refusal: its own code, so that scripts can tell it from a typo.
-                Some(
-                    hsm_custody::Error::PolicyDenied { .. }
-                    | hsm_custody::Error::RateLimited { .. },
-                ) => ExitCode::from(4),
-                _ => ExitCode::FAILURE,
+                Some(e) => {
+                    if let Some(hint) = e.hint() {
+                        eprintln!("hint: {hint}");
+                    }
+                    ExitCode::from(e.kind().exit_code())
+                }
+                None => ExitCode::FAILURE,
             }
         }
     }
