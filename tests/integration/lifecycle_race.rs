@@ -42,12 +42,12 @@ fn spawn_cli(t: &TestToken, args: &[&str], stdin: &str) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run hsm-custody");
-    child
+    // A racer that fails at connect exits before reading its secret: its output says why.
+    let _ = child
         .stdin
         .take()
         .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
+        .write_all(stdin.as_bytes());
     child
 }
 
@@ -73,15 +73,15 @@ fn secret_objects(t: &TestToken, name: &str) -> usize {
         .len()
 }
 
-/// A failure of SoftHSM2 itself while another process writes its token files (see the test):
-/// at connect time (`C_GetTokenInfo` GeneralError, the token not found), at login, or a read
-/// that meets an object another process just replaced. Not the race under test: the racer is
-/// started again. (SoftHSM2's file store is not meant for several writing processes at once.)
+/// A failure other than the clear "already has a pending version": SoftHSM2's file store
+/// failing while another process writes the token files (at connect, the token not found or
+/// `C_GetTokenInfo` GeneralError; at login; a read that meets an object another process just
+/// replaced: a handle gone, the key not found). Not the race under test: the racer is started
+/// again, at most 20 times, and what the race left is judged by the checks after it (a lost
+/// key fails `rotate promote` or the signature check whatever the racers printed).
 fn softhsm_flake(out: &Output) -> bool {
-    let stderr = String::from_utf8_lossy(&out.stderr);
     !out.status.success()
-        && !stderr.contains("already has pending version")
-        && (stderr.contains("PKCS#11") || stderr.contains("(present: none)"))
+        && !String::from_utf8_lossy(&out.stderr).contains("already has pending version")
 }
 
 fn mac_hex(secret: &str) -> String {
