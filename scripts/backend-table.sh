@@ -112,6 +112,10 @@ def reason(msg):
     m = re.search(r'function: "(\w+)", rv: "(\w+)"', msg)
     if m:
         return f"{m.group(1)} -> {m.group(2)}"
+    # Typed since issue 27: `Pkcs11 { function: CreateObject, rv: GeneralError, .. }`.
+    m = re.search(r'function: (\w+), rv: (\w+)', msg)
+    if m:
+        return f"C_{m.group(1)} -> {m.group(2)}"
     m = re.search(r"PKCS#11 (\w+) failed with (\w+)", msg)
     if m:
         return f"{m.group(1)} -> {m.group(2)}"
