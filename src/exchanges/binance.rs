@@ -689,7 +689,7 @@ fn ws_payload(req: &Request, api_key: Option<&str>, now_ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exchanges::{FixedClock, FixedNonce, SoftKey};
+    use crate::exchanges::{FixedClock, FixedNonce, Recorded, SoftKey};
     use std::borrow::Cow;
 
     /// Binance's documented example key, in software.
@@ -751,23 +751,6 @@ mod tests {
     const NOW: u64 = 1_700_000_000_000;
 
     /// A software key with an API key recorded with it.
-    struct Recorded(SoftKey, &'static str);
-
-    impl Mac for Recorded {
-        fn key_name(&self) -> &str {
-            "recorded"
-        }
-        fn exchange(&self) -> Option<&str> {
-            Some(self.0.exchange)
-        }
-        fn mac(&self, alg: HmacAlg, msg: &[u8]) -> Result<crate::sign::Signature> {
-            self.0.mac(alg, msg)
-        }
-        fn api_key(&self) -> Option<&str> {
-            Some(self.1)
-        }
-    }
-
     fn reach_of(ex: &dyn Exchange, req: &Request) -> Result<Reach> {
         let limits = crate::exchanges::Limits::default();
         ex.reach(req, &Inputs::new(ex.id(), NOW, &limits, None, None))
@@ -890,7 +873,11 @@ mod tests {
         let clock = FixedClock(NOW);
         let nonces = FixedNonce(0);
         let ctx = Context::new(&clock, &nonces);
-        let key = Recorded(DOC_KEY, "RECORDED");
+        let key = Recorded {
+            key: DOC_KEY,
+            api_key: Some("RECORDED"),
+            passphrase: None,
+        };
         let req = order();
         let signed = Binance::spot().sign(&req, &key, &ctx).unwrap();
         assert_eq!(signed.header("X-MBX-APIKEY"), Some("RECORDED"));

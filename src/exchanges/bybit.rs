@@ -184,7 +184,7 @@ fn bybit_reach(req: &Request, inputs: &Inputs<'_>) -> Result<Reach> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exchanges::{FixedClock, FixedNonce, Limits, SoftKey};
+    use crate::exchanges::{FixedClock, FixedNonce, Limits, Recorded, SoftKey};
 
     const NOW: u64 = 1_700_000_000_000;
 
@@ -263,21 +263,6 @@ mod tests {
 
     #[test]
     fn signs_the_recorded_api_key() {
-        struct Recorded(SoftKey);
-        impl Mac for Recorded {
-            fn key_name(&self) -> &str {
-                "recorded"
-            }
-            fn exchange(&self) -> Option<&str> {
-                Some("bybit")
-            }
-            fn mac(&self, alg: HmacAlg, msg: &[u8]) -> Result<crate::sign::Signature> {
-                self.0.mac(alg, msg)
-            }
-            fn api_key(&self) -> Option<&str> {
-                Some("XXXXXXXXXXXXXXXXXX")
-            }
-        }
         let soft = SoftKey {
             exchange: "bybit",
             secret: b"7a4f1d0c9e2b48a6b3c5d7e9f1a2b3c4",
@@ -289,7 +274,17 @@ mod tests {
         let req = Request::get("/v5/order/realtime")
             .query("category=linear&symbol=BTCUSDT")
             .recv_window("20000");
-        let signed = Bybit.sign(&req, &Recorded(soft), &ctx).unwrap();
+        let signed = Bybit
+            .sign(
+                &req,
+                &Recorded {
+                    key: soft,
+                    api_key: Some("XXXXXXXXXXXXXXXXXX"),
+                    passphrase: None,
+                },
+                &ctx,
+            )
+            .unwrap();
         assert_eq!(signed.header("X-BAPI-API-KEY"), Some("XXXXXXXXXXXXXXXXXX"));
         assert_eq!(
             signed.signature,

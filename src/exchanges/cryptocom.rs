@@ -293,7 +293,7 @@ fn params_to_string(obj: &Map<String, Value>, level: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exchanges::{FixedClock, FixedNonce, Limits, SoftKey};
+    use crate::exchanges::{FixedClock, FixedNonce, Limits, Recorded, SoftKey};
 
     const NOW: u64 = 1_700_000_000_000;
 
@@ -408,25 +408,14 @@ mod tests {
 
     #[test]
     fn the_signer_sends_the_key_recorded_with_the_key() {
-        struct Recorded(SoftKey);
-        impl Mac for Recorded {
-            fn key_name(&self) -> &str {
-                "k"
-            }
-            fn exchange(&self) -> Option<&str> {
-                Some("cryptocom")
-            }
-            fn mac(&self, alg: HmacAlg, msg: &[u8]) -> Result<crate::sign::Signature> {
-                self.0.mac(alg, msg)
-            }
-            fn api_key(&self) -> Option<&str> {
-                Some("recorded")
-            }
-        }
-        let key = Recorded(SoftKey {
-            exchange: "cryptocom",
-            secret: b"s",
-        });
+        let key = Recorded {
+            key: SoftKey {
+                exchange: "cryptocom",
+                secret: b"s",
+            },
+            api_key: Some("recorded"),
+            passphrase: None,
+        };
         let req = Request::default()
             .body(r#"{"id":1,"method":"private/get-order-detail","nonce":1700000000000}"#);
         let (clock, nonces) = (FixedClock(NOW), FixedNonce(1));

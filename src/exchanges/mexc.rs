@@ -283,7 +283,7 @@ fn collect_members(value: &serde_json::Value, out: &mut Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exchanges::{FixedClock, FixedNonce, Limits, SoftKey};
+    use crate::exchanges::{FixedClock, FixedNonce, Limits, Recorded, SoftKey};
     use crate::Error;
 
     const NOW: u64 = 1_700_000_000_000;
@@ -392,21 +392,6 @@ mod tests {
 
     #[test]
     fn futures_signs_the_recorded_api_key() {
-        struct Recorded(SoftKey);
-        impl Mac for Recorded {
-            fn key_name(&self) -> &str {
-                "recorded"
-            }
-            fn exchange(&self) -> Option<&str> {
-                Some("mexc-futures")
-            }
-            fn mac(&self, alg: HmacAlg, msg: &[u8]) -> Result<crate::sign::Signature> {
-                self.0.mac(alg, msg)
-            }
-            fn api_key(&self) -> Option<&str> {
-                Some("mx0vglAccessKey")
-            }
-        }
         let soft = SoftKey {
             exchange: "mexc-futures",
             secret: b"7a4f1d0c9e2b48a6b3c5d7e9f1a2b3c4",
@@ -417,7 +402,17 @@ mod tests {
         // The independent vector mexc-futures-get, with the API key from the key's record.
         let mut req = get();
         req.api_key = None;
-        let signed = MexcFutures.sign(&req, &Recorded(soft), &ctx).unwrap();
+        let signed = MexcFutures
+            .sign(
+                &req,
+                &Recorded {
+                    key: soft,
+                    api_key: Some("mx0vglAccessKey"),
+                    passphrase: None,
+                },
+                &ctx,
+            )
+            .unwrap();
         assert_eq!(signed.header("ApiKey"), Some("mx0vglAccessKey"));
         assert_eq!(
             signed.signature,

@@ -458,6 +458,34 @@ impl Mac for SoftKey {
     }
 }
 
+/// A [`SoftKey`] with an API key and passphrase recorded with it, as a token key's version
+/// carries them (`Mac::api_key`, `Mac::passphrase`): for the signers' unit tests.
+#[cfg(test)]
+pub(crate) struct Recorded {
+    pub key: SoftKey,
+    pub api_key: Option<&'static str>,
+    pub passphrase: Option<&'static str>,
+}
+
+#[cfg(test)]
+impl Mac for Recorded {
+    fn key_name(&self) -> &str {
+        "recorded"
+    }
+    fn exchange(&self) -> Option<&str> {
+        self.key.exchange()
+    }
+    fn mac(&self, alg: HmacAlg, msg: &[u8]) -> Result<crate::sign::Signature> {
+        self.key.mac(alg, msg)
+    }
+    fn api_key(&self) -> Option<&str> {
+        self.api_key
+    }
+    fn passphrase(&self) -> Option<&str> {
+        self.passphrase
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

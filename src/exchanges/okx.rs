@@ -120,7 +120,7 @@ fn iso_timestamp(inputs: &Inputs<'_>, value: &str) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exchanges::{FixedClock, FixedNonce, Limits, SoftKey};
+    use crate::exchanges::{FixedClock, FixedNonce, Limits, Recorded, SoftKey};
     use crate::Error;
 
     const NOW: u64 = 1_607_418_537_715; // 2020-12-08T09:08:57.715Z
@@ -261,28 +261,14 @@ mod tests {
 
     #[test]
     fn recorded_key_and_passphrase_are_sent_when_the_request_has_none() {
-        struct Recorded(SoftKey);
-        impl Mac for Recorded {
-            fn key_name(&self) -> &str {
-                "r"
-            }
-            fn exchange(&self) -> Option<&str> {
-                Some("okx")
-            }
-            fn mac(&self, alg: HmacAlg, msg: &[u8]) -> Result<crate::Signature> {
-                self.0.mac(alg, msg)
-            }
-            fn api_key(&self) -> Option<&str> {
-                Some("AK")
-            }
-            fn passphrase(&self) -> Option<&str> {
-                Some("PP")
-            }
-        }
-        let key = Recorded(SoftKey {
-            exchange: "okx",
-            secret: b"s",
-        });
+        let key = Recorded {
+            key: SoftKey {
+                exchange: "okx",
+                secret: b"s",
+            },
+            api_key: Some("AK"),
+            passphrase: Some("PP"),
+        };
         let ctx = Context::new(&FixedClock(NOW), &FixedNonce(1));
         let req = Request::get("/api/v5/account/balance");
         let signed = Okx.sign(&req, &key, &ctx).unwrap();
