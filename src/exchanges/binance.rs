@@ -689,6 +689,7 @@ fn ws_payload(req: &Request, api_key: Option<&str>, now_ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exchanges::refused_field as refused;
     use crate::exchanges::{FixedClock, FixedNonce, Recorded, SoftKey};
     use std::borrow::Cow;
 
@@ -754,14 +755,6 @@ mod tests {
     fn reach_of(ex: &dyn Exchange, req: &Request) -> Result<Reach> {
         let limits = crate::exchanges::Limits::default();
         ex.reach(req, &Inputs::new(ex.id(), NOW, &limits, None, None))
-    }
-
-    /// The field a refusal names.
-    fn refused(r: Result<Reach>) -> String {
-        match r {
-            Err(Error::RequestRefused { field, .. }) => field,
-            other => panic!("expected a refusal, got {other:?}"),
-        }
     }
 
     fn order() -> Request {

@@ -94,21 +94,14 @@ impl Exchange for Bitget {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exchanges::refused_field as field;
     use crate::exchanges::Limits;
-    use crate::Error;
 
     const NOW: u64 = 1_700_000_000_000;
 
     fn reach(req: &Request) -> Result<Reach> {
         let limits = Limits::default();
         Bitget.reach(req, &Inputs::new("bitget", NOW, &limits, None, None))
-    }
-
-    fn field(r: Result<Reach>) -> String {
-        match r {
-            Err(Error::RequestRefused { field, .. }) => field,
-            other => panic!("expected a refusal, got {other:?}"),
-        }
     }
 
     #[test]

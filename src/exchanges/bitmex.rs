@@ -109,21 +109,14 @@ impl Exchange for Bitmex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exchanges::refused_field as field;
     use crate::exchanges::{FixedClock, FixedNonce, Limits, SoftKey};
-    use crate::Error;
 
     const NOW: u64 = 1_518_064_200_000;
 
     fn reach(req: &Request) -> Result<Reach> {
         let limits = Limits::default();
         Bitmex.reach(req, &Inputs::new("bitmex", NOW, &limits, None, None))
-    }
-
-    fn field(r: Result<Reach>) -> String {
-        match r {
-            Err(Error::RequestRefused { field, .. }) => field,
-            other => panic!("expected a refusal, got {other:?}"),
-        }
     }
 
     #[test]

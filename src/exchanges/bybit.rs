@@ -184,6 +184,7 @@ fn bybit_reach(req: &Request, inputs: &Inputs<'_>) -> Result<Reach> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exchanges::refused_field as refused;
     use crate::exchanges::{FixedClock, FixedNonce, Limits, Recorded, SoftKey};
 
     const NOW: u64 = 1_700_000_000_000;
@@ -191,13 +192,6 @@ mod tests {
     fn reach_with(req: &Request, stored: Option<&str>) -> Result<Reach> {
         let limits = Limits::default();
         Bybit.reach(req, &Inputs::new("bybit", NOW, &limits, stored, None))
-    }
-
-    fn refused(r: Result<Reach>) -> String {
-        match r {
-            Err(Error::RequestRefused { field, .. }) => field,
-            other => panic!("expected a refusal, got {other:?}"),
-        }
     }
 
     fn get() -> Request {

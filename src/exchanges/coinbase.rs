@@ -107,8 +107,8 @@ fn decimal_seconds(inputs: &Inputs<'_>, value: &str) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exchanges::refused_field as field;
     use crate::exchanges::Limits;
-    use crate::Error;
 
     const NOW: u64 = 1_700_000_000_000;
 
@@ -118,13 +118,6 @@ mod tests {
             req,
             &Inputs::new("coinbase-exchange", NOW, &limits, None, None),
         )
-    }
-
-    fn field(r: Result<Reach>) -> String {
-        match r {
-            Err(Error::RequestRefused { field, .. }) => field,
-            other => panic!("expected a refusal, got {other:?}"),
-        }
     }
 
     #[test]

@@ -174,6 +174,7 @@ fn json_string(s: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exchanges::refused_field as field;
     use crate::exchanges::{FixedClock, FixedNonce};
     use crate::sign::Signature;
 
@@ -253,13 +254,6 @@ mod tests {
             CoinbaseAdvanced.sign(&Request::get("/x"), &Fake(KeyKind::P256), &ctx),
             Err(Error::InvalidInput(_))
         ));
-    }
-
-    fn field(r: Result<Reach>) -> String {
-        match r {
-            Err(Error::RequestRefused { field, .. }) => field,
-            other => panic!("expected a refusal, got {other:?}"),
-        }
     }
 
     const KID: &str = "organizations/0f1e2d3c/apiKeys/4b5a6978";

@@ -90,21 +90,14 @@ impl Exchange for Gate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exchanges::refused_field as field;
     use crate::exchanges::Limits;
-    use crate::Error;
 
     const NOW: u64 = 1_541_993_715_000;
 
     fn reach(req: &Request) -> Result<Reach> {
         let limits = Limits::default();
         Gate.reach(req, &Inputs::new("gate", NOW, &limits, None, None))
-    }
-
-    fn field(r: Result<Reach>) -> String {
-        match r {
-            Err(Error::RequestRefused { field, .. }) => field,
-            other => panic!("expected a refusal, got {other:?}"),
-        }
     }
 
     #[test]

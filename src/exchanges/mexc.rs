@@ -283,21 +283,14 @@ fn collect_members(value: &serde_json::Value, out: &mut Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exchanges::refused_field as refused;
     use crate::exchanges::{FixedClock, FixedNonce, Limits, Recorded, SoftKey};
-    use crate::Error;
 
     const NOW: u64 = 1_700_000_000_000;
 
     fn reach_with(ex: &dyn Exchange, req: &Request, stored: Option<&str>) -> Result<Reach> {
         let limits = Limits::default();
         ex.reach(req, &Inputs::new(ex.id(), NOW, &limits, stored, None))
-    }
-
-    fn refused(r: Result<Reach>) -> String {
-        match r {
-            Err(Error::RequestRefused { field, .. }) => field,
-            other => panic!("expected a refusal, got {other:?}"),
-        }
     }
 
     #[test]

@@ -458,6 +458,15 @@ impl Mac for SoftKey {
     }
 }
 
+/// The field a validator's refusal names (the signers' unit tests); panics on anything else.
+#[cfg(test)]
+pub(crate) fn refused_field(r: Result<Reach>) -> String {
+    match r {
+        Err(Error::RequestRefused { field, .. }) => field,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
 /// A [`SoftKey`] with an API key and passphrase recorded with it, as a token key's version
 /// carries them (`Mac::api_key`, `Mac::passphrase`): for the signers' unit tests.
 #[cfg(test)]
