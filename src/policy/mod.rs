@@ -196,50 +196,28 @@ impl KeyPolicy {
             // the signature is good for.
             return deny("no-request".into());
         };
-        let method = reach.method();
-        // A validated endpoint is a path alone: a `?` or `#` in it is refused, not cut off.
-        if reach.endpoint().contains(['?', '#']) {
-            return deny("path".into());
-        }
-        let Some(path) = endpoint::normalize_path(reach.endpoint()) else {
-            return deny("path".into());
-        };
-        if let Some(p) = self.deny.iter().find(|p| p.matches(method, &path)) {
-            return deny(format!("deny:{}", p.as_str()));
-        }
-        let allowed = self.allow.iter().find(|p| p.matches(method, &path));
-        let exact = allowed.filter(|p| p.is_exact());
-        if !self.allow_withdrawals {
-            if withdrawal::is_withdrawal(exchange, &path) && exact.is_none() {
-                return deny(format!("withdrawal-guard:{exchange}"));
-            }
-            if !reach.path_bound() {
-                // The path is not signed: the signature is also good at every guarded endpoint
-                // whose required parameters it carries. Only an exact allow entry naming that
-                // endpoint lifts the guard for it.
-                if let Some((_, g)) = withdrawal::reached(exchange, reach)
-                    .find(|(pattern, _)| !exact.is_some_and(|_| pattern.matches("", &path)))
-                {
-                    return deny(format!("withdrawal-guard:{exchange}:{}", g.path));
-                }
+        let (path, allowed) =
+            self.judge_endpoint(exchange, reach.method(), reach.endpoint(), |_| {
+                format!("withdrawal-guard:{exchange}")
+            })?;
+        if !self.allow_withdrawals && !reach.path_bound() {
+            // The path is not signed: the signature is also good at every guarded endpoint
+            // whose required parameters it carries. Only an exact allow entry naming that
+            // endpoint lifts the guard for it.
+            let exact = allowed.filter(|p| p.is_exact());
+            if let Some((_, g)) = withdrawal::reached(exchange, reach)
+                .find(|(pattern, _)| !exact.is_some_and(|_| pattern.matches("", &path)))
+            {
+                return deny(format!("withdrawal-guard:{exchange}:{}", g.path));
             }
         }
         // Other endpoints the same signature is good at (Deribit's `public/auth`): each is
-        // judged as the endpoint is.
+        // judged as the endpoint is, and must be allowed where `allow` is set.
         for (also_method, also_path) in reach.also() {
-            let Some(also) = endpoint::normalize_path(also_path) else {
-                return deny("path".into());
-            };
-            if let Some(p) = self.deny.iter().find(|p| p.matches(also_method, &also)) {
-                return deny(format!("deny:{}", p.as_str()));
-            }
-            let allowed_also = self.allow.iter().find(|p| p.matches(also_method, &also));
-            if !self.allow_withdrawals
-                && withdrawal::is_withdrawal(exchange, &also)
-                && !allowed_also.is_some_and(EndpointPattern::is_exact)
-            {
-                return deny(format!("withdrawal-guard:{exchange}:{also}"));
-            }
+            let (also, allowed_also) =
+                self.judge_endpoint(exchange, also_method, also_path, |p| {
+                    format!("withdrawal-guard:{exchange}:{p}")
+                })?;
             if allowed_also.is_none() && !self.allow.is_empty() {
                 return deny(format!("not-allowed:{also}"));
             }
@@ -260,6 +238,39 @@ impl KeyPolicy {
             None if self.allow.is_empty() => Ok("policy".into()),
             None => deny("not-allowed".into()),
         }
+    }
+}
+
+impl KeyPolicy {
+    /// Judges one endpoint a signature is good at: a path alone (a `?` or `#` is refused, not
+    /// cut off) that normalises, no `deny` match, and the withdrawal guard by path (lifted only
+    /// by `allow_withdrawals` or an exact `allow` entry; `guard_rule` names that refusal from the
+    /// normalised path). Returns the normalised path and the `allow` entry that matches it.
+    fn judge_endpoint(
+        &self,
+        exchange: &str,
+        method: &str,
+        endpoint: &str,
+        guard_rule: impl Fn(&str) -> String,
+    ) -> Result<(String, Option<&EndpointPattern>), Refusal> {
+        let deny = |rule: String| Err(Refusal::Policy(rule));
+        if endpoint.contains(['?', '#']) {
+            return deny("path".into());
+        }
+        let Some(path) = endpoint::normalize_path(endpoint) else {
+            return deny("path".into());
+        };
+        if let Some(p) = self.deny.iter().find(|p| p.matches(method, &path)) {
+            return deny(format!("deny:{}", p.as_str()));
+        }
+        let allowed = self.allow.iter().find(|p| p.matches(method, &path));
+        if !self.allow_withdrawals
+            && withdrawal::is_withdrawal(exchange, &path)
+            && !allowed.is_some_and(EndpointPattern::is_exact)
+        {
+            return deny(guard_rule(&path));
+        }
+        Ok((path, allowed))
     }
 }
 
