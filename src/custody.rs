@@ -47,7 +47,9 @@ struct Inner {
     keys: KeyCache,
     faults: Faults,
     rotation_age_days: u32,
-    limits: crate::exchanges::Limits,
+    /// Shared with every exchange signer this `Custody` makes (no copy per signer: the agent
+    /// makes one per request).
+    limits: Arc<crate::exchanges::Limits>,
     guard: OnceLock<Arc<dyn Guard>>,
 }
 
@@ -104,7 +106,7 @@ impl Custody {
                 keys: KeyCache::new(config.revalidate),
                 faults: Faults::default(),
                 rotation_age_days: config.rotation_age_days,
-                limits: config.limits.clone(),
+                limits: Arc::new(config.limits.clone()),
                 guard: OnceLock::new(),
             }),
         })
@@ -138,6 +140,11 @@ impl Custody {
     /// hosts ([`Config::signing_limits`]).
     pub fn signing_limits(&self) -> &crate::exchanges::Limits {
         &self.inner.limits
+    }
+
+    /// The limits, shared (see [`Custody::signing_limits`]).
+    pub(crate) fn shared_signing_limits(&self) -> Arc<crate::exchanges::Limits> {
+        Arc::clone(&self.inner.limits)
     }
 
     /// Installs guard rails (policy, rate limits, audit) for every signature and lifecycle

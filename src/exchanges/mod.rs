@@ -420,7 +420,9 @@ impl Custody {
             ))
         })?;
         let exchange = by_id(&id).ok_or_else(|| unknown_exchange(&id))?;
-        Ok(ExchangeSigner::new(exchange, key)?.with_limits(self.signing_limits().clone()))
+        let mut signer = ExchangeSigner::new(exchange, key)?;
+        signer.limits = self.shared_signing_limits();
+        Ok(signer)
     }
 
     /// A signer for key `name` with exchange `id`'s scheme; the key must be bound to `id` (or to
@@ -430,8 +432,9 @@ impl Custody {
     /// [`Error::KeyNotFound`], [`Error::WrongExchange`], [`Error::InvalidInput`] for an unknown id.
     pub fn exchange_signer_for(&self, name: &str, id: &str) -> Result<ExchangeSigner> {
         let exchange = by_id(id).ok_or_else(|| unknown_exchange(id))?;
-        Ok(ExchangeSigner::new(exchange, self.key(name)?)?
-            .with_limits(self.signing_limits().clone()))
+        let mut signer = ExchangeSigner::new(exchange, self.key(name)?)?;
+        signer.limits = self.shared_signing_limits();
+        Ok(signer)
     }
 }
 
