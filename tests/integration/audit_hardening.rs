@@ -766,17 +766,27 @@ fn a_running_writer_records_a_failed_login_of_another_process() {
     // nor MAC a line: it leaves a note).
     audit::record_login_failure(guard.audit_log().config(), &t.label, "PIN incorrect (test)")
         .unwrap();
+    // The writer MACs the line, checkpoints, then empties the note: wait for both (the line
+    // alone can be seen before the note is cleared).
+    let pending = audit::pending_path_for(&log);
+    let recorded = || {
+        fs::read_to_string(&log).unwrap().contains("login_failed")
+            && fs::metadata(&pending).unwrap().len() == 0
+    };
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !fs::read_to_string(&log).unwrap().contains("login_failed") {
-        assert!(Instant::now() < deadline, "not recorded within 5 s");
+    while !recorded() {
+        assert!(
+            Instant::now() < deadline,
+            "not recorded (or the note not cleared) within 5 s"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let text = fs::read_to_string(&log).unwrap();
     assert!(text.contains("\"observed\":"), "{text}");
     assert_eq!(
-        fs::metadata(audit::pending_path_for(&log)).unwrap().len(),
-        0,
-        "the note is gone once recorded"
+        text.matches("\"event\":\"login_failed\"").count(),
+        1,
+        "recorded once: {text}"
     );
     guard.sync().unwrap();
     let report = audit::verify(&c, AUDIT_KEY, std::slice::from_ref(&log), None).unwrap();
