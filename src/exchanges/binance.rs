@@ -49,6 +49,11 @@ use super::{
 use crate::error::{Error, Result};
 use crate::keys::KeyKind;
 use crate::sign::{HmacAlg, Mac};
+use std::sync::Arc;
+
+use super::registry::{gp, ExchangeInfo, Guarded, SHA256};
+use super::{Binding, EndpointFrom};
+use crate::keys::SecretEncoding;
 
 /// Binance REST (spot `binance`, USD-M futures `binance-usdm`); also the shape MEXC spot copies.
 #[derive(Clone, Copy, Debug)]
@@ -59,16 +64,16 @@ pub struct Binance {
 impl Binance {
     /// Spot (`api.binance.com`, id `binance`).
     pub fn spot() -> Self {
-        Binance { id: "binance" }
+        Binance { id: SPOT_INFO.id }
     }
 
     /// USD-M futures (`fapi.binance.com`, id `binance-usdm`).
     pub fn usdm() -> Self {
-        Binance { id: "binance-usdm" }
+        Binance { id: USDM_INFO.id }
     }
 
     fn rules(&self) -> &'static RestRules {
-        if self.id == "binance-usdm" {
+        if self.id == USDM_INFO.id {
             &USDM_RULES
         } else {
             &SPOT_RULES
@@ -280,10 +285,117 @@ pub(crate) fn rest_reach(
     Ok(Reach::unbound(method, path, names).with_split_names())
 }
 
-/// One API key serves Binance spot, futures and the WebSocket API.
-fn binance_family(bound: &str) -> bool {
-    matches!(bound, "binance" | "binance-usdm" | "binance-ws")
-}
+const BINANCE_GUARDED: &[Guarded] = &[
+    gp(
+        "/sapi/*/capital/withdraw/apply",
+        &["coin", "address", "amount"],
+    ),
+    gp(
+        "/sapi/*/localentity/withdraw/apply",
+        &["coin", "address", "amount"],
+    ),
+    gp("/sapi/*/asset/transfer", &["type", "asset", "amount"]),
+    gp("/sapi/*/futures/transfer", &["asset", "amount", "type"]),
+    gp("/sapi/*/margin/transfer", &["asset", "amount", "type"]),
+    gp(
+        "/sapi/*/margin/isolated/transfer",
+        &["asset", "symbol", "transFrom", "transTo", "amount"],
+    ),
+    gp(
+        "/sapi/*/sub-account/universalTransfer",
+        &["fromAccountType", "toAccountType", "asset", "amount"],
+    ),
+    gp(
+        "/sapi/*/sub-account/transfer/subToMaster",
+        &["asset", "amount"],
+    ),
+    gp(
+        "/sapi/*/sub-account/transfer/subToSub",
+        &["toEmail", "asset", "amount"],
+    ),
+    gp(
+        "/sapi/*/sub-account/futures/transfer",
+        &["email", "asset", "amount", "type"],
+    ),
+    gp(
+        "/sapi/*/sub-account/futures/internalTransfer",
+        &["fromEmail", "toEmail", "futuresType", "asset", "amount"],
+    ),
+    gp(
+        "/sapi/*/sub-account/margin/transfer",
+        &["email", "asset", "amount", "type"],
+    ),
+    gp(
+        "/sapi/*/managed-subaccount/withdraw",
+        &["email", "asset", "amount"],
+    ),
+    gp("/sapi/*/giftcard/createCode", &["token", "amount"]),
+    gp(
+        "/sapi/*/giftcard/buyCode",
+        &["baseToken", "faceToken", "baseTokenAmount"],
+    ),
+    gp("/wapi/*/withdraw.html", &["asset", "address", "amount"]),
+];
+
+/// Binance's API hosts (spot, futures, WebSocket API).
+const BINANCE_HOSTS: &[&str] = &[
+    "api.binance.com",
+    "api1.binance.com",
+    "api2.binance.com",
+    "api3.binance.com",
+    "api4.binance.com",
+    "api-gcp.binance.com",
+];
+
+/// The registry entry of `binance` (listed in [`super::ALL`]).
+pub(super) static SPOT_INFO: ExchangeInfo = ExchangeInfo {
+    id: "binance",
+    key_family: "binance",
+    ccxt: &["binance"],
+    encoding: SecretEncoding::Raw,
+    algorithms: SHA256,
+    asymmetric: true,
+    binding: Binding::PARAMS,
+    endpoint_from: EndpointFrom::Params,
+    owned: "timestamp (±skew), recvWindow (≤ TTL), X-MBX-APIKEY",
+    hosts: BINANCE_HOSTS,
+    guarded: BINANCE_GUARDED,
+    signer: || Arc::new(Binance::spot()),
+};
+
+/// The registry entry of `binance-usdm` (listed in [`super::ALL`]).
+pub(super) static USDM_INFO: ExchangeInfo = ExchangeInfo {
+    id: "binance-usdm",
+    key_family: "binance",
+    ccxt: &["binanceusdm"],
+    encoding: SecretEncoding::Raw,
+    algorithms: SHA256,
+    asymmetric: true,
+    binding: Binding::PARAMS,
+    endpoint_from: EndpointFrom::Params,
+    owned: "timestamp (±skew), recvWindow (≤ TTL), X-MBX-APIKEY",
+    hosts: &["fapi.binance.com"],
+    // One key serves spot and futures, and the path is not signed: a futures signature is
+    // a spot signature for the same parameters.
+    guarded: BINANCE_GUARDED,
+    signer: || Arc::new(Binance::usdm()),
+};
+
+/// The registry entry of `binance-ws` (listed in [`super::ALL`]).
+pub(super) static WS_INFO: ExchangeInfo = ExchangeInfo {
+    id: "binance-ws",
+    key_family: "binance",
+    ccxt: &[],
+    encoding: SecretEncoding::Raw,
+    algorithms: SHA256,
+    asymmetric: true,
+    binding: Binding::PARAMS.with("body", false),
+    endpoint_from: EndpointFrom::Params,
+    owned: "timestamp (±skew), recvWindow (≤ TTL), apiKey",
+    hosts: &["ws-api.binance.com"],
+    guarded: BINANCE_GUARDED,
+    signer: || Arc::new(BinanceWs),
+};
 
 impl Exchange for Binance {
     fn id(&self) -> &str {
@@ -291,7 +403,7 @@ impl Exchange for Binance {
     }
 
     fn accepts_key_for(&self, bound: &str) -> bool {
-        binance_family(bound)
+        super::registry::same_keys(self.id(), bound)
     }
 
     fn reach(&self, req: &Request, inputs: &Inputs<'_>) -> Result<Reach> {
@@ -453,11 +565,11 @@ pub struct BinanceWs;
 
 impl Exchange for BinanceWs {
     fn id(&self) -> &str {
-        "binance-ws"
+        WS_INFO.id
     }
 
     fn accepts_key_for(&self, bound: &str) -> bool {
-        binance_family(bound)
+        super::registry::same_keys(self.id(), bound)
     }
 
     fn reach(&self, req: &Request, inputs: &Inputs<'_>) -> Result<Reach> {
@@ -537,7 +649,7 @@ impl BinanceFixLogon<'_> {
             });
         }
         let reach = Reach::bound("FIX", "Logon");
-        let key = InRequest::new(key, "binance", &reach);
+        let key = InRequest::new(key, SPOT_INFO.id, &reach);
         Ok(key.sign_asym(self.payload().as_bytes())?.to_base64())
     }
 }
@@ -653,7 +765,7 @@ fn ws_reach(req: &Request, inputs: &Inputs<'_>) -> Result<Reach> {
         ));
     }
     names.push("apiKey".to_owned());
-    check_host(req, inputs, "binance-ws")?;
+    check_host(req, inputs, WS_INFO.id)?;
     refuse_unused(req, inputs)?;
     Ok(Reach::unbound(method, path, names).with_split_names())
 }

@@ -21,14 +21,40 @@ use super::checks;
 use super::{Context, Exchange, Inputs, Reach, Request, SignedRequest};
 use crate::error::Result;
 use crate::sign::{HmacAlg, Mac};
+use std::sync::Arc;
+
+use super::registry::{g, ExchangeInfo, SHA384};
+use super::{Binding, EndpointFrom};
+use crate::keys::SecretEncoding;
 
 /// Bitfinex v2 (id `bitfinex`).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Bitfinex;
 
+/// The registry entry of `bitfinex` (listed in [`super::ALL`]).
+pub(super) static INFO: ExchangeInfo = ExchangeInfo {
+    id: "bitfinex",
+    key_family: "bitfinex",
+    ccxt: &["bitfinex"],
+    encoding: SecretEncoding::Raw,
+    algorithms: SHA384,
+    asymmetric: false,
+    binding: Binding::REQUEST.with("method", false).with("query", false),
+    endpoint_from: EndpointFrom::Path,
+    owned: "bfx-nonce (±skew), bfx-apikey",
+    hosts: &["api.bitfinex.com"],
+    guarded: &[
+        g("/v2/auth/w/withdraw"),
+        g("/v2/auth/w/transfer"),
+        g("/v1/withdraw"),
+        g("/v1/transfer"),
+    ],
+    signer: || Arc::new(Bitfinex),
+};
+
 impl Exchange for Bitfinex {
     fn id(&self) -> &str {
-        "bitfinex"
+        INFO.id
     }
 
     fn reach(&self, req: &Request, inputs: &Inputs<'_>) -> Result<Reach> {

@@ -19,6 +19,11 @@ use super::encode::{base64, percent_decode_bytes};
 use super::{Context, Exchange, Inputs, Reach, Request, SignedRequest};
 use crate::error::Result;
 use crate::sign::{HmacAlg, Mac};
+use std::sync::Arc;
+
+use super::registry::{g, ExchangeInfo, SHA256};
+use super::{Binding, EndpointFrom};
+use crate::keys::SecretEncoding;
 
 /// Bitget v2 (id `bitget`).
 #[derive(Clone, Copy, Debug, Default)]
@@ -32,9 +37,31 @@ const RULES: checks::Target = checks::Target {
     decoded_query: true,
 };
 
+/// The registry entry of `bitget` (listed in [`super::ALL`]).
+pub(super) static INFO: ExchangeInfo = ExchangeInfo {
+    id: "bitget",
+    key_family: "bitget",
+    ccxt: &["bitget"],
+    encoding: SecretEncoding::Raw,
+    algorithms: SHA256,
+    asymmetric: false,
+    binding: Binding::REQUEST,
+    endpoint_from: EndpointFrom::Path,
+    owned: "ACCESS-TIMESTAMP (±skew), ACCESS-KEY, ACCESS-PASSPHRASE",
+    hosts: &["api.bitget.com"],
+    guarded: &[
+        g("/api/v2/spot/wallet/withdrawal"),
+        g("/api/v2/spot/wallet/transfer"),
+        g("/api/v2/spot/wallet/subaccount-transfer"),
+        g("/api/spot/v1/wallet/withdrawal*"),
+        g("/api/spot/v1/wallet/transfer*"),
+    ],
+    signer: || Arc::new(Bitget),
+};
+
 impl Exchange for Bitget {
     fn id(&self) -> &str {
-        "bitget"
+        INFO.id
     }
 
     fn reach(&self, req: &Request, inputs: &Inputs<'_>) -> Result<Reach> {

@@ -17,6 +17,11 @@ use super::encode::path_with_query;
 use super::{Context, Exchange, Inputs, Reach, Request, SignedRequest};
 use crate::error::Result;
 use crate::sign::{HmacAlg, Mac};
+use std::sync::Arc;
+
+use super::registry::{g, ExchangeInfo, SHA256};
+use super::{Binding, EndpointFrom};
+use crate::keys::SecretEncoding;
 
 /// BitMEX (id `bitmex`).
 #[derive(Clone, Copy, Debug, Default)]
@@ -33,9 +38,29 @@ const RULES: checks::Target = checks::Target {
 /// How long a signature the crate dates itself is valid, in seconds.
 const EXPIRES_IN_S: u64 = 60;
 
+/// The registry entry of `bitmex` (listed in [`super::ALL`]).
+pub(super) static INFO: ExchangeInfo = ExchangeInfo {
+    id: "bitmex",
+    key_family: "bitmex",
+    ccxt: &[],
+    encoding: SecretEncoding::Raw,
+    algorithms: SHA256,
+    asymmetric: false,
+    binding: Binding::REQUEST,
+    endpoint_from: EndpointFrom::Path,
+    owned: "api-expires (≤ TTL ahead), api-key",
+    hosts: &["www.bitmex.com"],
+    guarded: &[
+        g("/api/v1/user/requestWithdrawal"),
+        g("/api/v1/user/confirmWithdrawal"),
+        g("/api/v1/user/walletTransfer"),
+    ],
+    signer: || Arc::new(Bitmex),
+};
+
 impl Exchange for Bitmex {
     fn id(&self) -> &str {
-        "bitmex"
+        INFO.id
     }
 
     fn reach(&self, req: &Request, inputs: &Inputs<'_>) -> Result<Reach> {

@@ -31,6 +31,11 @@ use super::encode::uuid_v4;
 use super::{grammar, Context, Exchange, Inputs, Reach, Request, SignedRequest};
 use crate::error::Result;
 use crate::sign::{HmacAlg, Mac};
+use std::sync::Arc;
+
+use super::registry::{g, ExchangeInfo, SHA256};
+use super::{Binding, EndpointFrom};
+use crate::keys::SecretEncoding;
 
 /// Bitstamp v2 (id `bitstamp`).
 #[derive(Clone, Copy, Debug, Default)]
@@ -53,9 +58,30 @@ fn is_uuid(s: &str) -> bool {
         })
 }
 
+/// The registry entry of `bitstamp` (listed in [`super::ALL`]).
+pub(super) static INFO: ExchangeInfo = ExchangeInfo {
+    id: "bitstamp",
+    key_family: "bitstamp",
+    ccxt: &["bitstamp"],
+    encoding: SecretEncoding::Raw,
+    algorithms: SHA256,
+    asymmetric: false,
+    binding: Binding::REQUEST.with("host", true),
+    endpoint_from: EndpointFrom::Path,
+    owned: "X-Auth-Timestamp (±skew), X-Auth-Nonce (UUID), X-Auth, host",
+    hosts: &["www.bitstamp.net"],
+    guarded: &[
+        g("/api/v2/*_withdrawal"),
+        g("/api/v2/withdrawal/open"),
+        g("/api/v2/transfer-to-main"),
+        g("/api/v2/transfer-from-main"),
+    ],
+    signer: || Arc::new(Bitstamp),
+};
+
 impl Exchange for Bitstamp {
     fn id(&self) -> &str {
-        "bitstamp"
+        INFO.id
     }
 
     fn reach(&self, req: &Request, inputs: &Inputs<'_>) -> Result<Reach> {
@@ -64,7 +90,7 @@ impl Exchange for Bitstamp {
             req.method.as_deref().unwrap_or("POST"),
             &["GET", "POST"],
         )?;
-        let hosts = super::info(self.id()).map_or(&[][..], |i| i.hosts);
+        let hosts = INFO.hosts;
         inputs.host(req.host.as_deref().unwrap_or(DEFAULT_HOST), hosts)?;
         inputs.api_key(req.api_key.as_deref())?;
         let path = req.path.as_deref().unwrap_or("");

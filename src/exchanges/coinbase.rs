@@ -15,6 +15,11 @@ use super::encode::{base64, path_with_query};
 use super::{Context, Exchange, Inputs, Reach, Request, SignedRequest};
 use crate::error::Result;
 use crate::sign::{HmacAlg, Mac};
+use std::sync::Arc;
+
+use super::registry::{g, ExchangeInfo, SHA256};
+use super::{Binding, EndpointFrom};
+use crate::keys::SecretEncoding;
 
 /// Coinbase Exchange (id `coinbase-exchange`).
 #[derive(Clone, Copy, Debug, Default)]
@@ -28,9 +33,30 @@ const RULES: checks::Target = checks::Target {
     decoded_query: false,
 };
 
+/// The registry entry of `coinbase-exchange` (listed in [`super::ALL`]).
+pub(super) static INFO: ExchangeInfo = ExchangeInfo {
+    id: "coinbase-exchange",
+    key_family: "coinbase-exchange",
+    ccxt: &["coinbaseexchange"],
+    encoding: SecretEncoding::Base64,
+    algorithms: SHA256,
+    asymmetric: false,
+    binding: Binding::REQUEST,
+    endpoint_from: EndpointFrom::Path,
+    owned: "CB-ACCESS-TIMESTAMP (±skew), CB-ACCESS-KEY, CB-ACCESS-PASSPHRASE",
+    hosts: &["api.exchange.coinbase.com"],
+    guarded: &[
+        g("/withdrawals/crypto"),
+        g("/withdrawals/coinbase-account"),
+        g("/withdrawals/payment-method"),
+        g("/profiles/transfer"),
+    ],
+    signer: || Arc::new(CoinbaseExchange),
+};
+
 impl Exchange for CoinbaseExchange {
     fn id(&self) -> &str {
-        "coinbase-exchange"
+        INFO.id
     }
 
     fn reach(&self, req: &Request, inputs: &Inputs<'_>) -> Result<Reach> {

@@ -31,6 +31,11 @@ use super::{Context, Exchange, Inputs, Reach, Request, SignedRequest};
 use crate::error::{Error, Result};
 use crate::keys::KeyKind;
 use crate::sign::Mac;
+use std::sync::Arc;
+
+use super::registry::{g, ExchangeInfo};
+use super::{Binding, EndpointFrom};
+use crate::keys::SecretEncoding;
 
 /// The host the `uri` claim names when the request gives none.
 const DEFAULT_HOST: &str = "api.coinbase.com";
@@ -51,9 +56,36 @@ const RULES: checks::Target = checks::Target {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CoinbaseAdvanced;
 
+/// The registry entry of `coinbase-advanced` (listed in [`super::ALL`]).
+pub(super) static INFO: ExchangeInfo = ExchangeInfo {
+    id: "coinbase-advanced",
+    key_family: "coinbase-advanced",
+    ccxt: &[],
+    encoding: SecretEncoding::Base64,
+    algorithms: &[],
+    asymmetric: true,
+    binding: Binding {
+        method: true,
+        path: true,
+        host: true,
+        query: false,
+        body: false,
+        time: true,
+    },
+    endpoint_from: EndpointFrom::Path,
+    owned: "nbf/exp (±skew, ≤ TTL), kid (the CDP key name)",
+    hosts: &["api.coinbase.com"],
+    guarded: &[
+        g("/api/v3/brokerage/portfolios/move_funds"),
+        g("/v2/accounts/*/transactions"),
+        g("/v2/accounts/*/withdrawals"),
+    ],
+    signer: || Arc::new(CoinbaseAdvanced),
+};
+
 impl Exchange for CoinbaseAdvanced {
     fn id(&self) -> &str {
-        "coinbase-advanced"
+        INFO.id
     }
 
     fn reach(&self, req: &Request, inputs: &Inputs<'_>) -> Result<Reach> {
@@ -81,7 +113,7 @@ impl Exchange for CoinbaseAdvanced {
                 ));
             }
         }
-        let hosts = super::info(self.id()).map_or(&[][..], |i| i.hosts);
+        let hosts = INFO.hosts;
         inputs.host(req.host.as_deref().unwrap_or(DEFAULT_HOST), hosts)?;
         Ok(Reach::bound(method, path))
     }

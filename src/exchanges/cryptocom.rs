@@ -31,6 +31,11 @@ use serde_json::{Map, Value};
 use super::{grammar, Context, Exchange, Inputs, Reach, Request, SignedRequest};
 use crate::error::{Error, Result};
 use crate::sign::{HmacAlg, Mac};
+use std::sync::Arc;
+
+use super::registry::{g, ExchangeInfo, SHA256};
+use super::{Binding, EndpointFrom};
+use crate::keys::SecretEncoding;
 
 /// Crypto.com Exchange v1 (id `cryptocom`).
 #[derive(Clone, Copy, Debug, Default)]
@@ -105,9 +110,28 @@ fn check_params(inputs: &Inputs<'_>, obj: &Map<String, Value>, level: usize) -> 
     Ok(())
 }
 
+/// The registry entry of `cryptocom` (listed in [`super::ALL`]).
+pub(super) static INFO: ExchangeInfo = ExchangeInfo {
+    id: "cryptocom",
+    key_family: "cryptocom",
+    ccxt: &["cryptocom"],
+    encoding: SecretEncoding::Raw,
+    algorithms: SHA256,
+    asymmetric: false,
+    binding: Binding::REQUEST.with("path", false).with("query", false),
+    endpoint_from: EndpointFrom::BodyMember("method"),
+    owned: "nonce (±skew), api_key",
+    hosts: &["api.crypto.com"],
+    guarded: &[
+        g("**/private/create-withdrawal"),
+        g("**/private/create-subaccount-transfer"),
+    ],
+    signer: || Arc::new(CryptoCom),
+};
+
 impl Exchange for CryptoCom {
     fn id(&self) -> &str {
-        "cryptocom"
+        INFO.id
     }
 
     fn reach(&self, req: &Request, inputs: &Inputs<'_>) -> Result<Reach> {

@@ -29,6 +29,11 @@ use super::encode::path_with_query;
 use super::{grammar, Context, Exchange, Inputs, Reach, Request, SignedRequest};
 use crate::error::Result;
 use crate::sign::{HmacAlg, Mac};
+use std::sync::Arc;
+
+use super::registry::{g, ExchangeInfo, SHA256};
+use super::{Binding, EndpointFrom};
+use crate::keys::SecretEncoding;
 
 /// Deribit v2 (id `deribit`).
 #[derive(Clone, Copy, Debug, Default)]
@@ -54,9 +59,35 @@ fn check_nonce(inputs: &Inputs<'_>, nonce: &str) -> Result<()> {
     }
 }
 
+/// The registry entry of `deribit` (listed in [`super::ALL`]).
+pub(super) static INFO: ExchangeInfo = ExchangeInfo {
+    id: "deribit",
+    key_family: "deribit",
+    ccxt: &["deribit"],
+    encoding: SecretEncoding::Raw,
+    algorithms: SHA256,
+    asymmetric: false,
+    binding: Binding::REQUEST,
+    endpoint_from: EndpointFrom::Path,
+    owned: "ts (±skew), nonce, client id; the WebSocket form signs no data; every signature also opens a `public/auth` session (guarded)",
+    hosts: &["www.deribit.com"],
+    guarded: &[
+        // Every Deribit signature (HTTP or WebSocket) also verifies as a `public/auth`
+        // client signature, which opens a session with the key's full scope: guarded,
+        // lifted only by `allow_withdrawals` or an exact `GET /api/v2/public/auth` entry
+        // for a key whose Deribit scope has no wallet access.
+        g("/api/v2/public/auth"),
+        g("/api/v2/private/withdraw"),
+        g("/api/v2/private/submit_transfer_to_subaccount"),
+        g("/api/v2/private/submit_transfer_to_user"),
+        g("/api/v2/private/submit_transfer_between_subaccounts"),
+    ],
+    signer: || Arc::new(Deribit),
+};
+
 impl Exchange for Deribit {
     fn id(&self) -> &str {
-        "deribit"
+        INFO.id
     }
 
     fn reach(&self, req: &Request, inputs: &Inputs<'_>) -> Result<Reach> {

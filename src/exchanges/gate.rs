@@ -18,6 +18,11 @@ use super::encode::{percent_decode_bytes, sha512_hex};
 use super::{Context, Exchange, Inputs, Reach, Request, SignedRequest};
 use crate::error::Result;
 use crate::sign::{HmacAlg, Mac};
+use std::sync::Arc;
+
+use super::registry::{g, ExchangeInfo, SHA512};
+use super::{Binding, EndpointFrom};
+use crate::keys::SecretEncoding;
 
 /// Gate.io APIv4 (id `gate`).
 #[derive(Clone, Copy, Debug, Default)]
@@ -31,9 +36,31 @@ const RULES: checks::Target = checks::Target {
     decoded_query: true,
 };
 
+/// The registry entry of `gate` (listed in [`super::ALL`]).
+pub(super) static INFO: ExchangeInfo = ExchangeInfo {
+    id: "gate",
+    key_family: "gate",
+    ccxt: &["gate"],
+    encoding: SecretEncoding::Raw,
+    algorithms: SHA512,
+    asymmetric: false,
+    binding: Binding::REQUEST,
+    endpoint_from: EndpointFrom::Path,
+    owned: "Timestamp (±skew), KEY",
+    hosts: &["api.gateio.ws", "fx-api.gateio.ws"],
+    guarded: &[
+        g("/api/v4/withdrawals"),
+        g("/api/v4/withdrawals/push"),
+        g("/api/v4/wallet/transfers"),
+        g("/api/v4/wallet/sub_account_transfers"),
+        g("/api/v4/wallet/sub_account_to_sub_account"),
+    ],
+    signer: || Arc::new(Gate),
+};
+
 impl Exchange for Gate {
     fn id(&self) -> &str {
-        "gate"
+        INFO.id
     }
 
     fn reach(&self, req: &Request, inputs: &Inputs<'_>) -> Result<Reach> {

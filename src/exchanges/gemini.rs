@@ -22,6 +22,11 @@ use super::encode::base64;
 use super::{grammar, Context, Exchange, Inputs, Reach, Request, SignedRequest};
 use crate::error::{Error, Result};
 use crate::sign::{HmacAlg, Mac};
+use std::sync::Arc;
+
+use super::registry::{g, ExchangeInfo, SHA384};
+use super::{Binding, EndpointFrom};
+use crate::keys::SecretEncoding;
 
 /// Gemini (id `gemini`).
 #[derive(Clone, Copy, Debug, Default)]
@@ -47,9 +52,25 @@ fn endpoint<'p>(inputs: &Inputs<'_>, field: &str, value: &'p str) -> Result<&'p 
     })
 }
 
+/// The registry entry of `gemini` (listed in [`super::ALL`]).
+pub(super) static INFO: ExchangeInfo = ExchangeInfo {
+    id: "gemini",
+    key_family: "gemini",
+    ccxt: &["gemini"],
+    encoding: SecretEncoding::Raw,
+    algorithms: SHA384,
+    asymmetric: false,
+    binding: Binding::REQUEST.with("method", false).with("query", false),
+    endpoint_from: EndpointFrom::BodyMember("request"),
+    owned: "nonce (±skew), X-GEMINI-APIKEY",
+    hosts: &["api.gemini.com"],
+    guarded: &[g("/v1/withdraw/*"), g("/v1/account/transfer/*")],
+    signer: || Arc::new(Gemini),
+};
+
 impl Exchange for Gemini {
     fn id(&self) -> &str {
-        "gemini"
+        INFO.id
     }
 
     fn reach(&self, req: &Request, inputs: &Inputs<'_>) -> Result<Reach> {

@@ -22,6 +22,11 @@ use super::encode::{base64, iso8601_seconds, percent_decode, percent_encode, spl
 use super::{grammar, Context, Exchange, Inputs, Reach, Request, SignedRequest};
 use crate::error::Result;
 use crate::sign::{HmacAlg, Mac};
+use std::sync::Arc;
+
+use super::registry::{g, ExchangeInfo, SHA256};
+use super::{Binding, EndpointFrom};
+use crate::keys::SecretEncoding;
 
 /// HTX Signature V2 (id `htx`).
 #[derive(Clone, Copy, Debug, Default)]
@@ -68,9 +73,37 @@ fn check_timestamp(inputs: &Inputs<'_>, field: &str, value: &str) -> Result<Stri
     Ok(value.to_owned())
 }
 
+/// The registry entry of `htx` (listed in [`super::ALL`]).
+pub(super) static INFO: ExchangeInfo = ExchangeInfo {
+    id: "htx",
+    key_family: "htx",
+    ccxt: &["htx"],
+    encoding: SecretEncoding::Raw,
+    algorithms: SHA256,
+    asymmetric: false,
+    binding: Binding::REQUEST.with("host", true).with("body", false),
+    endpoint_from: EndpointFrom::Path,
+    owned: "Timestamp (±skew), AccessKeyId, host (documented hosts or test hosts)",
+    hosts: &[
+        "api.huobi.pro",
+        "api-aws.huobi.pro",
+        "api.htx.com",
+        "api.hbdm.com",
+    ],
+    guarded: &[
+        g("/v1/dw/withdraw/api/create"),
+        g("/v1/account/transfer"),
+        g("/v2/account/transfer"),
+        g("/v1/futures/transfer"),
+        g("/v1/subuser/transfer"),
+        g("/v2/point/transfer"),
+    ],
+    signer: || Arc::new(Htx),
+};
+
 impl Exchange for Htx {
     fn id(&self) -> &str {
-        "htx"
+        INFO.id
     }
 
     fn reach(&self, req: &Request, inputs: &Inputs<'_>) -> Result<Reach> {
@@ -79,7 +112,7 @@ impl Exchange for Htx {
             req.method.as_deref().unwrap_or("GET"),
             &["GET", "POST"],
         )?;
-        let hosts = super::info(self.id()).map_or(&[][..], |i| i.hosts);
+        let hosts = INFO.hosts;
         inputs.host(req.host.as_deref().unwrap_or(DEFAULT_HOST), hosts)?;
         let path = grammar::path(inputs, req.path.as_deref().unwrap_or(""), "/")?;
         let query = req.query.as_deref().unwrap_or("");

@@ -23,6 +23,11 @@ use super::encode::{base64, param, push_u64};
 use super::{grammar, Context, Exchange, Inputs, Reach, Request, SignedRequest};
 use crate::error::{Error, Result};
 use crate::sign::{HmacAlg, Mac};
+use std::sync::Arc;
+
+use super::registry::{g, ExchangeInfo, SHA512};
+use super::{Binding, EndpointFrom};
+use crate::keys::SecretEncoding;
 
 /// Kraken spot (id `kraken`).
 #[derive(Clone, Copy, Debug, Default)]
@@ -34,9 +39,29 @@ const PREFIX: &str = "/0/private/";
 /// Kraken API keys are base64 text.
 const API_KEY_EXTRA: &[u8] = b"+/=-_";
 
+/// The registry entry of `kraken` (listed in [`super::ALL`]).
+pub(super) static INFO: ExchangeInfo = ExchangeInfo {
+    id: "kraken",
+    key_family: "kraken",
+    ccxt: &["kraken"],
+    encoding: SecretEncoding::Base64,
+    algorithms: SHA512,
+    asymmetric: false,
+    binding: Binding::REQUEST.with("method", false).with("query", false),
+    endpoint_from: EndpointFrom::Path,
+    owned: "nonce (±skew), API-Key",
+    hosts: &["api.kraken.com"],
+    guarded: &[
+        g("/0/private/Withdraw"),
+        g("/0/private/WalletTransfer"),
+        g("/0/private/AccountTransfer"),
+    ],
+    signer: || Arc::new(Kraken),
+};
+
 impl Exchange for Kraken {
     fn id(&self) -> &str {
-        "kraken"
+        INFO.id
     }
 
     fn reach(&self, req: &Request, inputs: &Inputs<'_>) -> Result<Reach> {

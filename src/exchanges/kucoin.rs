@@ -21,6 +21,11 @@ use super::encode::{base64, path_with_query};
 use super::{Context, Exchange, Inputs, Reach, Request, SignedRequest};
 use crate::error::{Error, Result};
 use crate::sign::{HmacAlg, Mac};
+use std::sync::Arc;
+
+use super::registry::{g, ExchangeInfo, SHA256};
+use super::{Binding, EndpointFrom};
+use crate::keys::SecretEncoding;
 
 /// KuCoin (id `kucoin`).
 #[derive(Clone, Copy, Debug)]
@@ -62,9 +67,30 @@ const RECORD_IT: &str = "KuCoin v2/v3 keys send HMAC(secret, passphrase): the cr
                          the passphrase recorded with the key; record it with the key and leave \
                          it out of the request";
 
+/// The registry entry of `kucoin` (listed in [`super::ALL`]).
+pub(super) static INFO: ExchangeInfo = ExchangeInfo {
+    id: "kucoin",
+    key_family: "kucoin",
+    ccxt: &["kucoin", "kucoinfutures"],
+    encoding: SecretEncoding::Raw,
+    algorithms: SHA256,
+    asymmetric: false,
+    binding: Binding::REQUEST,
+    endpoint_from: EndpointFrom::Path,
+    owned: "KC-API-TIMESTAMP (±skew), KC-API-KEY, KC-API-PASSPHRASE (HMAC of the recorded passphrase only)",
+    hosts: &["api.kucoin.com", "api-futures.kucoin.com"],
+    guarded: &[
+        g("/api/*/withdrawals"),
+        g("/api/*/accounts/inner-transfer"),
+        g("/api/*/accounts/sub-transfer"),
+        g("/api/*/accounts/universal-transfer"),
+    ],
+    signer: || Arc::new(KuCoin::default()),
+};
+
 impl Exchange for KuCoin {
     fn id(&self) -> &str {
-        "kucoin"
+        INFO.id
     }
 
     fn reach(&self, req: &Request, inputs: &Inputs<'_>) -> Result<Reach> {

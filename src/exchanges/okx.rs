@@ -20,6 +20,11 @@ use super::encode::{base64, iso8601_millis};
 use super::{Context, Exchange, Inputs, Reach, Request, SignedRequest};
 use crate::error::Result;
 use crate::sign::{HmacAlg, Mac};
+use std::sync::Arc;
+
+use super::registry::{g, ExchangeInfo, SHA256};
+use super::{Binding, EndpointFrom};
+use crate::keys::SecretEncoding;
 
 /// OKX v5 (id `okx`).
 #[derive(Clone, Copy, Debug, Default)]
@@ -34,9 +39,31 @@ const RULES: checks::Target = checks::Target {
     decoded_query: false,
 };
 
+/// The registry entry of `okx` (listed in [`super::ALL`]).
+pub(super) static INFO: ExchangeInfo = ExchangeInfo {
+    id: "okx",
+    key_family: "okx",
+    ccxt: &["okx", "myokx"],
+    encoding: SecretEncoding::Raw,
+    algorithms: SHA256,
+    asymmetric: false,
+    binding: Binding::REQUEST,
+    endpoint_from: EndpointFrom::Path,
+    owned: "OK-ACCESS-TIMESTAMP (±skew), OK-ACCESS-KEY, OK-ACCESS-PASSPHRASE",
+    hosts: &["www.okx.com", "aws.okx.com"],
+    guarded: &[
+        g("/api/v5/asset/withdrawal"),
+        g("/api/v5/asset/withdrawal-lightning"),
+        g("/api/v5/asset/transfer"),
+        g("/api/v5/asset/subaccount/transfer"),
+        g("/api/v5/fiat/create-withdrawal"),
+    ],
+    signer: || Arc::new(Okx),
+};
+
 impl Exchange for Okx {
     fn id(&self) -> &str {
-        "okx"
+        INFO.id
     }
 
     fn reach(&self, req: &Request, inputs: &Inputs<'_>) -> Result<Reach> {
