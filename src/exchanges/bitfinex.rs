@@ -135,14 +135,13 @@ impl Exchange for Bitfinex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exchanges::reach_at;
     use crate::exchanges::refused_field as field;
-    use crate::exchanges::Limits;
 
     const NOW: u64 = 1_700_000_000_000;
 
     fn reach(req: &Request) -> Result<Reach> {
-        let limits = Limits::default();
-        Bitfinex.reach(req, &Inputs::new("bitfinex", NOW, &limits, None, None))
+        reach_at(&Bitfinex, NOW, req)
     }
 
     #[test]

@@ -121,14 +121,13 @@ impl Exchange for Bitget {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exchanges::reach_at;
     use crate::exchanges::refused_field as field;
-    use crate::exchanges::Limits;
 
     const NOW: u64 = 1_700_000_000_000;
 
     fn reach(req: &Request) -> Result<Reach> {
-        let limits = Limits::default();
-        Bitget.reach(req, &Inputs::new("bitget", NOW, &limits, None, None))
+        reach_at(&Bitget, NOW, req)
     }
 
     #[test]

@@ -134,14 +134,14 @@ impl Exchange for Bitmex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exchanges::reach_at;
     use crate::exchanges::refused_field as field;
-    use crate::exchanges::{FixedClock, FixedNonce, Limits, SoftKey};
+    use crate::exchanges::{FixedClock, FixedNonce, SoftKey};
 
     const NOW: u64 = 1_518_064_200_000;
 
     fn reach(req: &Request) -> Result<Reach> {
-        let limits = Limits::default();
-        Bitmex.reach(req, &Inputs::new("bitmex", NOW, &limits, None, None))
+        reach_at(&Bitmex, NOW, req)
     }
 
     #[test]

@@ -190,22 +190,24 @@ impl Exchange for Bitstamp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::Error;
+    use crate::exchanges::{expect_refused, reach_with, TEST_HOST};
     use crate::exchanges::{FixedClock, FixedNonce, Limits, SoftKey};
 
     const NOW: u64 = 1_700_000_000_000;
     const UUID: &str = "f93c979d-b00d-43a9-9b9c-fd4cd9547fa6";
 
     fn reach(req: &Request) -> Result<Reach> {
-        let limits = Limits::default().test_host("127.0.0.1:8443");
-        Bitstamp.reach(req, &Inputs::new("bitstamp", NOW, &limits, None, None))
+        reach_with(
+            &Bitstamp,
+            NOW,
+            &Limits::default().test_host(TEST_HOST),
+            None,
+            req,
+        )
     }
 
     fn refused(req: &Request, field: &str) {
-        match reach(req) {
-            Err(Error::RequestRefused { field: f, .. }) if f == field => {}
-            other => panic!("{req:?}: expected a refusal of `{field}`, got {other:?}"),
-        }
+        expect_refused(reach(req), req, field);
     }
 
     fn ok() -> Request {

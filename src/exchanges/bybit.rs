@@ -244,8 +244,7 @@ mod tests {
     const NOW: u64 = 1_700_000_000_000;
 
     fn reach_with(req: &Request, stored: Option<&str>) -> Result<Reach> {
-        let limits = Limits::default();
-        Bybit.reach(req, &Inputs::new("bybit", NOW, &limits, stored, None))
+        crate::exchanges::reach_with(&Bybit, NOW, &Limits::default(), stored, req)
     }
 
     fn get() -> Request {

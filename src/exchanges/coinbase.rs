@@ -133,17 +133,14 @@ fn decimal_seconds(inputs: &Inputs<'_>, value: &str) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exchanges::reach_at;
     use crate::exchanges::refused_field as field;
     use crate::exchanges::Limits;
 
     const NOW: u64 = 1_700_000_000_000;
 
     fn reach(req: &Request) -> Result<Reach> {
-        let limits = Limits::default();
-        CoinbaseExchange.reach(
-            req,
-            &Inputs::new("coinbase-exchange", NOW, &limits, None, None),
-        )
+        reach_at(&CoinbaseExchange, NOW, req)
     }
 
     #[test]

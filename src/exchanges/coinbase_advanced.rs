@@ -207,6 +207,7 @@ fn json_string(s: &str) -> Result<String> {
 mod tests {
     use super::*;
     use crate::exchanges::refused_field as field;
+    use crate::exchanges::{reach_with, Limits, TEST_HOST};
     use crate::exchanges::{FixedClock, FixedNonce};
     use crate::sign::Signature;
 
@@ -292,10 +293,12 @@ mod tests {
     const NOW: u64 = 1_700_000_000_000;
 
     fn reach(req: &Request) -> Result<Reach> {
-        let limits = crate::exchanges::Limits::default().test_host("127.0.0.1:8443");
-        CoinbaseAdvanced.reach(
+        reach_with(
+            &CoinbaseAdvanced,
+            NOW,
+            &Limits::default().test_host(TEST_HOST),
+            None,
             req,
-            &Inputs::new("coinbase-advanced", NOW, &limits, None, None),
         )
     }
 

@@ -219,21 +219,17 @@ fn client_id<'r>(req: &'r Request, mac: &dyn Mac) -> Cow<'r, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::Error;
-    use crate::exchanges::{FixedClock, FixedNonce, Limits, SoftKey};
+    use crate::exchanges::{expect_refused, reach_at};
+    use crate::exchanges::{FixedClock, FixedNonce, SoftKey};
 
     const NOW: u64 = 1_576_074_319_000;
 
     fn reach(req: &Request) -> Result<Reach> {
-        let limits = Limits::default();
-        Deribit.reach(req, &Inputs::new("deribit", NOW, &limits, None, None))
+        reach_at(&Deribit, NOW, req)
     }
 
     fn refused(req: &Request, field: &str) {
-        match reach(req) {
-            Err(Error::RequestRefused { field: f, .. }) if f == field => {}
-            other => panic!("{req:?}: expected a refusal of `{field}`, got {other:?}"),
-        }
+        expect_refused(reach(req), req, field);
     }
 
     #[test]

@@ -117,14 +117,13 @@ impl Exchange for Gate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exchanges::reach_at;
     use crate::exchanges::refused_field as field;
-    use crate::exchanges::Limits;
 
     const NOW: u64 = 1_541_993_715_000;
 
     fn reach(req: &Request) -> Result<Reach> {
-        let limits = Limits::default();
-        Gate.reach(req, &Inputs::new("gate", NOW, &limits, None, None))
+        reach_at(&Gate, NOW, req)
     }
 
     #[test]

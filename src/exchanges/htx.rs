@@ -234,22 +234,24 @@ impl Exchange for Htx {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::Error;
     use crate::exchanges::Limits;
+    use crate::exchanges::{expect_refused, reach_with, TEST_HOST};
 
     /// 2017-05-11T15:19:30Z.
     const NOW: u64 = 1_494_515_970_000;
 
     fn reach(req: &Request) -> Result<Reach> {
-        let limits = Limits::default().test_host("127.0.0.1:8443");
-        Htx.reach(req, &Inputs::new("htx", NOW, &limits, None, None))
+        reach_with(
+            &Htx,
+            NOW,
+            &Limits::default().test_host(TEST_HOST),
+            None,
+            req,
+        )
     }
 
     fn refused(req: &Request, field: &str) {
-        match reach(req) {
-            Err(Error::RequestRefused { field: f, .. }) if f == field => {}
-            other => panic!("{req:?}: expected a refusal of `{field}`, got {other:?}"),
-        }
+        expect_refused(reach(req), req, field);
     }
 
     fn ok() -> Request {

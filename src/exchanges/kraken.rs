@@ -215,6 +215,7 @@ fn api_sign(mac: &dyn Mac, path: &str, nonce: &str, body: &str) -> Result<String
 mod tests {
     use super::*;
     use crate::exchanges::SoftKey;
+    use crate::exchanges::{expect_refused, reach_at};
 
     const SOFT: SoftKey = SoftKey {
         exchange: "kraken",
@@ -224,15 +225,11 @@ mod tests {
     const NOW: u64 = 1_700_000_000_000;
 
     fn reach(req: &Request) -> Result<Reach> {
-        let limits = crate::exchanges::Limits::default();
-        Kraken.reach(req, &Inputs::new("kraken", NOW, &limits, None, None))
+        reach_at(&Kraken, NOW, req)
     }
 
     fn refused(req: &Request, field: &str) {
-        match reach(req) {
-            Err(Error::RequestRefused { field: f, .. }) if f == field => {}
-            other => panic!("{req:?}: expected a refusal of `{field}`, got {other:?}"),
-        }
+        expect_refused(reach(req), req, field);
     }
 
     #[test]

@@ -180,16 +180,10 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
+    use crate::exchanges::refused_field as field;
     use crate::exchanges::{FixedClock, FixedNonce, Limits, SoftKey};
 
     const NOW: u64 = 1_700_000_000_000;
-
-    fn field<T: std::fmt::Debug>(r: Result<T>) -> String {
-        match r {
-            Err(Error::RequestRefused { field, .. }) => field,
-            other => panic!("expected a refusal, got {other:?}"),
-        }
-    }
 
     /// A software key that records every message it MACs.
     struct Recording {

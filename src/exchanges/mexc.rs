@@ -346,8 +346,7 @@ mod tests {
     const NOW: u64 = 1_700_000_000_000;
 
     fn reach_with(ex: &dyn Exchange, req: &Request, stored: Option<&str>) -> Result<Reach> {
-        let limits = Limits::default();
-        ex.reach(req, &Inputs::new(ex.id(), NOW, &limits, stored, None))
+        crate::exchanges::reach_with(ex, NOW, &Limits::default(), stored, req)
     }
 
     #[test]

@@ -147,14 +147,14 @@ fn iso_timestamp(inputs: &Inputs<'_>, value: &str) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exchanges::reach_at;
     use crate::exchanges::refused_field as field;
     use crate::exchanges::{FixedClock, FixedNonce, Limits, Recorded, SoftKey};
 
     const NOW: u64 = 1_607_418_537_715; // 2020-12-08T09:08:57.715Z
 
     fn reach(req: &Request) -> Result<Reach> {
-        let limits = Limits::default();
-        Okx.reach(req, &Inputs::new("okx", NOW, &limits, None, None))
+        reach_at(&Okx, NOW, req)
     }
 
     #[test]

@@ -293,7 +293,7 @@ mod tests {
     fn key_families_are_ids_and_only_binance_shares_keys() {
         for e in ALL {
             assert!(info(e.key_family).is_some(), "{}", e.id);
-            assert_eq!(same_keys(e.id, e.id), true);
+            assert!(same_keys(e.id, e.id), "{}", e.id);
         }
         assert!(same_keys("binance-ws", "binance-usdm") && same_keys("binance", "binance-ws"));
         assert!(!same_keys("mexc", "mexc-futures") && !same_keys("binance", "mexc"));
