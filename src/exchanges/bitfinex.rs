@@ -17,15 +17,14 @@
 //! Bitfinex endpoint, and the shorter nonce is below every nonce the crate issues, so Bitfinex
 //! refuses it (`nonce: small`) for any key the crate has signed with.
 
-use super::checks;
-use super::{Context, Exchange, Inputs, Reach, Request, SignedRequest};
-use crate::error::Result;
-use crate::sign::{HmacAlg, Mac};
 use std::sync::Arc;
 
+use super::checks;
 use super::registry::{g, ExchangeInfo, SHA384};
-use super::{Binding, EndpointFrom};
+use super::{Binding, Context, EndpointFrom, Exchange, Inputs, Reach, Request, SignedRequest};
+use crate::error::Result;
 use crate::keys::SecretEncoding;
+use crate::sign::{HmacAlg, Mac};
 
 /// Bitfinex v2 (id `bitfinex`).
 #[derive(Clone, Copy, Debug, Default)]

@@ -14,16 +14,15 @@
 //! query, no body) and `POST` (JSON object body, no query); `/api/` paths of plain segments; a
 //! caller's timestamp in ms within the skew.
 
-use super::checks;
-use super::encode::{base64, percent_decode_bytes};
-use super::{Context, Exchange, Inputs, Reach, Request, SignedRequest};
-use crate::error::Result;
-use crate::sign::{HmacAlg, Mac};
 use std::sync::Arc;
 
+use super::checks;
+use super::encode::{base64, percent_decode_bytes};
 use super::registry::{g, ExchangeInfo, SHA256};
-use super::{Binding, EndpointFrom};
+use super::{Binding, Context, EndpointFrom, Exchange, Inputs, Reach, Request, SignedRequest};
+use crate::error::Result;
 use crate::keys::SecretEncoding;
+use crate::sign::{HmacAlg, Mac};
 
 /// Bitget v2 (id `bitget`).
 #[derive(Clone, Copy, Debug, Default)]

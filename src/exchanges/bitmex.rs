@@ -12,16 +12,15 @@
 //! The legacy `api-nonce` header is refused: BitMEX retired it, and a nonce-signed request
 //! never expires.
 
-use super::checks;
-use super::encode::path_with_query;
-use super::{Context, Exchange, Inputs, Reach, Request, SignedRequest};
-use crate::error::Result;
-use crate::sign::{HmacAlg, Mac};
 use std::sync::Arc;
 
+use super::checks;
+use super::encode::path_with_query;
 use super::registry::{g, ExchangeInfo, SHA256};
-use super::{Binding, EndpointFrom};
+use super::{Binding, Context, EndpointFrom, Exchange, Inputs, Reach, Request, SignedRequest};
+use crate::error::Result;
 use crate::keys::SecretEncoding;
+use crate::sign::{HmacAlg, Mac};
 
 /// BitMEX (id `bitmex`).
 #[derive(Clone, Copy, Debug, Default)]

@@ -26,16 +26,16 @@
 //! path itself contains one: every guarded path names a withdrawal or transfer).
 
 use std::borrow::Cow;
-
-use super::encode::uuid_v4;
-use super::{grammar, Context, Exchange, Inputs, Reach, Request, SignedRequest};
-use crate::error::Result;
-use crate::sign::{HmacAlg, Mac};
 use std::sync::Arc;
 
+use super::encode::uuid_v4;
 use super::registry::{g, ExchangeInfo, SHA256};
-use super::{Binding, EndpointFrom};
+use super::{
+    grammar, Binding, Context, EndpointFrom, Exchange, Inputs, Reach, Request, SignedRequest,
+};
+use crate::error::Result;
 use crate::keys::SecretEncoding;
+use crate::sign::{HmacAlg, Mac};
 
 /// Bitstamp v2 (id `bitstamp`).
 #[derive(Clone, Copy, Debug, Default)]

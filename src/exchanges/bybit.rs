@@ -28,15 +28,16 @@
 //! An API key is required (the exchange needs it, and without it the timestamp and the window
 //! run together).
 
-use super::{grammar, Context, Exchange, Inputs, Reach, Request, SignedRequest};
-use crate::error::{Error, Result};
-use crate::keys::KeyKind;
-use crate::sign::{HmacAlg, Mac};
 use std::sync::Arc;
 
 use super::registry::{gp, ExchangeInfo, Guarded, SHA256};
-use super::{Binding, EndpointFrom};
+use super::{
+    grammar, Binding, Context, EndpointFrom, Exchange, Inputs, Reach, Request, SignedRequest,
+};
+use crate::error::{Error, Result};
+use crate::keys::KeyKind;
 use crate::keys::SecretEncoding;
+use crate::sign::{HmacAlg, Mac};
 
 /// Bybit v5 (id `bybit`).
 #[derive(Clone, Copy, Debug, Default)]

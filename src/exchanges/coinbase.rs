@@ -10,16 +10,15 @@
 //! object body and no query (so the body begins with `{`, and a path cannot be continued in it);
 //! a caller's timestamp is `seconds[.fraction]` within the skew.
 
-use super::checks;
-use super::encode::{base64, path_with_query};
-use super::{Context, Exchange, Inputs, Reach, Request, SignedRequest};
-use crate::error::Result;
-use crate::sign::{HmacAlg, Mac};
 use std::sync::Arc;
 
+use super::checks;
+use super::encode::{base64, path_with_query};
 use super::registry::{g, ExchangeInfo, SHA256};
-use super::{Binding, EndpointFrom};
+use super::{Binding, Context, EndpointFrom, Exchange, Inputs, Reach, Request, SignedRequest};
+use crate::error::Result;
 use crate::keys::SecretEncoding;
+use crate::sign::{HmacAlg, Mac};
 
 /// Coinbase Exchange (id `coinbase-exchange`).
 #[derive(Clone, Copy, Debug, Default)]

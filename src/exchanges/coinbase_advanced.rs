@@ -24,18 +24,17 @@
 //! signed: whoever holds the JWT can send any at the signed method and path until it expires;
 //! they are still held to the exchange's grammar.
 
+use std::sync::Arc;
+
 use base64::Engine as _;
 
 use super::checks;
-use super::{Context, Exchange, Inputs, Reach, Request, SignedRequest};
+use super::registry::{g, ExchangeInfo};
+use super::{Binding, Context, EndpointFrom, Exchange, Inputs, Reach, Request, SignedRequest};
 use crate::error::{Error, Result};
 use crate::keys::KeyKind;
-use crate::sign::Mac;
-use std::sync::Arc;
-
-use super::registry::{g, ExchangeInfo};
-use super::{Binding, EndpointFrom};
 use crate::keys::SecretEncoding;
+use crate::sign::Mac;
 
 /// The host the `uri` claim names when the request gives none.
 const DEFAULT_HOST: &str = "api.coinbase.com";

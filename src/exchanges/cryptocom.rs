@@ -26,16 +26,17 @@
 //! JSON text after parsing (`1.50` becomes `1.5`, as ccxt writes it): a number written another
 //! way gives a signature the exchange rejects, never one it accepts for something else.
 
-use serde_json::{Map, Value};
-
-use super::{grammar, Context, Exchange, Inputs, Reach, Request, SignedRequest};
-use crate::error::{Error, Result};
-use crate::sign::{HmacAlg, Mac};
 use std::sync::Arc;
 
+use serde_json::{Map, Value};
+
 use super::registry::{g, ExchangeInfo, SHA256};
-use super::{Binding, EndpointFrom};
+use super::{
+    grammar, Binding, Context, EndpointFrom, Exchange, Inputs, Reach, Request, SignedRequest,
+};
+use crate::error::{Error, Result};
 use crate::keys::SecretEncoding;
+use crate::sign::{HmacAlg, Mac};
 
 /// Crypto.com Exchange v1 (id `cryptocom`).
 #[derive(Clone, Copy, Debug, Default)]

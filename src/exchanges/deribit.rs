@@ -24,16 +24,16 @@
 //! key's scope. Only the key's scope at Deribit limits that (see the crate's guard-rail docs).
 
 use std::borrow::Cow;
-
-use super::encode::path_with_query;
-use super::{grammar, Context, Exchange, Inputs, Reach, Request, SignedRequest};
-use crate::error::Result;
-use crate::sign::{HmacAlg, Mac};
 use std::sync::Arc;
 
+use super::encode::path_with_query;
 use super::registry::{g, ExchangeInfo, SHA256};
-use super::{Binding, EndpointFrom};
+use super::{
+    grammar, Binding, Context, EndpointFrom, Exchange, Inputs, Reach, Request, SignedRequest,
+};
+use crate::error::Result;
 use crate::keys::SecretEncoding;
+use crate::sign::{HmacAlg, Mac};
 
 /// Deribit v2 (id `deribit`).
 #[derive(Clone, Copy, Debug, Default)]

@@ -13,16 +13,15 @@
 //! query Gate verifies has the parameters that were sent; the body is a JSON object or array
 //! (no body on `GET`); a caller's timestamp is seconds within the skew.
 
-use super::checks;
-use super::encode::{percent_decode_bytes, sha512_hex};
-use super::{Context, Exchange, Inputs, Reach, Request, SignedRequest};
-use crate::error::Result;
-use crate::sign::{HmacAlg, Mac};
 use std::sync::Arc;
 
+use super::checks;
+use super::encode::{percent_decode_bytes, sha512_hex};
 use super::registry::{g, ExchangeInfo, SHA512};
-use super::{Binding, EndpointFrom};
+use super::{Binding, Context, EndpointFrom, Exchange, Inputs, Reach, Request, SignedRequest};
+use crate::error::Result;
 use crate::keys::SecretEncoding;
+use crate::sign::{HmacAlg, Mac};
 
 /// Gate.io APIv4 (id `gate`).
 #[derive(Clone, Copy, Debug, Default)]

@@ -15,18 +15,18 @@
 //! and the query are not signed: `POST` only, no query.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use serde_json::Value;
 
 use super::encode::base64;
-use super::{grammar, Context, Exchange, Inputs, Reach, Request, SignedRequest};
-use crate::error::{Error, Result};
-use crate::sign::{HmacAlg, Mac};
-use std::sync::Arc;
-
 use super::registry::{g, ExchangeInfo, SHA384};
-use super::{Binding, EndpointFrom};
+use super::{
+    grammar, Binding, Context, EndpointFrom, Exchange, Inputs, Reach, Request, SignedRequest,
+};
+use crate::error::{Error, Result};
 use crate::keys::SecretEncoding;
+use crate::sign::{HmacAlg, Mac};
 
 /// Gemini (id `gemini`).
 #[derive(Clone, Copy, Debug, Default)]

@@ -18,15 +18,16 @@
 //! A POST body, when given, must be a JSON object (it is not signed: whoever holds the
 //! signature can send any body to the signed endpoint).
 
-use super::encode::{base64, iso8601_seconds, percent_decode, percent_encode, split_query};
-use super::{grammar, Context, Exchange, Inputs, Reach, Request, SignedRequest};
-use crate::error::Result;
-use crate::sign::{HmacAlg, Mac};
 use std::sync::Arc;
 
+use super::encode::{base64, iso8601_seconds, percent_decode, percent_encode, split_query};
 use super::registry::{g, ExchangeInfo, SHA256};
-use super::{Binding, EndpointFrom};
+use super::{
+    grammar, Binding, Context, EndpointFrom, Exchange, Inputs, Reach, Request, SignedRequest,
+};
+use crate::error::Result;
 use crate::keys::SecretEncoding;
+use crate::sign::{HmacAlg, Mac};
 
 /// HTX Signature V2 (id `htx`).
 #[derive(Clone, Copy, Debug, Default)]

@@ -15,19 +15,19 @@
 //! nonce space for everyone). The nonce field and the body's nonce must agree.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use serde_json::Value;
 use sha2::Digest as _;
 
 use super::encode::{base64, param, push_u64};
-use super::{grammar, Context, Exchange, Inputs, Reach, Request, SignedRequest};
-use crate::error::{Error, Result};
-use crate::sign::{HmacAlg, Mac};
-use std::sync::Arc;
-
 use super::registry::{g, ExchangeInfo, SHA512};
-use super::{Binding, EndpointFrom};
+use super::{
+    grammar, Binding, Context, EndpointFrom, Exchange, Inputs, Reach, Request, SignedRequest,
+};
+use crate::error::{Error, Result};
 use crate::keys::SecretEncoding;
+use crate::sign::{HmacAlg, Mac};
 
 /// Kraken spot (id `kraken`).
 #[derive(Clone, Copy, Debug, Default)]

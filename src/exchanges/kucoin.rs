@@ -15,17 +15,15 @@
 //! segments; a caller's timestamp in ms within the skew.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use super::checks;
 use super::encode::{base64, path_with_query};
-use super::{Context, Exchange, Inputs, Reach, Request, SignedRequest};
-use crate::error::{Error, Result};
-use crate::sign::{HmacAlg, Mac};
-use std::sync::Arc;
-
 use super::registry::{g, ExchangeInfo, SHA256};
-use super::{Binding, EndpointFrom};
+use super::{Binding, Context, EndpointFrom, Exchange, Inputs, Reach, Request, SignedRequest};
+use crate::error::{Error, Result};
 use crate::keys::SecretEncoding;
+use crate::sign::{HmacAlg, Mac};
 
 /// KuCoin (id `kucoin`).
 #[derive(Clone, Copy, Debug)]

@@ -27,15 +27,16 @@
 //!   which would run into `Request-Time`, nor hold a run of 10 or more digits (a key cut before
 //!   them reads them as `Request-Time`).
 
-use super::binance::{self, rest_reach, RestRules};
-use super::{grammar, Context, Exchange, Inputs, Reach, Request, SignedRequest};
-use crate::error::Result;
-use crate::sign::{HmacAlg, Mac};
 use std::sync::Arc;
 
+use super::binance::{self, rest_reach, RestRules};
 use super::registry::{gp, ExchangeInfo, Guarded, SHA256};
-use super::{Binding, EndpointFrom};
+use super::{
+    grammar, Binding, Context, EndpointFrom, Exchange, Inputs, Reach, Request, SignedRequest,
+};
+use crate::error::Result;
 use crate::keys::SecretEncoding;
+use crate::sign::{HmacAlg, Mac};
 
 /// MEXC spot v3 (id `mexc`).
 #[derive(Clone, Copy, Debug, Default)]

@@ -14,17 +14,15 @@
 //! exact ISO form within the allowed skew of the crate's clock.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use super::checks;
 use super::encode::{base64, iso8601_millis};
-use super::{Context, Exchange, Inputs, Reach, Request, SignedRequest};
-use crate::error::Result;
-use crate::sign::{HmacAlg, Mac};
-use std::sync::Arc;
-
 use super::registry::{g, ExchangeInfo, SHA256};
-use super::{Binding, EndpointFrom};
+use super::{Binding, Context, EndpointFrom, Exchange, Inputs, Reach, Request, SignedRequest};
+use crate::error::Result;
 use crate::keys::SecretEncoding;
+use crate::sign::{HmacAlg, Mac};
 
 /// OKX v5 (id `okx`).
 #[derive(Clone, Copy, Debug, Default)]
