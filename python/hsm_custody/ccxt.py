@@ -233,7 +233,11 @@ _MEXC_SPOT = _Scheme("mexc", _binance_like("X-MEXC-APIKEY"))
 _MEXC_FUTURES = _Scheme("mexc-futures", _from_headers(timestamp="Request-Time", api_key="ApiKey"))
 
 #: ccxt exchange id -> the crate's scheme (a function of ccxt's ``api`` argument where one ccxt
-#: class covers several of the crate's ids).
+#: class covers several of the crate's ids). Kept in step with the crate's exchange registry (the
+#: ``ccxt`` ids of each entry in ``src/exchanges/``): the Rust unit test
+#: ``the_python_ccxt_table_matches_the_registry`` reads this table (one ``"ccxt-id": ...`` entry
+#: per line at this indentation, ``_Scheme("crate-id", ...)`` directly or through a module-level
+#: ``_NAME = _Scheme(...)``) and fails when the two differ.
 _SCHEMES: Dict[str, Union[_Scheme, Callable[[Any], Optional[_Scheme]]]] = {
     "binance": _BINANCE,
     "binanceusdm": _Scheme("binance-usdm", _binance_like("X-MBX-APIKEY")),

@@ -394,9 +394,16 @@ def adapter_checks(agent: Any) -> List[Tuple[str, bool]]:
     policy, in the agent), and the secret staying in the instance."""
     import ccxt
     from hsm_custody import PolicyDenied
-    from hsm_custody.ccxt import PLACEHOLDER_SECRET, UnsupportedExchange, wrap
+    from hsm_custody.ccxt import (EXCHANGE_IDS, PLACEHOLDER_SECRET, UnsupportedExchange,
+                                  agent_exchange_id, wrap)
 
     out: List[Tuple[str, bool]] = []
+    # The adapter's table is checked against the crate's registry by a Rust unit test
+    # (`the_python_ccxt_table_matches_the_registry`); here, every ccxt id it signs is compared.
+    venues = {v.ccxt_id: v.agent_id for v in VENUES}
+    out.append(("every ccxt id of `EXCHANGE_IDS` has a venue here, as the adapter's crate id",
+                sorted(venues) == sorted(EXCHANGE_IDS)
+                and all(agent_exchange_id(c) == a for c, a in venues.items())))
     try:
         wrap(ccxt.bitso({"apiKey": "k", "secret": "s"}), key="oracle-bitso", agent=agent)
         out.append(("`wrap(ccxt.bitso(...))` without `raw=True` raises UnsupportedExchange", False))

@@ -17,18 +17,43 @@
 //! Bitfinex endpoint, and the shorter nonce is below every nonce the crate issues, so Bitfinex
 //! refuses it (`nonce: small`) for any key the crate has signed with.
 
+use std::sync::Arc;
+
 use super::checks;
-use super::{Context, Exchange, Inputs, Reach, Request, SignedRequest};
+use super::registry::{g, ExchangeInfo, SHA384};
+use super::{Binding, Context, EndpointFrom, Exchange, Inputs, Reach, Request, SignedRequest};
 use crate::error::Result;
+use crate::keys::SecretEncoding;
 use crate::sign::{HmacAlg, Mac};
 
 /// Bitfinex v2 (id `bitfinex`).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Bitfinex;
 
+/// The registry entry of `bitfinex` (listed in [`super::ALL`]).
+pub(super) static INFO: ExchangeInfo = ExchangeInfo {
+    id: "bitfinex",
+    key_family: "bitfinex",
+    ccxt: &["bitfinex"],
+    encoding: SecretEncoding::Raw,
+    algorithms: SHA384,
+    asymmetric: false,
+    binding: Binding::REQUEST.with("method", false).with("query", false),
+    endpoint_from: EndpointFrom::Path,
+    owned: "bfx-nonce (±skew), bfx-apikey",
+    hosts: &["api.bitfinex.com"],
+    guarded: &[
+        g("/v2/auth/w/withdraw"),
+        g("/v2/auth/w/transfer"),
+        g("/v1/withdraw"),
+        g("/v1/transfer"),
+    ],
+    signer: || Arc::new(Bitfinex),
+};
+
 impl Exchange for Bitfinex {
     fn id(&self) -> &str {
-        "bitfinex"
+        INFO.id
     }
 
     fn reach(&self, req: &Request, inputs: &Inputs<'_>) -> Result<Reach> {
@@ -109,14 +134,13 @@ impl Exchange for Bitfinex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exchanges::reach_at;
     use crate::exchanges::refused_field as field;
-    use crate::exchanges::Limits;
 
     const NOW: u64 = 1_700_000_000_000;
 
     fn reach(req: &Request) -> Result<Reach> {
-        let limits = Limits::default();
-        Bitfinex.reach(req, &Inputs::new("bitfinex", NOW, &limits, None, None))
+        reach_at(&Bitfinex, NOW, req)
     }
 
     #[test]

@@ -14,10 +14,14 @@
 //! query, no body) and `POST` (JSON object body, no query); `/api/` paths of plain segments; a
 //! caller's timestamp in ms within the skew.
 
+use std::sync::Arc;
+
 use super::checks;
 use super::encode::{base64, percent_decode_bytes};
-use super::{Context, Exchange, Inputs, Reach, Request, SignedRequest};
+use super::registry::{g, ExchangeInfo, SHA256};
+use super::{Binding, Context, EndpointFrom, Exchange, Inputs, Reach, Request, SignedRequest};
 use crate::error::Result;
+use crate::keys::SecretEncoding;
 use crate::sign::{HmacAlg, Mac};
 
 /// Bitget v2 (id `bitget`).
@@ -32,9 +36,31 @@ const RULES: checks::Target = checks::Target {
     decoded_query: true,
 };
 
+/// The registry entry of `bitget` (listed in [`super::ALL`]).
+pub(super) static INFO: ExchangeInfo = ExchangeInfo {
+    id: "bitget",
+    key_family: "bitget",
+    ccxt: &["bitget"],
+    encoding: SecretEncoding::Raw,
+    algorithms: SHA256,
+    asymmetric: false,
+    binding: Binding::REQUEST,
+    endpoint_from: EndpointFrom::Path,
+    owned: "ACCESS-TIMESTAMP (±skew), ACCESS-KEY, ACCESS-PASSPHRASE",
+    hosts: &["api.bitget.com"],
+    guarded: &[
+        g("/api/v2/spot/wallet/withdrawal"),
+        g("/api/v2/spot/wallet/transfer"),
+        g("/api/v2/spot/wallet/subaccount-transfer"),
+        g("/api/spot/v1/wallet/withdrawal*"),
+        g("/api/spot/v1/wallet/transfer*"),
+    ],
+    signer: || Arc::new(Bitget),
+};
+
 impl Exchange for Bitget {
     fn id(&self) -> &str {
-        "bitget"
+        INFO.id
     }
 
     fn reach(&self, req: &Request, inputs: &Inputs<'_>) -> Result<Reach> {
@@ -94,14 +120,13 @@ impl Exchange for Bitget {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exchanges::reach_at;
     use crate::exchanges::refused_field as field;
-    use crate::exchanges::Limits;
 
     const NOW: u64 = 1_700_000_000_000;
 
     fn reach(req: &Request) -> Result<Reach> {
-        let limits = Limits::default();
-        Bitget.reach(req, &Inputs::new("bitget", NOW, &limits, None, None))
+        reach_at(&Bitget, NOW, req)
     }
 
     #[test]

@@ -12,10 +12,14 @@
 //! The legacy `api-nonce` header is refused: BitMEX retired it, and a nonce-signed request
 //! never expires.
 
+use std::sync::Arc;
+
 use super::checks;
 use super::encode::path_with_query;
-use super::{Context, Exchange, Inputs, Reach, Request, SignedRequest};
+use super::registry::{g, ExchangeInfo, SHA256};
+use super::{Binding, Context, EndpointFrom, Exchange, Inputs, Reach, Request, SignedRequest};
 use crate::error::Result;
+use crate::keys::SecretEncoding;
 use crate::sign::{HmacAlg, Mac};
 
 /// BitMEX (id `bitmex`).
@@ -33,9 +37,29 @@ const RULES: checks::Target = checks::Target {
 /// How long a signature the crate dates itself is valid, in seconds.
 const EXPIRES_IN_S: u64 = 60;
 
+/// The registry entry of `bitmex` (listed in [`super::ALL`]).
+pub(super) static INFO: ExchangeInfo = ExchangeInfo {
+    id: "bitmex",
+    key_family: "bitmex",
+    ccxt: &[],
+    encoding: SecretEncoding::Raw,
+    algorithms: SHA256,
+    asymmetric: false,
+    binding: Binding::REQUEST,
+    endpoint_from: EndpointFrom::Path,
+    owned: "api-expires (≤ TTL ahead), api-key",
+    hosts: &["www.bitmex.com"],
+    guarded: &[
+        g("/api/v1/user/requestWithdrawal"),
+        g("/api/v1/user/confirmWithdrawal"),
+        g("/api/v1/user/walletTransfer"),
+    ],
+    signer: || Arc::new(Bitmex),
+};
+
 impl Exchange for Bitmex {
     fn id(&self) -> &str {
-        "bitmex"
+        INFO.id
     }
 
     fn reach(&self, req: &Request, inputs: &Inputs<'_>) -> Result<Reach> {
@@ -109,14 +133,14 @@ impl Exchange for Bitmex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exchanges::reach_at;
     use crate::exchanges::refused_field as field;
-    use crate::exchanges::{FixedClock, FixedNonce, Limits, SoftKey};
+    use crate::exchanges::{FixedClock, FixedNonce, SoftKey};
 
     const NOW: u64 = 1_518_064_200_000;
 
     fn reach(req: &Request) -> Result<Reach> {
-        let limits = Limits::default();
-        Bitmex.reach(req, &Inputs::new("bitmex", NOW, &limits, None, None))
+        reach_at(&Bitmex, NOW, req)
     }
 
     #[test]

@@ -26,10 +26,15 @@
 //! path itself contains one: every guarded path names a withdrawal or transfer).
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use super::encode::uuid_v4;
-use super::{grammar, Context, Exchange, Inputs, Reach, Request, SignedRequest};
+use super::registry::{g, ExchangeInfo, SHA256};
+use super::{
+    grammar, Binding, Context, EndpointFrom, Exchange, Inputs, Reach, Request, SignedRequest,
+};
 use crate::error::Result;
+use crate::keys::SecretEncoding;
 use crate::sign::{HmacAlg, Mac};
 
 /// Bitstamp v2 (id `bitstamp`).
@@ -53,9 +58,30 @@ fn is_uuid(s: &str) -> bool {
         })
 }
 
+/// The registry entry of `bitstamp` (listed in [`super::ALL`]).
+pub(super) static INFO: ExchangeInfo = ExchangeInfo {
+    id: "bitstamp",
+    key_family: "bitstamp",
+    ccxt: &["bitstamp"],
+    encoding: SecretEncoding::Raw,
+    algorithms: SHA256,
+    asymmetric: false,
+    binding: Binding::REQUEST.with("host", true),
+    endpoint_from: EndpointFrom::Path,
+    owned: "X-Auth-Timestamp (±skew), X-Auth-Nonce (UUID), X-Auth, host",
+    hosts: &["www.bitstamp.net"],
+    guarded: &[
+        g("/api/v2/*_withdrawal"),
+        g("/api/v2/withdrawal/open"),
+        g("/api/v2/transfer-to-main"),
+        g("/api/v2/transfer-from-main"),
+    ],
+    signer: || Arc::new(Bitstamp),
+};
+
 impl Exchange for Bitstamp {
     fn id(&self) -> &str {
-        "bitstamp"
+        INFO.id
     }
 
     fn reach(&self, req: &Request, inputs: &Inputs<'_>) -> Result<Reach> {
@@ -64,7 +90,7 @@ impl Exchange for Bitstamp {
             req.method.as_deref().unwrap_or("POST"),
             &["GET", "POST"],
         )?;
-        let hosts = super::info(self.id()).map_or(&[][..], |i| i.hosts);
+        let hosts = INFO.hosts;
         inputs.host(req.host.as_deref().unwrap_or(DEFAULT_HOST), hosts)?;
         inputs.api_key(req.api_key.as_deref())?;
         let path = req.path.as_deref().unwrap_or("");
@@ -164,22 +190,24 @@ impl Exchange for Bitstamp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::Error;
+    use crate::exchanges::{expect_refused, reach_with, TEST_HOST};
     use crate::exchanges::{FixedClock, FixedNonce, Limits, SoftKey};
 
     const NOW: u64 = 1_700_000_000_000;
     const UUID: &str = "f93c979d-b00d-43a9-9b9c-fd4cd9547fa6";
 
     fn reach(req: &Request) -> Result<Reach> {
-        let limits = Limits::default().test_host("127.0.0.1:8443");
-        Bitstamp.reach(req, &Inputs::new("bitstamp", NOW, &limits, None, None))
+        reach_with(
+            &Bitstamp,
+            NOW,
+            &Limits::default().test_host(TEST_HOST),
+            None,
+            req,
+        )
     }
 
     fn refused(req: &Request, field: &str) {
-        match reach(req) {
-            Err(Error::RequestRefused { field: f, .. }) if f == field => {}
-            other => panic!("{req:?}: expected a refusal of `{field}`, got {other:?}"),
-        }
+        expect_refused(reach(req), req, field);
     }
 
     fn ok() -> Request {

@@ -28,18 +28,73 @@
 //! An API key is required (the exchange needs it, and without it the timestamp and the window
 //! run together).
 
-use super::{grammar, Context, Exchange, Inputs, Reach, Request, SignedRequest};
+use std::sync::Arc;
+
+use super::registry::{gp, ExchangeInfo, Guarded, SHA256};
+use super::{
+    grammar, Binding, Context, EndpointFrom, Exchange, Inputs, Reach, Request, SignedRequest,
+};
 use crate::error::{Error, Result};
 use crate::keys::KeyKind;
+use crate::keys::SecretEncoding;
 use crate::sign::{HmacAlg, Mac};
 
 /// Bybit v5 (id `bybit`).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Bybit;
 
+const BYBIT_GUARDED: &[Guarded] = &[
+    gp(
+        "/v5/asset/withdraw/create",
+        &["coin", "chain", "address", "amount"],
+    ),
+    gp(
+        "/v5/asset/transfer/inter-transfer",
+        &[
+            "transferId",
+            "coin",
+            "amount",
+            "fromAccountType",
+            "toAccountType",
+        ],
+    ),
+    gp(
+        "/v5/asset/transfer/universal-transfer",
+        &[
+            "transferId",
+            "coin",
+            "amount",
+            "fromMemberId",
+            "toMemberId",
+            "fromAccountType",
+            "toAccountType",
+        ],
+    ),
+    gp(
+        "/v5/asset/transfer/save-transfer-sub-member",
+        &["subMemberIds", "transferable"],
+    ),
+];
+
+/// The registry entry of `bybit` (listed in [`super::ALL`]).
+pub(super) static INFO: ExchangeInfo = ExchangeInfo {
+    id: "bybit",
+    key_family: "bybit",
+    ccxt: &["bybit"],
+    encoding: SecretEncoding::Raw,
+    algorithms: SHA256,
+    asymmetric: true,
+    binding: Binding::PARAMS,
+    endpoint_from: EndpointFrom::Params,
+    owned: "X-BAPI-TIMESTAMP (±skew), X-BAPI-RECV-WINDOW (≤ TTL), X-BAPI-API-KEY",
+    hosts: &["api.bybit.com", "api.bytick.com"],
+    guarded: BYBIT_GUARDED,
+    signer: || Arc::new(Bybit),
+};
+
 impl Exchange for Bybit {
     fn id(&self) -> &str {
-        "bybit"
+        INFO.id
     }
 
     fn reach(&self, req: &Request, inputs: &Inputs<'_>) -> Result<Reach> {
@@ -167,7 +222,7 @@ fn bybit_reach(req: &Request, inputs: &Inputs<'_>) -> Result<Reach> {
         ));
     }
     if let Some(host) = &req.host {
-        inputs.host(host, super::info("bybit").map_or(&[], |i| i.hosts))?;
+        inputs.host(host, INFO.hosts)?;
     }
     for (field, value) in [
         ("nonce", &req.nonce),
@@ -190,8 +245,7 @@ mod tests {
     const NOW: u64 = 1_700_000_000_000;
 
     fn reach_with(req: &Request, stored: Option<&str>) -> Result<Reach> {
-        let limits = Limits::default();
-        Bybit.reach(req, &Inputs::new("bybit", NOW, &limits, stored, None))
+        crate::exchanges::reach_with(&Bybit, NOW, &Limits::default(), stored, req)
     }
 
     fn get() -> Request {

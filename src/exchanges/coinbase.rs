@@ -10,10 +10,14 @@
 //! object body and no query (so the body begins with `{`, and a path cannot be continued in it);
 //! a caller's timestamp is `seconds[.fraction]` within the skew.
 
+use std::sync::Arc;
+
 use super::checks;
 use super::encode::{base64, path_with_query};
-use super::{Context, Exchange, Inputs, Reach, Request, SignedRequest};
+use super::registry::{g, ExchangeInfo, SHA256};
+use super::{Binding, Context, EndpointFrom, Exchange, Inputs, Reach, Request, SignedRequest};
 use crate::error::Result;
+use crate::keys::SecretEncoding;
 use crate::sign::{HmacAlg, Mac};
 
 /// Coinbase Exchange (id `coinbase-exchange`).
@@ -28,9 +32,30 @@ const RULES: checks::Target = checks::Target {
     decoded_query: false,
 };
 
+/// The registry entry of `coinbase-exchange` (listed in [`super::ALL`]).
+pub(super) static INFO: ExchangeInfo = ExchangeInfo {
+    id: "coinbase-exchange",
+    key_family: "coinbase-exchange",
+    ccxt: &["coinbaseexchange"],
+    encoding: SecretEncoding::Base64,
+    algorithms: SHA256,
+    asymmetric: false,
+    binding: Binding::REQUEST,
+    endpoint_from: EndpointFrom::Path,
+    owned: "CB-ACCESS-TIMESTAMP (±skew), CB-ACCESS-KEY, CB-ACCESS-PASSPHRASE",
+    hosts: &["api.exchange.coinbase.com"],
+    guarded: &[
+        g("/withdrawals/crypto"),
+        g("/withdrawals/coinbase-account"),
+        g("/withdrawals/payment-method"),
+        g("/profiles/transfer"),
+    ],
+    signer: || Arc::new(CoinbaseExchange),
+};
+
 impl Exchange for CoinbaseExchange {
     fn id(&self) -> &str {
-        "coinbase-exchange"
+        INFO.id
     }
 
     fn reach(&self, req: &Request, inputs: &Inputs<'_>) -> Result<Reach> {
@@ -107,17 +132,14 @@ fn decimal_seconds(inputs: &Inputs<'_>, value: &str) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exchanges::reach_at;
     use crate::exchanges::refused_field as field;
     use crate::exchanges::Limits;
 
     const NOW: u64 = 1_700_000_000_000;
 
     fn reach(req: &Request) -> Result<Reach> {
-        let limits = Limits::default();
-        CoinbaseExchange.reach(
-            req,
-            &Inputs::new("coinbase-exchange", NOW, &limits, None, None),
-        )
+        reach_at(&CoinbaseExchange, NOW, req)
     }
 
     #[test]

@@ -24,12 +24,16 @@
 //! signed: whoever holds the JWT can send any at the signed method and path until it expires;
 //! they are still held to the exchange's grammar.
 
+use std::sync::Arc;
+
 use base64::Engine as _;
 
 use super::checks;
-use super::{Context, Exchange, Inputs, Reach, Request, SignedRequest};
+use super::registry::{g, ExchangeInfo};
+use super::{Binding, Context, EndpointFrom, Exchange, Inputs, Reach, Request, SignedRequest};
 use crate::error::{Error, Result};
 use crate::keys::KeyKind;
+use crate::keys::SecretEncoding;
 use crate::sign::Mac;
 
 /// The host the `uri` claim names when the request gives none.
@@ -51,9 +55,36 @@ const RULES: checks::Target = checks::Target {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CoinbaseAdvanced;
 
+/// The registry entry of `coinbase-advanced` (listed in [`super::ALL`]).
+pub(super) static INFO: ExchangeInfo = ExchangeInfo {
+    id: "coinbase-advanced",
+    key_family: "coinbase-advanced",
+    ccxt: &[],
+    encoding: SecretEncoding::Base64,
+    algorithms: &[],
+    asymmetric: true,
+    binding: Binding {
+        method: true,
+        path: true,
+        host: true,
+        query: false,
+        body: false,
+        time: true,
+    },
+    endpoint_from: EndpointFrom::Path,
+    owned: "nbf/exp (±skew, ≤ TTL), kid (the CDP key name)",
+    hosts: &["api.coinbase.com"],
+    guarded: &[
+        g("/api/v3/brokerage/portfolios/move_funds"),
+        g("/v2/accounts/*/transactions"),
+        g("/v2/accounts/*/withdrawals"),
+    ],
+    signer: || Arc::new(CoinbaseAdvanced),
+};
+
 impl Exchange for CoinbaseAdvanced {
     fn id(&self) -> &str {
-        "coinbase-advanced"
+        INFO.id
     }
 
     fn reach(&self, req: &Request, inputs: &Inputs<'_>) -> Result<Reach> {
@@ -81,7 +112,7 @@ impl Exchange for CoinbaseAdvanced {
                 ));
             }
         }
-        let hosts = super::info(self.id()).map_or(&[][..], |i| i.hosts);
+        let hosts = INFO.hosts;
         inputs.host(req.host.as_deref().unwrap_or(DEFAULT_HOST), hosts)?;
         Ok(Reach::bound(method, path))
     }
@@ -175,6 +206,7 @@ fn json_string(s: &str) -> Result<String> {
 mod tests {
     use super::*;
     use crate::exchanges::refused_field as field;
+    use crate::exchanges::{reach_with, Limits, TEST_HOST};
     use crate::exchanges::{FixedClock, FixedNonce};
     use crate::sign::Signature;
 
@@ -260,10 +292,12 @@ mod tests {
     const NOW: u64 = 1_700_000_000_000;
 
     fn reach(req: &Request) -> Result<Reach> {
-        let limits = crate::exchanges::Limits::default().test_host("127.0.0.1:8443");
-        CoinbaseAdvanced.reach(
+        reach_with(
+            &CoinbaseAdvanced,
+            NOW,
+            &Limits::default().test_host(TEST_HOST),
+            None,
             req,
-            &Inputs::new("coinbase-advanced", NOW, &limits, None, None),
         )
     }
 

@@ -26,10 +26,16 @@
 //! JSON text after parsing (`1.50` becomes `1.5`, as ccxt writes it): a number written another
 //! way gives a signature the exchange rejects, never one it accepts for something else.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
-use super::{grammar, Context, Exchange, Inputs, Reach, Request, SignedRequest};
+use super::registry::{g, ExchangeInfo, SHA256};
+use super::{
+    grammar, Binding, Context, EndpointFrom, Exchange, Inputs, Reach, Request, SignedRequest,
+};
 use crate::error::{Error, Result};
+use crate::keys::SecretEncoding;
 use crate::sign::{HmacAlg, Mac};
 
 /// Crypto.com Exchange v1 (id `cryptocom`).
@@ -105,9 +111,28 @@ fn check_params(inputs: &Inputs<'_>, obj: &Map<String, Value>, level: usize) -> 
     Ok(())
 }
 
+/// The registry entry of `cryptocom` (listed in [`super::ALL`]).
+pub(super) static INFO: ExchangeInfo = ExchangeInfo {
+    id: "cryptocom",
+    key_family: "cryptocom",
+    ccxt: &["cryptocom"],
+    encoding: SecretEncoding::Raw,
+    algorithms: SHA256,
+    asymmetric: false,
+    binding: Binding::REQUEST.with("path", false).with("query", false),
+    endpoint_from: EndpointFrom::BodyMember("method"),
+    owned: "nonce (±skew), api_key",
+    hosts: &["api.crypto.com"],
+    guarded: &[
+        g("**/private/create-withdrawal"),
+        g("**/private/create-subaccount-transfer"),
+    ],
+    signer: || Arc::new(CryptoCom),
+};
+
 impl Exchange for CryptoCom {
     fn id(&self) -> &str {
-        "cryptocom"
+        INFO.id
     }
 
     fn reach(&self, req: &Request, inputs: &Inputs<'_>) -> Result<Reach> {
@@ -293,20 +318,17 @@ fn params_to_string(obj: &Map<String, Value>, level: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exchanges::{FixedClock, FixedNonce, Limits, Recorded, SoftKey};
+    use crate::exchanges::{expect_refused, reach_at};
+    use crate::exchanges::{FixedClock, FixedNonce, Recorded, SoftKey};
 
     const NOW: u64 = 1_700_000_000_000;
 
     fn reach(req: &Request) -> Result<Reach> {
-        let limits = Limits::default();
-        CryptoCom.reach(req, &Inputs::new("cryptocom", NOW, &limits, None, None))
+        reach_at(&CryptoCom, NOW, req)
     }
 
     fn refused(req: &Request, field: &str) {
-        match reach(req) {
-            Err(Error::RequestRefused { field: f, .. }) if f == field => {}
-            other => panic!("{req:?}: expected a refusal of `{field}`, got {other:?}"),
-        }
+        expect_refused(reach(req), req, field);
     }
 
     fn rpc(body: &str) -> Request {

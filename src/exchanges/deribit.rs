@@ -24,10 +24,15 @@
 //! key's scope. Only the key's scope at Deribit limits that (see the crate's guard-rail docs).
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use super::encode::path_with_query;
-use super::{grammar, Context, Exchange, Inputs, Reach, Request, SignedRequest};
+use super::registry::{g, ExchangeInfo, SHA256};
+use super::{
+    grammar, Binding, Context, EndpointFrom, Exchange, Inputs, Reach, Request, SignedRequest,
+};
 use crate::error::Result;
+use crate::keys::SecretEncoding;
 use crate::sign::{HmacAlg, Mac};
 
 /// Deribit v2 (id `deribit`).
@@ -54,9 +59,35 @@ fn check_nonce(inputs: &Inputs<'_>, nonce: &str) -> Result<()> {
     }
 }
 
+/// The registry entry of `deribit` (listed in [`super::ALL`]).
+pub(super) static INFO: ExchangeInfo = ExchangeInfo {
+    id: "deribit",
+    key_family: "deribit",
+    ccxt: &["deribit"],
+    encoding: SecretEncoding::Raw,
+    algorithms: SHA256,
+    asymmetric: false,
+    binding: Binding::REQUEST,
+    endpoint_from: EndpointFrom::Path,
+    owned: "ts (±skew), nonce, client id; the WebSocket form signs no data; every signature also opens a `public/auth` session (guarded)",
+    hosts: &["www.deribit.com"],
+    guarded: &[
+        // Every Deribit signature (HTTP or WebSocket) also verifies as a `public/auth`
+        // client signature, which opens a session with the key's full scope: guarded,
+        // lifted only by `allow_withdrawals` or an exact `GET /api/v2/public/auth` entry
+        // for a key whose Deribit scope has no wallet access.
+        g("/api/v2/public/auth"),
+        g("/api/v2/private/withdraw"),
+        g("/api/v2/private/submit_transfer_to_subaccount"),
+        g("/api/v2/private/submit_transfer_to_user"),
+        g("/api/v2/private/submit_transfer_between_subaccounts"),
+    ],
+    signer: || Arc::new(Deribit),
+};
+
 impl Exchange for Deribit {
     fn id(&self) -> &str {
-        "deribit"
+        INFO.id
     }
 
     fn reach(&self, req: &Request, inputs: &Inputs<'_>) -> Result<Reach> {
@@ -188,21 +219,17 @@ fn client_id<'r>(req: &'r Request, mac: &dyn Mac) -> Cow<'r, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::Error;
-    use crate::exchanges::{FixedClock, FixedNonce, Limits, SoftKey};
+    use crate::exchanges::{expect_refused, reach_at};
+    use crate::exchanges::{FixedClock, FixedNonce, SoftKey};
 
     const NOW: u64 = 1_576_074_319_000;
 
     fn reach(req: &Request) -> Result<Reach> {
-        let limits = Limits::default();
-        Deribit.reach(req, &Inputs::new("deribit", NOW, &limits, None, None))
+        reach_at(&Deribit, NOW, req)
     }
 
     fn refused(req: &Request, field: &str) {
-        match reach(req) {
-            Err(Error::RequestRefused { field: f, .. }) if f == field => {}
-            other => panic!("{req:?}: expected a refusal of `{field}`, got {other:?}"),
-        }
+        expect_refused(reach(req), req, field);
     }
 
     #[test]

@@ -13,10 +13,14 @@
 //! query Gate verifies has the parameters that were sent; the body is a JSON object or array
 //! (no body on `GET`); a caller's timestamp is seconds within the skew.
 
+use std::sync::Arc;
+
 use super::checks;
 use super::encode::{percent_decode_bytes, sha512_hex};
-use super::{Context, Exchange, Inputs, Reach, Request, SignedRequest};
+use super::registry::{g, ExchangeInfo, SHA512};
+use super::{Binding, Context, EndpointFrom, Exchange, Inputs, Reach, Request, SignedRequest};
 use crate::error::Result;
+use crate::keys::SecretEncoding;
 use crate::sign::{HmacAlg, Mac};
 
 /// Gate.io APIv4 (id `gate`).
@@ -31,9 +35,31 @@ const RULES: checks::Target = checks::Target {
     decoded_query: true,
 };
 
+/// The registry entry of `gate` (listed in [`super::ALL`]).
+pub(super) static INFO: ExchangeInfo = ExchangeInfo {
+    id: "gate",
+    key_family: "gate",
+    ccxt: &["gate"],
+    encoding: SecretEncoding::Raw,
+    algorithms: SHA512,
+    asymmetric: false,
+    binding: Binding::REQUEST,
+    endpoint_from: EndpointFrom::Path,
+    owned: "Timestamp (±skew), KEY",
+    hosts: &["api.gateio.ws", "fx-api.gateio.ws"],
+    guarded: &[
+        g("/api/v4/withdrawals"),
+        g("/api/v4/withdrawals/push"),
+        g("/api/v4/wallet/transfers"),
+        g("/api/v4/wallet/sub_account_transfers"),
+        g("/api/v4/wallet/sub_account_to_sub_account"),
+    ],
+    signer: || Arc::new(Gate),
+};
+
 impl Exchange for Gate {
     fn id(&self) -> &str {
-        "gate"
+        INFO.id
     }
 
     fn reach(&self, req: &Request, inputs: &Inputs<'_>) -> Result<Reach> {
@@ -90,14 +116,13 @@ impl Exchange for Gate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exchanges::reach_at;
     use crate::exchanges::refused_field as field;
-    use crate::exchanges::Limits;
 
     const NOW: u64 = 1_541_993_715_000;
 
     fn reach(req: &Request) -> Result<Reach> {
-        let limits = Limits::default();
-        Gate.reach(req, &Inputs::new("gate", NOW, &limits, None, None))
+        reach_at(&Gate, NOW, req)
     }
 
     #[test]

@@ -15,12 +15,17 @@
 //! and the query are not signed: `POST` only, no query.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use serde_json::Value;
 
 use super::encode::base64;
-use super::{grammar, Context, Exchange, Inputs, Reach, Request, SignedRequest};
+use super::registry::{g, ExchangeInfo, SHA384};
+use super::{
+    grammar, Binding, Context, EndpointFrom, Exchange, Inputs, Reach, Request, SignedRequest,
+};
 use crate::error::{Error, Result};
+use crate::keys::SecretEncoding;
 use crate::sign::{HmacAlg, Mac};
 
 /// Gemini (id `gemini`).
@@ -47,9 +52,25 @@ fn endpoint<'p>(inputs: &Inputs<'_>, field: &str, value: &'p str) -> Result<&'p 
     })
 }
 
+/// The registry entry of `gemini` (listed in [`super::ALL`]).
+pub(super) static INFO: ExchangeInfo = ExchangeInfo {
+    id: "gemini",
+    key_family: "gemini",
+    ccxt: &["gemini"],
+    encoding: SecretEncoding::Raw,
+    algorithms: SHA384,
+    asymmetric: false,
+    binding: Binding::REQUEST.with("method", false).with("query", false),
+    endpoint_from: EndpointFrom::BodyMember("request"),
+    owned: "nonce (±skew), X-GEMINI-APIKEY",
+    hosts: &["api.gemini.com"],
+    guarded: &[g("/v1/withdraw/*"), g("/v1/account/transfer/*")],
+    signer: || Arc::new(Gemini),
+};
+
 impl Exchange for Gemini {
     fn id(&self) -> &str {
-        "gemini"
+        INFO.id
     }
 
     fn reach(&self, req: &Request, inputs: &Inputs<'_>) -> Result<Reach> {
@@ -155,20 +176,17 @@ impl Exchange for Gemini {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exchanges::{FixedClock, FixedNonce, Limits, SoftKey};
+    use crate::exchanges::{expect_refused, reach_at};
+    use crate::exchanges::{FixedClock, FixedNonce, SoftKey};
 
     const NOW: u64 = 1_700_000_000_000;
 
     fn reach(req: &Request) -> Result<Reach> {
-        let limits = Limits::default();
-        Gemini.reach(req, &Inputs::new("gemini", NOW, &limits, None, None))
+        reach_at(&Gemini, NOW, req)
     }
 
     fn refused(req: &Request, field: &str) {
-        match reach(req) {
-            Err(Error::RequestRefused { field: f, .. }) if f == field => {}
-            other => panic!("{req:?}: expected a refusal of `{field}`, got {other:?}"),
-        }
+        expect_refused(reach(req), req, field);
     }
 
     fn payload(body: &str) -> Request {

@@ -18,9 +18,15 @@
 //! A POST body, when given, must be a JSON object (it is not signed: whoever holds the
 //! signature can send any body to the signed endpoint).
 
+use std::sync::Arc;
+
 use super::encode::{base64, iso8601_seconds, percent_decode, percent_encode, split_query};
-use super::{grammar, Context, Exchange, Inputs, Reach, Request, SignedRequest};
+use super::registry::{g, ExchangeInfo, SHA256};
+use super::{
+    grammar, Binding, Context, EndpointFrom, Exchange, Inputs, Reach, Request, SignedRequest,
+};
 use crate::error::Result;
+use crate::keys::SecretEncoding;
 use crate::sign::{HmacAlg, Mac};
 
 /// HTX Signature V2 (id `htx`).
@@ -68,9 +74,37 @@ fn check_timestamp(inputs: &Inputs<'_>, field: &str, value: &str) -> Result<Stri
     Ok(value.to_owned())
 }
 
+/// The registry entry of `htx` (listed in [`super::ALL`]).
+pub(super) static INFO: ExchangeInfo = ExchangeInfo {
+    id: "htx",
+    key_family: "htx",
+    ccxt: &["htx"],
+    encoding: SecretEncoding::Raw,
+    algorithms: SHA256,
+    asymmetric: false,
+    binding: Binding::REQUEST.with("host", true).with("body", false),
+    endpoint_from: EndpointFrom::Path,
+    owned: "Timestamp (±skew), AccessKeyId, host (documented hosts or test hosts)",
+    hosts: &[
+        "api.huobi.pro",
+        "api-aws.huobi.pro",
+        "api.htx.com",
+        "api.hbdm.com",
+    ],
+    guarded: &[
+        g("/v1/dw/withdraw/api/create"),
+        g("/v1/account/transfer"),
+        g("/v2/account/transfer"),
+        g("/v1/futures/transfer"),
+        g("/v1/subuser/transfer"),
+        g("/v2/point/transfer"),
+    ],
+    signer: || Arc::new(Htx),
+};
+
 impl Exchange for Htx {
     fn id(&self) -> &str {
-        "htx"
+        INFO.id
     }
 
     fn reach(&self, req: &Request, inputs: &Inputs<'_>) -> Result<Reach> {
@@ -79,7 +113,7 @@ impl Exchange for Htx {
             req.method.as_deref().unwrap_or("GET"),
             &["GET", "POST"],
         )?;
-        let hosts = super::info(self.id()).map_or(&[][..], |i| i.hosts);
+        let hosts = INFO.hosts;
         inputs.host(req.host.as_deref().unwrap_or(DEFAULT_HOST), hosts)?;
         let path = grammar::path(inputs, req.path.as_deref().unwrap_or(""), "/")?;
         let query = req.query.as_deref().unwrap_or("");
@@ -201,22 +235,24 @@ impl Exchange for Htx {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::Error;
     use crate::exchanges::Limits;
+    use crate::exchanges::{expect_refused, reach_with, TEST_HOST};
 
     /// 2017-05-11T15:19:30Z.
     const NOW: u64 = 1_494_515_970_000;
 
     fn reach(req: &Request) -> Result<Reach> {
-        let limits = Limits::default().test_host("127.0.0.1:8443");
-        Htx.reach(req, &Inputs::new("htx", NOW, &limits, None, None))
+        reach_with(
+            &Htx,
+            NOW,
+            &Limits::default().test_host(TEST_HOST),
+            None,
+            req,
+        )
     }
 
     fn refused(req: &Request, field: &str) {
-        match reach(req) {
-            Err(Error::RequestRefused { field: f, .. }) if f == field => {}
-            other => panic!("{req:?}: expected a refusal of `{field}`, got {other:?}"),
-        }
+        expect_refused(reach(req), req, field);
     }
 
     fn ok() -> Request {

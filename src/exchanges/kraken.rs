@@ -15,13 +15,18 @@
 //! nonce space for everyone). The nonce field and the body's nonce must agree.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use serde_json::Value;
 use sha2::Digest as _;
 
 use super::encode::{base64, param, push_u64};
-use super::{grammar, Context, Exchange, Inputs, Reach, Request, SignedRequest};
+use super::registry::{g, ExchangeInfo, SHA512};
+use super::{
+    grammar, Binding, Context, EndpointFrom, Exchange, Inputs, Reach, Request, SignedRequest,
+};
 use crate::error::{Error, Result};
+use crate::keys::SecretEncoding;
 use crate::sign::{HmacAlg, Mac};
 
 /// Kraken spot (id `kraken`).
@@ -34,9 +39,29 @@ const PREFIX: &str = "/0/private/";
 /// Kraken API keys are base64 text.
 const API_KEY_EXTRA: &[u8] = b"+/=-_";
 
+/// The registry entry of `kraken` (listed in [`super::ALL`]).
+pub(super) static INFO: ExchangeInfo = ExchangeInfo {
+    id: "kraken",
+    key_family: "kraken",
+    ccxt: &["kraken"],
+    encoding: SecretEncoding::Base64,
+    algorithms: SHA512,
+    asymmetric: false,
+    binding: Binding::REQUEST.with("method", false).with("query", false),
+    endpoint_from: EndpointFrom::Path,
+    owned: "nonce (±skew), API-Key",
+    hosts: &["api.kraken.com"],
+    guarded: &[
+        g("/0/private/Withdraw"),
+        g("/0/private/WalletTransfer"),
+        g("/0/private/AccountTransfer"),
+    ],
+    signer: || Arc::new(Kraken),
+};
+
 impl Exchange for Kraken {
     fn id(&self) -> &str {
-        "kraken"
+        INFO.id
     }
 
     fn reach(&self, req: &Request, inputs: &Inputs<'_>) -> Result<Reach> {
@@ -190,6 +215,7 @@ fn api_sign(mac: &dyn Mac, path: &str, nonce: &str, body: &str) -> Result<String
 mod tests {
     use super::*;
     use crate::exchanges::SoftKey;
+    use crate::exchanges::{expect_refused, reach_at};
 
     const SOFT: SoftKey = SoftKey {
         exchange: "kraken",
@@ -199,15 +225,11 @@ mod tests {
     const NOW: u64 = 1_700_000_000_000;
 
     fn reach(req: &Request) -> Result<Reach> {
-        let limits = crate::exchanges::Limits::default();
-        Kraken.reach(req, &Inputs::new("kraken", NOW, &limits, None, None))
+        reach_at(&Kraken, NOW, req)
     }
 
     fn refused(req: &Request, field: &str) {
-        match reach(req) {
-            Err(Error::RequestRefused { field: f, .. }) if f == field => {}
-            other => panic!("{req:?}: expected a refusal of `{field}`, got {other:?}"),
-        }
+        expect_refused(reach(req), req, field);
     }
 
     #[test]

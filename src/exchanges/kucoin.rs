@@ -15,11 +15,14 @@
 //! segments; a caller's timestamp in ms within the skew.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use super::checks;
 use super::encode::{base64, path_with_query};
-use super::{Context, Exchange, Inputs, Reach, Request, SignedRequest};
+use super::registry::{g, ExchangeInfo, SHA256};
+use super::{Binding, Context, EndpointFrom, Exchange, Inputs, Reach, Request, SignedRequest};
 use crate::error::{Error, Result};
+use crate::keys::SecretEncoding;
 use crate::sign::{HmacAlg, Mac};
 
 /// KuCoin (id `kucoin`).
@@ -62,9 +65,30 @@ const RECORD_IT: &str = "KuCoin v2/v3 keys send HMAC(secret, passphrase): the cr
                          the passphrase recorded with the key; record it with the key and leave \
                          it out of the request";
 
+/// The registry entry of `kucoin` (listed in [`super::ALL`]).
+pub(super) static INFO: ExchangeInfo = ExchangeInfo {
+    id: "kucoin",
+    key_family: "kucoin",
+    ccxt: &["kucoin", "kucoinfutures"],
+    encoding: SecretEncoding::Raw,
+    algorithms: SHA256,
+    asymmetric: false,
+    binding: Binding::REQUEST,
+    endpoint_from: EndpointFrom::Path,
+    owned: "KC-API-TIMESTAMP (±skew), KC-API-KEY, KC-API-PASSPHRASE (HMAC of the recorded passphrase only)",
+    hosts: &["api.kucoin.com", "api-futures.kucoin.com"],
+    guarded: &[
+        g("/api/*/withdrawals"),
+        g("/api/*/accounts/inner-transfer"),
+        g("/api/*/accounts/sub-transfer"),
+        g("/api/*/accounts/universal-transfer"),
+    ],
+    signer: || Arc::new(KuCoin::default()),
+};
+
 impl Exchange for KuCoin {
     fn id(&self) -> &str {
-        "kucoin"
+        INFO.id
     }
 
     fn reach(&self, req: &Request, inputs: &Inputs<'_>) -> Result<Reach> {
@@ -154,16 +178,10 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
+    use crate::exchanges::refused_field as field;
     use crate::exchanges::{FixedClock, FixedNonce, Limits, SoftKey};
 
     const NOW: u64 = 1_700_000_000_000;
-
-    fn field<T: std::fmt::Debug>(r: Result<T>) -> String {
-        match r {
-            Err(Error::RequestRefused { field, .. }) => field,
-            other => panic!("expected a refusal, got {other:?}"),
-        }
-    }
 
     /// A software key that records every message it MACs.
     struct Recording {

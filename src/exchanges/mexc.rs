@@ -27,9 +27,15 @@
 //!   which would run into `Request-Time`, nor hold a run of 10 or more digits (a key cut before
 //!   them reads them as `Request-Time`).
 
+use std::sync::Arc;
+
 use super::binance::{self, rest_reach, RestRules};
-use super::{grammar, Context, Exchange, Inputs, Reach, Request, SignedRequest};
+use super::registry::{gp, ExchangeInfo, Guarded, SHA256};
+use super::{
+    grammar, Binding, Context, EndpointFrom, Exchange, Inputs, Reach, Request, SignedRequest,
+};
 use crate::error::Result;
+use crate::keys::SecretEncoding;
 use crate::sign::{HmacAlg, Mac};
 
 /// MEXC spot v3 (id `mexc`).
@@ -41,13 +47,65 @@ const SPOT_RULES: RestRules = RestRules {
     no_time_in_names: true,
 };
 
+const MEXC_GUARDED: &[Guarded] = &[
+    gp("/api/v3/capital/withdraw", &["coin", "address", "amount"]),
+    gp(
+        "/api/v3/capital/withdraw/apply",
+        &["coin", "address", "amount"],
+    ),
+    gp(
+        "/api/v3/capital/transfer",
+        &["fromAccountType", "toAccountType", "asset", "amount"],
+    ),
+    gp(
+        "/api/v3/capital/transfer/internal",
+        &["toAccountType", "toAccount", "asset", "amount"],
+    ),
+    gp(
+        "/api/v3/capital/sub-account/universalTransfer",
+        &["fromAccountType", "toAccountType", "asset", "amount"],
+    ),
+];
+
+/// The registry entry of `mexc` (listed in [`super::ALL`]).
+pub(super) static INFO: ExchangeInfo = ExchangeInfo {
+    id: "mexc",
+    key_family: "mexc",
+    ccxt: &["mexc"],
+    encoding: SecretEncoding::Raw,
+    algorithms: SHA256,
+    asymmetric: false,
+    binding: Binding::PARAMS,
+    endpoint_from: EndpointFrom::Params,
+    owned: "timestamp (±skew), recvWindow (≤ TTL), X-MEXC-APIKEY",
+    hosts: &["api.mexc.com"],
+    guarded: MEXC_GUARDED,
+    signer: || Arc::new(Mexc),
+};
+
+/// The registry entry of `mexc-futures` (listed in [`super::ALL`]).
+pub(super) static FUTURES_INFO: ExchangeInfo = ExchangeInfo {
+    id: "mexc-futures",
+    key_family: "mexc-futures",
+    ccxt: &["mexc"],
+    encoding: SecretEncoding::Raw,
+    algorithms: SHA256,
+    asymmetric: false,
+    binding: Binding::PARAMS,
+    endpoint_from: EndpointFrom::Params,
+    owned: "Request-Time (±skew), Recv-Window (≤ TTL), ApiKey",
+    hosts: &["contract.mexc.com"],
+    guarded: MEXC_GUARDED,
+    signer: || Arc::new(MexcFutures),
+};
+
 impl Exchange for Mexc {
     fn id(&self) -> &str {
-        "mexc"
+        INFO.id
     }
 
     fn reach(&self, req: &Request, inputs: &Inputs<'_>) -> Result<Reach> {
-        rest_reach("mexc", req, inputs, &SPOT_RULES)
+        rest_reach(INFO.id, req, inputs, &SPOT_RULES)
     }
 
     fn sign<'r>(
@@ -66,7 +124,7 @@ pub struct MexcFutures;
 
 impl Exchange for MexcFutures {
     fn id(&self) -> &str {
-        "mexc-futures"
+        FUTURES_INFO.id
     }
 
     fn reach(&self, req: &Request, inputs: &Inputs<'_>) -> Result<Reach> {
@@ -210,7 +268,7 @@ fn futures_reach(req: &Request, inputs: &Inputs<'_>) -> Result<Reach> {
         ));
     }
     if let Some(host) = &req.host {
-        inputs.host(host, super::info("mexc-futures").map_or(&[], |i| i.hosts))?;
+        inputs.host(host, FUTURES_INFO.hosts)?;
     }
     for (field, value) in [
         ("nonce", &req.nonce),
@@ -289,8 +347,7 @@ mod tests {
     const NOW: u64 = 1_700_000_000_000;
 
     fn reach_with(ex: &dyn Exchange, req: &Request, stored: Option<&str>) -> Result<Reach> {
-        let limits = Limits::default();
-        ex.reach(req, &Inputs::new(ex.id(), NOW, &limits, stored, None))
+        crate::exchanges::reach_with(ex, NOW, &Limits::default(), stored, req)
     }
 
     #[test]

@@ -60,6 +60,8 @@ mod okx;
 mod reach;
 mod registry;
 mod request;
+#[cfg(test)]
+mod testing;
 
 use std::fmt;
 use std::sync::Arc;
@@ -86,6 +88,10 @@ pub use okx::Okx;
 pub use reach::{grammar, Binding, EndpointFrom, Inputs, Limits, Reach};
 pub use registry::{info, ExchangeInfo, Guarded, ALL};
 pub use request::{Request, SignedRequest};
+#[cfg(test)]
+pub(crate) use testing::{
+    expect_refused, reach_at, reach_with, refused_field, Recorded, SoftKey, TEST_HOST,
+};
 
 use crate::custody::Custody;
 use crate::error::{Error, Result};
@@ -435,66 +441,6 @@ impl Custody {
         let mut signer = ExchangeSigner::new(exchange, self.key(name)?)?;
         signer.limits = self.shared_signing_limits();
         Ok(signer)
-    }
-}
-
-/// A software HMAC key for the signers' unit tests: what a token key would MAC, computed on the
-/// host, so that a signer's bytes can be checked without a token.
-#[cfg(test)]
-pub(crate) struct SoftKey {
-    pub exchange: &'static str,
-    pub secret: &'static [u8],
-}
-
-#[cfg(test)]
-impl Mac for SoftKey {
-    fn key_name(&self) -> &str {
-        "soft"
-    }
-    fn exchange(&self) -> Option<&str> {
-        Some(self.exchange)
-    }
-    fn mac(&self, alg: HmacAlg, msg: &[u8]) -> Result<crate::sign::Signature> {
-        Ok(crate::sign::Signature::from_bytes(
-            alg.software(self.secret, msg),
-        ))
-    }
-}
-
-/// The field a validator's refusal names (the signers' unit tests); panics on anything else.
-#[cfg(test)]
-pub(crate) fn refused_field(r: Result<Reach>) -> String {
-    match r {
-        Err(Error::RequestRefused { field, .. }) => field,
-        other => panic!("expected a refusal, got {other:?}"),
-    }
-}
-
-/// A [`SoftKey`] with an API key and passphrase recorded with it, as a token key's version
-/// carries them (`Mac::api_key`, `Mac::passphrase`): for the signers' unit tests.
-#[cfg(test)]
-pub(crate) struct Recorded {
-    pub key: SoftKey,
-    pub api_key: Option<&'static str>,
-    pub passphrase: Option<&'static str>,
-}
-
-#[cfg(test)]
-impl Mac for Recorded {
-    fn key_name(&self) -> &str {
-        "recorded"
-    }
-    fn exchange(&self) -> Option<&str> {
-        self.key.exchange()
-    }
-    fn mac(&self, alg: HmacAlg, msg: &[u8]) -> Result<crate::sign::Signature> {
-        self.key.mac(alg, msg)
-    }
-    fn api_key(&self) -> Option<&str> {
-        self.api_key
-    }
-    fn passphrase(&self) -> Option<&str> {
-        self.passphrase
     }
 }
 

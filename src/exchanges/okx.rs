@@ -14,11 +14,14 @@
 //! exact ISO form within the allowed skew of the crate's clock.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use super::checks;
 use super::encode::{base64, iso8601_millis};
-use super::{Context, Exchange, Inputs, Reach, Request, SignedRequest};
+use super::registry::{g, ExchangeInfo, SHA256};
+use super::{Binding, Context, EndpointFrom, Exchange, Inputs, Reach, Request, SignedRequest};
 use crate::error::Result;
+use crate::keys::SecretEncoding;
 use crate::sign::{HmacAlg, Mac};
 
 /// OKX v5 (id `okx`).
@@ -34,9 +37,31 @@ const RULES: checks::Target = checks::Target {
     decoded_query: false,
 };
 
+/// The registry entry of `okx` (listed in [`super::ALL`]).
+pub(super) static INFO: ExchangeInfo = ExchangeInfo {
+    id: "okx",
+    key_family: "okx",
+    ccxt: &["okx", "myokx"],
+    encoding: SecretEncoding::Raw,
+    algorithms: SHA256,
+    asymmetric: false,
+    binding: Binding::REQUEST,
+    endpoint_from: EndpointFrom::Path,
+    owned: "OK-ACCESS-TIMESTAMP (±skew), OK-ACCESS-KEY, OK-ACCESS-PASSPHRASE",
+    hosts: &["www.okx.com", "aws.okx.com"],
+    guarded: &[
+        g("/api/v5/asset/withdrawal"),
+        g("/api/v5/asset/withdrawal-lightning"),
+        g("/api/v5/asset/transfer"),
+        g("/api/v5/asset/subaccount/transfer"),
+        g("/api/v5/fiat/create-withdrawal"),
+    ],
+    signer: || Arc::new(Okx),
+};
+
 impl Exchange for Okx {
     fn id(&self) -> &str {
-        "okx"
+        INFO.id
     }
 
     fn reach(&self, req: &Request, inputs: &Inputs<'_>) -> Result<Reach> {
@@ -120,14 +145,14 @@ fn iso_timestamp(inputs: &Inputs<'_>, value: &str) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exchanges::reach_at;
     use crate::exchanges::refused_field as field;
     use crate::exchanges::{FixedClock, FixedNonce, Limits, Recorded, SoftKey};
 
     const NOW: u64 = 1_607_418_537_715; // 2020-12-08T09:08:57.715Z
 
     fn reach(req: &Request) -> Result<Reach> {
-        let limits = Limits::default();
-        Okx.reach(req, &Inputs::new("okx", NOW, &limits, None, None))
+        reach_at(&Okx, NOW, req)
     }
 
     #[test]

@@ -1,15 +1,23 @@
-//! The one list of exchanges: ids, key profiles, what each signature binds, where the guard
-//! reads the endpoint, which inputs the crate owns, API hosts and guarded endpoints. Everything
-//! else (`IDS`, `profile`, `by_id`, the withdrawal guard's tables, the table in
-//! `docs/guardrails.md`) is derived from [`ALL`], so they cannot drift apart.
+//! The one list of exchanges ([`ALL`]): one [`ExchangeInfo`] per exchange id, each written in
+//! its exchange's file beside the signer it describes (`kraken.rs` holds `kraken::INFO`), and
+//! listed here once. Everything else is derived from it: the ids ([`super::all_ids`]), key
+//! profiles ([`super::profile`]), built-in signers ([`super::by_id`]), which ids share keys
+//! ([`same_keys`], read by the Binance signers' key binding), API hosts, the withdrawal guard's
+//! tables (`policy::withdrawal`), the table in `docs/guardrails.md` and the ccxt table of the
+//! Python adapter (`python/hsm_custody/ccxt.py`), both checked by unit tests below.
+//!
+//! Why a table of data, and not `&[&dyn Exchange]` with the facts as trait methods: [`Exchange`]
+//! is the public trait a user implements for their own exchange, while these are the crate's
+//! facts about its built-in ids, which the policy reads by id. Kept out of the trait, a
+//! user's exchange cannot bring its own (empty) withdrawal table, and the whole list reads as
+//! one table.
 
 use std::sync::Arc;
 
 use super::reach::{Binding, EndpointFrom};
 use super::{
-    Binance, BinanceWs, Bitfinex, Bitget, Bitmex, Bitstamp, Bybit, CoinbaseAdvanced,
-    CoinbaseExchange, CryptoCom, Deribit, Exchange, Gate, Gemini, Htx, Kraken, KuCoin, Mexc,
-    MexcFutures, Okx,
+    binance, bitfinex, bitget, bitmex, bitstamp, bybit, coinbase, coinbase_advanced, cryptocom,
+    deribit, gate, gemini, htx, kraken, kucoin, mexc, okx, Exchange,
 };
 use crate::keys::SecretEncoding;
 use crate::sign::HmacAlg;
@@ -27,22 +35,30 @@ pub struct Guarded {
     pub required: &'static [&'static str],
 }
 
-const fn g(path: &'static str) -> Guarded {
+/// A guarded endpoint known by its path (exchanges that sign the path).
+pub(super) const fn g(path: &'static str) -> Guarded {
     Guarded {
         path,
         required: &[],
     }
 }
 
-const fn gp(path: &'static str, required: &'static [&'static str]) -> Guarded {
+/// A guarded endpoint with its required parameters (exchanges that do not sign the path).
+pub(super) const fn gp(path: &'static str, required: &'static [&'static str]) -> Guarded {
     Guarded { path, required }
 }
 
-/// One exchange id.
+/// One exchange id: everything the crate knows about it besides how to sign.
 #[non_exhaustive]
 pub struct ExchangeInfo {
     /// The id keys are bound to.
     pub id: &'static str,
+    /// The ids of one family take each other's keys (one Binance API key serves `binance`,
+    /// `binance-usdm` and `binance-ws`); an id alone in its family takes only its own.
+    pub key_family: &'static str,
+    /// The ccxt exchange ids that the Python adapter (`hsm_custody.ccxt`) signs as this id
+    /// (empty: none; ccxt's raw mode still works).
+    pub ccxt: &'static [&'static str],
     /// How the exchange shows its secrets.
     pub encoding: SecretEncoding,
     /// The HMAC algorithms its scheme uses (empty: asymmetric keys only).
@@ -59,7 +75,8 @@ pub struct ExchangeInfo {
     pub hosts: &'static [&'static str],
     /// Endpoints the withdrawal guard refuses.
     pub guarded: &'static [Guarded],
-    signer: fn() -> Arc<dyn Exchange>,
+    /// Makes the built-in signer.
+    pub(super) signer: fn() -> Arc<dyn Exchange>,
 }
 
 impl ExchangeInfo {
@@ -79,456 +96,45 @@ impl std::fmt::Debug for ExchangeInfo {
     }
 }
 
-const SHA256: &[HmacAlg] = &[HmacAlg::HmacSha256];
-const SHA384: &[HmacAlg] = &[HmacAlg::HmacSha384];
-const SHA512: &[HmacAlg] = &[HmacAlg::HmacSha512];
-
-const BINANCE_GUARDED: &[Guarded] = &[
-    gp(
-        "/sapi/*/capital/withdraw/apply",
-        &["coin", "address", "amount"],
-    ),
-    gp(
-        "/sapi/*/localentity/withdraw/apply",
-        &["coin", "address", "amount"],
-    ),
-    gp("/sapi/*/asset/transfer", &["type", "asset", "amount"]),
-    gp("/sapi/*/futures/transfer", &["asset", "amount", "type"]),
-    gp("/sapi/*/margin/transfer", &["asset", "amount", "type"]),
-    gp(
-        "/sapi/*/margin/isolated/transfer",
-        &["asset", "symbol", "transFrom", "transTo", "amount"],
-    ),
-    gp(
-        "/sapi/*/sub-account/universalTransfer",
-        &["fromAccountType", "toAccountType", "asset", "amount"],
-    ),
-    gp(
-        "/sapi/*/sub-account/transfer/subToMaster",
-        &["asset", "amount"],
-    ),
-    gp(
-        "/sapi/*/sub-account/transfer/subToSub",
-        &["toEmail", "asset", "amount"],
-    ),
-    gp(
-        "/sapi/*/sub-account/futures/transfer",
-        &["email", "asset", "amount", "type"],
-    ),
-    gp(
-        "/sapi/*/sub-account/futures/internalTransfer",
-        &["fromEmail", "toEmail", "futuresType", "asset", "amount"],
-    ),
-    gp(
-        "/sapi/*/sub-account/margin/transfer",
-        &["email", "asset", "amount", "type"],
-    ),
-    gp(
-        "/sapi/*/managed-subaccount/withdraw",
-        &["email", "asset", "amount"],
-    ),
-    gp("/sapi/*/giftcard/createCode", &["token", "amount"]),
-    gp(
-        "/sapi/*/giftcard/buyCode",
-        &["baseToken", "faceToken", "baseTokenAmount"],
-    ),
-    gp("/wapi/*/withdraw.html", &["asset", "address", "amount"]),
-];
-
-const MEXC_GUARDED: &[Guarded] = &[
-    gp("/api/v3/capital/withdraw", &["coin", "address", "amount"]),
-    gp(
-        "/api/v3/capital/withdraw/apply",
-        &["coin", "address", "amount"],
-    ),
-    gp(
-        "/api/v3/capital/transfer",
-        &["fromAccountType", "toAccountType", "asset", "amount"],
-    ),
-    gp(
-        "/api/v3/capital/transfer/internal",
-        &["toAccountType", "toAccount", "asset", "amount"],
-    ),
-    gp(
-        "/api/v3/capital/sub-account/universalTransfer",
-        &["fromAccountType", "toAccountType", "asset", "amount"],
-    ),
-];
-
-const BYBIT_GUARDED: &[Guarded] = &[
-    gp(
-        "/v5/asset/withdraw/create",
-        &["coin", "chain", "address", "amount"],
-    ),
-    gp(
-        "/v5/asset/transfer/inter-transfer",
-        &[
-            "transferId",
-            "coin",
-            "amount",
-            "fromAccountType",
-            "toAccountType",
-        ],
-    ),
-    gp(
-        "/v5/asset/transfer/universal-transfer",
-        &[
-            "transferId",
-            "coin",
-            "amount",
-            "fromMemberId",
-            "toMemberId",
-            "fromAccountType",
-            "toAccountType",
-        ],
-    ),
-    gp(
-        "/v5/asset/transfer/save-transfer-sub-member",
-        &["subMemberIds", "transferable"],
-    ),
-];
-
-/// Binance's API hosts (spot, futures, WebSocket API).
-const BINANCE_HOSTS: &[&str] = &[
-    "api.binance.com",
-    "api1.binance.com",
-    "api2.binance.com",
-    "api3.binance.com",
-    "api4.binance.com",
-    "api-gcp.binance.com",
-];
+/// The algorithm lists of the HMAC schemes.
+pub(super) const SHA256: &[HmacAlg] = &[HmacAlg::HmacSha256];
+pub(super) const SHA384: &[HmacAlg] = &[HmacAlg::HmacSha384];
+pub(super) const SHA512: &[HmacAlg] = &[HmacAlg::HmacSha512];
 
 /// Every exchange the crate signs for, in the order `hsm-custody sign-request --help` lists them.
-pub static ALL: &[ExchangeInfo] = &[
-    ExchangeInfo {
-        id: "binance",
-        encoding: SecretEncoding::Raw,
-        algorithms: SHA256,
-        asymmetric: true,
-        binding: Binding::PARAMS,
-        endpoint_from: EndpointFrom::Params,
-        owned: "timestamp (±skew), recvWindow (≤ TTL), X-MBX-APIKEY",
-        hosts: BINANCE_HOSTS,
-        guarded: BINANCE_GUARDED,
-        signer: || Arc::new(Binance::spot()),
-    },
-    ExchangeInfo {
-        id: "binance-usdm",
-        encoding: SecretEncoding::Raw,
-        algorithms: SHA256,
-        asymmetric: true,
-        binding: Binding::PARAMS,
-        endpoint_from: EndpointFrom::Params,
-        owned: "timestamp (±skew), recvWindow (≤ TTL), X-MBX-APIKEY",
-        hosts: &["fapi.binance.com"],
-        // One key serves spot and futures, and the path is not signed: a futures signature is
-        // a spot signature for the same parameters.
-        guarded: BINANCE_GUARDED,
-        signer: || Arc::new(Binance::usdm()),
-    },
-    ExchangeInfo {
-        id: "binance-ws",
-        encoding: SecretEncoding::Raw,
-        algorithms: SHA256,
-        asymmetric: true,
-        binding: Binding::PARAMS.with("body", false),
-        endpoint_from: EndpointFrom::Params,
-        owned: "timestamp (±skew), recvWindow (≤ TTL), apiKey",
-        hosts: &["ws-api.binance.com"],
-        guarded: BINANCE_GUARDED,
-        signer: || Arc::new(BinanceWs),
-    },
-    ExchangeInfo {
-        id: "kraken",
-        encoding: SecretEncoding::Base64,
-        algorithms: SHA512,
-        asymmetric: false,
-        binding: Binding::REQUEST.with("method", false).with("query", false),
-        endpoint_from: EndpointFrom::Path,
-        owned: "nonce (±skew), API-Key",
-        hosts: &["api.kraken.com"],
-        guarded: &[
-            g("/0/private/Withdraw"),
-            g("/0/private/WalletTransfer"),
-            g("/0/private/AccountTransfer"),
-        ],
-        signer: || Arc::new(Kraken),
-    },
-    ExchangeInfo {
-        id: "coinbase-exchange",
-        encoding: SecretEncoding::Base64,
-        algorithms: SHA256,
-        asymmetric: false,
-        binding: Binding::REQUEST,
-        endpoint_from: EndpointFrom::Path,
-        owned: "CB-ACCESS-TIMESTAMP (±skew), CB-ACCESS-KEY, CB-ACCESS-PASSPHRASE",
-        hosts: &["api.exchange.coinbase.com"],
-        guarded: &[
-            g("/withdrawals/crypto"),
-            g("/withdrawals/coinbase-account"),
-            g("/withdrawals/payment-method"),
-            g("/profiles/transfer"),
-        ],
-        signer: || Arc::new(CoinbaseExchange),
-    },
-    ExchangeInfo {
-        id: "coinbase-advanced",
-        encoding: SecretEncoding::Base64,
-        algorithms: &[],
-        asymmetric: true,
-        binding: Binding {
-            method: true,
-            path: true,
-            host: true,
-            query: false,
-            body: false,
-            time: true,
-        },
-        endpoint_from: EndpointFrom::Path,
-        owned: "nbf/exp (±skew, ≤ TTL), kid (the CDP key name)",
-        hosts: &["api.coinbase.com"],
-        guarded: &[
-            g("/api/v3/brokerage/portfolios/move_funds"),
-            g("/v2/accounts/*/transactions"),
-            g("/v2/accounts/*/withdrawals"),
-        ],
-        signer: || Arc::new(CoinbaseAdvanced),
-    },
-    ExchangeInfo {
-        id: "okx",
-        encoding: SecretEncoding::Raw,
-        algorithms: SHA256,
-        asymmetric: false,
-        binding: Binding::REQUEST,
-        endpoint_from: EndpointFrom::Path,
-        owned: "OK-ACCESS-TIMESTAMP (±skew), OK-ACCESS-KEY, OK-ACCESS-PASSPHRASE",
-        hosts: &["www.okx.com", "aws.okx.com"],
-        guarded: &[
-            g("/api/v5/asset/withdrawal"),
-            g("/api/v5/asset/withdrawal-lightning"),
-            g("/api/v5/asset/transfer"),
-            g("/api/v5/asset/subaccount/transfer"),
-            g("/api/v5/fiat/create-withdrawal"),
-        ],
-        signer: || Arc::new(Okx),
-    },
-    ExchangeInfo {
-        id: "bybit",
-        encoding: SecretEncoding::Raw,
-        algorithms: SHA256,
-        asymmetric: true,
-        binding: Binding::PARAMS,
-        endpoint_from: EndpointFrom::Params,
-        owned: "X-BAPI-TIMESTAMP (±skew), X-BAPI-RECV-WINDOW (≤ TTL), X-BAPI-API-KEY",
-        hosts: &["api.bybit.com", "api.bytick.com"],
-        guarded: BYBIT_GUARDED,
-        signer: || Arc::new(Bybit),
-    },
-    ExchangeInfo {
-        id: "bitget",
-        encoding: SecretEncoding::Raw,
-        algorithms: SHA256,
-        asymmetric: false,
-        binding: Binding::REQUEST,
-        endpoint_from: EndpointFrom::Path,
-        owned: "ACCESS-TIMESTAMP (±skew), ACCESS-KEY, ACCESS-PASSPHRASE",
-        hosts: &["api.bitget.com"],
-        guarded: &[
-            g("/api/v2/spot/wallet/withdrawal"),
-            g("/api/v2/spot/wallet/transfer"),
-            g("/api/v2/spot/wallet/subaccount-transfer"),
-            g("/api/spot/v1/wallet/withdrawal*"),
-            g("/api/spot/v1/wallet/transfer*"),
-        ],
-        signer: || Arc::new(Bitget),
-    },
-    ExchangeInfo {
-        id: "kucoin",
-        encoding: SecretEncoding::Raw,
-        algorithms: SHA256,
-        asymmetric: false,
-        binding: Binding::REQUEST,
-        endpoint_from: EndpointFrom::Path,
-        owned: "KC-API-TIMESTAMP (±skew), KC-API-KEY, KC-API-PASSPHRASE (HMAC of the recorded passphrase only)",
-        hosts: &["api.kucoin.com", "api-futures.kucoin.com"],
-        guarded: &[
-            g("/api/*/withdrawals"),
-            g("/api/*/accounts/inner-transfer"),
-            g("/api/*/accounts/sub-transfer"),
-            g("/api/*/accounts/universal-transfer"),
-        ],
-        signer: || Arc::new(KuCoin::default()),
-    },
-    ExchangeInfo {
-        id: "gemini",
-        encoding: SecretEncoding::Raw,
-        algorithms: SHA384,
-        asymmetric: false,
-        binding: Binding::REQUEST.with("method", false).with("query", false),
-        endpoint_from: EndpointFrom::BodyMember("request"),
-        owned: "nonce (±skew), X-GEMINI-APIKEY",
-        hosts: &["api.gemini.com"],
-        guarded: &[g("/v1/withdraw/*"), g("/v1/account/transfer/*")],
-        signer: || Arc::new(Gemini),
-    },
-    ExchangeInfo {
-        id: "bitmex",
-        encoding: SecretEncoding::Raw,
-        algorithms: SHA256,
-        asymmetric: false,
-        binding: Binding::REQUEST,
-        endpoint_from: EndpointFrom::Path,
-        owned: "api-expires (≤ TTL ahead), api-key",
-        hosts: &["www.bitmex.com"],
-        guarded: &[
-            g("/api/v1/user/requestWithdrawal"),
-            g("/api/v1/user/confirmWithdrawal"),
-            g("/api/v1/user/walletTransfer"),
-        ],
-        signer: || Arc::new(Bitmex),
-    },
-    ExchangeInfo {
-        id: "bitfinex",
-        encoding: SecretEncoding::Raw,
-        algorithms: SHA384,
-        asymmetric: false,
-        binding: Binding::REQUEST.with("method", false).with("query", false),
-        endpoint_from: EndpointFrom::Path,
-        owned: "bfx-nonce (±skew), bfx-apikey",
-        hosts: &["api.bitfinex.com"],
-        guarded: &[
-            g("/v2/auth/w/withdraw"),
-            g("/v2/auth/w/transfer"),
-            g("/v1/withdraw"),
-            g("/v1/transfer"),
-        ],
-        signer: || Arc::new(Bitfinex),
-    },
-    ExchangeInfo {
-        id: "gate",
-        encoding: SecretEncoding::Raw,
-        algorithms: SHA512,
-        asymmetric: false,
-        binding: Binding::REQUEST,
-        endpoint_from: EndpointFrom::Path,
-        owned: "Timestamp (±skew), KEY",
-        hosts: &["api.gateio.ws", "fx-api.gateio.ws"],
-        guarded: &[
-            g("/api/v4/withdrawals"),
-            g("/api/v4/withdrawals/push"),
-            g("/api/v4/wallet/transfers"),
-            g("/api/v4/wallet/sub_account_transfers"),
-            g("/api/v4/wallet/sub_account_to_sub_account"),
-        ],
-        signer: || Arc::new(Gate),
-    },
-    ExchangeInfo {
-        id: "deribit",
-        encoding: SecretEncoding::Raw,
-        algorithms: SHA256,
-        asymmetric: false,
-        binding: Binding::REQUEST,
-        endpoint_from: EndpointFrom::Path,
-        owned: "ts (±skew), nonce, client id; the WebSocket form signs no data; every signature also opens a `public/auth` session (guarded)",
-        hosts: &["www.deribit.com"],
-        guarded: &[
-            // Every Deribit signature (HTTP or WebSocket) also verifies as a `public/auth`
-            // client signature, which opens a session with the key's full scope: guarded,
-            // lifted only by `allow_withdrawals` or an exact `GET /api/v2/public/auth` entry
-            // for a key whose Deribit scope has no wallet access.
-            g("/api/v2/public/auth"),
-            g("/api/v2/private/withdraw"),
-            g("/api/v2/private/submit_transfer_to_subaccount"),
-            g("/api/v2/private/submit_transfer_to_user"),
-            g("/api/v2/private/submit_transfer_between_subaccounts"),
-        ],
-        signer: || Arc::new(Deribit),
-    },
-    ExchangeInfo {
-        id: "htx",
-        encoding: SecretEncoding::Raw,
-        algorithms: SHA256,
-        asymmetric: false,
-        binding: Binding::REQUEST.with("host", true).with("body", false),
-        endpoint_from: EndpointFrom::Path,
-        owned: "Timestamp (±skew), AccessKeyId, host (documented hosts or test hosts)",
-        hosts: &[
-            "api.huobi.pro",
-            "api-aws.huobi.pro",
-            "api.htx.com",
-            "api.hbdm.com",
-        ],
-        guarded: &[
-            g("/v1/dw/withdraw/api/create"),
-            g("/v1/account/transfer"),
-            g("/v2/account/transfer"),
-            g("/v1/futures/transfer"),
-            g("/v1/subuser/transfer"),
-            g("/v2/point/transfer"),
-        ],
-        signer: || Arc::new(Htx),
-    },
-    ExchangeInfo {
-        id: "cryptocom",
-        encoding: SecretEncoding::Raw,
-        algorithms: SHA256,
-        asymmetric: false,
-        binding: Binding::REQUEST.with("path", false).with("query", false),
-        endpoint_from: EndpointFrom::BodyMember("method"),
-        owned: "nonce (±skew), api_key",
-        hosts: &["api.crypto.com"],
-        guarded: &[
-            g("**/private/create-withdrawal"),
-            g("**/private/create-subaccount-transfer"),
-        ],
-        signer: || Arc::new(CryptoCom),
-    },
-    ExchangeInfo {
-        id: "bitstamp",
-        encoding: SecretEncoding::Raw,
-        algorithms: SHA256,
-        asymmetric: false,
-        binding: Binding::REQUEST.with("host", true),
-        endpoint_from: EndpointFrom::Path,
-        owned: "X-Auth-Timestamp (±skew), X-Auth-Nonce (UUID), X-Auth, host",
-        hosts: &["www.bitstamp.net"],
-        guarded: &[
-            g("/api/v2/*_withdrawal"),
-            g("/api/v2/withdrawal/open"),
-            g("/api/v2/transfer-to-main"),
-            g("/api/v2/transfer-from-main"),
-        ],
-        signer: || Arc::new(Bitstamp),
-    },
-    ExchangeInfo {
-        id: "mexc",
-        encoding: SecretEncoding::Raw,
-        algorithms: SHA256,
-        asymmetric: false,
-        binding: Binding::PARAMS,
-        endpoint_from: EndpointFrom::Params,
-        owned: "timestamp (±skew), recvWindow (≤ TTL), X-MEXC-APIKEY",
-        hosts: &["api.mexc.com"],
-        guarded: MEXC_GUARDED,
-        signer: || Arc::new(Mexc),
-    },
-    ExchangeInfo {
-        id: "mexc-futures",
-        encoding: SecretEncoding::Raw,
-        algorithms: SHA256,
-        asymmetric: false,
-        binding: Binding::PARAMS,
-        endpoint_from: EndpointFrom::Params,
-        owned: "Request-Time (±skew), Recv-Window (≤ TTL), ApiKey",
-        hosts: &["contract.mexc.com"],
-        guarded: MEXC_GUARDED,
-        signer: || Arc::new(MexcFutures),
-    },
+pub static ALL: &[&ExchangeInfo] = &[
+    &binance::SPOT_INFO,
+    &binance::USDM_INFO,
+    &binance::WS_INFO,
+    &kraken::INFO,
+    &coinbase::INFO,
+    &coinbase_advanced::INFO,
+    &okx::INFO,
+    &bybit::INFO,
+    &bitget::INFO,
+    &kucoin::INFO,
+    &gemini::INFO,
+    &bitmex::INFO,
+    &bitfinex::INFO,
+    &gate::INFO,
+    &deribit::INFO,
+    &htx::INFO,
+    &cryptocom::INFO,
+    &bitstamp::INFO,
+    &mexc::INFO,
+    &mexc::FUTURES_INFO,
 ];
 
 /// The entry for `id`.
 pub fn info(id: &str) -> Option<&'static ExchangeInfo> {
-    ALL.iter().find(|e| e.id == id)
+    ALL.iter().copied().find(|e| e.id == id)
+}
+
+/// Whether a key bound to exchange `bound` may sign for exchange `id`: the same id, or two ids
+/// of one key family.
+pub(super) fn same_keys(id: &str, bound: &str) -> bool {
+    id == bound
+        || matches!((info(id), info(bound)), (Some(a), Some(b)) if a.key_family == b.key_family)
 }
 
 /// The `docs/guardrails.md` table: one row per exchange id (checked by a unit test).
@@ -557,6 +163,73 @@ pub(crate) fn markdown_table() -> String {
         ));
     }
     out
+}
+
+/// The ccxt table of the Python adapter (`_SCHEMES` in `python/hsm_custody/ccxt.py`) as
+/// `(ccxt id, crate id)` pairs, sorted: each entry's key, with the ids of every `_Scheme("id", ...)`
+/// it names, directly or through a module-level `_NAME = _Scheme("id", ...)`. Parsed rather than
+/// generated, as `errors.py` is by the agent's protocol test: the package stays plain source.
+#[cfg(test)]
+fn python_ccxt_table(source: &str) -> Vec<(String, String)> {
+    /// The ids of the `_Scheme("id"` calls in `text`.
+    fn scheme_ids(text: &str) -> Vec<&str> {
+        text.split("_Scheme(\"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .collect()
+    }
+    /// The `_UPPER_CASE` names in `text`.
+    fn names(text: &str) -> Vec<&str> {
+        text.split(|c: char| !(c.is_ascii_uppercase() || c == '_'))
+            .filter(|w| w.len() > 1 && w.starts_with('_'))
+            .collect()
+    }
+    let variables: Vec<(&str, &str)> = source
+        .lines()
+        .filter_map(|l| {
+            let (name, value) = l.split_once(" = _Scheme(")?;
+            let id = value.strip_prefix('"')?.split('"').next()?;
+            Some((name, id))
+        })
+        .collect();
+    let start = source
+        .find("\n_SCHEMES: ")
+        .expect("ccxt.py defines _SCHEMES");
+    let table = &source[start..];
+    let table = &table[table.find("{\n").expect("_SCHEMES = {") + 2..table.find("\n}").unwrap()];
+    let mut entries: Vec<(String, String)> = Vec::new();
+    let mut pairs = Vec::new();
+    for line in table.lines() {
+        match line.strip_prefix("    \"") {
+            // An entry: `    "ccxt-id": ...` (continued on more deeply indented lines).
+            Some(rest) => entries.push((
+                rest.split('"').next().unwrap_or_default().to_owned(),
+                line.to_owned(),
+            )),
+            None => {
+                let last = entries
+                    .last_mut()
+                    .expect("an entry before its continuation");
+                last.1.push_str(line);
+            }
+        }
+    }
+    for (ccxt, text) in &entries {
+        let mut ids: Vec<&str> = scheme_ids(text);
+        for name in names(text) {
+            ids.extend(
+                variables
+                    .iter()
+                    .filter(|(n, _)| *n == name)
+                    .map(|(_, id)| *id),
+            );
+        }
+        assert!(!ids.is_empty(), "ccxt.py: no scheme for `{ccxt}`");
+        pairs.extend(ids.into_iter().map(|id| (ccxt.clone(), id.to_owned())));
+    }
+    pairs.sort();
+    pairs.dedup();
+    pairs
 }
 
 #[cfg(test)]
@@ -598,5 +271,32 @@ mod tests {
                 e.id
             );
         }
+    }
+
+    /// The Python adapter signs exactly the ccxt ids the registry names, each as the crate id
+    /// the registry gives it: an exchange added on one side only fails here.
+    #[test]
+    fn the_python_ccxt_table_matches_the_registry() {
+        let python = python_ccxt_table(include_str!("../../python/hsm_custody/ccxt.py"));
+        let mut registry: Vec<(String, String)> = ALL
+            .iter()
+            .flat_map(|e| e.ccxt.iter().map(|c| ((*c).to_owned(), e.id.to_owned())))
+            .collect();
+        registry.sort();
+        assert_eq!(
+            python, registry,
+            "python/hsm_custody/ccxt.py _SCHEMES (left) and the registry's `ccxt` ids (right)"
+        );
+    }
+
+    #[test]
+    fn key_families_are_ids_and_only_binance_shares_keys() {
+        for e in ALL {
+            assert!(info(e.key_family).is_some(), "{}", e.id);
+            assert!(same_keys(e.id, e.id), "{}", e.id);
+        }
+        assert!(same_keys("binance-ws", "binance-usdm") && same_keys("binance", "binance-ws"));
+        assert!(!same_keys("mexc", "mexc-futures") && !same_keys("binance", "mexc"));
+        assert!(!same_keys("binance", "nope") && !same_keys("nope", "binance"));
     }
 }

@@ -43,9 +43,11 @@ fn compiled(exchange: &str) -> &'static [(EndpointPattern, Guarded)] {
     type Table = Vec<(EndpointPattern, Guarded)>;
     static TABLES: OnceLock<Vec<(&'static str, Table)>> = OnceLock::new();
     let tables = TABLES.get_or_init(|| {
-        crate::exchanges::all_ids()
-            .map(|id| {
-                let patterns = withdrawal_endpoints(id)
+        crate::exchanges::ALL
+            .iter()
+            .map(|e| {
+                let patterns = e
+                    .guarded
                     .iter()
                     // The table is a constant checked by the unit test below; a pattern that
                     // failed to compile would only make the generic rule carry that endpoint.
@@ -55,7 +57,7 @@ fn compiled(exchange: &str) -> &'static [(EndpointPattern, Guarded)] {
                             .map(|p| (p, *g))
                     })
                     .collect();
-                (id, patterns)
+                (e.id, patterns)
             })
             .collect()
     });

@@ -36,17 +36,16 @@
 //!   every boundary.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use hmac::{Hmac, Mac as _};
-use hsm_custody::exchanges::{self, Context, FixedClock, FixedNonce, Inputs, Limits, Request};
-use hsm_custody::{HmacAlg, Signature};
+use hsm_custody::exchanges::{self, Inputs, Limits, Request};
+use hsm_custody::HmacAlg;
 use proptest::prelude::*;
 use proptest::sample::{select, subsequence};
 use serde_json::Value;
 
 use super::props::{self, Oracle};
-use super::{Executed, Http, ModelGuarded, ServerModel};
+use super::replay::{self, SoftMac};
+use super::{hmac, now_ms, Executed, Http, ModelGuarded, ServerModel};
 
 /// This group's models.
 pub fn models() -> Vec<Box<dyn ServerModel>> {
@@ -226,16 +225,7 @@ const BYBIT_GUARDED: &[ModelGuarded] = &[
 // Shared pieces.
 
 fn hmac_sha256(secret: &[u8], msg: &[u8]) -> Vec<u8> {
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).expect("any key length");
-    mac.update(msg);
-    mac.finalize().into_bytes().to_vec()
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as u64
+    hmac(HmacAlg::HmacSha256, secret, msg)
 }
 
 /// The longest window Binance and MEXC accept (`recvWindow`, `Recv-Window`), in ms.
@@ -897,8 +887,6 @@ impl ServerModel for Bybit {
 // Vectors: every published or independent vector of this group, signed through the crate's
 // validator and signer with a software key, verified by the model.
 
-const VECTORS: &str = include_str!("../../data/exchange_vectors.json");
-
 const IDS: &[&str] = &[
     "binance",
     "binance-usdm",
@@ -907,37 +895,6 @@ const IDS: &[&str] = &[
     "mexc-futures",
     "bybit",
 ];
-
-/// The vector's HMAC secret in software.
-struct SoftMac {
-    exchange: String,
-    secret: Vec<u8>,
-}
-
-impl hsm_custody::Mac for SoftMac {
-    fn key_name(&self) -> &str {
-        "soft"
-    }
-    fn exchange(&self) -> Option<&str> {
-        Some(&self.exchange)
-    }
-    fn mac(&self, alg: HmacAlg, msg: &[u8]) -> hsm_custody::Result<Signature> {
-        macro_rules! hmac_with {
-            ($digest:ty) => {{
-                let mut mac =
-                    <Hmac<$digest> as hmac::digest::KeyInit>::new_from_slice(&self.secret)
-                        .expect("any key length");
-                hmac::Mac::update(&mut mac, msg);
-                hmac::Mac::finalize(mac).into_bytes().to_vec()
-            }};
-        }
-        Ok(Signature::from_bytes(match alg {
-            HmacAlg::HmacSha256 => hmac_with!(sha2::Sha256),
-            HmacAlg::HmacSha384 => hmac_with!(sha2::Sha384),
-            HmacAlg::HmacSha512 => hmac_with!(sha2::Sha512),
-        }))
-    }
-}
 
 /// The vector's own time: its `timestamp` field, else the `timestamp` parameter.
 fn vector_time(req: &Request) -> u64 {
@@ -959,18 +916,14 @@ fn vector_time(req: &Request) -> u64 {
 
 #[test]
 fn group_a_models_verify_every_vector() {
-    let vectors: Vec<Value> = serde_json::from_str(VECTORS).expect("vectors parse");
     let mut replayed = 0;
-    for v in vectors
-        .iter()
-        .filter(|v| IDS.contains(&v["exchange"].as_str().unwrap_or("")))
-    {
+    for v in &replay::vectors(IDS) {
         let id = v["exchange"].as_str().unwrap();
         let vid = v["id"].as_str().unwrap();
         // Every vector of this group is HMAC (the asymmetric Binance keys are covered by
         // tests/integration/exchanges_asym.rs); an asymmetric one would be skipped here.
         assert_eq!(v["encoding"], "raw", "{vid}");
-        let secret = v["secret"].as_str().unwrap().as_bytes().to_vec();
+        let secret = replay::secret(v);
         let req = Request::from_json(&v["request"].to_string()).unwrap();
         // Within the skew of the vector's own time, and within its receive window (the
         // WebSocket API examples carry `recvWindow=100`).
@@ -990,14 +943,8 @@ fn group_a_models_verify_every_vector() {
         } else {
             reach.unwrap_or_else(|e| panic!("{vid}: the validator refuses the vector: {e}"));
         }
-        let mac = SoftMac {
-            exchange: id.to_owned(),
-            secret: secret.clone(),
-        };
-        let clock = FixedClock(now);
-        let nonces = FixedNonce(1);
-        let signed = exchange
-            .sign(&req, &mac, &Context::new(&clock, &nonces))
+        let mac = SoftMac::new(id, &secret);
+        let signed = replay::sign_at(exchange.as_ref(), &req, &mac, now)
             .unwrap_or_else(|e| panic!("{vid}: {e}"));
         assert_eq!(
             signed.signature,

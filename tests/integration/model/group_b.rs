@@ -19,17 +19,16 @@
 //! - Bitget and Gate verify the query percent-decoded: the signed query may hold any character.
 
 use std::collections::{BTreeSet, HashMap};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use hmac::{Hmac, Mac as _};
 use hsm_custody::exchanges::{self, Context, FixedClock, FixedNonce, Inputs, Limits, Request};
 use hsm_custody::{HmacAlg, Signature};
 use proptest::prelude::*;
-use sha2::{Digest, Sha256, Sha384, Sha512};
+use sha2::{Digest, Sha512};
 
 use super::props::{self, Oracle};
-use super::{Executed, Http, ModelGuarded, ServerModel};
+use super::replay::{self, SoftMac};
+use super::{hmac, now_ms, Executed, Http, ModelGuarded, ServerModel};
 
 /// This group's models.
 pub fn models() -> Vec<Box<dyn ServerModel>> {
@@ -48,30 +47,8 @@ pub fn models() -> Vec<Box<dyn ServerModel>> {
 // ---------------------------------------------------------------------------------------------
 // What every model shares.
 
-fn hmac(alg: HmacAlg, key: &[u8], msg: &[u8]) -> Vec<u8> {
-    macro_rules! with {
-        ($d:ty) => {{
-            let mut m = <Hmac<$d>>::new_from_slice(key).expect("any key length");
-            m.update(msg);
-            m.finalize().into_bytes().to_vec()
-        }};
-    }
-    match alg {
-        HmacAlg::HmacSha256 => with!(Sha256),
-        HmacAlg::HmacSha384 => with!(Sha384),
-        HmacAlg::HmacSha512 => with!(Sha512),
-    }
-}
-
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as u64
 }
 
 /// `%XX` decoded (invalid escapes stay), as servers decode queries.
@@ -853,8 +830,6 @@ impl ServerModel for CoinbaseAdvanced {
 // Every published and independent vector of these exchanges, through the crate's validator and
 // signer (a software key) and the model.
 
-const VECTORS: &str = include_str!("../../data/exchange_vectors.json");
-
 const GROUP: &[&str] = &[
     "okx",
     "coinbase-exchange",
@@ -885,32 +860,6 @@ const NEED_RECORDED: &[(&str, &str)] = &[
     ("kucoin-post-order-v2-passphrase", "passphrase"),
 ];
 
-/// A software key: HMAC on the host, with the API key and passphrase recorded with it.
-struct SoftMac {
-    exchange: String,
-    secret: Vec<u8>,
-    api_key: Option<String>,
-    passphrase: Option<String>,
-}
-
-impl hsm_custody::Mac for SoftMac {
-    fn key_name(&self) -> &str {
-        "soft"
-    }
-    fn exchange(&self) -> Option<&str> {
-        Some(&self.exchange)
-    }
-    fn mac(&self, alg: HmacAlg, msg: &[u8]) -> hsm_custody::Result<Signature> {
-        Ok(Signature::from_bytes(hmac(alg, &self.secret, msg)))
-    }
-    fn api_key(&self) -> Option<&str> {
-        self.api_key.as_deref()
-    }
-    fn passphrase(&self) -> Option<&str> {
-        self.passphrase.as_deref()
-    }
-}
-
 /// A clock within the skew of a vector's own time.
 fn vector_clock(req: &Request) -> u64 {
     if let Some(e) = req.expires.as_deref().and_then(decimal) {
@@ -936,24 +885,14 @@ fn refusal_field(e: &hsm_custody::Error) -> String {
 
 #[test]
 fn group_b_vectors_verify_in_the_models() {
-    let all: Vec<serde_json::Value> = serde_json::from_str(VECTORS).expect("vectors parse");
+    let vectors = replay::vectors(GROUP);
     let mut seen: HashMap<&str, usize> = HashMap::new();
-    for v in all
-        .iter()
-        .filter(|v| GROUP.contains(&v["exchange"].as_str().unwrap_or("")))
-    {
+    for v in &vectors {
         let id = v["id"].as_str().expect("id");
         let ex = v["exchange"].as_str().expect("exchange");
         *seen.entry(ex).or_default() += 1;
         let model = super::model(ex);
-        let text = v["secret"].as_str().expect("secret");
-        let secret = if v["encoding"] == "base64" {
-            base64::engine::general_purpose::STANDARD
-                .decode(text)
-                .expect("base64 secret")
-        } else {
-            text.as_bytes().to_vec()
-        };
+        let secret = replay::secret(v);
         let expected = v["expected_signature"].as_str().expect("signature");
         let req = Request::from_json(&v["request"].to_string()).expect("request");
         let now = vector_clock(&req);
@@ -973,10 +912,9 @@ fn group_b_vectors_verify_in_the_models() {
 
         // The key records the vector's API key and passphrase, as an operator would.
         let mac = SoftMac {
-            exchange: ex.to_owned(),
-            secret: secret.clone(),
             api_key: req.api_key.clone(),
             passphrase: req.passphrase.clone(),
+            ..SoftMac::new(ex, &secret)
         };
         let inputs = Inputs::new(
             ex,
@@ -990,11 +928,7 @@ fn group_b_vectors_verify_in_the_models() {
             REFUSED.iter().find(|(v, _)| *v == id),
         ) {
             (Ok(_), None) => {
-                let clock = FixedClock(now);
-                let nonces = FixedNonce(1);
-                let ctx = Context::new(&clock, &nonces);
-                let signed = exchange
-                    .sign(&req, &mac, &ctx)
+                let signed = replay::sign_at(exchange.as_ref(), &req, &mac, now)
                     .unwrap_or_else(|e| panic!("{id}: {e}"));
                 assert_eq!(signed.signature, expected, "{id}: the crate's signature");
                 let http = Http::from_signed(&signed, model.host());
@@ -1726,10 +1660,6 @@ properties! {
 const CDP_SEED: [u8; 32] = [7; 32];
 
 fn coinbase_advanced_run(oracle: Oracle, cases: u32) -> props::Seen {
-    use proptest::test_runner::{Config, TestCaseError, TestRunner};
-    use std::sync::atomic::{AtomicU32, Ordering};
-
-    let model = super::model("coinbase-advanced");
     let (_t, c, _g, _dir) = crate::guardrails::guarded(
         "prop-coinbase-advanced",
         &oracle.policy("prop", "coinbase-advanced"),
@@ -1748,50 +1678,25 @@ fn coinbase_advanced_run(oracle: Oracle, cases: u32) -> props::Seen {
         .exchange_signer_for("prop", "coinbase-advanced")
         .expect("signer")
         .with_limits(limits.clone());
-    let (signed, refused) = (AtomicU32::new(0), AtomicU32::new(0));
-    let mut runner = TestRunner::new(Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    });
-    let result = runner.run(&strategy("coinbase-advanced"), |req| {
-        let now = now_ms();
-        match signer.sign(&req) {
-            Ok(s) => {
-                signed.fetch_add(1, Ordering::Relaxed);
-                // Sent to the host the JWT names (a test host is a test server).
-                let host = req.host.clone().unwrap_or_else(|| model.host().to_owned());
-                let http = Http::from_signed(&s, &host);
-                props::check_signed(model.as_ref(), &oracle, &http, &CDP_SEED, now, &limits)
-                    .map_err(|e| {
-                        TestCaseError::fail(format!("coinbase-advanced: {e}\n  from {req:?}"))
-                    })
-            }
-            Err(
+    props::Drive {
+        exchange: "coinbase-advanced",
+        oracle: &oracle,
+        signer,
+        secret: &CDP_SEED,
+        limits,
+        // Sent to the host the JWT names (a test host is a test server).
+        host: |req, model| req.host.clone().unwrap_or_else(|| model.host().to_owned()),
+        // No key-kind refusal: the key is an Ed25519 key, which the scheme takes.
+        refused: |e| {
+            matches!(
+                e,
                 hsm_custody::Error::PolicyDenied { .. }
-                | hsm_custody::Error::RequestRefused { .. }
-                | hsm_custody::Error::InvalidInput(_),
-            ) => {
-                refused.fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            }
-            Err(other) => Err(TestCaseError::fail(format!(
-                "unexpected error {other} for {req:?}"
-            ))),
-        }
-    });
-    if let Err(e) = result {
-        panic!("{e}");
+                    | hsm_custody::Error::RequestRefused { .. }
+                    | hsm_custody::Error::InvalidInput(_)
+            )
+        },
     }
-    let seen = props::Seen {
-        signed: signed.into_inner(),
-        refused: refused.into_inner(),
-    };
-    assert!(
-        seen.signed >= cases / 20 && seen.refused >= cases / 20,
-        "coinbase-advanced: the generator must produce both allowed and refused requests: {seen:?}"
-    );
-    seen
+    .run(strategy("coinbase-advanced"), cases)
 }
 
 #[test]

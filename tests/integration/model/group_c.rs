@@ -33,9 +33,9 @@
 use std::collections::BTreeSet;
 
 use base64::Engine as _;
-use hmac::{Hmac, Mac as _};
+use hsm_custody::HmacAlg;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
-use sha2::{Digest as _, Sha256, Sha384, Sha512};
+use sha2::{Digest as _, Sha256};
 
 use super::{Executed, Http, ModelGuarded, ServerModel};
 
@@ -55,21 +55,15 @@ pub fn models() -> Vec<Box<dyn ServerModel>> {
 // Shared readings.
 
 fn hmac_sha256(key: &[u8], msg: &[u8]) -> Vec<u8> {
-    let mut m = Hmac::<Sha256>::new_from_slice(key).expect("any key length");
-    m.update(msg);
-    m.finalize().into_bytes().to_vec()
+    super::hmac(HmacAlg::HmacSha256, key, msg)
 }
 
 fn hmac_sha384(key: &[u8], msg: &[u8]) -> Vec<u8> {
-    let mut m = Hmac::<Sha384>::new_from_slice(key).expect("any key length");
-    m.update(msg);
-    m.finalize().into_bytes().to_vec()
+    super::hmac(HmacAlg::HmacSha384, key, msg)
 }
 
 fn hmac_sha512(key: &[u8], msg: &[u8]) -> Vec<u8> {
-    let mut m = Hmac::<Sha512>::new_from_slice(key).expect("any key length");
-    m.update(msg);
-    m.finalize().into_bytes().to_vec()
+    super::hmac(HmacAlg::HmacSha512, key, msg)
 }
 
 /// Whether a hex signature as sent (any case) is `want`.
@@ -940,14 +934,14 @@ impl ServerModel for Bitstamp {
 
 #[cfg(test)]
 mod vectors {
-    use hsm_custody::exchanges::{self, Context, FixedClock, FixedNonce, Inputs, Limits, Request};
-    use hsm_custody::{Error, HmacAlg, Signature};
+    use hsm_custody::exchanges::{self, Inputs, Limits, Request};
+    use hsm_custody::Error;
     use serde_json::Value;
 
+    use super::super::replay::{self, SoftMac};
     use super::super::{model, Http};
     use super::*;
 
-    const VECTORS: &str = include_str!("../../data/exchange_vectors.json");
     const GROUP: &[&str] = &[
         "kraken",
         "gemini",
@@ -968,29 +962,6 @@ mod vectors {
         // Upper-case host: the crate refuses what it would rewrite; signed lower-cased below.
         ("htx-post-order-host", "host"),
     ];
-
-    /// A software HMAC key (what the token computes).
-    struct SoftMac {
-        exchange: String,
-        secret: Vec<u8>,
-    }
-
-    impl hsm_custody::Mac for SoftMac {
-        fn key_name(&self) -> &str {
-            "vector"
-        }
-        fn exchange(&self) -> Option<&str> {
-            Some(&self.exchange)
-        }
-        fn mac(&self, alg: HmacAlg, msg: &[u8]) -> hsm_custody::Result<Signature> {
-            let out = match alg {
-                HmacAlg::HmacSha256 => hmac_sha256(&self.secret, msg),
-                HmacAlg::HmacSha384 => hmac_sha384(&self.secret, msg),
-                HmacAlg::HmacSha512 => hmac_sha512(&self.secret, msg),
-            };
-            Ok(Signature::from_bytes(out))
-        }
-    }
 
     /// The vector's own time: its timestamp, else its nonce (field, JSON member or form
     /// parameter) read as a time.
@@ -1016,13 +987,7 @@ mod vectors {
     fn sign_and_check(v: &Value, req: &Request, reached: bool) {
         let id = v["id"].as_str().unwrap();
         let ex = v["exchange"].as_str().unwrap();
-        let text = v["secret"].as_str().unwrap();
-        let secret = match v["encoding"].as_str() {
-            Some("base64") => base64::engine::general_purpose::STANDARD
-                .decode(text)
-                .unwrap(),
-            _ => text.as_bytes().to_vec(),
-        };
+        let secret = replay::secret(v);
         let exchange = exchanges::by_id(ex).unwrap();
         let now = time_of_vector(req) + 1000;
         let limits = Limits::default();
@@ -1032,13 +997,8 @@ mod vectors {
                 .reach(req, &inputs)
                 .unwrap_or_else(|e| panic!("{id}: {e}"))
         });
-        let mac = SoftMac {
-            exchange: ex.to_owned(),
-            secret: secret.clone(),
-        };
-        let (clock, nonces) = (FixedClock(now), FixedNonce(1));
-        let signed = exchange
-            .sign(req, &mac, &Context::new(&clock, &nonces))
+        let mac = SoftMac::new(ex, &secret);
+        let signed = replay::sign_at(exchange.as_ref(), req, &mac, now)
             .unwrap_or_else(|e| panic!("{id}: {e}"));
         let m = model(ex);
         let http = Http::from_signed(&signed, m.host());
@@ -1070,12 +1030,8 @@ mod vectors {
 
     #[test]
     fn group_c_vectors_verify_in_the_models() {
-        let all: Vec<Value> = serde_json::from_str(VECTORS).unwrap();
         let mut seen = 0;
-        for v in all
-            .iter()
-            .filter(|v| GROUP.contains(&v["exchange"].as_str().unwrap()))
-        {
+        for v in &replay::vectors(GROUP) {
             seen += 1;
             let id = v["id"].as_str().unwrap();
             let ex = v["exchange"].as_str().unwrap();

@@ -11,13 +11,41 @@
 //! tests/data/exchange_vectors.json.
 
 use std::collections::BTreeSet;
+use std::time::{SystemTime, UNIX_EPOCH};
 
+use hmac::{Hmac, Mac as _};
 use hsm_custody::exchanges::SignedRequest;
+use hsm_custody::HmacAlg;
 
 mod group_a;
 mod group_b;
 mod group_c;
 mod props;
+mod replay;
+
+/// HMAC on the host, as the exchanges compute it to verify (and as the vector keys sign).
+pub fn hmac(alg: HmacAlg, key: &[u8], msg: &[u8]) -> Vec<u8> {
+    macro_rules! with {
+        ($d:ty) => {{
+            let mut m = <Hmac<$d>>::new_from_slice(key).expect("any key length");
+            m.update(msg);
+            m.finalize().into_bytes().to_vec()
+        }};
+    }
+    match alg {
+        HmacAlg::HmacSha256 => with!(sha2::Sha256),
+        HmacAlg::HmacSha384 => with!(sha2::Sha384),
+        HmacAlg::HmacSha512 => with!(sha2::Sha512),
+    }
+}
+
+/// The wall clock in ms.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64
+}
 
 /// An HTTP request as it reaches the exchange.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

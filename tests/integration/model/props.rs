@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use hsm_custody::exchanges::{self, Limits, Request};
+use hsm_custody::exchanges::{self, ExchangeSigner, Limits, Request};
 use hsm_custody::{Custody, Error};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as PropConfig, TestCaseError, TestRunner};
@@ -201,7 +201,6 @@ pub fn run(
     strategy: impl Strategy<Value = Request>,
     cases: u32,
 ) -> Seen {
-    let model = super::model(exchange);
     let (_t, c, _dir) = setup(exchange, &oracle);
     let (_, secret) = secret(exchange);
     let limits = Limits::default().test_host("127.0.0.1:8443");
@@ -209,52 +208,96 @@ pub fn run(
         .exchange_signer_for("prop", exchange)
         .expect("signer")
         .with_limits(limits.clone());
-    let refused = AtomicU32::new(0);
-    let signed = AtomicU32::new(0);
-    let config = PropConfig {
-        cases,
-        failure_persistence: None,
-        ..PropConfig::default()
-    };
-    let mut runner = TestRunner::new(config);
-    let result = runner.run(&strategy, |req| {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_millis() as u64;
-        match signer.sign(&req) {
-            Ok(s) => {
-                signed.fetch_add(1, Ordering::Relaxed);
-                let http = Http::from_signed(&s, model.host());
-                check_signed(model.as_ref(), &oracle, &http, &secret, now, &limits)
-                    .map_err(|e| TestCaseError::fail(format!("{exchange}: {e}\n  from {req:?}")))
-            }
-            Err(
+    Drive {
+        exchange,
+        oracle: &oracle,
+        signer,
+        secret: &secret,
+        limits,
+        host: |_, model| model.host().to_owned(),
+        refused: |e| {
+            matches!(
+                e,
                 Error::PolicyDenied { .. }
-                | Error::RequestRefused { .. }
-                | Error::InvalidInput(_)
-                | Error::WrongKeyKind { .. },
-            ) => {
-                refused.fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            }
-            Err(other) => Err(TestCaseError::fail(format!(
-                "{exchange}: unexpected error {other} for {req:?}"
-            ))),
-        }
-    });
-    if let Err(e) = result {
-        panic!("{e}");
+                    | Error::RequestRefused { .. }
+                    | Error::InvalidInput(_)
+                    | Error::WrongKeyKind { .. }
+            )
+        },
     }
-    let seen = Seen {
-        refused: refused.into_inner(),
-        signed: signed.into_inner(),
-    };
-    assert!(
-        seen.signed >= cases / 20 && seen.refused >= cases / 20,
-        "{exchange}: the generator must produce both allowed and refused requests: {seen:?}"
-    );
-    seen
+    .run(strategy, cases)
+}
+
+/// One property's signer and how to judge what it answers.
+pub struct Drive<'a> {
+    /// The exchange id.
+    pub exchange: &'a str,
+    /// The policy the signer's guard rails enforce, as the test reads it.
+    pub oracle: &'a Oracle,
+    /// The key's signer, through the product path.
+    pub signer: ExchangeSigner,
+    /// The key's secret, for the model's verification.
+    pub secret: &'a [u8],
+    /// The signer's limits.
+    pub limits: Limits,
+    /// The host a signed request is sent to.
+    pub host: fn(&Request, &dyn ServerModel) -> String,
+    /// The errors that count as a refusal; any other fails the property.
+    pub refused: fn(&Error) -> bool,
+}
+
+impl Drive<'_> {
+    /// Signs `cases` requests from `strategy`, checks every signature against the model, and
+    /// fails unless some requests were signed and some refused.
+    pub fn run(&self, strategy: impl Strategy<Value = Request>, cases: u32) -> Seen {
+        let exchange = self.exchange;
+        let model = super::model(exchange);
+        let refused = AtomicU32::new(0);
+        let signed = AtomicU32::new(0);
+        let config = PropConfig {
+            cases,
+            failure_persistence: None,
+            ..PropConfig::default()
+        };
+        let mut runner = TestRunner::new(config);
+        let result = runner.run(&strategy, |req| {
+            let now = super::now_ms();
+            match self.signer.sign(&req) {
+                Ok(s) => {
+                    signed.fetch_add(1, Ordering::Relaxed);
+                    let http = Http::from_signed(&s, &(self.host)(&req, model.as_ref()));
+                    check_signed(
+                        model.as_ref(),
+                        self.oracle,
+                        &http,
+                        self.secret,
+                        now,
+                        &self.limits,
+                    )
+                    .map_err(|e| TestCaseError::fail(format!("{exchange}: {e}\n  from {req:?}")))
+                }
+                Err(e) if (self.refused)(&e) => {
+                    refused.fetch_add(1, Ordering::Relaxed);
+                    Ok(())
+                }
+                Err(other) => Err(TestCaseError::fail(format!(
+                    "{exchange}: unexpected error {other} for {req:?}"
+                ))),
+            }
+        });
+        if let Err(e) = result {
+            panic!("{e}");
+        }
+        let seen = Seen {
+            refused: refused.into_inner(),
+            signed: signed.into_inner(),
+        };
+        assert!(
+            seen.signed >= cases / 20 && seen.refused >= cases / 20,
+            "{exchange}: the generator must produce both allowed and refused requests: {seen:?}"
+        );
+        seen
+    }
 }
 
 /// The number of cases per property: `HSM_CUSTODY_PROP_CASES`, default 1000.

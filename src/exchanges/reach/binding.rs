@@ -1,0 +1,90 @@
+//! What an exchange's signature binds, and where the guard reads the endpoint it executes: the
+//! two facts the registry ([`crate::exchanges::ALL`]) records per exchange id.
+
+/// What an exchange's signature binds: the parts of a request that the verifier recomputes
+/// from what it receives and that the signature therefore fixes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Binding {
+    /// The HTTP method.
+    pub method: bool,
+    /// The URL path (the endpoint).
+    pub path: bool,
+    /// The host.
+    pub host: bool,
+    /// The query string.
+    pub query: bool,
+    /// The body.
+    pub body: bool,
+    /// A timestamp, nonce or expiry.
+    pub time: bool,
+}
+
+impl Binding {
+    /// Binds method, path, query, body and time (the common `ts‖METHOD‖path‖body` schemes).
+    pub const REQUEST: Binding = Binding {
+        method: true,
+        path: true,
+        host: false,
+        query: true,
+        body: true,
+        time: true,
+    };
+
+    /// Binds the parameters (query and body) and time only: the path is not signed.
+    pub const PARAMS: Binding = Binding {
+        method: false,
+        path: false,
+        host: false,
+        query: true,
+        body: true,
+        time: true,
+    };
+
+    /// The same binding, changing one part.
+    pub const fn with(self, part: &str, on: bool) -> Binding {
+        let mut b = self;
+        match part.as_bytes() {
+            b"method" => b.method = on,
+            b"path" => b.path = on,
+            b"host" => b.host = on,
+            b"query" => b.query = on,
+            b"body" => b.body = on,
+            b"time" => b.time = on,
+            _ => {}
+        }
+        b
+    }
+
+    /// The bound parts, comma-separated (`method,path,query,body,time`).
+    pub fn describe(&self) -> String {
+        let parts = [
+            ("method", self.method),
+            ("path", self.path),
+            ("host", self.host),
+            ("query", self.query),
+            ("body", self.body),
+            ("time", self.time),
+        ];
+        parts
+            .iter()
+            .filter(|(_, on)| *on)
+            .map(|(n, _)| *n)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// Where the guard reads the endpoint an exchange will execute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EndpointFrom {
+    /// The signed URL path.
+    Path,
+    /// A member of the signed body names it (Gemini `request`, Crypto.com `method`); it must
+    /// equal the path.
+    BodyMember(&'static str),
+    /// The path is not signed: the signature is good at every endpoint whose required
+    /// parameters it carries, so the guard judges the parameter set.
+    Params,
+}
