@@ -5,8 +5,8 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use serde::de::{DeserializeOwned, Error as _};
-use serde::{Deserialize, Deserializer};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
 
 use super::{
     AgentSection, AuditSection, Config, KeysSection, PinSource, PoolSection, SigningSection,
@@ -205,7 +205,16 @@ fn describe(text: &str, origin: Option<&Path>, err: &toml::de::Error) -> Error {
         let _ = write!(msg, ", line {line}, column {column}");
         table = Some(table_at(text, span.start));
     }
-    let _ = write!(msg, ": {}", err.message().trim_end());
+    let message = err.message().trim_end();
+    // A removed setting is refused with the reason, not as a mere unknown key.
+    let removed = format!("[pool] module_copies {MODULE_COPIES_REMOVED}");
+    let in_pool = matches!(&table, Some(Some(t)) if t == "pool");
+    let message = if in_pool && message.starts_with("unknown field `module_copies`") {
+        removed.as_str()
+    } else {
+        message
+    };
+    let _ = write!(msg, ": {message}");
     match table {
         Some(Some(name)) => {
             let _ = write!(msg, " (in [{name}])");
@@ -270,14 +279,6 @@ fn floor_boundary(text: &str, offset: usize) -> usize {
         offset -= 1;
     }
     offset
-}
-
-/// `[pool] module_copies`, whatever its value: refused with the reason.
-pub(super) fn refuse_module_copies<'de, D: Deserializer<'de>>(d: D) -> Result<(), D::Error> {
-    serde::de::IgnoredAny::deserialize(d)?;
-    Err(D::Error::custom(format!(
-        "[pool] module_copies {MODULE_COPIES_REMOVED}"
-    )))
 }
 
 #[cfg(test)]

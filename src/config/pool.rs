@@ -29,12 +29,4 @@ pub struct PoolSection {
     pub reconnect_attempts: Option<u32>,
     /// How often a cached key is checked ([`crate::Config::revalidate_interval`]).
     pub revalidate_ms: Option<u64>,
-    /// Removed (module copies): any value is refused with the reason, rather than as an unknown
-    /// field, so that an old file gets told why.
-    #[serde(
-        default,
-        rename = "module_copies",
-        deserialize_with = "super::file::refuse_module_copies"
-    )]
-    _module_copies: (),
 }
