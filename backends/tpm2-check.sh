@@ -5,7 +5,7 @@
 #   ./backends/tpm2-check.sh        # starts a software TPM in a temp dir, tears it down after
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cargo build -q --manifest-path "$ROOT/Cargo.toml" --bin hsm-custody
+cargo build -q --manifest-path "$ROOT/Cargo.toml" --features cli --bin hsm-custody
 H=$ROOT/target/debug/hsm-custody
 D=$(mktemp -d "${TMPDIR:-/tmp}/hsm-custody-tpm.XXXXXX")
 trap '"$ROOT/backends/tpm2.sh" stop "$D"; rm -rf "$D"' EXIT

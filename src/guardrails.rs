@@ -7,7 +7,7 @@ use std::sync::{mpsc, Arc, Mutex, RwLock};
 use sha2::{Digest, Sha256};
 
 use crate::audit::{self, AuditConfig, AuditLog, Record};
-use crate::config::Config;
+use crate::config::{AuditSection, Config, KeysSection, Sections};
 use crate::custody::Custody;
 use crate::error::{Error, Result};
 use crate::guard::{Guard, LifecycleEvent, SignContext};
@@ -54,35 +54,34 @@ impl GuardConfig {
         self
     }
 
-    /// The guard rails of a loaded [`Config`] (its `[audit]` and `[keys]` sections), `None`
-    /// when it has neither.
+    /// The guard rails of a loaded [`Config`] (its `[audit]` and `[keys]` sections, typed when
+    /// the file was read), `None` when it has neither.
     ///
     /// # Errors
-    /// [`Error::Config`]: a section does not parse, or `[keys]` comes without `[audit]`.
+    /// [`Error::Config`]: a policy's pattern, rate or hours do not parse, an audit group is
+    /// unknown, or `[keys]` comes without `[audit]`.
     pub fn from_config(config: &Config) -> Result<Option<GuardConfig>> {
         Self::from_sections(config.audit_section(), config.keys_section())
     }
 
-    /// Parses the `[audit]` and `[keys]` sections of TOML text (other sections are ignored).
+    /// Parses the `[audit]` and `[keys]` sections of TOML text (other sections are ignored;
+    /// unknown keys in these two are refused).
     ///
     /// # Errors
     /// [`Error::Config`].
     pub fn from_toml_str(text: &str) -> Result<Option<GuardConfig>> {
-        let table: toml::Table = toml::from_str(text)
-            .map_err(|e| Error::Config(format!("invalid TOML: {}", e.message())))?;
-        let section = |name: &str| -> Result<Option<&toml::Table>> {
-            match table.get(name) {
-                None => Ok(None),
-                Some(toml::Value::Table(t)) => Ok(Some(t)),
-                Some(_) => Err(Error::Config(format!("`{name}` must be a table"))),
-            }
-        };
-        Self::from_sections(section("audit")?, section("keys")?)
+        let sections = Sections::from_toml_str(text)?;
+        Self::from_sections(sections.audit.as_ref(), sections.keys.as_ref())
     }
 
-    fn from_sections(
-        audit: Option<&toml::Table>,
-        keys: Option<&toml::Table>,
+    /// The guard rails of typed sections: `[audit]` (required when `[keys]` is given) and
+    /// `[keys]`; `None` when neither is given.
+    ///
+    /// # Errors
+    /// As [`GuardConfig::from_config`].
+    pub fn from_sections(
+        audit: Option<&AuditSection>,
+        keys: Option<&KeysSection>,
     ) -> Result<Option<GuardConfig>> {
         match (audit, keys) {
             (None, None) => Ok(None),
@@ -90,8 +89,8 @@ impl GuardConfig {
                 "[keys] policies need an [audit] section (every decision is logged)".into(),
             )),
             (Some(a), keys) => Ok(Some(GuardConfig {
-                audit: AuditConfig::from_toml(a)?,
-                policies: keys.map(Policies::from_toml).transpose()?,
+                audit: AuditConfig::from_section(a)?,
+                policies: keys.map(Policies::from_section).transpose()?,
             })),
         }
     }

@@ -56,7 +56,7 @@ pub mod agent;
 #[cfg(feature = "tokio")]
 pub mod asynch;
 pub mod audit;
-mod config;
+pub mod config;
 mod custody;
 pub mod doctor;
 mod error;

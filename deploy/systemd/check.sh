@@ -9,7 +9,7 @@ command -v systemd-analyze >/dev/null || { echo "check.sh: systemd-analyze missi
 WORK=$(mktemp -d); trap 'rm -rf "$WORK"' EXIT
 
 # verify needs ExecStart's binary to exist: check a copy pointing at the built CLI.
-cargo build -q --manifest-path "$ROOT/Cargo.toml" --bin hsm-custody
+cargo build -q --manifest-path "$ROOT/Cargo.toml" --features cli --bin hsm-custody
 sed "s#/usr/local/bin/hsm-custody#$ROOT/target/debug/hsm-custody#" \
   "$HERE/hsm-custody-agent.service" > "$WORK/hsm-custody-agent.service"
 systemd-analyze verify "$WORK/hsm-custody-agent.service"

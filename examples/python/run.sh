@@ -10,7 +10,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
 VENV=$("$ROOT/python/venv.sh")
-cargo build -q --bin hsm-custody
+cargo build -q --features cli --bin hsm-custody
 CLI=$ROOT/target/debug/hsm-custody
 
 WORK=$(mktemp -d)

@@ -22,7 +22,7 @@ command -v softhsm2-util >/dev/null && [ -e "$MODULE" ] ||
 VENV=$(PYTHON=$PYTHON "$ROOT/python/venv.sh")
 
 # 2. the CLI
-(cd "$ROOT" && cargo build -q --bin hsm-custody)
+(cd "$ROOT" && cargo build -q --features cli --bin hsm-custody)
 CLI=${CARGO_TARGET_DIR:-$ROOT/target}/debug/hsm-custody
 
 # 3. a fresh token in a temp dir

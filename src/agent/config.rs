@@ -25,10 +25,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
-
 use super::protocol::DEFAULT_MAX_FRAME;
-use crate::config::{Config, PinSource};
+pub use crate::config::KeyAccess;
+use crate::config::{AgentSection, Config, PinSource, Sections};
 use crate::error::{Error, Result};
 
 /// How the agent listens, whom it serves, and how much.
@@ -49,42 +48,9 @@ pub struct AgentConfig {
     pub(crate) keys: BTreeMap<String, KeyAccess>,
 }
 
-/// Who may use one key through the agent.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KeyAccess {
-    /// Peer uids allowed.
-    #[serde(default)]
-    pub uids: Vec<u32>,
-    /// Peer primary gids allowed.
-    #[serde(default)]
-    pub gids: Vec<u32>,
-    /// Exchange ids allowed with this key; `None` allows every id the key's binding accepts.
-    #[serde(default)]
-    pub exchanges: Option<Vec<String>>,
-}
-
+// `KeyAccess` is the `[agent.keys.NAME]` section's own type (crate::config); the checks the
+// server makes with it live here, with the rest of the agent's configuration.
 impl KeyAccess {
-    /// Access for these uids.
-    pub fn uids(uids: impl IntoIterator<Item = u32>) -> Self {
-        KeyAccess {
-            uids: uids.into_iter().collect(),
-            ..KeyAccess::default()
-        }
-    }
-
-    /// Adds these gids.
-    pub fn gids(mut self, gids: impl IntoIterator<Item = u32>) -> Self {
-        self.gids.extend(gids);
-        self
-    }
-
-    /// Restricts the key to these exchange ids.
-    pub fn exchanges<S: Into<String>>(mut self, ids: impl IntoIterator<Item = S>) -> Self {
-        self.exchanges = Some(ids.into_iter().map(Into::into).collect());
-        self
-    }
-
     /// Whether a peer with `uid`/`gid` may use the key for `exchange`.
     pub(crate) fn allows(&self, uid: u32, gid: u32, exchange: &str) -> bool {
         let peer = self.uids.contains(&uid) || self.gids.contains(&gid);
@@ -195,66 +161,55 @@ impl AgentConfig {
         &self.socket
     }
 
-    /// Reads the `[agent]` section of a configuration file (the rest of the file is the
-    /// connection's, see [`crate::Config::from_toml_file`]).
-    ///
-    /// # Errors
-    /// The file cannot be read, or the section is invalid or has no `socket`.
-    pub fn from_toml_file(path: impl AsRef<Path>) -> Result<Option<Self>> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            what: "config file",
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::from_toml_str(&text)
+    /// The `[agent]` section of a loaded configuration, typed when the file was read (the file
+    /// is not read again); `None` when it has none.
+    pub fn from_config(config: &Config) -> Option<Self> {
+        config.agent_section().map(Self::from_section)
     }
 
-    /// Reads the `[agent]` section of TOML text; `None` when there is none.
+    /// Reads the `[agent]` section of TOML text (the rest of the text is ignored); `None` when
+    /// there is none.
     ///
     /// # Errors
-    /// The section is invalid (unknown fields are rejected).
+    /// The section is invalid (unknown keys are refused, `socket` is required).
     pub fn from_toml_str(text: &str) -> Result<Option<Self>> {
-        let file: RawFile = toml::from_str(text)
-            .map_err(|e| Error::Config(format!("invalid TOML: {}", e.message())))?;
-        let Some(raw) = file.agent else {
-            return Ok(None);
-        };
-        let raw: RawAgent = raw
-            .try_into()
-            .map_err(|e: toml::de::Error| Error::Config(format!("[agent]: {}", e.message())))?;
-        let socket = raw
-            .socket
-            .ok_or_else(|| Error::Config("[agent] needs `socket`".into()))?;
-        let mut config = AgentConfig::new(socket);
-        if let Some(n) = raw.max_frame {
+        Ok(Sections::from_toml_str(text)?
+            .agent
+            .as_ref()
+            .map(Self::from_section))
+    }
+
+    /// The agent configuration an `[agent]` section describes, over the defaults.
+    pub fn from_section(section: &AgentSection) -> Self {
+        let mut config = AgentConfig::new(&section.socket);
+        if let Some(n) = section.max_frame {
             config = config.max_frame(n);
         }
         let (rate, burst) = (config.rate_per_second, config.burst);
         config = config.rate(
-            raw.rate_per_second.unwrap_or(rate),
-            raw.burst.unwrap_or(burst),
+            section.rate_per_second.unwrap_or(rate),
+            section.burst.unwrap_or(burst),
         );
-        if let Some(n) = raw.max_connections {
+        if let Some(n) = section.max_connections {
             config = config.max_connections(n);
         }
-        if let Some(n) = raw.max_connections_per_uid {
+        if let Some(n) = section.max_connections_per_uid {
             config = config.max_connections_per_uid(n);
         }
-        config.allow_same_uid = raw.allow_same_uid.unwrap_or(false);
+        config.allow_same_uid = section.allow_same_uid.unwrap_or(false);
         let ms = Duration::from_millis;
-        if let Some(t) = raw.frame_timeout_ms {
+        if let Some(t) = section.frame_timeout_ms {
             config.frame_timeout = ms(t);
         }
-        if let Some(t) = raw.idle_timeout_ms {
+        if let Some(t) = section.idle_timeout_ms {
             config.idle_timeout = ms(t);
         }
-        if let Some(t) = raw.drain_timeout_ms {
+        if let Some(t) = section.drain_timeout_ms {
             config.drain_timeout = ms(t);
         }
-        config.socket_group = raw.socket_group;
-        config.keys = raw.keys;
-        Ok(Some(config))
+        config.socket_group = section.socket_group;
+        config.keys = section.keys.clone();
+        config
     }
 }
 
@@ -292,30 +247,6 @@ pub fn refuse_env_pin(config: &Config) -> Result<()> {
          config, `--pin-file` or HSM_CUSTODY_PIN_FILE (under systemd: a credential, see \
          deploy/README.md), drop `pin_env`, and start the agent without {names} (`env -u`)"
     )))
-}
-
-/// The whole file, of which only `[agent]` is read here.
-#[derive(Deserialize)]
-struct RawFile {
-    agent: Option<toml::Value>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawAgent {
-    socket: Option<PathBuf>,
-    max_frame: Option<usize>,
-    rate_per_second: Option<u32>,
-    burst: Option<u32>,
-    max_connections: Option<usize>,
-    max_connections_per_uid: Option<usize>,
-    allow_same_uid: Option<bool>,
-    frame_timeout_ms: Option<u64>,
-    idle_timeout_ms: Option<u64>,
-    drain_timeout_ms: Option<u64>,
-    socket_group: Option<u32>,
-    #[serde(default)]
-    keys: BTreeMap<String, KeyAccess>,
 }
 
 #[cfg(test)]

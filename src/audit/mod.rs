@@ -38,6 +38,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::{AuditSection, GroupRef};
 use crate::custody::Custody;
 use crate::error::{Error, Result};
 use crate::sign::HmacAlg;
@@ -52,20 +53,7 @@ pub const DEFAULT_AUDIT_KEY: &str = "hsm-custody-audit";
 /// Default size at which the log file is rotated (64 MiB).
 pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
-/// When the log is forced to disk.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-#[non_exhaustive]
-pub enum Fsync {
-    /// After every line (and the chain head with it): nothing acknowledged is ever lost.
-    #[default]
-    Always,
-    /// After 64 lines or 1 s, whichever comes first (checked on each write; call
-    /// [`AuditLog::sync`] before exit): a crash may lose the lines since the last sync.
-    Batch,
-    /// Never forced; the chain head is saved every 4096 lines. For tests and benchmarks.
-    Never,
-}
+pub use crate::config::Fsync;
 
 /// Where and how the audit log is written (`[audit]` in the configuration file).
 #[derive(Clone, Debug)]
@@ -124,48 +112,30 @@ impl AuditConfig {
         self
     }
 
-    /// Parses an `[audit]` table. Unknown fields are rejected.
+    /// The audit configuration an `[audit]` section describes (a group given by name is
+    /// looked up here).
     ///
     /// # Errors
-    /// [`Error::Config`].
-    pub fn from_toml(table: &toml::Table) -> Result<Self> {
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Raw {
-            path: PathBuf,
-            head: Option<PathBuf>,
-            fsync: Option<Fsync>,
-            max_bytes: Option<u64>,
-            key: Option<String>,
-            group: Option<Group>,
+    /// [`Error::Config`]: a bad key name or an unknown group.
+    pub fn from_section(section: &AuditSection) -> Result<Self> {
+        let mut config = AuditConfig::new(&section.path);
+        if let Some(head) = &section.head {
+            config.head = head.clone();
         }
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Group {
-            Id(u32),
-            Name(String),
-        }
-        let raw: Raw = toml::Value::Table(table.clone())
-            .try_into()
-            .map_err(|e: toml::de::Error| Error::Config(format!("[audit]: {}", e.message())))?;
-        let mut config = AuditConfig::new(raw.path);
-        if let Some(head) = raw.head {
-            config.head = head;
-        }
-        if let Some(fsync) = raw.fsync {
+        if let Some(fsync) = section.fsync {
             config.fsync = fsync;
         }
-        if let Some(max) = raw.max_bytes {
+        if let Some(max) = section.max_bytes {
             config.max_bytes = max;
         }
-        if let Some(key) = raw.key {
-            crate::keys::validate_name(&key)?;
-            config.key = key;
+        if let Some(key) = &section.key {
+            crate::keys::validate_name(key)?;
+            config.key = key.clone();
         }
-        config.group = match raw.group {
+        config.group = match &section.group {
             None => None,
-            Some(Group::Id(gid)) => Some(gid),
-            Some(Group::Name(name)) => Some(files::resolve_group(&name)?),
+            Some(GroupRef::Id(gid)) => Some(*gid),
+            Some(GroupRef::Name(name)) => Some(files::resolve_group(name)?),
         };
         Ok(config)
     }

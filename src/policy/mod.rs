@@ -42,8 +42,7 @@ mod withdrawal;
 
 use std::collections::HashMap;
 
-use serde::Deserialize;
-
+use crate::config::{KeyPolicySection, KeysSection};
 use crate::error::{Error, Result};
 use crate::guard::SignContext;
 
@@ -121,39 +120,31 @@ impl Refusal {
 }
 
 impl KeyPolicy {
-    /// Parses one `[keys.NAME]` table. Unknown fields are rejected.
+    /// The policy one `[keys.NAME]` section describes: patterns, rates and hours checked.
     ///
     /// # Errors
     /// [`Error::Config`] naming the key and the problem.
-    pub fn from_toml(name: &str, value: &toml::Value) -> Result<KeyPolicy> {
+    pub fn from_section(name: &str, section: &KeyPolicySection) -> Result<KeyPolicy> {
         let ctx = |e: String| Error::Config(format!("[keys.{name}]: {e}"));
-        let raw: RawKeyPolicy = value
-            .clone()
-            .try_into()
-            .map_err(|e: toml::de::Error| ctx(e.message().to_owned()))?;
         let patterns = |list: &[String]| -> Result<Vec<EndpointPattern>> {
             list.iter()
                 .map(|p| EndpointPattern::parse(p).map_err(|e| ctx(e.to_string())))
                 .collect()
         };
         let rate = RateSpec {
-            per_second: raw.rate_per_second,
-            per_minute: raw.rate_per_minute,
-            burst: raw.burst,
+            per_second: section.rate_per_second,
+            per_minute: section.rate_per_minute,
+            burst: section.burst,
         };
         rate.validate().map_err(|e| ctx(e.to_string()))?;
         Ok(KeyPolicy {
-            exchanges: match raw.exchange {
-                None => Vec::new(),
-                Some(OneOrMany::One(e)) => vec![e],
-                Some(OneOrMany::Many(v)) => v,
-            },
-            allow: patterns(&raw.allow)?,
-            deny: patterns(&raw.deny)?,
-            allow_withdrawals: raw.allow_withdrawals,
-            allow_raw: raw.allow_raw,
+            exchanges: section.exchanges.clone(),
+            allow: patterns(&section.allow)?,
+            deny: patterns(&section.deny)?,
+            allow_withdrawals: section.allow_withdrawals,
+            allow_raw: section.allow_raw,
             rate,
-            hours: raw
+            hours: section
                 .hours
                 .as_deref()
                 .map(HoursWindow::parse)
@@ -281,19 +272,15 @@ pub struct Policies {
 }
 
 impl Policies {
-    /// Parses the `[keys]` table: one sub-table per key name, `"*"` for the fallback.
+    /// Every key's policy from a `[keys]` section: one entry per key name, `"*"` for the
+    /// fallback.
     ///
     /// # Errors
-    /// [`Error::Config`] for an entry that is not a table or does not parse.
-    pub fn from_toml(table: &toml::Table) -> Result<Policies> {
+    /// [`Error::Config`] for an entry that does not parse.
+    pub fn from_section(section: &KeysSection) -> Result<Policies> {
         let mut keys = HashMap::new();
-        for (name, value) in table {
-            if !value.is_table() {
-                return Err(Error::Config(format!(
-                    "[keys]: `{name}` must be a table ([keys.{name}])"
-                )));
-            }
-            keys.insert(name.clone(), KeyPolicy::from_toml(name, value)?);
+        for (name, entry) in section {
+            keys.insert(name.clone(), KeyPolicy::from_section(name, entry)?);
         }
         Ok(Policies { keys })
     }
@@ -307,31 +294,6 @@ impl Policies {
     pub fn for_key(&self, key: &str) -> Option<&KeyPolicy> {
         self.keys.get(key).or_else(|| self.keys.get(DEFAULT_POLICY))
     }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawKeyPolicy {
-    exchange: Option<OneOrMany>,
-    #[serde(default)]
-    allow: Vec<String>,
-    #[serde(default)]
-    deny: Vec<String>,
-    #[serde(default)]
-    allow_withdrawals: bool,
-    #[serde(default)]
-    allow_raw: bool,
-    rate_per_second: Option<u32>,
-    rate_per_minute: Option<u32>,
-    burst: Option<u32>,
-    hours: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
 }
 
 #[cfg(test)]
@@ -428,8 +390,8 @@ mod tests {
     }
 
     fn policies(text: &str) -> Policies {
-        let table: toml::Table = toml::from_str(text).unwrap();
-        Policies::from_toml(table["keys"].as_table().unwrap()).unwrap()
+        let sections = crate::config::Sections::from_toml_str(text).unwrap();
+        Policies::from_section(&sections.keys.unwrap()).unwrap()
     }
 
     #[test]
@@ -497,12 +459,16 @@ mod tests {
 
     #[test]
     fn bad_policies_are_refused_with_the_key_name() {
-        let table: toml::Table = toml::from_str("[keys.k]\nalow = []\n").unwrap();
-        let err = Policies::from_toml(table["keys"].as_table().unwrap())
-            .unwrap_err()
+        // An unknown key: refused when the file is read, naming the key, its table and line.
+        let err = crate::config::Sections::from_toml_str("[keys.k]\nalow = []\n")
+            .err()
+            .unwrap()
             .to_string();
         assert!(err.contains("[keys.k]") && err.contains("alow"), "{err}");
-        let table: toml::Table = toml::from_str("[keys.k]\nburst = 5\n").unwrap();
-        assert!(Policies::from_toml(table["keys"].as_table().unwrap()).is_err());
+        assert!(err.contains("line 2, column 1"), "{err}");
+        // A rate the policy cannot use: refused when the section becomes a policy.
+        let sections = crate::config::Sections::from_toml_str("[keys.k]\nburst = 5\n").unwrap();
+        let err = Policies::from_section(&sections.keys.unwrap()).unwrap_err();
+        assert!(err.to_string().contains("[keys.k]"), "{err}");
     }
 }

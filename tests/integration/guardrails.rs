@@ -363,7 +363,7 @@ fn guard_overhead() {
     let t = fresh_token("overhead");
     import(&t.connect(), "bot", "binance");
     let dir = tempfile::tempdir().unwrap();
-    let policy = hsm_custody::policy::Policies::from_toml(
+    let policy = hsm_custody::policy::Policies::from_section(
         &toml::from_str(
             "[bot]\nexchange = 'binance'\nallow = ['POST /api/v3/order', 'GET /api/v3/*']\n\
              rate_per_second = 1000000\nburst = 1000000\n",

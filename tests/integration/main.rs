@@ -8,6 +8,7 @@ mod attacks;
 mod audit;
 mod audit_hardening;
 mod bad_input;
+mod cli_config;
 mod cli_lifecycle;
 mod cli_sign_request;
 mod common;

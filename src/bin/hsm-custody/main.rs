@@ -1,53 +1,25 @@
 //! `hsm-custody`: provision keys into a PKCS#11 token and sign with them.
 //!
-//! `main` only parses arguments, runs one command, prints an error with its hint and maps it to
-//! an exit code ([`hsm_custody::ErrorKind::exit_code`]); every command
-//! lives in its own file and calls the library.
+//! `main` only parses the arguments, runs one command and turns its outcome into an exit code
+//! ([`exit`]). The commands live one per file under `commands/`, nested as on the command line
+//! (`commands/key/import.rs` is `hsm-custody key import`); they parse their arguments into the
+//! library's types and call it. `global` holds the options every command shares and the
+//! connection they make; `input` reads secrets, dates and files; `values` holds the closed
+//! sets of values the flags take.
 
-#[cfg(feature = "agent")]
-mod agent;
-mod audit;
-mod cli;
-mod doctor;
-mod key_import;
-mod key_lifecycle;
-mod key_list;
-mod sign;
-mod sign_request;
+mod commands;
+mod exit;
+mod global;
+mod input;
+mod values;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let args = cli::Cli::parse();
-    let result = cli::run(args);
+    let cli = commands::Cli::parse();
+    let result = commands::run(cli);
     // The audit log's last sync, whatever the command's outcome (a refusal is a line too).
-    let result = match (result, cli::finish()) {
-        (Ok(()), synced) => synced,
-        (Err(e), Err(sync)) => {
-            eprintln!("hsm-custody: {sync:#}");
-            Err(e)
-        }
-        (Err(e), Ok(())) => Err(e),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("hsm-custody: {err:#}");
-            // The crate's error, wherever it sits in the context chain: its advice and its
-            // kind's exit code (2 bad configuration or input, 3 PIN, 4 guard-rail refusal; the
-            // agent's systemd unit does not restart on 2: a configuration it refused is refused
-            // again).
-            match err.downcast_ref::<hsm_custody::Error>() {
-                Some(e) => {
-                    if let Some(hint) = e.hint() {
-                        eprintln!("hint: {hint}");
-                    }
-                    ExitCode::from(e.kind().exit_code())
-                }
-                None => ExitCode::FAILURE,
-            }
-        }
-    }
+    exit::report(result, global::finish())
 }

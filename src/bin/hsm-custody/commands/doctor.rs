@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use crate::cli::Global;
+use crate::global::Global;
 
 #[derive(Args, Debug)]
 pub struct DoctorArgs {

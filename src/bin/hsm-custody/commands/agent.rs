@@ -6,7 +6,8 @@ use anyhow::Context as _;
 use clap::Args;
 use hsm_custody::agent::{shutdown_signal, Agent, AgentConfig};
 
-use crate::cli::Global;
+use crate::exit;
+use crate::global::Global;
 
 #[derive(Args, Debug)]
 pub struct AgentArgs {
@@ -17,19 +18,20 @@ pub struct AgentArgs {
 }
 
 pub fn run(global: &Global, args: AgentArgs) -> anyhow::Result<()> {
-    let from_file = match &global.config {
-        Some(path) => AgentConfig::from_toml_file(path)?,
-        None => None,
-    };
-    let config = match (from_file, args.socket) {
+    // The file is read once: its `[agent]` section came typed with the connection's settings.
+    let connection = global.config()?;
+    let config = match (AgentConfig::from_config(&connection), args.socket) {
         (Some(c), Some(socket)) => c.socket(socket),
         (Some(c), None) => c,
         (None, Some(socket)) => AgentConfig::new(socket),
-        (None, None) => anyhow::bail!("no socket: pass --socket or set `socket` in [agent]"),
+        (None, None) => {
+            return Err(exit::config(
+                "no socket: pass --socket or set `socket` in [agent]",
+            ))
+        }
     };
     // The login and the guard rails ([keys] policy, [audit]) are the agent's; clients never see
     // the PIN, and every signature they ask for goes through the guard installed here.
-    let connection = global.config()?;
     // A PIN in the environment is readable in /proc/<pid>/environ by every process of the
     // agent's uid for as long as it runs (issue 26): refused before the login.
     hsm_custody::agent::refuse_env_pin(&connection)?;

@@ -6,11 +6,11 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context as _;
 use clap::Args;
 use hsm_custody::exchanges::{self, Request};
 
-use crate::cli::Global;
+use crate::global::Global;
+use crate::{exit, input};
 
 #[derive(Args, Debug)]
 pub struct SignRequestArgs {
@@ -34,15 +34,15 @@ pub struct SignRequestArgs {
 }
 
 pub fn run(global: &Global, args: SignRequestArgs) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(&args.request)
-        .with_context(|| format!("reading request file `{}`", args.request.display()))?;
+    let text = input::read_file("request file", &args.request)?;
     let request = Request::from_json(&text)?;
-    anyhow::ensure!(
-        exchanges::by_id(&args.exchange).is_some(),
-        "unknown exchange `{}` (known: {})",
-        args.exchange,
-        exchanges::all_ids().collect::<Vec<_>>().join(", ")
-    );
+    if exchanges::by_id(&args.exchange).is_none() {
+        return Err(exit::input(format!(
+            "unknown exchange `{}` (known: {})",
+            args.exchange,
+            exchanges::all_ids().collect::<Vec<_>>().join(", ")
+        )));
+    }
     let custody = global.connect()?;
     // The request is validated against the exchange's grammar and the inputs the crate owns
     // (`[signing]` limits), and the withdrawal guard applies even with no configuration.

@@ -3,18 +3,18 @@
 use std::io::Read as _;
 
 use clap::Args;
-use hsm_custody::HmacAlg;
 
-use crate::cli::Global;
+use crate::global::Global;
+use crate::values::Alg;
 
 #[derive(Args, Debug)]
 pub struct SignArgs {
     /// Key name.
     #[arg(long)]
     pub key: String,
-    /// hmac-sha256, hmac-sha384 or hmac-sha512.
-    #[arg(long, default_value = "hmac-sha256")]
-    pub alg: String,
+    /// HMAC algorithm.
+    #[arg(long, value_enum, default_value_t = Alg::HmacSha256)]
+    pub alg: Alg,
     /// Print lowercase hex (the default).
     #[arg(long, conflicts_with = "base64")]
     pub hex: bool,
@@ -24,11 +24,10 @@ pub struct SignArgs {
 }
 
 pub fn run(global: &Global, args: SignArgs) -> anyhow::Result<()> {
-    let alg: HmacAlg = args.alg.parse()?;
     let mut data = Vec::new();
     std::io::stdin().lock().read_to_end(&mut data)?;
     let custody = global.connect()?;
-    let mac = custody.key(&args.key)?.hmac(alg, &data)?;
+    let mac = custody.key(&args.key)?.hmac(args.alg.into(), &data)?;
     println!(
         "{}",
         if args.base64 {

@@ -1,26 +1,21 @@
-//! Argument parsing and dispatch.
+//! The options every command takes (how to reach the token), the configuration they build, and
+//! the connection with its guard rails, synced at exit.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::Context as _;
-use clap::{Args, Parser, Subcommand};
+use clap::Args;
 use hsm_custody::{Config, Custody, Error, GuardConfig, Guardrails};
 
-/// Keep exchange API secrets inside a PKCS#11 token and sign in the token.
-#[derive(Parser, Debug)]
-#[command(name = "hsm-custody", version, about)]
-pub struct Cli {
-    #[command(flatten)]
-    pub global: Global,
-    #[command(subcommand)]
-    pub command: Command,
-}
+use crate::exit;
 
 /// How to reach the token (flags win over the environment).
 #[derive(Args, Debug)]
+#[command(next_help_heading = "Token options (every command)")]
 pub struct Global {
-    /// TOML configuration file (module, token, pin_file, [pool]).
+    /// TOML configuration file (module, token, pin_file, [pool], [signing], [audit], [keys],
+    /// [agent]); read once, unknown keys refused.
     #[arg(long, global = true, env = "HSM_CUSTODY_CONFIG")]
     pub config: Option<PathBuf>,
     /// PKCS#11 module path.
@@ -48,66 +43,29 @@ pub struct Global {
     pub danger_accept_non_custody_module: bool,
 }
 
-#[derive(Subcommand, Debug)]
-pub enum Command {
-    /// Manage keys.
-    #[command(subcommand)]
-    Key(KeyCommand),
-    /// MAC the bytes read from stdin with a key, in the token.
-    Sign(crate::sign::SignArgs),
-    /// Sign an exchange request described by a JSON file; prints the signed request as JSON.
-    SignRequest(crate::sign_request::SignRequestArgs),
-    /// Check the module and audit every key in the token for the hardened attributes.
-    Doctor(crate::doctor::DoctorArgs),
-    /// Run a signing agent on a Unix socket: it holds the login, clients send sign requests.
-    #[cfg(feature = "agent")]
-    Agent(crate::agent::AgentArgs),
-    /// Guard rails' audit log: verify the MAC chain, tail, usage summary.
-    #[command(subcommand)]
-    Audit(crate::audit::AuditCommand),
-}
-
-#[derive(Subcommand, Debug)]
-pub enum KeyCommand {
-    /// Import an exchange API secret (from the terminal without echo, or from stdin).
-    Import(crate::key_import::ImportArgs),
-    /// Take into custody an HMAC key another tool put in the token (TPM `tpm2_ptool import`,
-    /// an HSM's key ceremony): checks its attributes, proves it signs, writes metadata.
-    Adopt(crate::key_import::AdoptArgs),
-    /// List the keys in the token: names, kinds, versions, expiry, flags; never values.
-    List(crate::key_list::ListArgs),
-    /// Show every version of a key with its state and validity.
-    Versions(crate::key_lifecycle::VersionsArgs),
-    /// Staged rotation: begin (new pending version), promote, retire.
-    #[command(subcommand)]
-    Rotate(crate::key_lifecycle::RotateCommand),
-    /// Destroy a version (or all versions) of a key at once.
-    Revoke(crate::key_lifecycle::RevokeArgs),
-    /// Generate an Ed25519, P-256 or RSA-2048 key pair inside the token.
-    Generate(crate::key_lifecycle::GenerateArgs),
-    /// Print a key's public key (PEM, SubjectPublicKeyInfo) for registering with the exchange.
-    Public(crate::key_lifecycle::PublicArgs),
-}
-
 impl Global {
-    /// Builds the connection configuration: config file, then flags and environment.
+    /// Builds the configuration: config file (read once: the guard rails and the agent take
+    /// their sections from the result), then flags and environment.
+    ///
+    /// # Errors
+    /// Every failure is a configuration error (exit 2), an unreadable file included.
     pub fn config(&self) -> anyhow::Result<Config> {
         let mut config = match &self.config {
-            Some(path) => Config::from_toml_file(path)?,
+            Some(path) => Config::from_toml_file(path).map_err(exit::config_load)?,
             None => {
-                let module = self
-                    .module
-                    .clone()
-                    .context("no PKCS#11 module: pass --module or set HSM_CUSTODY_MODULE")?;
-                let token = self
-                    .token
-                    .clone()
-                    .context("no token label: pass --token or set HSM_CUSTODY_TOKEN")?;
-                Config::new(module, token).pin_from_env()?
+                let module = self.module.clone().ok_or_else(|| {
+                    exit::config("no PKCS#11 module: pass --module or set HSM_CUSTODY_MODULE")
+                })?;
+                let token = self.token.clone().ok_or_else(|| {
+                    exit::config("no token label: pass --token or set HSM_CUSTODY_TOKEN")
+                })?;
+                Config::new(module, token)
+                    .pin_from_env()
+                    .map_err(exit::config_load)?
             }
         };
         if let Some(path) = &self.pin_file {
-            config = config.pin_file(path)?;
+            config = config.pin_file(path).map_err(exit::config_load)?;
         }
         if let Some(params) = self.module_init_params.as_ref().filter(|p| !p.is_empty()) {
             config = config.module_init_params(params.clone());
@@ -190,27 +148,4 @@ pub fn finish() -> anyhow::Result<()> {
         drop(custody);
     }
     Ok(())
-}
-
-pub fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
-        Command::Key(KeyCommand::Import(args)) => crate::key_import::run(&cli.global, args),
-        Command::Key(KeyCommand::Adopt(args)) => crate::key_import::adopt(&cli.global, args),
-        Command::Key(KeyCommand::List(args)) => crate::key_list::run(&cli.global, args),
-        Command::Key(KeyCommand::Versions(args)) => {
-            crate::key_lifecycle::versions(&cli.global, args)
-        }
-        Command::Key(KeyCommand::Rotate(cmd)) => crate::key_lifecycle::rotate(&cli.global, cmd),
-        Command::Key(KeyCommand::Revoke(args)) => crate::key_lifecycle::revoke(&cli.global, args),
-        Command::Key(KeyCommand::Generate(args)) => {
-            crate::key_lifecycle::generate(&cli.global, args)
-        }
-        Command::Key(KeyCommand::Public(args)) => crate::key_lifecycle::public(&cli.global, args),
-        Command::Sign(args) => crate::sign::run(&cli.global, args),
-        Command::SignRequest(args) => crate::sign_request::run(&cli.global, args),
-        Command::Doctor(args) => crate::doctor::run(&cli.global, args),
-        #[cfg(feature = "agent")]
-        Command::Agent(args) => crate::agent::run(&cli.global, args),
-        Command::Audit(cmd) => crate::audit::run(&cli.global, cmd),
-    }
 }

@@ -1,17 +1,42 @@
-//! Connection configuration: from code, from the environment, or from a TOML file.
+//! Configuration: from code, from the environment, or from a TOML file.
+//!
+//! [`Config`] is how to reach the token and run the session pool. A file is read once into a
+//! [`ConfigFile`], whose fields mirror its tables, one file each here: the top level
+//! (`module`, `token`, `pin_file` ...), [`PoolSection`] (`[pool]`), [`SigningSection`]
+//! (`[signing]`), [`AuditSection`] (`[audit]`), [`KeysSection`] (`[keys]`) and
+//! [`AgentSection`] (`[agent]`). Every table refuses unknown keys, and a file that does not
+//! parse gets an error naming the line, the column and the table. [`Config::from_file`] keeps
+//! the guard rails' and the agent's sections, typed, for [`crate::GuardConfig::from_config`]
+//! and `agent::AgentConfig::from_config`: nothing reads the file twice.
 //!
 //! The PIN is held as a [`SecretString`] from the moment it is read. It can come from code, from
 //! `HSM_CUSTODY_PIN`, or from a file (`HSM_CUSTODY_PIN_FILE`, `pin_file` in TOML). A TOML file
 //! never holds the PIN inline.
 
-use std::fs;
+mod agent;
+mod audit;
+mod file;
+mod keys;
+mod pin;
+mod pool;
+mod signing;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use secrecy::SecretString;
-use serde::Deserialize;
 
 use crate::error::{Error, Result};
+
+pub use agent::{AgentSection, KeyAccess};
+pub use audit::{AuditSection, Fsync, GroupRef};
+pub use file::ConfigFile;
+pub(crate) use file::Sections;
+pub use keys::{KeyPolicySection, KeysSection};
+pub use pin::PinSource;
+pub(crate) use pin::{pin_from_env, read_pin_file};
+pub use pool::PoolSection;
+pub use signing::SigningSection;
 
 /// Environment variable naming the PKCS#11 module path.
 pub const ENV_MODULE: &str = "HSM_CUSTODY_MODULE";
@@ -44,23 +69,6 @@ const DEFAULT_RECONNECT_BACKOFF: Duration = Duration::from_millis(50);
 const DEFAULT_REVALIDATE: Duration = Duration::from_secs(1);
 const DEFAULT_ROTATION_AGE_DAYS: u32 = 90;
 
-/// Where a [`Config`]'s PIN came from (see [`Config::pin_source`]).
-///
-/// A PIN taken from the environment stays in `/proc/<pid>/environ` for the life of the process,
-/// readable by every process of the same uid: the signing agent refuses it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum PinSource {
-    /// No PIN configured.
-    None,
-    /// Given in code ([`Config::pin`]).
-    Code,
-    /// Read from a file ([`Config::pin_file`], `pin_file` in TOML, `HSM_CUSTODY_PIN_FILE`).
-    File,
-    /// Read from this environment variable (`HSM_CUSTODY_PIN`, or the one `pin_env` names).
-    Env(String),
-}
-
 /// How to reach the token and how to run the session pool.
 ///
 /// `Debug` is safe: the PIN prints as `[REDACTED]`.
@@ -91,10 +99,12 @@ pub struct Config {
     pub(crate) reconnect_backoff: Duration,
     pub(crate) revalidate: Duration,
     pub(crate) rotation_age_days: u32,
-    /// `[audit]` as written, parsed by [`crate::GuardConfig`].
-    pub(crate) audit: Option<toml::Table>,
-    /// `[keys]` as written, parsed by [`crate::GuardConfig`].
-    pub(crate) keys: Option<toml::Table>,
+    /// `[audit]`, for [`crate::GuardConfig::from_config`].
+    pub(crate) audit: Option<AuditSection>,
+    /// `[keys]`, for [`crate::GuardConfig::from_config`].
+    pub(crate) keys: Option<KeysSection>,
+    /// `[agent]`, for `agent::AgentConfig::from_config`.
+    pub(crate) agent: Option<AgentSection>,
     /// Passed in `C_Initialize`'s `pReserved` when set (NSS softokn's `configdir=...`).
     pub(crate) module_init_params: Option<String>,
     /// Connect to a module whose custody probe found a non-extractable key getting out.
@@ -122,6 +132,7 @@ impl Config {
             rotation_age_days: DEFAULT_ROTATION_AGE_DAYS,
             audit: None,
             keys: None,
+            agent: None,
             module_init_params: None,
             danger_accept_non_custody_module: false,
             limits: crate::exchanges::Limits::default(),
@@ -300,109 +311,6 @@ impl Config {
         Ok(config)
     }
 
-    /// Parses a TOML file. Unknown fields are rejected.
-    ///
-    /// ```toml
-    /// module = "/usr/lib/softhsm/libsofthsm2.so"
-    /// token = "trading"
-    /// pin_file = "/run/credentials/hsm-custody/pin"
-    ///
-    /// [pool]
-    /// size = 8
-    /// checkout_timeout_ms = 5000
-    /// fast_path = true
-    /// serialize_hmac = true  # default: on for SoftHSM2 only
-    /// ```
-    ///
-    /// # Errors
-    /// The file cannot be read or parsed, or the PIN file cannot be read.
-    pub fn from_toml_file(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let text = fs::read_to_string(path).map_err(|source| Error::Io {
-            what: "config file",
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::from_toml_str(&text)
-    }
-
-    /// Parses TOML text (see [`Config::from_toml_file`]).
-    ///
-    /// # Errors
-    /// The text is not valid configuration, or the PIN file cannot be read.
-    pub fn from_toml_str(text: &str) -> Result<Self> {
-        let raw: RawConfig = toml::from_str(text)
-            .map_err(|e| Error::Config(format!("invalid TOML: {}", e.message())))?;
-        let mut config = Config::new(raw.module, raw.token);
-        match (raw.pin_file, raw.pin_env) {
-            (Some(_), Some(_)) => {
-                return Err(Error::Config(
-                    "set either `pin_file` or `pin_env`, not both".into(),
-                ))
-            }
-            (Some(file), None) => config = config.pin_file(file)?,
-            (None, Some(var)) => {
-                let pin = std::env::var(&var).map_err(|_| {
-                    Error::Config(format!("`pin_env` names `{var}`, which is not set"))
-                })?;
-                config.pin = Some(SecretString::from(pin));
-                config.pin_source = PinSource::Env(var.clone());
-                config.pin_env = Some(var);
-            }
-            (None, None) => {}
-        }
-        if let Some(days) = raw.rotation_age_days {
-            config.rotation_age_days = days;
-        }
-        config.audit = raw.audit;
-        config.keys = raw.keys;
-        config.module_init_params = raw.module_init_params;
-        config.danger_accept_non_custody_module =
-            raw.danger_accept_non_custody_module.unwrap_or(false);
-        if let Some(signing) = raw.signing {
-            let mut limits = crate::exchanges::Limits::default();
-            if let Some(ms) = signing.skew_ms {
-                limits.skew_ms = ms;
-            }
-            if let Some(ms) = signing.ttl_ms {
-                limits.ttl_ms = ms;
-            }
-            limits.test_hosts = signing.test_hosts;
-            if limits.skew_ms > 60_000 || limits.ttl_ms > 600_000 {
-                return Err(Error::Config(
-                    "[signing]: skew_ms is at most 60000 and ttl_ms at most 600000".into(),
-                ));
-            }
-            config.limits = limits;
-        }
-        if let Some(pool) = raw.pool {
-            if let Some(size) = pool.size {
-                config = config.pool_size(size);
-            }
-            if let Some(ms) = pool.checkout_timeout_ms {
-                config.checkout_timeout = Duration::from_millis(ms);
-            }
-            if let Some(fast) = pool.fast_path {
-                config.fast_path = fast;
-            }
-            if let Some(serial) = pool.serialize_hmac {
-                config.serialize_hmac = Some(serial);
-            }
-            if let Some(n) = pool.reconnect_attempts {
-                config.reconnect_attempts = n;
-            }
-            if let Some(ms) = pool.revalidate_ms {
-                config.revalidate = Duration::from_millis(ms);
-            }
-            if pool.module_copies.is_some() {
-                return Err(Error::Config(format!(
-                    "[pool] module_copies {MODULE_COPIES_REMOVED}"
-                )));
-            }
-        }
-        Ok(config)
-    }
-
     /// Sets the limits on the time inputs a caller may give (timestamp, nonce, expiry, receive
     /// window) and the test hosts accepted besides the exchanges' own (`[signing]` in TOML).
     pub fn signing_limits(mut self, limits: crate::exchanges::Limits) -> Self {
@@ -425,60 +333,42 @@ impl Config {
         self.audit.is_some() || self.keys.is_some()
     }
 
-    pub(crate) fn audit_section(&self) -> Option<&toml::Table> {
+    /// The `[audit]` section, if the file had one.
+    pub fn audit_section(&self) -> Option<&AuditSection> {
         self.audit.as_ref()
     }
 
-    pub(crate) fn keys_section(&self) -> Option<&toml::Table> {
+    /// The `[keys]` section, if the file had one.
+    pub fn keys_section(&self) -> Option<&KeysSection> {
         self.keys.as_ref()
     }
-}
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    module: PathBuf,
-    token: String,
-    pin_file: Option<PathBuf>,
-    pin_env: Option<String>,
-    rotation_age_days: Option<u32>,
-    /// `C_Initialize` parameter string (NSS softokn), see [`Config::module_init_params`].
-    module_init_params: Option<String>,
-    /// See [`Config::danger_accept_non_custody_module`].
-    danger_accept_non_custody_module: Option<bool>,
-    pool: Option<RawPool>,
-    signing: Option<RawSigning>,
-    /// Guard rails (issue 5): checked by `GuardConfig`, which rejects unknown fields there.
-    audit: Option<toml::Table>,
-    keys: Option<toml::Table>,
-    /// The signing agent (issue 9): read by `agent::AgentConfig`, which rejects unknown fields
-    /// there.
-    #[serde(rename = "agent")]
-    _agent: Option<toml::Table>,
-}
+    /// The `[agent]` section, if the file had one.
+    pub fn agent_section(&self) -> Option<&AgentSection> {
+        self.agent.as_ref()
+    }
 
-/// `[signing]`: what the crate accepts of caller-given time inputs and hosts.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSigning {
-    skew_ms: Option<u64>,
-    ttl_ms: Option<u64>,
-    #[serde(default)]
-    test_hosts: Vec<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPool {
-    size: Option<usize>,
-    checkout_timeout_ms: Option<u64>,
-    fast_path: Option<bool>,
-    serialize_hmac: Option<bool>,
-    reconnect_attempts: Option<u32>,
-    revalidate_ms: Option<u64>,
-    /// Removed (module copies): any value is refused with [`MODULE_COPIES_REMOVED`] rather than
-    /// as an unknown field, so that an old file gets told why.
-    module_copies: Option<serde::de::IgnoredAny>,
+    /// Applies a `[pool]` section over the current settings.
+    fn apply_pool(&mut self, pool: &PoolSection) {
+        if let Some(size) = pool.size {
+            self.pool_size = size.max(1);
+        }
+        if let Some(ms) = pool.checkout_timeout_ms {
+            self.checkout_timeout = Duration::from_millis(ms);
+        }
+        if let Some(fast) = pool.fast_path {
+            self.fast_path = fast;
+        }
+        if let Some(serial) = pool.serialize_hmac {
+            self.serialize_hmac = Some(serial);
+        }
+        if let Some(n) = pool.reconnect_attempts {
+            self.reconnect_attempts = n;
+        }
+        if let Some(ms) = pool.revalidate_ms {
+            self.revalidate = Duration::from_millis(ms);
+        }
+    }
 }
 
 fn env_required(name: &str) -> Result<String> {
@@ -488,105 +378,10 @@ fn env_required(name: &str) -> Result<String> {
     }
 }
 
-/// The PIN named by the environment, and where it came from: `HSM_CUSTODY_PIN_FILE` wins over
-/// `HSM_CUSTODY_PIN`.
-pub(crate) fn pin_from_env() -> Result<Option<(SecretString, PinSource)>> {
-    if let Some(path) = std::env::var_os(ENV_PIN_FILE).filter(|p| !p.is_empty()) {
-        return read_pin_file(Path::new(&path)).map(|pin| Some((pin, PinSource::File)));
-    }
-    Ok(std::env::var(ENV_PIN)
-        .ok()
-        .filter(|p| !p.is_empty())
-        .map(|pin| (SecretString::from(pin), PinSource::Env(ENV_PIN.to_owned()))))
-}
-
-/// Reads a PIN file; refuses a file that every user may read.
-pub(crate) fn read_pin_file(path: &Path) -> Result<SecretString> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let meta = fs::metadata(path).map_err(|source| Error::Io {
-            what: "PIN file",
-            path: path.to_owned(),
-            source,
-        })?;
-        if meta.permissions().mode() & 0o004 != 0 {
-            return Err(Error::Config(format!(
-                "PIN file `{}` is readable by every user; run `chmod 600` on it",
-                path.display()
-            )));
-        }
-    }
-    // Bounded read: a PIN is short, and a path such as `/dev/zero` must give an error, not
-    // exhaust memory (found by the config fuzz target).
-    const MAX_PIN_FILE: u64 = 1024;
-    let io = |source| Error::Io {
-        what: "PIN file",
-        path: path.to_owned(),
-        source,
-    };
-    let mut bytes = zeroize::Zeroizing::new(Vec::with_capacity(MAX_PIN_FILE as usize + 1));
-    {
-        use std::io::Read;
-        fs::File::open(path)
-            .map_err(io)?
-            .take(MAX_PIN_FILE + 1)
-            .read_to_end(&mut bytes)
-            .map_err(io)?;
-    }
-    if bytes.len() as u64 > MAX_PIN_FILE {
-        return Err(Error::Config(format!(
-            "PIN file `{}` is longer than {MAX_PIN_FILE} bytes: is it the right file?",
-            path.display()
-        )));
-    }
-    let text = std::str::from_utf8(&bytes)
-        .map_err(|_| Error::Config(format!("PIN file `{}` is not UTF-8", path.display())))?;
-    let pin = text.trim_end_matches(['\r', '\n']);
-    if pin.is_empty() {
-        return Err(Error::Config(format!(
-            "PIN file `{}` is empty",
-            path.display()
-        )));
-    }
-    Ok(SecretString::from(pin))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use secrecy::ExposeSecret;
-
-    #[test]
-    fn toml_reads_signing_limits_and_bounds_them() {
-        let base = "module = '/m.so'\ntoken = 't'\n";
-        let c = Config::from_toml_str(&format!(
-            "{base}[signing]\nskew_ms = 1000\nttl_ms = 30000\ntest_hosts = ['127.0.0.1:8443']\n"
-        ))
-        .unwrap();
-        assert_eq!(c.limits.skew_ms, 1000);
-        assert_eq!(c.limits.ttl_ms, 30_000);
-        assert_eq!(c.limits.test_hosts, ["127.0.0.1:8443"]);
-        let d = Config::from_toml_str(base).unwrap();
-        assert_eq!(d.limits, crate::exchanges::Limits::default());
-        for bad in ["skew_ms = 600000", "ttl_ms = 3600000", "skew = 1"] {
-            assert!(
-                Config::from_toml_str(&format!("{base}[signing]\n{bad}\n")).is_err(),
-                "{bad}"
-            );
-        }
-    }
-
-    #[test]
-    fn toml_rejects_unknown_fields_and_inline_pins() {
-        let err = Config::from_toml_str("module='m'\ntoken='t'\npin='1234'\n").unwrap_err();
-        let msg = err.to_string();
-        assert!(msg.contains("unknown field"), "{msg}");
-        assert!(
-            !msg.contains("1234"),
-            "the rejected PIN must not be echoed: {msg}"
-        );
-    }
+    use std::fs;
 
     #[test]
     fn pin_source_is_recorded() {
@@ -617,98 +412,5 @@ mod tests {
         assert_eq!(config.pin_source(), &PinSource::None);
         let config = config.pin(SecretString::from("1"));
         assert_eq!(config.pin_source(), &PinSource::Code);
-    }
-
-    #[test]
-    fn module_copies_are_refused_with_the_reason() {
-        let base = "module='/m.so'\ntoken='t'\n[pool]\n";
-        for value in ["['/m2.so', '/m3.so']", "[]", "'/m2.so'"] {
-            let err = Config::from_toml_str(&format!("{base}module_copies = {value}\n"))
-                .unwrap_err()
-                .to_string();
-            assert!(
-                err.contains("[pool] module_copies was removed"),
-                "{value}: {err}"
-            );
-            assert!(err.contains("Remove the setting"), "{value}: {err}");
-        }
-        // The environment variable, checked first (set by this test only: `from_env` alone
-        // reads it, and no other unit test calls that).
-        std::env::set_var(REMOVED_ENV_MODULE_COPIES, "/m2.so");
-        let err = Config::from_env().unwrap_err().to_string();
-        std::env::remove_var(REMOVED_ENV_MODULE_COPIES);
-        assert!(
-            err.contains("`HSM_CUSTODY_MODULE_COPIES` was removed"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn toml_reads_pin_file_and_pool() {
-        let dir = tempfile::tempdir().unwrap();
-        let pin = dir.path().join("pin");
-        fs::write(&pin, "9876\n").unwrap();
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(&pin, fs::Permissions::from_mode(0o600)).unwrap();
-        }
-        let text = format!(
-            "module='/m.so'\ntoken='t'\npin_file='{}'\n[pool]\nsize=3\ncheckout_timeout_ms=250\n\
-             serialize_hmac=false\n",
-            pin.display()
-        );
-        let config = Config::from_toml_str(&text).unwrap();
-        assert_eq!(config.pin.as_ref().unwrap().expose_secret(), "9876");
-        assert_eq!(config.pin_source(), &PinSource::File);
-        assert_eq!(config.pool_size, 3);
-        assert_eq!(config.serialize_hmac, Some(false));
-        let default = Config::from_toml_str("module='/m.so'\ntoken='t'\n").unwrap();
-        assert_eq!(default.serialize_hmac, None, "decided by the token");
-        assert_eq!(config.checkout_timeout, Duration::from_millis(250));
-        assert!(!format!("{config:?}").contains("9876"));
-    }
-
-    #[test]
-    fn toml_reads_module_init_params_and_the_non_custody_opt_in() {
-        let plain = Config::from_toml_str("module='/m.so'\ntoken='t'\n").unwrap();
-        assert_eq!(plain.module_init_params, None);
-        assert!(!plain.danger_accept_non_custody_module);
-        let nss = Config::from_toml_str(
-            "module='/usr/lib/x86_64-linux-gnu/libsoftokn3.so'\ntoken='t'\n\
-             module_init_params=\"configdir='sql:/db' certPrefix='' keyPrefix=''\"\n\
-             danger_accept_non_custody_module=true\n",
-        )
-        .unwrap();
-        assert_eq!(
-            nss.module_init_params.as_deref(),
-            Some("configdir='sql:/db' certPrefix='' keyPrefix=''")
-        );
-        assert!(nss.danger_accept_non_custody_module);
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn oversized_pin_file_is_refused_after_a_bounded_read() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let pin = dir.path().join("pin");
-        fs::write(&pin, vec![b'1'; 2000]).unwrap();
-        fs::set_permissions(&pin, fs::Permissions::from_mode(0o600)).unwrap();
-        let err = read_pin_file(&pin).unwrap_err().to_string();
-        assert!(err.contains("longer than 1024 bytes"), "{err}");
-        fs::write(&pin, "1234\n").unwrap();
-        assert!(read_pin_file(&pin).is_ok());
-    }
-
-    #[test]
-    fn world_readable_pin_file_is_refused() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let pin = dir.path().join("pin");
-        fs::write(&pin, "9876").unwrap();
-        fs::set_permissions(&pin, fs::Permissions::from_mode(0o644)).unwrap();
-        let err = read_pin_file(&pin).unwrap_err().to_string();
-        assert!(err.contains("chmod 600"), "{err}");
     }
 }

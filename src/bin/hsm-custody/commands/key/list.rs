@@ -1,9 +1,10 @@
-//! `hsm-custody key list`.
+//! `hsm-custody key list`: every key with its kind, versions, expiry and flags; never values.
 
 use clap::Args;
 use hsm_custody::KeyInfo;
 
-use crate::cli::Global;
+use super::yes_no;
+use crate::global::Global;
 
 #[derive(Args, Debug)]
 pub struct ListArgs {
@@ -87,12 +88,4 @@ fn notes(k: &KeyInfo, now: time::OffsetDateTime, max_age: i64) -> String {
         .collect();
     notes.extend(pending);
     notes.join("; ")
-}
-
-fn yes_no(f: Option<bool>) -> &'static str {
-    match f {
-        Some(true) => "yes",
-        Some(false) => "no",
-        None => "?",
-    }
 }

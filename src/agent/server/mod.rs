@@ -1,0 +1,216 @@
+//! The agent's server: a Unix socket, peer credentials, frames, and the sign path through the
+//! async facade (so through the [`Custody`]'s guard rails).
+//!
+//! One file per part: `socket` (creating it, refusing on it), `conns` (admission and the
+//! connection table), `connection` (one connection's frames), `ops` (what a frame asks
+//! for, and the replies).
+
+mod connection;
+mod conns;
+mod ops;
+mod socket;
+
+use std::future::Future;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use tokio::net::UnixListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+use super::config::AgentConfig;
+use crate::asynch::AsyncCustody;
+use crate::custody::Custody;
+use crate::error::{Error, Result};
+use connection::serve_connection;
+use conns::{admit_connection, Conns};
+use socket::{bind_socket, refuse};
+
+/// A bound signing agent: the socket exists (mode 0600) and the login is held; call
+/// [`Agent::serve`] to answer clients.
+pub struct Agent {
+    shared: Arc<Shared>,
+    listener: UnixListener,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("socket", &self.shared.config.socket)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Shared {
+    custody: AsyncCustody,
+    config: AgentConfig,
+    limiter: DefaultKeyedRateLimiter<(u32, i32)>,
+    /// The agent's effective uid: a client of this uid is refused unless `allow_same_uid`.
+    own_uid: u32,
+    /// The connections being served, for the per-uid limit and idle-first eviction.
+    conns: Mutex<Conns>,
+}
+
+/// What a finished [`Agent::serve`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServeReport {
+    /// Connections accepted.
+    pub connections: u64,
+    /// Connections still open when the drain timeout ran out (their tasks were aborted).
+    pub aborted: usize,
+}
+
+/// The peer of one connection, from `SO_PEERCRED`.
+#[derive(Clone, Copy, Debug)]
+struct Peer {
+    uid: u32,
+    gid: u32,
+    pid: i32,
+}
+
+impl Peer {
+    /// How the audit log names this client.
+    fn audit_name(&self) -> String {
+        format!("uid={} pid={}", self.uid, self.pid)
+    }
+}
+
+impl Agent {
+    /// Creates the socket for `config` and wraps `custody` (whose guard rails, if installed,
+    /// apply to every signature the agent makes). Must run inside a tokio runtime.
+    ///
+    /// The socket's directory is created with mode 0700 (0750 with a `socket_group`) when
+    /// absent; an existing one must give no access to other users. A stale socket file from a
+    /// dead agent is replaced; a live agent on the same path is an error.
+    ///
+    /// # Errors
+    /// [`Error::Io`] for file-system failures, [`Error::Config`] for an unsafe directory or a
+    /// running agent.
+    pub async fn bind(custody: Custody, config: AgentConfig) -> Result<Agent> {
+        let listener = bind_socket(&config).await?;
+        let per_second = NonZeroU32::new(config.rate_per_second).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(config.burst).unwrap_or(NonZeroU32::MIN);
+        let limiter = RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst));
+        Ok(Agent {
+            shared: Arc::new(Shared {
+                custody: AsyncCustody::new(custody),
+                config,
+                limiter,
+                own_uid: rustix::process::geteuid().as_raw(),
+                conns: Mutex::new(Conns::default()),
+            }),
+            listener,
+        })
+    }
+
+    /// The socket path.
+    pub fn socket_path(&self) -> &Path {
+        &self.shared.config.socket
+    }
+
+    /// Serves clients until `shutdown` completes, then stops accepting, lets every connection
+    /// finish the request it is working on (up to the drain timeout), and removes the socket.
+    ///
+    /// # Errors
+    /// Accepting failed in a way that is not about one client.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<ServeReport> {
+        let Agent { shared, listener } = self;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        // Refusals wait briefly for the client's first request (to answer it by its id): at
+        // most this many at once, past which a refused connection is just closed.
+        let refusals = Arc::new(Semaphore::new(shared.config.max_connections));
+        let mut tasks = JoinSet::new();
+        let mut report = ServeReport::default();
+        tokio::pin!(shutdown);
+        tracing::info!(socket = %shared.config.socket.display(), "agent serving");
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                accepted = listener.accept() => {
+                    let stream = match accepted {
+                        Ok((stream, _)) => stream,
+                        Err(e) => {
+                            // EMFILE and friends: keep serving the connections we have.
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    report.connections += 1;
+                    shared.limiter.retain_recent();
+                    let peer = match stream.peer_cred() {
+                        Ok(cred) => Peer {
+                            uid: cred.uid(),
+                            gid: cred.gid(),
+                            pid: cred.pid().unwrap_or(0),
+                        },
+                        Err(e) => {
+                            tracing::warn!(error = %e, "no peer credentials; closing");
+                            continue;
+                        }
+                    };
+                    match admit_connection(&shared, peer) {
+                        Ok(ticket) => {
+                            let stop = stop_rx.clone();
+                            tasks.spawn(serve_connection(ticket, stream, peer, stop));
+                        }
+                        Err(err) => {
+                            tracing::info!(
+                                uid = peer.uid,
+                                pid = peer.pid,
+                                rule = err["rule"].as_str().unwrap_or(""),
+                                "connection refused"
+                            );
+                            if let Ok(permit) = Arc::clone(&refusals).try_acquire_owned() {
+                                let max_frame = shared.config.max_frame;
+                                tasks.spawn(async move {
+                                    let _permit = permit;
+                                    refuse(stream, max_frame, err).await;
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        tracing::info!(open = tasks.len(), "agent shutting down, draining");
+        drop(listener);
+        let _ = std::fs::remove_file(&shared.config.socket);
+        let _ = stop_tx.send(true);
+        let drained = tokio::time::timeout(shared.config.drain_timeout, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            report.aborted = tasks.len();
+            tasks.abort_all();
+        }
+        tracing::info!(aborted = report.aborted, "agent stopped");
+        Ok(report)
+    }
+}
+
+/// Completes on SIGTERM or SIGINT (for [`Agent::serve`]).
+///
+/// # Errors
+/// The signal handlers cannot be installed.
+pub fn shutdown_signal() -> Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let io = |source| Error::Io {
+        what: "signal handler",
+        path: PathBuf::new(),
+        source,
+    };
+    let mut term = signal(SignalKind::terminate()).map_err(io)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(io)?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
+}

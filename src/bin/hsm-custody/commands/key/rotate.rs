@@ -1,0 +1,99 @@
+//! `hsm-custody key rotate begin | promote | retire`: staged rotation.
+
+use clap::{Args, Subcommand};
+use hsm_custody::{KeyKind, KeySpec, NewVersion};
+
+use super::version_list;
+use crate::global::Global;
+use crate::input::{parse_date, read_secret, CredentialArgs};
+
+#[derive(Subcommand, Debug)]
+pub enum RotateCommand {
+    /// Add a new pending version: a new secret (HMAC keys, read like `key import`) or a new key
+    /// pair generated in the token (asymmetric keys).
+    Begin(BeginArgs),
+    /// Make the pending version active; the active one stays usable as previous.
+    Promote(NameArgs),
+    /// Destroy previous versions (all, or --version).
+    Retire(RetireArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BeginArgs {
+    /// Key name.
+    #[arg(long)]
+    pub name: String,
+    /// First valid day of the new version (YYYY-MM-DD, UTC).
+    #[arg(long, value_parser = parse_date)]
+    pub not_before: Option<time::Date>,
+    /// Last valid day of the new version (YYYY-MM-DD, UTC).
+    #[arg(long, value_parser = parse_date)]
+    pub not_after: Option<time::Date>,
+    /// New exchange credentials for the new version (default: the active version's).
+    #[command(flatten)]
+    pub credentials: CredentialArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct NameArgs {
+    /// Key name.
+    #[arg(long)]
+    pub name: String,
+}
+
+#[derive(Args, Debug)]
+pub struct RetireArgs {
+    /// Key name.
+    #[arg(long)]
+    pub name: String,
+    /// Only this previous version.
+    #[arg(long)]
+    pub version: Option<u32>,
+}
+
+pub fn run(global: &Global, cmd: RotateCommand) -> anyhow::Result<()> {
+    match cmd {
+        RotateCommand::Begin(args) => begin(global, args),
+        RotateCommand::Promote(args) => {
+            let v = global.connect()?.rotate_promote(&args.name)?;
+            println!(
+                "`{}` v{} is active; the previous version stays usable until retired",
+                args.name, v.version
+            );
+            Ok(())
+        }
+        RotateCommand::Retire(args) => {
+            let retired = global.connect()?.rotate_retire(&args.name, args.version)?;
+            println!(
+                "`{}`: retired and destroyed {}",
+                args.name,
+                version_list(&retired)
+            );
+            Ok(())
+        }
+    }
+}
+
+fn begin(global: &Global, args: BeginArgs) -> anyhow::Result<()> {
+    let custody = global.connect()?;
+    let kind: KeyKind = custody.key_info(&args.name)?.kind.parse()?;
+    let new = if kind == KeyKind::Hmac {
+        NewVersion::Hmac(read_secret()?)
+    } else {
+        NewVersion::Generate
+    };
+    let mut spec = KeySpec::hmac(&args.name);
+    if let Some(d) = args.not_before {
+        spec = spec.not_before(d);
+    }
+    if let Some(d) = args.not_after {
+        spec = spec.not_after(d);
+    }
+    let spec = args.credentials.apply(spec)?;
+    let v = custody.rotate_begin(spec, new)?;
+    println!(
+        "`{}` v{} is pending (self-check passed); test it, then `hsm-custody key rotate promote --name {}`",
+        args.name, v.version, args.name
+    );
+    Ok(())
+}

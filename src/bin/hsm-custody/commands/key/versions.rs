@@ -1,0 +1,54 @@
+//! `hsm-custody key versions`: every version of a key with its state and validity.
+
+use clap::Args;
+
+use crate::global::Global;
+
+#[derive(Args, Debug)]
+pub struct VersionsArgs {
+    /// Key name.
+    pub name: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(global: &Global, args: VersionsArgs) -> anyhow::Result<()> {
+    let custody = global.connect()?;
+    let info = custody.key_info(&args.name)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&info.versions)?);
+        return Ok(());
+    }
+    let today = time::OffsetDateTime::now_utc().date();
+    println!(
+        "key `{}` ({}), exchange: {}",
+        info.name,
+        info.kind,
+        info.exchange.as_deref().unwrap_or("-")
+    );
+    println!(
+        "{:<8} {:<9} {:<21} {:<11} {:<11} {:<9} ORIGIN",
+        "VERSION", "STATE", "CREATED", "NOT-BEFORE", "NOT-AFTER", "VALID"
+    );
+    for v in &info.versions {
+        let opt = |d: Option<time::Date>| d.map(|d| d.to_string()).unwrap_or_else(|| "-".into());
+        println!(
+            "v{:<7} {:<9} {:<21} {:<11} {:<11} {:<9} {}",
+            v.version,
+            v.state.name(),
+            v.created,
+            opt(v.not_before),
+            opt(v.not_after),
+            if !v.state.is_usable() {
+                "-"
+            } else if v.valid_on(today) {
+                "yes"
+            } else {
+                "NO"
+            },
+            v.origin,
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,56 @@
+//! The command tree: one module per command, nested as on the command line.
+
+#[cfg(feature = "agent")]
+mod agent;
+mod audit;
+mod doctor;
+mod key;
+mod sign;
+mod sign_request;
+
+use clap::{Parser, Subcommand};
+
+use crate::global::Global;
+
+/// Keep exchange API secrets inside a PKCS#11 token and sign in the token.
+#[derive(Parser, Debug)]
+#[command(name = "hsm-custody", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Manage keys.
+    #[command(subcommand)]
+    Key(key::KeyCommand),
+    /// MAC the bytes read from stdin with a key, in the token.
+    Sign(sign::SignArgs),
+    /// Sign an exchange request described by a JSON file; prints the signed request as JSON.
+    SignRequest(sign_request::SignRequestArgs),
+    /// Check the module and audit every key in the token for the hardened attributes.
+    Doctor(doctor::DoctorArgs),
+    /// Run a signing agent on a Unix socket: it holds the login, clients send sign requests.
+    #[cfg(feature = "agent")]
+    Agent(agent::AgentArgs),
+    /// Guard rails' audit log: verify the MAC chain, tail, usage summary.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+}
+
+/// Runs one command.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let global = &cli.global;
+    match cli.command {
+        Command::Key(cmd) => key::run(global, cmd),
+        Command::Sign(args) => sign::run(global, args),
+        Command::SignRequest(args) => sign_request::run(global, args),
+        Command::Doctor(args) => doctor::run(global, args),
+        #[cfg(feature = "agent")]
+        Command::Agent(args) => agent::run(global, args),
+        Command::Audit(cmd) => audit::run(global, cmd),
+    }
+}
