@@ -417,7 +417,7 @@ fn a_forged_audit_mark_over_an_imported_key_is_refused_by_the_token_flags() {
         SecretString::from("known-to-the-attacker-0123456789"),
     )
     .unwrap();
-    let ctx = crate::common::raw_context(&t.module);
+    let ctx = crate::raw_pkcs11::raw_context(&t.module);
     let session = ctx.open_rw_session(crate::common::slot(&t)).unwrap();
     match session.login(UserType::User, Some(&t.user_pin)) {
         Ok(())
