@@ -73,7 +73,21 @@ pub struct Case<'a> {
     pub runner: Runner<'a>,
 }
 
-impl Case<'_> {
+impl<'a> Case<'a> {
+    /// A case timed in this process: `factory` makes one worker per thread, in that thread.
+    fn in_process(
+        name: &str,
+        baseline: Option<&str>,
+        factory: impl Fn() -> Worker<'a> + Sync + 'a,
+    ) -> Case<'a> {
+        Case {
+            name: name.to_owned(),
+            baseline: baseline.map(str::to_owned),
+            threads: None,
+            runner: Runner::InProcess(Box::new(factory)),
+        }
+    }
+
     pub fn on_threads(mut self, threads: usize) -> Self {
         self.threads = Some(threads);
         self
@@ -81,31 +95,26 @@ impl Case<'_> {
 }
 
 pub fn software_case<'a>(name: &str, key: &'a BenchKey, msg: &'a [u8]) -> Case<'a> {
-    Case {
-        name: name.to_owned(),
-        baseline: None,
-        threads: None,
-        runner: Runner::InProcess(Box::new(move || {
-            let alg = key.alg;
-            Box::new(move || {
-                let out = match alg {
-                    HmacAlg::HmacSha512 => {
-                        let mut m = hmac::Hmac::<sha2::Sha512>::new_from_slice(&key.value)
-                            .expect("any key length");
-                        m.update(msg);
-                        m.finalize().into_bytes()[0]
-                    }
-                    _ => {
-                        let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key.value)
-                            .expect("any key length");
-                        m.update(msg);
-                        m.finalize().into_bytes()[0]
-                    }
-                };
-                std::hint::black_box(out);
-            })
-        })),
-    }
+    Case::in_process(name, None, move || {
+        let alg = key.alg;
+        Box::new(move || {
+            let out = match alg {
+                HmacAlg::HmacSha512 => {
+                    let mut m = hmac::Hmac::<sha2::Sha512>::new_from_slice(&key.value)
+                        .expect("any key length");
+                    m.update(msg);
+                    m.finalize().into_bytes()[0]
+                }
+                _ => {
+                    let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key.value)
+                        .expect("any key length");
+                    m.update(msg);
+                    m.finalize().into_bytes()[0]
+                }
+            };
+            std::hint::black_box(out);
+        })
+    })
 }
 
 /// Raw cryptoki on a thread-owned session: `C_SignInit` + `C_Sign` (cryptoki's `sign`, the same
@@ -119,19 +128,14 @@ pub fn raw_case<'a>(
     alg: HmacAlg,
     msg: &'a [u8],
 ) -> Case<'a> {
-    Case {
-        name: name.to_owned(),
-        baseline: baseline.map(str::to_owned),
-        threads: None,
-        runner: Runner::InProcess(Box::new(move || {
-            let session = ctx.open_ro_session(slot).expect("session");
-            let mech = mechanism(alg);
-            Box::new(move || {
-                let sig = session.sign(&mech, handle, msg).expect("raw sign");
-                std::hint::black_box(sig);
-            })
-        })),
-    }
+    Case::in_process(name, baseline, move || {
+        let session = ctx.open_ro_session(slot).expect("session");
+        let mech = mechanism(alg);
+        Box::new(move || {
+            let sig = session.sign(&mech, handle, msg).expect("raw sign");
+            std::hint::black_box(sig);
+        })
+    })
 }
 
 /// Naive: find the token object by label before every sign.
@@ -143,20 +147,15 @@ pub fn naive_case<'a>(
     key: &'a BenchKey,
     msg: &'a [u8],
 ) -> Case<'a> {
-    Case {
-        name: name.to_owned(),
-        baseline: Some(baseline.to_owned()),
-        threads: None,
-        runner: Runner::InProcess(Box::new(move || {
-            let session = ctx.open_ro_session(slot).expect("session");
-            let mech = mechanism(key.alg);
-            Box::new(move || {
-                let handle = find_key(&session, key.name);
-                let sig = session.sign(&mech, handle, msg).expect("naive sign");
-                std::hint::black_box(sig);
-            })
-        })),
-    }
+    Case::in_process(name, Some(baseline), move || {
+        let session = ctx.open_ro_session(slot).expect("session");
+        let mech = mechanism(key.alg);
+        Box::new(move || {
+            let handle = find_key(&session, key.name);
+            let sig = session.sign(&mech, handle, msg).expect("naive sign");
+            std::hint::black_box(sig);
+        })
+    })
 }
 
 pub fn crate_sign_case<'a>(
@@ -166,18 +165,13 @@ pub fn crate_sign_case<'a>(
     alg: HmacAlg,
     msg: &'a [u8],
 ) -> Case<'a> {
-    Case {
-        name: name.to_owned(),
-        baseline: Some(baseline.to_owned()),
-        threads: None,
-        runner: Runner::InProcess(Box::new(move || {
-            let key = key.clone();
-            Box::new(move || {
-                let sig = key.hmac(alg, msg).expect("crate sign");
-                std::hint::black_box(sig);
-            })
-        })),
-    }
+    Case::in_process(name, Some(baseline), move || {
+        let key = key.clone();
+        Box::new(move || {
+            let sig = key.hmac(alg, msg).expect("crate sign");
+            std::hint::black_box(sig);
+        })
+    })
 }
 
 /// "crate sign" with some host work before each sign (a diagnostic row): what that work costs
@@ -190,18 +184,13 @@ pub fn crate_sign_after<'a>(
     work: impl Fn() + Send + Sync + 'a,
 ) -> Case<'a> {
     let work = std::sync::Arc::new(work);
-    Case {
-        name: name.to_owned(),
-        baseline: Some(baseline.to_owned()),
-        threads: None,
-        runner: Runner::InProcess(Box::new(move || {
-            let (key, work) = (key.clone(), work.clone());
-            Box::new(move || {
-                work();
-                std::hint::black_box(key.hmac(HmacAlg::HmacSha256, msg).expect("sign"));
-            })
-        })),
-    }
+    Case::in_process(name, Some(baseline), move || {
+        let (key, work) = (key.clone(), work.clone());
+        Box::new(move || {
+            work();
+            std::hint::black_box(key.hmac(HmacAlg::HmacSha256, msg).expect("sign"));
+        })
+    })
 }
 
 /// `Mac::mac_for` with a request context, as the exchange signers call it.
@@ -212,19 +201,14 @@ pub fn crate_mac_for_case<'a>(
     alg: HmacAlg,
     msg: &'a [u8],
 ) -> Case<'a> {
-    Case {
-        name: name.to_owned(),
-        baseline: Some(baseline.to_owned()),
-        threads: None,
-        runner: Runner::InProcess(Box::new(move || {
-            let key = key.clone();
-            Box::new(move || {
-                let ctx = hsm_custody::RequestContext::new("binance", "POST", "/api/v3/order");
-                let sig = hsm_custody::Mac::mac_for(&key, alg, msg, &ctx).expect("crate sign");
-                std::hint::black_box(sig);
-            })
-        })),
-    }
+    Case::in_process(name, Some(baseline), move || {
+        let key = key.clone();
+        Box::new(move || {
+            let ctx = hsm_custody::RequestContext::new("binance", "POST", "/api/v3/order");
+            let sig = hsm_custody::Mac::mac_for(&key, alg, msg, &ctx).expect("crate sign");
+            std::hint::black_box(sig);
+        })
+    })
 }
 
 pub fn exchange_case<'a>(
@@ -233,19 +217,14 @@ pub fn exchange_case<'a>(
     signer: ExchangeSigner,
     req: Request,
 ) -> Case<'a> {
-    Case {
-        name: name.to_owned(),
-        baseline: Some(baseline.to_owned()),
-        threads: None,
-        runner: Runner::InProcess(Box::new(move || {
-            let signer = signer.clone();
-            let req = req.clone();
-            Box::new(move || {
-                let signed = signer.sign(&req).expect("exchange sign");
-                std::hint::black_box(signed);
-            })
-        })),
-    }
+    Case::in_process(name, Some(baseline), move || {
+        let signer = signer.clone();
+        let req = req.clone();
+        Box::new(move || {
+            let signed = signer.sign(&req).expect("exchange sign");
+            std::hint::black_box(signed);
+        })
+    })
 }
 
 /// A software [`Mac`] bound to an exchange: the exchange signer's own formatting cost, no token.

@@ -58,7 +58,7 @@ impl Opts {
             }
         };
         if args.iter().any(|a| a == "--help" || a == "-h") {
-            eprintln!("{USAGE}");
+            println!("{USAGE}");
             std::process::exit(0);
         }
         let mut it = args.iter();
