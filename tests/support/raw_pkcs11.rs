@@ -1,9 +1,10 @@
 //! Raw PKCS#11 for the tests and benches, and the only test-side module with `unsafe` code.
 //!
-//! Each binary that includes this file (`tests/integration`, `tests/memory_hygiene.rs`, the
-//! bench binaries through `benches/common`) denies `unsafe_code` at its root; this module alone
-//! allows it, and every `unsafe` block here says why it is sound (`// SAFETY:`). Callers get safe
-//! functions that return the module's return codes as they come:
+//! The test and bench binaries deny `unsafe_code` at their root (`tests/integration/main.rs`,
+//! `tests/memory_hygiene.rs`, each bench); this module, included with `#[path]` by the
+//! integration tests and by `benches/common`, alone allows it, and every `unsafe` block here says
+//! why it is sound (`// SAFETY:`). Callers get safe functions that return the module's return
+//! codes as they come:
 //!
 //! - [`raw_context`]: a cryptoki context on a module the crate has already initialised;
 //! - [`RawModule`]: a module's own `CK_FUNCTION_LIST`, one forwarding method per entry;
