@@ -11,6 +11,8 @@
 //! agent) for a fixed time. The agent runs in this process on a 2-worker runtime, so its figure
 //! is the socket, framing, JSON and scheduling cost, not process start-up.
 
+#![deny(unsafe_code)] // test-side unsafe lives in tests/support/raw_pkcs11.rs
+
 mod common;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

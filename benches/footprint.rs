@@ -1,6 +1,6 @@
 //! Cache-footprint harness (issue 8): what a Binance request costs on top of a bare sign, in
 //! instructions and simulated L1 cache misses, for `benches/footprint.sh` to run under
-//! callgrind. Timing is `benches/sign.rs`'s job; this counts, which is repeatable to the event.
+//! callgrind. Timing is `benches/sign/`'s job; this counts, which is repeatable to the event.
 //!
 //! Between two SoftHSM2 calls the crate's own code and data evict the token's from the L1
 //! caches, and SoftHSM2's next `C_SignInit` pays for it: a request's cost over a sign is what
@@ -9,6 +9,8 @@
 //!
 //! `cargo bench --bench footprint -- N` runs N requests, then N bare signs, on a fresh token in
 //! a temp dir (Debian's SoftHSM2, or `HSM_CUSTODY_BENCH_MODULE`).
+
+#![deny(unsafe_code)] // test-side unsafe lives in tests/support/raw_pkcs11.rs
 
 #[path = "common/binance_order.rs"]
 mod binance_order;

@@ -103,8 +103,8 @@ FEATURES = [
     ("P-256", ["exchanges_asym::exchanges_coinbase_advanced_jwt_es256_and_eddsa_verify_with_the_exported_key"]),
     ("RSA-2048", ["exchanges_asym::exchanges_bybit_rsa_signature_verifies_with_the_exported_pem"]),
     ("rotation", ["lifecycle::full_rotation_cycle", "cli_lifecycle::rotate_and_revoke_through_the_cli"]),
-    ("attack suite", ["attacks::every_extraction_attempt_is_refused_on_every_crate_key",
-                      "attacks::the_attack_suite_detects_a_weak_key"]),
+    ("attack suite", ["attacks::suite::every_extraction_attempt_is_refused_on_every_crate_key",
+                      "attacks::suite::the_attack_suite_detects_a_weak_key"]),
     ("custody grade", ["core::custody_probe_at_connect_matches_the_backend"]),
 ]
 

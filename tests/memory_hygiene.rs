@@ -12,6 +12,8 @@
 //! and `cargo test --features danger-skip-wipe-for-tests --test memory_hygiene` turns off the
 //! wipe of the import template, and then this test passes only if the scan FINDS the secret.
 
+#![deny(unsafe_code)] // test-side unsafe lives in tests/support/raw_pkcs11.rs
+
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::FileExt;

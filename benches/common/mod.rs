@@ -1,14 +1,16 @@
-//! What the bench binaries share: a private SoftHSM2 token directory.
+//! What the bench binaries share: a private SoftHSM2 token directory, and a raw cryptoki
+//! context from `tests/support/raw_pkcs11.rs` (the one test-side module with `unsafe` code; the
+//! bench binaries deny it everywhere else).
 
 use std::path::PathBuf;
 
 #[path = "../../tests/support/softhsm_dir.rs"]
 mod softhsm_dir;
 
-#[path = "../../tests/support/raw_context.rs"]
-mod raw_context;
+#[path = "../../tests/support/raw_pkcs11.rs"]
+mod raw_pkcs11;
 #[allow(unused_imports)] // the sign bench uses it, the others do not
-pub use raw_context::raw_context;
+pub use raw_pkcs11::raw_context;
 
 /// Debian's SoftHSM2; `HSM_CUSTODY_BENCH_MODULE` overrides it.
 const DEFAULT_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";

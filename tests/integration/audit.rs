@@ -9,20 +9,31 @@ use hsm_custody::audit::{self, AuditConfig, Fsync, ProblemKind, VerifyReport};
 use hsm_custody::exchanges::Request;
 use hsm_custody::{Custody, Error, GuardConfig, Guardrails, HmacAlg, KeySpec, SecretString};
 
-use crate::common::fresh_token;
+use crate::common::{cli, fresh_token, TestToken};
 use crate::guardrails::import;
 
-const KEY: &str = audit::DEFAULT_AUDIT_KEY;
+// ---------------------------------------------------------------------------------------------
+// The audit tests' fixture (audit_hardening.rs uses it too)
 
-fn config(path: &Path, fsync: Fsync) -> GuardConfig {
+pub(crate) const KEY: &str = audit::DEFAULT_AUDIT_KEY;
+
+/// A temp dir and the path of an audit log in it (`audit.jsonl`, not created yet).
+pub(crate) fn temp_log() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    (dir, log)
+}
+
+pub(crate) fn config(path: &Path, fsync: Fsync) -> GuardConfig {
     GuardConfig::new(AuditConfig::new(path).fsync(fsync))
 }
 
-fn verify(c: &Custody, files: &[PathBuf], head: Option<&Path>) -> VerifyReport {
+/// The log's chain checked with the default audit key.
+pub(crate) fn verify(c: &Custody, files: &[PathBuf], head: Option<&Path>) -> VerifyReport {
     audit::verify(c, KEY, files, head).unwrap()
 }
 
-fn lines(path: &Path) -> Vec<String> {
+pub(crate) fn lines(path: &Path) -> Vec<String> {
     fs::read_to_string(path)
         .unwrap()
         .lines()
@@ -30,7 +41,7 @@ fn lines(path: &Path) -> Vec<String> {
         .collect()
 }
 
-fn write_lines(path: &Path, lines: &[String]) {
+pub(crate) fn write_lines(path: &Path, lines: &[String]) {
     fs::write(
         path,
         lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
@@ -38,14 +49,65 @@ fn write_lines(path: &Path, lines: &[String]) {
     .unwrap();
 }
 
+/// The `event` of every line.
+pub(crate) fn events(path: &Path) -> Vec<String> {
+    lines(path)
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["event"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+/// A config file for the CLI: the test token, `[audit]` at `log` (plus `extra` lines in that
+/// section), and key `bn` allowed to place orders.
+pub(crate) fn config_file(t: &TestToken, dir: &Path, log: &Path, extra: &str) -> PathBuf {
+    let config = dir.join("config.toml");
+    fs::write(
+        &config,
+        format!(
+            "module = '{}'\ntoken = '{}'\npin_env = 'HSM_CUSTODY_PIN'\n\
+             [audit]\npath = '{}'\nfsync = 'always'\n{extra}\
+             [keys.bn]\nexchange = 'binance'\nallow = ['POST /api/v3/order']\n",
+            t.module.display(),
+            t.label,
+            log.display()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// What the glob `audit.jsonl*` in `dir` expands to, sorted (the log, rotated files, head,
+/// lock and pending files).
+pub(crate) fn log_glob(dir: &Path) -> Vec<String> {
+    let mut glob: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("audit.jsonl")
+        })
+        .map(|p| p.display().to_string())
+        .collect();
+    glob.sort();
+    glob
+}
+
+// ---------------------------------------------------------------------------------------------
+
 #[test]
 fn an_audit_log_of_100000_lines_written_by_8_threads_verifies() {
     const THREADS: usize = 8;
     const PER_THREAD: usize = 12_500;
     let t = fresh_token("audit100k");
     let c = t.connect();
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("audit.jsonl");
+    let (_dir, log) = temp_log();
     // fsync "never" keeps this within the time budget; the fsync modes are tested below.
     let guard = Guardrails::install(&c, config(&log, Fsync::Never)).unwrap();
     import(&c, "bot", "binance");
@@ -75,8 +137,7 @@ fn an_audit_log_of_100000_lines_written_by_8_threads_verifies() {
 fn sample(tag: &str) -> (Custody, tempfile::TempDir, PathBuf, PathBuf) {
     let t = fresh_token(tag);
     let c = t.connect();
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("audit.jsonl");
+    let (dir, log) = temp_log();
     let guard = Guardrails::install(&c, config(&log, Fsync::Batch)).unwrap();
     import(&c, "bot", "binance");
     let signer = c.exchange_signer("bot").unwrap();
@@ -149,8 +210,7 @@ fn every_kind_of_tampering_is_found_at_the_right_line() {
 #[test]
 fn a_restart_continues_the_chain_and_refuses_a_broken_log() {
     let t = fresh_token("restart");
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("audit.jsonl");
+    let (_dir, log) = temp_log();
     {
         let c = t.connect();
         Guardrails::install(&c, config(&log, Fsync::Always)).unwrap();
@@ -209,8 +269,7 @@ fn a_restart_continues_the_chain_and_refuses_a_broken_log() {
 fn rotation_by_size_keeps_one_chain() {
     let t = fresh_token("rotate");
     let c = t.connect();
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("audit.jsonl");
+    let (dir, log) = temp_log();
     let cfg = GuardConfig::new(
         AuditConfig::new(&log)
             .fsync(Fsync::Batch)
@@ -253,8 +312,7 @@ fn fsync_modes_and_lifecycle_events_are_recorded() {
     for fsync in [Fsync::Always, Fsync::Batch, Fsync::Never] {
         let t = fresh_token("fsync");
         let c = t.connect();
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("audit.jsonl");
+        let (_dir, log) = temp_log();
         let guard = Guardrails::install(&c, config(&log, fsync)).unwrap();
         c.import_hmac_secret(KeySpec::hmac("k"), SecretString::from("lifecycle-secret"))
             .unwrap();
@@ -269,17 +327,8 @@ fn fsync_modes_and_lifecycle_events_are_recorded() {
         if fsync != Fsync::Always {
             guard.sync().unwrap();
         }
-        let events: Vec<String> = lines(&log)
-            .iter()
-            .map(|l| {
-                serde_json::from_str::<serde_json::Value>(l).unwrap()["event"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned()
-            })
-            .collect();
         assert_eq!(
-            events,
+            events(&log),
             [
                 "chain_start",
                 "created",
@@ -298,8 +347,7 @@ fn fsync_modes_and_lifecycle_events_are_recorded() {
 fn a_refused_login_is_audited() {
     let t = fresh_token("loginfail");
     let c = t.connect();
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("audit.jsonl");
+    let (_dir, log) = temp_log();
     let guard = Guardrails::new(&c, config(&log, Fsync::Always)).unwrap();
     // A token this process has not logged in to (a logged-in process never re-checks a PIN).
     let other = fresh_token("loginfail2");
@@ -316,8 +364,7 @@ fn a_refused_login_is_audited() {
 fn audit_lines_hold_a_hash_never_the_message_or_the_signature() {
     let t = fresh_token("nosecret");
     let c = t.connect();
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("audit.jsonl");
+    let (_dir, log) = temp_log();
     Guardrails::install(&c, config(&log, Fsync::Always)).unwrap();
     import(&c, "bot", "binance");
     let message = b"MESSAGE-MARKER-symbol=LTCBTC";
@@ -337,24 +384,10 @@ fn audit_lines_hold_a_hash_never_the_message_or_the_signature() {
 /// audited; `audit verify`, `tail` and `summary` read the log; a tampered log fails `verify`.
 #[test]
 fn cli_signs_under_guard_rails_and_verifies_tails_and_summarises_the_log() {
-    use crate::common::cli;
     let t = fresh_token("cli-audit");
     import(&t.connect(), "bn", "binance");
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("audit.jsonl");
-    let config = dir.path().join("config.toml");
-    fs::write(
-        &config,
-        format!(
-            "module = '{}'\ntoken = '{}'\npin_env = 'HSM_CUSTODY_PIN'\n\
-             [audit]\npath = '{}'\nfsync = 'always'\n\
-             [keys.bn]\nexchange = 'binance'\nallow = ['POST /api/v3/order']\n",
-            t.module.display(),
-            t.label,
-            log.display()
-        ),
-    )
-    .unwrap();
+    let (dir, log) = temp_log();
+    let config = config_file(&t, dir.path(), &log, "");
     let cfg = config.to_str().unwrap();
     let request = |name: &str, path: &str| {
         let file = dir.path().join(name);

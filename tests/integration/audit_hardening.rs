@@ -12,7 +12,7 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -20,64 +20,19 @@ use hsm_custody::audit::{self, AuditConfig, Fsync, ProblemKind};
 use hsm_custody::exchanges::Request;
 use hsm_custody::{Custody, Error, GuardConfig, Guardrails, HmacAlg, KeySpec, SecretString};
 
-use crate::common::{child_env, cli, fresh_token, software_hmac, TestToken};
+use crate::audit::{
+    config as audit_config, config_file, events, lines, log_glob, temp_log, verify, write_lines,
+    KEY as AUDIT_KEY,
+};
+use crate::common::{cli, cli_command, fresh_token, software_hmac, TestToken};
 use crate::guardrails::import;
 
-const AUDIT_KEY: &str = audit::DEFAULT_AUDIT_KEY;
-
 fn config(path: &Path) -> GuardConfig {
-    GuardConfig::new(AuditConfig::new(path).fsync(Fsync::Always))
-}
-
-fn lines(path: &Path) -> Vec<String> {
-    fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
-
-fn write_lines(path: &Path, lines: &[String]) {
-    fs::write(
-        path,
-        lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
-    )
-    .unwrap();
-}
-
-fn events(path: &Path) -> Vec<String> {
-    lines(path)
-        .iter()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["event"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect()
+    audit_config(path, Fsync::Always)
 }
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// A config file for the CLI: the test token, `[audit]` at `log` (plus `extra` lines in that
-/// section), and key `bn` allowed to place orders.
-fn config_file(t: &TestToken, dir: &Path, log: &Path, extra: &str) -> PathBuf {
-    let config = dir.join("config.toml");
-    fs::write(
-        &config,
-        format!(
-            "module = '{}'\ntoken = '{}'\npin_env = 'HSM_CUSTODY_PIN'\n\
-             [audit]\npath = '{}'\nfsync = 'always'\n{extra}\
-             [keys.bn]\nexchange = 'binance'\nallow = ['POST /api/v3/order']\n",
-            t.module.display(),
-            t.label,
-            log.display()
-        ),
-    )
-    .unwrap();
-    config
 }
 
 /// A log whose last line is a `deny`: an order (allowed), then a withdrawal (refused).
@@ -103,8 +58,7 @@ fn log_ending_in_a_deny(t: &TestToken, log: &Path) {
 #[test]
 fn a_cut_log_whose_head_was_deleted_is_refused_by_writers_and_by_verify() {
     let t = fresh_token("a26-headdel");
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("audit.jsonl");
+    let (dir, log) = temp_log();
     log_ending_in_a_deny(&t, &log);
     let all = lines(&log);
     // The attack: cut the deny line, delete the head.
@@ -151,8 +105,7 @@ fn a_cut_log_whose_head_was_deleted_is_refused_by_writers_and_by_verify() {
 #[test]
 fn audit_reset_starts_a_new_chain_on_the_record_and_verify_reports_it() {
     let t = fresh_token("a26-reset");
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("audit.jsonl");
+    let (dir, log) = temp_log();
     log_ending_in_a_deny(&t, &log);
     let all = lines(&log);
     write_lines(&log, &all[..all.len() - 1]);
@@ -197,18 +150,7 @@ fn audit_reset_starts_a_new_chain_on_the_record_and_verify_reports_it() {
             .unwrap(); // no [keys]: a raw MAC is allowed, and audited
         guard.sync().unwrap();
     }
-    let mut glob: Vec<String> = fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("audit.jsonl")
-        })
-        .map(|p| p.display().to_string())
-        .collect();
-    glob.sort();
+    let glob = log_glob(dir.path());
     let mut args = vec!["--config", cfg, "audit", "verify", "--json"];
     args.extend(glob.iter().map(String::as_str));
     let refused = cli(&t, &args, None);
@@ -229,15 +171,14 @@ fn audit_reset_starts_a_new_chain_on_the_record_and_verify_reports_it() {
     let accepted = cli(&t, &args, None);
     assert!(accepted.status.success(), "{}", stderr(&accepted));
     // The old file alone (a reset names its last line) still verifies, without a head.
-    let alone = audit::verify(&t.connect(), AUDIT_KEY, std::slice::from_ref(&old), None).unwrap();
+    let alone = verify(&t.connect(), std::slice::from_ref(&old), None);
     assert!(alone.is_ok() && !alone.head_checked, "{:?}", alone.problem);
 }
 
 #[test]
 fn a_reset_is_refused_while_a_writer_runs() {
     let t = fresh_token("a26-resetlock");
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("audit.jsonl");
+    let (_dir, log) = temp_log();
     let c = t.connect();
     let _guard = Guardrails::install(&c, config(&log)).unwrap();
     let err = audit::reset(&c, &AuditConfig::new(&log), "testing").unwrap_err();
@@ -251,8 +192,7 @@ fn a_reset_is_refused_while_a_writer_runs() {
 #[test]
 fn a_log_and_head_rolled_back_together_are_caught_by_the_token_head() {
     let t = fresh_token("a26-rollback");
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("audit.jsonl");
+    let (dir, log) = temp_log();
     let head = audit::head_path_for(&log);
     let saved_log = dir.path().join("saved.jsonl");
     let saved_head = dir.path().join("saved.head");
@@ -278,7 +218,7 @@ fn a_log_and_head_rolled_back_together_are_caught_by_the_token_head() {
     fs::copy(&saved_head, &head).unwrap();
 
     let c = t.connect();
-    let report = audit::verify(&c, AUDIT_KEY, std::slice::from_ref(&log), None).unwrap();
+    let report = verify(&c, std::slice::from_ref(&log), None);
     let p = report.problem.expect("rollback detected");
     assert_eq!(p.kind, ProblemKind::Truncated, "{}", p.detail);
     assert!(p.detail.contains("token"), "{}", p.detail);
@@ -289,8 +229,7 @@ fn a_log_and_head_rolled_back_together_are_caught_by_the_token_head() {
 #[test]
 fn a_head_far_behind_the_file_is_refused() {
     let t = fresh_token("a26-behind");
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("audit.jsonl");
+    let (dir, log) = temp_log();
     let head = audit::head_path_for(&log);
     let saved_head = dir.path().join("saved.head");
     {
@@ -323,8 +262,7 @@ fn an_imported_key_named_like_the_audit_key_never_becomes_the_audit_key() {
         KeySpec::hmac(AUDIT_KEY).algorithms(&[HmacAlg::HmacSha256]),
         SecretString::from(planted),
     );
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("audit.jsonl");
+    let (_dir, log) = temp_log();
     if imported.is_ok() {
         // If the name could be taken, the log must refuse that key ...
         let opened = Guardrails::new(&c, config(&log));
@@ -383,8 +321,7 @@ fn an_audit_key_of_an_earlier_release_is_marked_and_kept_to_the_log() {
         .unwrap();
     c.sign_hmac("old-audit", HmacAlg::HmacSha256, b"before")
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("audit.jsonl");
+    let (_dir, log) = temp_log();
     let guard = Guardrails::new(
         &c,
         GuardConfig::new(AuditConfig::new(&log).key("old-audit")),
@@ -417,7 +354,7 @@ fn a_forged_audit_mark_over_an_imported_key_is_refused_by_the_token_flags() {
         SecretString::from("known-to-the-attacker-0123456789"),
     )
     .unwrap();
-    let ctx = crate::common::raw_context(&t.module);
+    let ctx = crate::raw_pkcs11::raw_context(&t.module);
     let session = ctx.open_rw_session(crate::common::slot(&t)).unwrap();
     match session.login(UserType::User, Some(&t.user_pin)) {
         Ok(())
@@ -455,8 +392,7 @@ fn a_forged_audit_mark_over_an_imported_key_is_refused_by_the_token_flags() {
         ])
         .unwrap();
     let c = t.connect(); // a fresh key cache
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("audit.jsonl");
+    let (_dir, log) = temp_log();
     let err =
         Guardrails::new(&c, GuardConfig::new(AuditConfig::new(&log).key("plant"))).unwrap_err();
     assert!(err.to_string().contains("CKA_LOCAL"), "{err}");
@@ -474,8 +410,7 @@ fn a_configured_audit_key_name_held_by_an_imported_key_is_refused() {
         SecretString::from("known-to-the-attacker-0123456789"),
     )
     .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("audit.jsonl");
+    let (_dir, log) = temp_log();
     let err =
         Guardrails::new(&c, GuardConfig::new(AuditConfig::new(&log).key("my-audit"))).unwrap_err();
     assert!(err.to_string().contains("not an audit key"), "{err}");
@@ -493,8 +428,7 @@ fn a_configured_audit_key_name_held_by_an_imported_key_is_refused() {
 #[test]
 fn the_audit_key_signs_nothing_but_the_log_in_the_library_and_the_cli() {
     let t = fresh_token("a26-keyuse");
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("audit.jsonl");
+    let (_dir, log) = temp_log();
     {
         let c = t.connect();
         Guardrails::new(&c, config(&log)).unwrap();
@@ -532,8 +466,7 @@ fn the_audit_key_signs_nothing_through_the_agent() {
     use hsm_custody::agent::AgentClient;
     use std::io::BufRead as _;
     let t = fresh_token("a26-agentkey");
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("audit.jsonl");
+    let (dir, log) = temp_log();
     {
         let c = t.connect();
         Guardrails::new(&c, config(&log)).unwrap();
@@ -563,14 +496,10 @@ fn the_audit_key_signs_nothing_through_the_agent() {
     )
     .unwrap();
     let _no_init = crate::common::no_token_init();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hsm-custody"))
+    let mut child = cli_command()
         .arg("--config")
         .arg(&cfg)
         .arg("agent")
-        .envs(child_env())
-        .env_remove("HSM_CUSTODY_PIN")
-        .env_remove("HSM_CUSTODY_PIN_FILE")
-        .env_remove("HSM_CUSTODY_CONFIG")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -602,8 +531,7 @@ fn the_audit_key_signs_nothing_through_the_agent() {
 #[test]
 fn a_second_writer_is_refused_and_told_the_holders_pid() {
     let t = fresh_token("a26-twowriters");
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("audit.jsonl");
+    let (dir, log) = temp_log();
     let c = t.connect();
     let first = Guardrails::install(&c, config(&log)).unwrap();
     import(&c, "bn", "binance");
@@ -644,7 +572,7 @@ fn a_second_writer_is_refused_and_told_the_holders_pid() {
     c.sign_hmac("bn", HmacAlg::HmacSha256, b"still the only writer")
         .unwrap();
     first.sync().unwrap();
-    let report = audit::verify(&c, AUDIT_KEY, std::slice::from_ref(&log), None).unwrap();
+    let report = verify(&c, std::slice::from_ref(&log), None);
     assert!(report.is_ok(), "{:?}", report.problem);
     let seqs: Vec<u64> = lines(&log)
         .iter()
@@ -664,8 +592,7 @@ fn a_second_writer_is_refused_and_told_the_holders_pid() {
 fn an_ed25519_import_is_audited() {
     let t = fresh_token("a26-ed25519");
     let c = t.connect();
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("audit.jsonl");
+    let (_dir, log) = temp_log();
     Guardrails::install(&c, config(&log)).unwrap();
     // RFC 8032 test 1's seed.
     let seed =
@@ -691,8 +618,7 @@ fn an_ed25519_import_is_audited() {
 #[test]
 fn failed_logins_of_the_cli_and_the_agent_are_audited() {
     let t = fresh_token("a26-loginfail");
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("audit.jsonl");
+    let (dir, log) = temp_log();
     {
         let c = t.connect();
         Guardrails::install(&c, config(&log)).unwrap();
@@ -723,15 +649,11 @@ fn failed_logins_of_the_cli_and_the_agent_are_audited() {
     .unwrap();
     let out = {
         let _no_init = crate::common::no_token_init();
-        Command::new(env!("CARGO_BIN_EXE_hsm-custody"))
+        cli_command()
             .arg("--config")
             .arg(&agent_cfg)
             .args(["agent", "--socket"])
             .arg(dir.path().join("a.sock"))
-            .envs(child_env())
-            .env_remove("HSM_CUSTODY_PIN")
-            .env_remove("HSM_CUSTODY_PIN_FILE")
-            .env_remove("HSM_CUSTODY_CONFIG")
             .stdin(Stdio::null())
             .output()
             .unwrap()
@@ -749,7 +671,7 @@ fn failed_logins_of_the_cli_and_the_agent_are_audited() {
     );
     assert!(text.contains(&format!("\"token\":\"{}\"", t.label)));
     assert!(!text.contains("wrong-pin-0000"));
-    let report = audit::verify(&c, AUDIT_KEY, std::slice::from_ref(&log), None).unwrap();
+    let report = verify(&c, std::slice::from_ref(&log), None);
     assert!(report.is_ok(), "{:?}", report.problem);
 }
 
@@ -758,8 +680,7 @@ fn failed_logins_of_the_cli_and_the_agent_are_audited() {
 #[test]
 fn a_running_writer_records_a_failed_login_of_another_process() {
     let t = fresh_token("a26-loginlive");
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("audit.jsonl");
+    let (_dir, log) = temp_log();
     let c = t.connect();
     let guard = Guardrails::install(&c, config(&log)).unwrap();
     // The failing process: same log configuration, wrong PIN (it cannot take the log's lock,
@@ -789,7 +710,7 @@ fn a_running_writer_records_a_failed_login_of_another_process() {
         "recorded once: {text}"
     );
     guard.sync().unwrap();
-    let report = audit::verify(&c, AUDIT_KEY, std::slice::from_ref(&log), None).unwrap();
+    let report = verify(&c, std::slice::from_ref(&log), None);
     assert!(report.is_ok(), "{:?}", report.problem);
 }
 
@@ -804,7 +725,7 @@ fn cli_with_umask_0(t: &TestToken, args: &[&str]) -> Output {
         .arg("umask 000 && exec \"$0\" \"$@\"")
         .arg(env!("CARGO_BIN_EXE_hsm-custody"))
         .args(args)
-        .envs(child_env())
+        .envs(crate::common::child_env())
         .env("HSM_CUSTODY_PIN", t.user_pin_text())
         .env_remove("HSM_CUSTODY_PIN_FILE")
         .env_remove("HSM_CUSTODY_CONFIG")
@@ -813,19 +734,11 @@ fn cli_with_umask_0(t: &TestToken, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn mode(path: &Path) -> u32 {
-    fs::metadata(path).unwrap().permissions().mode() & 0o777
-}
-
-#[test]
-fn log_and_head_files_are_private_whatever_the_umask() {
-    let t = fresh_token("a26-modes");
-    import(&t.connect(), "bn", "binance");
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("audit.jsonl");
-    let cfg = config_file(&t, dir.path(), &log, "");
+/// `key revoke --name bn --all` under umask 000 with the config file `cfg`: a lifecycle event,
+/// so the log and its head are written by the CLI.
+fn revoke_bn_under_umask_0(t: &TestToken, cfg: &Path) {
     let out = cli_with_umask_0(
-        &t,
+        t,
         &[
             "--config",
             cfg.to_str().unwrap(),
@@ -837,6 +750,19 @@ fn log_and_head_files_are_private_whatever_the_umask() {
         ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
+}
+
+fn mode(path: &Path) -> u32 {
+    fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn log_and_head_files_are_private_whatever_the_umask() {
+    let t = fresh_token("a26-modes");
+    import(&t.connect(), "bn", "binance");
+    let (dir, log) = temp_log();
+    let cfg = config_file(&t, dir.path(), &log, "");
+    revoke_bn_under_umask_0(&t, &cfg);
     assert_eq!(mode(&log), 0o600, "log");
     assert_eq!(mode(&audit::head_path_for(&log)), 0o600, "head");
     for entry in fs::read_dir(dir.path()).unwrap() {
@@ -852,24 +778,11 @@ fn with_a_group_the_log_is_0640_and_owned_by_that_group() {
     use std::os::unix::fs::MetadataExt as _;
     let t = fresh_token("a26-group");
     import(&t.connect(), "bn", "binance");
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("audit.jsonl");
+    let (dir, log) = temp_log();
     // A group this process may give files to: its own primary group, by number.
     let gid = fs::metadata(dir.path()).unwrap().gid();
     let cfg = config_file(&t, dir.path(), &log, &format!("group = '{gid}'\n"));
-    let out = cli_with_umask_0(
-        &t,
-        &[
-            "--config",
-            cfg.to_str().unwrap(),
-            "key",
-            "revoke",
-            "--name",
-            "bn",
-            "--all",
-        ],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    revoke_bn_under_umask_0(&t, &cfg);
     for p in [log.clone(), audit::head_path_for(&log)] {
         assert_eq!(mode(&p), 0o640, "{}", p.display());
         assert_eq!(fs::metadata(&p).unwrap().gid(), gid);
@@ -882,8 +795,7 @@ fn with_a_group_the_log_is_0640_and_owned_by_that_group() {
 #[test]
 fn verify_and_summary_skip_head_and_lock_files_of_a_glob() {
     let t = fresh_token("a26-glob");
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("audit.jsonl");
+    let (dir, log) = temp_log();
     {
         let c = t.connect();
         Guardrails::install(&c, config(&log)).unwrap();
@@ -892,18 +804,7 @@ fn verify_and_summary_skip_head_and_lock_files_of_a_glob() {
     }
     let cfg = config_file(&t, dir.path(), &log, "");
     // What `audit.jsonl*` expands to.
-    let mut glob: Vec<String> = fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("audit.jsonl")
-        })
-        .map(|p| p.display().to_string())
-        .collect();
-    glob.sort();
+    let glob = log_glob(dir.path());
     assert!(glob.iter().any(|p| p.ends_with(".head")), "{glob:?}");
     let mut args = vec!["--config", cfg.to_str().unwrap(), "audit", "verify"];
     args.extend(glob.iter().map(String::as_str));

@@ -30,10 +30,6 @@ use std::sync::OnceLock;
 
 use hsm_custody::{Config, Custody, SecretString};
 
-#[path = "../support/raw_context.rs"]
-mod raw_context;
-pub use raw_context::raw_context;
-
 #[path = "../support/softhsm_dir.rs"]
 mod softhsm_dir;
 use secrecy::ExposeSecret;
@@ -332,16 +328,26 @@ pub fn cli(t: &TestToken, args: &[&str], stdin: Option<&str>) -> Output {
     out
 }
 
+/// The `hsm-custody` binary with this process's backend variables ([`child_env`]) and none of
+/// the PIN or config variables the environment may hold: the caller says where the token and
+/// PIN come from. Hold [`no_token_init`] while it runs.
+pub fn cli_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hsm-custody"));
+    cmd.envs(child_env())
+        .env_remove("HSM_CUSTODY_PIN")
+        .env_remove("HSM_CUSTODY_PIN_FILE")
+        .env_remove("HSM_CUSTODY_CONFIG");
+    cmd
+}
+
+/// One run of the CLI on the test token (module, label and PIN from the environment).
 pub fn cli_once(t: &TestToken, args: &[&str], stdin: Option<&str>) -> Output {
     let _no_init = no_token_init();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hsm-custody"))
+    let mut child = cli_command()
         .args(args)
-        .envs(child_env())
         .env("HSM_CUSTODY_MODULE", &t.module)
         .env("HSM_CUSTODY_TOKEN", &t.label)
         .env("HSM_CUSTODY_PIN", t.user_pin_text())
-        .env_remove("HSM_CUSTODY_PIN_FILE")
-        .env_remove("HSM_CUSTODY_CONFIG")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -357,151 +363,4 @@ pub fn cli_once(t: &TestToken, args: &[&str], stdin: Option<&str>) -> Output {
     }
     drop(child.stdin.take());
     child.wait_with_output().expect("hsm-custody output")
-}
-
-/// A PKCS#11 module as a raw attacker (or "another handle" of the application) sees it: the
-/// module's own `CK_FUNCTION_LIST`, got from `C_GetFunctionList`, the one entry point every
-/// module exports (Kryoptic and NSS softokn export no other `C_*` symbol, so per-symbol dlsym,
-/// as `cryptoki_sys::Pkcs11::new` does, fails there). Every call goes through the list.
-///
-/// Loading a module this process has already initialised only bumps its refcount: the list is
-/// the same one the crate uses, and no `C_Initialize` is needed (nor done).
-pub struct RawModule {
-    list: *const cryptoki_sys::CK_FUNCTION_LIST,
-    _lib: libloading::Library,
-}
-
-// SAFETY: the function list is immutable, static data of the loaded module, and PKCS#11
-// modules initialised with CKF_OS_LOCKING_OK (as the crate does) are callable from any thread.
-unsafe impl Send for RawModule {}
-// SAFETY: as above.
-unsafe impl Sync for RawModule {}
-
-impl RawModule {
-    /// `dlopen`s `module` and asks it for its function list.
-    pub fn load(module: &std::path::Path) -> Result<RawModule, String> {
-        type GetFunctionList =
-            unsafe extern "C" fn(*mut *mut cryptoki_sys::CK_FUNCTION_LIST) -> cryptoki_sys::CK_RV;
-        // SAFETY: loading a PKCS#11 module runs no code of ours; its initialisers are its own.
-        let lib = unsafe { libloading::Library::new(module) }
-            .map_err(|e| format!("dlopen {}: {e}", module.display()))?;
-        let mut list = std::ptr::null_mut();
-        // SAFETY: every PKCS#11 module exports C_GetFunctionList with this signature; the
-        // out-pointer is valid for the call.
-        let rv = unsafe {
-            let get: libloading::Symbol<GetFunctionList> = lib
-                .get(b"C_GetFunctionList\0")
-                .map_err(|e| format!("C_GetFunctionList in {}: {e}", module.display()))?;
-            get(&mut list)
-        };
-        if rv != cryptoki_sys::CKR_OK || list.is_null() {
-            return Err(format!(
-                "C_GetFunctionList of {} returned {rv:#x}",
-                module.display()
-            ));
-        }
-        Ok(RawModule { list, _lib: lib })
-    }
-
-    /// The module's function list.
-    pub fn list(&self) -> &cryptoki_sys::CK_FUNCTION_LIST {
-        // SAFETY: the module returned a valid list and stays loaded as long as `self`.
-        unsafe { &*self.list }
-    }
-}
-
-/// One forwarding method per `CK_FUNCTION_LIST` entry (PKCS#11 2.40, the 68 functions), named
-/// as the C function, so call sites read like the PKCS#11 specification. An entry the module
-/// left empty panics with its name.
-macro_rules! function_list_forwarders {
-    ($($name:ident($($arg:ident: $ty:ty),*);)*) => {
-        #[allow(non_snake_case, clippy::too_many_arguments, clippy::missing_safety_doc)]
-        impl RawModule {
-            $(
-                pub unsafe fn $name(&self, $($arg: $ty),*) -> cryptoki_sys::CK_RV {
-                    let f = self.list().$name.unwrap_or_else(|| {
-                        panic!(concat!(stringify!($name), " is empty in the module's function list"))
-                    });
-                    f($($arg),*)
-                }
-            )*
-        }
-    };
-}
-
-#[rustfmt::skip]
-mod forwarders {
-    use std::os::raw::c_void;
-    use cryptoki_sys::*;
-    use super::RawModule;
-    function_list_forwarders! {
-    C_Initialize(arg1: *mut c_void);
-    C_Finalize(arg1: *mut c_void);
-    C_GetInfo(arg1: *mut CK_INFO);
-    C_GetFunctionList(arg1: *mut *mut CK_FUNCTION_LIST);
-    C_GetSlotList(arg1: CK_BBOOL, arg2: *mut CK_SLOT_ID, arg3: *mut CK_ULONG);
-    C_GetSlotInfo(arg1: CK_SLOT_ID, arg2: *mut CK_SLOT_INFO);
-    C_GetTokenInfo(arg1: CK_SLOT_ID, arg2: *mut CK_TOKEN_INFO);
-    C_GetMechanismList(arg1: CK_SLOT_ID, arg2: *mut CK_MECHANISM_TYPE, arg3: *mut CK_ULONG);
-    C_GetMechanismInfo(arg1: CK_SLOT_ID, arg2: CK_MECHANISM_TYPE, arg3: *mut CK_MECHANISM_INFO);
-    C_InitToken(arg1: CK_SLOT_ID, arg2: *mut CK_UTF8CHAR, arg3: CK_ULONG, arg4: *mut CK_UTF8CHAR);
-    C_InitPIN(arg1: CK_SESSION_HANDLE, arg2: *mut CK_UTF8CHAR, arg3: CK_ULONG);
-    C_SetPIN(arg1: CK_SESSION_HANDLE, arg2: *mut CK_UTF8CHAR, arg3: CK_ULONG, arg4: *mut CK_UTF8CHAR, arg5: CK_ULONG);
-    C_OpenSession(arg1: CK_SLOT_ID, arg2: CK_FLAGS, arg3: *mut c_void, arg4: CK_NOTIFY, arg5: *mut CK_SESSION_HANDLE);
-    C_CloseSession(arg1: CK_SESSION_HANDLE);
-    C_CloseAllSessions(arg1: CK_SLOT_ID);
-    C_GetSessionInfo(arg1: CK_SESSION_HANDLE, arg2: *mut CK_SESSION_INFO);
-    C_GetOperationState(arg1: CK_SESSION_HANDLE, arg2: *mut CK_BYTE, arg3: *mut CK_ULONG);
-    C_SetOperationState(arg1: CK_SESSION_HANDLE, arg2: *mut CK_BYTE, arg3: CK_ULONG, arg4: CK_OBJECT_HANDLE, arg5: CK_OBJECT_HANDLE);
-    C_Login(arg1: CK_SESSION_HANDLE, arg2: CK_USER_TYPE, arg3: *mut CK_UTF8CHAR, arg4: CK_ULONG);
-    C_Logout(arg1: CK_SESSION_HANDLE);
-    C_CreateObject(arg1: CK_SESSION_HANDLE, arg2: *mut CK_ATTRIBUTE, arg3: CK_ULONG, arg4: *mut CK_OBJECT_HANDLE);
-    C_CopyObject(arg1: CK_SESSION_HANDLE, arg2: CK_OBJECT_HANDLE, arg3: *mut CK_ATTRIBUTE, arg4: CK_ULONG, arg5: *mut CK_OBJECT_HANDLE);
-    C_DestroyObject(arg1: CK_SESSION_HANDLE, arg2: CK_OBJECT_HANDLE);
-    C_GetObjectSize(arg1: CK_SESSION_HANDLE, arg2: CK_OBJECT_HANDLE, arg3: *mut CK_ULONG);
-    C_GetAttributeValue(arg1: CK_SESSION_HANDLE, arg2: CK_OBJECT_HANDLE, arg3: *mut CK_ATTRIBUTE, arg4: CK_ULONG);
-    C_SetAttributeValue(arg1: CK_SESSION_HANDLE, arg2: CK_OBJECT_HANDLE, arg3: *mut CK_ATTRIBUTE, arg4: CK_ULONG);
-    C_FindObjectsInit(arg1: CK_SESSION_HANDLE, arg2: *mut CK_ATTRIBUTE, arg3: CK_ULONG);
-    C_FindObjects(arg1: CK_SESSION_HANDLE, arg2: *mut CK_OBJECT_HANDLE, arg3: CK_ULONG, arg4: *mut CK_ULONG);
-    C_FindObjectsFinal(arg1: CK_SESSION_HANDLE);
-    C_EncryptInit(arg1: CK_SESSION_HANDLE, arg2: *mut CK_MECHANISM, arg3: CK_OBJECT_HANDLE);
-    C_Encrypt(arg1: CK_SESSION_HANDLE, arg2: *mut CK_BYTE, arg3: CK_ULONG, arg4: *mut CK_BYTE, arg5: *mut CK_ULONG);
-    C_EncryptUpdate(arg1: CK_SESSION_HANDLE, arg2: *mut CK_BYTE, arg3: CK_ULONG, arg4: *mut CK_BYTE, arg5: *mut CK_ULONG);
-    C_EncryptFinal(arg1: CK_SESSION_HANDLE, arg2: *mut CK_BYTE, arg3: *mut CK_ULONG);
-    C_DecryptInit(arg1: CK_SESSION_HANDLE, arg2: *mut CK_MECHANISM, arg3: CK_OBJECT_HANDLE);
-    C_Decrypt(arg1: CK_SESSION_HANDLE, arg2: *mut CK_BYTE, arg3: CK_ULONG, arg4: *mut CK_BYTE, arg5: *mut CK_ULONG);
-    C_DecryptUpdate(arg1: CK_SESSION_HANDLE, arg2: *mut CK_BYTE, arg3: CK_ULONG, arg4: *mut CK_BYTE, arg5: *mut CK_ULONG);
-    C_DecryptFinal(arg1: CK_SESSION_HANDLE, arg2: *mut CK_BYTE, arg3: *mut CK_ULONG);
-    C_DigestInit(arg1: CK_SESSION_HANDLE, arg2: *mut CK_MECHANISM);
-    C_Digest(arg1: CK_SESSION_HANDLE, arg2: *mut CK_BYTE, arg3: CK_ULONG, arg4: *mut CK_BYTE, arg5: *mut CK_ULONG);
-    C_DigestUpdate(arg1: CK_SESSION_HANDLE, arg2: *mut CK_BYTE, arg3: CK_ULONG);
-    C_DigestKey(arg1: CK_SESSION_HANDLE, arg2: CK_OBJECT_HANDLE);
-    C_DigestFinal(arg1: CK_SESSION_HANDLE, arg2: *mut CK_BYTE, arg3: *mut CK_ULONG);
-    C_SignInit(arg1: CK_SESSION_HANDLE, arg2: *mut CK_MECHANISM, arg3: CK_OBJECT_HANDLE);
-    C_Sign(arg1: CK_SESSION_HANDLE, arg2: *mut CK_BYTE, arg3: CK_ULONG, arg4: *mut CK_BYTE, arg5: *mut CK_ULONG);
-    C_SignUpdate(arg1: CK_SESSION_HANDLE, arg2: *mut CK_BYTE, arg3: CK_ULONG);
-    C_SignFinal(arg1: CK_SESSION_HANDLE, arg2: *mut CK_BYTE, arg3: *mut CK_ULONG);
-    C_SignRecoverInit(arg1: CK_SESSION_HANDLE, arg2: *mut CK_MECHANISM, arg3: CK_OBJECT_HANDLE);
-    C_SignRecover(arg1: CK_SESSION_HANDLE, arg2: *mut CK_BYTE, arg3: CK_ULONG, arg4: *mut CK_BYTE, arg5: *mut CK_ULONG);
-    C_VerifyInit(arg1: CK_SESSION_HANDLE, arg2: *mut CK_MECHANISM, arg3: CK_OBJECT_HANDLE);
-    C_Verify(arg1: CK_SESSION_HANDLE, arg2: *mut CK_BYTE, arg3: CK_ULONG, arg4: *mut CK_BYTE, arg5: CK_ULONG);
-    C_VerifyUpdate(arg1: CK_SESSION_HANDLE, arg2: *mut CK_BYTE, arg3: CK_ULONG);
-    C_VerifyFinal(arg1: CK_SESSION_HANDLE, arg2: *mut CK_BYTE, arg3: CK_ULONG);
-    C_VerifyRecoverInit(arg1: CK_SESSION_HANDLE, arg2: *mut CK_MECHANISM, arg3: CK_OBJECT_HANDLE);
-    C_VerifyRecover(arg1: CK_SESSION_HANDLE, arg2: *mut CK_BYTE, arg3: CK_ULONG, arg4: *mut CK_BYTE, arg5: *mut CK_ULONG);
-    C_DigestEncryptUpdate(arg1: CK_SESSION_HANDLE, arg2: *mut CK_BYTE, arg3: CK_ULONG, arg4: *mut CK_BYTE, arg5: *mut CK_ULONG);
-    C_DecryptDigestUpdate(arg1: CK_SESSION_HANDLE, arg2: *mut CK_BYTE, arg3: CK_ULONG, arg4: *mut CK_BYTE, arg5: *mut CK_ULONG);
-    C_SignEncryptUpdate(arg1: CK_SESSION_HANDLE, arg2: *mut CK_BYTE, arg3: CK_ULONG, arg4: *mut CK_BYTE, arg5: *mut CK_ULONG);
-    C_DecryptVerifyUpdate(arg1: CK_SESSION_HANDLE, arg2: *mut CK_BYTE, arg3: CK_ULONG, arg4: *mut CK_BYTE, arg5: *mut CK_ULONG);
-    C_GenerateKey(arg1: CK_SESSION_HANDLE, arg2: *mut CK_MECHANISM, arg3: *mut CK_ATTRIBUTE, arg4: CK_ULONG, arg5: *mut CK_OBJECT_HANDLE);
-    C_GenerateKeyPair(arg1: CK_SESSION_HANDLE, arg2: *mut CK_MECHANISM, arg3: *mut CK_ATTRIBUTE, arg4: CK_ULONG, arg5: *mut CK_ATTRIBUTE, arg6: CK_ULONG, arg7: *mut CK_OBJECT_HANDLE, arg8: *mut CK_OBJECT_HANDLE);
-    C_WrapKey(arg1: CK_SESSION_HANDLE, arg2: *mut CK_MECHANISM, arg3: CK_OBJECT_HANDLE, arg4: CK_OBJECT_HANDLE, arg5: *mut CK_BYTE, arg6: *mut CK_ULONG);
-    C_UnwrapKey(arg1: CK_SESSION_HANDLE, arg2: *mut CK_MECHANISM, arg3: CK_OBJECT_HANDLE, arg4: *mut CK_BYTE, arg5: CK_ULONG, arg6: *mut CK_ATTRIBUTE, arg7: CK_ULONG, arg8: *mut CK_OBJECT_HANDLE);
-    C_DeriveKey(arg1: CK_SESSION_HANDLE, arg2: *mut CK_MECHANISM, arg3: CK_OBJECT_HANDLE, arg4: *mut CK_ATTRIBUTE, arg5: CK_ULONG, arg6: *mut CK_OBJECT_HANDLE);
-    C_SeedRandom(arg1: CK_SESSION_HANDLE, arg2: *mut CK_BYTE, arg3: CK_ULONG);
-    C_GenerateRandom(arg1: CK_SESSION_HANDLE, arg2: *mut CK_BYTE, arg3: CK_ULONG);
-    C_GetFunctionStatus(arg1: CK_SESSION_HANDLE);
-    C_CancelFunction(arg1: CK_SESSION_HANDLE);
-    C_WaitForSlotEvent(arg1: CK_FLAGS, arg2: *mut CK_SLOT_ID, arg3: *mut c_void);
-    }
 }

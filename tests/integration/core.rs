@@ -398,14 +398,14 @@ fn as_many_threads_as_cores_sign_for_each_other_with_their_own_keys() {
 /// Raw C_CloseAllSessions / C_Logout through a separate dlopen of the module (its function
 /// list): "another handle".
 struct OtherHandle {
-    lib: crate::common::RawModule,
+    lib: crate::raw_pkcs11::RawModule,
     slot: cryptoki_sys::CK_SLOT_ID,
 }
 
 impl OtherHandle {
     fn new(t: &TestToken) -> Self {
         let slot = crate::common::slot(t);
-        let lib = crate::common::RawModule::load(&t.module).unwrap();
+        let lib = crate::raw_pkcs11::RawModule::load(&t.module).unwrap();
         OtherHandle {
             lib,
             slot: slot.id(),
@@ -413,27 +413,11 @@ impl OtherHandle {
     }
 
     fn close_all_sessions(&self) -> cryptoki_sys::CK_RV {
-        // SAFETY: a plain PKCS#11 call with a slot id.
-        unsafe { self.lib.C_CloseAllSessions(self.slot) }
+        self.lib.close_all_sessions(self.slot)
     }
 
     fn logout(&self) -> cryptoki_sys::CK_RV {
-        // Open a session just to call C_Logout on it (logs the whole application out).
-        let mut h: cryptoki_sys::CK_SESSION_HANDLE = 0;
-        // SAFETY: plain PKCS#11 calls with valid out-pointers.
-        unsafe {
-            let rv = self.lib.C_OpenSession(
-                self.slot,
-                cryptoki_sys::CKF_SERIAL_SESSION | cryptoki_sys::CKF_RW_SESSION,
-                std::ptr::null_mut(),
-                None,
-                &mut h,
-            );
-            assert_eq!(rv, cryptoki_sys::CKR_OK);
-            let rv = self.lib.C_Logout(h);
-            self.lib.C_CloseSession(h);
-            rv
-        }
+        self.lib.logout(self.slot)
     }
 }
 

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use hsm_custody::{Config, Custody, HmacAlg, KeySpec, PoolStats, SecretString};
 
 use crate::common::{fresh_token, software_hmac};
+use crate::raw_pkcs11::FaultControls;
 
 /// Fault kinds (bits), as in fault-module.
 const DEVICE: u64 = 1;
@@ -27,12 +28,8 @@ const POOL: usize = 4;
 /// The fault module's control functions. Its settings are process-wide, so runs take turns.
 struct FaultModule {
     path: PathBuf,
-    lib: libloading::Library,
+    controls: FaultControls,
 }
-
-type Configure = unsafe extern "C" fn(u64, u64);
-type Counts = unsafe extern "C" fn(*mut u64, usize) -> usize;
-type Reset = unsafe extern "C" fn();
 
 /// The fault module's path (built on first use); with no fault configured it is a plain
 /// PKCS#11 2.40 wrapper, which other tests put between a tracer and the module under test.
@@ -45,38 +42,22 @@ impl FaultModule {
         static MODULE: OnceLock<FaultModule> = OnceLock::new();
         MODULE.get_or_init(|| {
             let path = build_fault_module();
-            // SAFETY: the fault module's initialisers only set up statics.
-            let lib = unsafe { libloading::Library::new(&path) }.expect("load fault-module");
-            FaultModule { path, lib }
+            let controls = FaultControls::load(&path);
+            FaultModule { path, controls }
         })
     }
 
     fn configure(&self, period: u64, kinds: u64) {
-        // SAFETY: exported with this signature by fault-module.
-        unsafe {
-            let f: libloading::Symbol<Configure> =
-                self.lib.get(b"fault_module_configure\0").unwrap();
-            f(period, kinds)
-        }
+        self.controls.configure(period, kinds)
     }
 
     /// [calls, device, session, login, general, open now, most open].
     fn counts(&self) -> [u64; 7] {
-        let mut out = [0u64; 7];
-        // SAFETY: exported with this signature; `out` has 7 slots.
-        unsafe {
-            let f: libloading::Symbol<Counts> = self.lib.get(b"fault_module_counts\0").unwrap();
-            f(out.as_mut_ptr(), out.len());
-        }
-        out
+        self.controls.counts()
     }
 
     fn reset(&self) {
-        // SAFETY: exported with this signature.
-        unsafe {
-            let f: libloading::Symbol<Reset> = self.lib.get(b"fault_module_reset\0").unwrap();
-            f()
-        }
+        self.controls.reset()
     }
 }
 

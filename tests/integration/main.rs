@@ -1,4 +1,8 @@
 //! Integration tests against real SoftHSM2 tokens (one binary, one module load per process).
+//!
+//! `unsafe` is denied here except in `raw_pkcs11` (`tests/support/raw_pkcs11.rs`), the one
+//! test-side module that holds it; raw PKCS#11 goes through its safe functions.
+#![deny(unsafe_code)]
 
 #[cfg(all(feature = "agent", feature = "agent-client"))]
 mod agent;
@@ -23,5 +27,7 @@ mod guardrails;
 mod lifecycle;
 mod lifecycle_race;
 mod model;
+#[path = "../support/raw_pkcs11.rs"]
+mod raw_pkcs11;
 mod seal;
 mod tpm;
