@@ -100,7 +100,7 @@ pub struct Config {
     /// Connect to a module whose custody probe found a non-extractable key getting out.
     pub(crate) danger_accept_non_custody_module: bool,
     /// Limits on caller-given time inputs, and accepted test hosts (`[signing]`).
-    pub(crate) limits: crate::exchanges::Limits,
+    pub(crate) limits: crate::alg::Limits,
 }
 
 impl Config {
@@ -124,7 +124,7 @@ impl Config {
             keys: None,
             module_init_params: None,
             danger_accept_non_custody_module: false,
-            limits: crate::exchanges::Limits::default(),
+            limits: crate::alg::Limits::default(),
         }
     }
 
@@ -360,7 +360,7 @@ impl Config {
         config.danger_accept_non_custody_module =
             raw.danger_accept_non_custody_module.unwrap_or(false);
         if let Some(signing) = raw.signing {
-            let mut limits = crate::exchanges::Limits::default();
+            let mut limits = crate::alg::Limits::default();
             if let Some(ms) = signing.skew_ms {
                 limits.skew_ms = ms;
             }
@@ -405,7 +405,7 @@ impl Config {
 
     /// Sets the limits on the time inputs a caller may give (timestamp, nonce, expiry, receive
     /// window) and the test hosts accepted besides the exchanges' own (`[signing]` in TOML).
-    pub fn signing_limits(mut self, limits: crate::exchanges::Limits) -> Self {
+    pub fn signing_limits(mut self, limits: crate::alg::Limits) -> Self {
         self.limits = limits;
         self
     }
@@ -568,7 +568,7 @@ mod tests {
         assert_eq!(c.limits.ttl_ms, 30_000);
         assert_eq!(c.limits.test_hosts, ["127.0.0.1:8443"]);
         let d = Config::from_toml_str(base).unwrap();
-        assert_eq!(d.limits, crate::exchanges::Limits::default());
+        assert_eq!(d.limits, crate::alg::Limits::default());
         for bad in ["skew_ms = 600000", "ttl_ms = 3600000", "skew = 1"] {
             assert!(
                 Config::from_toml_str(&format!("{base}[signing]\n{bad}\n")).is_err(),

@@ -53,6 +53,7 @@
 pub mod admin;
 #[cfg(all(unix, any(feature = "agent", feature = "agent-client")))]
 pub mod agent;
+mod alg;
 #[cfg(feature = "tokio")]
 pub mod asynch;
 pub mod audit;
@@ -68,14 +69,15 @@ pub mod policy;
 mod sign;
 mod token;
 
+pub use alg::{HmacAlg, KeyKind, Signature};
 pub use config::{Config, PinSource, ENV_MODULE, ENV_PIN, ENV_PIN_FILE, ENV_TOKEN};
 pub use custody::{Custody, KeyRef, NewVersion};
 pub use error::{Error, ErrorKind, Result};
-pub use guard::{Guard, LifecycleEvent, RequestContext, SignContext};
+pub use guard::{Guard, LifecycleEvent, SignContext};
 pub use guardrails::{Alert, AlertKind, GuardConfig, Guardrails};
-pub use keys::{KeyFlags, KeyInfo, KeyKind, KeySpec, SecretEncoding, VersionInfo, VersionState};
+pub use keys::{KeyFlags, KeyInfo, KeySpec, SecretEncoding, VersionInfo, VersionState};
 pub use secrecy::SecretString;
-pub use sign::{HmacAlg, Mac, Signature};
+pub use sign::{Mac, RequestContext};
 pub use token::pool::PoolStats;
 pub use token::TokenInfo;
 

@@ -38,17 +38,18 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::alg::HmacAlg;
 use crate::custody::Custody;
 use crate::error::{Error, Result};
-use crate::sign::HmacAlg;
 
 pub use files::{is_sidecar, lock_path_for, pending_path_for};
 pub use summary::{summarize, tail, KeyUsage, Summary};
 pub use verify::{verify, Problem, ProblemKind, Reset, VerifyReport};
 pub use writer::{record_login_failure, reset, AuditLog, ResetReport};
 
-/// Default name of the audit key in the token.
-pub const DEFAULT_AUDIT_KEY: &str = "hsm-custody-audit";
+/// Default name of the audit key in the token (kept by the keys layer, which refuses to import
+/// a key under it).
+pub use crate::keys::DEFAULT_AUDIT_KEY;
 /// Default size at which the log file is rotated (64 MiB).
 pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
 

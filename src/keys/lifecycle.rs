@@ -154,7 +154,7 @@ impl Lifecycle<'_> {
         let kind = material.kind();
         spec.validate(kind)?;
         let audit = matches!(material, Material::GenerateAudit);
-        if !audit && spec.name == crate::audit::DEFAULT_AUDIT_KEY {
+        if !audit && spec.name == super::DEFAULT_AUDIT_KEY {
             return Err(Error::invalid(format!(
                 "the name `{}` is reserved for the audit log's key, which the log generates in \
                  the token itself: choose another name",

@@ -26,8 +26,12 @@ use std::str::FromStr;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
+use crate::alg::HmacAlg;
+pub use crate::alg::KeyKind;
 use crate::error::{Error, Result};
-use crate::sign::HmacAlg;
+
+/// Default name of the audit key in the token ([`crate::audit`]).
+pub const DEFAULT_AUDIT_KEY: &str = "hsm-custody-audit";
 
 /// `CKA_APPLICATION` of our metadata objects.
 pub(crate) const APPLICATION: &[u8] = b"hsm-custody";
@@ -241,60 +245,6 @@ pub(crate) fn validate_name(name: &str) -> Result<()> {
             "invalid key name `{}`: use 1-64 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit",
             name.escape_debug()
         )))
-    }
-}
-
-/// What kind of key a name holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-#[non_exhaustive]
-pub enum KeyKind {
-    /// An imported HMAC secret.
-    Hmac,
-    /// An Ed25519 key pair (`CKM_EDDSA`).
-    Ed25519,
-    /// An ECDSA P-256 key pair.
-    P256,
-    /// An RSA-2048 key pair (PKCS#1 v1.5 with SHA-256).
-    Rsa2048,
-}
-
-impl KeyKind {
-    /// `hmac`, `ed25519`, `p256` or `rsa2048`.
-    pub fn name(self) -> &'static str {
-        match self {
-            KeyKind::Hmac => "hmac",
-            KeyKind::Ed25519 => "ed25519",
-            KeyKind::P256 => "p256",
-            KeyKind::Rsa2048 => "rsa2048",
-        }
-    }
-
-    /// Whether versions of this kind are key pairs.
-    pub fn is_asymmetric(self) -> bool {
-        self != KeyKind::Hmac
-    }
-}
-
-impl fmt::Display for KeyKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for KeyKind {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "hmac" => Ok(KeyKind::Hmac),
-            "ed25519" => Ok(KeyKind::Ed25519),
-            "p256" => Ok(KeyKind::P256),
-            "rsa2048" => Ok(KeyKind::Rsa2048),
-            other => Err(Error::invalid(format!(
-                "unknown key type `{other}` (expected ed25519, p256 or rsa2048)"
-            ))),
-        }
     }
 }
 

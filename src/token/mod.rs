@@ -9,6 +9,7 @@
 pub(crate) mod combine;
 pub(crate) mod module;
 pub(crate) mod pool;
+pub(crate) mod probe;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
@@ -199,7 +200,7 @@ impl Token {
     pub(crate) fn sign_hmac(
         &self,
         session: &Session,
-        alg: crate::sign::HmacAlg,
+        alg: crate::alg::HmacAlg,
         handle: cryptoki::object::ObjectHandle,
         data: &[u8],
     ) -> std::result::Result<Vec<u8>, CkError> {

@@ -1,9 +1,7 @@
 //! The public handle: [`Custody`] and [`KeyRef`].
 
-use std::collections::HashMap;
 use std::fmt;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 
 use secrecy::SecretString;
 
@@ -16,6 +14,8 @@ use crate::keys::{asym, store, KeyInfo, KeyKind, KeySpec, VersionInfo, VersionSt
 use crate::sign::{HmacAlg, Mac, Signature};
 use crate::token::pool::PoolStats;
 use crate::token::{Token, TokenInfo};
+
+mod exchange;
 
 /// How many recoveries one operation may go through (dead session, lost login, stale handle
 /// can each happen once in a row after `C_CloseAllSessions`); signing is idempotent.
@@ -99,7 +99,7 @@ impl Custody {
     /// after) and caches the verdict.
     pub fn connect(config: Config) -> Result<Custody> {
         let token = Token::connect(&config)?;
-        custody_grade_check(&token, &config)?;
+        crate::token::probe::custody_grade_check(&token, &config)?;
         Ok(Custody {
             inner: Arc::new(Inner {
                 token,
@@ -956,81 +956,6 @@ fn copy_lost(err: &cryptoki::error::Error) -> bool {
             _
         )
     )
-}
-
-/// What the custody probe found for one module and token.
-#[derive(Clone)]
-enum Grade {
-    /// Every extraction attempt on the throwaway key was refused.
-    Enforced,
-    /// These steps were not refused (attempt: what the module answered).
-    Fails(String),
-    /// No throwaway key could be made: nothing proven either way.
-    Undetermined,
-}
-
-/// The connect-time custody probe: on the first connect in this process to a module and token,
-/// `doctor`'s non-extractability probe runs on throwaway session keys (destroyed after): read
-/// the value, set EXTRACTABLE / un-set SENSITIVE, wrap with an own AES key, copy with
-/// EXTRACTABLE=true. A module that does not refuse them all is refused
-/// ([`Error::NotCustodyGrade`]) unless the configuration opts in
-/// (`danger_accept_non_custody_module`), and then every connect warns. The verdict is cached
-/// per process per module and token. If no throwaway key can be made (tpm2-pkcs11 creates no
-/// secret key through PKCS#11), nothing is proven either way: connect warns once and goes on.
-fn custody_grade_check(token: &Token, config: &Config) -> Result<()> {
-    static GRADES: OnceLock<Mutex<HashMap<(PathBuf, String), Grade>>> = OnceLock::new();
-    let module = std::fs::canonicalize(&config.module).unwrap_or_else(|_| config.module.clone());
-    let key = (module, config.token.clone());
-    // Held while probing: one probe per module and token, and none in parallel.
-    let mut grades = GRADES
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    let grade = match grades.get(&key) {
-        Some(grade) => grade.clone(),
-        None => {
-            let probe = token.with_reserved(|session| Ok(crate::doctor::probe(session)))?;
-            let grade = if !probe.key_made {
-                tracing::warn!(
-                    module = %config.module.display(),
-                    token = %config.token,
-                    "custody probe not run: the module made no throwaway secret key; run `hsm-custody doctor`"
-                );
-                Grade::Undetermined
-            } else if probe.enforces_non_extractability {
-                Grade::Enforced
-            } else {
-                Grade::Fails(
-                    probe
-                        .steps
-                        .iter()
-                        .filter(|s| !s.refused)
-                        .map(|s| format!("{}: {}", s.attempt, s.outcome))
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                )
-            };
-            grades.insert(key, grade.clone());
-            grade
-        }
-    };
-    match grade {
-        Grade::Enforced | Grade::Undetermined => Ok(()),
-        Grade::Fails(failed) if config.danger_accept_non_custody_module => {
-            tracing::warn!(
-                module = %config.module.display(),
-                token = %config.token,
-                failed = %failed,
-                "DANGER: connected to a module that is NOT custody-grade (danger_accept_non_custody_module): a non-extractable key got out at the custody probe; any code that can log in can take every key"
-            );
-            Ok(())
-        }
-        Grade::Fails(failed) => Err(Error::NotCustodyGrade {
-            path: config.module.clone(),
-            token: config.token.clone(),
-            failed,
-        }),
-    }
 }
 
 #[cfg(test)]
