@@ -11,12 +11,13 @@ use std::time::{Duration, Instant};
 use super::files::{self, LogLock, Pending, PendingLoginFailure};
 use super::head::{sync_dir, Head};
 use super::token_head::{self, TokenHead};
+use super::Connection;
 use super::{
     body_of, chain_id, chain_mac, decode_mac, line_of, now_rfc3339, parse_line, same_mac,
     AuditConfig, Fsync, Record, ResetFacts, TokenMac, MAC_LEN,
 };
-use crate::custody::Custody;
 use crate::error::{Error, Result};
+use crate::keys::Vault;
 
 const BATCH_LINES: u64 = 64;
 const BATCH_INTERVAL: Duration = Duration::from_secs(1);
@@ -112,16 +113,17 @@ impl AuditLog {
     /// it, or records a line the file does not hold, or the token's chain head does (run
     /// `hsm-custody audit verify`, then `hsm-custody audit reset`); [`Error::Io`], token
     /// failures.
-    pub fn open(custody: &Custody, config: AuditConfig) -> Result<AuditLog> {
+    pub fn open(custody: &impl Connection, config: AuditConfig) -> Result<AuditLog> {
+        let vault = custody.vault();
         let active_name = config
             .path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .ok_or_else(|| Error::Config("[audit] `path` must name a file".into()))?;
         let lock = LogLock::acquire(&config.path, &config, files::LOCK_WAIT)?;
-        let (mac, created) = TokenMac::open(custody, &config.key, true)?;
+        let (mac, created) = TokenMac::open(vault, &config.key, true)?;
         let path_text = path_text(&config.path);
-        let (state, start) = recover(&config, &mac, custody, &active_name, &path_text)?;
+        let (state, start) = recover(&config, &mac, vault, &active_name, &path_text)?;
         let shared = Arc::new(Shared {
             config,
             mac,
@@ -323,7 +325,7 @@ impl Shared {
 
     fn write_token_head(&self, chain: &str, seq: u64, mac: [u8; MAC_LEN]) -> Result<()> {
         token_head::write(
-            &self.mac.custody()?,
+            self.mac.vault()?.as_ref(),
             &TokenHead {
                 chain: chain.to_owned(),
                 path: self.path_text.clone(),
@@ -432,7 +434,7 @@ impl Drop for AuditLog {
             if st.broken.is_none() && (st.unsynced > 0 || st.since_head > 0) {
                 // Without the Custody (dropped first: it holds the guard) no head can be
                 // MACed; the lines at least go to disk, and the next writer continues them.
-                if self.shared.mac.custody().is_ok() {
+                if self.shared.mac.vault().is_ok() {
                     let _ = self
                         .shared
                         .checkpoint(&mut st, self.shared.config.fsync != Fsync::Never);
@@ -441,7 +443,7 @@ impl Drop for AuditLog {
                 }
             }
         }
-        if self.shared.mac.custody().is_ok() {
+        if self.shared.mac.vault().is_ok() {
             let _ = self.shared.token_head(true);
         }
     }
@@ -455,7 +457,7 @@ fn flusher(shared: &Weak<Shared>, stop: &mpsc::Receiver<()>) {
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        if shared.mac.custody().is_err() {
+        if shared.mac.vault().is_err() {
             return;
         }
         let work = || -> Result<()> {
@@ -530,7 +532,7 @@ pub fn record_login_failure(config: &AuditConfig, token: &str, reason: &str) -> 
 fn recover(
     config: &AuditConfig,
     mac: &TokenMac,
-    custody: &Custody,
+    vault: &Vault,
     active_name: &str,
     path_text: &str,
 ) -> Result<(State, Option<(Option<String>, Option<String>)>)> {
@@ -574,7 +576,7 @@ fn recover(
         let (seq, prev, start) = match head {
             None => {
                 // Log and head both gone: the token may still know the chain.
-                if let Some(t) = token_head::for_path(custody, path_text)? {
+                if let Some(t) = token_head::for_path(vault, path_text)? {
                     return Err(Error::AuditFailed(format!(
                         "`{}` and its chain head are missing, but the token records line {} \
                          of this log's chain: the log was deleted or replaced; {WHAT_TO_DO}",
@@ -685,7 +687,7 @@ fn recover(
             ),
         ));
     }
-    if let Some(t) = token_head::read(custody, &chain)? {
+    if let Some(t) = token_head::read(vault, &chain)? {
         let holds = if t.seq > seq {
             false
         } else if t.seq >= first.seq {
@@ -735,7 +737,8 @@ pub struct ResetReport {
 /// # Errors
 /// [`Error::InvalidInput`] for an empty reason; [`Error::AuditFailed`] while a writer holds the
 /// log, or for a key that is not an audit key; [`Error::Io`]; token failures.
-pub fn reset(custody: &Custody, config: &AuditConfig, reason: &str) -> Result<ResetReport> {
+pub fn reset(custody: &impl Connection, config: &AuditConfig, reason: &str) -> Result<ResetReport> {
+    let vault = custody.vault();
     let reason = reason.trim();
     if reason.is_empty() || reason.len() > 1000 {
         return Err(Error::invalid(
@@ -748,7 +751,7 @@ pub fn reset(custody: &Custody, config: &AuditConfig, reason: &str) -> Result<Re
         .map(|n| n.to_string_lossy().into_owned())
         .ok_or_else(|| Error::Config("[audit] `path` must name a file".into()))?;
     let _lock = LogLock::acquire(&config.path, config, files::LOCK_WAIT)?;
-    let (mac, _) = TokenMac::open(custody, &config.key, true)?;
+    let (mac, _) = TokenMac::open(vault, &config.key, true)?;
     let head = match Head::read(&config.head, &mac) {
         Ok(h) => h,
         Err(e) => {
@@ -788,8 +791,8 @@ pub fn reset(custody: &Custody, config: &AuditConfig, reason: &str) -> Result<Re
         .map(|(rec, m)| chain_id(rec, m))
         .or_else(|| head.as_ref().and_then(|h| h.chain.clone()));
     let token = match &old_chain {
-        Some(chain) => token_head::read(custody, chain)?,
-        None => token_head::for_path(custody, &path_text(&config.path))?,
+        Some(chain) => token_head::read(vault, chain)?,
+        None => token_head::for_path(vault, &path_text(&config.path))?,
     };
     let mut facts = ResetFacts {
         old_chain,
@@ -865,7 +868,7 @@ pub fn reset(custody: &Custody, config: &AuditConfig, reason: &str) -> Result<Re
     }
     .write(&config.head, &mac, true, config)?;
     token_head::write(
-        custody,
+        vault,
         &TokenHead {
             chain,
             path: path_text(&config.path),

@@ -16,8 +16,12 @@ pub(crate) mod import;
 pub(crate) mod lifecycle;
 pub(crate) mod lock;
 pub(crate) mod seal;
+pub(crate) mod select;
 pub(crate) mod store;
 pub(crate) mod template;
+pub(crate) mod vault;
+
+pub use vault::Vault;
 
 use std::collections::BTreeMap;
 use std::fmt;
