@@ -9,9 +9,6 @@
 
 use crate::error::Error;
 use crate::exchanges::Reach;
-// The request context lives with the `Mac` trait the exchange signers pass it to; its path
-// here stays.
-pub use crate::sign::RequestContext;
 
 /// What is about to be signed.
 #[derive(Clone, Copy, Debug)]

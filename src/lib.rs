@@ -50,6 +50,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "test-util")]
 pub mod admin;
 #[cfg(all(unix, any(feature = "agent", feature = "agent-client")))]
 pub mod agent;

@@ -22,8 +22,8 @@ use crate::asynch::AsyncCustody;
 use crate::custody::Custody;
 use crate::error::{Error, ErrorKind, Result};
 use crate::exchanges::Request;
-use crate::guard::RequestContext;
 use crate::sign::HmacAlg;
+use crate::sign::RequestContext;
 
 /// A bound signing agent: the socket exists (mode 0600) and the login is held; call
 /// [`Agent::serve`] to answer clients.

@@ -187,7 +187,7 @@ impl Custody {
     /// Test hook: the `step`-th PKCS#11 write of each following lifecycle operation fails as if
     /// the process died right there (no clean-up runs). `None` turns it off. For crash-safety
     /// tests only.
-    #[doc(hidden)]
+    #[cfg(feature = "test-util")]
     pub fn danger_fail_lifecycle_after(&self, step: Option<u32>) {
         self.inner.vault.faults.set(step);
     }

@@ -80,10 +80,11 @@ impl Custody {
     /// Whether signing with the active version of key `name` takes the fast path: a session
     /// object in the token (a copy of the key, or its sealed copy where the module refuses to
     /// copy a non-modifiable key) rather than the token object itself. `false` also when the
-    /// fast path is turned off ([`Config::fast_path`]) or the module allows neither.
+    /// fast path is turned off ([`crate::Config::fast_path`]) or the module allows neither.
     ///
     /// # Errors
     /// [`Error::KeyNotFound`], [`Error::NoActiveVersion`], token failures.
+    #[cfg(feature = "test-util")]
     pub fn fast_path_active(&self, name: &str) -> Result<bool> {
         let entry = self.inner.vault.keys.get(&self.inner.vault.token, name)?;
         let active = entry

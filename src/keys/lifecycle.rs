@@ -64,6 +64,7 @@ pub(crate) struct Faults {
 }
 
 impl Faults {
+    #[cfg(feature = "test-util")]
     pub(crate) fn set(&self, step: Option<u32>) {
         self.fail_at.store(step.unwrap_or(0), Ordering::SeqCst);
     }
