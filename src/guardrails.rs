@@ -128,7 +128,7 @@ pub struct Alert {
 
 type Callback = Box<dyn Fn(&Alert) + Send + Sync>;
 
-/// Guard rails over a [`Custody`]: policy and rate limits before the token, an audit line for
+/// Guard rails over a [`Custody`](crate::Custody): policy and rate limits before the token, an audit line for
 /// every attempt and lifecycle event, alerts and `tracing` events on refusals.
 ///
 /// ```no_run
@@ -191,7 +191,7 @@ impl Guardrails {
         }))
     }
 
-    /// [`Guardrails::new`], then [`Custody::set_guard`].
+    /// [`Guardrails::new`], then [`Custody::set_guard`](crate::Custody::set_guard).
     ///
     /// # Errors
     /// As [`Guardrails::new`]; [`Error::Config`] when a guard is installed already.

@@ -14,7 +14,7 @@ impl Custody {
     /// A handle to the key `name` (its active version), with its token handles cached.
     ///
     /// # Errors
-    /// [`Error::KeyNotFound`], or token failures.
+    /// [`Error::KeyNotFound`](crate::Error::KeyNotFound), or token failures.
     pub fn key(&self, name: &str) -> Result<KeyRef> {
         let entry = self.inner.vault.keys.get(&self.inner.vault.token, name)?;
         Ok(KeyRef {
@@ -121,7 +121,7 @@ impl KeyRef {
     /// raw `r || s` (64 bytes, what JWT ES256 wants); RSA PKCS#1 v1.5 with SHA-256.
     ///
     /// # Errors
-    /// [`Error::WrongKeyKind`] for an HMAC key, and as [`Custody::sign_hmac`].
+    /// [`Error::WrongKeyKind`](crate::Error::WrongKeyKind) for an HMAC key, and as [`Custody::sign_hmac`].
     pub fn sign(&self, data: &[u8]) -> Result<Signature> {
         self.custody.sign_with(
             &self.name,
@@ -144,7 +144,7 @@ impl KeyRef {
     /// The public key as PEM (SubjectPublicKeyInfo), for registering with the exchange.
     ///
     /// # Errors
-    /// [`Error::WrongKeyKind`] for an HMAC key.
+    /// [`Error::WrongKeyKind`](crate::Error::WrongKeyKind) for an HMAC key.
     pub fn public_key_pem(&self) -> Result<String> {
         self.custody.public_key_pem(&self.name, self.version)
     }

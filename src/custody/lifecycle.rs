@@ -85,7 +85,7 @@ impl Custody {
     }
 
     /// Generates a key pair in the token as version 1 of a new key; only the public key can be
-    /// read out ([`KeyRef::public_key_pem`]).
+    /// read out ([`KeyRef::public_key_pem`](super::KeyRef::public_key_pem)).
     ///
     /// # Errors
     /// [`Error::KeyExists`], [`Error::MechanismUnsupported`] when the module cannot make or use
@@ -113,7 +113,7 @@ impl Custody {
 
     /// `rotate begin`: adds a new *pending* version to the key named in `spec` (whose validity
     /// dates apply to the new version). The active version keeps signing; the pending one signs
-    /// only when named ([`KeyRef::version`]) until promoted.
+    /// only when named ([`KeyRef::version`](super::KeyRef::version)) until promoted.
     ///
     /// # Errors
     /// [`Error::KeyNotFound`], [`Error::Lifecycle`] when a pending version exists already,
