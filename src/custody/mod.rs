@@ -37,7 +37,8 @@ pub use lifecycle::NewVersion;
 ///
 /// ```no_run
 /// use hsm_custody::{Config, Custody, HmacAlg, KeySpec};
-/// ///
+/// use secrecy::SecretString;
+///
 /// # fn main() -> Result<(), hsm_custody::Error> {
 /// let custody = Custody::connect(Config::from_env()?)?;
 /// let secret = SecretString::from("NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j");
