@@ -29,7 +29,7 @@ pub fn init_token(
     let _serial = INIT_LOCK
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let ctx = module::load(module_path.as_ref())?;
+    let ctx = module::load_with(module_path.as_ref(), None)?;
     if find_slot(&ctx, label).is_ok() {
         return Err(Error::invalid(format!(
             "a token labelled `{label}` already exists"
@@ -61,6 +61,6 @@ pub fn init_token(
 /// # Errors
 /// [`Error::TokenNotFound`], module errors.
 pub fn slot_id(module_path: impl AsRef<std::path::Path>, label: &str) -> Result<u64> {
-    let ctx = module::load(module_path.as_ref())?;
+    let ctx = module::load_with(module_path.as_ref(), None)?;
     Ok(find_slot(&ctx, label)?.id())
 }

@@ -40,65 +40,6 @@ impl SignContext<'_> {
     }
 }
 
-/// Request context that exchange signers attach to their keyed steps.
-#[derive(Clone, Copy, Debug, Default)]
-#[non_exhaustive]
-pub struct RequestContext<'a> {
-    /// Exchange id.
-    pub exchange: Option<&'a str>,
-    /// HTTP method.
-    pub method: Option<&'a str>,
-    /// Request path.
-    pub path: Option<&'a str>,
-    /// Who asked (for the audit log), when the caller knows.
-    pub client: Option<&'a str>,
-    /// What the signature will be good for; only the crate's exchange signers set it. A context
-    /// without it is judged as a raw signature.
-    pub(crate) reach: Option<&'a Reach>,
-}
-
-impl<'a> RequestContext<'a> {
-    /// Context for a request to `exchange`.
-    pub fn new(exchange: &'a str, method: &'a str, path: &'a str) -> Self {
-        RequestContext {
-            exchange: Some(exchange),
-            method: Some(method),
-            path: Some(path),
-            client: None,
-            reach: None,
-        }
-    }
-
-    /// The context of a validated exchange request.
-    pub(crate) fn for_reach(exchange: &'a str, reach: &'a Reach) -> Self {
-        RequestContext {
-            exchange: Some(exchange),
-            method: Some(reach.method()),
-            path: Some(reach.endpoint()),
-            client: None,
-            reach: Some(reach),
-        }
-    }
-
-    /// A raw signature's context (no exchange request behind it) with a method and a label for
-    /// the audit log.
-    pub fn raw(method: &'a str, label: &'a str) -> Self {
-        RequestContext {
-            exchange: None,
-            method: Some(method),
-            path: Some(label),
-            client: None,
-            reach: None,
-        }
-    }
-
-    /// The same context, naming who asked (recorded in the audit log).
-    pub fn with_client(mut self, client: &'a str) -> Self {
-        self.client = Some(client);
-        self
-    }
-}
-
 /// A key lifecycle change, reported after it happened.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]

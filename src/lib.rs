@@ -47,12 +47,50 @@
 //!   in files), or against an attacker who can use the logged-in token: such an attacker can
 //!   sign, not extract. Guard rails that limit what may be signed come with the policy layer.
 //! - Memory locking (mlock) of the brief in-process copy during import.
+//!
+//! ## Module map
+//! Layers, bottom first; each module uses only the ones above it in this list
+//! (`scripts/layers.py` checks it in CI; `docs/architecture.md` draws it):
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | `error` | [`Error`], [`ErrorKind`], PKCS#11 names and the classification recovery follows |
+//! | `alg` | the vocabulary: [`HmacAlg`], [`KeyKind`], [`Signature`], [`exchanges::Limits`] |
+//! | `config` | [`Config`]: module, token, PIN source, pool, `[signing]`, guard sections |
+//! | `token/` | module loading (once per process), slot, login, session pool, the HMAC turn, recovery (`recover.rs`), the custody-grade probe (`probe.rs`) |
+//! | `keys/` | specs, stored metadata, hardened templates, import, generation, lifecycle and its locks, seals, the handle cache, and `Vault`: the token with its keys and the signing loop, unguarded (crate-private) |
+//! | `exchanges::reach` | what a signature is good for ([`exchanges::Reach`]) and the inputs the crate owns |
+//! | `sign` | the [`Mac`] trait the exchange signers sign through, and the [`RequestContext`] they attach |
+//! | [`exchanges`] | one signer per exchange, the registry, [`exchanges::ExchangeSigner`] |
+//! | `guard` | the [`Guard`] hook: [`SignContext`], [`LifecycleEvent`] |
+//! | [`policy`] | what a key may sign (withdrawal guard, allow/deny, hours, rates) |
+//! | [`audit`] | the chained audit log, MACed in the token with its own key |
+//! | `guardrails` | [`Guardrails`]: the crate's guard (policy, rate limits, audit, alerts) |
+//! | `custody/` | [`Custody`] and [`KeyRef`]: connect, lifecycle facade, the guarded signing path, exchange signers for a key |
+//! | [`doctor`] | health checks of a module, a token and its keys |
+//! | `admin` | token initialisation for tests and benches (feature `test-util`) |
+//! | `asynch` | the async facade (feature `tokio`) |
+//! | `agent` | the signing agent, server and client (features `agent`, `agent-client`) |
+//!
+//! ## Crate features
+//! - `tokio` (default): [`asynch`], the async facade; signs on tokio's blocking pool.
+//! - `agent` (default): the signing agent's server side ([`agent`], `hsm-custody agent`);
+//!   implies `tokio`.
+//! - `agent-client` (default): the agent's client ([`agent::AgentClient`]), std only.
+//! - `test-util`: hooks for tests and benchmarks, never for a release build: `admin` (token
+//!   initialisation), `Custody::danger_fail_lifecycle_after` (fault injection into lifecycle
+//!   writes), `Custody::fast_path_active`. This crate's own tests and benches turn it on
+//!   through a dev-dependency on itself, so `cargo test` needs no flags.
+//! - `danger-skip-wipe-for-tests`: leaves import templates unwiped, only so that the
+//!   memory-hygiene test can prove it fails; never in a build that handles real secrets.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "test-util")]
 pub mod admin;
 #[cfg(all(unix, any(feature = "agent", feature = "agent-client")))]
 pub mod agent;
+mod alg;
 #[cfg(feature = "tokio")]
 pub mod asynch;
 pub mod audit;
@@ -68,14 +106,15 @@ pub mod policy;
 mod sign;
 mod token;
 
+pub use alg::{HmacAlg, KeyKind, Signature};
 pub use config::{Config, PinSource, ENV_MODULE, ENV_PIN, ENV_PIN_FILE, ENV_TOKEN};
 pub use custody::{Custody, KeyRef, NewVersion};
 pub use error::{Error, ErrorKind, Result};
-pub use guard::{Guard, LifecycleEvent, RequestContext, SignContext};
+pub use guard::{Guard, LifecycleEvent, SignContext};
 pub use guardrails::{Alert, AlertKind, GuardConfig, Guardrails};
-pub use keys::{KeyFlags, KeyInfo, KeyKind, KeySpec, SecretEncoding, VersionInfo, VersionState};
+pub use keys::{KeyFlags, KeyInfo, KeySpec, SecretEncoding, VersionInfo, VersionState};
 pub use secrecy::SecretString;
-pub use sign::{HmacAlg, Mac, Signature};
+pub use sign::{Mac, RequestContext};
 pub use token::pool::PoolStats;
 pub use token::TokenInfo;
 

@@ -33,23 +33,23 @@ mod token_head;
 mod verify;
 mod writer;
 
-use std::cell::Cell;
 use std::path::PathBuf;
+use std::sync::{Arc, Weak};
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::{AuditSection, GroupRef};
-use crate::custody::Custody;
 use crate::error::{Error, Result};
-use crate::sign::HmacAlg;
+use crate::keys::Vault;
 
 pub use files::{is_sidecar, lock_path_for, pending_path_for};
 pub use summary::{summarize, tail, KeyUsage, Summary};
 pub use verify::{verify, Problem, ProblemKind, Reset, VerifyReport};
 pub use writer::{record_login_failure, reset, AuditLog, ResetReport};
 
-/// Default name of the audit key in the token.
-pub const DEFAULT_AUDIT_KEY: &str = "hsm-custody-audit";
+/// Default name of the audit key in the token (kept by the keys layer, which refuses to import
+/// a key under it).
+pub use crate::keys::DEFAULT_AUDIT_KEY;
 /// Default size at which the log file is rotated (64 MiB).
 pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -319,21 +319,43 @@ pub(crate) fn decode_mac(hex_mac: &str) -> Option<[u8; MAC_LEN]> {
     Some(mac)
 }
 
-thread_local! {
-    static IN_AUDIT_MAC: Cell<bool> = const { Cell::new(false) };
+/// What the audit log needs of a connection to the token: implemented by [`crate::Custody`]
+/// (and references to it). Sealed: the log MACs through a crate-private, unguarded handle on
+/// the token (the only way to use the audit key), which this trait hands over.
+pub trait Connection: sealed::Sealed {}
+
+pub(crate) mod sealed {
+    use std::sync::Arc;
+
+    use crate::guard::Guard;
+    use crate::keys::Vault;
+
+    /// The crate-private half of [`super::Connection`].
+    pub trait Sealed {
+        /// The token and its keys, unguarded.
+        fn vault(&self) -> &Arc<Vault>;
+        /// Installs `guard` (see `Custody::set_guard`).
+        fn install_guard(&self, guard: Arc<dyn Guard>) -> crate::Result<()>;
+    }
+
+    impl<T: Sealed + ?Sized> Sealed for &T {
+        fn vault(&self) -> &Arc<Vault> {
+            (**self).vault()
+        }
+        fn install_guard(&self, guard: Arc<dyn Guard>) -> crate::Result<()> {
+            (**self).install_guard(guard)
+        }
+    }
 }
 
-/// Whether this thread is inside the audit log's own MAC computation (the guard lets exactly
-/// those signatures of the audit key through, unaudited).
-pub(crate) fn in_audit_mac() -> bool {
-    IN_AUDIT_MAC.with(Cell::get)
-}
+impl<T: Connection + ?Sized> Connection for &T {}
 
 /// The audit key in the token: MACs for the chain.
 #[derive(Clone)]
 pub(crate) struct TokenMac {
-    /// Weak: the writer's guard is held by the `Custody` (see [`Custody::downgrade`]).
-    custody: crate::custody::WeakCustody,
+    /// Weak: the writer's guard is held by the `Custody` that holds the vault, so a strong
+    /// handle would keep both forever.
+    vault: Weak<Vault>,
     key: String,
 }
 
@@ -342,23 +364,23 @@ impl TokenMac {
     /// marked as the audit key) when absent and `create`; the second value says it was just
     /// generated. A key of that name that is not an audit key (imported, adopted, or an
     /// extractable one locked afterwards) is refused.
-    pub(crate) fn open(custody: &Custody, name: &str, create: bool) -> Result<(Self, bool)> {
-        let created = custody.open_audit_key(name, create)?;
+    pub(crate) fn open(vault: &Arc<Vault>, name: &str, create: bool) -> Result<(Self, bool)> {
+        let created = vault.open_audit_key(name, create)?;
         if created {
             tracing::info!(key = name, "audit key generated in the token");
         }
         Ok((
             TokenMac {
-                custody: custody.downgrade(),
+                vault: Arc::downgrade(vault),
                 key: name.to_owned(),
             },
             created,
         ))
     }
 
-    /// The `Custody`, while the application holds it.
-    pub(crate) fn custody(&self) -> Result<Custody> {
-        self.custody.upgrade().ok_or_else(|| {
+    /// The token, while the application holds its `Custody`.
+    pub(crate) fn vault(&self) -> Result<Arc<Vault>> {
+        self.vault.upgrade().ok_or_else(|| {
             Error::AuditFailed(
                 "the Custody this audit log MACs with was dropped; nothing more can be recorded"
                     .into(),
@@ -370,18 +392,10 @@ impl TokenMac {
         &self.key
     }
 
+    /// HMAC-SHA256 of `data` with the audit key, through the vault's unguarded path (the
+    /// public signing path refuses the audit key).
     pub(crate) fn mac(&self, data: &[u8]) -> Result<[u8; MAC_LEN]> {
-        struct Flag;
-        impl Drop for Flag {
-            fn drop(&mut self) {
-                IN_AUDIT_MAC.with(|f| f.set(false));
-            }
-        }
-        IN_AUDIT_MAC.with(|f| f.set(true));
-        let _flag = Flag;
-        let sig = self
-            .custody()?
-            .sign_hmac(&self.key, HmacAlg::HmacSha256, data)?;
+        let sig = self.vault()?.audit_mac(&self.key, data)?;
         sig.as_bytes()
             .try_into()
             .map_err(|_| Error::AuditFailed("the audit key's MAC is not 32 bytes".into()))

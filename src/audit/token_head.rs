@@ -13,8 +13,8 @@ use cryptoki::session::Session;
 use serde::{Deserialize, Serialize};
 
 use super::{decode_mac, MAC_LEN};
-use crate::custody::Custody;
 use crate::error::Result;
+use crate::keys::Vault;
 
 const APPLICATION: &[u8] = b"hsm-custody-audit-head";
 
@@ -88,8 +88,8 @@ fn all(
 }
 
 /// The token's head of chain `chain`, if it has one.
-pub(crate) fn read(custody: &Custody, chain: &str) -> Result<Option<TokenHead>> {
-    custody.audit_session(false, |session| {
+pub(crate) fn read(vault: &Vault, chain: &str) -> Result<Option<TokenHead>> {
+    vault.audit_session(false, |session| {
         Ok(all(session, Some(chain))?
             .into_iter()
             .map(|(_, h)| h)
@@ -98,8 +98,8 @@ pub(crate) fn read(custody: &Custody, chain: &str) -> Result<Option<TokenHead>> 
 }
 
 /// The newest head the token keeps for a log at `path` (any chain).
-pub(crate) fn for_path(custody: &Custody, path: &str) -> Result<Option<TokenHead>> {
-    custody.audit_session(false, |session| {
+pub(crate) fn for_path(vault: &Vault, path: &str) -> Result<Option<TokenHead>> {
+    vault.audit_session(false, |session| {
         Ok(all(session, None)?
             .into_iter()
             .map(|(_, h)| h)
@@ -110,7 +110,7 @@ pub(crate) fn for_path(custody: &Custody, path: &str) -> Result<Option<TokenHead
 
 /// Saves `head`: a new object, then the chain's older ones go. Never moves a chain back: an
 /// object with a higher `seq` already there stays, and this one is not written.
-pub(crate) fn write(custody: &Custody, head: &TokenHead) -> Result<()> {
+pub(crate) fn write(vault: &Vault, head: &TokenHead) -> Result<()> {
     let value = serde_json::to_vec(&Raw {
         version: 1,
         chain: head.chain.clone(),
@@ -119,7 +119,7 @@ pub(crate) fn write(custody: &Custody, head: &TokenHead) -> Result<()> {
         mac: hex::encode(head.mac),
     })
     .map_err(|e| crate::error::Error::AuditFailed(format!("cannot encode the chain head: {e}")))?;
-    custody.audit_session(true, |session| {
+    vault.audit_session(true, |session| {
         let old = all(session, Some(&head.chain))?;
         if old.iter().any(|(_, h)| h.seq >= head.seq) {
             return Ok(());

@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 
 use super::head::Head;
 use super::token_head::{self, TokenHead};
+use super::Connection;
 use super::{
     chain_id, chain_mac, decode_mac, parse_line, same_mac, Record, ResetFacts, TokenMac, MAC_LEN,
 };
-use crate::custody::Custody;
 use crate::error::{Error, Result};
 
 /// What is wrong with the first bad line.
@@ -113,12 +113,13 @@ impl VerifyReport {
 /// not an audit key, [`Error::Io`] for unreadable files, an invalid head, token failures.
 /// Problems in the log itself are reported in the [`VerifyReport`], not as errors.
 pub fn verify(
-    custody: &Custody,
+    custody: &impl Connection,
     key: &str,
     files: &[PathBuf],
     head: Option<&Path>,
 ) -> Result<VerifyReport> {
-    let (mac, _) = TokenMac::open(custody, key, false)?;
+    let vault = custody.vault();
+    let (mac, _) = TokenMac::open(vault, key, false)?;
     let mut ordered = Vec::new();
     let mut skipped = Vec::new();
     for f in files {
@@ -151,7 +152,7 @@ pub fn verify(
         })
         .unwrap_or(0);
     let token = match (&head, ordered.last()) {
-        (Some(_), Some((Some((rec, m)), _))) => token_head::read(custody, &chain_id(rec, m))?,
+        (Some(_), Some((Some((rec, m)), _))) => token_head::read(vault, &chain_id(rec, m))?,
         _ => None,
     };
     let mut report = VerifyReport {

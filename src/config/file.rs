@@ -300,7 +300,7 @@ mod tests {
         assert_eq!(c.limits.ttl_ms, 30_000);
         assert_eq!(c.limits.test_hosts, ["127.0.0.1:8443"]);
         let d = Config::from_toml_str(base).unwrap();
-        assert_eq!(d.limits, crate::exchanges::Limits::default());
+        assert_eq!(d.limits, crate::alg::Limits::default());
         for bad in ["skew_ms = 600000", "ttl_ms = 3600000", "skew = 1"] {
             assert!(
                 Config::from_toml_str(&format!("{base}[signing]\n{bad}\n")).is_err(),

@@ -110,7 +110,7 @@ pub struct Config {
     /// Connect to a module whose custody probe found a non-extractable key getting out.
     pub(crate) danger_accept_non_custody_module: bool,
     /// Limits on caller-given time inputs, and accepted test hosts (`[signing]`).
-    pub(crate) limits: crate::exchanges::Limits,
+    pub(crate) limits: crate::alg::Limits,
 }
 
 impl Config {
@@ -135,7 +135,7 @@ impl Config {
             agent: None,
             module_init_params: None,
             danger_accept_non_custody_module: false,
-            limits: crate::exchanges::Limits::default(),
+            limits: crate::alg::Limits::default(),
         }
     }
 
@@ -313,7 +313,7 @@ impl Config {
 
     /// Sets the limits on the time inputs a caller may give (timestamp, nonce, expiry, receive
     /// window) and the test hosts accepted besides the exchanges' own (`[signing]` in TOML).
-    pub fn signing_limits(mut self, limits: crate::exchanges::Limits) -> Self {
+    pub fn signing_limits(mut self, limits: crate::alg::Limits) -> Self {
         self.limits = limits;
         self
     }

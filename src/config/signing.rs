@@ -2,8 +2,8 @@
 
 use serde::Deserialize;
 
+use crate::alg::Limits;
 use crate::error::{Error, Result};
-use crate::exchanges::Limits;
 
 /// The largest `skew_ms` a file may set.
 const MAX_SKEW_MS: u64 = 60_000;

@@ -93,7 +93,6 @@ pub(crate) use testing::{
     expect_refused, reach_at, reach_with, refused_field, Recorded, SoftKey, TEST_HOST,
 };
 
-use crate::custody::Custody;
 use crate::error::{Error, Result};
 use crate::keys::SecretEncoding;
 use crate::sign::{HmacAlg, Mac};
@@ -295,7 +294,7 @@ impl Mac for InRequest<'_> {
     }
 }
 
-fn unknown_exchange(id: &str) -> Error {
+pub(crate) fn unknown_exchange(id: &str) -> Error {
     Error::invalid(format!(
         "unknown exchange `{id}` (known: {})",
         all_ids().collect::<Vec<_>>().join(", ")
@@ -346,6 +345,12 @@ impl ExchangeSigner {
     /// Replaces the limits on caller-given time inputs and the accepted test hosts.
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = Arc::new(limits);
+        self
+    }
+
+    /// Shares `limits` with other signers (a `Custody` gives its own to each signer it makes).
+    pub(crate) fn with_shared_limits(mut self, limits: Arc<Limits>) -> Self {
+        self.limits = limits;
         self
     }
 
@@ -409,38 +414,6 @@ struct GlobalNonce;
 impl NonceSource for GlobalNonce {
     fn next_nonce(&self, now_ms: u64) -> u64 {
         MonotonicNonce::global().next_nonce(now_ms)
-    }
-}
-
-impl Custody {
-    /// A signer for key `name` with the exchange scheme the key is bound to.
-    ///
-    /// # Errors
-    /// [`Error::KeyNotFound`], [`Error::InvalidInput`] when the key is bound to no exchange or to
-    /// one this crate does not know (use [`ExchangeSigner::new`] with your own [`Exchange`]).
-    pub fn exchange_signer(&self, name: &str) -> Result<ExchangeSigner> {
-        let key = self.key(name)?;
-        let id = key.bound_exchange().map(str::to_owned).ok_or_else(|| {
-            Error::invalid(format!(
-                "key `{name}` is bound to no exchange; import it with an exchange id"
-            ))
-        })?;
-        let exchange = by_id(&id).ok_or_else(|| unknown_exchange(&id))?;
-        let mut signer = ExchangeSigner::new(exchange, key)?;
-        signer.limits = self.shared_signing_limits();
-        Ok(signer)
-    }
-
-    /// A signer for key `name` with exchange `id`'s scheme; the key must be bound to `id` (or to
-    /// an exchange that `id` accepts).
-    ///
-    /// # Errors
-    /// [`Error::KeyNotFound`], [`Error::WrongExchange`], [`Error::InvalidInput`] for an unknown id.
-    pub fn exchange_signer_for(&self, name: &str, id: &str) -> Result<ExchangeSigner> {
-        let exchange = by_id(id).ok_or_else(|| unknown_exchange(id))?;
-        let mut signer = ExchangeSigner::new(exchange, self.key(name)?)?;
-        signer.limits = self.shared_signing_limits();
-        Ok(signer)
     }
 }
 

@@ -12,8 +12,8 @@ use cryptoki::session::Session;
 
 use super::import::prove_in_token;
 use super::store;
+use crate::alg::HmacAlg;
 use crate::error::{Error, Result};
-use crate::sign::HmacAlg;
 
 /// What remains true of a key after [`adopt_hmac`] accepted it.
 pub(crate) struct Adopted {

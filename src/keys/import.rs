@@ -13,8 +13,8 @@ use zeroize::Zeroizing;
 
 use super::template::{self, Validity, MIN_STORED_LEN};
 use super::SecretEncoding;
+use crate::alg::HmacAlg;
 use crate::error::{Error, Result};
-use crate::sign::HmacAlg;
 
 /// Turns the secret as the exchange shows it into HMAC key bytes.
 pub(crate) fn decode_secret(

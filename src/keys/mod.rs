@@ -15,19 +15,28 @@ pub(crate) mod cache;
 pub(crate) mod import;
 pub(crate) mod lifecycle;
 pub(crate) mod lock;
+pub(crate) mod meta;
 pub(crate) mod seal;
+pub(crate) mod select;
 pub(crate) mod store;
 pub(crate) mod template;
+pub(crate) mod vault;
 
-use std::collections::BTreeMap;
+pub(crate) use meta::{parse_version_id, version_id, Credentials, KeyMeta, KeyPurpose, Passphrase};
+pub use vault::Vault;
+
 use std::fmt;
 use std::str::FromStr;
 
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
+use crate::alg::HmacAlg;
+pub use crate::alg::KeyKind;
 use crate::error::{Error, Result};
-use crate::sign::HmacAlg;
+
+/// Default name of the audit key in the token ([`crate::audit`]).
+pub const DEFAULT_AUDIT_KEY: &str = "hsm-custody-audit";
 
 /// `CKA_APPLICATION` of our metadata objects.
 pub(crate) const APPLICATION: &[u8] = b"hsm-custody";
@@ -244,60 +253,6 @@ pub(crate) fn validate_name(name: &str) -> Result<()> {
     }
 }
 
-/// What kind of key a name holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-#[non_exhaustive]
-pub enum KeyKind {
-    /// An imported HMAC secret.
-    Hmac,
-    /// An Ed25519 key pair (`CKM_EDDSA`).
-    Ed25519,
-    /// An ECDSA P-256 key pair.
-    P256,
-    /// An RSA-2048 key pair (PKCS#1 v1.5 with SHA-256).
-    Rsa2048,
-}
-
-impl KeyKind {
-    /// `hmac`, `ed25519`, `p256` or `rsa2048`.
-    pub fn name(self) -> &'static str {
-        match self {
-            KeyKind::Hmac => "hmac",
-            KeyKind::Ed25519 => "ed25519",
-            KeyKind::P256 => "p256",
-            KeyKind::Rsa2048 => "rsa2048",
-        }
-    }
-
-    /// Whether versions of this kind are key pairs.
-    pub fn is_asymmetric(self) -> bool {
-        self != KeyKind::Hmac
-    }
-}
-
-impl fmt::Display for KeyKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for KeyKind {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "hmac" => Ok(KeyKind::Hmac),
-            "ed25519" => Ok(KeyKind::Ed25519),
-            "p256" => Ok(KeyKind::P256),
-            "rsa2048" => Ok(KeyKind::Rsa2048),
-            other => Err(Error::invalid(format!(
-                "unknown key type `{other}` (expected ed25519, p256 or rsa2048)"
-            ))),
-        }
-    }
-}
-
 /// Where a version is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -381,127 +336,6 @@ impl VersionInfo {
         .ok()
         .map(|c| (now - c).whole_days())
     }
-}
-
-/// The metadata stored in the token next to each key (JSON in a private data object).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct KeyMeta {
-    pub format: u32,
-    pub name: String,
-    pub kind: KeyKind,
-    pub exchange: Option<String>,
-    pub encoding: SecretEncoding,
-    pub algorithms: Vec<HmacAlg>,
-    /// Bumped on every write, so other processes notice changes.
-    pub revision: u64,
-    pub versions: Vec<VersionInfo>,
-    /// Sealed copies of usable imported HMAC versions (version -> hex of the secret wrapped
-    /// under the version's KEK, see `seal`).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub seals: BTreeMap<u32, String>,
-    /// The exchange credentials that go with each version (version -> API key, passphrase):
-    /// exchange signers send them and refuse requests naming others.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub credentials: BTreeMap<u32, Credentials>,
-    /// What the crate itself made the key for; `None` for every key an operator creates. Only
-    /// the audit log's key generation writes [`KeyPurpose::Audit`], and only together with a
-    /// key generated in the token (see `store::audit_key_problem`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub purpose: Option<KeyPurpose>,
-}
-
-/// Keys the crate makes for itself.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum KeyPurpose {
-    /// The audit log's MAC key: signs the log's own lines and nothing else.
-    Audit,
-}
-
-/// The exchange's public API key and API passphrase recorded with a key version.
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Credentials {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub api_key: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub passphrase: Option<Passphrase>,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials")
-            .field("api_key", &self.api_key)
-            .field(
-                "passphrase",
-                &self.passphrase.as_ref().map(|_| "[REDACTED]"),
-            )
-            .finish()
-    }
-}
-
-impl Credentials {
-    pub(crate) fn is_empty(&self) -> bool {
-        self.api_key.is_none() && self.passphrase.is_none()
-    }
-}
-
-/// An API passphrase: never printed, wiped on drop.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub(crate) struct Passphrase(pub String);
-
-impl std::fmt::Debug for Passphrase {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[REDACTED]")
-    }
-}
-
-impl Drop for Passphrase {
-    fn drop(&mut self) {
-        zeroize::Zeroize::zeroize(&mut self.0);
-    }
-}
-
-impl KeyMeta {
-    pub(crate) fn active(&self) -> Option<&VersionInfo> {
-        self.versions
-            .iter()
-            .find(|v| v.state == VersionState::Active)
-    }
-
-    pub(crate) fn version(&self, n: u32) -> Option<&VersionInfo> {
-        self.versions.iter().find(|v| v.version == n)
-    }
-
-    pub(crate) fn next_version(&self) -> u32 {
-        self.versions.iter().map(|v| v.version).max().unwrap_or(0) + 1
-    }
-
-    /// The invariant every write keeps: at most one active and at most one pending version.
-    pub(crate) fn check(&self) -> Result<()> {
-        let count = |s| self.versions.iter().filter(|v| v.state == s).count();
-        if count(VersionState::Active) > 1 || count(VersionState::Pending) > 1 {
-            return Err(Error::Lifecycle(format!(
-                "metadata of `{}` would hold two active or pending versions; nothing written",
-                self.name
-            )));
-        }
-        Ok(())
-    }
-}
-
-/// `CKA_ID` of a key version's objects.
-pub(crate) fn version_id(version: u32) -> Vec<u8> {
-    format!("hsm-custody/v{version}").into_bytes()
-}
-
-/// The version in a `CKA_ID` written by [`version_id`].
-pub(crate) fn parse_version_id(id: &[u8]) -> Option<u32> {
-    std::str::from_utf8(id)
-        .ok()?
-        .strip_prefix("hsm-custody/v")?
-        .parse()
-        .ok()
 }
 
 /// What `key list` shows about a key: names, versions and flags, never a value.

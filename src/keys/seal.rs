@@ -35,8 +35,8 @@ use cryptoki::session::Session;
 use zeroize::Zeroizing;
 
 use super::version_id;
+use crate::alg::HmacAlg;
 use crate::error::{Error, Result};
-use crate::sign::HmacAlg;
 use crate::token::Token;
 
 /// The label suffix of a version's KEK (`#` cannot occur in a key name).

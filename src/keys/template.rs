@@ -12,7 +12,7 @@ use cryptoki::types::Date;
 use zeroize::Zeroize;
 
 use super::{version_id, KeyKind, KeyMeta, APPLICATION};
-use crate::sign::HmacAlg;
+use crate::alg::HmacAlg;
 
 /// Minimum stored HMAC key length: SoftHSM2 refuses keys shorter than the digest at
 /// `C_SignInit`, and HMAC zero-pads short keys to the block size anyway, so padding to 64 bytes

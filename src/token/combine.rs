@@ -34,7 +34,7 @@ use cryptoki::error::Error as CkError;
 use cryptoki::object::ObjectHandle;
 use cryptoki::session::Session;
 
-use crate::sign::HmacAlg;
+use crate::alg::HmacAlg;
 
 /// How long a waiter spins before it sleeps: about four signs on SoftHSM2. A waiter usually waits
 /// for the rest of the holder's sign and its own (up to ~35 µs), but on a VM that often runs

@@ -9,6 +9,8 @@
 pub(crate) mod combine;
 pub(crate) mod module;
 pub(crate) mod pool;
+pub(crate) mod probe;
+pub(crate) mod recover;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
@@ -21,7 +23,7 @@ use cryptoki::slot::{Limit, Slot};
 use secrecy::SecretString;
 
 use crate::config::Config;
-use crate::error::{classify, function_name, rv_name, Class, Error, Result};
+use crate::error::{Error, Result};
 use pool::{Lease, Pool, PoolStats};
 
 /// `CK_TOKEN_INFO.manufacturerID` of SoftHSM2 tokens (space-padded in the token info).
@@ -199,7 +201,7 @@ impl Token {
     pub(crate) fn sign_hmac(
         &self,
         session: &Session,
-        alg: crate::sign::HmacAlg,
+        alg: crate::alg::HmacAlg,
         handle: cryptoki::object::ObjectHandle,
         data: &[u8],
     ) -> std::result::Result<Vec<u8>, CkError> {
@@ -323,89 +325,6 @@ impl Token {
             )),
             Err(e) => Err(Error::from_ck(&e)),
         }
-    }
-
-    /// Recovers from `err` as its class says and returns the class: the caller retries unless
-    /// it is [`Class::Caller`] or [`Class::PinFatal`]. `started` is the login epoch the failed
-    /// operation began in.
-    pub(crate) fn recover(&self, err: &CkError, lease: Lease<'_>, started: u64) -> Result<Class> {
-        let class = classify(err);
-        match class {
-            Class::SessionDead => {
-                lease.discard();
-                self.ensure_login()?;
-            }
-            Class::LoginLost | Class::HandleStale => {
-                drop(lease);
-                self.ensure_login()?;
-            }
-            Class::TokenGone => {
-                lease.discard();
-                self.reconnect(err)?;
-            }
-            Class::Caller if matches!(err, CkError::Pkcs11(RvError::GeneralError, _)) => {
-                // SoftHSM2 answers CKR_GENERAL_ERROR when a logout lands between its login check
-                // and its use of a private object. Restore the login and let the caller retry
-                // within its bounded budget (a lasting fault still surfaces after it).
-                drop(lease);
-                self.ensure_login()?;
-                let relogged = self.epoch() != started;
-                tracing::debug!(relogged, "CKR_GENERAL_ERROR; retrying");
-                return Ok(Class::Transient);
-            }
-            Class::PinFatal | Class::Caller | Class::Transient => {}
-        }
-        Ok(class)
-    }
-
-    /// Backs off and reconnects after a device-level failure.
-    fn reconnect(&self, cause: &CkError) -> Result<()> {
-        let mut delay = self.reconnect_backoff;
-        let mut last = cause.to_string();
-        let (mut function, mut rv) = match cause {
-            CkError::Pkcs11(rv, f) => (function_name(*f), rv_name(*rv)),
-            other => ("(cryptoki)".to_owned(), other.to_string()),
-        };
-        for attempt in 1..=self.reconnect_attempts {
-            self.pool.reconnects.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(token = %self.label, attempt, cause = %last, "reconnecting");
-            std::thread::sleep(delay);
-            delay = delay.saturating_mul(2);
-            self.pool.purge();
-            // The reserved session is not dropped here: if it survived, it still holds the
-            // login (dropping the application's last session logs it out); if it died,
-            // `ensure_login` sees that and opens a new one.
-            if matches!(cause, CkError::Pkcs11(RvError::CryptokiNotInitialized, _)) {
-                module::reinitialize(&self.ctx, &self.module_path, self.init_params.as_deref())?;
-            }
-            match find_slot(&self.ctx, &self.label) {
-                Ok(slot) => *self.slot.write().unwrap_or_else(PoisonError::into_inner) = slot,
-                Err(e) => {
-                    last = e.to_string();
-                    continue;
-                }
-            }
-            match self.ensure_login() {
-                Ok(_) => return Ok(()),
-                Err(e @ (Error::PinIncorrect { .. } | Error::PinLocked { .. })) => return Err(e),
-                Err(e) => {
-                    if let Error::Pkcs11 {
-                        function: f, rv: r, ..
-                    } = &e
-                    {
-                        function = function_name(*f);
-                        rv = rv_name(*r);
-                    }
-                    last = e.to_string();
-                }
-            }
-        }
-        Err(Error::TokenUnavailable {
-            token: self.label.clone(),
-            attempts: self.reconnect_attempts,
-            function,
-            rv,
-        })
     }
 }
 

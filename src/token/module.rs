@@ -28,14 +28,9 @@ struct Loaded {
 static MODULES: OnceLock<Mutex<HashMap<PathBuf, Loaded>>> = OnceLock::new();
 
 /// Returns the process-wide context for the module at `path`, loading and initialising it on
-/// first use, with no parameter string.
-pub(crate) fn load(path: &Path) -> Result<Pkcs11> {
-    load_with(path, None)
-}
-
-/// [`load`], passing `init_params` (if any) in `C_Initialize`'s `pReserved` on first use. A
-/// module already loaded in this process with other parameters is an error (`None` asks for
-/// nothing and takes the module as it is).
+/// first use, passing `init_params` (if any) in `C_Initialize`'s `pReserved`. A module already
+/// loaded in this process with other parameters is an error (`None` asks for nothing and takes
+/// the module as it is).
 pub(crate) fn load_with(path: &Path, init_params: Option<&str>) -> Result<Pkcs11> {
     let key = std::fs::canonicalize(path).map_err(|e| Error::ModuleLoad {
         path: path.to_owned(),

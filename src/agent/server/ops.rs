@@ -9,8 +9,8 @@ use super::{Peer, Shared};
 use crate::agent::protocol::{kind, signed_to_json, VERSION};
 use crate::error::{Error, ErrorKind, Result};
 use crate::exchanges::Request;
-use crate::guard::RequestContext;
 use crate::sign::HmacAlg;
+use crate::sign::RequestContext;
 
 /// Answers one well-formed frame.
 pub(super) async fn handle(shared: &Shared, peer: Peer, message: &Value) -> Value {

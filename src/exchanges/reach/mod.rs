@@ -20,14 +20,16 @@
 mod binding;
 pub mod grammar;
 mod inputs;
-mod limits;
+
 mod strict_json;
 
 use std::collections::BTreeSet;
 
 pub use binding::{Binding, EndpointFrom};
 pub use inputs::Inputs;
-pub use limits::Limits;
+// `Limits` lives in the vocabulary layer (`alg`), so that `config` reads it without importing
+// the exchanges; its path here stays.
+pub use crate::alg::Limits;
 
 /// What a signature will be good for at the exchange: the method and endpoint it executes and
 /// the parameter names it reads. Built by [`super::Exchange::reach`] from a validated request.

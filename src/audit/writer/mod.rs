@@ -11,12 +11,18 @@ use std::time::{Duration, Instant};
 use super::files::{self, LogLock, Pending, PendingLoginFailure};
 use super::head::{sync_dir, Head};
 use super::token_head::{self, TokenHead};
+use super::Connection;
 use super::{
-    body_of, chain_id, chain_mac, decode_mac, line_of, now_rfc3339, parse_line, same_mac,
-    AuditConfig, Fsync, Record, ResetFacts, TokenMac, MAC_LEN,
+    body_of, chain_id, chain_mac, line_of, now_rfc3339, AuditConfig, Fsync, Record, TokenMac,
+    MAC_LEN,
 };
-use crate::custody::Custody;
 use crate::error::{Error, Result};
+
+mod recover;
+mod reset;
+
+use recover::recover;
+pub use reset::{reset, ResetReport};
 
 const BATCH_LINES: u64 = 64;
 const BATCH_INTERVAL: Duration = Duration::from_secs(1);
@@ -112,16 +118,17 @@ impl AuditLog {
     /// it, or records a line the file does not hold, or the token's chain head does (run
     /// `hsm-custody audit verify`, then `hsm-custody audit reset`); [`Error::Io`], token
     /// failures.
-    pub fn open(custody: &Custody, config: AuditConfig) -> Result<AuditLog> {
+    pub fn open(custody: &impl Connection, config: AuditConfig) -> Result<AuditLog> {
+        let vault = custody.vault();
         let active_name = config
             .path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .ok_or_else(|| Error::Config("[audit] `path` must name a file".into()))?;
         let lock = LogLock::acquire(&config.path, &config, files::LOCK_WAIT)?;
-        let (mac, created) = TokenMac::open(custody, &config.key, true)?;
+        let (mac, created) = TokenMac::open(vault, &config.key, true)?;
         let path_text = path_text(&config.path);
-        let (state, start) = recover(&config, &mac, custody, &active_name, &path_text)?;
+        let (state, start) = recover(&config, &mac, vault, &active_name, &path_text)?;
         let shared = Arc::new(Shared {
             config,
             mac,
@@ -323,7 +330,7 @@ impl Shared {
 
     fn write_token_head(&self, chain: &str, seq: u64, mac: [u8; MAC_LEN]) -> Result<()> {
         token_head::write(
-            &self.mac.custody()?,
+            self.mac.vault()?.as_ref(),
             &TokenHead {
                 chain: chain.to_owned(),
                 path: self.path_text.clone(),
@@ -432,7 +439,7 @@ impl Drop for AuditLog {
             if st.broken.is_none() && (st.unsynced > 0 || st.since_head > 0) {
                 // Without the Custody (dropped first: it holds the guard) no head can be
                 // MACed; the lines at least go to disk, and the next writer continues them.
-                if self.shared.mac.custody().is_ok() {
+                if self.shared.mac.vault().is_ok() {
                     let _ = self
                         .shared
                         .checkpoint(&mut st, self.shared.config.fsync != Fsync::Never);
@@ -441,7 +448,7 @@ impl Drop for AuditLog {
                 }
             }
         }
-        if self.shared.mac.custody().is_ok() {
+        if self.shared.mac.vault().is_ok() {
             let _ = self.shared.token_head(true);
         }
     }
@@ -455,7 +462,7 @@ fn flusher(shared: &Weak<Shared>, stop: &mpsc::Receiver<()>) {
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        if shared.mac.custody().is_err() {
+        if shared.mac.vault().is_err() {
             return;
         }
         let work = || -> Result<()> {
@@ -522,360 +529,4 @@ pub fn record_login_failure(config: &AuditConfig, token: &str, reason: &str) -> 
             client: files::this_process(),
         },
     )
-}
-
-/// Reads the active file and finds where the chain stands. The second value says whether a
-/// new file must be started (with the given `prev_file` and chain id).
-#[allow(clippy::type_complexity)]
-fn recover(
-    config: &AuditConfig,
-    mac: &TokenMac,
-    custody: &Custody,
-    active_name: &str,
-    path_text: &str,
-) -> Result<(State, Option<(Option<String>, Option<String>)>)> {
-    let head = Head::read(&config.head, mac)?;
-    let path = &config.path;
-    let io = |source| Error::Io {
-        what: "audit log",
-        path: path.to_owned(),
-        source,
-    };
-    let data = match fs::read(path) {
-        Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(io(e)),
-    };
-    let complete = data.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-    if complete < data.len() {
-        tracing::warn!(file = %path.display(), bytes = data.len() - complete,
-            "audit log ends in a partial line (crash during a write); dropping it");
-        let f = OpenOptions::new().write(true).open(path).map_err(io)?;
-        f.set_len(complete as u64).map_err(io)?;
-        f.sync_all().map_err(io)?;
-    }
-    let text = std::str::from_utf8(&data[..complete])
-        .map_err(|_| Error::AuditFailed(format!("`{}` is not UTF-8", path.display())))?;
-    let lines: Vec<&str> = text.lines().collect();
-    let fresh = |seq, prev, file, chain| State {
-        file,
-        seq,
-        prev,
-        size: complete as u64,
-        file_first_seq: seq + 1,
-        unsynced: 0,
-        since_head: 0,
-        last_sync: Instant::now(),
-        broken: None,
-        chain,
-        durable: (seq, prev),
-    };
-    if lines.is_empty() {
-        let (seq, prev, start) = match head {
-            None => {
-                // Log and head both gone: the token may still know the chain.
-                if let Some(t) = token_head::for_path(custody, path_text)? {
-                    return Err(Error::AuditFailed(format!(
-                        "`{}` and its chain head are missing, but the token records line {} \
-                         of this log's chain: the log was deleted or replaced; {WHAT_TO_DO}",
-                        path.display(),
-                        t.seq
-                    )));
-                }
-                (0, [0u8; MAC_LEN], (None, None))
-            }
-            Some(h) if h.file != active_name => (h.seq, h.mac, (Some(h.file), h.chain)),
-            Some(h) => {
-                return Err(Error::AuditFailed(format!(
-                    "`{}` is empty or missing but its chain head records line {}; {WHAT_TO_DO}",
-                    path.display(),
-                    h.seq
-                )))
-            }
-        };
-        let file = open_append(config, true)?;
-        return Ok((fresh(seq, prev, file, String::new()), Some(start)));
-    }
-    let broken = |line: usize, why: String| {
-        Error::AuditFailed(format!(
-            "`{}` line {line}: {why}; the log does not continue its chain: {WHAT_TO_DO}",
-            path.display()
-        ))
-    };
-    let parse = |i: usize| parse_line(lines[i]).map_err(|why| broken(i + 1, why));
-    let (first, _, first_mac) = parse(0)?;
-    let chain = chain_id(&first, &first_mac);
-    let Some(head) = head else {
-        return Err(broken(
-            lines.len(),
-            format!(
-                "its chain head `{}` is missing, so lines cut off its end could not be \
-                 detected",
-                config.head.display()
-            ),
-        ));
-    };
-    let (start, mut prev, mut seq) = if head.file == active_name {
-        let found = (0..lines.len())
-            .rev()
-            .map(|i| parse(i).map(|p| (i, p)))
-            .find(|r| {
-                r.as_ref()
-                    .map_or(true, |(_, (rec, _, _))| rec.seq <= head.seq)
-            });
-        match found {
-            Some(Ok((i, (rec, _, m)))) if rec.seq == head.seq && same_mac(&m, &head.mac) => {
-                (i + 1, head.mac, head.seq)
-            }
-            Some(Err(e)) => return Err(e),
-            _ => {
-                return Err(broken(
-                    lines.len(),
-                    format!(
-                        "the chain head records line {} which is not in the file (tail \
-                         truncated or replaced)",
-                        head.seq
-                    ),
-                ))
-            }
-        }
-    } else {
-        // A crash right after a rotation: the head still names the rotated file, and this
-        // file must start where it ends.
-        let prev = first
-            .prev_mac
-            .as_deref()
-            .and_then(decode_mac)
-            .ok_or_else(|| broken(1, "`chain_start` has no valid `prev_mac`".into()))?;
-        if first.event != "chain_start" || first.seq != head.seq + 1 || !same_mac(&prev, &head.mac)
-        {
-            return Err(broken(
-                1,
-                format!(
-                    "the chain head records line {} of `{}`, which this file does not continue",
-                    head.seq, head.file
-                ),
-            ));
-        }
-        (0, prev, head.seq)
-    };
-    for (i, line) in lines.iter().enumerate().skip(start) {
-        let (rec, body, m) = parse_line(line).map_err(|why| broken(i + 1, why))?;
-        if rec.seq != seq + 1 {
-            return Err(broken(
-                i + 1,
-                format!("expected line {}, found {}", seq + 1, rec.seq),
-            ));
-        }
-        if !same_mac(&chain_mac(mac, &prev, &body)?, &m) {
-            return Err(broken(i + 1, "MAC does not match".into()));
-        }
-        prev = m;
-        seq = rec.seq;
-    }
-    let behind = seq - head.seq;
-    if behind > crash_window(config.fsync) {
-        return Err(broken(
-            lines.len(),
-            format!(
-                "the chain head records line {} but the file goes on to line {seq}: the head is \
-                 {behind} lines behind, more than a crash leaves with fsync = {:?} (an old head \
-                 was put back?)",
-                head.seq, config.fsync
-            ),
-        ));
-    }
-    if let Some(t) = token_head::read(custody, &chain)? {
-        let holds = if t.seq > seq {
-            false
-        } else if t.seq >= first.seq {
-            let (rec, _, m) = parse((t.seq - first.seq) as usize)?;
-            rec.seq == t.seq && same_mac(&m, &t.mac)
-        } else {
-            true // in a rotated file: `audit verify` checks it
-        };
-        if !holds {
-            return Err(broken(
-                lines.len(),
-                format!(
-                    "the token's chain head records line {} which this log does not hold (it \
-                     ends at line {seq}): the log and its head file were rolled back",
-                    t.seq
-                ),
-            ));
-        }
-    }
-    let file = open_append(config, false)?;
-    let mut state = fresh(seq, prev, file, chain);
-    state.file_first_seq = first.seq;
-    // Lines past the head are on disk already (a crash left them): the head catches up now.
-    state.since_head = behind;
-    Ok((state, None))
-}
-
-/// What [`reset`] did.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ResetReport {
-    /// `seq` of the `chain_reset` line that starts the new chain.
-    pub seq: u64,
-    /// What it records of the old chain.
-    pub facts: ResetFacts,
-}
-
-/// `hsm-custody audit reset`: ends a log that does not continue its chain (a missing or old
-/// head, a cut-off tail, a rollback the token caught) and starts a new chain, explicitly and on
-/// the record. Takes the writer's lock (so no writer may run), renames the active file to
-/// `PATH.<first seq>` (kept as evidence, verifiable on its own), and starts a new active file
-/// whose first line, `chain_reset`, records `reason` and what was known of the old chain's end:
-/// its id, its file's last line, and the lines its head file and the token's head recorded.
-/// Its `seq` continues past the highest of them, its MAC chain starts afresh (a new chain id).
-/// `audit verify` reports every reset and the lines known to be lost.
-///
-/// # Errors
-/// [`Error::InvalidInput`] for an empty reason; [`Error::AuditFailed`] while a writer holds the
-/// log, or for a key that is not an audit key; [`Error::Io`]; token failures.
-pub fn reset(custody: &Custody, config: &AuditConfig, reason: &str) -> Result<ResetReport> {
-    let reason = reason.trim();
-    if reason.is_empty() || reason.len() > 1000 {
-        return Err(Error::invalid(
-            "a reset needs a reason of 1 to 1000 characters (it is recorded in the new chain)",
-        ));
-    }
-    let active_name = config
-        .path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .ok_or_else(|| Error::Config("[audit] `path` must name a file".into()))?;
-    let _lock = LogLock::acquire(&config.path, config, files::LOCK_WAIT)?;
-    let (mac, _) = TokenMac::open(custody, &config.key, true)?;
-    let head = match Head::read(&config.head, &mac) {
-        Ok(h) => h,
-        Err(e) => {
-            tracing::warn!(error = %e, "the old chain head is unreadable; recorded as unknown");
-            None
-        }
-    };
-    let io = |source| Error::Io {
-        what: "audit log",
-        path: config.path.clone(),
-        source,
-    };
-    let mut data = match fs::read(&config.path) {
-        Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(source) => return Err(io(source)),
-    };
-    // A partial last line (a crash during a write) goes, as on every open.
-    let complete = data.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-    if complete < data.len() {
-        data.truncate(complete);
-        let f = OpenOptions::new()
-            .write(true)
-            .open(&config.path)
-            .map_err(io)?;
-        f.set_len(complete as u64).map_err(io)?;
-        f.sync_all().map_err(io)?;
-    }
-    let text = String::from_utf8_lossy(&data).into_owned();
-    let parsed: Vec<_> = text
-        .lines()
-        .filter_map(|l| parse_line(l).ok())
-        .map(|(rec, _, m)| (rec, m))
-        .collect();
-    let old_chain = parsed
-        .first()
-        .map(|(rec, m)| chain_id(rec, m))
-        .or_else(|| head.as_ref().and_then(|h| h.chain.clone()));
-    let token = match &old_chain {
-        Some(chain) => token_head::read(custody, chain)?,
-        None => token_head::for_path(custody, &path_text(&config.path))?,
-    };
-    let mut facts = ResetFacts {
-        old_chain,
-        file_seq: parsed.last().map(|(rec, _)| rec.seq),
-        file_mac: parsed.last().map(|(_, m)| hex::encode(m)),
-        head_seq: head.as_ref().map(|h| h.seq),
-        token_seq: token.as_ref().map(|t| t.seq),
-        ..ResetFacts::default()
-    };
-    if let (true, Some(h)) = (parsed.is_empty(), &head) {
-        if h.file != active_name {
-            // No active file since a rotation: the old chain ends in the file the head names.
-            facts.old_file = Some(h.file.clone());
-            facts.file_seq = Some(h.seq);
-            facts.file_mac = Some(hex::encode(h.mac));
-        }
-    }
-    if !text.is_empty() {
-        let renamed = match parsed.first() {
-            Some((rec, _)) => format!("{active_name}.{:012}", rec.seq),
-            None => format!(
-                "{active_name}.unreadable-{}",
-                time::OffsetDateTime::now_utc().unix_timestamp()
-            ),
-        };
-        let target = config.path.with_file_name(&renamed);
-        if target.exists() {
-            return Err(Error::AuditFailed(format!(
-                "cannot keep the old log as `{}`: that file exists; move it away first",
-                target.display()
-            )));
-        }
-        fs::rename(&config.path, &target).map_err(|source| Error::Io {
-            what: "audit log (reset)",
-            path: target.clone(),
-            source,
-        })?;
-        facts.old_file = Some(renamed);
-    } else if fs::metadata(&config.path).is_ok() {
-        // Empty (or only a partial line, dropped above): nothing to keep.
-        fs::remove_file(&config.path).map_err(io)?;
-    }
-    let last = [facts.file_seq, facts.head_seq, facts.token_seq]
-        .into_iter()
-        .flatten()
-        .max()
-        .unwrap_or(0);
-    let mut rec = Record::new("chain_reset");
-    rec.seq = last + 1;
-    rec.time = now_rfc3339();
-    rec.reason = Some(reason.to_owned());
-    rec.reset = Some(facts.clone());
-    rec.prev_file = facts.old_file.clone();
-    rec.prev_mac = Some(hex::encode([0u8; MAC_LEN]));
-    let body = body_of(&rec)?;
-    let line_mac = chain_mac(&mac, &[0u8; MAC_LEN], &body)?;
-    let mut file = files::open_private(
-        &config.path,
-        OpenOptions::new().append(true).create_new(true),
-        config,
-        "audit log",
-    )?;
-    file.write_all(format!("{}\n", line_of(&body, &line_mac)).as_bytes())
-        .map_err(io)?;
-    file.sync_data().map_err(io)?;
-    sync_dir(&config.path)?;
-    let chain = chain_id(&rec, &line_mac);
-    Head {
-        file: active_name,
-        seq: rec.seq,
-        mac: line_mac,
-        chain: Some(chain.clone()),
-    }
-    .write(&config.head, &mac, true, config)?;
-    token_head::write(
-        custody,
-        &TokenHead {
-            chain,
-            path: path_text(&config.path),
-            seq: rec.seq,
-            mac: line_mac,
-        },
-    )?;
-    tracing::warn!(log = %config.path.display(), seq = rec.seq, "audit chain reset");
-    Ok(ResetReport {
-        seq: rec.seq,
-        facts,
-    })
 }

@@ -1,0 +1,203 @@
+//! Opening a log: reads the active file and its heads (file and token) and finds where the chain
+//! stands, or why it does not continue.
+
+use std::fs::{self, OpenOptions};
+use std::time::Instant;
+
+use super::super::head::Head;
+use super::super::token_head;
+use super::super::{
+    chain_id, chain_mac, decode_mac, parse_line, same_mac, AuditConfig, TokenMac, MAC_LEN,
+};
+use super::{crash_window, open_append, State, WHAT_TO_DO};
+use crate::error::{Error, Result};
+use crate::keys::Vault;
+
+/// Reads the active file and finds where the chain stands. The second value says whether a
+/// new file must be started (with the given `prev_file` and chain id).
+#[allow(clippy::type_complexity)]
+pub(super) fn recover(
+    config: &AuditConfig,
+    mac: &TokenMac,
+    vault: &Vault,
+    active_name: &str,
+    path_text: &str,
+) -> Result<(State, Option<(Option<String>, Option<String>)>)> {
+    let head = Head::read(&config.head, mac)?;
+    let path = &config.path;
+    let io = |source| Error::Io {
+        what: "audit log",
+        path: path.to_owned(),
+        source,
+    };
+    let data = match fs::read(path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(io(e)),
+    };
+    let complete = data.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    if complete < data.len() {
+        tracing::warn!(file = %path.display(), bytes = data.len() - complete,
+            "audit log ends in a partial line (crash during a write); dropping it");
+        let f = OpenOptions::new().write(true).open(path).map_err(io)?;
+        f.set_len(complete as u64).map_err(io)?;
+        f.sync_all().map_err(io)?;
+    }
+    let text = std::str::from_utf8(&data[..complete])
+        .map_err(|_| Error::AuditFailed(format!("`{}` is not UTF-8", path.display())))?;
+    let lines: Vec<&str> = text.lines().collect();
+    let fresh = |seq, prev, file, chain| State {
+        file,
+        seq,
+        prev,
+        size: complete as u64,
+        file_first_seq: seq + 1,
+        unsynced: 0,
+        since_head: 0,
+        last_sync: Instant::now(),
+        broken: None,
+        chain,
+        durable: (seq, prev),
+    };
+    if lines.is_empty() {
+        let (seq, prev, start) = match head {
+            None => {
+                // Log and head both gone: the token may still know the chain.
+                if let Some(t) = token_head::for_path(vault, path_text)? {
+                    return Err(Error::AuditFailed(format!(
+                        "`{}` and its chain head are missing, but the token records line {} \
+                         of this log's chain: the log was deleted or replaced; {WHAT_TO_DO}",
+                        path.display(),
+                        t.seq
+                    )));
+                }
+                (0, [0u8; MAC_LEN], (None, None))
+            }
+            Some(h) if h.file != active_name => (h.seq, h.mac, (Some(h.file), h.chain)),
+            Some(h) => {
+                return Err(Error::AuditFailed(format!(
+                    "`{}` is empty or missing but its chain head records line {}; {WHAT_TO_DO}",
+                    path.display(),
+                    h.seq
+                )))
+            }
+        };
+        let file = open_append(config, true)?;
+        return Ok((fresh(seq, prev, file, String::new()), Some(start)));
+    }
+    let broken = |line: usize, why: String| {
+        Error::AuditFailed(format!(
+            "`{}` line {line}: {why}; the log does not continue its chain: {WHAT_TO_DO}",
+            path.display()
+        ))
+    };
+    let parse = |i: usize| parse_line(lines[i]).map_err(|why| broken(i + 1, why));
+    let (first, _, first_mac) = parse(0)?;
+    let chain = chain_id(&first, &first_mac);
+    let Some(head) = head else {
+        return Err(broken(
+            lines.len(),
+            format!(
+                "its chain head `{}` is missing, so lines cut off its end could not be \
+                 detected",
+                config.head.display()
+            ),
+        ));
+    };
+    let (start, mut prev, mut seq) = if head.file == active_name {
+        let found = (0..lines.len())
+            .rev()
+            .map(|i| parse(i).map(|p| (i, p)))
+            .find(|r| {
+                r.as_ref()
+                    .map_or(true, |(_, (rec, _, _))| rec.seq <= head.seq)
+            });
+        match found {
+            Some(Ok((i, (rec, _, m)))) if rec.seq == head.seq && same_mac(&m, &head.mac) => {
+                (i + 1, head.mac, head.seq)
+            }
+            Some(Err(e)) => return Err(e),
+            _ => {
+                return Err(broken(
+                    lines.len(),
+                    format!(
+                        "the chain head records line {} which is not in the file (tail \
+                         truncated or replaced)",
+                        head.seq
+                    ),
+                ))
+            }
+        }
+    } else {
+        // A crash right after a rotation: the head still names the rotated file, and this
+        // file must start where it ends.
+        let prev = first
+            .prev_mac
+            .as_deref()
+            .and_then(decode_mac)
+            .ok_or_else(|| broken(1, "`chain_start` has no valid `prev_mac`".into()))?;
+        if first.event != "chain_start" || first.seq != head.seq + 1 || !same_mac(&prev, &head.mac)
+        {
+            return Err(broken(
+                1,
+                format!(
+                    "the chain head records line {} of `{}`, which this file does not continue",
+                    head.seq, head.file
+                ),
+            ));
+        }
+        (0, prev, head.seq)
+    };
+    for (i, line) in lines.iter().enumerate().skip(start) {
+        let (rec, body, m) = parse_line(line).map_err(|why| broken(i + 1, why))?;
+        if rec.seq != seq + 1 {
+            return Err(broken(
+                i + 1,
+                format!("expected line {}, found {}", seq + 1, rec.seq),
+            ));
+        }
+        if !same_mac(&chain_mac(mac, &prev, &body)?, &m) {
+            return Err(broken(i + 1, "MAC does not match".into()));
+        }
+        prev = m;
+        seq = rec.seq;
+    }
+    let behind = seq - head.seq;
+    if behind > crash_window(config.fsync) {
+        return Err(broken(
+            lines.len(),
+            format!(
+                "the chain head records line {} but the file goes on to line {seq}: the head is \
+                 {behind} lines behind, more than a crash leaves with fsync = {:?} (an old head \
+                 was put back?)",
+                head.seq, config.fsync
+            ),
+        ));
+    }
+    if let Some(t) = token_head::read(vault, &chain)? {
+        let holds = if t.seq > seq {
+            false
+        } else if t.seq >= first.seq {
+            let (rec, _, m) = parse((t.seq - first.seq) as usize)?;
+            rec.seq == t.seq && same_mac(&m, &t.mac)
+        } else {
+            true // in a rotated file: `audit verify` checks it
+        };
+        if !holds {
+            return Err(broken(
+                lines.len(),
+                format!(
+                    "the token's chain head records line {} which this log does not hold (it \
+                     ends at line {seq}): the log and its head file were rolled back",
+                    t.seq
+                ),
+            ));
+        }
+    }
+    let file = open_append(config, false)?;
+    let mut state = fresh(seq, prev, file, chain);
+    state.file_first_seq = first.seq;
+    // Lines past the head are on disk already (a crash left them): the head catches up now.
+    state.since_head = behind;
+    Ok((state, None))
+}
