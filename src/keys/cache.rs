@@ -242,7 +242,11 @@ impl KeyCache {
                     // A logout makes private objects invisible: make sure that is not why.
                     drop(lease);
                     token.ensure_login()?;
-                    if attempt == 0 && token.epoch() != epoch {
+                    // Logged in again since this attempt began (by us or another thread): the
+                    // find may have run logged out, so look again while attempts remain. (Only
+                    // the first attempt used to: a logout landing in the second, after a failed
+                    // first, reported the key missing.)
+                    if attempt + 1 < ATTEMPTS && token.epoch() != epoch {
                         continue;
                     }
                     return Err(not_found());

@@ -33,8 +33,10 @@ impl Token {
             Class::Caller if matches!(err, CkError::Pkcs11(RvError::GeneralError, _)) => {
                 // SoftHSM2 answers CKR_GENERAL_ERROR when a logout lands between its login check
                 // and its use of a private object. Restore the login and let the caller retry
-                // within its bounded budget (a lasting fault still surfaces after it).
-                drop(lease);
+                // within its bounded budget (a lasting fault still surfaces after it). The
+                // session is closed, not pooled: a C_FindObjectsInit that failed so can leave
+                // its find operation open, and the session's next find answers OperationActive.
+                lease.discard();
                 self.ensure_login()?;
                 let relogged = self.epoch() != started;
                 tracing::debug!(relogged, "CKR_GENERAL_ERROR; retrying");
