@@ -455,6 +455,9 @@ struct RawConfig {
     /// there.
     #[serde(rename = "agent")]
     _agent: Option<toml::Table>,
+    /// The re-signing gateway (issue 28): read by `gateway::GatewayConfig`.
+    #[serde(rename = "gateway")]
+    _gateway: Option<toml::Table>,
 }
 
 /// `[signing]`: what the crate accepts of caller-given time inputs and hosts.

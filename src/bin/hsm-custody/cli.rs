@@ -62,6 +62,9 @@ pub enum Command {
     /// Run a signing agent on a Unix socket: it holds the login, clients send sign requests.
     #[cfg(feature = "agent")]
     Agent(crate::agent::AgentArgs),
+    /// Run the re-signing gateway for unmodified bots (ccxt, freqtrade): docs/gateway.md.
+    #[cfg(feature = "gateway")]
+    Gateway(crate::gateway::GatewayArgs),
     /// Guard rails' audit log: verify the MAC chain, tail, usage summary.
     #[command(subcommand)]
     Audit(crate::audit::AuditCommand),
@@ -211,6 +214,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Doctor(args) => crate::doctor::run(&cli.global, args),
         #[cfg(feature = "agent")]
         Command::Agent(args) => crate::agent::run(&cli.global, args),
+        #[cfg(feature = "gateway")]
+        Command::Gateway(args) => crate::gateway::run(&cli.global, args),
         Command::Audit(cmd) => crate::audit::run(&cli.global, cmd),
     }
 }

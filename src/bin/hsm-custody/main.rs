@@ -9,6 +9,8 @@ mod agent;
 mod audit;
 mod cli;
 mod doctor;
+#[cfg(feature = "gateway")]
+mod gateway;
 mod key_import;
 mod key_lifecycle;
 mod key_list;
