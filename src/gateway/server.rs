@@ -532,6 +532,28 @@ async fn forward(
     match result {
         Ok(resp) => {
             let (parts, incoming) = resp.into_parts();
+            let announced = parts
+                .headers
+                .get(hyper::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if announced.is_some_and(|n| n > shared.config.max_reply) {
+                return error_with(
+                    StatusCode::BAD_GATEWAY,
+                    json!({
+                        "kind": "reply_too_large",
+                        "message": format!(
+                            "{}: the reply ({} bytes, status {}) is over max_reply ({} bytes); \
+                             not passed on",
+                            route.host,
+                            announced.unwrap_or(0),
+                            parts.status.as_u16(),
+                            shared.config.max_reply
+                        ),
+                        "sent": true,
+                    }),
+                );
+            }
             let mut out = hyper::Response::new(
                 Limited::new(
                     incoming,

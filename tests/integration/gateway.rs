@@ -34,8 +34,10 @@ pub enum Fault {
     Echo,
     /// Waits this long before answering.
     Slow(u64),
-    /// Sends a reply head and part of the body, then resets.
+    /// Reads the request and closes the connection without a reply.
     Reset,
+    /// Sends a reply head and part of the body, then closes.
+    Cut,
     /// A reply body of this many bytes.
     Huge(usize),
 }
@@ -104,8 +106,11 @@ impl StandIn {
                         let Ok(tls) = acceptor.accept(tcp).await else {
                             return;
                         };
-                        if fault == Fault::Reset {
-                            reset_mid_reply(tls).await;
+                        if matches!(fault, Fault::Reset | Fault::Cut) {
+                            seen.lock()
+                                .unwrap()
+                                .push(("?".into(), "?".into(), "reset".into()));
+                            reset(tls, fault == Fault::Cut).await;
                             return;
                         }
                         let service = hyper::service::service_fn(move |req| {
@@ -133,11 +138,14 @@ impl StandIn {
     }
 }
 
-/// Reads one request, answers a head and part of a body, then drops the connection.
-async fn reset_mid_reply<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut s: S) {
+/// Reads one request, then drops the connection: at once, or after a head and part of a body.
+async fn reset<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut s: S, head: bool) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let mut buf = [0u8; 4096];
     let _ = s.read(&mut buf).await;
+    if !head {
+        return;
+    }
     let _ = s
         .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\ncontent-type: application/json\r\n\r\n{\"partial\":")
         .await;
@@ -156,6 +164,9 @@ async fn answer(
         .headers()
         .get("host")
         .and_then(|h| h.to_str().ok())
+        .unwrap_or("")
+        .split(':')
+        .next()
         .unwrap_or("")
         .to_ascii_lowercase();
     let method = req.method().to_string();
@@ -236,12 +247,13 @@ pub struct GatewayProc {
 }
 
 impl GatewayProc {
-    /// Starts the CLI's gateway on token `t` with `routes` (host, exchange, key) sent to
-    /// `standin`, and `extra` lines in [gateway].
+    /// Starts the CLI's gateway on token `t` with `routes` (host, exchange, key, where the
+    /// host's stand-in listens), trusting the stand-ins' CAs, with `extra` lines in [gateway]
+    /// and `keys_extra` before it. Keys named `nobody-*` are allowed to uid 65534 only.
     pub fn start(
         t: &TestToken,
-        routes: &[(String, String, String)],
-        standin: &StandIn,
+        routes: &[(String, String, String, SocketAddr)],
+        cas: &[&Path],
         extra: &str,
         keys_extra: &str,
     ) -> GatewayProc {
@@ -252,6 +264,12 @@ impl GatewayProc {
             use std::os::unix::fs::PermissionsExt as _;
             std::fs::set_permissions(&pin, std::fs::Permissions::from_mode(0o600)).unwrap();
         }
+        let ca = dir.path().join("cas.pem");
+        let pems: Vec<String> = cas
+            .iter()
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect();
+        std::fs::write(&ca, pems.concat()).unwrap();
         let audit = dir.path().join("audit.jsonl");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -267,13 +285,13 @@ impl GatewayProc {
             t.label,
             pin.display(),
             audit.display(),
-            standin.ca_pem.display()
+            ca.display()
         );
         text.push_str("[gateway.connect_to]\n");
-        for (host, _, _) in routes {
-            text.push_str(&format!("'{host}:443' = '{}'\n", standin.addr));
+        for (host, _, _, to) in routes {
+            text.push_str(&format!("'{host}:443' = '{to}'\n"));
         }
-        for (host, exchange, key) in routes {
+        for (host, exchange, key, _) in routes {
             text.push_str(&format!(
                 "[[gateway.route]]\nname = '{host}'\nhost = '{host}'\nexchange = '{exchange}'\nkey = '{key}'\n"
             ));
@@ -282,7 +300,12 @@ impl GatewayProc {
         keys.sort();
         keys.dedup();
         for key in keys {
-            text.push_str(&format!("[gateway.keys.'{key}']\nuids = [{uid}]\n"));
+            let who = if key.starts_with("nobody-") {
+                65534
+            } else {
+                uid
+            };
+            text.push_str(&format!("[gateway.keys.'{key}']\nuids = [{who}]\n"));
         }
         let config = dir.path().join("gateway.toml");
         std::fs::write(&config, text).unwrap();
@@ -457,7 +480,11 @@ fn ccxt_python_through_the_gateway_matches_ccxt_direct() {
         }
     }
     let standin = StandIn::start(hosts, Fault::Echo);
-    let mut gw = GatewayProc::start(&t, &routes, &standin, "", &keys_extra);
+    let routes: Vec<_> = routes
+        .into_iter()
+        .map(|(h, e, k)| (h, e, k, standin.addr))
+        .collect();
+    let mut gw = GatewayProc::start(&t, &routes, &[standin.ca_pem.as_path()], "", &keys_extra);
     let run = Command::new(&python)
         .arg(&script)
         .args([
@@ -505,4 +532,463 @@ fn ccxt_python_through_the_gateway_matches_ccxt_direct() {
         "{}",
         String::from_utf8_lossy(&verify.stderr)
     );
+}
+
+const BN_SECRET: &str = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j";
+const BN_API_KEY: &str = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A";
+
+fn now_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+}
+
+fn binance_host() -> Host {
+    Host {
+        exchange: "binance".into(),
+        secret: BN_SECRET.as_bytes().to_vec(),
+    }
+}
+
+fn one_host(host: &str) -> BTreeMap<String, Host> {
+    BTreeMap::from([(host.to_owned(), binance_host())])
+}
+
+/// A Binance request as a bot with a placeholder secret sends it: a signature that is not valid.
+fn bot_query(extra: &str) -> String {
+    format!(
+        "{extra}timestamp={}&signature={}",
+        now_ms(),
+        "ab".repeat(32)
+    )
+}
+
+fn echo(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {body}"))
+}
+
+/// Every request form, the routes, the peer's allow-list, policy and canonical-form refusals,
+/// public requests passed through, and the audit line with the exchange's status.
+#[test]
+fn gateway_resigns_binance_and_refuses_what_it_must() {
+    let t = fresh_token("gw-core");
+    import(&t, "bn", "binance", BN_API_KEY, "", BN_SECRET);
+    import(&t, "nobody-bn", "binance", BN_API_KEY, "", BN_SECRET);
+    let standin = StandIn::start(
+        BTreeMap::from([
+            ("api.binance.com".to_owned(), binance_host()),
+            ("api1.binance.com".to_owned(), binance_host()),
+        ]),
+        Fault::Echo,
+    );
+    let routes = [
+        (
+            "api.binance.com".to_owned(),
+            "binance".to_owned(),
+            "bn".to_owned(),
+            standin.addr,
+        ),
+        (
+            "api1.binance.com".to_owned(),
+            "binance".to_owned(),
+            "nobody-bn".to_owned(),
+            standin.addr,
+        ),
+    ];
+    let keys = "[keys.bn]\nexchange = 'binance'\n[keys.nobody-bn]\nexchange = 'binance'\n";
+    let mut gw = GatewayProc::start(&t, &routes, &[standin.ca_pem.as_path()], "", keys);
+    let key = [("X-MBX-APIKEY", BN_API_KEY)];
+
+    // Base-URL form: re-signed, verified by the model; only the signature changed.
+    let query = bot_query("omitZeroBalances=true&");
+    let (status, body) = http(
+        gw.addr,
+        "GET",
+        &format!("/api.binance.com/api/v3/account?{query}"),
+        &key,
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    let e = echo(&body);
+    assert_eq!(e["verified"], true, "{e}");
+    let sent = e["query"].as_str().unwrap();
+    let (bot_rest, bot_sig) = query.rsplit_once("&signature=").unwrap();
+    let (sent_rest, sent_sig) = sent.rsplit_once("&signature=").unwrap();
+    assert_eq!(bot_rest, sent_rest);
+    assert_ne!(bot_sig, sent_sig);
+    assert_eq!(e["headers"]["x-mbx-apikey"], BN_API_KEY);
+
+    // ccxt's proxy-URL form, plain and percent-encoded (as ccxt for JavaScript sends a URL
+    // with a query).
+    let url = format!(
+        "https://api.binance.com/api/v3/openOrders?{}",
+        bot_query("symbol=BTCUSDT&")
+    );
+    let (status, body) = http(gw.addr, "GET", &format!("/{url}"), &key, "");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(echo(&body)["verified"], true);
+    let encoded = hsm_custody::exchanges::percent_encode(&url);
+    let (status, body) = http(gw.addr, "GET", &format!("/{encoded}"), &key, "");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(echo(&body)["verified"], true);
+    assert_eq!(echo(&body)["path"], "/api/v3/openOrders");
+
+    // A signed POST with a form body.
+    let form =
+        bot_query("symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=0.1&");
+    let (status, body) = http(
+        gw.addr,
+        "POST",
+        "/api.binance.com/api/v3/order",
+        &[
+            key[0],
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        &form,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(echo(&body)["verified"], true);
+
+    // No open proxy: hosts and names without a route.
+    for target in [
+        "/https://evil.example.com/x",
+        "/nope/api/v3/account",
+        "/https%3A%2F%2Fevil.example.com%2Fx%3Fa%3D1",
+    ] {
+        let (status, body) = http(gw.addr, "GET", target, &key, "");
+        assert_eq!(status, 403, "{target}: {body}");
+        assert_eq!(echo(&body)["error"]["kind"], "not_routed", "{body}");
+    }
+    assert_eq!(
+        http(
+            gw.addr,
+            "GET",
+            "/http://api.binance.com/api/v3/time",
+            &[],
+            ""
+        )
+        .0,
+        400
+    );
+
+    // Public: forwarded unchanged.
+    let (status, body) = http(gw.addr, "GET", "/api.binance.com/api/v3/time?x=1", &[], "");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(echo(&body)["query"], "x=1");
+
+    // The key's allow-list: `nobody-bn` is uid 65534's only.
+    let (status, body) = http(
+        gw.addr,
+        "GET",
+        &format!("/api1.binance.com/api/v3/account?{}", bot_query("")),
+        &key,
+        "",
+    );
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(echo(&body)["error"]["kind"], "forbidden");
+
+    // The canonical form: a timestamp far from the crate's clock is refused before the token.
+    let stale = format!(
+        "timestamp={}&signature={}",
+        now_ms() - 3_600_000,
+        "ab".repeat(32)
+    );
+    let (status, body) = http(
+        gw.addr,
+        "GET",
+        &format!("/api.binance.com/api/v3/account?{stale}"),
+        &key,
+        "",
+    );
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(echo(&body)["error"]["kind"], "request_refused");
+    // Another API key than the key's own.
+    let (status, body) = http(
+        gw.addr,
+        "GET",
+        &format!("/api.binance.com/api/v3/account?{}", bot_query("")),
+        &[("X-MBX-APIKEY", "someone-else")],
+        "",
+    );
+    assert_eq!(status, 400, "{body}");
+
+    // A withdrawal: refused by the withdrawal guard, never sent.
+    let before = standin.seen.lock().unwrap().len();
+    let (status, body) = http(
+        gw.addr,
+        "POST",
+        "/api.binance.com/sapi/v1/capital/withdraw/apply",
+        &key,
+        &bot_query("coin=BTC&address=bc1qexample&amount=1&"),
+    );
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(echo(&body)["error"]["kind"], "policy_denied");
+    assert!(
+        echo(&body)["error"]["rule"]
+            .as_str()
+            .unwrap()
+            .starts_with("withdrawal-guard"),
+        "{body}"
+    );
+    assert_eq!(standin.seen.lock().unwrap().len(), before);
+    assert!(standin
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|(_, _, p)| !p.contains("withdraw")));
+
+    gw.stop();
+    let audit = std::fs::read_to_string(&gw.audit).unwrap();
+    let replies = audit
+        .lines()
+        .filter(|l| l.contains("\"event\":\"gateway_reply\""))
+        .count();
+    assert_eq!(replies, 4, "{audit}");
+    assert!(audit.contains("\"outcome\":\"upstream 200\""));
+    let verify = cli(
+        &t,
+        &[
+            "--config",
+            gw.config.to_str().unwrap(),
+            "audit",
+            "verify",
+            gw.audit.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}
+
+/// The peer's uid comes from the kernel: a process of another uid (nobody) is told apart from
+/// this one, and a key allowed to nobody only is refused to this uid (above) and served to it.
+#[test]
+fn gateway_tells_peer_uids_apart_from_the_kernel() {
+    if rustix::process::geteuid().as_raw() != 0 {
+        eprintln!("skipped: needs root to run a client as nobody");
+        return;
+    }
+    let t = fresh_token("gw-uid");
+    import(&t, "nobody-bn", "binance", BN_API_KEY, "", BN_SECRET);
+    let standin = StandIn::start(one_host("api.binance.com"), Fault::Echo);
+    let routes = [(
+        "api.binance.com".to_owned(),
+        "binance".to_owned(),
+        "nobody-bn".to_owned(),
+        standin.addr,
+    )];
+    let gw = GatewayProc::start(
+        &t,
+        &routes,
+        &[standin.ca_pem.as_path()],
+        "",
+        "[keys.nobody-bn]\nexchange = 'binance'\n",
+    );
+    let url = format!(
+        "{}/api.binance.com/api/v3/account?{}",
+        gw.url,
+        bot_query("")
+    );
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "curl",
+            "-s",
+            "-H",
+        ])
+        .arg(format!("X-MBX-APIKEY: {BN_API_KEY}"))
+        .arg(&url)
+        .output()
+        .unwrap();
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(echo(&body)["verified"], true, "{body}");
+    let (status, _) = http(
+        gw.addr,
+        "GET",
+        &format!("/api.binance.com/api/v3/account?{}", bot_query("")),
+        &[("X-MBX-APIKEY", BN_API_KEY)],
+        "",
+    );
+    assert_eq!(status, 403);
+}
+
+fn vm_hwm_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Stand-in down, slow, reset before and during the reply, a huge reply, a client leaving
+/// mid-request: clear JSON errors, signed POSTs sent once, bounded memory, and the gateway
+/// still serves afterwards.
+#[test]
+fn gateway_faults_are_clear_and_never_retried() {
+    let t = fresh_token("gw-faults");
+    import(&t, "bn", "binance", BN_API_KEY, "", BN_SECRET);
+    let slow = StandIn::start(one_host("slow.binance.test"), Fault::Slow(3_000));
+    let reset = StandIn::start(one_host("reset.binance.test"), Fault::Reset);
+    let cut = StandIn::start(one_host("cut.binance.test"), Fault::Cut);
+    let huge = StandIn::start(one_host("huge.binance.test"), Fault::Huge(48 << 20));
+    let big = StandIn::start(one_host("big.binance.test"), Fault::Huge(15 << 20));
+    let ok = StandIn::start(one_host("api.binance.com"), Fault::Echo);
+    let down: SocketAddr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let route = |h: &str, at: SocketAddr| (h.to_owned(), "binance".to_owned(), "bn".to_owned(), at);
+    let routes = [
+        route("slow.binance.test", slow.addr),
+        route("reset.binance.test", reset.addr),
+        route("cut.binance.test", cut.addr),
+        route("huge.binance.test", huge.addr),
+        route("big.binance.test", big.addr),
+        route("api.binance.com", ok.addr),
+        route("down.binance.test", down),
+    ];
+    let cas = [
+        slow.ca_pem.as_path(),
+        reset.ca_pem.as_path(),
+        cut.ca_pem.as_path(),
+        huge.ca_pem.as_path(),
+        big.ca_pem.as_path(),
+        ok.ca_pem.as_path(),
+    ];
+    let gw = GatewayProc::start(
+        &t,
+        &routes,
+        &cas,
+        "timeout_ms = 1000\nconnect_timeout_ms = 1000\nmax_reply = 16777216",
+        "[keys.bn]\nexchange = 'binance'\n",
+    );
+    let key = [("X-MBX-APIKEY", BN_API_KEY)];
+    let kind = |body: &str| {
+        echo(body)["error"]["kind"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    };
+
+    // Down: nothing sent.
+    let (status, body) = http(
+        gw.addr,
+        "POST",
+        "/down.binance.test/api/v3/order",
+        &key,
+        &bot_query("symbol=BTCUSDT&"),
+    );
+    assert_eq!(
+        (status, kind(&body).as_str()),
+        (502, "upstream_unreachable"),
+        "{body}"
+    );
+
+    // Slow: a signed POST is reported lost, once; a GET times out.
+    let (status, body) = http(
+        gw.addr,
+        "POST",
+        "/slow.binance.test/api/v3/order",
+        &key,
+        &bot_query("symbol=BTCUSDT&"),
+    );
+    assert_eq!(
+        (status, kind(&body).as_str()),
+        (502, "reply_lost"),
+        "{body}"
+    );
+    assert_eq!(echo(&body)["error"]["sent"], true);
+    let (status, body) = http(
+        gw.addr,
+        "GET",
+        &format!("/slow.binance.test/api/v3/account?{}", bot_query("")),
+        &key,
+        "",
+    );
+    assert_eq!(
+        (status, kind(&body).as_str()),
+        (504, "upstream_timeout"),
+        "{body}"
+    );
+    std::thread::sleep(Duration::from_millis(3_200));
+    assert_eq!(
+        slow.seen.lock().unwrap().len(),
+        2,
+        "each request reached the stand-in once"
+    );
+
+    // Reset before the reply: lost, never retried.
+    let (status, body) = http(
+        gw.addr,
+        "POST",
+        "/reset.binance.test/api/v3/order",
+        &key,
+        &bot_query("symbol=BTCUSDT&"),
+    );
+    assert_eq!(
+        (status, kind(&body).as_str()),
+        (502, "reply_lost"),
+        "{body}"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        reset.seen.lock().unwrap().len(),
+        1,
+        "a signed POST is sent once"
+    );
+
+    // Reset mid-reply: the exchange's head went through; the body ends short, the connection
+    // is closed (never a complete-looking reply).
+    let (status, body) = http(
+        gw.addr,
+        "GET",
+        &format!("/cut.binance.test/api/v3/account?{}", bot_query("")),
+        &key,
+        "",
+    );
+    assert_eq!(status, 200);
+    assert!(body.len() < 1000, "{}", body.len());
+
+    // Over max_reply: refused at the reply head; under it: streamed whole, in bounded memory.
+    let (status, body) = http(gw.addr, "GET", "/huge.binance.test/api/v3/time", &[], "");
+    assert_eq!(
+        (status, kind(&body).as_str()),
+        (502, "reply_too_large"),
+        "{body}"
+    );
+    let before = vm_hwm_kib(gw.child.id());
+    let (status, body) = http(gw.addr, "GET", "/big.binance.test/api/v3/time", &[], "");
+    assert_eq!(status, 200);
+    assert_eq!(body.len(), 15 << 20);
+    let peak = vm_hwm_kib(gw.child.id());
+    eprintln!("gateway peak RSS: {before} KiB before a 15 MiB reply, {peak} KiB after");
+    assert!(
+        peak < before + 6 * 1024,
+        "the reply was buffered ({before} -> {peak} KiB)"
+    );
+
+    // A client that leaves mid-request: nothing is sent, and the gateway serves the next one.
+    {
+        let mut s = TcpStream::connect(gw.addr).unwrap();
+        s.write_all(b"POST /api.binance.com/api/v3/order HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\nsymbol=BTC").unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(ok.seen.lock().unwrap().is_empty());
+    let (status, body) = http(
+        gw.addr,
+        "GET",
+        &format!("/api.binance.com/api/v3/account?{}", bot_query("")),
+        &key,
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(echo(&body)["verified"], true);
 }
