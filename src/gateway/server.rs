@@ -216,7 +216,7 @@ struct Target<'a> {
 fn target<'a>(
     config: &'a GatewayConfig,
     uri: &hyper::Uri,
-) -> std::result::Result<Target<'a>, hyper::Response<Body>> {
+) -> std::result::Result<Target<'a>, Box<hyper::Response<Body>>> {
     let raw = uri
         .path_and_query()
         .map_or("/", hyper::http::uri::PathAndQuery::as_str);
@@ -237,11 +237,11 @@ fn target<'a>(
                 .filter(|p| p.eq_ignore_ascii_case("https://"))
                 .map(|_| &url[8..])
         }) else {
-            return Err(error(
+            return Err(Box::new(error(
                 StatusCode::BAD_REQUEST,
                 "bad_target",
                 "only https:// exchange URLs are forwarded",
-            ));
+            )));
         };
         let (authority, path_query) = match after.find(['/', '?']) {
             Some(i) => (&after[..i], &after[i..]),
@@ -252,7 +252,7 @@ fn target<'a>(
             .unwrap_or(authority)
             .to_ascii_lowercase();
         let Some(route) = config.routes.iter().find(|r| r.host == host) else {
-            return Err(not_routed(&host));
+            return Err(Box::new(not_routed(&host)));
         };
         let (path, query) = split_query(path_query);
         let path = if path.is_empty() {
@@ -267,7 +267,7 @@ fn target<'a>(
         None => (rest, ""),
     };
     let Some(route) = config.routes.iter().find(|r| r.name == name) else {
-        return Err(not_routed(name));
+        return Err(Box::new(not_routed(name)));
     };
     let (path, query) = split_query(after);
     let path = if path.is_empty() {
@@ -315,7 +315,7 @@ async fn handle(
     }
     let target = match target(config, req.uri()) {
         Ok(t) => t,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let route = target.route;
     let method = req.method().clone();

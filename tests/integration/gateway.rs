@@ -68,6 +68,8 @@ impl StandIn {
             .unwrap();
         let ca_pem = dir.path().join("ca.pem");
         std::fs::write(&ca_pem, ca.pem()).unwrap();
+        // ring, as the gateway (no aws-lc-rs build here).
+        #[allow(deprecated)]
         let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
         let mut tls = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -243,7 +245,7 @@ pub struct GatewayProc {
     pub addr: SocketAddr,
     pub config: PathBuf,
     pub audit: PathBuf,
-    pub dir: tempfile::TempDir,
+    pub _dir: tempfile::TempDir,
 }
 
 impl GatewayProc {
@@ -343,7 +345,7 @@ impl GatewayProc {
             addr,
             config,
             audit,
-            dir,
+            _dir: dir,
         }
     }
 
