@@ -40,6 +40,9 @@ pub enum Fault {
     Cut,
     /// A reply body of this many bytes.
     Huge(usize),
+    /// Binance's market data for one pair and an account with a balance (freqtrade's start-up);
+    /// the seen path records whether the model verified the request.
+    Market,
 }
 
 /// A TLS stand-in exchange on 127.0.0.1 (its own runtime thread).
@@ -202,6 +205,17 @@ async fn answer(
     let verified = hosts
         .get(&host)
         .is_some_and(|h| model(&h.exchange).verify(&http, &h.secret));
+    if fault == Fault::Market {
+        seen.lock()
+            .unwrap()
+            .push((host, method, format!("{path} verified={verified}")));
+        let mut resp = hyper::Response::new(Full::new(Bytes::from(market(&path))).boxed());
+        resp.headers_mut().insert(
+            "content-type",
+            hyper::header::HeaderValue::from_static("application/json"),
+        );
+        return resp;
+    }
     // What ccxt and the gateway may add or drop without touching what is signed.
     const TRANSPORT: &[&str] = &[
         "host",
@@ -1047,4 +1061,179 @@ fn ccxt_js_through_the_gateway_with_proxy_url() {
     );
     assert_eq!(table.matches("identical, verified").count(), 9, "{table}");
     gw.stop();
+}
+
+/// Binance's answers for freqtrade's start-up: one spot pair, BTC/USDT, and a USDT balance.
+fn market(path: &str) -> String {
+    let now = now_ms();
+    match path {
+        "/api/v3/exchangeInfo" => json!({
+            "timezone": "UTC", "serverTime": now as u64, "rateLimits": [],
+            "symbols": [{
+                "symbol": "BTCUSDT", "status": "TRADING", "baseAsset": "BTC",
+                "baseAssetPrecision": 8, "quoteAsset": "USDT", "quotePrecision": 8,
+                "quoteAssetPrecision": 8, "baseCommissionPrecision": 8,
+                "quoteCommissionPrecision": 8,
+                "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT"],
+                "icebergAllowed": true, "ocoAllowed": true, "isSpotTradingAllowed": true,
+                "isMarginTradingAllowed": false, "permissions": ["SPOT"],
+                "filters": [
+                    {"filterType": "PRICE_FILTER", "minPrice": "0.01", "maxPrice": "1000000.00",
+                     "tickSize": "0.01"},
+                    {"filterType": "LOT_SIZE", "minQty": "0.00001", "maxQty": "9000.00",
+                     "stepSize": "0.00001"},
+                    {"filterType": "NOTIONAL", "minNotional": "5.00", "maxNotional": "9000000.00"}
+                ]
+            }]
+        })
+        .to_string(),
+        "/api/v3/account" => json!({
+            "makerCommission": 10, "takerCommission": 10, "canTrade": true,
+            "canWithdraw": false, "canDeposit": false, "updateTime": now as u64,
+            "accountType": "SPOT", "permissions": ["SPOT"],
+            "balances": [{"asset": "USDT", "free": "1000.00", "locked": "0.00"},
+                         {"asset": "BTC", "free": "0.00000000", "locked": "0.00000000"}]
+        })
+        .to_string(),
+        "/api/v3/time" => json!({"serverTime": now as u64}).to_string(),
+        "/api/v3/ticker/price" | "/api/v3/ticker/bookTicker" => json!([]).to_string(),
+        "/api/v3/ticker/24hr" => json!([]).to_string(),
+        _ => json!([]).to_string(),
+    }
+}
+
+/// freqtrade (pip, in target/ft-venv) started in live mode against the Binance stand-in through
+/// the gateway, with the `ccxt_config` that `hsm-custody gateway ccxt-config` prints, runs until
+/// it has fetched the balance: a signed `GET /api/v3/account` the model verified.
+#[test]
+#[ignore = "needs freqtrade (pip install freqtrade in target/ft-venv); run by .ci/run's gateway step"]
+fn freqtrade_live_through_the_gateway_fetches_the_balance() {
+    let venv = std::env::var_os("HSM_CUSTODY_FT_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ft-venv"));
+    let python = venv.join("bin/python");
+    assert!(
+        python.exists(),
+        "freqtrade venv missing: {}",
+        venv.display()
+    );
+    let t = fresh_token("gw-freqtrade");
+    import(&t, "bn", "binance", BN_API_KEY, "", BN_SECRET);
+    let standin = StandIn::start(one_host("api.binance.com"), Fault::Market);
+    let routes = [(
+        "api.binance.com".to_owned(),
+        "binance".to_owned(),
+        "bn".to_owned(),
+        standin.addr,
+    )];
+    let mut gw = GatewayProc::start(
+        &t,
+        &routes,
+        &[standin.ca_pem.as_path()],
+        "",
+        "[keys.bn]\nexchange = 'binance'\n",
+    );
+    let out = cli(
+        &t,
+        &[
+            "--config",
+            gw.config.to_str().unwrap(),
+            "gateway",
+            "ccxt-config",
+            "--route",
+            "api.binance.com",
+            "--python",
+            python.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(printed["urls"]["api"]["private"]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("{}/api.binance.com/", gw.url)));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("strategies")).unwrap();
+    std::fs::write(
+        dir.path().join("strategies/GatewayCheck.py"),
+        "from freqtrade.strategy import IStrategy\n\n\nclass GatewayCheck(IStrategy):\n    \
+         INTERFACE_VERSION = 3\n    timeframe = '5m'\n    minimal_roi = {'0': 0.1}\n    \
+         stoploss = -0.1\n\n    def populate_indicators(self, df, metadata):\n        \
+         return df\n\n    def populate_entry_trend(self, df, metadata):\n        \
+         df['enter_long'] = 0\n        return df\n\n    def populate_exit_trend(self, df, \
+         metadata):\n        df['exit_long'] = 0\n        return df\n",
+    )
+    .unwrap();
+    let mut ccxt_config = printed.clone();
+    ccxt_config["options"] = json!({"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": false});
+    ccxt_config["enableRateLimit"] = json!(false);
+    let config = json!({
+        "dry_run": false, "trading_mode": "spot", "max_open_trades": 1,
+        "stake_currency": "USDT", "stake_amount": 10, "timeframe": "5m",
+        "initial_state": "running", "fiat_display_currency": "",
+        "exchange": {
+            "name": "binance", "key": BN_API_KEY, "secret": printed["secret"],
+            "ccxt_config": ccxt_config, "ccxt_async_config": ccxt_config,
+            "pair_whitelist": ["BTC/USDT"], "pair_blacklist": []
+        },
+        "pairlists": [{"method": "StaticPairList"}],
+        "entry_pricing": {"price_side": "same", "use_order_book": false},
+        "exit_pricing": {"price_side": "same", "use_order_book": false},
+        "internals": {"process_throttle_secs": 5},
+        "bot_name": "gateway-check", "db_url": format!("sqlite:///{}/trades.sqlite", dir.path().display())
+    });
+    let cfg = dir.path().join("config.json");
+    std::fs::write(&cfg, config.to_string()).unwrap();
+    let log = dir.path().join("freqtrade.log");
+    let mut ft = Command::new(venv.join("bin/freqtrade"))
+        .args([
+            "trade",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--strategy",
+            "GatewayCheck",
+        ])
+        .args(["--userdir", dir.path().to_str().unwrap()])
+        .args([
+            "--strategy-path",
+            dir.path().join("strategies").to_str().unwrap(),
+        ])
+        .args(["--logfile", log.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let fetched = loop {
+        let seen = standin.seen.lock().unwrap().clone();
+        if seen
+            .iter()
+            .any(|(_, m, p)| m == "GET" && p == "/api/v3/account verified=true")
+        {
+            break true;
+        }
+        if std::time::Instant::now() > deadline || ft.try_wait().unwrap().is_some() {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let _ = Command::new("kill")
+        .args(["-TERM", &ft.id().to_string()])
+        .status();
+    let _ = ft.wait();
+    gw.stop();
+    let seen = standin.seen.lock().unwrap().clone();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        fetched,
+        "freqtrade did not fetch the balance; stand-in saw {seen:?}\n{text}"
+    );
+    eprintln!("the stand-in saw, from freqtrade through the gateway: {seen:?}");
+    let audit = std::fs::read_to_string(&gw.audit).unwrap();
+    assert!(audit.contains("\"path\":\"/api/v3/account\""), "{audit}");
 }
