@@ -197,6 +197,17 @@ impl Form {
     }
 
     fn check(&self, bot: &Http, out: &Http) -> Result<(), String> {
+        // One value per authentication header: a second copy would go out as the bot wrote it.
+        for name in self.sig_headers.iter().chain(self.owned_headers) {
+            let copies = bot
+                .headers
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+                .count();
+            if copies > 1 {
+                return Err(format!("header `{name}` is sent {copies} times"));
+            }
+        }
         if bot.method != out.method {
             return Err(format!(
                 "method: the bot sent {}, the signature is for {}",

@@ -398,10 +398,11 @@ async fn handle(
             "client over its rate limit (gateway rate_per_second/burst)",
         );
     }
-    let allowed = config.keys.get(&route.key).is_some_and(|a| {
-        a.allows(peer.uid, peer.gid.unwrap_or(u32::MAX), &route.exchange)
-            && (peer.gid.is_some() || a.uids.contains(&peer.uid))
-    });
+    // An unknown gid (the holding process was not found) matches no gid in the list.
+    let allowed = config
+        .keys
+        .get(&route.key)
+        .is_some_and(|a| a.allows(peer.uid, peer.gid.unwrap_or(u32::MAX), &route.exchange));
     if !allowed {
         return error(
             StatusCode::FORBIDDEN,

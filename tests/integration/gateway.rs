@@ -684,6 +684,16 @@ fn gateway_resigns_binance_and_refuses_what_it_must() {
     );
     assert_eq!(status, 400, "{body}");
     assert_eq!(echo(&body)["error"]["kind"], "request_refused");
+    // A second copy of an authentication header.
+    let (status, body) = http(
+        gw.addr,
+        "GET",
+        &format!("/api.binance.com/api/v3/account?{}", bot_query("")),
+        &[key[0], key[0]],
+        "",
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("sent 2 times"), "{body}");
     // Another API key than the key's own.
     let (status, body) = http(
         gw.addr,
