@@ -33,6 +33,7 @@ fn main() -> Result<(), Error> {
     let quick = std::env::args().any(|a| a == "--quick");
     let secs = if quick { 1.0 } else { 5.0 };
     let env = BenchEnv::new();
+    eprintln!("SoftHSM2 configuration: {}", env.conf.display());
     let (so, user) = (
         SecretString::from("bench-so"),
         SecretString::from("bench-user"),
