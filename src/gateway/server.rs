@@ -555,13 +555,13 @@ async fn forward(
                     }),
                 );
             }
-            let mut out = hyper::Response::new(
-                Limited::new(
-                    incoming,
-                    usize::try_from(shared.config.max_reply).unwrap_or(usize::MAX),
-                )
-                .boxed(),
-            );
+            let limited = Limited::new(
+                incoming,
+                usize::try_from(shared.config.max_reply).unwrap_or(usize::MAX),
+            )
+            .boxed();
+            let mut out =
+                hyper::Response::new(IdleTimeout::new(limited, shared.config.timeout).boxed());
             *out.status_mut() = parts.status;
             for (name, value) in &parts.headers {
                 if !HOP_BY_HOP.contains(&name.as_str()) {
@@ -628,5 +628,59 @@ async fn audit(shared: &Shared, route: &Route, http: &Http, peer: Peer, outcome:
     let written = tokio::task::spawn_blocking(move || guard.audit_log().append(rec)).await;
     if !matches!(written, Ok(Ok(_))) {
         tracing::warn!("the gateway's reply line could not be written to the audit log");
+    }
+}
+
+/// A reply body that fails when the exchange sends nothing for `idle`: a stalled reply ends the
+/// client's connection instead of holding it (and the upstream connection) open.
+struct IdleTimeout {
+    inner: Body,
+    idle: Duration,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl IdleTimeout {
+    fn new(inner: Body, idle: Duration) -> Self {
+        IdleTimeout {
+            inner,
+            idle,
+            sleep: Box::pin(tokio::time::sleep(idle)),
+        }
+    }
+}
+
+impl hyper::body::Body for IdleTimeout {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<std::result::Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                let deadline = tokio::time::Instant::now() + this.idle;
+                this.sleep.as_mut().reset(deadline);
+                Poll::Ready(frame)
+            }
+            Poll::Pending => match this.sleep.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(format!(
+                    "the exchange sent no reply data for {} ms",
+                    this.idle.as_millis()
+                )
+                .into()))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }

@@ -38,6 +38,8 @@ pub enum Fault {
     Reset,
     /// Sends a reply head and part of the body, then closes.
     Cut,
+    /// Sends a reply head and part of the body, then nothing for 10 s.
+    Stall,
     /// A reply body of this many bytes.
     Huge(usize),
     /// Binance's market data for one pair and an account with a balance (freqtrade's start-up);
@@ -111,11 +113,12 @@ impl StandIn {
                         let Ok(tls) = acceptor.accept(tcp).await else {
                             return;
                         };
-                        if matches!(fault, Fault::Reset | Fault::Cut) {
+                        if matches!(fault, Fault::Reset | Fault::Cut | Fault::Stall) {
                             seen.lock()
                                 .unwrap()
                                 .push(("?".into(), "?".into(), "reset".into()));
-                            reset(tls, fault == Fault::Cut).await;
+                            let hold = if fault == Fault::Stall { 10 } else { 0 };
+                            reset(tls, fault != Fault::Reset, Duration::from_secs(hold)).await;
                             return;
                         }
                         let service = hyper::service::service_fn(move |req| {
@@ -144,7 +147,11 @@ impl StandIn {
 }
 
 /// Reads one request, then drops the connection: at once, or after a head and part of a body.
-async fn reset<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut s: S, head: bool) {
+async fn reset<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut s: S,
+    head: bool,
+    hold: Duration,
+) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let mut buf = [0u8; 4096];
     let _ = s.read(&mut buf).await;
@@ -155,6 +162,7 @@ async fn reset<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut s: S
         .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\ncontent-type: application/json\r\n\r\n{\"partial\":")
         .await;
     let _ = s.flush().await;
+    tokio::time::sleep(hold).await;
 }
 
 type StandBody = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
@@ -829,6 +837,7 @@ fn gateway_faults_are_clear_and_never_retried() {
     let slow = StandIn::start(one_host("slow.binance.test"), Fault::Slow(3_000));
     let reset = StandIn::start(one_host("reset.binance.test"), Fault::Reset);
     let cut = StandIn::start(one_host("cut.binance.test"), Fault::Cut);
+    let stall = StandIn::start(one_host("stall.binance.test"), Fault::Stall);
     let huge = StandIn::start(one_host("huge.binance.test"), Fault::Huge(48 << 20));
     let big = StandIn::start(one_host("big.binance.test"), Fault::Huge(15 << 20));
     let ok = StandIn::start(one_host("api.binance.com"), Fault::Echo);
@@ -841,6 +850,7 @@ fn gateway_faults_are_clear_and_never_retried() {
         route("slow.binance.test", slow.addr),
         route("reset.binance.test", reset.addr),
         route("cut.binance.test", cut.addr),
+        route("stall.binance.test", stall.addr),
         route("huge.binance.test", huge.addr),
         route("big.binance.test", big.addr),
         route("api.binance.com", ok.addr),
@@ -850,6 +860,7 @@ fn gateway_faults_are_clear_and_never_retried() {
         slow.ca_pem.as_path(),
         reset.ca_pem.as_path(),
         cut.ca_pem.as_path(),
+        stall.ca_pem.as_path(),
         huge.ca_pem.as_path(),
         big.ca_pem.as_path(),
         ok.ca_pem.as_path(),
@@ -947,6 +958,23 @@ fn gateway_faults_are_clear_and_never_retried() {
     );
     assert_eq!(status, 200);
     assert!(body.len() < 1000, "{}", body.len());
+
+    // A reply that stalls mid-body: the connection is closed after the idle time, not held.
+    let t0 = std::time::Instant::now();
+    let (status, body) = http(
+        gw.addr,
+        "GET",
+        &format!("/stall.binance.test/api/v3/account?{}", bot_query("")),
+        &key,
+        "",
+    );
+    assert_eq!(status, 200);
+    assert!(body.len() < 1000, "{}", body.len());
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "held for {:?}",
+        t0.elapsed()
+    );
 
     // Over max_reply: refused at the reply head; under it: streamed whole, in bounded memory.
     let (status, body) = http(gw.addr, "GET", "/huge.binance.test/api/v3/time", &[], "");
