@@ -3,6 +3,7 @@
 //! ```toml
 //! [gateway]
 //! listen = "127.0.0.1:8787"              # loopback TCP only
+//! # socket = "/run/hsm-custody/gw/gw.sock"   # also a Unix socket (its directory 0700, socket 0600)
 //! # allow_same_uid = false                # serve clients of the gateway's own uid (tests only)
 //! rate_per_second = 50                    # per client uid
 //! burst = 100
@@ -81,6 +82,7 @@ impl Route {
 #[derive(Clone, Debug)]
 pub struct GatewayConfig {
     pub(crate) listen: Option<SocketAddr>,
+    pub(crate) socket: Option<PathBuf>,
     pub(crate) allow_same_uid: bool,
     pub(crate) rate_per_second: u32,
     pub(crate) burst: u32,
@@ -99,6 +101,7 @@ impl GatewayConfig {
     pub fn new(listen: SocketAddr) -> Self {
         GatewayConfig {
             listen: Some(listen),
+            socket: None,
             allow_same_uid: false,
             rate_per_second: 50,
             burst: 100,
@@ -116,6 +119,14 @@ impl GatewayConfig {
     /// Replaces the listen address (a loopback address).
     pub fn listen(mut self, addr: SocketAddr) -> Self {
         self.listen = Some(addr);
+        self
+    }
+
+    /// Also listens on a Unix socket at `path` (its directory must give other users no access,
+    /// and is made 0700 when absent; the socket is 0600). The peer's uid, gid and pid come from
+    /// `SO_PEERCRED`.
+    pub fn socket(mut self, path: impl Into<PathBuf>) -> Self {
+        self.socket = Some(path.into());
         self
     }
 
@@ -221,6 +232,7 @@ impl GatewayConfig {
             .parse::<SocketAddr>()
             .map_err(|_| Error::Config(format!("[gateway] listen `{text}` is not an ip:port")))?;
         let mut config = GatewayConfig::new(listen);
+        config.socket = raw.socket;
         config.allow_same_uid = raw.allow_same_uid.unwrap_or(false);
         config = config.rate(raw.rate_per_second.unwrap_or(50), raw.burst.unwrap_or(100));
         config.max_body = raw.max_body.unwrap_or(config.max_body);
@@ -295,6 +307,7 @@ impl GatewayConfig {
 #[serde(deny_unknown_fields)]
 struct RawGateway {
     listen: Option<String>,
+    socket: Option<PathBuf>,
     allow_same_uid: Option<bool>,
     rate_per_second: Option<u32>,
     burst: Option<u32>,

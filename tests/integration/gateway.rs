@@ -586,7 +586,15 @@ fn gateway_resigns_binance_and_refuses_what_it_must() {
         ),
     ];
     let keys = "[keys.bn]\nexchange = 'binance'\n[keys.nobody-bn]\nexchange = 'binance'\n";
-    let mut gw = GatewayProc::start(&t, &routes, &[standin.ca_pem.as_path()], "", keys);
+    let sock_dir = tempfile::tempdir().unwrap();
+    let sock = sock_dir.path().join("run/gw.sock");
+    let mut gw = GatewayProc::start(
+        &t,
+        &routes,
+        &[standin.ca_pem.as_path()],
+        &format!("socket = '{}'", sock.display()),
+        keys,
+    );
     let key = [("X-MBX-APIKEY", BN_API_KEY)];
 
     // Base-URL form: re-signed, verified by the model; only the signature changed.
@@ -622,6 +630,24 @@ fn gateway_resigns_binance_and_refuses_what_it_must() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(echo(&body)["verified"], true);
     assert_eq!(echo(&body)["path"], "/api/v3/openOrders");
+
+    // The Unix socket: the same, the peer from SO_PEERCRED.
+    let out = Command::new("curl")
+        .args(["-s", "--unix-socket", sock.to_str().unwrap(), "-H"])
+        .arg(format!("X-MBX-APIKEY: {BN_API_KEY}"))
+        .arg(format!(
+            "http://gw/api.binance.com/api/v3/account?{}",
+            bot_query("")
+        ))
+        .output()
+        .unwrap();
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(echo(&body)["verified"], true, "{body}");
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&sock).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
 
     // A signed POST with a form body.
     let form =
@@ -744,7 +770,7 @@ fn gateway_resigns_binance_and_refuses_what_it_must() {
         .lines()
         .filter(|l| l.contains("\"event\":\"gateway_reply\""))
         .count();
-    assert_eq!(replies, 4, "{audit}");
+    assert_eq!(replies, 5, "{audit}");
     assert!(audit.contains("\"outcome\":\"upstream 200\""));
     let verify = cli(
         &t,
