@@ -22,9 +22,9 @@
 //! 1. The target: ccxt's proxy-URL form (`/https://api.binance.com/api/v3/account?...`, or the
 //!    same percent-encoded) or the base-URL form (`/<route>/api/v3/account?...`). A host or name
 //!    without a `[[gateway.route]]` is refused: no open proxy.
-//! 2. The client: its uid (and, from the process holding the socket, pid and gid) from the
-//!    kernel's socket table, never from the request; refused when it is the gateway's own uid
-//!    (unless `allow_same_uid`).
+//! 2. The client: its uid, gid and pid from the kernel, never from the request (`SO_PEERCRED` on
+//!    the Unix socket; on loopback TCP the socket's owner in `/proc/net/tcp*` and the process
+//!    holding it); refused when it is the gateway's own uid (unless `allow_same_uid`).
 //! 3. A request carrying no signature field of the route's exchange is public: forwarded
 //!    unchanged (unless the route says `public = false`).
 //! 4. A signed one: the client's rate, the key's allow-list (`[gateway.keys]`, as the agent's),
