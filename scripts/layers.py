@@ -34,6 +34,7 @@ LAYERS = [
     "admin",  # token initialisation for setup and tests
     "asynch",  # the async facade
     "agent",  # the signing agent
+    "gateway",  # the re-signing HTTP gateway (uses the agent's access lists and shutdown)
 ]
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")

@@ -99,6 +99,8 @@ mod custody;
 pub mod doctor;
 mod error;
 pub mod exchanges;
+#[cfg(all(unix, feature = "gateway"))]
+pub mod gateway;
 mod guard;
 mod guardrails;
 mod keys;

@@ -9,8 +9,8 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::{
-    AgentSection, AuditSection, Config, KeysSection, PinSource, PoolSection, SigningSection,
-    MODULE_COPIES_REMOVED,
+    AgentSection, AuditSection, Config, GatewaySection, KeysSection, PinSource, PoolSection,
+    SigningSection, MODULE_COPIES_REMOVED,
 };
 use crate::error::{Error, Result};
 
@@ -57,6 +57,8 @@ pub struct ConfigFile {
     pub keys: Option<KeysSection>,
     /// `[agent]`: the signing agent.
     pub agent: Option<AgentSection>,
+    /// `[gateway]`: the re-signing gateway.
+    pub gateway: Option<GatewaySection>,
 }
 
 impl ConfigFile {
@@ -158,6 +160,7 @@ impl Config {
         config.audit = file.audit;
         config.keys = file.keys;
         config.agent = file.agent;
+        config.gateway = file.gateway;
         Ok(config)
     }
 }

@@ -16,6 +16,7 @@
 mod agent;
 mod audit;
 mod file;
+mod gateway;
 mod keys;
 mod pin;
 mod pool;
@@ -32,6 +33,7 @@ pub use agent::{AgentSection, KeyAccess};
 pub use audit::{AuditSection, Fsync, GroupRef};
 pub use file::ConfigFile;
 pub(crate) use file::Sections;
+pub use gateway::{GatewaySection, RouteSection};
 pub use keys::{KeyPolicySection, KeysSection};
 pub use pin::PinSource;
 pub(crate) use pin::{pin_from_env, read_pin_file};
@@ -105,6 +107,8 @@ pub struct Config {
     pub(crate) keys: Option<KeysSection>,
     /// `[agent]`, for `agent::AgentConfig::from_config`.
     pub(crate) agent: Option<AgentSection>,
+    /// `[gateway]`, for `gateway::GatewayConfig::from_config`.
+    pub(crate) gateway: Option<GatewaySection>,
     /// Passed in `C_Initialize`'s `pReserved` when set (NSS softokn's `configdir=...`).
     pub(crate) module_init_params: Option<String>,
     /// Connect to a module whose custody probe found a non-extractable key getting out.
@@ -133,6 +137,7 @@ impl Config {
             audit: None,
             keys: None,
             agent: None,
+            gateway: None,
             module_init_params: None,
             danger_accept_non_custody_module: false,
             limits: crate::alg::Limits::default(),
@@ -346,6 +351,11 @@ impl Config {
     /// The `[agent]` section, if the file had one.
     pub fn agent_section(&self) -> Option<&AgentSection> {
         self.agent.as_ref()
+    }
+
+    /// The `[gateway]` section, if the file had one.
+    pub fn gateway_section(&self) -> Option<&GatewaySection> {
+        self.gateway.as_ref()
     }
 
     /// Applies a `[pool]` section over the current settings.

@@ -21,6 +21,8 @@ mod exchange_http;
 mod exchanges;
 mod exchanges_asym;
 mod faults;
+#[cfg(feature = "gateway")]
+mod gateway;
 mod guard_hook;
 mod guard_soundness;
 mod guardrails;

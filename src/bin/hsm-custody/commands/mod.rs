@@ -4,6 +4,8 @@
 mod agent;
 mod audit;
 mod doctor;
+#[cfg(feature = "gateway")]
+mod gateway;
 mod key;
 mod sign;
 mod sign_request;
@@ -36,6 +38,9 @@ pub enum Command {
     /// Run a signing agent on a Unix socket: it holds the login, clients send sign requests.
     #[cfg(feature = "agent")]
     Agent(agent::AgentArgs),
+    /// Run the re-signing gateway for unmodified bots (ccxt, freqtrade): docs/gateway.md.
+    #[cfg(feature = "gateway")]
+    Gateway(gateway::GatewayArgs),
     /// Guard rails' audit log: verify the MAC chain, tail, usage summary.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -51,6 +56,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Doctor(args) => doctor::run(global, args),
         #[cfg(feature = "agent")]
         Command::Agent(args) => agent::run(global, args),
+        #[cfg(feature = "gateway")]
+        Command::Gateway(args) => gateway::run(global, args),
         Command::Audit(cmd) => audit::run(global, cmd),
     }
 }

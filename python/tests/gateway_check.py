@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""Stock ccxt through the hsm-custody gateway (issue 28; docs/gateway.md).
+
+For every exchange case of ``oracle.py``, the same request is made twice at the same frozen
+time: by stock ccxt holding the real secret, sent straight to the stand-in exchange (TLS, the
+exchange's host name), and by stock ccxt holding only the placeholder secret, with its URLs
+pointed at the gateway (``hsm_custody.gateway.ccxt_config``), which re-signs it in the token.
+The stand-in verifies each signature with its server-side model and echoes what it received;
+both echoes must be verified and identical (method, path, query, body, headers).
+
+    gateway_check.py plan                          # TSV: host, exchange, key, api key,
+                                                   #      passphrase, secret, b64 (test values)
+    gateway_check.py run GATEWAY STANDIN CA_FILE   # compare; exit 1 when anything differs
+
+Driven by ``tests/integration/gateway.py`` (the Rust test ``gateway::ccxt_python``).
+"""
+
+from __future__ import annotations
+
+import copy
+import http.client
+import json
+import os
+import socket
+import ssl
+import sys
+from typing import Any, Dict, List, Optional, Tuple
+from urllib.parse import urlsplit
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import oracle  # noqa: E402
+
+EXTRA = dict(oracle.EXTRA_KEYS)
+
+
+def cases() -> List[Tuple[oracle.Venue, oracle.Case, str, str]]:
+    """(venue, case, key name, crate exchange id) for every case whose host no earlier venue
+    claimed for another key (a route is one host, one key)."""
+    out = []
+    owner: Dict[str, str] = {}
+    for venue in oracle.VENUES:
+        for case in venue.cases:
+            key = case.key or venue.key
+            exchange = EXTRA.get(key, venue.agent_id)
+            host = host_of(venue, case, key)
+            if owner.setdefault(host, key) != key:
+                continue
+            out.append((venue, case, key, exchange))
+    return out
+
+
+def host_of(venue: oracle.Venue, case: oracle.Case, key: str) -> str:
+    oracle._Clock.refreeze()
+    built = oracle.build(oracle.instance(venue, oracle._secret(key, venue.b64_secret)), case)
+    return urlsplit(built["url"]).netloc.lower()
+
+
+def plan() -> int:
+    seen = set()
+    for venue, case, key, exchange in cases():
+        host = host_of(venue, case, key)
+        if host in seen:
+            continue
+        seen.add(host)
+        print("\t".join([host, exchange, key, venue.api_key, venue.password or "",
+                         oracle._secret(key, venue.b64_secret),
+                         "b64" if venue.b64_secret else "-"]))
+    return 0
+
+
+def send_direct(built: Dict[str, Any], standin: str, ca: str) -> Dict[str, Any]:
+    """Sends ccxt's signed request to the stand-in as if to the exchange (SNI and Host the
+    exchange's), returns the stand-in's echo."""
+    url = urlsplit(built["url"])
+    ip, port = standin.rsplit(":", 1)
+    ctx = ssl.create_default_context(cafile=ca)
+    conn = http.client.HTTPSConnection(url.hostname, int(port), context=ctx, timeout=10)
+    conn.sock = ctx.wrap_socket(socket.create_connection((ip, int(port)), timeout=10),
+                                server_hostname=url.hostname)
+    target = url.path + ("?" + url.query if url.query or "?" in built["url"] else "")
+    body = built["body"]
+    conn.request(built["method"], target, body=body.encode() if isinstance(body, str) else body,
+                 headers={"Host": url.hostname, **dict(built["headers"] or [])})
+    resp = conn.getresponse()
+    data = resp.read()
+    conn.close()
+    return dict(json.loads(data))
+
+
+def through_gateway(venue: oracle.Venue, case: oracle.Case, gateway: str,
+                    routes: Dict[str, str]) -> Dict[str, Any]:
+    import ccxt
+    from hsm_custody.gateway import ccxt_config
+
+    config: Dict[str, Any] = {"apiKey": venue.api_key, "enableRateLimit": False}
+    if venue.password is not None:
+        config["password"] = venue.password
+    config.update(ccxt_config(venue.ccxt_id, gateway, routes))
+    ex = oracle.freeze(getattr(ccxt, venue.ccxt_id)(config))
+    try:
+        return dict(getattr(ex, case.endpoint)(copy.deepcopy(case.params)))
+    except ccxt.ExchangeError as e:
+        # The stand-in's echo is not what this exchange answers on success (OKX's `code` "0",
+        # Bybit's `retCode` ...), so ccxt raises after the round trip, quoting the reply.
+        text = str(e)
+        at = text.find('{"body"')
+        if at < 0:
+            raise
+        return dict(json.JSONDecoder().raw_decode(text[at:])[0])
+
+
+#: Headers ccxt's HTTP layer adds after ``sign`` (so absent from the direct request built from
+#: ``sign``'s output): not authentication.
+ADDED_BY_FETCH = ("x-gate-channel-id",)
+
+
+def comparable(echo: Dict[str, Any]) -> Dict[str, Any]:
+    out = {k: echo.get(k) for k in ("method", "path", "query", "body", "headers")}
+    out["headers"] = {k: v for k, v in (out["headers"] or {}).items() if k not in ADDED_BY_FETCH}
+    return out
+
+
+def run(gateway: str, standin: str, ca: str) -> int:
+    import ccxt
+
+    routes: Dict[str, str] = {}
+    for venue, case, key, _ in cases():
+        host = host_of(venue, case, key)
+        routes[host] = host  # the Rust test names each route after its host
+    failed = False
+    rows = []
+    for venue, case, key, exchange in cases():
+        secret = oracle._secret(key, venue.b64_secret)
+        oracle._Clock.refreeze()
+        stock = oracle.build(oracle.instance(venue, secret), case)
+        try:
+            direct = send_direct(stock, standin, ca)
+            via = through_gateway(venue, case, gateway, routes)
+        except Exception as e:  # noqa: BLE001 - reported in the table
+            failed = True
+            rows.append((venue.ccxt_id, case.label, f"**error** {type(e).__name__}: {e}"))
+            continue
+        problems = []
+        if not direct.get("verified"):
+            problems.append("direct not verified")
+        if not via.get("verified"):
+            problems.append("gateway not verified")
+        if comparable(direct) != comparable(via):
+            diff = [k for k in ("method", "path", "query", "body", "headers")
+                    if comparable(direct)[k] != comparable(via)[k]]
+            problems.append("differs in " + ",".join(diff))
+            print(f"--- {venue.ccxt_id} {case.label}\n  direct:  {comparable(direct)}\n"
+                  f"  gateway: {comparable(via)}", file=sys.stderr)
+        failed = failed or bool(problems) and not case.why
+        rows.append((venue.ccxt_id, case.label, "; ".join(problems) or "identical, verified"))
+    print(f"ccxt {ccxt.__version__} through the gateway, clock frozen per request\n")
+    print("| ccxt id | request | result |\n|---|---|---|")
+    for r in rows:
+        print(f"| {r[0]} | {r[1]} | {r[2]} |")
+    # A withdrawal: refused by the key's policy in the gateway, never sent.
+    venue = oracle.VENUES[0]
+    from hsm_custody.gateway import ccxt_config
+    config: Dict[str, Any] = {"apiKey": venue.api_key, "enableRateLimit": False}
+    config.update(ccxt_config("binance", gateway, routes))
+    ex = oracle.freeze(ccxt.binance(config))
+    oracle._Clock.refreeze()
+    try:
+        ex.sapi_post_capital_withdraw_apply({"coin": "BTC", "address": "bc1qexample",
+                                             "amount": "1"})
+        print("\nwithdrawal: **sent**")
+        failed = True
+    except ccxt.BaseError as e:
+        ok = "policy_denied" in str(e)
+        print(f"\nwithdrawal: refused ({'policy_denied' if ok else e})")
+        failed = failed or not ok
+    return 1 if failed else 0
+
+
+def main(argv: List[str]) -> int:
+    if argv[:1] == ["plan"]:
+        return plan()
+    if argv[:1] == ["run"] and len(argv) == 4:
+        return run(argv[1], argv[2], argv[3])
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

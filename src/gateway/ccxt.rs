@@ -1,0 +1,82 @@
+//! What a ccxt bot needs to reach the gateway without `proxyUrl` (broken in ccxt for Python
+//! 4.5.90): its exchange's `urls["api"]` tree with every routed host's URLs rewritten to the
+//! gateway's base-URL form (`https://api.binance.com/api/v3` becomes
+//! `http://127.0.0.1:8787/binance/api/v3`). The tree comes from ccxt itself, so it is exact for
+//! the installed ccxt; `hsm-custody gateway ccxt-config` and the Python package's
+//! `hsm_custody.gateway.ccxt_config` print or return it for ccxt's constructor (freqtrade:
+//! `ccxt_config`).
+
+use serde_json::Value;
+
+use super::config::GatewayConfig;
+
+/// The ccxt exchange id for a crate exchange id (where they differ), or the id itself.
+pub fn ccxt_id(exchange: &str) -> &str {
+    match exchange {
+        "binance-usdm" => "binanceusdm",
+        "coinbase-exchange" => "coinbaseexchange",
+        "mexc-futures" => "mexc",
+        other => other,
+    }
+}
+
+impl GatewayConfig {
+    /// `tree` (ccxt's `urls["api"]`) with the URLs of every routed host rewritten to
+    /// `<gateway>/<route name>/<path>`; other URLs unchanged. `gateway` is the gateway's URL
+    /// (`http://127.0.0.1:8787`).
+    pub fn rewrite_ccxt_urls(&self, tree: &Value, gateway: &str) -> Value {
+        match tree {
+            Value::String(url) => Value::String(self.rewrite_url(url, gateway)),
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| (k.clone(), self.rewrite_ccxt_urls(v, gateway)))
+                    .collect(),
+            ),
+            Value::Array(items) => Value::Array(
+                items
+                    .iter()
+                    .map(|v| self.rewrite_ccxt_urls(v, gateway))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+
+    fn rewrite_url(&self, url: &str, gateway: &str) -> String {
+        let Some(rest) = url.strip_prefix("https://") else {
+            return url.to_owned();
+        };
+        let end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let host = rest[..end].trim_end_matches(":443").to_ascii_lowercase();
+        match self.routes.iter().find(|r| r.host == host) {
+            Some(route) => format!(
+                "{}/{}{}",
+                gateway.trim_end_matches('/'),
+                route.name,
+                &rest[end..]
+            ),
+            None => url.to_owned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Route;
+    use super::*;
+
+    #[test]
+    fn routed_hosts_are_rewritten_and_others_kept() {
+        let config = GatewayConfig::new("127.0.0.1:8787".parse().unwrap())
+            .route(Route::new("api.binance.com", "binance", "k").named("binance"));
+        let tree = serde_json::json!({
+            "public": "https://api.binance.com/api/v3",
+            "fapiPublic": "https://fapi.binance.com/fapi/v1",
+            "nested": {"x": "https://api.binance.com"}
+        });
+        let out = config.rewrite_ccxt_urls(&tree, "http://127.0.0.1:8787/");
+        assert_eq!(out["public"], "http://127.0.0.1:8787/binance/api/v3");
+        assert_eq!(out["fapiPublic"], "https://fapi.binance.com/fapi/v1");
+        assert_eq!(out["nested"]["x"], "http://127.0.0.1:8787/binance");
+    }
+}
