@@ -148,8 +148,14 @@ impl<'a> Inputs<'a> {
     pub fn expires_s(&self, field: &str, value: &str) -> Result<u64> {
         let s = self.number(field, value)?;
         let ms = s.saturating_mul(1000);
-        if ms + self.limits.skew_ms < self.now_ms
-            || ms > self.now_ms + self.limits.ttl_ms + self.limits.skew_ms
+        // Saturating: an expiry near u64::MAX is refused, not an overflow (found by the fuzz
+        // target `exchange_canonical` through BitMEX's `api-expires`).
+        if ms.saturating_add(self.limits.skew_ms) < self.now_ms
+            || ms
+                > self
+                    .now_ms
+                    .saturating_add(self.limits.ttl_ms)
+                    .saturating_add(self.limits.skew_ms)
         {
             return Err(self.refuse(
                 field,
@@ -285,6 +291,9 @@ mod tests {
         assert!(i.expires_s("expires", "1700000060").is_ok());
         assert!(i.expires_s("expires", "1700000100").is_err());
         assert!(i.expires_s("expires", "1699999000").is_err());
+        // Refused, not an overflow panic (a fuzz find).
+        assert!(i.expires_s("expires", "18446744073709551615").is_err());
+        assert!(i.expires_s("expires", "18446744073709551").is_err());
         assert!(i.recv_window_ms("recv_window", "5000").is_ok());
         assert!(i.recv_window_ms("recv_window", "60001").is_err());
         assert!(i.recv_window_ms("recv_window", "0").is_err());
