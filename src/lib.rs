@@ -114,7 +114,9 @@ pub use custody::{Custody, KeyRef, NewVersion};
 pub use error::{Error, ErrorKind, Result};
 pub use guard::{Guard, LifecycleEvent, SignContext};
 pub use guardrails::{Alert, AlertKind, GuardConfig, Guardrails};
-pub use keys::{KeyFlags, KeyInfo, KeySpec, SecretEncoding, VersionInfo, VersionState};
+pub use keys::{
+    KeyFlags, KeyInfo, KeySpec, SecretEncoding, VersionInfo, VersionOrigin, VersionState,
+};
 pub use secrecy::SecretString;
 pub use sign::{Mac, RequestContext};
 pub use token::pool::PoolStats;

@@ -291,7 +291,7 @@ pub(crate) fn info(session: &Session, meta: &KeyMeta) -> Result<KeyInfo, CkError
     };
     Ok(KeyInfo {
         name: meta.name.clone(),
-        kind: meta.kind.name().into(),
+        kind: Some(meta.kind),
         active_version: active,
         versions: meta.versions.clone(),
         exchange: meta.exchange.clone(),
@@ -333,7 +333,7 @@ pub(crate) fn list(session: &Session) -> Result<Vec<KeyInfo>, CkError> {
                 label.clone(),
                 KeyInfo {
                     name: label,
-                    kind: "foreign".into(),
+                    kind: None,
                     active_version: None,
                     versions: Vec::new(),
                     exchange: None,
