@@ -90,11 +90,14 @@ impl Custody {
     ///
     /// # Errors
     /// [`Error::KeyExists`], [`Error::MechanismUnsupported`] when the module cannot make or use
-    /// such keys, [`Error::SelfCheckFailed`].
+    /// such keys, [`Error::SelfCheckFailed`]; [`Error::Misuse`] for [`KeyKind::Hmac`] (HMAC
+    /// keys are imported from the exchange: [`Custody::import_hmac_secret`]).
     pub fn generate_key(&self, spec: KeySpec, kind: KeyKind) -> Result<KeyInfo> {
         if kind == KeyKind::Hmac {
-            return Err(Error::invalid(
-                "HMAC keys are imported from the exchange, not generated",
+            return Err(Error::Misuse(
+                "generate_key makes key pairs; HMAC keys are imported from the exchange \
+                 (import_hmac_secret)"
+                    .into(),
             ));
         }
         self.create(&spec, Material::Generate(kind))

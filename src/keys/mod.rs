@@ -195,6 +195,8 @@ impl KeySpec {
     pub(crate) fn validate(&self, kind: KeyKind) -> Result<()> {
         validate_name(&self.name)?;
         if kind == KeyKind::Hmac && self.algorithms.is_empty() {
+            // Input, not misuse: an exchange whose keys are not HMAC keys has no algorithms to
+            // give (`key import --exchange coinbase_advanced`).
             return Err(Error::invalid("a key needs at least one algorithm"));
         }
         if let (Some(nb), Some(na)) = (self.not_before, self.not_after) {

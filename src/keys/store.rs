@@ -50,7 +50,7 @@ pub(crate) fn read_meta(
 
 fn encode(meta: &KeyMeta) -> Result<Vec<u8>> {
     meta.check()?;
-    serde_json::to_vec(meta).map_err(|e| Error::invalid(format!("cannot encode metadata: {e}")))
+    serde_json::to_vec(meta).map_err(|e| Error::Internal(format!("cannot encode metadata: {e}")))
 }
 
 /// Writes a new metadata object.
