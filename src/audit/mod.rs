@@ -3,13 +3,15 @@
 //!
 //! ## Line format
 //! One JSON object per line, fields in this order, absent ones left out:
-//! `seq` (1, 2, 3 ... across rotated files), `time` (RFC 3339, UTC), `event` (`chain_start`,
-//! `chain_reset`, `sign`, `sign_failed`, `created`, `rotation_begun`, `promoted`, `retired`,
-//! `revoked`, `login_failed`), `key`, `version`, `versions`, `kind`, `token`, `exchange`,
-//! `method`, `path`, `binding`, `params`, `client`, `sha256` (of the exact bytes signed),
-//! `decision` (`allow`/`deny`), `rule`, `outcome`, `observed`, `chain`, `reason`, `reset`,
-//! `prev_file`, `prev_mac`, and last `mac` (hex). Never a secret, a PIN, a signature or the
-//! message bytes.
+//! `seq` (1, 2, 3 ... across rotated files), `time` (RFC 3339, UTC), `event` ([`Event`]:
+//! `chain_start`, `chain_reset`, `sign`, `sign_failed`, `created`, `rotation_begun`, `promoted`,
+//! `retired`, `revoked`, `login_failed`, `gateway_reply`), `key`, `version`, `versions`, `kind`
+//! ([`crate::KeyKind`]), `token`, `exchange`, `method`, `path`, `binding`, `params`, `client`,
+//! `sha256` (of the exact bytes signed), `decision` ([`Decision`]: `allow`/`deny`), `rule`,
+//! `outcome`, `observed`, `chain`, `reason`, `reset`, `prev_file`, `prev_mac`, and last `mac`
+//! (hex). Never a secret, a PIN, a signature or the message bytes. [`Record`] is a line as data;
+//! its serialised form is this format, byte for byte (lines written before the fields were
+//! typed read and verify as they did: `tests/data/audit-v1`).
 //!
 //! ## Chain
 //! `body_i` is line `i` without its `,"mac":"…"` member (the text up to it, plus `}`);
