@@ -8,6 +8,8 @@ use std::path::Path;
 use std::sync::{mpsc, Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
+use time::OffsetDateTime;
+
 use super::files::{self, LogLock, Pending, PendingLoginFailure};
 use super::head::{sync_dir, Head};
 use super::token_head::{self, TokenHead};
@@ -16,8 +18,6 @@ use super::{
     body_of, chain_id, chain_mac, line_of, now_rfc3339, AuditConfig, Event, Fsync, Record,
     TokenMac, MAC_LEN,
 };
-use time::OffsetDateTime;
-
 use crate::alg::KeyKind;
 use crate::error::{Error, Result};
 

@@ -4,6 +4,8 @@
 use std::fs::{self, OpenOptions};
 use std::io::Write as _;
 
+use time::OffsetDateTime;
+
 use super::super::files::{self, LogLock};
 use super::super::head::{sync_dir, Head};
 use super::super::token_head::{self, TokenHead};
@@ -12,8 +14,6 @@ use super::super::{
     ResetFacts, TokenMac, MAC_LEN,
 };
 use super::path_text;
-use time::OffsetDateTime;
-
 use crate::error::{Error, Result};
 
 /// What [`reset`] did.
