@@ -152,8 +152,12 @@ pub struct Record {
     pub outcome: Option<String>,
     /// `login_failed` buffered by a process that could not log in: when it happened (`time`
     /// is when this line was written). What that process said, unauthenticated until here.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub observed: Option<OffsetDateTime>,
     /// `chain_start` after a rotation: the chain's id (see `docs/guardrails.md`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chain: Option<String>,

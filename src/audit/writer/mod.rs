@@ -15,8 +15,7 @@ use super::head::{sync_dir, Head};
 use super::token_head::{self, TokenHead};
 use super::Connection;
 use super::{
-    body_of, chain_id, chain_mac, line_of, now_rfc3339, AuditConfig, Event, Fsync, Record,
-    TokenMac, MAC_LEN,
+    body_of, chain_id, chain_mac, line_of, AuditConfig, Event, Fsync, Record, TokenMac, MAC_LEN,
 };
 use crate::alg::KeyKind;
 use crate::error::{Error, Result};
@@ -423,7 +422,7 @@ impl Shared {
             rec.token = Some(event.token.clone());
             rec.client = Some(event.client.clone());
             rec.outcome = Some(event.reason.clone());
-            rec.observed = Some(event.time.clone());
+            rec.observed = Some(event.time);
             self.write_record(st, rec)?;
         }
         for _ in 0..pending.unreadable {
@@ -526,7 +525,7 @@ pub fn record_login_failure(config: &AuditConfig, token: &str, reason: &str) -> 
     files::append_pending(
         config,
         &PendingLoginFailure {
-            time: now_rfc3339(),
+            time: OffsetDateTime::now_utc(),
             token: token.to_owned(),
             reason: reason.to_owned(),
             client: files::this_process(),
