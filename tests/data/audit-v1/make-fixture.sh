@@ -1,5 +1,11 @@
 #!/bin/bash
-# Writes an audit log with the pre-change CLI (/tmp/old-hsm-custody) on a fresh SoftHSM2 token.
+# How tests/data/audit-v1 was made: an audit log and a SoftHSM2 token written by the CLI as it
+# was before the audit and key data became typed (commit ef0d9fc, built with
+# `cargo build --features cli,test-util --bin hsm-custody` and copied to /tmp/old-hsm-custody).
+# The token directory, audit.jsonl, audit.jsonl.000000000001 and audit.jsonl.head were copied
+# from $D; list.json, versions.json and summary.json are what that CLI printed for them
+# (`key list --json`, `key versions --json bn`, `audit summary --json --per-minute FILES`).
+# The PIN is a test PIN for this fixture only.
 set -euo pipefail
 B=/tmp/old-hsm-custody
 D=/tmp/fixgen/work
