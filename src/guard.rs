@@ -7,6 +7,7 @@
 //! [`crate::KeyRef::hmac`] call is a *raw* signature (no request context), which a policy may
 //! refuse.
 
+use crate::alg::KeyKind;
 use crate::error::Error;
 use crate::exchanges::Reach;
 
@@ -49,7 +50,7 @@ pub enum LifecycleEvent {
         /// Key name.
         key: String,
         /// Key kind.
-        kind: String,
+        kind: KeyKind,
     },
     /// `rotate begin`: a pending version was added.
     RotationBegun {

@@ -6,7 +6,7 @@ use std::sync::{mpsc, Arc, Mutex, RwLock};
 
 use sha2::{Digest, Sha256};
 
-use crate::audit::{AuditConfig, AuditLog, Connection, Record};
+use crate::audit::{AuditConfig, AuditLog, Connection, Decision, Event, Record};
 use crate::config::{AuditSection, Config, KeysSection, Sections};
 use crate::error::{Error, Result};
 use crate::guard::{Guard, LifecycleEvent, SignContext};
@@ -302,7 +302,7 @@ impl Guardrails {
     }
 }
 
-fn sign_record(event: &str, ctx: &SignContext<'_>) -> Record {
+fn sign_record(event: Event, ctx: &SignContext<'_>) -> Record {
     let mut r = Record::new(event);
     r.key = Some(ctx.key.to_owned());
     r.version = Some(ctx.version);
@@ -322,10 +322,10 @@ fn sign_record(event: &str, ctx: &SignContext<'_>) -> Record {
 
 impl Guard for Guardrails {
     fn check(&self, ctx: &SignContext<'_>) -> Result<()> {
-        let mut rec = sign_record("sign", ctx);
+        let mut rec = sign_record(Event::Sign, ctx);
         match self.decide(ctx) {
             Ok(rule) => {
-                rec.decision = Some("allow".into());
+                rec.decision = Some(Decision::Allow);
                 rec.rule = Some(rule);
                 rec.outcome = Some("sent".into());
                 if let Err(e) = self.record(rec) {
@@ -349,7 +349,7 @@ impl Guard for Guardrails {
                     Refusal::Rate(_) => (AlertKind::RateLimited, "rate_limited"),
                     Refusal::Policy(_) => (AlertKind::Denied, "denied"),
                 };
-                rec.decision = Some("deny".into());
+                rec.decision = Some(Decision::Deny);
                 rec.rule = Some(refusal.rule().to_owned());
                 rec.outcome = Some(outcome.into());
                 if let Err(e) = self.record(rec) {
@@ -372,7 +372,7 @@ impl Guard for Guardrails {
 
     fn signed(&self, ctx: &SignContext<'_>, outcome: Result<(), &Error>) {
         if let Err(e) = outcome {
-            let mut rec = sign_record("sign_failed", ctx);
+            let mut rec = sign_record(Event::SignFailed, ctx);
             rec.outcome = Some(e.to_string());
             if let Err(e) = self.record(rec) {
                 self.alert(AlertKind::AuditFailed, Some(ctx), ctx.key, &e.to_string());
@@ -388,33 +388,33 @@ impl Guard for Guardrails {
         let mut rec;
         match event {
             LifecycleEvent::Created { key, kind } => {
-                rec = Record::new("created");
+                rec = Record::new(Event::Created);
                 rec.key = Some(key.clone());
-                rec.kind = Some(kind.clone());
+                rec.kind = Some(*kind);
             }
             LifecycleEvent::RotationBegun { key, version } => {
-                rec = Record::new("rotation_begun");
+                rec = Record::new(Event::RotationBegun);
                 rec.key = Some(key.clone());
                 rec.version = Some(*version);
             }
             LifecycleEvent::Promoted { key, version } => {
-                rec = Record::new("promoted");
+                rec = Record::new(Event::Promoted);
                 rec.key = Some(key.clone());
                 rec.version = Some(*version);
             }
             LifecycleEvent::Retired { key, versions } => {
-                rec = Record::new("retired");
+                rec = Record::new(Event::Retired);
                 rec.key = Some(key.clone());
                 rec.versions = Some(versions.clone());
             }
             LifecycleEvent::Revoked { key, versions } => {
-                rec = Record::new("revoked");
+                rec = Record::new(Event::Revoked);
                 rec.key = Some(key.clone());
                 rec.versions = Some(versions.clone());
             }
             LifecycleEvent::LoginFailed { token, reason } => {
                 tracing::error!(token = %token, reason = %reason, "token login failed");
-                rec = Record::new("login_failed");
+                rec = Record::new(Event::LoginFailed);
                 rec.token = Some(token.clone());
                 rec.outcome = Some(reason.clone());
             }

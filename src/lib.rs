@@ -64,19 +64,24 @@
 //! | [`exchanges`] | one signer per exchange, the registry, [`exchanges::ExchangeSigner`] |
 //! | `guard` | the [`Guard`] hook: [`SignContext`], [`LifecycleEvent`] |
 //! | [`policy`] | what a key may sign (withdrawal guard, allow/deny, hours, rates) |
-//! | [`audit`] | the chained audit log, MACed in the token with its own key |
+//! | [`audit`] | the chained audit log, MACed in the token with its own key; a line as data ([`audit::Record`], [`audit::Event`], [`audit::Decision`]) |
 //! | `guardrails` | [`Guardrails`]: the crate's guard (policy, rate limits, audit, alerts) |
 //! | `custody/` | [`Custody`] and [`KeyRef`]: connect, lifecycle facade, the guarded signing path, exchange signers for a key |
 //! | [`doctor`] | health checks of a module, a token and its keys |
 //! | `admin` | token initialisation for tests and benches (feature `test-util`) |
 //! | `asynch` | the async facade (feature `tokio`) |
 //! | `agent` | the signing agent, server and client (features `agent`, `agent-client`) |
+//! | `gateway` | the re-signing HTTP gateway for unmodified bots (feature `gateway`) |
 //!
 //! ## Crate features
 //! - `tokio` (default): [`asynch`], the async facade; signs on tokio's blocking pool.
 //! - `agent` (default): the signing agent's server side ([`agent`], `hsm-custody agent`);
 //!   implies `tokio`.
 //! - `agent-client` (default): the agent's client ([`agent::AgentClient`]), std only.
+//! - `gateway` (default): the re-signing HTTP gateway (`gateway`, `hsm-custody gateway`,
+//!   `docs/gateway.md`); implies `agent`, adds hyper and rustls.
+//! - `cli`: the `hsm-custody` command-line tool (clap, anyhow, rpassword); never needed by a
+//!   bot that links the library.
 //! - `test-util`: hooks for tests and benchmarks, never for a release build: `admin` (token
 //!   initialisation), `Custody::danger_fail_lifecycle_after` (fault injection into lifecycle
 //!   writes), `Custody::fast_path_active`. This crate's own tests and benches turn it on
@@ -114,7 +119,9 @@ pub use custody::{Custody, KeyRef, NewVersion};
 pub use error::{Error, ErrorKind, Result};
 pub use guard::{Guard, LifecycleEvent, SignContext};
 pub use guardrails::{Alert, AlertKind, GuardConfig, Guardrails};
-pub use keys::{KeyFlags, KeyInfo, KeySpec, SecretEncoding, VersionInfo, VersionState};
+pub use keys::{
+    KeyFlags, KeyInfo, KeySpec, SecretEncoding, VersionInfo, VersionOrigin, VersionState,
+};
 pub use secrecy::SecretString;
 pub use sign::{Mac, RequestContext};
 pub use token::pool::PoolStats;

@@ -156,7 +156,8 @@ impl LogLock {
 /// A login failure noted by a process that could not log in (so could not MAC a line).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct PendingLoginFailure {
-    pub time: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub time: time::OffsetDateTime,
     pub token: String,
     pub reason: String,
     pub client: String,

@@ -3,13 +3,15 @@
 //!
 //! ## Line format
 //! One JSON object per line, fields in this order, absent ones left out:
-//! `seq` (1, 2, 3 ... across rotated files), `time` (RFC 3339, UTC), `event` (`chain_start`,
-//! `chain_reset`, `sign`, `sign_failed`, `created`, `rotation_begun`, `promoted`, `retired`,
-//! `revoked`, `login_failed`), `key`, `version`, `versions`, `kind`, `token`, `exchange`,
-//! `method`, `path`, `binding`, `params`, `client`, `sha256` (of the exact bytes signed),
-//! `decision` (`allow`/`deny`), `rule`, `outcome`, `observed`, `chain`, `reason`, `reset`,
-//! `prev_file`, `prev_mac`, and last `mac` (hex). Never a secret, a PIN, a signature or the
-//! message bytes.
+//! `seq` (1, 2, 3 ... across rotated files), `time` (RFC 3339, UTC), `event` ([`Event`]:
+//! `chain_start`, `chain_reset`, `sign`, `sign_failed`, `created`, `rotation_begun`, `promoted`,
+//! `retired`, `revoked`, `login_failed`, `gateway_reply`), `key`, `version`, `versions`, `kind`
+//! ([`crate::KeyKind`]), `token`, `exchange`, `method`, `path`, `binding`, `params`, `client`,
+//! `sha256` (of the exact bytes signed), `decision` ([`Decision`]: `allow`/`deny`), `rule`,
+//! `outcome`, `observed`, `chain`, `reason`, `reset`, `prev_file`, `prev_mac`, and last `mac`
+//! (hex). Never a secret, a PIN, a signature or the message bytes. [`Record`] is a line as data;
+//! its serialised form is this format, byte for byte (lines written before the fields were
+//! typed read and verify as they did: `tests/data/audit-v1`).
 //!
 //! ## Chain
 //! `body_i` is line `i` without its `,"mac":"…"` member (the text up to it, plus `}`);
@@ -28,6 +30,7 @@
 
 mod files;
 mod head;
+mod record;
 mod summary;
 mod token_head;
 mod verify;
@@ -36,13 +39,12 @@ mod writer;
 use std::path::PathBuf;
 use std::sync::{Arc, Weak};
 
-use serde::{Deserialize, Serialize};
-
 use crate::config::{AuditSection, GroupRef};
 use crate::error::{Error, Result};
 use crate::keys::Vault;
 
 pub use files::{is_sidecar, lock_path_for, pending_path_for};
+pub use record::{Decision, Event, Record, ResetFacts};
 pub use summary::{summarize, tail, KeyUsage, Summary};
 pub use verify::{verify, Problem, ProblemKind, Reset, VerifyReport};
 pub use writer::{record_login_failure, reset, AuditLog, ResetReport};
@@ -146,132 +148,6 @@ pub fn head_path_for(log: &std::path::Path) -> PathBuf {
     let mut name = log.as_os_str().to_owned();
     name.push(".head");
     PathBuf::from(name)
-}
-
-/// One audit line (without its MAC).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[non_exhaustive]
-pub struct Record {
-    /// Position in the chain, from 1.
-    pub seq: u64,
-    /// When it was written (RFC 3339, UTC).
-    pub time: String,
-    /// What happened.
-    pub event: String,
-    /// Key name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key: Option<String>,
-    /// Key version.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub version: Option<u32>,
-    /// Versions affected (retire, revoke).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub versions: Option<Vec<u32>>,
-    /// Key kind (created).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
-    /// Token label (login failures).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token: Option<String>,
-    /// Exchange id of the request.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exchange: Option<String>,
-    /// HTTP method of the request.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub method: Option<String>,
-    /// The endpoint the exchange will execute (the signed path, or the endpoint a signed body
-    /// names); for exchanges that do not sign the path, the one the caller named.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
-    /// What the exchange's signature binds (`method,path,query,body,time` ...).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub binding: Option<String>,
-    /// Where the path is not signed: every parameter name the exchange will read, which decides
-    /// where the signature is good.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub params: Option<Vec<String>>,
-    /// Who asked for the signature, when the signer was told (the agent: `uid=… pid=…`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client: Option<String>,
-    /// SHA-256 (hex) of the bytes signed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sha256: Option<String>,
-    /// `allow` or `deny`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub decision: Option<String>,
-    /// The rule that decided.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rule: Option<String>,
-    /// What happened next (`sent`, `denied`, `rate_limited`, an error message).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub outcome: Option<String>,
-    /// `login_failed` buffered by a process that could not log in: when it happened (`time`
-    /// is when this line was written). What that process said, unauthenticated until here.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed: Option<String>,
-    /// `chain_start` after a rotation: the chain's id (see `docs/guardrails.md`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub chain: Option<String>,
-    /// `chain_reset`: why the operator started a new chain.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// `chain_reset`: what was known of the old chain's end.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reset: Option<ResetFacts>,
-    /// `chain_start`: the file that holds the previous line.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prev_file: Option<String>,
-    /// `chain_start`: MAC of the previous line (hex; zeros for a new chain).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prev_mac: Option<String>,
-}
-
-/// What a `chain_reset` line records of the chain it ends: its id, the last line its active
-/// file held, the line its head file recorded, and the line the token's chain head recorded
-/// (each `None` when missing or unreadable). Lines between the file's last and the higher of
-/// the two heads were lost before the reset.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[non_exhaustive]
-pub struct ResetFacts {
-    /// The old chain's id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub old_chain: Option<String>,
-    /// The file the old chain's active file was renamed to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub old_file: Option<String>,
-    /// `seq` of the old active file's last readable line.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub file_seq: Option<u64>,
-    /// Its MAC (hex).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub file_mac: Option<String>,
-    /// `seq` the old head file recorded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub head_seq: Option<u64>,
-    /// `seq` the token's chain head recorded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token_seq: Option<u64>,
-}
-
-impl ResetFacts {
-    /// How many lines the old chain is known to have lost: from the file's last line up to the
-    /// higher head; `None` when no head was known (a loss cannot be ruled out).
-    pub fn lost_lines(&self) -> Option<u64> {
-        let head = self.head_seq.max(self.token_seq)?;
-        Some(head.saturating_sub(self.file_seq.unwrap_or(0)))
-    }
-}
-
-impl Record {
-    /// A record of `event` (seq and time are set when it is written).
-    pub fn new(event: &str) -> Self {
-        Record {
-            event: event.to_owned(),
-            ..Record::default()
-        }
-    }
 }
 
 pub(crate) const MAC_LEN: usize = 32;
@@ -425,19 +301,13 @@ pub(crate) fn same_mac(a: &[u8; MAC_LEN], b: &[u8; MAC_LEN]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-pub(crate) fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn lines_round_trip_and_keep_the_mac_last() {
-        let mut rec = Record::new("sign");
+        let mut rec = Record::new(Event::Sign);
         rec.seq = 7;
         rec.key = Some("k".into());
         rec.path = Some("/a\"b".into());

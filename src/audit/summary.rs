@@ -6,7 +6,9 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
-use super::parse_line;
+use time::{OffsetDateTime, Time, UtcOffset};
+
+use super::{parse_line, Decision, Event};
 use crate::error::{Error, Result};
 
 /// One key's usage.
@@ -22,22 +24,22 @@ pub struct KeyUsage {
     /// Signatures the token failed.
     pub failed: u64,
     /// Time of the first and the last attempt.
-    pub first_use: Option<String>,
+    pub first_use: Option<OffsetDateTime>,
     /// See `first_use`.
-    pub last_use: Option<String>,
-    /// Allowed signatures per minute (`YYYY-MM-DDTHH:MM` in UTC).
-    pub per_minute: BTreeMap<String, u64>,
+    pub last_use: Option<OffsetDateTime>,
+    /// Allowed signatures per minute: the minute's start (UTC) and the count.
+    pub per_minute: BTreeMap<OffsetDateTime, u64>,
     /// Denials by rule.
     pub denied_by_rule: BTreeMap<String, u64>,
 }
 
 impl KeyUsage {
     /// The busiest minute and its count.
-    pub fn peak_minute(&self) -> Option<(&str, u64)> {
+    pub fn peak_minute(&self) -> Option<(OffsetDateTime, u64)> {
         self.per_minute
             .iter()
             .max_by_key(|(_, n)| **n)
-            .map(|(m, n)| (m.as_str(), *n))
+            .map(|(m, n)| (*m, *n))
     }
 }
 
@@ -80,22 +82,21 @@ pub fn summarize(files: &[PathBuf]) -> Result<Summary> {
                 s.unreadable += 1;
                 continue;
             };
-            match rec.event.as_str() {
-                "sign" | "sign_failed" => {
+            match rec.event {
+                Event::Sign | Event::SignFailed => {
                     let Some(key) = rec.key.clone() else { continue };
                     let u = s.keys.entry(key).or_default();
-                    if u.first_use.as_deref().is_none_or(|t| rec.time.as_str() < t) {
-                        u.first_use = Some(rec.time.clone());
+                    if u.first_use.is_none_or(|t| rec.time < t) {
+                        u.first_use = Some(rec.time);
                     }
-                    if u.last_use.as_deref().is_none_or(|t| rec.time.as_str() > t) {
-                        u.last_use = Some(rec.time.clone());
+                    if u.last_use.is_none_or(|t| rec.time > t) {
+                        u.last_use = Some(rec.time);
                     }
-                    if rec.event == "sign_failed" {
+                    if rec.event == Event::SignFailed {
                         u.failed += 1;
-                    } else if rec.decision.as_deref() == Some("allow") {
+                    } else if rec.decision == Some(Decision::Allow) {
                         u.signed += 1;
-                        let minute = rec.time.get(..16).unwrap_or(&rec.time).to_owned();
-                        *u.per_minute.entry(minute).or_default() += 1;
+                        *u.per_minute.entry(minute_of(rec.time)).or_default() += 1;
                     } else {
                         u.denied += 1;
                         if rec.outcome.as_deref() == Some("rate_limited") {
@@ -105,14 +106,20 @@ pub fn summarize(files: &[PathBuf]) -> Result<Summary> {
                         *u.denied_by_rule.entry(rule).or_default() += 1;
                     }
                 }
-                "login_failed" => s.login_failures += 1,
-                "chain_reset" => s.resets += 1,
-                "chain_start" => {}
+                Event::LoginFailed => s.login_failures += 1,
+                Event::ChainReset => s.resets += 1,
+                Event::ChainStart => {}
                 _ => s.lifecycle += 1,
             }
         }
     }
     Ok(s)
+}
+
+/// The start of `time`'s minute, in UTC.
+fn minute_of(time: OffsetDateTime) -> OffsetDateTime {
+    let utc = time.to_offset(UtcOffset::UTC);
+    utc.replace_time(Time::from_hms(utc.hour(), utc.minute(), 0).unwrap_or(Time::MIDNIGHT))
 }
 
 /// The last `n` lines of `file`, as written.

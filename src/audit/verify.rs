@@ -8,7 +8,8 @@ use super::head::Head;
 use super::token_head::{self, TokenHead};
 use super::Connection;
 use super::{
-    chain_id, chain_mac, decode_mac, parse_line, same_mac, Record, ResetFacts, TokenMac, MAC_LEN,
+    chain_id, chain_mac, decode_mac, parse_line, same_mac, Event, Record, ResetFacts, TokenMac,
+    MAC_LEN,
 };
 use crate::error::{Error, Result};
 
@@ -41,7 +42,7 @@ pub struct Reset {
     /// Its `seq`.
     pub seq: u64,
     /// When.
-    pub time: String,
+    pub time: time::OffsetDateTime,
     /// Why, as the operator said.
     pub reason: String,
     /// What it records of the old chain's end.
@@ -148,7 +149,7 @@ pub fn verify(
         .rposition(|(first, _)| {
             first
                 .as_ref()
-                .is_some_and(|(r, _)| r.event == "chain_reset")
+                .is_some_and(|(r, _)| r.event == Event::ChainReset)
         })
         .unwrap_or(0);
     let token = match (&head, ordered.last()) {
@@ -305,10 +306,10 @@ impl Chain<'_> {
         body: &str,
         line_mac: &[u8; MAC_LEN],
     ) -> std::result::Result<(), (ProblemKind, String)> {
-        if n == 1 && rec.event == "chain_reset" {
+        if n == 1 && rec.event == Event::ChainReset {
             self.check_reset(rec)?;
         } else if n == 1 {
-            if rec.event != "chain_start" {
+            if rec.event != Event::ChainStart {
                 return Err((
                     ProblemKind::Chain,
                     "the file does not start with `chain_start` (its first lines were removed?)"
@@ -421,7 +422,7 @@ impl Chain<'_> {
         self.reset = Some(Reset {
             file: PathBuf::new(),
             seq: rec.seq,
-            time: rec.time.clone(),
+            time: rec.time,
             reason: rec.reason.clone().unwrap_or_default(),
             facts,
         });

@@ -65,7 +65,7 @@ impl ConfigFile {
     /// Reads and parses a configuration file.
     ///
     /// # Errors
-    /// [`Error::Io`] when the file cannot be read; [`Error::Config`] naming the file, line,
+    /// [`Error::ConfigFile`] when the file cannot be read; [`Error::Config`] naming the file, line,
     /// column and table of the first problem.
     pub fn from_toml_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
@@ -183,7 +183,7 @@ impl Sections {
 }
 
 fn read_file(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|source| Error::Io {
+    std::fs::read_to_string(path).map_err(|source| Error::ConfigFile {
         what: "config file",
         path: path.to_owned(),
         source,

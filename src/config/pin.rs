@@ -42,7 +42,7 @@ pub(crate) fn read_pin_file(path: &Path) -> Result<SecretString> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let meta = fs::metadata(path).map_err(|source| Error::Io {
+        let meta = fs::metadata(path).map_err(|source| Error::ConfigFile {
             what: "PIN file",
             path: path.to_owned(),
             source,
@@ -57,7 +57,7 @@ pub(crate) fn read_pin_file(path: &Path) -> Result<SecretString> {
     // Bounded read: a PIN is short, and a path such as `/dev/zero` must give an error, not
     // exhaust memory (found by the config fuzz target).
     const MAX_PIN_FILE: u64 = 1024;
-    let io = |source| Error::Io {
+    let io = |source| Error::ConfigFile {
         what: "PIN file",
         path: path.to_owned(),
         source,

@@ -36,10 +36,11 @@ impl fmt::Debug for NewVersion {
 impl Custody {
     /// Creates a key (version 1) and reports it to the guard.
     fn create(&self, spec: &KeySpec, material: Material) -> Result<KeyInfo> {
+        let kind = material.kind();
         let info = self.inner.vault.lifecycle().create(spec, material)?;
         self.report(LifecycleEvent::Created {
             key: info.name.clone(),
-            kind: info.kind.clone(),
+            kind,
         });
         Ok(info)
     }
@@ -89,11 +90,14 @@ impl Custody {
     ///
     /// # Errors
     /// [`Error::KeyExists`], [`Error::MechanismUnsupported`] when the module cannot make or use
-    /// such keys, [`Error::SelfCheckFailed`].
+    /// such keys, [`Error::SelfCheckFailed`]; [`Error::Misuse`] for [`KeyKind::Hmac`] (HMAC
+    /// keys are imported from the exchange: [`Custody::import_hmac_secret`]).
     pub fn generate_key(&self, spec: KeySpec, kind: KeyKind) -> Result<KeyInfo> {
         if kind == KeyKind::Hmac {
-            return Err(Error::invalid(
-                "HMAC keys are imported from the exchange, not generated",
+            return Err(Error::Misuse(
+                "generate_key makes key pairs; HMAC keys are imported from the exchange \
+                 (import_hmac_secret)"
+                    .into(),
             ));
         }
         self.create(&spec, Material::Generate(kind))
@@ -120,7 +124,7 @@ impl Custody {
     /// [`Error::WrongKeyKind`], and the import/generation errors.
     pub fn rotate_begin(&self, spec: KeySpec, new: NewVersion) -> Result<VersionInfo> {
         let name = spec.name.clone();
-        let kind = self.key_info(&name)?.kind.parse::<KeyKind>()?;
+        let kind = self.inner.vault.lifecycle().kind(&name)?;
         let material = match new {
             NewVersion::Hmac(secret) => Material::Hmac(secret),
             NewVersion::Generate => Material::Generate(kind),

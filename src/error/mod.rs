@@ -35,6 +35,20 @@ pub enum Error {
     #[error("configuration: {0}")]
     Config(String),
 
+    /// A file the configuration names (the config file, the PIN file) cannot be read: a
+    /// configuration error like [`Error::Config`] (a service restarted on it fails again), with
+    /// the I/O error kept as the source.
+    #[error("configuration: {what} `{path}`: {source}")]
+    ConfigFile {
+        /// What the file is (`config file`, `PIN file`).
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
     /// The PKCS#11 module could not be loaded or initialised.
     #[error("cannot load PKCS#11 module `{path}`: {reason}")]
     ModuleLoad {
@@ -353,7 +367,7 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         use ErrorKind as K;
         match self {
-            Error::Config(_) => K::Config,
+            Error::Config(_) | Error::ConfigFile { .. } => K::Config,
             Error::InvalidInput(_) | Error::RequestRefused { .. } => K::InvalidInput,
             Error::KeyNotFound { .. } | Error::VersionNotFound { .. } => K::KeyNotFound,
             Error::KeyExists { .. } => K::KeyExists,
@@ -466,6 +480,15 @@ mod tests {
         let rule = || ("k".to_owned(), "r".to_owned());
         let cases: Vec<(Error, &str, u8)> = vec![
             (Error::Config("c".into()), "token", 2),
+            (
+                Error::ConfigFile {
+                    what: "PIN file",
+                    path: "/p".into(),
+                    source: std::io::ErrorKind::NotFound.into(),
+                },
+                "token",
+                2,
+            ),
             (Error::invalid("x"), "invalid_input", 2),
             (
                 Error::RequestRefused {

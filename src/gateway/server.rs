@@ -711,7 +711,7 @@ async fn audit(shared: &Shared, route: &Route, http: &Http, peer: Peer, outcome:
     let Some(guard) = shared.guard.clone() else {
         return;
     };
-    let mut rec = crate::audit::Record::new("gateway_reply");
+    let mut rec = crate::audit::Record::new(crate::audit::Event::GatewayReply);
     rec.key = Some(route.key.clone());
     rec.exchange = Some(route.exchange.clone());
     rec.method = Some(http.method.clone());

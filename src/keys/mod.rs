@@ -195,6 +195,8 @@ impl KeySpec {
     pub(crate) fn validate(&self, kind: KeyKind) -> Result<()> {
         validate_name(&self.name)?;
         if kind == KeyKind::Hmac && self.algorithms.is_empty() {
+            // Input, not misuse: an exchange whose keys are not HMAC keys has no algorithms to
+            // give (`key import --exchange coinbase_advanced`).
             return Err(Error::invalid("a key needs at least one algorithm"));
         }
         if let (Some(nb), Some(na)) = (self.not_before, self.not_after) {
@@ -299,8 +301,9 @@ pub struct VersionInfo {
     pub version: u32,
     /// State.
     pub state: VersionState,
-    /// Creation time, RFC 3339 UTC.
-    pub created: String,
+    /// Creation time (UTC, whole seconds; stored as RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    pub created: time::OffsetDateTime,
     /// First valid day (UTC), if limited.
     pub not_before: Option<time::Date>,
     /// Last valid day (UTC), if limited.
@@ -308,8 +311,8 @@ pub struct VersionInfo {
     /// Length of the secret as given (HMAC), in bytes.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub secret_len: Option<usize>,
-    /// `imported`, `generated` or `adopted`.
-    pub origin: String,
+    /// How the version's key came into the token.
+    pub origin: VersionOrigin,
     /// For an adopted key: the `CKA_ID` (hex) its object already had, which the crate keeps
     /// instead of its own `hsm-custody/v<n>` id.
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -328,13 +331,38 @@ impl VersionInfo {
     }
 
     /// Age in whole days since creation.
-    pub fn age_days(&self, now: time::OffsetDateTime) -> Option<i64> {
-        time::OffsetDateTime::parse(
-            &self.created,
-            &time::format_description::well_known::Rfc3339,
-        )
-        .ok()
-        .map(|c| (now - c).whole_days())
+    pub fn age_days(&self, now: time::OffsetDateTime) -> i64 {
+        (now - self.created).whole_days()
+    }
+}
+
+/// How a version's key came into the token (stored as `imported`, `generated`, `adopted`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum VersionOrigin {
+    /// Imported: an exchange's HMAC secret or an Ed25519 seed given to the crate.
+    Imported,
+    /// Generated in the token.
+    Generated,
+    /// Adopted: a key object that was in the token before the crate managed it.
+    Adopted,
+}
+
+impl VersionOrigin {
+    /// `imported`, `generated` or `adopted`.
+    pub fn name(self) -> &'static str {
+        match self {
+            VersionOrigin::Imported => "imported",
+            VersionOrigin::Generated => "generated",
+            VersionOrigin::Adopted => "adopted",
+        }
+    }
+}
+
+impl fmt::Display for VersionOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -344,8 +372,10 @@ impl VersionInfo {
 pub struct KeyInfo {
     /// Key name (the token label).
     pub name: String,
-    /// `hmac`, `ed25519`, `p256`, `rsa2048`, or `foreign` for a key this crate did not create.
-    pub kind: String,
+    /// The key's kind; `None` for a key without the crate's metadata (a foreign key, or an
+    /// interrupted first import: `managed` is false). Serialised as `foreign` then.
+    #[serde(serialize_with = "kind_or_foreign")]
+    pub kind: Option<KeyKind>,
     /// The active version, if any.
     pub active_version: Option<u32>,
     /// Every version ever made, with states.
@@ -360,6 +390,14 @@ pub struct KeyInfo {
     pub managed: bool,
     /// The active version's key object flags as the token reports them.
     pub flags: KeyFlags,
+}
+
+/// `KeyInfo.kind` as `key list --json` has always shown it: the kind's name, or `foreign`.
+fn kind_or_foreign<S: serde::Serializer>(
+    kind: &Option<KeyKind>,
+    serializer: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    serializer.serialize_str(kind.map_or("foreign", KeyKind::name))
 }
 
 impl KeyInfo {
@@ -484,11 +522,11 @@ mod version_tests {
         let v = VersionInfo {
             version: 1,
             state: VersionState::Active,
-            created: "2026-01-01T00:00:00Z".into(),
+            created: time::macros::datetime!(2026-01-01 00:00 UTC),
             not_before: Some(d("2026-01-10")),
             not_after: Some(d("2026-01-20")),
             secret_len: None,
-            origin: "imported".into(),
+            origin: VersionOrigin::Imported,
             object_id: None,
         };
         assert!(!v.valid_on(d("2026-01-09")));
@@ -496,5 +534,34 @@ mod version_tests {
         assert!(v.valid_on(d("2026-01-20")));
         assert!(!v.valid_on(d("2026-01-21")));
         assert_eq!(v.days_until_expiry(d("2026-01-18")), Some(2));
+        assert_eq!(
+            v.age_days(time::macros::datetime!(2026-01-31 23:59 UTC)),
+            30
+        );
+        let stored = serde_json::to_value(&v).unwrap();
+        assert_eq!(stored["created"], "2026-01-01T00:00:00Z");
+        assert_eq!(stored["origin"], "imported");
+        assert_eq!(serde_json::from_value::<VersionInfo>(stored).unwrap(), v);
+    }
+
+    #[test]
+    fn a_key_without_metadata_shows_as_foreign() {
+        let info = KeyInfo {
+            name: "legacy".into(),
+            kind: None,
+            active_version: None,
+            versions: Vec::new(),
+            exchange: None,
+            encoding: None,
+            algorithms: Vec::new(),
+            managed: false,
+            flags: KeyFlags::default(),
+        };
+        assert_eq!(serde_json::to_value(&info).unwrap()["kind"], "foreign");
+        let hmac = KeyInfo {
+            kind: Some(KeyKind::Hmac),
+            ..info
+        };
+        assert_eq!(serde_json::to_value(&hmac).unwrap()["kind"], "hmac");
     }
 }

@@ -50,7 +50,7 @@ pub(crate) fn read_meta(
 
 fn encode(meta: &KeyMeta) -> Result<Vec<u8>> {
     meta.check()?;
-    serde_json::to_vec(meta).map_err(|e| Error::invalid(format!("cannot encode metadata: {e}")))
+    serde_json::to_vec(meta).map_err(|e| Error::Internal(format!("cannot encode metadata: {e}")))
 }
 
 /// Writes a new metadata object.
@@ -291,7 +291,7 @@ pub(crate) fn info(session: &Session, meta: &KeyMeta) -> Result<KeyInfo, CkError
     };
     Ok(KeyInfo {
         name: meta.name.clone(),
-        kind: meta.kind.name().into(),
+        kind: Some(meta.kind),
         active_version: active,
         versions: meta.versions.clone(),
         exchange: meta.exchange.clone(),
@@ -333,7 +333,7 @@ pub(crate) fn list(session: &Session) -> Result<Vec<KeyInfo>, CkError> {
                 label.clone(),
                 KeyInfo {
                     name: label,
-                    kind: "foreign".into(),
+                    kind: None,
                     active_version: None,
                     versions: Vec::new(),
                     exchange: None,

@@ -166,22 +166,24 @@ fn config_with_unknown_keys_or_bad_values_is_a_config_error() {
     assert!(
         matches!(
             err,
-            Error::Io {
+            Error::ConfigFile {
                 what: "config file",
                 ..
             }
         ),
         "{err:?}"
     );
+    assert_eq!(err.kind(), hsm_custody::ErrorKind::Config, "{err:?}");
     let err = Config::new("/m.so", "t").pin_file(missing).unwrap_err();
     assert!(
         matches!(
             err,
-            Error::Io {
+            Error::ConfigFile {
                 what: "PIN file",
                 ..
             }
         ),
         "{err:?}"
     );
+    assert_eq!(err.kind(), hsm_custody::ErrorKind::Config, "{err:?}");
 }

@@ -170,7 +170,7 @@ fn every_creator_reports_the_new_key_to_the_guard() {
         .unwrap()
         .iter()
         .map(|e| match e {
-            LifecycleEvent::Created { key, kind } => (key.clone(), kind.clone()),
+            LifecycleEvent::Created { key, kind } => (key.clone(), kind.name().to_owned()),
             other => panic!("only creations happened: {other:?}"),
         })
         .collect();

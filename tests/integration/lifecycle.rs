@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use cryptoki::object::{Attribute, AttributeInfo, AttributeType, ObjectClass};
 use hsm_custody::{
-    Custody, Error, HmacAlg, KeyKind, KeySpec, NewVersion, SecretString, VersionState,
+    Custody, Error, HmacAlg, KeyKind, KeySpec, NewVersion, SecretString, VersionOrigin,
+    VersionState,
 };
 
 use crate::common::{fresh_token, software_hmac, TestToken};
@@ -612,9 +613,9 @@ fn vendor_provisioned_keys_are_adopted_checked_and_proven() {
                 .algorithms(&[HmacAlg::HmacSha256]),
         )
         .unwrap();
-    assert_eq!(info.kind, "hmac");
+    assert_eq!(info.kind, Some(KeyKind::Hmac));
     assert!(info.managed && info.flags.is_hardened(), "{info:?}");
-    assert_eq!(info.versions[0].origin, "adopted");
+    assert_eq!(info.versions[0].origin, VersionOrigin::Adopted);
     assert_eq!(
         info.versions[0].object_id.as_deref(),
         Some(hex::encode(b"ceremony-0001").as_str())

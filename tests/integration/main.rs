@@ -10,6 +10,7 @@ mod agent;
 mod async_api;
 mod attacks;
 mod audit;
+mod audit_compat;
 mod audit_hardening;
 mod bad_input;
 mod cli_config;

@@ -8,14 +8,16 @@ use std::path::Path;
 use std::sync::{mpsc, Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
+use time::OffsetDateTime;
+
 use super::files::{self, LogLock, Pending, PendingLoginFailure};
 use super::head::{sync_dir, Head};
 use super::token_head::{self, TokenHead};
 use super::Connection;
 use super::{
-    body_of, chain_id, chain_mac, line_of, now_rfc3339, AuditConfig, Fsync, Record, TokenMac,
-    MAC_LEN,
+    body_of, chain_id, chain_mac, line_of, AuditConfig, Event, Fsync, Record, TokenMac, MAC_LEN,
 };
+use crate::alg::KeyKind;
 use crate::error::{Error, Result};
 
 mod recover;
@@ -143,9 +145,9 @@ impl AuditLog {
             // A key just generated for the log is recorded: on the new chain's first line
             // (`key`, `kind`, rule `audit-key`), or on a line of its own.
             let mut key_line = created.then(|| {
-                let mut rec = Record::new("created");
+                let mut rec = Record::new(Event::Created);
                 rec.key = Some(shared.config.key.clone());
-                rec.kind = Some("hmac".into());
+                rec.kind = Some(KeyKind::Hmac);
                 rec.rule = Some("audit-key".into());
                 rec
             });
@@ -228,7 +230,7 @@ impl Shared {
             return Err(Error::AuditFailed(why.clone()));
         }
         rec.seq = st.seq + 1;
-        rec.time = now_rfc3339();
+        rec.time = OffsetDateTime::now_utc();
         let body = body_of(&rec)?;
         let mac = chain_mac(&self.mac, &st.prev, &body)?;
         let mut line = line_of(&body, &mac);
@@ -394,7 +396,7 @@ impl Shared {
         st.file = open_append(&self.config, true)?;
         st.size = 0;
         st.file_first_seq = st.seq + 1;
-        let mut rec = Record::new("chain_start");
+        let mut rec = Record::new(Event::ChainStart);
         if let Some(created) = key_created {
             rec.key = created.key;
             rec.kind = created.kind;
@@ -416,15 +418,15 @@ impl Shared {
             return Ok(());
         };
         for event in &pending.events {
-            let mut rec = Record::new("login_failed");
+            let mut rec = Record::new(Event::LoginFailed);
             rec.token = Some(event.token.clone());
             rec.client = Some(event.client.clone());
             rec.outcome = Some(event.reason.clone());
-            rec.observed = Some(event.time.clone());
+            rec.observed = Some(event.time);
             self.write_record(st, rec)?;
         }
         for _ in 0..pending.unreadable {
-            let mut rec = Record::new("login_failed");
+            let mut rec = Record::new(Event::LoginFailed);
             rec.outcome = Some("unreadable entry in the pending login failures".into());
             self.write_record(st, rec)?;
         }
@@ -523,7 +525,7 @@ pub fn record_login_failure(config: &AuditConfig, token: &str, reason: &str) -> 
     files::append_pending(
         config,
         &PendingLoginFailure {
-            time: now_rfc3339(),
+            time: OffsetDateTime::now_utc(),
             token: token.to_owned(),
             reason: reason.to_owned(),
             client: files::this_process(),

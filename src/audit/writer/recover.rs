@@ -7,7 +7,7 @@ use std::time::Instant;
 use super::super::head::Head;
 use super::super::token_head;
 use super::super::{
-    chain_id, chain_mac, decode_mac, parse_line, same_mac, AuditConfig, TokenMac, MAC_LEN,
+    chain_id, chain_mac, decode_mac, parse_line, same_mac, AuditConfig, Event, TokenMac, MAC_LEN,
 };
 use super::{crash_window, open_append, State, WHAT_TO_DO};
 use crate::error::{Error, Result};
@@ -136,7 +136,9 @@ pub(super) fn recover(
             .as_deref()
             .and_then(decode_mac)
             .ok_or_else(|| broken(1, "`chain_start` has no valid `prev_mac`".into()))?;
-        if first.event != "chain_start" || first.seq != head.seq + 1 || !same_mac(&prev, &head.mac)
+        if first.event != Event::ChainStart
+            || first.seq != head.seq + 1
+            || !same_mac(&prev, &head.mac)
         {
             return Err(broken(
                 1,

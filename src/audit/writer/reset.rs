@@ -4,12 +4,14 @@
 use std::fs::{self, OpenOptions};
 use std::io::Write as _;
 
+use time::OffsetDateTime;
+
 use super::super::files::{self, LogLock};
 use super::super::head::{sync_dir, Head};
 use super::super::token_head::{self, TokenHead};
 use super::super::{
-    body_of, chain_id, chain_mac, line_of, now_rfc3339, parse_line, AuditConfig, Connection,
-    Record, ResetFacts, TokenMac, MAC_LEN,
+    body_of, chain_id, chain_mac, line_of, parse_line, AuditConfig, Connection, Event, Record,
+    ResetFacts, TokenMac, MAC_LEN,
 };
 use super::path_text;
 use crate::error::{Error, Result};
@@ -139,9 +141,9 @@ pub fn reset(custody: &impl Connection, config: &AuditConfig, reason: &str) -> R
         .flatten()
         .max()
         .unwrap_or(0);
-    let mut rec = Record::new("chain_reset");
+    let mut rec = Record::new(Event::ChainReset);
     rec.seq = last + 1;
-    rec.time = now_rfc3339();
+    rec.time = OffsetDateTime::now_utc();
     rec.reason = Some(reason.to_owned());
     rec.reset = Some(facts.clone());
     rec.prev_file = facts.old_file.clone();

@@ -1,12 +1,14 @@
 //! From a command's outcome to the process's exit: the error and its hint on stderr, and the
-//! exit code of the error's [`ErrorKind`], the one classification the library gives every
-//! failure (`ErrorKind::exit_code`: 2 bad configuration or input, 3 PIN, 4 guard-rail
-//! refusal, 1 anything else). Problems the CLI finds itself (a missing flag, an unreadable
-//! input file) are made library errors of the right kind, so that they exit the same way.
+//! exit code of the error's [`ErrorKind`](hsm_custody::ErrorKind), the one classification the
+//! library gives every failure (`ErrorKind::exit_code`: 2 bad configuration or input, 3 PIN, 4
+//! guard-rail refusal, 1 anything else). A file the configuration names that cannot be read is
+//! the library's `Error::ConfigFile`, a configuration error already. Problems the CLI finds
+//! itself (a missing flag, an unreadable input file) are made library errors of the right kind,
+//! so that they exit the same way.
 
 use std::process::ExitCode;
 
-use hsm_custody::{Error, ErrorKind};
+use hsm_custody::Error;
 
 /// Prints the outcome and picks the exit code. `finished` is the audit log's last sync: its
 /// failure is the outcome when the command succeeded, and is printed besides otherwise.
@@ -38,23 +40,13 @@ pub fn report(result: anyhow::Result<()>, finished: anyhow::Result<()>) -> ExitC
 }
 
 /// A configuration problem the CLI finds (a missing `--module`, no `[audit]` section ...):
-/// exits as [`ErrorKind::Config`].
+/// exits as [`ErrorKind::Config`](hsm_custody::ErrorKind::Config).
 pub fn config(msg: impl Into<String>) -> anyhow::Error {
     Error::Config(msg.into()).into()
 }
 
 /// Bad input the CLI finds (an unreadable request file, an empty secret ...): exits as
-/// [`ErrorKind::InvalidInput`].
+/// [`ErrorKind::InvalidInput`](hsm_custody::ErrorKind::InvalidInput).
 pub fn input(msg: impl Into<String>) -> anyhow::Error {
     Error::InvalidInput(msg.into()).into()
-}
-
-/// The configuration could not be loaded: a file the configuration names (the config file, the
-/// PIN file) that cannot be read is a configuration problem, not a passing I/O failure, so it
-/// exits as one (a service restarted on it would fail again).
-pub fn config_load(err: Error) -> anyhow::Error {
-    match err.kind() {
-        ErrorKind::Io => Error::Config(err.to_string()).into(),
-        _ => err.into(),
-    }
 }

@@ -51,7 +51,7 @@ impl Global {
     /// Every failure is a configuration error (exit 2), an unreadable file included.
     pub fn config(&self) -> anyhow::Result<Config> {
         let mut config = match &self.config {
-            Some(path) => Config::from_toml_file(path).map_err(exit::config_load)?,
+            Some(path) => Config::from_toml_file(path)?,
             None => {
                 let module = self.module.clone().ok_or_else(|| {
                     exit::config("no PKCS#11 module: pass --module or set HSM_CUSTODY_MODULE")
@@ -59,13 +59,11 @@ impl Global {
                 let token = self.token.clone().ok_or_else(|| {
                     exit::config("no token label: pass --token or set HSM_CUSTODY_TOKEN")
                 })?;
-                Config::new(module, token)
-                    .pin_from_env()
-                    .map_err(exit::config_load)?
+                Config::new(module, token).pin_from_env()?
             }
         };
         if let Some(path) = &self.pin_file {
-            config = config.pin_file(path).map_err(exit::config_load)?;
+            config = config.pin_file(path)?;
         }
         if let Some(params) = self.module_init_params.as_ref().filter(|p| !p.is_empty()) {
             config = config.module_init_params(params.clone());

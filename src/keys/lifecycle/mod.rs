@@ -26,14 +26,14 @@ use zeroize::Zeroizing;
 use super::adopt;
 use super::cache::KeyCache;
 use super::import::{
-    create_hmac_version, decode_secret, generate_hmac_version, now_rfc3339, ScrubOnDrop,
+    create_hmac_version, decode_secret, generate_hmac_version, now_whole_seconds, ScrubOnDrop,
 };
 use super::lock::{self, LifecycleLock};
 use super::seal;
 use super::template::{Validity, MIN_STORED_LEN};
 use super::{
     asym, store, KeyInfo, KeyKind, KeyMeta, KeyPurpose, KeySpec, SecretEncoding, VersionInfo,
-    VersionState,
+    VersionOrigin, VersionState,
 };
 use crate::error::{Error, Result};
 use crate::token::Token;
@@ -108,7 +108,7 @@ pub(crate) enum Material {
 }
 
 impl Material {
-    fn kind(&self) -> KeyKind {
+    pub(crate) fn kind(&self) -> KeyKind {
         match self {
             Material::Hmac(_)
             | Material::GenerateHmac
@@ -251,7 +251,7 @@ impl Lifecycle<'_> {
                 }
                 let adopted = adopt::adopt_hmac(session, &meta.name, &meta.algorithms, &mut *step)?;
                 object_id = Some(adopted.object_id);
-                (None, "adopted")
+                (None, VersionOrigin::Adopted)
             }
             Material::Hmac(secret) => {
                 for alg in &meta.algorithms {
@@ -270,7 +270,7 @@ impl Lifecycle<'_> {
                     sealing,
                     &mut *step,
                 )?;
-                (Some(key_bytes.len()), "imported")
+                (Some(key_bytes.len()), VersionOrigin::Imported)
             }
             Material::GenerateHmac | Material::GenerateAudit => {
                 generate_hmac_version(
@@ -281,7 +281,7 @@ impl Lifecycle<'_> {
                     validity,
                     &mut *step,
                 )?;
-                (Some(MIN_STORED_LEN), "generated")
+                (Some(MIN_STORED_LEN), VersionOrigin::Generated)
             }
             Material::Generate(kind) => {
                 self.require_mechanism(kind)?;
@@ -295,24 +295,24 @@ impl Lifecycle<'_> {
                         .has_mechanism(cryptoki::mechanism::MechanismType::ECDSA_SHA256),
                     &mut *step,
                 )?;
-                (None, "generated")
+                (None, VersionOrigin::Generated)
             }
             Material::Ed25519Seed(text) => {
                 self.require_mechanism(KeyKind::Ed25519)?;
                 let seed = ed25519_seed(&text)?;
                 drop(text);
                 asym::import_ed25519(session, &meta.name, version, &seed, validity, &mut *step)?;
-                (None, "imported")
+                (None, VersionOrigin::Imported)
             }
         };
         let record = VersionInfo {
             version,
             state: VersionState::Pending,
-            created: now_rfc3339(),
+            created: now_whole_seconds(),
             not_before: spec.not_before,
             not_after: spec.not_after,
             secret_len,
-            origin: origin.into(),
+            origin,
             object_id,
         };
         Ok((record, seal))
@@ -351,7 +351,7 @@ impl Lifecycle<'_> {
         }
         let generated = found.meta.kind == KeyKind::Hmac
             && found.meta.versions.len() == 1
-            && found.meta.versions[0].origin == "generated"
+            && found.meta.versions[0].origin == VersionOrigin::Generated
             && found.meta.versions[0].state == VersionState::Active;
         let object = store::find_version_object(session, &found.meta, 1).map_err(Self::ck)?;
         let problem = match (generated, object) {
@@ -379,6 +379,12 @@ impl Lifecycle<'_> {
         let session = lease.session();
         let found = self.find(session, name)?;
         store::info(session, &found.meta).map_err(Self::ck)
+    }
+
+    /// The kind of the managed key `name`.
+    pub(crate) fn kind(&self, name: &str) -> Result<KeyKind> {
+        let lease = self.token.lease()?;
+        Ok(self.find(lease.session(), name)?.meta.kind)
     }
 }
 

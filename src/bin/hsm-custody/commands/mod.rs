@@ -61,3 +61,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(cmd) => audit::run(global, cmd),
     }
 }
+
+/// A time as the CLI prints it: RFC 3339, as the audit log and the key metadata write it.
+pub fn rfc3339(time: time::OffsetDateTime) -> String {
+    time.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| time.to_string())
+}

@@ -1,9 +1,13 @@
 //! `hsm-custody audit summary`: usage per key (MACs not checked: `audit verify` does that).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use clap::Args;
-use hsm_custody::audit;
+use hsm_custody::audit::{self, KeyUsage};
+use time::macros::format_description;
+
+use crate::commands::rfc3339;
 
 #[derive(Args, Debug)]
 pub struct SummaryArgs {
@@ -32,11 +36,11 @@ pub fn run(args: SummaryArgs) -> anyhow::Result<()> {
                         "denied": u.denied,
                         "rate_limited": u.rate_limited,
                         "failed": u.failed,
-                        "first_use": u.first_use,
-                        "last_use": u.last_use,
+                        "first_use": u.first_use.map(rfc3339),
+                        "last_use": u.last_use.map(rfc3339),
                         "peak_per_minute": u.peak_minute().map(|(_, n)| n).unwrap_or(0),
                         "denied_by_rule": u.denied_by_rule,
-                        "per_minute": if args.per_minute { serde_json::json!(u.per_minute) } else { serde_json::Value::Null },
+                        "per_minute": if args.per_minute { serde_json::json!(per_minute(u)) } else { serde_json::Value::Null },
                     }),
                 )
             })
@@ -69,17 +73,26 @@ pub fn run(args: SummaryArgs) -> anyhow::Result<()> {
             u.rate_limited,
             u.failed,
             u.peak_minute().map(|(_, n)| n).unwrap_or(0),
-            u.first_use.as_deref().unwrap_or("-"),
-            u.last_use.as_deref().unwrap_or("-"),
+            u.first_use.map_or("-".into(), rfc3339),
+            u.last_use.map_or("-".into(), rfc3339),
         );
         for (rule, n) in &u.denied_by_rule {
             println!("    denied {n} x by {rule}");
         }
         if args.per_minute {
-            for (minute, n) in &u.per_minute {
+            for (minute, n) in per_minute(u) {
                 println!("    {minute}  {n}");
             }
         }
     }
     Ok(())
+}
+
+/// Allowed signs per minute, the minute as `YYYY-MM-DDTHH:MM` (UTC).
+fn per_minute(u: &KeyUsage) -> BTreeMap<String, u64> {
+    let minute = format_description!("[year]-[month]-[day]T[hour]:[minute]");
+    u.per_minute
+        .iter()
+        .map(|(m, n)| (m.format(&minute).unwrap_or_else(|_| rfc3339(*m)), *n))
+        .collect()
 }

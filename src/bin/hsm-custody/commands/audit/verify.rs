@@ -7,6 +7,7 @@ use clap::Args;
 use hsm_custody::audit::{self, DEFAULT_AUDIT_KEY};
 use hsm_custody::{Custody, GuardConfig};
 
+use crate::commands::rfc3339;
 use crate::global::Global;
 
 #[derive(Args, Debug)]
@@ -60,7 +61,7 @@ pub fn run(global: &Global, args: VerifyArgs) -> anyhow::Result<()> {
             serde_json::json!({
                 "file": r.file.display().to_string(),
                 "seq": r.seq,
-                "time": r.time,
+                "time": rfc3339(r.time),
                 "reason": r.reason,
                 "old_file": r.facts.old_file,
                 "old_file_last_seq": r.facts.file_seq,
@@ -112,7 +113,7 @@ pub fn run(global: &Global, args: VerifyArgs) -> anyhow::Result<()> {
             println!(
                 "RESET at line {} ({}) in {}: {:?}; lines lost before it: {}",
                 r.seq,
-                r.time,
+                rfc3339(r.time),
                 r.file.display(),
                 r.reason,
                 r.facts

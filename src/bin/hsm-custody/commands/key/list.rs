@@ -41,7 +41,7 @@ pub fn run(global: &Global, args: ListArgs) -> anyhow::Result<()> {
         println!(
             "{:<24} {:<8} {:<6} {:<18} {:<7} {:<9} {:<11} {:<9} {:<8} {}",
             k.name,
-            k.kind,
+            k.kind.map_or("foreign", |k| k.name()),
             k.active_version
                 .map(|v| format!("v{v}"))
                 .unwrap_or_else(|| "-".into()),
@@ -73,7 +73,7 @@ fn notes(k: &KeyInfo, now: time::OffsetDateTime, max_age: i64) -> String {
     if k.managed && k.active_version.is_none() {
         notes.push("no active version".to_owned());
     }
-    if let Some(age) = k.active().and_then(|v| v.age_days(now)) {
+    if let Some(age) = k.active().map(|v| v.age_days(now)) {
         if age > max_age {
             notes.push(format!(
                 "ROTATE: active version is {age} days old (> {max_age})"

@@ -76,7 +76,12 @@ pub fn run(global: &Global, cmd: RotateCommand) -> anyhow::Result<()> {
 
 fn begin(global: &Global, args: BeginArgs) -> anyhow::Result<()> {
     let custody = global.connect()?;
-    let kind: KeyKind = custody.key_info(&args.name)?.kind.parse()?;
+    let Some(kind) = custody.key_info(&args.name)?.kind else {
+        anyhow::bail!(
+            "key `{}` was not created by hsm-custody: it has no versions to rotate",
+            args.name
+        );
+    };
     let new = if kind == KeyKind::Hmac {
         NewVersion::Hmac(read_secret()?)
     } else {

@@ -2,6 +2,7 @@
 
 use clap::Args;
 
+use crate::commands::rfc3339;
 use crate::global::Global;
 
 #[derive(Args, Debug)]
@@ -24,7 +25,7 @@ pub fn run(global: &Global, args: VersionsArgs) -> anyhow::Result<()> {
     println!(
         "key `{}` ({}), exchange: {}",
         info.name,
-        info.kind,
+        info.kind.map_or("foreign", |k| k.name()),
         info.exchange.as_deref().unwrap_or("-")
     );
     println!(
@@ -37,7 +38,7 @@ pub fn run(global: &Global, args: VersionsArgs) -> anyhow::Result<()> {
             "v{:<7} {:<9} {:<21} {:<11} {:<11} {:<9} {}",
             v.version,
             v.state.name(),
-            v.created,
+            rfc3339(v.created),
             opt(v.not_before),
             opt(v.not_after),
             if !v.state.is_usable() {
