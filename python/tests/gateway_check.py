@@ -8,11 +8,11 @@ pointed at the gateway (``hsm_custody.gateway.ccxt_config``), which re-signs it 
 The stand-in verifies each signature with its server-side model and echoes what it received;
 both echoes must be verified and identical (method, path, query, body, headers).
 
-    gateway_check.py plan                          # TSV: host, exchange, key, api key,
+    gateway_check.py plan                          # TSV: route (host[/prefix]), exchange, key, api key,
                                                    #      passphrase, secret, b64 (test values)
     gateway_check.py run GATEWAY STANDIN CA_FILE   # compare; exit 1 when anything differs
 
-Driven by ``tests/integration/gateway.py`` (the Rust test ``gateway::ccxt_python``).
+Driven by ``tests/integration/gateway.rs`` (the Rust test ``gateway::ccxt_python_...``).
 """
 
 from __future__ import annotations
@@ -32,17 +32,31 @@ import oracle  # noqa: E402
 
 EXTRA = dict(oracle.EXTRA_KEYS)
 
+#: Routes that serve part of a host (crate exchange id -> path prefix): MEXC's contract API
+#: shares ``api.mexc.com`` with its spot API (ccxt ``urls["api"]["contract"]["private"]``).
+PATH_PREFIX = {"mexc-futures": "/api/v1/private"}
+
+
+def route_spec(host: str, exchange: str) -> str:
+    """The route of a case: its host, and the path prefix of a route that serves part of it."""
+    return host + PATH_PREFIX.get(exchange, "")
+
+
+def route_name(spec: str) -> str:
+    """The Rust test names each route after its spec, ``/`` written ``.``."""
+    return spec.replace("/", ".")
+
 
 def cases() -> List[Tuple[oracle.Venue, oracle.Case, str, str]]:
-    """(venue, case, key name, crate exchange id) for every case whose host no earlier venue
-    claimed for another key (a route is one host, one key)."""
+    """(venue, case, key name, crate exchange id) for every case whose route (host, and path
+    prefix) no earlier venue claimed for another key (a route is one key)."""
     out = []
     owner: Dict[str, str] = {}
     for venue in oracle.VENUES:
         for case in venue.cases:
             key = case.key or venue.key
             exchange = EXTRA.get(key, venue.agent_id)
-            host = host_of(venue, case, key)
+            host = route_spec(host_of(venue, case, key), exchange)
             if owner.setdefault(host, key) != key:
                 continue
             out.append((venue, case, key, exchange))
@@ -58,7 +72,7 @@ def host_of(venue: oracle.Venue, case: oracle.Case, key: str) -> str:
 def plan() -> int:
     seen = set()
     for venue, case, key, exchange in cases():
-        host = host_of(venue, case, key)
+        host = route_spec(host_of(venue, case, key), exchange)
         if host in seen:
             continue
         seen.add(host)
@@ -124,9 +138,9 @@ def run(gateway: str, standin: str, ca: str) -> int:
     import ccxt
 
     routes: Dict[str, str] = {}
-    for venue, case, key, _ in cases():
-        host = host_of(venue, case, key)
-        routes[host] = host  # the Rust test names each route after its host
+    for venue, case, key, exchange in cases():
+        spec = route_spec(host_of(venue, case, key), exchange)
+        routes[spec] = route_name(spec)
     failed = False
     rows = []
     for venue, case, key, exchange in cases():

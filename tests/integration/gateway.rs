@@ -66,7 +66,10 @@ impl StandIn {
             .push(rcgen::DnType::CommonName, "hsm-custody gateway test CA");
         let ca = ca_params.self_signed(&ca_key).unwrap();
         let leaf_key = rcgen::KeyPair::generate().unwrap();
-        let names: Vec<String> = hosts.keys().cloned().collect();
+        // A key is a host, or a host and a path prefix (`api.mexc.com/api/v1/private`).
+        let mut names: Vec<String> = hosts.keys().map(|k| spec_host(k).to_owned()).collect();
+        names.sort();
+        names.dedup();
         let leaf = rcgen::CertificateParams::new(names)
             .unwrap()
             .signed_by(&leaf_key, &ca, &ca_key)
@@ -210,9 +213,13 @@ async fn answer(
         headers: headers.clone(),
         body: body.clone(),
     };
-    let verified = hosts
-        .get(&host)
-        .is_some_and(|h| model(&h.exchange).verify(&http, &h.secret));
+    // The host's entry with the longest path prefix that covers the path.
+    let entry = hosts
+        .iter()
+        .filter(|(k, _)| spec_host(k) == host && spec_covers(k, &path))
+        .max_by_key(|(k, _)| k.len())
+        .map(|(_, h)| h);
+    let verified = entry.is_some_and(|h| model(&h.exchange).verify(&http, &h.secret));
     if fault == Fault::Market {
         seen.lock()
             .unwrap()
@@ -245,11 +252,40 @@ async fn answer(
         "body": body, "headers": shown,
     });
     let mut resp = hyper::Response::new(Full::new(Bytes::from(echo.to_string())).boxed());
-    resp.headers_mut().insert(
+    let h = resp.headers_mut();
+    h.insert(
         "content-type",
         hyper::header::HeaderValue::from_static("application/json"),
     );
+    // A hop-by-hop header of this connection only (RFC 9110 7.6.1): the gateway drops it.
+    h.insert(
+        "connection",
+        hyper::header::HeaderValue::from_static("x-standin-hop"),
+    );
+    h.insert(
+        "x-standin-hop",
+        hyper::header::HeaderValue::from_static("1"),
+    );
     resp
+}
+
+/// The host of a route spec: `host` or `host/path/prefix`.
+fn spec_host(spec: &str) -> &str {
+    spec.split_once('/').map_or(spec, |(h, _)| h)
+}
+
+/// The path prefix of a route spec (`""` for a whole host).
+fn spec_prefix(spec: &str) -> &str {
+    spec.find('/').map_or("", |i| &spec[i..])
+}
+
+/// Whether the route spec serves `path`.
+fn spec_covers(spec: &str, path: &str) -> bool {
+    let prefix = spec_prefix(spec);
+    prefix.is_empty()
+        || path
+            .strip_prefix(prefix)
+            .is_some_and(|r| r.is_empty() || r.starts_with('/'))
 }
 
 /// The ccxt virtualenv (python/venv.sh), or `None` when it has not been made.
@@ -272,8 +308,9 @@ pub struct GatewayProc {
 }
 
 impl GatewayProc {
-    /// Starts the CLI's gateway on token `t` with `routes` (host, exchange, key, where the
-    /// host's stand-in listens), trusting the stand-ins' CAs, with `extra` lines in [gateway]
+    /// Starts the CLI's gateway on token `t` with `routes` (host or `host/path/prefix`,
+    /// exchange, key, where the host's stand-in listens; each route named after its spec with
+    /// `/` as `.`), trusting the stand-ins' CAs, with `extra` lines in [gateway]
     /// and `keys_extra` before it. Keys named `nobody-*` are allowed to uid 65534 only.
     pub fn start(
         t: &TestToken,
@@ -313,13 +350,21 @@ impl GatewayProc {
             ca.display()
         );
         text.push_str("[gateway.connect_to]\n");
-        for (host, _, _, to) in routes {
-            text.push_str(&format!("'{host}:443' = '{to}'\n"));
+        let mut redirected = std::collections::BTreeSet::new();
+        for (spec, _, _, to) in routes {
+            if redirected.insert(spec_host(spec)) {
+                text.push_str(&format!("'{}:443' = '{to}'\n", spec_host(spec)));
+            }
         }
-        for (host, exchange, key, _) in routes {
+        for (spec, exchange, key, _) in routes {
+            let (host, prefix) = (spec_host(spec), spec_prefix(spec));
+            let name = spec.replace('/', ".");
             text.push_str(&format!(
-                "[[gateway.route]]\nname = '{host}'\nhost = '{host}'\nexchange = '{exchange}'\nkey = '{key}'\n"
+                "[[gateway.route]]\nname = '{name}'\nhost = '{host}'\nexchange = '{exchange}'\nkey = '{key}'\n"
             ));
+            if !prefix.is_empty() {
+                text.push_str(&format!("path_prefix = '{prefix}'\n"));
+            }
         }
         let mut keys: Vec<&String> = routes.iter().map(|r| &r.2).collect();
         keys.sort();
@@ -491,11 +536,45 @@ fn ccxt_python_through_the_gateway_matches_ccxt_direct() {
         "{table}\n{}",
         String::from_utf8_lossy(&run.stderr)
     );
+    // MEXC futures: its route serves `/api/v1/private` of api.mexc.com only (the contract API
+    // has no withdrawal); a withdrawal path through it is not routed, and a dot segment that
+    // would climb out of the prefix is refused, both before the token and the stand-in.
+    let futures = "api.mexc.com.api.v1.private";
+    let mexc_auth = [("ApiKey", "oracle-api-key-0123456789"), ("Signature", "00")];
+    let withdraw = "coin=USDT&address=TXexample&amount=1";
+    for (target, status, kind) in [
+        (
+            format!("/{futures}/api/v3/capital/withdraw?{withdraw}"),
+            403,
+            "not_routed",
+        ),
+        (
+            format!("/{futures}/api/v1/private/../../v3/capital/withdraw?{withdraw}"),
+            400,
+            "bad_target",
+        ),
+        (
+            format!(
+                "/https://api.mexc.com/api/v1/private/%2e%2e/%2E%2E/v3/capital/withdraw?{withdraw}"
+            ),
+            400,
+            "bad_target",
+        ),
+    ] {
+        let (got, body) = http(gw.addr, "POST", &target, &mexc_auth, "");
+        assert_eq!(got, status, "{target}: {body}");
+        assert_eq!(echo(&body)["error"]["kind"], kind, "{target}: {body}");
+    }
     let seen = standin.seen.lock().unwrap().clone();
     assert!(!seen.is_empty());
     assert!(
         seen.iter().all(|(_, _, p)| !p.contains("withdraw")),
         "a withdrawal reached the stand-in"
+    );
+    assert!(
+        seen.iter()
+            .any(|(h, _, p)| h == "api.mexc.com" && p.starts_with("/api/v1/private/")),
+        "no MEXC futures request reached the stand-in"
     );
     gw.stop();
     let audit = std::fs::read_to_string(&gw.audit).unwrap();
@@ -842,6 +921,97 @@ fn gateway_tells_peer_uids_apart_from_the_kernel() {
         "",
     );
     assert_eq!(status, 403);
+}
+
+/// One HTTP/1.1 request to the gateway written as is (`head` holds the request line's headers,
+/// CRLF-terminated): (status, reply head in lower case, body).
+fn raw_http(addr: SocketAddr, target: &str, head: &str) -> (u16, String, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let req = format!("GET {target} HTTP/1.1\r\nhost: {addr}\r\n{head}content-length: 0\r\n\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (reply_head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = reply_head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, reply_head.to_ascii_lowercase(), body.to_owned())
+}
+
+/// Hop-by-hop headers (RFC 9110 7.6.1) stay on their hop, both ways: the fixed ones and every
+/// header a `Connection` header names (each of several `Connection` lines, any case), in the
+/// bot's request (public and signed) and in the exchange's reply; other headers pass.
+#[test]
+fn gateway_drops_connection_named_headers_both_ways() {
+    let t = fresh_token("gw-hops");
+    import(&t, "bn", "binance", BN_API_KEY, "", BN_SECRET);
+    let standin = StandIn::start(one_host("api.binance.com"), Fault::Echo);
+    let routes = [(
+        "api.binance.com".to_owned(),
+        "binance".to_owned(),
+        "bn".to_owned(),
+        standin.addr,
+    )];
+    let mut gw = GatewayProc::start(
+        &t,
+        &routes,
+        &[standin.ca_pem.as_path()],
+        "",
+        "[keys.bn]\nexchange = 'binance'\n",
+    );
+    // The stand-in itself sends `x-standin-hop`, named by its `Connection` header.
+    let direct = Command::new("curl")
+        .args(["-s", "-i", "--cacert", standin.ca_pem.to_str().unwrap()])
+        .arg("--connect-to")
+        .arg(format!("api.binance.com:443:{}", standin.addr))
+        .arg("https://api.binance.com/api/v3/time")
+        .output()
+        .unwrap();
+    let direct = String::from_utf8_lossy(&direct.stdout).to_ascii_lowercase();
+    assert!(direct.contains("\r\nx-standin-hop: 1\r\n"), "{direct}");
+    assert!(
+        direct.contains("\r\nconnection: x-standin-hop\r\n"),
+        "{direct}"
+    );
+
+    let head = "Connection: close, X-Hop-A\r\nconnection: x-hop-b\r\nX-Hop-A: a\r\n\
+                X-Hop-B: b\r\nKeep-Alive: timeout=5\r\nX-Kept: k\r\n";
+    for target in [
+        "/api.binance.com/api/v3/time?x=1".to_owned(),
+        format!("/api.binance.com/api/v3/account?{}", bot_query("")),
+    ] {
+        let head = if target.contains("account") {
+            format!("{head}X-MBX-APIKEY: {BN_API_KEY}\r\n")
+        } else {
+            head.to_owned()
+        };
+        let (status, reply_head, body) = raw_http(gw.addr, &target, &head);
+        assert_eq!(status, 200, "{target}: {body}");
+        let e = echo(&body);
+        assert_eq!(e["verified"], target.contains("account"), "{e}");
+        let sent = e["headers"].as_object().unwrap();
+        assert_eq!(sent.get("x-kept"), Some(&json!("k")), "{e}");
+        for hop in ["x-hop-a", "x-hop-b", "keep-alive"] {
+            assert!(
+                !sent.contains_key(hop),
+                "{target}: `{hop}` was forwarded: {e}"
+            );
+        }
+        assert!(!reply_head.contains("x-standin-hop"), "{reply_head}");
+        assert!(
+            !reply_head.contains("connection: x-standin-hop"),
+            "{reply_head}"
+        );
+        assert!(
+            reply_head.contains("content-type: application/json"),
+            "{reply_head}"
+        );
+    }
+    gw.stop();
 }
 
 fn vm_hwm_kib(pid: u32) -> u64 {

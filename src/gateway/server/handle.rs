@@ -8,7 +8,7 @@ use hyper::body::Incoming;
 use hyper::StatusCode;
 use serde_json::json;
 
-use super::reply::{error, error_with, forward, Body, HOP_BY_HOP};
+use super::reply::{connection_named, error, error_with, forward, is_hop_by_hop, Body};
 use super::target::target;
 use super::Shared;
 use crate::error::Error;
@@ -40,9 +40,10 @@ pub(super) async fn handle(
     let route = target.route;
     let method = req.method().clone();
     let mut headers = Vec::new();
+    let named = connection_named(req.headers());
     for (name, value) in req.headers() {
         let n = name.as_str();
-        if HOP_BY_HOP.contains(&n) || n == "host" || n == "content-length" {
+        if is_hop_by_hop(n, &named) || n == "host" || n == "content-length" {
             continue;
         }
         let Ok(v) = value.to_str() else {

@@ -20,8 +20,9 @@ use crate::gateway::upstream::Failure;
 pub(super) type Body = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 
 /// Headers that belong to one connection, never forwarded (RFC 9110 7.6.1), plus those the
-/// gateway sets itself.
-pub(super) const HOP_BY_HOP: &[&str] = &[
+/// gateway sets itself. The headers a message's `Connection` header names are hop-by-hop too
+/// ([`connection_named`]).
+const HOP_BY_HOP: &[&str] = &[
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -32,6 +33,26 @@ pub(super) const HOP_BY_HOP: &[&str] = &[
     "transfer-encoding",
     "upgrade",
 ];
+
+/// The header names (lower case) that the `Connection` headers of a message list: options of
+/// that one connection, which a proxy removes before forwarding (RFC 9110 7.6.1). Every
+/// `Connection` line counts; a value that is not visible ASCII names nothing.
+pub(super) fn connection_named(headers: &hyper::HeaderMap) -> Vec<String> {
+    headers
+        .get_all(hyper::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+/// Whether header `name` (lower case, as [`HeaderName::as_str`]) stays on its hop: a fixed
+/// hop-by-hop header or one of `named` (the message's [`connection_named`]).
+pub(super) fn is_hop_by_hop(name: &str, named: &[String]) -> bool {
+    HOP_BY_HOP.contains(&name) || named.iter().any(|n| n == name)
+}
 
 /// A gateway error: JSON `{"error": {"kind", "message", ...}}` with a status ccxt maps sensibly.
 pub(super) fn error(status: StatusCode, kind: &str, message: &str) -> hyper::Response<Body> {
@@ -147,8 +168,9 @@ pub(super) async fn forward(
             let mut out =
                 hyper::Response::new(IdleTimeout::new(limited, shared.config.timeout).boxed());
             *out.status_mut() = parts.status;
+            let named = connection_named(&parts.headers);
             for (name, value) in &parts.headers {
-                if !HOP_BY_HOP.contains(&name.as_str()) {
+                if !is_hop_by_hop(name.as_str(), &named) {
                     out.headers_mut().append(name.clone(), value.clone());
                 }
             }

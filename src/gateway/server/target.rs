@@ -52,14 +52,15 @@ pub(super) fn target<'a>(
             .strip_suffix(":443")
             .unwrap_or(authority)
             .to_ascii_lowercase();
-        let Some(route) = config.routes.iter().find(|r| r.host == host) else {
-            return Err(Box::new(not_routed(&host)));
-        };
         let (path, query) = split_query(path_query);
         let path = if path.is_empty() {
             "/".to_owned()
         } else {
             path
+        };
+        refuse_dot_segments(&path)?;
+        let Some(route) = config.route_for(&host, &path) else {
+            return Err(Box::new(not_routed(&format!("{host}{path}"))));
         };
         return Ok(Target { route, path, query });
     }
@@ -76,7 +77,33 @@ pub(super) fn target<'a>(
     } else {
         path
     };
+    refuse_dot_segments(&path)?;
+    // The host's route for this path must be this one: a path under another route's prefix
+    // (or outside this route's) is that route's, with its key.
+    if config
+        .route_for(&route.host, &path)
+        .is_none_or(|r| r.name != route.name)
+    {
+        return Err(Box::new(not_routed(&format!("{name}{path}"))));
+    }
     Ok(Target { route, path, query })
+}
+
+/// Refuses a path with a `.` or `..` segment (percent-encoded or not): an exchange may resolve
+/// it to a path outside the route's prefix, and no exchange API uses one.
+fn refuse_dot_segments(path: &str) -> std::result::Result<(), Box<hyper::Response<Body>>> {
+    let dotted = path.split('/').any(|seg| {
+        let seg = forms::decode_component(seg);
+        seg == "." || seg == ".."
+    });
+    if dotted {
+        return Err(Box::new(error(
+            StatusCode::BAD_REQUEST,
+            "bad_target",
+            "a path with a `.` or `..` segment is not forwarded",
+        )));
+    }
+    Ok(())
 }
 
 fn split_query(path_query: &str) -> (String, Option<String>) {
