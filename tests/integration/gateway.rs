@@ -484,6 +484,10 @@ fn import(
         "--api-key",
         api_key,
     ];
+    if exchange == "coinbase-advanced" {
+        // A CDP key: the Ed25519 seed Coinbase hands out (base64).
+        args.extend(["--type", "ed25519"]);
+    }
     let pass = dir.path().join("pass");
     let pass_text = pass.to_str().unwrap().to_owned();
     if !passphrase.is_empty() {
@@ -1011,6 +1015,93 @@ fn gateway_drops_connection_named_headers_both_ways() {
             "{reply_head}"
         );
     }
+    gw.stop();
+}
+
+/// BitMEX, which neither ccxt for Python 4.5.90 nor ccxt for JavaScript 4.5.84 has a class
+/// for: a bot's request in BitMEX's wire form (`api-expires`, `api-key`, and an `api-signature`
+/// made with a placeholder secret) is re-signed and verified by the model, GET and a JSON POST;
+/// a withdrawal is refused by the withdrawal guard and never reaches the stand-in.
+#[test]
+fn gateway_resigns_bitmex_requests_without_ccxt() {
+    const SECRET: &str = "chNOOS4KvNXR_Xq4k4c9qsfoKWvnDecLATCRlcBwyKDYnWgO";
+    const API_KEY: &str = "LAqUlngMIQkIUjXMUreyu3qn";
+    let t = fresh_token("gw-bitmex");
+    import(&t, "mx", "bitmex", API_KEY, "", SECRET);
+    let standin = StandIn::start(
+        BTreeMap::from([(
+            "www.bitmex.com".to_owned(),
+            Host {
+                exchange: "bitmex".into(),
+                secret: SECRET.as_bytes().to_vec(),
+            },
+        )]),
+        Fault::Echo,
+    );
+    let routes = [(
+        "www.bitmex.com".to_owned(),
+        "bitmex".to_owned(),
+        "mx".to_owned(),
+        standin.addr,
+    )];
+    let mut gw = GatewayProc::start(
+        &t,
+        &routes,
+        &[standin.ca_pem.as_path()],
+        "",
+        "[keys.mx]\nexchange = 'bitmex'\n",
+    );
+    let expires = (now_ms() / 1000 + 30).to_string();
+    let placeholder = "0f".repeat(32);
+    let auth = [
+        ("api-expires", expires.as_str()),
+        ("api-key", API_KEY),
+        ("api-signature", placeholder.as_str()),
+    ];
+    let (status, body) = http(
+        gw.addr,
+        "GET",
+        "/www.bitmex.com/api/v1/user/wallet?currency=XBt",
+        &auth,
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    let e = echo(&body);
+    assert_eq!(e["verified"], true, "{e}");
+    assert_eq!(e["query"], "currency=XBt");
+    assert_eq!(e["headers"]["api-expires"], expires.as_str());
+    assert_ne!(e["headers"]["api-signature"], placeholder.as_str());
+    let order =
+        r#"{"symbol":"XBTUSD","side":"Buy","orderQty":"1","price":"30000","ordType":"Limit"}"#;
+    let json = [
+        auth[0],
+        auth[1],
+        auth[2],
+        ("Content-Type", "application/json"),
+    ];
+    let (status, body) = http(
+        gw.addr,
+        "POST",
+        "/www.bitmex.com/api/v1/order",
+        &json,
+        order,
+    );
+    assert_eq!(status, 200, "{body}");
+    let e = echo(&body);
+    assert_eq!(e["verified"], true, "{e}");
+    assert_eq!(e["body"], order);
+
+    let before = standin.seen.lock().unwrap().len();
+    let (status, body) = http(
+        gw.addr,
+        "POST",
+        "/www.bitmex.com/api/v1/user/requestWithdrawal",
+        &json,
+        r#"{"currency":"XBt","amount":"1000","address":"bc1qexample"}"#,
+    );
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(echo(&body)["error"]["kind"], "policy_denied", "{body}");
+    assert_eq!(standin.seen.lock().unwrap().len(), before);
     gw.stop();
 }
 

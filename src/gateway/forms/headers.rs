@@ -1,5 +1,6 @@
 //! Schemes that carry time, API key and signature in headers: OKX, Coinbase Exchange, Bitget,
-//! Gate, Bybit v5, KuCoin (key version 2), Bitfinex v2, Bitstamp, MEXC futures.
+//! Gate, Bybit v5, KuCoin (key version 2), Bitfinex v2, Bitstamp, MEXC futures, BitMEX, and
+//! Coinbase Advanced (a JWT in `Authorization`).
 
 use super::{Body, Form};
 
@@ -136,6 +137,61 @@ pub(super) static BITSTAMP: Form = Form {
         r.api_key = Some(key.to_owned());
         r.nonce = Some(h.need("X-Auth-Nonce")?);
         r.timestamp = Some(h.need("X-Auth-Timestamp")?);
+        r.host = Some(h.host.clone());
+        Ok(r)
+    },
+};
+
+pub(super) static BITMEX: Form = Form {
+    sig_params: &[],
+    sig_headers: &["api-signature"],
+    owned_headers: &["api-expires", "api-key"],
+    signed_presentation: &[],
+    body: Body::Signed,
+    extract: |h| {
+        // A legacy `api-nonce` request is read as sent: the canonical form refuses it.
+        let mut r = h.base_request();
+        r.expires = Some(h.need("api-expires")?);
+        r.api_key = Some(h.need("api-key")?);
+        r.nonce = h.header("api-nonce").map(str::to_owned);
+        Ok(r)
+    },
+};
+
+/// Coinbase Advanced (CDP keys): the whole `Authorization: Bearer <JWT>` is the crate's. The
+/// bot's JWT (signed with its placeholder key) gives only the key name (`sub`, else `kid`);
+/// its time, nonce and claims are dropped: the crate's JWT names the request's method, host
+/// and path with its own clock.
+pub(super) static COINBASE_ADVANCED: Form = Form {
+    sig_params: &[],
+    sig_headers: &["Authorization"],
+    owned_headers: &[],
+    signed_presentation: &[],
+    body: Body::Signed,
+    extract: |h| {
+        use base64::Engine as _;
+        let auth = h.need("Authorization")?;
+        let jwt = auth
+            .strip_prefix("Bearer ")
+            .ok_or("`Authorization` is not `Bearer <JWT>`")?;
+        let part = |i: usize| -> Option<serde_json::Value> {
+            let text = jwt.split('.').nth(i)?;
+            let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(text.trim_end_matches('='))
+                .ok()?;
+            serde_json::from_slice(&bytes).ok()
+        };
+        let (header, claims) = match (part(0), part(1)) {
+            (Some(h), Some(c)) if jwt.split('.').count() == 3 => (h, c),
+            _ => return Err("`Authorization` does not carry a JWT".into()),
+        };
+        let name = claims
+            .get("sub")
+            .or_else(|| header.get("kid"))
+            .and_then(|v| v.as_str())
+            .ok_or("the JWT names no key (`sub` or `kid`)")?;
+        let mut r = h.base_request();
+        r.api_key = Some(name.to_owned());
         r.host = Some(h.host.clone());
         Ok(r)
     },

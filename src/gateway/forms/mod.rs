@@ -13,7 +13,8 @@
 //!
 //! The schemes, by where they carry the signature: `query.rs` (a query or form parameter:
 //! Binance, MEXC spot, HTX), `headers.rs` (time, key and signature headers: OKX, Coinbase
-//! Exchange, Bitget, Gate, Bybit, KuCoin, Bitfinex, Bitstamp, MEXC futures), `payload.rs`
+//! Exchange, Bitget, Gate, Bybit, KuCoin, Bitfinex, Bitstamp, MEXC futures, BitMEX, Coinbase
+//! Advanced), `payload.rs`
 //! (a signed payload or body member: Kraken, Gemini, Crypto.com, Deribit); `params.rs` reads
 //! and edits parameters and JSON members byte for byte.
 
@@ -23,7 +24,10 @@ mod payload;
 mod query;
 
 use crate::exchanges::{Request, SignedRequest};
-use headers::{BITFINEX, BITGET, BITSTAMP, BYBIT, COINBASE, GATE, KUCOIN, MEXC_FUTURES, OKX};
+use headers::{
+    BITFINEX, BITGET, BITMEX, BITSTAMP, BYBIT, COINBASE, COINBASE_ADVANCED, GATE, KUCOIN,
+    MEXC_FUTURES, OKX,
+};
 pub(crate) use params::decode_component;
 use params::{drop_params, json_member, json_with_member, param, without_member};
 use payload::{CRYPTOCOM, DERIBIT, GEMINI, KRAKEN};
@@ -131,6 +135,8 @@ pub(crate) fn form(exchange: &str) -> Option<&'static Form> {
         "htx" => &HTX,
         "cryptocom" => &CRYPTOCOM,
         "bitstamp" => &BITSTAMP,
+        "bitmex" => &BITMEX,
+        "coinbase-advanced" => &COINBASE_ADVANCED,
         _ => return None,
     })
 }
@@ -141,8 +147,10 @@ pub const EXCHANGES: &[&str] = &[
     "binance-usdm",
     "bitfinex",
     "bitget",
+    "bitmex",
     "bitstamp",
     "bybit",
+    "coinbase-advanced",
     "coinbase-exchange",
     "cryptocom",
     "deribit",
