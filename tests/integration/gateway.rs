@@ -1105,6 +1105,174 @@ fn gateway_resigns_bitmex_requests_without_ccxt() {
     gw.stop();
 }
 
+/// Children killed and reaped when the test ends, even when it fails.
+struct Reaped(Vec<Child>);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A remote bot's way in (docs/gateway.md, "Remote bots"): an SSH tunnel (`ssh -N -L`) to the
+/// gateway's loopback port, through a real OpenSSH sshd on a loopback port (a host key and a
+/// user key made here, the session user `nobody`). The gateway sees the connection sshd opens
+/// for the forward, so the peer uid is the SSH session user's (65534), not the uid of the
+/// process that runs `ssh`: a key allowed to 65534 is served through the tunnel, a key allowed
+/// to this test's uid only is refused through it (and served to this uid directly).
+#[test]
+#[ignore = "needs root and OpenSSH's sshd (apt openssh-server); run by .ci/run's gateway step"]
+fn gateway_serves_a_remote_bot_through_an_ssh_tunnel() {
+    assert_eq!(
+        rustix::process::geteuid().as_raw(),
+        0,
+        "needs root: sshd switches to the session user"
+    );
+    assert!(
+        Path::new("/usr/sbin/sshd").exists(),
+        "needs /usr/sbin/sshd (apt-get install openssh-server)"
+    );
+    let t = fresh_token("gw-ssh");
+    import(&t, "nobody-bn", "binance", BN_API_KEY, "", BN_SECRET);
+    import(&t, "bn", "binance", BN_API_KEY, "", BN_SECRET);
+    let standin = StandIn::start(
+        BTreeMap::from([
+            ("api.binance.com".to_owned(), binance_host()),
+            ("api1.binance.com".to_owned(), binance_host()),
+        ]),
+        Fault::Echo,
+    );
+    let routes = [
+        (
+            "api.binance.com".to_owned(),
+            "binance".to_owned(),
+            "nobody-bn".to_owned(),
+            standin.addr,
+        ),
+        (
+            "api1.binance.com".to_owned(),
+            "binance".to_owned(),
+            "bn".to_owned(),
+            standin.addr,
+        ),
+    ];
+    let mut gw = GatewayProc::start(
+        &t,
+        &routes,
+        &[standin.ca_pem.as_path()],
+        "",
+        "[keys.nobody-bn]\nexchange = 'binance'\n[keys.bn]\nexchange = 'binance'\n",
+    );
+
+    // sshd: loopback only, key login for `nobody` only, local forwards to the gateway only.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (key, comment) in [("host_key", "gw-test-host"), ("user_key", "gw-test-bot")] {
+        let out = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+            .arg(d.join(key))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+    std::fs::copy(d.join("user_key.pub"), d.join("authorized_keys")).unwrap();
+    std::fs::create_dir_all("/run/sshd").unwrap(); // sshd's privilege-separation directory
+    let ssh_port = free_port();
+    let gw_port = gw.addr.port();
+    let config = format!(
+        "Port {ssh_port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
+         AuthorizedKeysFile {d}/authorized_keys\nStrictModes no\nUsePAM no\n\
+         PasswordAuthentication no\nKbdInteractiveAuthentication no\nAllowUsers nobody\n\
+         AllowTcpForwarding local\nPermitOpen 127.0.0.1:{gw_port}\nX11Forwarding no\n\
+         PermitTTY no\nAllowAgentForwarding no\n",
+        d = d.display()
+    );
+    std::fs::write(d.join("sshd_config"), config).unwrap();
+    let mut children = Reaped(Vec::new());
+    children.0.push(
+        Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(d.join("sshd_config"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let host_pub = std::fs::read_to_string(d.join("host_key.pub")).unwrap();
+    let host_pub: Vec<&str> = host_pub.split_whitespace().take(2).collect();
+    std::fs::write(
+        d.join("known_hosts"),
+        format!("[127.0.0.1]:{ssh_port} {}\n", host_pub.join(" ")),
+    )
+    .unwrap();
+    let up = |port: u16| {
+        (0..100).any(|_| {
+            let ok = TcpStream::connect(("127.0.0.1", port)).is_ok();
+            if !ok {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            ok
+        })
+    };
+    assert!(up(ssh_port), "sshd did not come up on {ssh_port}");
+
+    // The bot's side: `ssh -N -L local:127.0.0.1:<gateway port>`.
+    let local = free_port();
+    children.0.push(
+        Command::new("ssh")
+            .args(["-N", "-p", &ssh_port.to_string(), "-i"])
+            .arg(d.join("user_key"))
+            .args([
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "-o",
+                &format!("UserKnownHostsFile={}", d.join("known_hosts").display()),
+                "-o",
+                "ExitOnForwardFailure=yes",
+                "-L",
+                &format!("127.0.0.1:{local}:127.0.0.1:{gw_port}"),
+                "nobody@127.0.0.1",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(up(local), "the tunnel did not come up on {local}");
+    let tunnel: SocketAddr = format!("127.0.0.1:{local}").parse().unwrap();
+    let key = [("X-MBX-APIKEY", BN_API_KEY)];
+    let account = |route: &str| format!("/{route}/api/v3/account?{}", bot_query(""));
+
+    // Through the tunnel the peer is sshd's session user, nobody (65534).
+    let (status, body) = http(tunnel, "GET", &account("api.binance.com"), &key, "");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(echo(&body)["verified"], true, "{body}");
+    let (status, body) = http(tunnel, "GET", &account("api1.binance.com"), &key, "");
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(echo(&body)["error"]["kind"], "forbidden", "{body}");
+    assert!(body.contains("uid 65534"), "{body}");
+    // This uid, directly: the other way round.
+    let (status, body) = http(gw.addr, "GET", &account("api1.binance.com"), &key, "");
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = http(gw.addr, "GET", &account("api.binance.com"), &key, "");
+    assert_eq!(status, 403);
+    drop(children);
+    gw.stop();
+}
+
 fn vm_hwm_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap()
