@@ -553,6 +553,16 @@ fn ccxt_python_through_the_gateway_matches_ccxt_direct() {
             "not_routed",
         ),
         (
+            format!("/{futures}/api/v3/capit%61l/withdraw?{withdraw}"),
+            403,
+            "not_routed",
+        ),
+        (
+            format!("/api.mexc.com/api/v1/%70rivate/account/assets?{withdraw}"),
+            403,
+            "not_routed",
+        ),
+        (
             format!("/{futures}/api/v1/private/../../v3/capital/withdraw?{withdraw}"),
             400,
             "bad_target",

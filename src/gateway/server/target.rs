@@ -59,7 +59,9 @@ pub(super) fn target<'a>(
             path
         };
         refuse_dot_segments(&path)?;
-        let Some(route) = config.route_for(&host, &path) else {
+        // Routes are matched on the decoded path: `/api/v1/%70rivate` is under
+        // `/api/v1/private`, as the exchange reads it.
+        let Some(route) = config.route_for(&host, &forms::decode_component(&path)) else {
             return Err(Box::new(not_routed(&format!("{host}{path}"))));
         };
         return Ok(Target { route, path, query });
@@ -81,7 +83,7 @@ pub(super) fn target<'a>(
     // The host's route for this path must be this one: a path under another route's prefix
     // (or outside this route's) is that route's, with its key.
     if config
-        .route_for(&route.host, &path)
+        .route_for(&route.host, &forms::decode_component(&path))
         .is_none_or(|r| r.name != route.name)
     {
         return Err(Box::new(not_routed(&format!("{name}{path}"))));
