@@ -23,7 +23,10 @@ __all__ = ["ccxt_config"]
 def ccxt_config(exchange: Any, gateway: str, routes: Mapping[str, str]) -> Dict[str, Any]:
     """ccxt constructor settings (``urls`` and the placeholder ``secret``) that send
     ``exchange`` (a ccxt id or class) through ``gateway`` (``http://127.0.0.1:8787``) for the
-    hosts in ``routes`` (exchange host -> gateway route name)."""
+    URLs in ``routes``: exchange host -> gateway route name, or host and path prefix -> route
+    name for a route with a ``path_prefix`` (``{"api.mexc.com": "mexc",
+    "api.mexc.com/api/v1/private": "mexc-futures"}``); the longest entry that covers a URL's
+    host and path (whole segments) names its route."""
     import ccxt  # the bot's own ccxt
 
     instance = getattr(ccxt, exchange)() if isinstance(exchange, str) else exchange()
@@ -41,6 +44,14 @@ def ccxt_config(exchange: Any, gateway: str, routes: Mapping[str, str]) -> Dict[
         end = min([i for i in (rest.find("/"), rest.find("?")) if i >= 0] or [len(rest)])
         host = rest[:end].lower()
         host = host[:-4] if host.endswith(":443") else host
-        return f"{base}/{routes[host]}{rest[end:]}" if host in routes else url
+        path = rest[end:].split("?", 1)[0]
+        best = None
+        for spec in routes:
+            r_host, _, prefix = spec.partition("/")
+            prefix = "/" + prefix.rstrip("/") if prefix else ""
+            covers = path == prefix or path.startswith(prefix + "/") or not prefix
+            if r_host.lower() == host and covers and (best is None or len(spec) > len(best)):
+                best = spec
+        return f"{base}/{routes[best]}{rest[end:]}" if best is not None else url
 
     return {"urls": {"api": rewrite(instance.urls["api"])}, "secret": PLACEHOLDER_SECRET}

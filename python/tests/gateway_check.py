@@ -8,16 +8,18 @@ pointed at the gateway (``hsm_custody.gateway.ccxt_config``), which re-signs it 
 The stand-in verifies each signature with its server-side model and echoes what it received;
 both echoes must be verified and identical (method, path, query, body, headers).
 
-    gateway_check.py plan                          # TSV: host, exchange, key, api key,
+    gateway_check.py plan                          # TSV: route (host[/prefix]), exchange, key, api key,
                                                    #      passphrase, secret, b64 (test values)
     gateway_check.py run GATEWAY STANDIN CA_FILE   # compare; exit 1 when anything differs
 
-Driven by ``tests/integration/gateway.py`` (the Rust test ``gateway::ccxt_python``).
+Driven by ``tests/integration/gateway.rs`` (the Rust test ``gateway::ccxt_python_...``).
 """
 
 from __future__ import annotations
 
+import base64
 import copy
+import hashlib
 import http.client
 import json
 import os
@@ -32,17 +34,61 @@ import oracle  # noqa: E402
 
 EXTRA = dict(oracle.EXTRA_KEYS)
 
+#: Coinbase Advanced (ccxt ``coinbase`` with a CDP key: an EdDSA JWT, ccxt's choice for a
+#: base64 secret ending in ``=``). Not one of the oracle's venues: the oracle compares ccxt's
+#: signature with the crate's byte for byte, and the JWTs differ by design (below).
+COINBASE_ADVANCED = oracle.Venue("coinbase", "coinbase-advanced", (
+    oracle.Case("GET brokerage/accounts", "v3_private_get_brokerage_accounts", {"limit": "10"}),
+    oracle.Case("POST brokerage/orders", "v3_private_post_brokerage_orders", {
+        "client_order_id": "c1", "product_id": "BTC-USD", "side": "BUY",
+        "order_configuration": {"limit_limit_gtc": {"base_size": "0.001",
+                                                    "limit_price": "30000"}}}),
+), b64_secret=True, api_key="organizations/org-0123/apiKeys/key-4567")
+
+VENUES = oracle.VENUES + (COINBASE_ADVANCED,)
+
+#: Exchanges whose whole ``Authorization`` header (a JWT) is the crate's: the bot's JWT (ccxt's
+#: claims, its placeholder key) is replaced, not re-signed, so the two requests' JWTs differ
+#: in their claims (ccxt: CDP v2 ``uris``, ``aud``, ``iat``, two minutes; the crate: ``uri``,
+#: one minute) and their nonce. Compared instead: the method, host and path each JWT names and
+#: the key name; the gateway's JWT is verified by the stand-in's model. The direct one is not
+#: required to verify: the model reads the crate's ``uri`` claim, not ccxt's ``uris``.
+JWT_EXCHANGES = ("coinbase-advanced",)
+
+
+def secret_of(venue: oracle.Venue, key: str) -> str:
+    """The test secret of ``key``: the oracle's, or a base64 Ed25519 seed (32 bytes) for
+    Coinbase Advanced."""
+    if venue.agent_id == "coinbase-advanced":
+        digest = hashlib.sha256(b"hsm-custody gateway check " + key.encode()).digest()
+        return base64.b64encode(digest).decode()
+    return oracle._secret(key, venue.b64_secret)
+
+#: Routes that serve part of a host (crate exchange id -> path prefix): MEXC's contract API
+#: shares ``api.mexc.com`` with its spot API (ccxt ``urls["api"]["contract"]["private"]``).
+PATH_PREFIX = {"mexc-futures": "/api/v1/private"}
+
+
+def route_spec(host: str, exchange: str) -> str:
+    """The route of a case: its host, and the path prefix of a route that serves part of it."""
+    return host + PATH_PREFIX.get(exchange, "")
+
+
+def route_name(spec: str) -> str:
+    """The Rust test names each route after its spec, ``/`` written ``.``."""
+    return spec.replace("/", ".")
+
 
 def cases() -> List[Tuple[oracle.Venue, oracle.Case, str, str]]:
-    """(venue, case, key name, crate exchange id) for every case whose host no earlier venue
-    claimed for another key (a route is one host, one key)."""
+    """(venue, case, key name, crate exchange id) for every case whose route (host, and path
+    prefix) no earlier venue claimed for another key (a route is one key)."""
     out = []
     owner: Dict[str, str] = {}
-    for venue in oracle.VENUES:
+    for venue in VENUES:
         for case in venue.cases:
             key = case.key or venue.key
             exchange = EXTRA.get(key, venue.agent_id)
-            host = host_of(venue, case, key)
+            host = route_spec(host_of(venue, case, key), exchange)
             if owner.setdefault(host, key) != key:
                 continue
             out.append((venue, case, key, exchange))
@@ -51,19 +97,19 @@ def cases() -> List[Tuple[oracle.Venue, oracle.Case, str, str]]:
 
 def host_of(venue: oracle.Venue, case: oracle.Case, key: str) -> str:
     oracle._Clock.refreeze()
-    built = oracle.build(oracle.instance(venue, oracle._secret(key, venue.b64_secret)), case)
+    built = oracle.build(oracle.instance(venue, secret_of(venue, key)), case)
     return urlsplit(built["url"]).netloc.lower()
 
 
 def plan() -> int:
     seen = set()
     for venue, case, key, exchange in cases():
-        host = host_of(venue, case, key)
+        host = route_spec(host_of(venue, case, key), exchange)
         if host in seen:
             continue
         seen.add(host)
         print("\t".join([host, exchange, key, venue.api_key, venue.password or "",
-                         oracle._secret(key, venue.b64_secret),
+                         secret_of(venue, key),
                          "b64" if venue.b64_secret else "-"]))
     return 0
 
@@ -110,13 +156,29 @@ def through_gateway(venue: oracle.Venue, case: oracle.Case, gateway: str,
 
 
 #: Headers ccxt's HTTP layer adds after ``sign`` (so absent from the direct request built from
-#: ``sign``'s output): not authentication.
-ADDED_BY_FETCH = ("x-gate-channel-id",)
+#: ``sign``'s output): not authentication. Gate's channel id; Coinbase's ``CB-VERSION``, one of
+#: the exchange's default ``headers``.
+ADDED_BY_FETCH = ("x-gate-channel-id", "cb-version")
 
 
-def comparable(echo: Dict[str, Any]) -> Dict[str, Any]:
+def jwt_names(echo: Dict[str, Any]) -> Tuple[Any, Any]:
+    """(the ``METHOD host/path`` a bearer JWT names, its key name): ``uri``, or ccxt's
+    one-element ``uris``."""
+    token = str((echo.get("headers") or {}).get("authorization", "")).removeprefix("Bearer ")
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None, None
+    claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    uris = claims.get("uris") or [claims.get("uri")]
+    return (uris[0] if len(uris) == 1 else uris), claims.get("sub")
+
+
+def comparable(echo: Dict[str, Any], exchange: str = "") -> Dict[str, Any]:
     out = {k: echo.get(k) for k in ("method", "path", "query", "body", "headers")}
     out["headers"] = {k: v for k, v in (out["headers"] or {}).items() if k not in ADDED_BY_FETCH}
+    if exchange in JWT_EXCHANGES:
+        out["headers"].pop("authorization", None)
+        out["jwt"] = jwt_names(echo)
     return out
 
 
@@ -124,13 +186,13 @@ def run(gateway: str, standin: str, ca: str) -> int:
     import ccxt
 
     routes: Dict[str, str] = {}
-    for venue, case, key, _ in cases():
-        host = host_of(venue, case, key)
-        routes[host] = host  # the Rust test names each route after its host
+    for venue, case, key, exchange in cases():
+        spec = route_spec(host_of(venue, case, key), exchange)
+        routes[spec] = route_name(spec)
     failed = False
     rows = []
     for venue, case, key, exchange in cases():
-        secret = oracle._secret(key, venue.b64_secret)
+        secret = secret_of(venue, key)
         oracle._Clock.refreeze()
         stock = oracle.build(oracle.instance(venue, secret), case)
         try:
@@ -141,18 +203,20 @@ def run(gateway: str, standin: str, ca: str) -> int:
             rows.append((venue.ccxt_id, case.label, f"**error** {type(e).__name__}: {e}"))
             continue
         problems = []
-        if not direct.get("verified"):
+        if not direct.get("verified") and exchange not in JWT_EXCHANGES:
             problems.append("direct not verified")
         if not via.get("verified"):
             problems.append("gateway not verified")
-        if comparable(direct) != comparable(via):
-            diff = [k for k in ("method", "path", "query", "body", "headers")
-                    if comparable(direct)[k] != comparable(via)[k]]
+        a, b = comparable(direct, exchange), comparable(via, exchange)
+        if a != b:
+            diff = [k for k in a if a[k] != b.get(k)]
             problems.append("differs in " + ",".join(diff))
-            print(f"--- {venue.ccxt_id} {case.label}\n  direct:  {comparable(direct)}\n"
-                  f"  gateway: {comparable(via)}", file=sys.stderr)
+            print(f"--- {venue.ccxt_id} {case.label}\n  direct:  {a}\n  gateway: {b}",
+                  file=sys.stderr)
         failed = failed or bool(problems) and not case.why
-        rows.append((venue.ccxt_id, case.label, "; ".join(problems) or "identical, verified"))
+        same = ("identical but the JWT (same method, host, path and key), verified"
+                if exchange in JWT_EXCHANGES else "identical, verified")
+        rows.append((venue.ccxt_id, case.label, "; ".join(problems) or same))
     print(f"ccxt {ccxt.__version__} through the gateway, clock frozen per request\n")
     print("| ccxt id | request | result |\n|---|---|---|")
     for r in rows:
@@ -172,6 +236,21 @@ def run(gateway: str, standin: str, ca: str) -> int:
     except ccxt.BaseError as e:
         ok = "policy_denied" in str(e)
         print(f"\nwithdrawal: refused ({'policy_denied' if ok else e})")
+        failed = failed or not ok
+    # Coinbase Advanced: a v2 withdrawal, refused the same way.
+    config = {"apiKey": COINBASE_ADVANCED.api_key, "enableRateLimit": False}
+    config.update(ccxt_config("coinbase", gateway, routes))
+    ex = oracle.freeze(ccxt.coinbase(config))
+    oracle._Clock.refreeze()
+    try:
+        ex.v2_private_post_accounts_account_id_withdrawals({
+            "account_id": "2bbf394c-193b-5b2a-9155-3b4732659ede", "amount": "1",
+            "currency": "BTC"})
+        print("coinbase withdrawal: **sent**")
+        failed = True
+    except ccxt.BaseError as e:
+        ok = "policy_denied" in str(e)
+        print(f"coinbase withdrawal: refused ({'policy_denied' if ok else e})")
         failed = failed or not ok
     return 1 if failed else 0
 

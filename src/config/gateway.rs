@@ -26,6 +26,13 @@ use super::KeyAccess;
 /// exchange = "binance"
 /// key = "binance-main"
 ///
+/// [[gateway.route]]
+/// name = "mexc-futures"
+/// host = "api.mexc.com"
+/// path_prefix = "/api/v1/private"
+/// exchange = "mexc-futures"
+/// key = "mexc-futures-main"
+///
 /// [gateway.keys.binance-main]
 /// uids = [1000]
 /// ```
@@ -73,6 +80,10 @@ pub struct RouteSection {
     pub name: Option<String>,
     /// The exchange's API host.
     pub host: String,
+    /// Only paths under this prefix (`/api/v1/private`: that path and what is below it), for a
+    /// second key on one host (MEXC's contract API shares `api.mexc.com` with its spot API).
+    /// Default: the whole host.
+    pub path_prefix: Option<String>,
     /// The crate's exchange id.
     pub exchange: String,
     /// The token key that signs.

@@ -14,6 +14,7 @@ use super::config::GatewayConfig;
 pub fn ccxt_id(exchange: &str) -> &str {
     match exchange {
         "binance-usdm" => "binanceusdm",
+        "coinbase-advanced" => "coinbase",
         "coinbase-exchange" => "coinbaseexchange",
         "mexc-futures" => "mexc",
         other => other,
@@ -21,8 +22,9 @@ pub fn ccxt_id(exchange: &str) -> &str {
 }
 
 impl GatewayConfig {
-    /// `tree` (ccxt's `urls["api"]`) with the URLs of every routed host rewritten to
-    /// `<gateway>/<route name>/<path>`; other URLs unchanged. `gateway` is the gateway's URL
+    /// `tree` (ccxt's `urls["api"]`) with every URL that a route serves (its host, and its path
+    /// under the route's `path_prefix`) rewritten to `<gateway>/<route name>/<path>`; other URLs
+    /// unchanged. `gateway` is the gateway's URL
     /// (`http://127.0.0.1:8787`).
     pub fn rewrite_ccxt_urls(&self, tree: &Value, gateway: &str) -> Value {
         match tree {
@@ -48,7 +50,12 @@ impl GatewayConfig {
         };
         let end = rest.find(['/', '?']).unwrap_or(rest.len());
         let host = rest[..end].trim_end_matches(":443").to_ascii_lowercase();
-        match self.routes.iter().find(|r| r.host == host) {
+        let path_end = rest[end..].find('?').map_or(rest.len(), |i| end + i);
+        let path = match &rest[end..path_end] {
+            "" => "/",
+            p => p,
+        };
+        match self.route_for(&host, path) {
             Some(route) => format!(
                 "{}/{}{}",
                 gateway.trim_end_matches('/'),
@@ -78,5 +85,33 @@ mod tests {
         assert_eq!(out["public"], "http://127.0.0.1:8787/binance/api/v3");
         assert_eq!(out["fapiPublic"], "https://fapi.binance.com/fapi/v1");
         assert_eq!(out["nested"]["x"], "http://127.0.0.1:8787/binance");
+    }
+
+    #[test]
+    fn a_path_prefix_route_takes_its_urls_of_a_shared_host() {
+        let config = GatewayConfig::new("127.0.0.1:8787".parse().unwrap())
+            .route(Route::new("api.mexc.com", "mexc", "s").named("mexc"))
+            .route(
+                Route::new("api.mexc.com", "mexc-futures", "f")
+                    .named("mexc-futures")
+                    .under("/api/v1/private"),
+            );
+        let tree = serde_json::json!({
+            "spot": {"private": "https://api.mexc.com"},
+            "contract": {
+                "public": "https://api.mexc.com/api/v1/contract",
+                "private": "https://api.mexc.com/api/v1/private"
+            }
+        });
+        let out = config.rewrite_ccxt_urls(&tree, "http://127.0.0.1:8787");
+        assert_eq!(out["spot"]["private"], "http://127.0.0.1:8787/mexc");
+        assert_eq!(
+            out["contract"]["public"],
+            "http://127.0.0.1:8787/mexc/api/v1/contract"
+        );
+        assert_eq!(
+            out["contract"]["private"],
+            "http://127.0.0.1:8787/mexc-futures/api/v1/private"
+        );
     }
 }

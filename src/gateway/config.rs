@@ -42,6 +42,10 @@ pub struct Route {
     pub name: String,
     /// The exchange's API host (lower case, without port: 443 is implied).
     pub host: String,
+    /// The paths this route serves: `""` for the whole host, else a prefix of whole segments
+    /// (`/api/v1/private` serves that path and the paths below it). Of a host's routes, the one
+    /// with the longest prefix that covers a request's path serves it.
+    pub path_prefix: String,
     /// The crate's exchange id.
     pub exchange: String,
     /// The token key that signs.
@@ -57,6 +61,7 @@ impl Route {
         Route {
             name: host.to_ascii_lowercase(),
             host: host.to_ascii_lowercase(),
+            path_prefix: String::new(),
             exchange: exchange.to_owned(),
             key: key.to_owned(),
             public: true,
@@ -67,6 +72,21 @@ impl Route {
     pub fn named(mut self, name: &str) -> Route {
         self.name = name.to_owned();
         self
+    }
+
+    /// Serves only the paths under `prefix` on its host (`/api/v1/private`), so that another
+    /// route can serve the rest of the host with another key.
+    pub fn under(mut self, prefix: &str) -> Route {
+        self.path_prefix = prefix.trim_end_matches('/').to_owned();
+        self
+    }
+
+    /// Whether this route serves `path` (the request's path, without the query).
+    pub(crate) fn covers(&self, path: &str) -> bool {
+        self.path_prefix.is_empty()
+            || path
+                .strip_prefix(self.path_prefix.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
     }
 
     /// Refuses unsigned requests when `false`.
@@ -186,6 +206,15 @@ impl GatewayConfig {
         &self.routes
     }
 
+    /// The route that serves `path` on `host`: of the host's routes that cover the path, the
+    /// one with the longest prefix.
+    pub(crate) fn route_for(&self, host: &str, path: &str) -> Option<&Route> {
+        self.routes
+            .iter()
+            .filter(|r| r.host == host && r.covers(path))
+            .max_by_key(|r| r.path_prefix.len())
+    }
+
     /// The TCP address, if any.
     pub fn listen_addr(&self) -> Option<SocketAddr> {
         self.listen
@@ -232,6 +261,9 @@ impl GatewayConfig {
             if let Some(name) = &r.name {
                 route = route.named(name);
             }
+            if let Some(prefix) = &r.path_prefix {
+                route = route.under(prefix);
+            }
             config = config.route(route);
         }
         config.keys = raw.keys.clone();
@@ -274,9 +306,27 @@ impl GatewayConfig {
                     r.name
                 )));
             }
-            if !names.insert(r.name.clone()) || !hosts.insert(r.host.clone()) {
+            let p = &r.path_prefix;
+            let valid_prefix = p.is_empty()
+                || (p.starts_with('/')
+                    && p[1..].split('/').all(|seg| {
+                        !seg.is_empty()
+                            && seg != "."
+                            && seg != ".."
+                            && seg
+                                .bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+                    }));
+            if !valid_prefix {
                 return Err(Error::Config(format!(
-                    "[[gateway.route]] `{}`: two routes with one name or host",
+                    "[[gateway.route]] `{}`: path_prefix `{p}` must be `/` and path segments of \
+                     letters, digits, `-`, `_` or `.` (e.g. `/api/v1/private`)",
+                    r.name
+                )));
+            }
+            if !names.insert(r.name.clone()) || !hosts.insert((r.host.clone(), p.clone())) {
+                return Err(Error::Config(format!(
+                    "[[gateway.route]] `{}`: two routes with one name, or one host and path_prefix",
                     r.name
                 )));
             }
@@ -309,12 +359,33 @@ mod tests {
     }
 
     #[test]
+    fn a_path_prefix_splits_one_host_between_two_keys() {
+        let text = "[gateway]\nlisten='127.0.0.1:8787'\n\
+                    [[gateway.route]]\nname='mexc'\nhost='api.mexc.com'\nexchange='mexc'\nkey='s'\n\
+                    [[gateway.route]]\nname='mexc-futures'\nhost='api.mexc.com'\n\
+                    path_prefix='/api/v1/private/'\nexchange='mexc-futures'\nkey='f'\n";
+        let c = from_text(text).unwrap().unwrap();
+        assert_eq!(c.routes[1].path_prefix, "/api/v1/private");
+        let name = |path| c.route_for("api.mexc.com", path).map(|r| r.name.as_str());
+        assert_eq!(name("/api/v1/private/account/assets"), Some("mexc-futures"));
+        assert_eq!(name("/api/v1/private"), Some("mexc-futures"));
+        assert_eq!(name("/api/v1/privateX"), Some("mexc"));
+        assert_eq!(name("/api/v1/contract/ping"), Some("mexc"));
+        assert_eq!(name("/api/v3/account"), Some("mexc"));
+        assert_eq!(c.route_for("api.mexc.co", "/api/v3/account"), None);
+    }
+
+    #[test]
     fn refuses_what_would_open_it_up() {
         let bad = [
             "[gateway]\nlisten='0.0.0.0:8787'\n",
             "[gateway]\nlisten='127.0.0.1:1'\n[[gateway.route]]\nhost='x'\nexchange='nope'\nkey='k'\n",
             "[gateway]\nlisten='127.0.0.1:1'\nopen_proxy=true\n",
             "[gateway]\n",
+            "[gateway]\nlisten='127.0.0.1:1'\n[[gateway.route]]\nhost='x'\nexchange='mexc'\nkey='k'\n\
+             path_prefix='/a/../b'\n",
+            "[gateway]\nlisten='127.0.0.1:1'\n[[gateway.route]]\nhost='x'\nexchange='mexc'\nkey='k'\n\
+             [[gateway.route]]\nname='y'\nhost='x'\nexchange='mexc-futures'\nkey='k'\n",
         ];
         for text in bad {
             assert!(from_text(text).is_err(), "{text}");

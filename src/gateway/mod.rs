@@ -20,8 +20,9 @@
 //!
 //! What it does with one request:
 //! 1. The target: ccxt's proxy-URL form (`/https://api.binance.com/api/v3/account?...`, or the
-//!    same percent-encoded) or the base-URL form (`/<route>/api/v3/account?...`). A host or name
-//!    without a `[[gateway.route]]` is refused: no open proxy.
+//!    same percent-encoded) or the base-URL form (`/<route>/api/v3/account?...`). A host, path
+//!    or name without a `[[gateway.route]]` is refused: no open proxy. A route serves a host, or
+//!    the paths of a host under its `path_prefix` (a second key on one host: MEXC futures).
 //! 2. The client: its uid, gid and pid from the kernel, never from the request (`SO_PEERCRED` on
 //!    the Unix socket; on loopback TCP the socket's owner in `/proc/net/tcp*` and the process
 //!    holding it); refused when it is the gateway's own uid (unless `allow_same_uid`).
@@ -33,8 +34,9 @@
 //!    the audit log records, before the token signs it. The request rebuilt from that
 //!    signature must differ from the bot's only in the signature fields and the fields the crate
 //!    owns (time, nonce, API key header); otherwise it is refused with the reason.
-//! 5. Upstream over HTTPS (rustls), sent once; the reply streamed back without hop-by-hop
-//!    headers, and its status written to the audit log.
+//! 5. Upstream over HTTPS (rustls), sent once; the reply streamed back; hop-by-hop headers
+//!    (the fixed ones and those a `Connection` header names) dropped both ways; the exchange's
+//!    status written to the audit log.
 
 mod ccxt;
 mod config;
