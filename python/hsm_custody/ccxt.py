@@ -24,6 +24,12 @@ ccxt's asynchronous classes (``ccxt.async_support``) build requests with the sam
 ``sign``, so :func:`wrap` works for them too (the agent call blocks for one local socket round
 trip, ~0.2 ms).
 
+Errors are ccxt's: whatever the agent refuses, or a broken connection to it, is raised from a
+wrapped instance as an exception that is both the ``hsm_custody`` class of its kind and the
+ccxt class a ccxt bot already handles (:data:`CCXT_ERRORS`): ``PolicyDenied`` is a
+``ccxt.PermissionDenied``, ``RateLimited`` a ``ccxt.RateLimitExceeded``, ``AgentUnavailable`` a
+``ccxt.NetworkError``, and so on.
+
 Exactness against stock ccxt is checked by ``python/tests/run_oracle.sh``
 (``docs/ccxt-oracle.md``).
 """
@@ -39,9 +45,10 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union, cast
 from urllib.parse import unquote, urlsplit
 
 from .client import AgentClient, SignedRequest
+from .errors import AgentError
 
 __all__ = ["wrap", "unwrap", "PLACEHOLDER_SECRET", "EXCHANGE_IDS", "UnsupportedExchange",
-           "UnsupportedRequest", "agent_exchange_id"]
+           "UnsupportedRequest", "agent_exchange_id", "CCXT_ERRORS", "as_ccxt_error"]
 
 #: What ``exchange.secret`` holds after :func:`wrap`: base64 (ccxt decodes some exchanges'
 #: secrets as base64) of a text saying where the real secret is. Useless if leaked.
@@ -342,6 +349,63 @@ def _json_body(b: _Built, name: str, signed: SignedRequest) -> str:
     return text
 
 
+# -- errors: hsm_custody's and ccxt's at once -------------------------------------------------------
+#: Every error kind of the agent protocol (and ``unavailable``: the agent could not be reached or
+#: the connection broke) -> the name of the ccxt exception class it is raised as from a wrapped
+#: instance. ``python/tests/oracle.py`` checks that this covers every kind ``hsm_custody.errors``
+#: knows, and drives the refusals it can through a real agent.
+CCXT_ERRORS: Dict[str, str] = {
+    "bad_frame": "ExchangeError",
+    "bad_request": "BadRequest",
+    "unsupported_version": "NotSupported",
+    "unknown_op": "NotSupported",
+    "forbidden": "PermissionDenied",
+    "rate_limited": "RateLimitExceeded",
+    "policy_denied": "PermissionDenied",
+    "invalid_input": "BadRequest",
+    "key_not_found": "AuthenticationError",
+    "wrong_exchange": "AuthenticationError",
+    "key_unusable": "AuthenticationError",
+    "audit_failed": "ExchangeNotAvailable",
+    "busy": "ExchangeNotAvailable",
+    "token": "ExchangeError",
+    "unavailable": "NetworkError",
+}
+_DUAL: Dict[Tuple[type, str], type] = {}
+_DUAL_LOCK = threading.Lock()
+
+
+def as_ccxt_error(err: AgentError) -> AgentError:
+    """``err`` as an instance of a class that derives from both ``type(err)`` (an
+    ``hsm_custody`` error) and the ccxt class of its kind (:data:`CCXT_ERRORS`; an unknown kind
+    is ``ccxt.ExchangeError``, as the protocol treats it like ``token``). Same kind, message,
+    rule, key, ``retry_after_ms`` and hint."""
+    import ccxt  # the bot's own ccxt: this module is importable without it
+
+    kind = "unavailable" if type(err).__name__ == "AgentUnavailable" else err.kind
+    ccxt_name = CCXT_ERRORS.get(kind, "ExchangeError")
+    with _DUAL_LOCK:
+        cls = _DUAL.get((type(err), ccxt_name))
+        if cls is None:
+            base = getattr(ccxt, ccxt_name)
+            cls = type(type(err).__name__, (type(err), base), {
+                "__module__": __name__,
+                "__doc__": f"{type(err).__doc__} Also a ``ccxt.{ccxt_name}``.",
+            })
+            _DUAL[(type(err), ccxt_name)] = cls
+    out = cast(AgentError, cls(err.kind, err.message, rule=err.rule, key=err.key,
+                               retry_after_ms=err.retry_after_ms, hint=err.hint))
+    return out
+
+
+def _ccxt_errors(call: Callable[[], Any]) -> Any:
+    """Runs an agent call; its ``AgentError`` is raised as :func:`as_ccxt_error` of it."""
+    try:
+        return call()
+    except AgentError as e:
+        raise as_ccxt_error(e) from e
+
+
 # -- the wrapper -----------------------------------------------------------------------------------
 _ALGS = {"sha256": "sha256", "sha384": "sha384", "sha512": "sha512"}
 
@@ -400,9 +464,10 @@ class _Adapter:
         if alg is None:
             raise UnsupportedRequest(f"ccxt {self.exchange.id}: HMAC-{_alg_name(algorithm)} is "
                                      f"not available from the agent")
-        mac = self.agent.mac(key=self.key, alg=alg, data=bytes(request),
-                             label=f"ccxt:{self.exchange.id}")
-        return _digest(mac, digest)
+        data = bytes(request)
+        mac = _ccxt_errors(lambda: self.agent.mac(key=self.key, alg=alg, data=data,
+                                                  label=f"ccxt:{self.exchange.id}"))
+        return _digest(cast(bytes, mac), digest)
 
     def sign(self, path: Any, api: Any = "public", method: str = "GET",
              params: Any = None, *rest: Any) -> Dict[str, Any]:
@@ -422,7 +487,8 @@ class _Adapter:
         scheme = _scheme(self.exchange.id, api)
         request = scheme.extract(built)
         self.last_request = request
-        signed = self.agent.sign(key=self.key, exchange=scheme.agent_id, request=request)
+        signed = _ccxt_errors(lambda: self.agent.sign(key=self.key, exchange=scheme.agent_id,
+                                                      request=request))
         return _rebuild(built, scheme, signed)
 
 

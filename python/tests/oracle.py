@@ -421,6 +421,76 @@ def adapter_checks(agent: Any) -> List[Tuple[str, bool]]:
     except PolicyDenied as e:
         out.append((f"Binance `POST sapi/v1/capital/withdraw/apply` refused by the key's policy "
                     f"(rule `{e.rule}`)", True))
+    out += error_checks(agent)
+    return out
+
+
+def error_checks(agent: Any) -> List[Tuple[str, bool]]:
+    """Errors from a wrapped instance are ccxt's and hsm_custody's at once: every protocol kind
+    has its ccxt class, and the refusals a real agent makes here arrive as both."""
+    import ccxt
+    import ccxt.async_support
+    import hsm_custody
+    from hsm_custody.ccxt import CCXT_ERRORS, as_ccxt_error, wrap
+    from hsm_custody.errors import _BY_KIND, from_reply
+
+    out: List[Tuple[str, bool]] = []
+    kinds = set(_BY_KIND) | {"unavailable"}
+    out.append(("`CCXT_ERRORS` names a ccxt class for every protocol kind (and `unavailable`)",
+                set(CCXT_ERRORS) == kinds
+                and all(isinstance(getattr(ccxt, n, None), type) for n in CCXT_ERRORS.values())))
+    ok = True
+    for kind, cls in _BY_KIND.items():
+        e = as_ccxt_error(from_reply({"kind": kind, "message": "m", "rule": "r", "key": "k",
+                                      "retry_after_ms": 7, "hint": "h"}))
+        ok = ok and isinstance(e, cls) and isinstance(e, getattr(ccxt, CCXT_ERRORS[kind])) \
+            and isinstance(e, ccxt.BaseError) and isinstance(e, hsm_custody.AgentError) \
+            and (e.kind, e.message, e.rule, e.key, e.retry_after_ms, e.hint) == \
+            (kind, "m", "r", "k", 7, "h")
+    unknown = as_ccxt_error(from_reply({"kind": "from-the-future", "message": "m"}))
+    ok = ok and isinstance(unknown, hsm_custody.TokenError) \
+        and isinstance(unknown, ccxt.ExchangeError)
+    out.append(("each kind's error is its hsm_custody class and its ccxt class, attributes kept; "
+                "an unknown kind is TokenError + ccxt.ExchangeError", ok))
+    expected = {"policy_denied": ccxt.PermissionDenied, "rate_limited": ccxt.RateLimitExceeded,
+                "forbidden": ccxt.PermissionDenied, "busy": ccxt.ExchangeNotAvailable}
+    out.append(("PolicyDenied/Forbidden are ccxt.PermissionDenied, RateLimited is "
+                "ccxt.RateLimitExceeded, Busy is ccxt.ExchangeNotAvailable",
+                all(isinstance(as_ccxt_error(from_reply({"kind": k, "message": ""})), c)
+                    for k, c in expected.items())))
+
+    venue = VENUES[0]
+    withdraw = ("capital/withdraw/apply", ["sapi"], "POST",
+                {"coin": "BTC", "address": "bc1qexample", "amount": "1"})
+    for asynch in (False, True):
+        ex = wrap(instance(venue, _secret(venue.key), asynch), key=venue.key, agent=agent)
+        label = "ccxt.async_support " if asynch else ""
+        try:
+            ex.sign(*withdraw)
+            out.append((f"{label}withdrawal raises ccxt.PermissionDenied", False))
+        except ccxt.PermissionDenied as e:
+            out.append((f"{label}withdrawal (live agent) raises ccxt.PermissionDenied, also "
+                        f"hsm_custody.PolicyDenied (rule `{e.rule}`)",
+                        isinstance(e, hsm_custody.PolicyDenied)))
+    # A key the agent does not allow this uid: forbidden, a ccxt.PermissionDenied.
+    ex = wrap(instance(venue, _secret(venue.key)), key="oracle-not-allowed", agent=agent)
+    try:
+        ex.sign("order", ["private"], "POST", {"symbol": "BTCUSDT", "side": "BUY",
+                                               "type": "MARKET", "quantity": "1"})
+        out.append(("a key not in the allow-list raises ccxt.PermissionDenied", False))
+    except ccxt.PermissionDenied as e:
+        out.append(("a key not in the allow-list (live agent) raises ccxt.PermissionDenied, also "
+                    "hsm_custody.Forbidden", isinstance(e, hsm_custody.Forbidden)))
+    # No agent at the socket: ccxt.NetworkError, also hsm_custody.AgentUnavailable.
+    ex = wrap(instance(venue, _secret(venue.key)), key=venue.key,
+              agent="/nonexistent/hsm-custody/agent.sock")
+    try:
+        ex.sign("order", ["private"], "POST", {"symbol": "BTCUSDT", "side": "BUY",
+                                               "type": "MARKET", "quantity": "1"})
+        out.append(("an unreachable agent raises ccxt.NetworkError", False))
+    except ccxt.NetworkError as e:
+        out.append(("an unreachable agent raises ccxt.NetworkError, also "
+                    "hsm_custody.AgentUnavailable", isinstance(e, hsm_custody.AgentUnavailable)))
     return out
 
 

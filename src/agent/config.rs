@@ -17,7 +17,7 @@
 //!
 //! [agent.keys.binance-main]                 # a key not listed here is refused to every client
 //! uids = [1000]                             # peer uids allowed (SO_PEERCRED)
-//! gids = [1001]                             # peer primary gids allowed
+//! gids = [1001]                             # peer gids allowed: primary or supplementary
 //! exchanges = ["binance", "binance-usdm"]   # optional: exchange ids allowed with this key
 //! ```
 
@@ -51,9 +51,20 @@ pub struct AgentConfig {
 // `KeyAccess` is the `[agent.keys.NAME]` section's own type (crate::config); the checks the
 // server makes with it live here, with the rest of the agent's configuration.
 impl KeyAccess {
-    /// Whether a peer with `uid`/`gid` may use the key for `exchange`.
+    /// Whether a peer with `uid` and primary `gid` may use the key for `exchange`.
     pub(crate) fn allows(&self, uid: u32, gid: u32, exchange: &str) -> bool {
-        let peer = self.uids.contains(&uid) || self.gids.contains(&gid);
+        self.allows_groups(uid, [gid], exchange)
+    }
+
+    /// Whether a peer with `uid` and groups `gids` (primary and supplementary) may use the key
+    /// for `exchange`.
+    pub(crate) fn allows_groups(
+        &self,
+        uid: u32,
+        gids: impl IntoIterator<Item = u32>,
+        exchange: &str,
+    ) -> bool {
+        let peer = self.allows_peer(uid, gids);
         let exchange_ok = self
             .exchanges
             .as_ref()
@@ -61,9 +72,9 @@ impl KeyAccess {
         peer && exchange_ok
     }
 
-    /// Whether a peer with `uid`/`gid` may use the key at all.
-    pub(crate) fn allows_peer(&self, uid: u32, gid: u32) -> bool {
-        self.uids.contains(&uid) || self.gids.contains(&gid)
+    /// Whether a peer with `uid` and groups `gids` may use the key at all.
+    pub(crate) fn allows_peer(&self, uid: u32, gids: impl IntoIterator<Item = u32>) -> bool {
+        self.uids.contains(&uid) || gids.into_iter().any(|g| self.gids.contains(&g))
     }
 }
 

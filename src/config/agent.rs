@@ -85,7 +85,7 @@ pub struct KeyAccess {
     /// Peer uids allowed.
     #[serde(default)]
     pub uids: Vec<u32>,
-    /// Peer primary gids allowed.
+    /// Peer gids allowed (the agent matches the primary and the supplementary groups).
     #[serde(default)]
     pub gids: Vec<u32>,
     /// Exchange ids allowed with this key; `None` allows every id the key's binding accepts.

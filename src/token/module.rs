@@ -63,7 +63,10 @@ pub(crate) fn load_with(path: &Path, init_params: Option<&str>) -> Result<Pkcs11
         Err(e) => {
             return Err(Error::ModuleLoad {
                 path: path.to_owned(),
-                reason: format!("C_Initialize failed: {e}"),
+                reason: format!(
+                    "the module loaded but C_Initialize failed: {e}{}",
+                    unreadable_module_files(&key)
+                ),
             })
         }
     }
@@ -75,6 +78,90 @@ pub(crate) fn load_with(path: &Path, init_params: Option<&str>) -> Result<Pkcs11
         },
     );
     Ok(ctx)
+}
+
+/// After a failed `C_Initialize`: the files the module reads at initialisation that this process
+/// cannot read, named (`; ...`), or nothing. A module found at the right path usually fails
+/// there because its configuration or token directory belongs to a group the process is not in
+/// (Debian: `/etc/softhsm/softhsm2.conf` and `/var/lib/softhsm`, group `softhsm`).
+fn unreadable_module_files(module: &Path) -> String {
+    let name = module
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    let mut found = Vec::new();
+    let conf_var = std::env::var_os("SOFTHSM2_CONF");
+    if name.contains("softhsm") || conf_var.is_some() {
+        let (conf, from) = match &conf_var {
+            Some(c) => (PathBuf::from(c), "SOFTHSM2_CONF"),
+            None => (
+                PathBuf::from("/etc/softhsm/softhsm2.conf"),
+                "default SOFTHSM2_CONF",
+            ),
+        };
+        match std::fs::read_to_string(&conf) {
+            Err(e) => found.push(format!("cannot read {from} {}: {e}", described(&conf))),
+            Ok(text) => {
+                let tokendir = text.lines().find_map(|line| {
+                    let (k, v) = line.split_once('=')?;
+                    (k.trim() == "directories.tokendir").then(|| PathBuf::from(v.trim()))
+                });
+                if let Some(dir) = tokendir {
+                    if let Err(e) = std::fs::read_dir(&dir) {
+                        found.push(format!(
+                            "cannot read the token directory {} (directories.tokendir in {}): {e}",
+                            described(&dir),
+                            conf.display()
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    if let Some(store) = std::env::var_os("TPM2_PKCS11_STORE") {
+        let store = PathBuf::from(store);
+        if let Err(e) = std::fs::read_dir(&store) {
+            found.push(format!(
+                "cannot read TPM2_PKCS11_STORE {}: {e}",
+                described(&store)
+            ));
+        }
+    }
+    if found.is_empty() {
+        String::new()
+    } else {
+        let me = rustix::process::geteuid().as_raw();
+        format!(
+            "; {} (this process: uid {me}; add its user to the owning group)",
+            found.join("; ")
+        )
+    }
+}
+
+/// `path` with its owner and group ids and mode, when it (or its parent) can be examined.
+fn described(path: &Path) -> String {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = std::fs::metadata(path).or_else(|e| {
+        // A file inside a directory this process cannot search: describe the directory.
+        path.parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or(Err(e), std::fs::metadata)
+    });
+    match meta {
+        Ok(m) => format!(
+            "`{}` (uid {} gid {} mode {:o}{})",
+            path.display(),
+            m.uid(),
+            m.gid(),
+            m.mode() & 0o7777,
+            if std::fs::metadata(path).is_ok() {
+                ""
+            } else {
+                ", of its directory"
+            }
+        ),
+        Err(_) => format!("`{}`", path.display()),
+    }
 }
 
 /// `C_Initialize` arguments: OS locking, and `init_params` in `pReserved` if given.

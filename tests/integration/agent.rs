@@ -51,6 +51,11 @@ impl AgentProc {
 
     /// [`AgentProc::start`] with more lines in the `[agent]` section.
     fn start_with(tag: &str, group: bool, agent_lines: &str) -> AgentProc {
+        Self::start_full(tag, group, agent_lines, "")
+    }
+
+    /// [`AgentProc::start_with`] with more lines in key `other`'s allow-list.
+    fn start_full(tag: &str, group: bool, agent_lines: &str, other_lines: &str) -> AgentProc {
         let token = fresh_token(tag);
         let custody = token.connect();
         import_for(&custody, "bn", "binance", SECRET);
@@ -83,7 +88,7 @@ impl AgentProc {
                  [agent]\nsocket = '{socket}'\nrate_per_second = 100000\nburst = 100000\n\
                  max_frame = 4096\nframe_timeout_ms = 2000\n{group_line}{agent_lines}\
                  [agent.keys.bn]\nuids = [{me}]\n\
-                 [agent.keys.other]\nuids = [{NOBODY}]\n\
+                 [agent.keys.other]\nuids = [{NOBODY}]\n{other_lines}\
                  [agent.keys.raw]\nuids = [{me}]\nexchanges = ['raw']\n",
                 module = token.module.display(),
                 label = token.label,
@@ -685,6 +690,144 @@ fn agent_tells_client_uids_apart_by_peer_credentials() {
     let req = Request::get("/api/v3/order").query(binance_query(1, 1));
     assert!(root.sign("bn", "binance", &req).is_ok());
     assert!(root.sign("other", "binance", &req).is_err());
+}
+
+/// A bot whose allowed group is a *supplementary* group (how `usermod -aG` adds it) is let in:
+/// the agent reads the peer's groups from the kernel at accept time. Without that group the
+/// same uid is refused, and the refusal says what was checked (uid, primary gid, groups).
+#[test]
+fn agent_lets_in_a_bot_by_its_supplementary_group() {
+    const BOT: u32 = 64_001;
+    const BOTS: u32 = 64_002;
+    let me = std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(1);
+    let setpriv = Path::new("/usr/bin/setpriv");
+    if me != 0 || !setpriv.exists() {
+        eprintln!("skipped: needs root and setpriv to run a client as another uid");
+        return;
+    }
+    let agent = AgentProc::start_full(
+        "agent-groups",
+        true,
+        "allow_same_uid = true  # test setup: root checks the socket too\n",
+        &format!("gids = [{BOTS}]\n"),
+    );
+    // uid BOT, primary gid BOT; supplementary: the socket's group, and BOTS or not.
+    let as_bot = |groups: &str| {
+        let inner = agent.client_command(0, "other");
+        let mut cmd = Command::new(setpriv);
+        cmd.args([
+            format!("--reuid={BOT}"),
+            format!("--regid={BOT}"),
+            format!("--groups={groups}"),
+        ])
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .envs(inner.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
+        .env_remove("HSM_CUSTODY_PIN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        client_lines(cmd).join().unwrap()
+    };
+    let allowed = as_bot(&format!("{NOBODY},{BOTS}"));
+    assert_eq!(allowed.len(), SIGNS_PER_CLIENT, "{allowed:?}");
+    for line in &allowed {
+        let parts: Vec<&str> = line.split(' ').collect();
+        assert_eq!(parts[3], expected_signature(parts[4]), "{line}");
+    }
+    let refused = as_bot(&NOBODY.to_string());
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    let expected =
+        format!("forbidden: uid {BOT} (primary gid {BOT}, supplementary groups {NOBODY}; pid ");
+    assert!(
+        refused[0].starts_with("ERR 0") && refused[0].contains(&expected),
+        "{refused:?}"
+    );
+    assert!(
+        refused[0].contains("not in its [agent.keys.other] uids or gids"),
+        "{refused:?}"
+    );
+}
+
+/// A module that loads but fails `C_Initialize` because this user cannot read its files: the
+/// error names the file (SoftHSM2's configuration, then its token directory), its owner and
+/// mode, and the uid that tried, not just the module path (which was right).
+#[test]
+fn c_initialize_failure_names_the_unreadable_file() {
+    let me = std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(1);
+    let setpriv = Path::new("/usr/bin/setpriv");
+    if me != 0 || !setpriv.exists() {
+        eprintln!("skipped: needs root and setpriv to run the CLI as another uid");
+        return;
+    }
+    let t = fresh_token("cinit-unreadable");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::create_dir(&tokens).unwrap();
+    std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let conf = dir.path().join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\n",
+            tokens.display()
+        ),
+    )
+    .unwrap();
+    let run = |mode: u32| {
+        std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(mode)).unwrap();
+        let out = Command::new(setpriv)
+            .args([
+                format!("--reuid={NOBODY}"),
+                format!("--regid={NOBODY}"),
+                "--clear-groups".to_owned(),
+            ])
+            .arg(env!("CARGO_BIN_EXE_hsm-custody"))
+            .args(["key", "list", "--module"])
+            .arg(&t.module)
+            .args(["--token", "absent"])
+            .envs(child_env())
+            .env("SOFTHSM2_CONF", &conf)
+            // Never tried: the module fails before any login.
+            .env("HSM_CUSTODY_PIN", "not-used")
+            .env_remove("HSM_CUSTODY_PIN_FILE")
+            .env_remove("HSM_CUSTODY_CONFIG")
+            .env_remove("HSM_CUSTODY_MODULE")
+            .env_remove("HSM_CUSTODY_TOKEN")
+            .env_remove("TPM2_PKCS11_STORE")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = run(0o600);
+    assert!(err.contains("C_Initialize failed"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "cannot read SOFTHSM2_CONF `{}` (uid 0 gid 0 mode 600): Permission denied",
+            conf.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("this process: uid {NOBODY}")),
+        "{err}"
+    );
+    let err = run(0o644);
+    assert!(
+        err.contains(&format!(
+            "cannot read the token directory `{}` (uid 0 gid 0 mode 700) (directories.tokendir in {})",
+            tokens.display(),
+            conf.display()
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("SOFTHSM2_CONF `"), "{err}");
 }
 
 /// In-process agent ([`hsm_custody::agent::Agent`]): the per-client rate limit refuses the

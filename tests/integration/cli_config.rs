@@ -298,3 +298,88 @@ fn one_file_configures_every_part() {
     let out = sign(order);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
 }
+
+/// Runs the binary with `args` on a pseudo-terminal (python3's `pty`), with no PIN configured:
+/// answers its first prompt with `answer` and returns (everything the terminal showed, exit code).
+fn on_a_terminal(args: &[&str], answer: &str) -> (String, i32) {
+    const DRIVER: &str = r#"
+import os, pty, sys
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+seen = b""
+while b"not echoed" not in seen:
+    chunk = os.read(fd, 1024)
+    if not chunk:
+        break
+    seen += chunk
+# Type only once the terminal no longer echoes (the prompt is printed just before echo is
+# turned off); give up after 5 s and type anyway, so that an echo shows in the output.
+import termios, time
+deadline = time.time() + 5
+while termios.tcgetattr(fd)[3] & termios.ECHO and time.time() < deadline:
+    time.sleep(0.01)
+os.write(fd, sys.stdin.buffer.read() + b"\n")
+while True:
+    try:
+        chunk = os.read(fd, 1024)
+    except OSError:
+        break
+    if not chunk:
+        break
+    seen += chunk
+_, status = os.waitpid(pid, 0)
+sys.stdout.buffer.write(seen)
+sys.exit(os.waitstatus_to_exitcode(status))
+"#;
+    use std::io::Write as _;
+    let mut child = Command::new("python3")
+        .args(["-c", DRIVER, env!("CARGO_BIN_EXE_hsm-custody")])
+        .args(args)
+        .envs(child_env())
+        .env_remove("HSM_CUSTODY_PIN")
+        .env_remove("HSM_CUSTODY_PIN_FILE")
+        .env_remove("HSM_CUSTODY_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 to drive a pty");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(answer.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        out.status.code().unwrap_or(-1),
+    )
+}
+
+/// No PIN configured and a terminal present: the CLI asks for the PIN without echo (as
+/// pkcs11-tool does), logs in with it, and a wrong one is a PIN error (exit 3). Without a
+/// terminal it does not ask: no PIN stays a configuration error (exit 2).
+#[test]
+fn no_pin_on_a_terminal_is_prompted_without_echo() {
+    let t = fresh_token("cli-pin-prompt");
+    let module = t.module.to_str().unwrap().to_owned();
+    let args = ["key", "list", "--module", &module, "--token", &t.label];
+    let pin = t.user_pin_text();
+    let (shown, code) = on_a_terminal(&args, &pin);
+    assert_eq!(code, 0, "{shown}");
+    assert!(
+        shown.contains(&format!("User PIN for token `{}` (not echoed): ", t.label)),
+        "{shown}"
+    );
+    assert!(!shown.contains(&pin), "the PIN was echoed: {shown}");
+    let (shown, code) = on_a_terminal(&args, "wrong-pin-0000");
+    assert_eq!(code, 3, "{shown}");
+    assert!(!shown.contains("wrong-pin-0000"), "echoed: {shown}");
+    let (shown, code) = on_a_terminal(&args, "");
+    assert_eq!(code, 2, "{shown}");
+    assert!(shown.contains("no PIN typed"), "{shown}");
+    let out = bare(&args);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("not echoed"), "{}", stderr(&out));
+}

@@ -262,3 +262,69 @@ fn sign_request_refuses_another_exchanges_key_and_unknown_ids() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("unknown exchange"), "{stderr}");
 }
+
+/// `--request -` reads the description from stdin and signs exactly what the same file signs;
+/// a field the description format does not have is refused by name (exit 2), not dropped.
+#[test]
+fn sign_request_reads_stdin_and_refuses_unknown_fields() {
+    let t = fresh_token("cli-sr-stdin");
+    import(
+        &t,
+        "bn",
+        "binance",
+        "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j",
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let request = serde_json::json!({
+        "method": "GET",
+        "path": "/api/v3/order",
+        "query": "symbol=BTCUSDT&orderId=1",
+        "timestamp": now.to_string(),
+    });
+    let from_file = sign_request(&t, "bn", "binance", &request);
+    assert!(
+        from_file.status.success(),
+        "{}",
+        String::from_utf8_lossy(&from_file.stderr)
+    );
+    let args = [
+        "sign-request",
+        "--key",
+        "bn",
+        "--exchange",
+        "binance",
+        "--request",
+        "-",
+    ];
+    let from_stdin = cli(&t, &args, Some(&request.to_string()));
+    assert!(
+        from_stdin.status.success(),
+        "{}",
+        String::from_utf8_lossy(&from_stdin.stderr)
+    );
+    assert_eq!(from_stdin.stdout, from_file.stdout);
+    let signed: Value = serde_json::from_slice(&from_stdin.stdout).unwrap();
+    assert!(
+        signed["signature"].as_str().is_some_and(|s| s.len() == 64),
+        "{signed}"
+    );
+
+    let mut misspelt = request.clone();
+    misspelt["recvWindow"] = Value::from("5000");
+    misspelt["apiKey"] = Value::from("k");
+    for out in [
+        sign_request(&t, "bn", "binance", &misspelt),
+        cli(&t, &args, Some(&misspelt.to_string())),
+    ] {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("unknown request fields `apiKey`, `recvWindow` (known: method, path,"),
+            "{err}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+}

@@ -24,6 +24,7 @@ pub(super) async fn serve_connection(
     tracing::debug!(
         uid = peer.uid,
         gid = peer.gid,
+        groups = %peer.checked(),
         pid = peer.pid,
         "client connected"
     );
@@ -94,7 +95,7 @@ pub(super) async fn serve_connection(
                 return;
             }
         };
-        let reply = handle(&shared, peer, &message).await;
+        let reply = handle(&shared, &peer, &message).await;
         if stream.write_all(&encode_frame(&reply)).await.is_err() {
             return;
         }

@@ -70,7 +70,7 @@ const RULE_FULL: &str = "agent-connections";
 /// A new connection: served (with its ticket), or refused with this `err` object.
 pub(super) fn admit_connection(
     shared: &Arc<Shared>,
-    peer: Peer,
+    peer: &Peer,
 ) -> std::result::Result<Ticket, Value> {
     let config = &shared.config;
     if peer.uid == shared.own_uid && !config.allow_same_uid {

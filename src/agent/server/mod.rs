@@ -8,6 +8,7 @@
 mod connection;
 mod conns;
 mod ops;
+mod peer;
 mod socket;
 
 use std::future::Future;
@@ -26,6 +27,7 @@ use crate::custody::Custody;
 use crate::error::{Error, Result};
 use connection::serve_connection;
 use conns::{admit_connection, Conns};
+use peer::Peer;
 use socket::{bind_socket, refuse};
 
 /// A bound signing agent: the socket exists (mode 0600) and the login is held; call
@@ -61,21 +63,6 @@ pub struct ServeReport {
     pub connections: u64,
     /// Connections still open when the drain timeout ran out (their tasks were aborted).
     pub aborted: usize,
-}
-
-/// The peer of one connection, from `SO_PEERCRED`.
-#[derive(Clone, Copy, Debug)]
-struct Peer {
-    uid: u32,
-    gid: u32,
-    pid: i32,
-}
-
-impl Peer {
-    /// How the audit log names this client.
-    fn audit_name(&self) -> String {
-        format!("uid={} pid={}", self.uid, self.pid)
-    }
 }
 
 impl Agent {
@@ -143,17 +130,15 @@ impl Agent {
                     report.connections += 1;
                     shared.limiter.retain_recent();
                     let peer = match stream.peer_cred() {
-                        Ok(cred) => Peer {
-                            uid: cred.uid(),
-                            gid: cred.gid(),
-                            pid: cred.pid().unwrap_or(0),
-                        },
+                        Ok(cred) => {
+                            Peer::accepted(cred.uid(), cred.gid(), cred.pid().unwrap_or(0))
+                        }
                         Err(e) => {
                             tracing::warn!(error = %e, "no peer credentials; closing");
                             continue;
                         }
                     };
-                    match admit_connection(&shared, peer) {
+                    match admit_connection(&shared, &peer) {
                         Ok(ticket) => {
                             let stop = stop_rx.clone();
                             tasks.spawn(serve_connection(ticket, stream, peer, stop));

@@ -13,7 +13,7 @@ use crate::sign::HmacAlg;
 use crate::sign::RequestContext;
 
 /// Answers one well-formed frame.
-pub(super) async fn handle(shared: &Shared, peer: Peer, message: &Value) -> Value {
+pub(super) async fn handle(shared: &Shared, peer: &Peer, message: &Value) -> Value {
     let id = message.get("id").cloned().unwrap_or(Value::Null);
     match message.get("v").and_then(Value::as_u64) {
         Some(VERSION) => {}
@@ -39,7 +39,7 @@ pub(super) async fn handle(shared: &Shared, peer: Peer, message: &Value) -> Valu
                 .config
                 .keys
                 .iter()
-                .filter(|(_, a)| a.allows_peer(peer.uid, peer.gid))
+                .filter(|(_, a)| a.allows_peer(peer.uid, peer.gids()))
                 .map(|(name, a)| json!({"name": name, "exchanges": a.exchanges}))
                 .collect();
             ok_reply(&id, json!({ "keys": keys }))
@@ -67,7 +67,12 @@ fn text_field(message: &Value, op: &str, name: &str) -> std::result::Result<Stri
 /// The checks every keyed op passes first: the client's rate (before anything else, so that
 /// refused requests cannot be used to probe at full speed), then the allow-list for `key` and
 /// `exchange` (`raw` for the `mac` op).
-fn admit(shared: &Shared, peer: Peer, key: &str, exchange: &str) -> std::result::Result<(), Value> {
+fn admit(
+    shared: &Shared,
+    peer: &Peer,
+    key: &str,
+    exchange: &str,
+) -> std::result::Result<(), Value> {
     if let Err(not_until) = shared.limiter.check_key(&(peer.uid, peer.pid)) {
         let wait = not_until.wait_time_from(shared.limiter.clock().now());
         tracing::info!(uid = peer.uid, pid = peer.pid, "client over its rate");
@@ -85,7 +90,7 @@ fn admit(shared: &Shared, peer: Peer, key: &str, exchange: &str) -> std::result:
         .config
         .keys
         .get(key)
-        .is_some_and(|a| a.allows(peer.uid, peer.gid, exchange));
+        .is_some_and(|a| a.allows_groups(peer.uid, peer.gids(), exchange));
     if !allowed {
         tracing::warn!(
             uid = peer.uid,
@@ -97,8 +102,9 @@ fn admit(shared: &Shared, peer: Peer, key: &str, exchange: &str) -> std::result:
         return Err(refusal(
             kind::FORBIDDEN,
             &format!(
-                "uid {} may not sign `{exchange}` requests with key `{key}`",
-                peer.uid
+                "{} may not sign `{exchange}` requests with key `{key}`: not in its \
+                 [agent.keys.{key}] uids or gids",
+                peer.checked()
             ),
         ));
     }
@@ -109,7 +115,7 @@ fn admit(shared: &Shared, peer: Peer, key: &str, exchange: &str) -> std::result:
 /// for. The key's policy must set `allow_raw = true` (else `policy_denied`, rule
 /// `raw-signing`), the allow-list must admit exchange `raw` when it lists exchanges, and the
 /// audit log records it with no exchange, method `RAW` and the client's label as the path.
-async fn mac(shared: &Shared, peer: Peer, message: &Value) -> std::result::Result<Value, Value> {
+async fn mac(shared: &Shared, peer: &Peer, message: &Value) -> std::result::Result<Value, Value> {
     use base64::Engine as _;
     let key = text_field(message, "mac", "key")?;
     let alg = text_field(message, "mac", "alg")?;
@@ -163,7 +169,7 @@ async fn mac(shared: &Shared, peer: Peer, message: &Value) -> std::result::Resul
 /// The reply for a keyed op's outcome, logged with the peer and what it asked for (never the
 /// request body, the signature or the MAC).
 fn answer<T>(
-    peer: Peer,
+    peer: &Peer,
     op: &str,
     target: &str,
     result: Result<T>,
@@ -190,7 +196,7 @@ fn answer<T>(
     }
 }
 
-async fn sign(shared: &Shared, peer: Peer, message: &Value) -> std::result::Result<Value, Value> {
+async fn sign(shared: &Shared, peer: &Peer, message: &Value) -> std::result::Result<Value, Value> {
     let key = text_field(message, "sign", "key")?;
     let exchange = text_field(message, "sign", "exchange")?;
     admit(shared, peer, &key, &exchange)?;

@@ -38,6 +38,9 @@ pub(super) async fn bind_socket(config: &AgentConfig) -> Result<UnixListener> {
                     dir.display()
                 )));
             }
+            if let Some(gid) = config.socket_group {
+                let_group_in(dir, &meta, gid)?;
+            }
         }
         Err(_) => {
             std::fs::DirBuilder::new()
@@ -116,4 +119,76 @@ async fn first_frame_id(stream: &mut UnixStream, max_frame: usize) -> Option<Val
         .ok()?
         .get("id")
         .cloned()
+}
+
+/// An existing socket directory and `socket_group`: the group must be able to enter it, or no
+/// bot of the group reaches the socket. systemd's `RuntimeDirectory=` makes the directory with
+/// the unit's `User=`/`Group=`, not `socket_group`; a directory of the agent's own uid is given
+/// that group (mode 0750, the group gets search only), any other is refused with what to do.
+fn let_group_in(dir: &Path, meta: &std::fs::Metadata, gid: u32) -> Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    let mode = meta.mode() & 0o7777;
+    if meta.gid() == gid && mode & 0o010 != 0 {
+        return Ok(());
+    }
+    let io = |source| Error::Io {
+        what: "agent socket directory",
+        path: dir.to_owned(),
+        source,
+    };
+    if meta.uid() != rustix::process::geteuid().as_raw() {
+        return Err(Error::Config(format!(
+            "socket directory `{}` (uid {}, gid {}, mode {mode:o}) does not let socket_group \
+             {gid} in, and is not the agent's to change: chgrp {gid} and chmod g+x it, or let \
+             the agent create it",
+            dir.display(),
+            meta.uid(),
+            meta.gid(),
+        )));
+    }
+    std::os::unix::fs::chown(dir, None, Some(gid)).map_err(io)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750)).map_err(io)?;
+    tracing::info!(dir = %dir.display(), gid, "socket directory given socket_group");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt as _;
+
+    /// A directory made beforehand (as systemd's `RuntimeDirectory=` does, with the agent's own
+    /// group) is given `socket_group`, so that the group's bots can reach the socket.
+    #[tokio::test]
+    async fn an_existing_socket_directory_is_given_the_socket_group() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("run");
+        std::fs::DirBuilder::new().mode(0o700).create(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        // A group this process may give its files: any as root, else its own.
+        let group = if rustix::process::geteuid().is_root() {
+            65534
+        } else {
+            rustix::process::getegid().as_raw()
+        };
+        let config = AgentConfig::new(dir.join("agent.sock")).socket_group(group);
+        let listener = bind_socket(&config).await.unwrap();
+        let meta = std::fs::metadata(&dir).unwrap();
+        assert_eq!(meta.gid(), group);
+        assert_eq!(meta.mode() & 0o7777, 0o750);
+        drop(listener);
+        // One that is not the agent's is refused, with what to do (root can make one).
+        if rustix::process::geteuid().is_root() {
+            let other = tmp.path().join("other");
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&other)
+                .unwrap();
+            std::os::unix::fs::chown(&other, Some(65534), Some(65534)).unwrap();
+            let config = AgentConfig::new(other.join("agent.sock")).socket_group(1500);
+            let err = bind_socket(&config).await.unwrap_err().to_string();
+            assert!(err.contains("does not let socket_group 1500 in"), "{err}");
+            assert!(err.contains("chgrp 1500"), "{err}");
+        }
+    }
 }

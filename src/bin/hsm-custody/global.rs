@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::Context as _;
 use clap::Args;
-use hsm_custody::{Config, Custody, Error, GuardConfig, Guardrails};
+use hsm_custody::{Config, Custody, Error, GuardConfig, Guardrails, PinSource};
+use secrecy::SecretString;
 
 use crate::exit;
 
@@ -24,8 +25,8 @@ pub struct Global {
     /// Token label.
     #[arg(long, global = true, env = "HSM_CUSTODY_TOKEN")]
     pub token: Option<String>,
-    /// File holding the user PIN (else HSM_CUSTODY_PIN_FILE, else HSM_CUSTODY_PIN; the agent
-    /// refuses HSM_CUSTODY_PIN).
+    /// File holding the user PIN (else HSM_CUSTODY_PIN_FILE, else HSM_CUSTODY_PIN, else, on a
+    /// terminal, asked without echo; the agent refuses HSM_CUSTODY_PIN).
     #[arg(long, global = true)]
     pub pin_file: Option<PathBuf>,
     /// Parameter string for the module's C_Initialize (NSS softokn: "configdir='sql:/path' ...").
@@ -64,6 +65,10 @@ impl Global {
         };
         if let Some(path) = &self.pin_file {
             config = config.pin_file(path)?;
+        }
+        if config.pin_source() == &PinSource::None && terminal_present() {
+            let pin = prompt_pin(config.token_label())?;
+            config = config.pin(pin);
         }
         if let Some(params) = self.module_init_params.as_ref().filter(|p| !p.is_empty()) {
             config = config.module_init_params(params.clone());
@@ -146,4 +151,28 @@ pub fn finish() -> anyhow::Result<()> {
         drop(custody);
     }
     Ok(())
+}
+
+/// Whether a person can be asked: stdin or stderr is a terminal (stdin may be piped data, as for
+/// `sign`; the prompt is read from the controlling terminal, as `pkcs11-tool` does).
+fn terminal_present() -> bool {
+    use std::io::IsTerminal as _;
+    std::io::stdin().is_terminal() || std::io::stderr().is_terminal()
+}
+
+/// The user PIN, typed at the terminal without echo (no PIN configured and a terminal present).
+///
+/// # Errors
+/// Nothing was typed (bad input, exit 2), or the terminal cannot be read.
+fn prompt_pin(token: &str) -> anyhow::Result<SecretString> {
+    let typed = zeroize::Zeroizing::new(
+        rpassword::prompt_password(format!("User PIN for token `{token}` (not echoed): "))
+            .context("reading the PIN from the terminal")?,
+    );
+    if typed.is_empty() {
+        return Err(exit::input(
+            "no PIN typed; or give one with --pin-file, pin_file or HSM_CUSTODY_PIN_FILE",
+        ));
+    }
+    Ok(SecretString::from(typed.as_str()))
 }

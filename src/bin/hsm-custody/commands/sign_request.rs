@@ -28,13 +28,46 @@ pub struct SignRequestArgs {
     /// the exchange's grammar: a timestamp, nonce or expiry must be within the `[signing]`
     /// limits of the clock (leave them out and the crate sets them), an API key or passphrase
     /// must equal the one recorded with the key. coinbase-advanced: api_key = the CDP key name,
-    /// timestamp = nbf in seconds.
+    /// timestamp = nbf in seconds. `-` reads it from stdin. A field not in that list is
+    /// refused (a misspelt `recvWindow` would otherwise be dropped without a word).
     #[arg(long)]
     pub request: PathBuf,
 }
 
+/// The fields a request description may hold (those `Request::from_json` reads).
+const REQUEST_FIELDS: &[&str] = &[
+    "method",
+    "path",
+    "query",
+    "body",
+    "timestamp",
+    "nonce",
+    "expires",
+    "api_key",
+    "recv_window",
+    "passphrase",
+    "host",
+];
+
+/// Largest request description read from stdin.
+const MAX_STDIN_REQUEST: u64 = 1 << 20;
+
 pub fn run(global: &Global, args: SignRequestArgs) -> anyhow::Result<()> {
-    let text = input::read_file("request file", &args.request)?;
+    let text = if args.request.as_os_str() == "-" {
+        use std::io::Read as _;
+        let mut text = String::new();
+        std::io::stdin()
+            .take(MAX_STDIN_REQUEST + 1)
+            .read_to_string(&mut text)
+            .map_err(|e| exit::input(format!("request from stdin: {e}")))?;
+        if text.len() as u64 > MAX_STDIN_REQUEST {
+            return Err(exit::input("request from stdin: larger than 1 MiB"));
+        }
+        text
+    } else {
+        input::read_file("request file", &args.request)?
+    };
+    refuse_unknown_fields(&text)?;
     let request = Request::from_json(&text)?;
     if exchanges::by_id(&args.exchange).is_none() {
         return Err(exit::input(format!(
@@ -50,4 +83,30 @@ pub fn run(global: &Global, args: SignRequestArgs) -> anyhow::Result<()> {
     let signed = signer.sign(&request)?;
     println!("{}", signed.to_json());
     Ok(())
+}
+
+/// An object field `Request::from_json` would ignore is an error naming it and the known ones.
+/// Whatever is not an object is left to `from_json`, which says what is wrong with it.
+fn refuse_unknown_fields(text: &str) -> anyhow::Result<()> {
+    let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(text) else {
+        return Ok(());
+    };
+    let unknown: Vec<&str> = map
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !REQUEST_FIELDS.contains(k))
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    Err(exit::input(format!(
+        "unknown request field{} {} (known: {})",
+        if unknown.len() == 1 { "" } else { "s" },
+        unknown
+            .iter()
+            .map(|k| format!("`{k}`"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        REQUEST_FIELDS.join(", ")
+    )))
 }
