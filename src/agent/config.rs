@@ -52,6 +52,7 @@ pub struct AgentConfig {
 // server makes with it live here, with the rest of the agent's configuration.
 impl KeyAccess {
     /// Whether a peer with `uid` and primary `gid` may use the key for `exchange`.
+    #[cfg(test)]
     pub(crate) fn allows(&self, uid: u32, gid: u32, exchange: &str) -> bool {
         self.allows_groups(uid, [gid], exchange)
     }

@@ -18,7 +18,7 @@ mod client;
 mod config;
 mod protocol;
 #[cfg(feature = "agent")]
-mod server;
+pub(crate) mod server;
 
 #[cfg(feature = "agent-client")]
 pub use client::{AgentClient, AgentKey};

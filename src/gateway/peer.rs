@@ -5,11 +5,13 @@
 use std::net::{IpAddr, SocketAddr};
 
 /// A client of the gateway, as the kernel knows it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Peer {
     pub uid: u32,
     /// The holding process's effective gid, when it could be found.
     pub gid: Option<u32>,
+    /// The holding process's supplementary groups (empty when it could not be found).
+    pub groups: Vec<u32>,
     pub pid: Option<u32>,
 }
 
@@ -31,8 +33,15 @@ pub(crate) fn tcp_peer(peer: SocketAddr, local: SocketAddr) -> Option<Peer> {
     };
     let text = std::fs::read_to_string(table).ok()?;
     let (uid, inode) = find_socket(&text, peer, local)?;
-    let (pid, gid) = holder(inode).map_or((None, None), |(p, g)| (Some(p), g));
-    Some(Peer { uid, gid, pid })
+    let (pid, gid, groups) = holder(inode).map_or((None, None, Vec::new()), |(p, g, groups)| {
+        (Some(p), g, groups)
+    });
+    Some(Peer {
+        uid,
+        gid,
+        groups,
+        pid,
+    })
 }
 
 /// `(uid, inode)` of the socket whose local end is `peer` and remote end `local`.
@@ -68,8 +77,9 @@ fn encode(addr: SocketAddr) -> String {
     out
 }
 
-/// The pid holding socket `inode`, and that process's effective gid.
-fn holder(inode: u64) -> Option<(u32, Option<u32>)> {
+/// The pid holding socket `inode`, that process's effective gid and its supplementary groups
+/// (read together, from one read of its `status`, while it holds the socket).
+fn holder(inode: u64) -> Option<(u32, Option<u32>, Vec<u32>)> {
     let target = format!("socket:[{inode}]");
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
         let Some(pid) = entry
@@ -93,7 +103,16 @@ fn holder(inode: u64) -> Option<(u32, Option<u32>)> {
                     .and_then(|g| g.split_whitespace().nth(1))
                     .and_then(|g| g.parse().ok())
             });
-            return Some((pid, gid));
+            let groups = status
+                .as_deref()
+                .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Groups:")))
+                .map(|g| {
+                    g.split_whitespace()
+                        .filter_map(|n| n.parse().ok())
+                        .collect()
+                })
+                .unwrap_or_default();
+            return Some((pid, gid, groups));
         }
     }
     None

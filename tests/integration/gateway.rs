@@ -311,7 +311,8 @@ impl GatewayProc {
     /// Starts the CLI's gateway on token `t` with `routes` (host or `host/path/prefix`,
     /// exchange, key, where the host's stand-in listens; each route named after its spec with
     /// `/` as `.`), trusting the stand-ins' CAs, with `extra` lines in [gateway]
-    /// and `keys_extra` before it. Keys named `nobody-*` are allowed to uid 65534 only.
+    /// and `keys_extra` before it. Keys named `nobody-*` are allowed to uid 65534 only, keys
+    /// named `bots-*` to group [`BOTS_GID`] only.
     pub fn start(
         t: &TestToken,
         routes: &[(String, String, String, SocketAddr)],
@@ -370,6 +371,11 @@ impl GatewayProc {
         keys.sort();
         keys.dedup();
         for key in keys {
+            if key.starts_with("bots-") {
+                // The bots' group only, as deploy/README.md allows bots.
+                text.push_str(&format!("[gateway.keys.'{key}']\ngids = [{BOTS_GID}]\n"));
+                continue;
+            }
             let who = if key.starts_with("nobody-") {
                 65534
             } else {
@@ -935,6 +941,53 @@ fn gateway_tells_peer_uids_apart_from_the_kernel() {
         "",
     );
     assert_eq!(status, 403);
+}
+
+/// The group the `bots-*` keys are allowed to.
+const BOTS_GID: u32 = 4242;
+
+/// A bot is let in by a supplementary group (`usermod -aG`), read from the kernel, as the
+/// agent does: the same client without the group is refused.
+#[test]
+fn gateway_lets_in_a_bot_by_its_supplementary_group() {
+    if rustix::process::geteuid().as_raw() != 0 {
+        eprintln!("skipped: needs root to run a client with other groups");
+        return;
+    }
+    let t = fresh_token("gw-groups");
+    import(&t, "bots-bn", "binance", BN_API_KEY, "", BN_SECRET);
+    let standin = StandIn::start(one_host("api.binance.com"), Fault::Echo);
+    let routes = [(
+        "api.binance.com".to_owned(),
+        "binance".to_owned(),
+        "bots-bn".to_owned(),
+        standin.addr,
+    )];
+    let gw = GatewayProc::start(
+        &t,
+        &routes,
+        &[standin.ca_pem.as_path()],
+        "",
+        "[keys.bots-bn]\nexchange = 'binance'\n",
+    );
+    let url = format!(
+        "{}/api.binance.com/api/v3/account?{}",
+        gw.url,
+        bot_query("")
+    );
+    let as_nobody = |groups: &str| {
+        let out = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", groups, "curl", "-s", "-H"])
+            .arg(format!("X-MBX-APIKEY: {BN_API_KEY}"))
+            .arg(&url)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let body = as_nobody(&format!("--groups={BOTS_GID}"));
+    assert_eq!(echo(&body)["verified"], true, "{body}");
+    let body = as_nobody("--clear-groups");
+    assert_eq!(echo(&body)["error"]["kind"], "forbidden", "{body}");
 }
 
 /// One HTTP/1.1 request to the gateway written as is (`head` holds the request line's headers,

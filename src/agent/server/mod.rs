@@ -8,7 +8,7 @@
 mod connection;
 mod conns;
 mod ops;
-mod peer;
+pub(crate) mod peer;
 mod socket;
 
 use std::future::Future;

@@ -69,7 +69,11 @@ impl Peer {
 
 /// The supplementary groups of process `pid`, if it is still the process that connected with
 /// effective `uid` and `gid` (module docs); else why not.
-fn supplementary_groups(uid: u32, gid: u32, pid: i32) -> std::result::Result<Vec<u32>, String> {
+pub(crate) fn supplementary_groups(
+    uid: u32,
+    gid: u32,
+    pid: i32,
+) -> std::result::Result<Vec<u32>, String> {
     if pid <= 0 {
         return Err("the kernel gave no pid for the peer (another pid namespace?)".into());
     }

@@ -120,10 +120,12 @@ pub(super) async fn handle(
         );
     }
     // An unknown gid (the holding process was not found) matches no gid in the list.
-    let allowed = config
-        .keys
-        .get(&route.key)
-        .is_some_and(|a| a.allows(peer.uid, peer.gid.unwrap_or(u32::MAX), &route.exchange));
+    let allowed = config.keys.get(&route.key).is_some_and(|a| {
+        // Primary and supplementary groups, as the agent checks them (a bot added to the
+        // bots' group with `usermod -aG` has it as a supplementary group).
+        let gids = peer.gid.into_iter().chain(peer.groups.iter().copied());
+        a.allows_groups(peer.uid, gids, &route.exchange)
+    });
     if !allowed {
         return error(
             StatusCode::FORBIDDEN,

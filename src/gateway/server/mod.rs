@@ -130,9 +130,23 @@ impl Gateway {
                     let Ok(cred) = stream.peer_cred() else {
                         continue;
                     };
+                    // Supplementary groups as the agent reads them (checked against pid reuse);
+                    // none when they cannot be read.
+                    let groups = cred
+                        .pid()
+                        .and_then(|pid| {
+                            crate::agent::server::peer::supplementary_groups(
+                                cred.uid(),
+                                cred.gid(),
+                                pid,
+                            )
+                            .ok()
+                        })
+                        .unwrap_or_default();
                     let peer = Peer {
                         uid: cred.uid(),
                         gid: Some(cred.gid()),
+                        groups,
                         pid: cred.pid().and_then(|p| u32::try_from(p).ok()),
                     };
                     tasks.spawn(serve_io(Arc::clone(&shared), peer, stream));
@@ -184,6 +198,7 @@ where
 {
     let service = hyper::service::service_fn(move |req| {
         let shared = Arc::clone(&shared);
+        let peer = peer.clone();
         async move { Ok::<_, Infallible>(handle::handle(&shared, peer, req).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()

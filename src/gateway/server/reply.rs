@@ -132,7 +132,7 @@ pub(super) async fn forward(
         Err(Failure::Timeout) => "upstream timeout".to_owned(),
         Err(Failure::Lost(_)) => "upstream reply lost".to_owned(),
     };
-    if let Some(peer) = signer {
+    if let Some(peer) = signer.clone() {
         audit(shared, route, http, peer, outcome).await;
     }
     match result {
