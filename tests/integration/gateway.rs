@@ -889,6 +889,45 @@ fn gateway_resigns_binance_and_refuses_what_it_must() {
     );
 }
 
+/// A gateway on a fresh token with one key `key` for a Binance stand-in that echoes: the
+/// account URL a bot would call, and what keeps it running.
+fn binance_gateway(tag: &str, key: &str) -> (String, StandIn, GatewayProc) {
+    let t = fresh_token(tag);
+    import(&t, key, "binance", BN_API_KEY, "", BN_SECRET);
+    let standin = StandIn::start(one_host("api.binance.com"), Fault::Echo);
+    let routes = [(
+        "api.binance.com".to_owned(),
+        "binance".to_owned(),
+        key.to_owned(),
+        standin.addr,
+    )];
+    let gw = GatewayProc::start(
+        &t,
+        &routes,
+        &[standin.ca_pem.as_path()],
+        "",
+        &format!("[keys.{key}]\nexchange = 'binance'\n"),
+    );
+    let url = format!(
+        "{}/api.binance.com/api/v3/account?{}",
+        gw.url,
+        bot_query("")
+    );
+    (url, standin, gw)
+}
+
+/// The reply body to a Binance account request sent by curl as nobody (uid and gid 65534),
+/// with `groups` (a setpriv option) as its supplementary groups.
+fn curl_as_nobody(url: &str, groups: &str) -> String {
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", groups, "curl", "-s", "-H"])
+        .arg(format!("X-MBX-APIKEY: {BN_API_KEY}"))
+        .arg(url)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// The peer's uid comes from the kernel: a process of another uid (nobody) is told apart from
 /// this one, and a key allowed to nobody only is refused to this uid (above) and served to it.
 #[test]
@@ -897,41 +936,8 @@ fn gateway_tells_peer_uids_apart_from_the_kernel() {
         eprintln!("skipped: needs root to run a client as nobody");
         return;
     }
-    let t = fresh_token("gw-uid");
-    import(&t, "nobody-bn", "binance", BN_API_KEY, "", BN_SECRET);
-    let standin = StandIn::start(one_host("api.binance.com"), Fault::Echo);
-    let routes = [(
-        "api.binance.com".to_owned(),
-        "binance".to_owned(),
-        "nobody-bn".to_owned(),
-        standin.addr,
-    )];
-    let gw = GatewayProc::start(
-        &t,
-        &routes,
-        &[standin.ca_pem.as_path()],
-        "",
-        "[keys.nobody-bn]\nexchange = 'binance'\n",
-    );
-    let url = format!(
-        "{}/api.binance.com/api/v3/account?{}",
-        gw.url,
-        bot_query("")
-    );
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "curl",
-            "-s",
-            "-H",
-        ])
-        .arg(format!("X-MBX-APIKEY: {BN_API_KEY}"))
-        .arg(&url)
-        .output()
-        .unwrap();
-    let body = String::from_utf8_lossy(&out.stdout);
+    let (url, _standin, gw) = binance_gateway("gw-uid", "nobody-bn");
+    let body = curl_as_nobody(&url, "--clear-groups");
     assert_eq!(echo(&body)["verified"], true, "{body}");
     let (status, _) = http(
         gw.addr,
@@ -954,39 +960,10 @@ fn gateway_lets_in_a_bot_by_its_supplementary_group() {
         eprintln!("skipped: needs root to run a client with other groups");
         return;
     }
-    let t = fresh_token("gw-groups");
-    import(&t, "bots-bn", "binance", BN_API_KEY, "", BN_SECRET);
-    let standin = StandIn::start(one_host("api.binance.com"), Fault::Echo);
-    let routes = [(
-        "api.binance.com".to_owned(),
-        "binance".to_owned(),
-        "bots-bn".to_owned(),
-        standin.addr,
-    )];
-    let gw = GatewayProc::start(
-        &t,
-        &routes,
-        &[standin.ca_pem.as_path()],
-        "",
-        "[keys.bots-bn]\nexchange = 'binance'\n",
-    );
-    let url = format!(
-        "{}/api.binance.com/api/v3/account?{}",
-        gw.url,
-        bot_query("")
-    );
-    let as_nobody = |groups: &str| {
-        let out = Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", groups, "curl", "-s", "-H"])
-            .arg(format!("X-MBX-APIKEY: {BN_API_KEY}"))
-            .arg(&url)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let body = as_nobody(&format!("--groups={BOTS_GID}"));
+    let (url, _standin, _gw) = binance_gateway("gw-groups", "bots-bn");
+    let body = curl_as_nobody(&url, &format!("--groups={BOTS_GID}"));
     assert_eq!(echo(&body)["verified"], true, "{body}");
-    let body = as_nobody("--clear-groups");
+    let body = curl_as_nobody(&url, "--clear-groups");
     assert_eq!(echo(&body)["error"]["kind"], "forbidden", "{body}");
 }
 
