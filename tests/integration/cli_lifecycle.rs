@@ -110,3 +110,63 @@ fn generate_and_export_public_keys_through_the_cli() {
         "{list}"
     );
 }
+
+/// `examples/quickstart.rs`, built and run as a user runs it (`cargo run --example
+/// quickstart`), against a fresh token: it signs Binance's documented query and then revokes
+/// its demo key, so the token holds no usable copy of the public secret afterwards.
+#[test]
+fn quickstart_example_removes_its_demo_key() {
+    let t = fresh_token("cli-quick");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let build = std::process::Command::new(&cargo)
+        .args(["build", "--quiet", "--example", "quickstart"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("run cargo build --example quickstart");
+    assert!(build.success(), "the quickstart example builds");
+    // Next to the test binary's own target directory (which honours CARGO_TARGET_DIR).
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_hsm-custody"))
+        .parent()
+        .expect("target dir")
+        .to_path_buf();
+    let example = bin_dir
+        .join("examples")
+        .join(format!("quickstart{}", std::env::consts::EXE_SUFFIX));
+    let out = {
+        let _no_init = crate::common::no_token_init();
+        std::process::Command::new(&example)
+            .envs(crate::common::child_env())
+            .env_remove("HSM_CUSTODY_PIN_FILE")
+            .env_remove("HSM_CUSTODY_CONFIG")
+            .env("HSM_CUSTODY_MODULE", &t.module)
+            .env("HSM_CUSTODY_TOKEN", &t.label)
+            .env("HSM_CUSTODY_PIN", t.user_pin_text())
+            .output()
+            .expect("run the quickstart example")
+    };
+    let stdout = ok(&out);
+    assert!(stdout.contains("match       : yes"), "{stdout}");
+    let name = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("removed     : "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("the example says which key it removed: {stdout}"))
+        .to_owned();
+    assert!(name.starts_with("binance-doc-"), "{stdout}");
+
+    // The key can no longer sign, and every version the example made is revoked.
+    let out = cli(&t, &["sign", "--key", &name, "--hex"], Some("probe"));
+    assert!(!out.status.success(), "the demo key still signs");
+    let versions = ok(&cli(&t, &["key", "versions", &name, "--json"], None));
+    let parsed: serde_json::Value = serde_json::from_str(&versions).unwrap();
+    let states: Vec<&str> = parsed
+        .as_array()
+        .expect("versions array")
+        .iter()
+        .map(|v| v["state"].as_str().unwrap_or(""))
+        .collect();
+    assert!(
+        !states.is_empty() && states.iter().all(|s| *s == "revoked"),
+        "{versions}"
+    );
+}
