@@ -170,3 +170,97 @@ fn quickstart_example_removes_its_demo_key() {
         "{versions}"
     );
 }
+
+/// The flags and messages of the key commands: `key versions --name` (the positional form
+/// still works), `promote` says which earlier version stays usable, `key list` marks a fully
+/// revoked key, and `sign-request` names the line and column of a JSON error.
+#[test]
+fn key_commands_flags_and_messages() {
+    let t = fresh_token("cli-msgs");
+    ok(&cli(
+        &t,
+        &["key", "import", "--name", "bn", "--exchange", "binance"],
+        Some("first-secret-aaaaaaaaaaaaaaaa\n"),
+    ));
+    let by_flag = ok(&cli(&t, &["key", "versions", "--name", "bn"], None));
+    let by_position = ok(&cli(&t, &["key", "versions", "bn"], None));
+    assert_eq!(by_flag, by_position);
+    assert!(by_flag.contains("v1       active"), "{by_flag}");
+    let out = cli(&t, &["key", "versions"], None);
+    assert_eq!(out.status.code(), Some(2), "no name is a usage error");
+
+    ok(&cli(
+        &t,
+        &["key", "rotate", "begin", "--name", "bn"],
+        Some("second-secret-bbbbbbbbbbbb\n"),
+    ));
+    let promoted = ok(&cli(
+        &t,
+        &["key", "rotate", "promote", "--name", "bn"],
+        None,
+    ));
+    assert!(
+        promoted.contains("`bn` v2 is active") && promoted.contains("v1 stays usable"),
+        "{promoted}"
+    );
+
+    ok(&cli(&t, &["key", "revoke", "--name", "bn", "--all"], None));
+    let list = ok(&cli(&t, &["key", "list"], None));
+    let row = list
+        .lines()
+        .find(|l| l.starts_with("bn "))
+        .expect("bn listed");
+    assert!(
+        row.contains("REVOKED: cannot sign (revoked v1, v2)"),
+        "{list}"
+    );
+    assert!(
+        row.contains("`hsm-custody key rotate begin --name bn`, then promote"),
+        "{list}"
+    );
+    // What the note says works: a fully revoked name gets a new version and signs again.
+    let out = cli(&t, &["sign", "--key", "bn", "--hex"], Some("probe"));
+    assert!(!out.status.success(), "a revoked key signs");
+    ok(&cli(
+        &t,
+        &["key", "rotate", "begin", "--name", "bn"],
+        Some("third-secret-cccccccccccccccc\n"),
+    ));
+    let promoted = ok(&cli(
+        &t,
+        &["key", "rotate", "promote", "--name", "bn"],
+        None,
+    ));
+    assert!(
+        promoted.contains("`bn` v3 is active") && promoted.contains("no earlier version"),
+        "{promoted}"
+    );
+    ok(&cli(&t, &["sign", "--key", "bn", "--hex"], Some("probe")));
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("request.json");
+    std::fs::write(
+        &file,
+        "{\n  \"method\": \"GET\",\n  \"path\" \"/api/v3/account\"\n}\n",
+    )
+    .unwrap();
+    let out = cli(
+        &t,
+        &[
+            "sign-request",
+            "--key",
+            "bn",
+            "--exchange",
+            "binance",
+            "--request",
+            file.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("request is not valid JSON at line 3, column 10: expected `:`"),
+        "{stderr}"
+    );
+}
