@@ -264,3 +264,105 @@ fn key_commands_flags_and_messages() {
         "{stderr}"
     );
 }
+
+/// `sign` with every key kind: the algorithm comes from the key (base64 by default for
+/// asymmetric keys), checked against the exported public key; `--alg` is refused for them.
+#[test]
+fn sign_with_every_key_kind_through_the_cli() {
+    use base64::Engine as _;
+    let t = fresh_token("cli-sign-kinds");
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let msg = "GET\n/api/v3/account\ntimestamp=1";
+    for kind in ["ed25519", "p256", "rsa2048"] {
+        let name = format!("k-{kind}");
+        let pem = ok(&cli(
+            &t,
+            &["key", "generate", "--name", &name, "--type", kind],
+            None,
+        ));
+        let sig = ok(&cli(&t, &["sign", "--key", &name], Some(msg)));
+        let sig = b64.decode(sig.trim()).expect("base64 by default");
+        match kind {
+            "ed25519" => {
+                use ed25519_dalek::pkcs8::DecodePublicKey as _;
+                use ed25519_dalek::Verifier as _;
+                let key = ed25519_dalek::VerifyingKey::from_public_key_pem(&pem).unwrap();
+                let sig = ed25519_dalek::Signature::from_slice(&sig).unwrap();
+                key.verify(msg.as_bytes(), &sig).expect("Ed25519 verifies");
+            }
+            "p256" => {
+                use p256::ecdsa::signature::Verifier as _;
+                use p256::pkcs8::DecodePublicKey as _;
+                let key = p256::ecdsa::VerifyingKey::from_public_key_pem(&pem).unwrap();
+                let sig = p256::ecdsa::Signature::from_slice(&sig).expect("raw r || s");
+                key.verify(msg.as_bytes(), &sig).expect("P-256 verifies");
+            }
+            _ => {
+                use rsa::pkcs8::DecodePublicKey as _;
+                use rsa::signature::Verifier as _;
+                let key = rsa::RsaPublicKey::from_public_key_pem(&pem).unwrap();
+                let key = rsa::pkcs1v15::VerifyingKey::<rsa::sha2::Sha256>::new(key);
+                let sig = rsa::pkcs1v15::Signature::try_from(sig.as_slice()).unwrap();
+                key.verify(msg.as_bytes(), &sig).expect("RSA verifies");
+            }
+        }
+        let hex = ok(&cli(&t, &["sign", "--key", &name, "--hex"], Some(msg)));
+        assert!(hex.trim().chars().all(|c| c.is_ascii_hexdigit()), "{hex}");
+        let out = cli(
+            &t,
+            &["sign", "--key", &name, "--alg", "hmac-sha256"],
+            Some(msg),
+        );
+        assert_eq!(out.status.code(), Some(2), "{kind}: --alg refused");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("signs with its own algorithm"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// `sign --version N` signs with a pending version before it is promoted; without it the
+/// active version signs.
+#[test]
+fn sign_with_a_pending_version_before_promote() {
+    let t = fresh_token("cli-sign-pending");
+    let (first, second) = (
+        "first-secret-aaaaaaaaaaaaaaaa",
+        "second-secret-bbbbbbbbbbbb",
+    );
+    ok(&cli(
+        &t,
+        &["key", "import", "--name", "bn", "--exchange", "binance"],
+        Some(&format!("{first}\n")),
+    ));
+    ok(&cli(
+        &t,
+        &["key", "rotate", "begin", "--name", "bn"],
+        Some(&format!("{second}\n")),
+    ));
+    let expect = |secret: &str| {
+        crate::common::software_hmac(
+            hsm_custody::HmacAlg::HmacSha256,
+            secret.as_bytes(),
+            b"probe",
+        )
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>()
+    };
+    let active = ok(&cli(&t, &["sign", "--key", "bn"], Some("probe")));
+    assert_eq!(active.trim(), expect(first));
+    let pending = ok(&cli(
+        &t,
+        &["sign", "--key", "bn", "--version", "2"],
+        Some("probe"),
+    ));
+    assert_eq!(pending.trim(), expect(second), "v2 signs before promote");
+    let out = cli(
+        &t,
+        &["sign", "--key", "bn", "--version", "9"],
+        Some("probe"),
+    );
+    assert!(!out.status.success(), "a missing version does not sign");
+}
