@@ -1,5 +1,6 @@
 //! Quickstart: import Binance's documented example secret into the dev token, sign the
-//! documented query *in the token*, and show that the token refuses to reveal the key.
+//! documented query *in the token*, show that the token refuses to reveal the key, and revoke
+//! the demo key again (its token objects are destroyed), so runs leave no usable key behind.
 //!
 //! ```sh
 //! ./softhsm-setup/setup.sh && cargo run --example quickstart
@@ -48,5 +49,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let refusal = custody.value_read_refusal(&name)?;
     println!("read value  : refused by the token ({refusal})");
+
+    // The demo key has served its purpose: revoke every version (the token objects are
+    // destroyed), so repeated runs do not fill the token with copies of a public secret.
+    let revoked = custody.revoke(&name, None)?;
+    let revoked: Vec<String> = revoked.iter().map(|v| format!("v{v}")).collect();
+    println!("removed     : {name} ({} revoked)", revoked.join(", "));
     Ok(())
 }

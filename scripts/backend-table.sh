@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Backend x feature table, generated from integration test results (issue 11).
 #
-#   scripts/backend-table.sh          # from the saved results in target/backend-results/*.log
+#   scripts/backend-table.sh          # from the saved results in $TARGET/backend-results/*.log
 #   scripts/backend-table.sh --run    # first runs the suite on every backend and saves them
 #
 # Writes the table to stdout and into README.md between <!-- backend-table:begin --> and
@@ -16,7 +16,9 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-OUT=target/backend-results
+# Build outputs and saved results live in cargo's target directory ($CARGO_TARGET_DIR if set).
+TARGET=${CARGO_TARGET_DIR:-target}
+OUT=$TARGET/backend-results
 BACKENDS=${BACKENDS:-softhsm kryoptic nss tpm2}
 mkdir -p "$OUT"
 

@@ -7,7 +7,9 @@
 # Everything lives under target/softhsm/ (override with HSM_CUSTODY_SETUP_DIR):
 #   softhsm2.conf  tokens/  user.pin (0600, random)  so.pin (0600, random)  env
 # `.cargo/config.toml` points `cargo run` / `cargo test` at the same files, so nothing needs to
-# be exported for the README commands.
+# be exported for the README commands. The token stays in <repo>/target/softhsm even when
+# CARGO_TARGET_DIR moves cargo's build outputs elsewhere: it is not a build output, and
+# `.cargo/config.toml` (paths relative to the repository) expects it there.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -365,7 +365,7 @@ impl Guard for Guardrails {
                     "signature refused by guard rails"
                 );
                 self.alert(kind, Some(ctx), ctx.key, refusal.rule());
-                Err(refusal.into_error(ctx.key))
+                Err(refusal.into_error(ctx))
             }
         }
     }

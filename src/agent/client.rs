@@ -211,7 +211,10 @@ impl AgentClient {
         let (kind, message) = (text("kind"), text("message"));
         let (key, rule) = (text("key").to_owned(), text("rule").to_owned());
         let io_kind = match kind {
-            "policy_denied" => return Error::PolicyDenied { key, rule },
+            "policy_denied" => {
+                let request = text("request").to_owned();
+                return Error::PolicyDenied { key, rule, request };
+            }
             "rate_limited" if !rule.is_empty() => return Error::RateLimited { key, rule },
             "invalid_input" | "bad_request" => return Error::invalid(message.to_owned()),
             "forbidden" => K::PermissionDenied,

@@ -48,8 +48,8 @@ impl Custody {
             }
             // Secure by default: with no guard rails the withdrawal guard still applies.
             let mut check = |v: u32| -> Result<()> {
-                crate::policy::default_judge(&context(v))
-                    .map_err(|refusal| refusal.into_error(name))
+                let ctx = context(v);
+                crate::policy::default_judge(&ctx).map_err(|refusal| refusal.into_error(&ctx))
             };
             return vault.sign(name, version, op, data, Caller::Public, Some(&mut check));
         };
@@ -57,8 +57,8 @@ impl Custody {
         let mut checked = None;
         let mut check = |v: u32| -> Result<()> {
             if builtin {
-                crate::policy::default_judge(&context(v))
-                    .map_err(|refusal| refusal.into_error(name))?;
+                let ctx = context(v);
+                crate::policy::default_judge(&ctx).map_err(|refusal| refusal.into_error(&ctx))?;
             }
             guard.check(&context(v))?;
             checked = Some(v);

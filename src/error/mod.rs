@@ -329,12 +329,16 @@ pub enum Error {
     },
 
     /// The guard rails' policy refused the signature before any byte reached the token.
-    #[error("key `{key}` may not sign this request: denied by rule `{rule}`")]
+    #[error("key `{key}` may not sign {}: denied by rule `{rule}`", refused_what(.request))]
     PolicyDenied {
         /// Key name.
         key: String,
         /// The rule that refused it (`withdrawal-guard:binance`, `deny:POST /x`, `hours` ...).
         rule: String,
+        /// What was refused, in words: `POST /sapi/v1/capital/withdraw/apply on binance`, `a
+        /// raw signature` ...; empty when unknown (an older agent's reply). Never a body,
+        /// query string or secret.
+        request: String,
     },
 
     /// A rate limit of the key's policy was hit; nothing was signed.
@@ -454,6 +458,15 @@ impl Error {
     }
 }
 
+/// What a policy refusal refused, as its message names it.
+fn refused_what(request: &str) -> &str {
+    if request.is_empty() {
+        "this request"
+    } else {
+        request
+    }
+}
+
 /// The holder of a lock, as its message names it.
 fn holder(pid: &Option<u32>) -> String {
     match pid {
@@ -520,6 +533,7 @@ mod tests {
                 Error::PolicyDenied {
                     key: rule().0,
                     rule: rule().1,
+                    request: String::new(),
                 },
                 "policy_denied",
                 4,

@@ -225,6 +225,7 @@ fn refused_for(name: &str, caller: Caller) -> Error {
             Error::PolicyDenied {
                 key: name.to_owned(),
                 rule: "audit-key".into(),
+                request: "outside the audit log".into(),
             }
         }
         Caller::AuditLog => super::lifecycle::not_an_audit_key(

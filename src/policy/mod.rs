@@ -105,17 +105,30 @@ impl Refusal {
         }
     }
 
-    pub(crate) fn into_error(self, key: &str) -> Error {
+    /// The error for the request `ctx` describes: a policy refusal names the method and
+    /// endpoint refused (never a query string or body), a rate limit the limit.
+    pub(crate) fn into_error(self, ctx: &SignContext<'_>) -> Error {
         match self {
             Refusal::Policy(rule) => Error::PolicyDenied {
-                key: key.to_owned(),
+                key: ctx.key.to_owned(),
                 rule,
+                request: refused_request(ctx),
             },
             Refusal::Rate(rule) => Error::RateLimited {
-                key: key.to_owned(),
+                key: ctx.key.to_owned(),
                 rule: rule.to_owned(),
             },
         }
+    }
+}
+
+/// What a refusal refused, in words: `POST /sapi/v1/capital/withdraw/apply on binance`, `a
+/// request for binance` (method or endpoint unknown), `a raw signature`.
+fn refused_request(ctx: &SignContext<'_>) -> String {
+    match (ctx.exchange, ctx.method, ctx.path) {
+        (Some(exchange), Some(method), Some(path)) => format!("{method} {path} on {exchange}"),
+        (Some(exchange), _, _) => format!("a request for {exchange}"),
+        (None, _, _) => "a raw signature".to_owned(),
     }
 }
 

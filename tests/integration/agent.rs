@@ -346,7 +346,7 @@ fn agent_serves_eight_client_processes_with_policy_audit_and_graceful_shutdown()
         Request::post("/sapi/v1/capital/withdraw/apply").body("coin=BTC&address=x&amount=1");
     let err = client.sign("bn", "binance", &withdraw).unwrap_err();
     assert!(
-        matches!(&err, Error::PolicyDenied { key, rule } if key == "bn" && rule.starts_with("withdrawal-guard")),
+        matches!(&err, Error::PolicyDenied { key, rule, request } if key == "bn" && rule.starts_with("withdrawal-guard") && request == "POST /sapi/v1/capital/withdraw/apply on binance"),
         "{err}"
     );
     drop(client);
@@ -440,7 +440,7 @@ fn agent_raw_mac_needs_allow_raw_and_is_audited_as_raw() {
         .mac("bn", HmacAlg::HmacSha256, data, None)
         .unwrap_err();
     assert!(
-        matches!(&err, Error::PolicyDenied { key, rule } if key == "bn" && rule == "raw-signing"),
+        matches!(&err, Error::PolicyDenied { key, rule, .. } if key == "bn" && rule == "raw-signing"),
         "{err}"
     );
     // `raw` may not sign exchange requests through this agent: its allow-list says `raw` only.

@@ -110,3 +110,259 @@ fn generate_and_export_public_keys_through_the_cli() {
         "{list}"
     );
 }
+
+/// `examples/quickstart.rs`, built and run as a user runs it (`cargo run --example
+/// quickstart`), against a fresh token: it signs Binance's documented query and then revokes
+/// its demo key, so the token holds no usable copy of the public secret afterwards.
+#[test]
+fn quickstart_example_removes_its_demo_key() {
+    let t = fresh_token("cli-quick");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let build = std::process::Command::new(&cargo)
+        .args(["build", "--quiet", "--example", "quickstart"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("run cargo build --example quickstart");
+    assert!(build.success(), "the quickstart example builds");
+    // Next to the test binary's own target directory (which honours CARGO_TARGET_DIR).
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_hsm-custody"))
+        .parent()
+        .expect("target dir")
+        .to_path_buf();
+    let example = bin_dir
+        .join("examples")
+        .join(format!("quickstart{}", std::env::consts::EXE_SUFFIX));
+    let out = {
+        let _no_init = crate::common::no_token_init();
+        std::process::Command::new(&example)
+            .envs(crate::common::child_env())
+            .env_remove("HSM_CUSTODY_PIN_FILE")
+            .env_remove("HSM_CUSTODY_CONFIG")
+            .env("HSM_CUSTODY_MODULE", &t.module)
+            .env("HSM_CUSTODY_TOKEN", &t.label)
+            .env("HSM_CUSTODY_PIN", t.user_pin_text())
+            .output()
+            .expect("run the quickstart example")
+    };
+    let stdout = ok(&out);
+    assert!(stdout.contains("match       : yes"), "{stdout}");
+    let name = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("removed     : "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("the example says which key it removed: {stdout}"))
+        .to_owned();
+    assert!(name.starts_with("binance-doc-"), "{stdout}");
+
+    // The key can no longer sign, and every version the example made is revoked.
+    let out = cli(&t, &["sign", "--key", &name, "--hex"], Some("probe"));
+    assert!(!out.status.success(), "the demo key still signs");
+    let versions = ok(&cli(&t, &["key", "versions", &name, "--json"], None));
+    let parsed: serde_json::Value = serde_json::from_str(&versions).unwrap();
+    let states: Vec<&str> = parsed
+        .as_array()
+        .expect("versions array")
+        .iter()
+        .map(|v| v["state"].as_str().unwrap_or(""))
+        .collect();
+    assert!(
+        !states.is_empty() && states.iter().all(|s| *s == "revoked"),
+        "{versions}"
+    );
+}
+
+/// The flags and messages of the key commands: `key versions --name` (the positional form
+/// still works), `promote` says which earlier version stays usable, `key list` marks a fully
+/// revoked key, and `sign-request` names the line and column of a JSON error.
+#[test]
+fn key_commands_flags_and_messages() {
+    let t = fresh_token("cli-msgs");
+    ok(&cli(
+        &t,
+        &["key", "import", "--name", "bn", "--exchange", "binance"],
+        Some("first-secret-aaaaaaaaaaaaaaaa\n"),
+    ));
+    let by_flag = ok(&cli(&t, &["key", "versions", "--name", "bn"], None));
+    let by_position = ok(&cli(&t, &["key", "versions", "bn"], None));
+    assert_eq!(by_flag, by_position);
+    assert!(by_flag.contains("v1       active"), "{by_flag}");
+    let out = cli(&t, &["key", "versions"], None);
+    assert_eq!(out.status.code(), Some(2), "no name is a usage error");
+
+    ok(&cli(
+        &t,
+        &["key", "rotate", "begin", "--name", "bn"],
+        Some("second-secret-bbbbbbbbbbbb\n"),
+    ));
+    let promoted = ok(&cli(
+        &t,
+        &["key", "rotate", "promote", "--name", "bn"],
+        None,
+    ));
+    assert!(
+        promoted.contains("`bn` v2 is active") && promoted.contains("v1 stays usable"),
+        "{promoted}"
+    );
+
+    ok(&cli(&t, &["key", "revoke", "--name", "bn", "--all"], None));
+    let list = ok(&cli(&t, &["key", "list"], None));
+    let row = list
+        .lines()
+        .find(|l| l.starts_with("bn "))
+        .expect("bn listed");
+    assert!(
+        row.contains("REVOKED: cannot sign (revoked v1, v2)"),
+        "{list}"
+    );
+    assert!(
+        row.contains("`hsm-custody key rotate begin --name bn`, then promote"),
+        "{list}"
+    );
+    // What the note says works: a fully revoked name gets a new version and signs again.
+    let out = cli(&t, &["sign", "--key", "bn", "--hex"], Some("probe"));
+    assert!(!out.status.success(), "a revoked key signs");
+    ok(&cli(
+        &t,
+        &["key", "rotate", "begin", "--name", "bn"],
+        Some("third-secret-cccccccccccccccc\n"),
+    ));
+    let promoted = ok(&cli(
+        &t,
+        &["key", "rotate", "promote", "--name", "bn"],
+        None,
+    ));
+    assert!(
+        promoted.contains("`bn` v3 is active") && promoted.contains("no earlier version"),
+        "{promoted}"
+    );
+    ok(&cli(&t, &["sign", "--key", "bn", "--hex"], Some("probe")));
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("request.json");
+    std::fs::write(
+        &file,
+        "{\n  \"method\": \"GET\",\n  \"path\" \"/api/v3/account\"\n}\n",
+    )
+    .unwrap();
+    let out = cli(
+        &t,
+        &[
+            "sign-request",
+            "--key",
+            "bn",
+            "--exchange",
+            "binance",
+            "--request",
+            file.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("request is not valid JSON at line 3, column 10: expected `:`"),
+        "{stderr}"
+    );
+}
+
+/// `sign` with every key kind: the algorithm comes from the key (base64 by default for
+/// asymmetric keys), checked against the exported public key; `--alg` is refused for them.
+#[test]
+fn sign_with_every_key_kind_through_the_cli() {
+    use base64::Engine as _;
+    let t = fresh_token("cli-sign-kinds");
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let msg = "GET\n/api/v3/account\ntimestamp=1";
+    for kind in ["ed25519", "p256", "rsa2048"] {
+        let name = format!("k-{kind}");
+        let pem = ok(&cli(
+            &t,
+            &["key", "generate", "--name", &name, "--type", kind],
+            None,
+        ));
+        let sig = ok(&cli(&t, &["sign", "--key", &name], Some(msg)));
+        let sig = b64.decode(sig.trim()).expect("base64 by default");
+        match kind {
+            "ed25519" => {
+                use ed25519_dalek::pkcs8::DecodePublicKey as _;
+                use ed25519_dalek::Verifier as _;
+                let key = ed25519_dalek::VerifyingKey::from_public_key_pem(&pem).unwrap();
+                let sig = ed25519_dalek::Signature::from_slice(&sig).unwrap();
+                key.verify(msg.as_bytes(), &sig).expect("Ed25519 verifies");
+            }
+            "p256" => {
+                use p256::ecdsa::signature::Verifier as _;
+                use p256::pkcs8::DecodePublicKey as _;
+                let key = p256::ecdsa::VerifyingKey::from_public_key_pem(&pem).unwrap();
+                let sig = p256::ecdsa::Signature::from_slice(&sig).expect("raw r || s");
+                key.verify(msg.as_bytes(), &sig).expect("P-256 verifies");
+            }
+            _ => {
+                use rsa::pkcs8::DecodePublicKey as _;
+                use rsa::signature::Verifier as _;
+                let key = rsa::RsaPublicKey::from_public_key_pem(&pem).unwrap();
+                let key = rsa::pkcs1v15::VerifyingKey::<rsa::sha2::Sha256>::new(key);
+                let sig = rsa::pkcs1v15::Signature::try_from(sig.as_slice()).unwrap();
+                key.verify(msg.as_bytes(), &sig).expect("RSA verifies");
+            }
+        }
+        let hex = ok(&cli(&t, &["sign", "--key", &name, "--hex"], Some(msg)));
+        assert!(hex.trim().chars().all(|c| c.is_ascii_hexdigit()), "{hex}");
+        let out = cli(
+            &t,
+            &["sign", "--key", &name, "--alg", "hmac-sha256"],
+            Some(msg),
+        );
+        assert_eq!(out.status.code(), Some(2), "{kind}: --alg refused");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("signs with its own algorithm"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// `sign --version N` signs with a pending version before it is promoted; without it the
+/// active version signs.
+#[test]
+fn sign_with_a_pending_version_before_promote() {
+    let t = fresh_token("cli-sign-pending");
+    let (first, second) = (
+        "first-secret-aaaaaaaaaaaaaaaa",
+        "second-secret-bbbbbbbbbbbb",
+    );
+    ok(&cli(
+        &t,
+        &["key", "import", "--name", "bn", "--exchange", "binance"],
+        Some(&format!("{first}\n")),
+    ));
+    ok(&cli(
+        &t,
+        &["key", "rotate", "begin", "--name", "bn"],
+        Some(&format!("{second}\n")),
+    ));
+    let expect = |secret: &str| {
+        crate::common::software_hmac(
+            hsm_custody::HmacAlg::HmacSha256,
+            secret.as_bytes(),
+            b"probe",
+        )
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>()
+    };
+    let active = ok(&cli(&t, &["sign", "--key", "bn"], Some("probe")));
+    assert_eq!(active.trim(), expect(first));
+    let pending = ok(&cli(
+        &t,
+        &["sign", "--key", "bn", "--version", "2"],
+        Some("probe"),
+    ));
+    assert_eq!(pending.trim(), expect(second), "v2 signs before promote");
+    let out = cli(
+        &t,
+        &["sign", "--key", "bn", "--version", "9"],
+        Some("probe"),
+    );
+    assert!(!out.status.success(), "a missing version does not sign");
+}

@@ -328,3 +328,38 @@ fn sign_request_reads_stdin_and_refuses_unknown_fields() {
         assert!(out.stdout.is_empty());
     }
 }
+
+/// A policy refusal through the binary exits 4 and names the key, the method and endpoint
+/// refused, the exchange and the rule, and never the query string it carried.
+#[test]
+fn policy_refusal_names_the_method_and_endpoint() {
+    let t = fresh_token("cli-sr-denied");
+    import(
+        &t,
+        "bn",
+        "binance",
+        "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j",
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let request = serde_json::json!({
+        "method": "POST",
+        "path": "/sapi/v1/capital/withdraw/apply",
+        "query": "coin=BTC&address=bc1qexampleaddress&amount=1",
+        "timestamp": now.to_string(),
+    });
+    let out = sign_request(&t, "bn", "binance", &request);
+    assert_eq!(out.status.code(), Some(4), "policy refusal exit code");
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "key `bn` may not sign POST /sapi/v1/capital/withdraw/apply on binance: \
+             denied by rule `withdrawal-guard:binance`"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("bc1qexampleaddress"), "{stderr}");
+}

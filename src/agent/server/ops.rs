@@ -232,9 +232,12 @@ fn kind_of(e: &Error) -> Value {
     if let Some(hint) = e.hint() {
         err["hint"] = json!(hint);
     }
-    if let Error::PolicyDenied { key, rule } | Error::RateLimited { key, rule } = e {
+    if let Error::PolicyDenied { key, rule, .. } | Error::RateLimited { key, rule } = e {
         err["key"] = json!(key);
         err["rule"] = json!(rule);
+    }
+    if let Error::PolicyDenied { request, .. } = e {
+        err["request"] = json!(request);
     }
     err
 }

@@ -187,7 +187,7 @@ fn refusal(e: &Error) -> hyper::Response<Body> {
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "signing_failed"),
     };
     let mut err = json!({"kind": kind, "message": e.to_string()});
-    if let Error::PolicyDenied { key, rule } | Error::RateLimited { key, rule } = e {
+    if let Error::PolicyDenied { key, rule, .. } | Error::RateLimited { key, rule } = e {
         err["key"] = json!(key);
         err["rule"] = json!(rule);
     }

@@ -29,7 +29,7 @@ pub enum Command {
     /// Manage keys.
     #[command(subcommand)]
     Key(key::KeyCommand),
-    /// MAC the bytes read from stdin with a key, in the token.
+    /// Sign the bytes read from stdin with a key, in the token (HMAC, Ed25519, P-256 or RSA).
     Sign(sign::SignArgs),
     /// Sign an exchange request described by a JSON file; prints the signed request as JSON.
     SignRequest(sign_request::SignRequestArgs),

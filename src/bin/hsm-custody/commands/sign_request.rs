@@ -85,11 +85,24 @@ pub fn run(global: &Global, args: SignRequestArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// An object field `Request::from_json` would ignore is an error naming it and the known ones.
-/// Whatever is not an object is left to `from_json`, which says what is wrong with it.
+/// Text that is not JSON is an error naming the line and column (serde_json's messages say
+/// what was expected there and never quote the text, which may hold a passphrase); an object
+/// field `Request::from_json` would ignore is an error naming it and the known ones. Whatever
+/// else is not a request (not an object, a field of the wrong type) is left to `from_json`.
 fn refuse_unknown_fields(text: &str) -> anyhow::Result<()> {
-    let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(text) else {
-        return Ok(());
+    let map = match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Object(map)) => map,
+        Ok(_) => return Ok(()),
+        Err(e) => {
+            let (line, column) = (e.line(), e.column());
+            let what = e.to_string();
+            let what = what
+                .strip_suffix(&format!(" at line {line} column {column}"))
+                .unwrap_or(&what);
+            return Err(exit::input(format!(
+                "request is not valid JSON at line {line}, column {column}: {what}"
+            )));
+        }
     };
     let unknown: Vec<&str> = map
         .keys()

@@ -70,8 +70,26 @@ fn notes(k: &KeyInfo, now: time::OffsetDateTime, max_age: i64) -> String {
     if !k.managed {
         notes.push("not created by hsm-custody".to_owned());
     }
-    if k.managed && k.active_version.is_none() {
-        notes.push("no active version".to_owned());
+    let revoked: Vec<u32> = k
+        .versions
+        .iter()
+        .filter(|v| v.state == hsm_custody::VersionState::Revoked)
+        .map(|v| v.version)
+        .collect();
+    let usable = k.versions.iter().any(|v| v.state.is_usable());
+    if k.managed && !usable && !revoked.is_empty() {
+        notes.push(format!(
+            "REVOKED: cannot sign (revoked {}); a new version: `hsm-custody key rotate begin --name {}`, then promote",
+            super::version_list(&revoked),
+            k.name
+        ));
+    } else {
+        if k.managed && k.active_version.is_none() {
+            notes.push("no active version".to_owned());
+        }
+        if !revoked.is_empty() {
+            notes.push(format!("{} revoked", super::version_list(&revoked)));
+        }
     }
     if let Some(age) = k.active().map(|v| v.age_days(now)) {
         if age > max_age {

@@ -55,11 +55,29 @@ pub fn run(global: &Global, cmd: RotateCommand) -> anyhow::Result<()> {
     match cmd {
         RotateCommand::Begin(args) => begin(global, args),
         RotateCommand::Promote(args) => {
-            let v = global.connect()?.rotate_promote(&args.name)?;
-            println!(
-                "`{}` v{} is active; the previous version stays usable until retired",
-                args.name, v.version
-            );
+            let custody = global.connect()?;
+            let v = custody.rotate_promote(&args.name)?;
+            let previous: Vec<u32> = custody
+                .key_info(&args.name)?
+                .versions
+                .iter()
+                .filter(|p| p.state == hsm_custody::VersionState::Previous)
+                .map(|p| p.version)
+                .collect();
+            if previous.is_empty() {
+                println!(
+                    "`{}` v{} is active and signs by default; no earlier version is left usable",
+                    args.name, v.version
+                );
+            } else {
+                println!(
+                    "`{}` v{} is active and signs by default; {} stays usable for overlap until `hsm-custody key rotate retire --name {}`",
+                    args.name,
+                    v.version,
+                    super::version_list(&previous),
+                    args.name
+                );
+            }
             Ok(())
         }
         RotateCommand::Retire(args) => {

@@ -7,16 +7,29 @@ use crate::global::Global;
 
 #[derive(Args, Debug)]
 pub struct VersionsArgs {
-    /// Key name.
-    pub name: String,
+    /// Key name (like the other key commands).
+    #[arg(
+        long = "name",
+        value_name = "NAME",
+        required_unless_present = "positional_name"
+    )]
+    pub name: Option<String>,
+    /// Key name, positional: the older form, still accepted.
+    #[arg(value_name = "NAME", conflicts_with = "name", hide = true)]
+    pub positional_name: Option<String>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(global: &Global, args: VersionsArgs) -> anyhow::Result<()> {
+    let Some(name) = args.name.or(args.positional_name) else {
+        return Err(crate::exit::input(
+            "key versions: give the key with `--name NAME`",
+        ));
+    };
     let custody = global.connect()?;
-    let info = custody.key_info(&args.name)?;
+    let info = custody.key_info(&name)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&info.versions)?);
         return Ok(());
