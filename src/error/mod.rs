@@ -20,6 +20,10 @@ use cryptoki::context::Function;
 use cryptoki::error::RvError;
 
 /// Result alias used across the crate.
+/// How a [`Error::ModuleLoad`] reason starts when the module loaded but its `C_Initialize`
+/// failed (the path is right; a file it reads is not readable, or the token store is broken).
+pub(crate) const MODULE_LOADED_INIT_FAILED: &str = "the module loaded but C_Initialize failed";
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in hsm-custody.
@@ -49,7 +53,8 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    /// The PKCS#11 module could not be loaded or initialised.
+    /// The PKCS#11 module could not be loaded or initialised (a reason starting with
+    /// `MODULE_LOADED_INIT_FAILED`: it loaded, its `C_Initialize` failed).
     #[error("cannot load PKCS#11 module `{path}`: {reason}")]
     ModuleLoad {
         /// Path that was given.
@@ -410,6 +415,11 @@ impl Error {
     /// the agent sends it as the reply's `hint`.
     pub fn hint(&self) -> Option<String> {
         let text: &str = match self {
+            // The path was right when the module loaded and only its C_Initialize failed: the
+            // message names the file the module could not read, and the fix is its access.
+            Error::ModuleLoad { reason, .. } if reason.starts_with(MODULE_LOADED_INIT_FAILED) => {
+                "the module is at that path; give this process's user access to the files named                  above (Debian SoftHSM2: add it to group `softhsm`, e.g. `SupplementaryGroups=`                  in its systemd unit)"
+            }
             Error::ModuleLoad { .. } => {
                 "check the path (Debian SoftHSM2: /usr/lib/softhsm/libsofthsm2.so)"
             }

@@ -64,7 +64,8 @@ pub(crate) fn load_with(path: &Path, init_params: Option<&str>) -> Result<Pkcs11
             return Err(Error::ModuleLoad {
                 path: path.to_owned(),
                 reason: format!(
-                    "the module loaded but C_Initialize failed: {e}{}",
+                    "{}: {e}{}",
+                    crate::error::MODULE_LOADED_INIT_FAILED,
                     unreadable_module_files(&key)
                 ),
             })

@@ -807,6 +807,9 @@ fn c_initialize_failure_names_the_unreadable_file() {
     };
     let err = run(0o600);
     assert!(err.contains("C_Initialize failed"), "{err}");
+    // The advice is about access, not the (right) module path.
+    assert!(err.contains("hint: the module is at that path"), "{err}");
+    assert!(!err.contains("check the path"), "{err}");
     assert!(
         err.contains(&format!(
             "cannot read SOFTHSM2_CONF `{}` (uid 0 gid 0 mode 600): Permission denied",
