@@ -19,11 +19,11 @@ use std::time::Duration;
 use cryptoki::context::Function;
 use cryptoki::error::RvError;
 
-/// Result alias used across the crate.
 /// How a [`Error::ModuleLoad`] reason starts when the module loaded but its `C_Initialize`
 /// failed (the path is right; a file it reads is not readable, or the token store is broken).
 pub(crate) const MODULE_LOADED_INIT_FAILED: &str = "the module loaded but C_Initialize failed";
 
+/// Result alias used across the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in hsm-custody.
