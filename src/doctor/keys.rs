@@ -1,29 +1,12 @@
 //! The key audit: every secret and private key object the application can see, checked for the
 //! hardened attributes (values are never read: a readable `CKA_VALUE` shows in its length).
 
-use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::MechanismType;
 use cryptoki::object::{Attribute, AttributeInfo, AttributeType, ObjectClass, ObjectHandle};
 use cryptoki::session::Session;
 
 use super::KeyAudit;
 use crate::keys::{KeyFlags, APPLICATION};
-
-/// One attribute with one `C_GetAttributeValue`: `None` when the token does not say.
-fn read_bool(
-    session: &Session,
-    h: ObjectHandle,
-    t: AttributeType,
-) -> cryptoki::error::Result<Option<bool>> {
-    let attrs = match session.get_attributes(h, &[t]) {
-        Ok(a) => a,
-        Err(CkError::Pkcs11(RvError::AttributeTypeInvalid | RvError::AttributeSensitive, _)) => {
-            return Ok(None)
-        }
-        Err(e) => return Err(e),
-    };
-    Ok(attrs.iter().find_map(crate::keys::template::flag))
-}
 
 /// Audits every secret and private key object visible to the application.
 pub(super) fn audit_keys(session: &Session) -> cryptoki::error::Result<Vec<KeyAudit>> {
@@ -74,7 +57,8 @@ pub(super) fn audit_keys(session: &Session) -> cryptoki::error::Result<Vec<KeyAu
                 },
                 class: class_name.to_owned(),
                 key_type,
-                token_object: read_bool(session, h, AttributeType::Token)?.unwrap_or(true),
+                token_object: crate::token::attr::read_bool(session, h, AttributeType::Token)?
+                    .unwrap_or(true),
                 managed: seal_of_managed || managed_labels.contains(&label),
                 problems: key_problems(session, h, seal_of_managed)?,
             });
@@ -90,7 +74,7 @@ fn key_problems(
     h: ObjectHandle,
     seal_kek: bool,
 ) -> cryptoki::error::Result<Vec<String>> {
-    let flag = |t| read_bool(session, h, t);
+    let flag = |t| crate::token::attr::read_bool(session, h, t);
     let flags = KeyFlags {
         extractable: flag(AttributeType::Extractable)?,
         sensitive: flag(AttributeType::Sensitive)?,

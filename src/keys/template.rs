@@ -60,28 +60,7 @@ pub(crate) fn hmac_secret_key(
     t
 }
 
-/// The value of a boolean attribute (`CKA_TOKEN`, `CKA_SENSITIVE`, `CKA_SIGN` ...), `None` for
-/// any other attribute.
-pub(crate) fn flag(attribute: &Attribute) -> Option<bool> {
-    match attribute {
-        Attribute::Token(b)
-        | Attribute::Private(b)
-        | Attribute::Sensitive(b)
-        | Attribute::Extractable(b)
-        | Attribute::AlwaysSensitive(b)
-        | Attribute::NeverExtractable(b)
-        | Attribute::Modifiable(b)
-        | Attribute::Copyable(b)
-        | Attribute::Sign(b)
-        | Attribute::Verify(b)
-        | Attribute::Encrypt(b)
-        | Attribute::Decrypt(b)
-        | Attribute::Wrap(b)
-        | Attribute::Unwrap(b)
-        | Attribute::Derive(b) => Some(*b),
-        _ => None,
-    }
-}
+pub(crate) use crate::token::attr::flag;
 
 /// Validity dates for `CKA_START_DATE` / `CKA_END_DATE`.
 #[derive(Clone, Copy, Debug, Default)]

@@ -6,6 +6,7 @@
 //! session also owns the session-object copies of keys (the fast path): when it dies, they die
 //! with it, and the login epoch moves on so that every cached handle is looked up again.
 
+pub(crate) mod attr;
 pub(crate) mod combine;
 pub(crate) mod module;
 pub(crate) mod pool;

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock, PoisonError};
 
-use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::error::Error as CkError;
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{
     Attribute, AttributeInfo, AttributeType, KeyType, ObjectClass, ObjectHandle,
@@ -105,7 +105,7 @@ pub(crate) fn probe(session: &Session) -> Probe {
         match session.update_attributes(key, &[attr]) {
             Err(e) => step(attempt, ck_outcome(&e), true),
             Ok(()) => {
-                let now = read_flag(session, key, kind).ok().flatten();
+                let now = super::attr::read_bool(session, key, kind).ok().flatten();
                 step(attempt, format!("accepted (now {now:?})"), false);
             }
         }
@@ -138,7 +138,7 @@ pub(crate) fn probe(session: &Session) -> Probe {
     match session.copy_object(key, &[Attribute::Extractable(true)]) {
         Err(e) => step("copy with CKA_EXTRACTABLE=true", ck_outcome(&e), true),
         Ok(copy) => {
-            let extractable = read_flag(session, copy, AttributeType::Extractable)
+            let extractable = super::attr::read_bool(session, copy, AttributeType::Extractable)
                 .ok()
                 .flatten();
             let _ = session.destroy_object(copy);
@@ -206,25 +206,6 @@ fn ck_outcome(e: &CkError) -> String {
         CkError::Pkcs11(rv, f) => format!("{} -> {}", function_name(*f), rv_name(*rv)),
         other => other.to_string(),
     }
-}
-
-/// One attribute with one `C_GetAttributeValue`: `None` when the token does not say.
-fn read_flag(
-    session: &Session,
-    h: ObjectHandle,
-    t: AttributeType,
-) -> cryptoki::error::Result<Option<bool>> {
-    let attrs = match session.get_attributes(h, &[t]) {
-        Ok(a) => a,
-        Err(CkError::Pkcs11(RvError::AttributeTypeInvalid | RvError::AttributeSensitive, _)) => {
-            return Ok(None)
-        }
-        Err(e) => return Err(e),
-    };
-    Ok(attrs.iter().find_map(|a| match a {
-        Attribute::Extractable(b) | Attribute::Sensitive(b) => Some(*b),
-        _ => None,
-    }))
 }
 
 /// What the custody probe found for one module and token.
