@@ -6,7 +6,7 @@ use std::sync::{mpsc, Arc, Mutex, RwLock};
 
 use sha2::{Digest, Sha256};
 
-use crate::audit::{AuditConfig, AuditLog, Connection, Decision, Event, Record};
+use crate::audit::{AuditConfig, AuditLog, Connection, Decision, Event, Record, SignLine};
 use crate::config::{AuditSection, Config, KeysSection, Sections};
 use crate::error::{Error, Result};
 use crate::guard::{Guard, LifecycleEvent, SignContext};
@@ -300,6 +300,48 @@ impl Guardrails {
             tracing::error!(error = %e, "audit log write failed");
         })
     }
+
+    /// The `sign` line of a judged signature, borrowed from the request (the signing path
+    /// copies nothing into it).
+    fn record_decision(
+        &self,
+        ctx: &SignContext<'_>,
+        decision: Decision,
+        rule: &str,
+        outcome: &str,
+    ) -> Result<u64> {
+        let mut sha256 = [0u8; 64];
+        hex::encode_to_slice(Sha256::digest(ctx.message), &mut sha256)
+            .map_err(|_| Error::AuditFailed("cannot encode a hash".into()))?;
+        let (binding, params) = match (ctx.exchange, ctx.reach) {
+            (Some(exchange), Some(reach)) => (
+                crate::exchanges::info(exchange).map(|e| e.binding.describe_static()),
+                (!reach.path_bound()).then(|| reach.params()),
+            ),
+            _ => (None, None),
+        };
+        let line = SignLine {
+            seq: 0,
+            time: time::OffsetDateTime::UNIX_EPOCH,
+            event: Event::Sign,
+            key: ctx.key,
+            version: ctx.version,
+            exchange: ctx.exchange,
+            method: ctx.method,
+            path: ctx.path,
+            binding,
+            params,
+            client: ctx.client,
+            sha256: std::str::from_utf8(&sha256).unwrap_or_default(),
+            decision: Some(decision),
+            rule: Some(rule),
+            outcome: Some(outcome),
+            epoch: None,
+        };
+        self.log.append_line(line).inspect_err(|e| {
+            tracing::error!(error = %e, "audit log write failed");
+        })
+    }
 }
 
 fn sign_record(event: Event, ctx: &SignContext<'_>) -> Record {
@@ -322,13 +364,9 @@ fn sign_record(event: Event, ctx: &SignContext<'_>) -> Record {
 
 impl Guard for Guardrails {
     fn check(&self, ctx: &SignContext<'_>) -> Result<()> {
-        let mut rec = sign_record(Event::Sign, ctx);
         match self.decide(ctx) {
             Ok(rule) => {
-                rec.decision = Some(Decision::Allow);
-                rec.rule = Some(rule);
-                rec.outcome = Some("sent".into());
-                if let Err(e) = self.record(rec) {
+                if let Err(e) = self.record_decision(ctx, Decision::Allow, &rule, "sent") {
                     self.alert(AlertKind::AuditFailed, Some(ctx), ctx.key, &e.to_string());
                     return Err(match e {
                         e @ Error::AuditFailed(_) => e,
@@ -349,10 +387,7 @@ impl Guard for Guardrails {
                     Refusal::Rate(_) => (AlertKind::RateLimited, "rate_limited"),
                     Refusal::Policy(_) => (AlertKind::Denied, "denied"),
                 };
-                rec.decision = Some(Decision::Deny);
-                rec.rule = Some(refusal.rule().to_owned());
-                rec.outcome = Some(outcome.into());
-                if let Err(e) = self.record(rec) {
+                if let Err(e) = self.record_decision(ctx, Decision::Deny, refusal.rule(), outcome) {
                     self.alert(AlertKind::AuditFailed, Some(ctx), ctx.key, &e.to_string());
                 }
                 tracing::warn!(

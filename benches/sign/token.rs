@@ -30,11 +30,14 @@ pub fn fresh_token(env: &BenchEnv, label: &str) -> BenchToken {
     let config = Config::new(&env.module, label).pin(pin.clone());
     let custody = Custody::connect(config.clone()).expect("connect");
     let guarded = Custody::connect(config).expect("connect guarded");
-    // The real guard rails (issue 5): a policy for every key and the MAC-chained audit log
-    // (one MAC in the token per record), `fsync = "never"` so that the disk is not measured.
+    // The real guard rails (issues 5, 29): a policy for every key with a rate limit (high
+    // enough never to refuse here, so that its check is measured, not its refusals), and the
+    // MAC-chained audit log as deployed, `fsync = "batch"` (the flusher's fsyncs run beside the
+    // signers, on the same cores).
     let audit = env.dir.path().join(format!("{label}-audit.jsonl"));
     let toml = format!(
-        "[audit]\npath = '{}'\nfsync = 'never'\n[keys.\"*\"]\nallow_raw = true\n",
+        "[audit]\npath = '{}'\nfsync = 'batch'\n[keys.\"*\"]\nallow_raw = true\n\
+         rate_per_second = 100000000\nburst = 100000000\n",
         audit.display()
     );
     let guard = GuardConfig::from_toml_str(&toml)

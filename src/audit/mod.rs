@@ -8,26 +8,31 @@
 //! `retired`, `revoked`, `login_failed`, `gateway_reply`), `key`, `version`, `versions`, `kind`
 //! ([`crate::KeyKind`]), `token`, `exchange`, `method`, `path`, `binding`, `params`, `client`,
 //! `sha256` (of the exact bytes signed), `decision` ([`Decision`]: `allow`/`deny`), `rule`,
-//! `outcome`, `observed`, `chain`, `reason`, `reset`, `prev_file`, `prev_mac`, and last `mac`
+//! `outcome`, `observed`, `chain`, `reason`, `reset`, `prev_file`, `prev_mac`, `epoch`, and last `mac`
 //! (hex). Never a secret, a PIN, a signature or the message bytes. [`Record`] is a line as data;
 //! its serialised form is this format, byte for byte (lines written before the fields were
 //! typed read and verify as they did: `tests/data/audit-v1`).
 //!
 //! ## Chain
 //! `body_i` is line `i` without its `,"mac":"…"` member (the text up to it, plus `}`);
-//! `mac_i = HMAC-SHA256(audit key, mac_{i-1} || body_i)`, computed in the token with a
-//! non-extractable key generated there by the log and marked as the audit key (see
-//! `TokenMac::open`); `mac_0` is 32 zero bytes. Every file starts with a `chain_start` line
+//! `mac_i = HMAC-SHA256(K, mac_{i-1} || body_i)`; `mac_0` is 32 zero bytes. For a file's first
+//! line (and every line of a log written before issue 29) `K` is the audit key, used in the
+//! token: a non-extractable key generated there by the log and marked as the audit key (see
+//! `TokenMac::open`). For the others `K` is the key of the line's *epoch*, derived in the token
+//! from that key and the nonce the epoch's first line carries (`epoch`), and used in software
+//! (see `epoch`): one token operation per epoch (about a second), not per line. Every file starts with a `chain_start` line
 //! whose `prev_mac` is the MAC of the line before it (the last line of the previous file, or
 //! zeros for a new log) and `prev_file` names that file; a chain's id is its first line's MAC
 //! (16 bytes, hex), repeated as `chain` by each rotated-in file. After each durable write the
-//! *chain head* (`seq`, `mac` of the last durable line, the chain id, and a MAC of them) is saved
-//! next to the log by temp file, fsync and rename, and at most once a second in the token
-//! (`token_head`). A restart continues from them; a missing head, one further behind than a
+//! *chain head* (`seq`, `mac` of the last durable line, the chain id, and a MAC of them by the
+//! audit key, in the token) is saved next to the log by temp file, fsync and rename, and at most
+//! once a second in the token (`token_head`), when a new epoch starts: these are the log's
+//! checkpoints, and the lines after the last one its unprotected tail. A restart continues from them; a missing head, one further behind than a
 //! crash leaves, or a token head the log does not reach is refused until `reset` starts a new
 //! chain on the record (a `chain_reset` line, MAC chain from zeros, `seq` going on). The
 //! verifier uses both heads to detect a cut or rolled-back tail. One writer per log (`files`).
 
+mod epoch;
 mod files;
 mod head;
 mod record;
@@ -44,6 +49,7 @@ use crate::error::{Error, Result};
 use crate::keys::Vault;
 
 pub use files::{is_sidecar, lock_path_for, pending_path_for};
+pub(crate) use record::SignLine;
 pub use record::{Decision, Event, Record, ResetFacts};
 pub use summary::{summarize, tail, KeyUsage, Summary};
 pub use verify::{verify, Problem, ProblemKind, Reset, VerifyReport};

@@ -173,6 +173,10 @@ pub struct Record {
     /// `chain_start`: MAC of the previous line (hex; zeros for a new chain).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prev_mac: Option<String>,
+    /// The line starts an epoch: its nonce (16 bytes, hex), from which the token derives the
+    /// key that MACs this line and the following ones (see `docs/guardrails.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<String>,
 }
 
 /// What a `chain_reset` line records of the chain it ends: its id, the last line its active
@@ -212,6 +216,63 @@ impl ResetFacts {
     }
 }
 
+/// What the writer needs of a line: its serialised form (a JSON object, fields in the order
+/// of the module docs) and the fields it sets when it writes it.
+pub(crate) trait Line: Serialize {
+    /// Sets `seq`, `time`, and `epoch` when the line starts one.
+    fn stamp(&mut self, seq: u64, time: OffsetDateTime, epoch: Option<String>);
+}
+
+impl Line for Record {
+    fn stamp(&mut self, seq: u64, time: OffsetDateTime, epoch: Option<String>) {
+        self.seq = seq;
+        self.time = time;
+        self.epoch = epoch;
+    }
+}
+
+/// A `sign` line as the guard writes it for every signature it judges, borrowed from the
+/// request (no copies on the signing path). Serialises to the bytes of the same
+/// [`Record`] (the same names, order and omissions: pinned by a test below).
+#[derive(Serialize)]
+pub(crate) struct SignLine<'a> {
+    pub seq: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub time: OffsetDateTime,
+    pub event: Event,
+    pub key: &'a str,
+    pub version: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exchange: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub binding: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub params: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client: Option<&'a str>,
+    pub sha256: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Decision>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<String>,
+}
+
+impl Line for SignLine<'_> {
+    fn stamp(&mut self, seq: u64, time: OffsetDateTime, epoch: Option<String>) {
+        self.seq = seq;
+        self.time = time;
+        self.epoch = epoch;
+    }
+}
+
 impl Record {
     /// A record of `event` (seq and time are set when it is written).
     pub fn new(event: Event) -> Self {
@@ -240,6 +301,7 @@ impl Record {
             reset: None,
             prev_file: None,
             prev_mac: None,
+            epoch: None,
         }
     }
 }
@@ -269,6 +331,55 @@ mod tests {
         let (rec, _, _) = parse_line(old.lines().nth(6).unwrap()).unwrap();
         assert_eq!(rec.event, Event::Promoted);
         assert_eq!(rec.time.nanosecond(), 338_763_790);
+    }
+
+    /// The guard's borrowed line is the same line as the record it stands for.
+    #[test]
+    fn a_sign_line_serialises_as_its_record() {
+        let params = vec!["symbol".to_owned(), "side".to_owned()];
+        for full in [false, true] {
+            let mut rec = Record::new(Event::Sign);
+            rec.seq = 42;
+            rec.time =
+                OffsetDateTime::from_unix_timestamp_nanos(1_765_000_000_123_456_780).unwrap();
+            rec.key = Some("bn\"k".into());
+            rec.version = Some(3);
+            rec.sha256 = Some("ab".repeat(32));
+            rec.decision = Some(Decision::Deny);
+            rec.rule = Some("withdrawal-guard:binance".into());
+            rec.outcome = Some("denied".into());
+            if full {
+                rec.exchange = Some("binance".into());
+                rec.method = Some("POST".into());
+                rec.path = Some("/sapi/v1/capital/withdraw/apply".into());
+                rec.binding = Some("method,path,query,body,time".into());
+                rec.params = Some(params.clone());
+                rec.client = Some("uid=1 pid=2".into());
+                rec.epoch = Some("0f".repeat(16));
+            }
+            let line = SignLine {
+                seq: rec.seq,
+                time: rec.time,
+                event: Event::Sign,
+                key: rec.key.as_deref().unwrap(),
+                version: 3,
+                exchange: rec.exchange.as_deref(),
+                method: rec.method.as_deref(),
+                path: rec.path.as_deref(),
+                binding: rec.binding.as_deref(),
+                params: rec.params.as_deref(),
+                client: rec.client.as_deref(),
+                sha256: rec.sha256.as_deref().unwrap(),
+                decision: rec.decision,
+                rule: rec.rule.as_deref(),
+                outcome: rec.outcome.as_deref(),
+                epoch: rec.epoch.clone(),
+            };
+            assert_eq!(
+                serde_json::to_string(&line).unwrap(),
+                body_of(&rec).unwrap()
+            );
+        }
     }
 
     #[test]

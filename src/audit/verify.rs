@@ -4,12 +4,12 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
+use super::epoch::{self, Unreadable};
 use super::head::Head;
 use super::token_head::{self, TokenHead};
 use super::Connection;
 use super::{
-    chain_id, chain_mac, decode_mac, parse_line, same_mac, Event, Record, ResetFacts, TokenMac,
-    MAC_LEN,
+    chain_id, decode_mac, parse_line, same_mac, Event, Record, ResetFacts, TokenMac, MAC_LEN,
 };
 use crate::error::{Error, Result};
 
@@ -91,6 +91,13 @@ pub struct VerifyReport {
     /// Files given that are not log files (chain head, lock, pending login failures: a shell
     /// glob brings them in), left out.
     pub skipped: Vec<PathBuf>,
+    /// Epochs met: each is a run of lines MACed in software with a key the token derives
+    /// (see `docs/guardrails.md`); 0 for a log written before epochs.
+    pub epochs: u64,
+    /// Lines after the last one a checkpoint (the chain head file, or the token's copy) records:
+    /// the log's unprotected tail, whose lines hold by their MACs alone (a process that held the
+    /// epoch key could have rewritten them). `None` without a head.
+    pub unprotected_tail: Option<u64>,
     /// The first bad line, or `None` when everything verifies.
     pub problem: Option<Problem>,
 }
@@ -172,6 +179,7 @@ pub fn verify(
         token: None,
         token_seen: false,
         reset: None,
+        epochs: epoch::Reader::default(),
     };
     let mut last = (PathBuf::new(), 0u64);
     for (i, (_, file)) in ordered.iter().enumerate() {
@@ -184,7 +192,16 @@ pub fn verify(
         }
         last = (file.clone(), lines);
     }
+    report.epochs = chain.epochs.epochs;
     let ends = report.last_seq.unwrap_or(0);
+    let checkpoint = [
+        head.as_ref().map(|h| h.seq),
+        token.as_ref().filter(|_| chain.token_seen).map(|t| t.seq),
+    ]
+    .into_iter()
+    .flatten()
+    .max();
+    report.unprotected_tail = checkpoint.map(|c| ends.saturating_sub(c));
     let fail = |kind, detail: String| Problem {
         file: last.0.clone(),
         line: last.1 + 1,
@@ -234,6 +251,8 @@ struct Chain<'a> {
     token_seen: bool,
     /// The reset the line just checked recorded.
     reset: Option<Reset>,
+    /// The epoch in force.
+    epochs: epoch::Reader,
 }
 
 impl Chain<'_> {
@@ -340,7 +359,17 @@ impl Chain<'_> {
             }
         }
         let prev = self.prev.unwrap_or([0; MAC_LEN]);
-        let computed = chain_mac(self.mac, &prev, body)
+        let key = self
+            .epochs
+            .key_for(self.mac, n, rec.epoch.as_deref())
+            .map_err(|e| match e {
+                Unreadable::Malformed(why) => (ProblemKind::Malformed, why),
+                Unreadable::Token(e) => (
+                    ProblemKind::Mac,
+                    format!("cannot derive the epoch key: {e}"),
+                ),
+            })?;
+        let computed = epoch::line_mac(self.mac, key, &prev, body)
             .map_err(|e| (ProblemKind::Mac, format!("cannot compute the MAC: {e}")))?;
         if !same_mac(&computed, line_mac) {
             return Err((

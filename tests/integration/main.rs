@@ -11,6 +11,7 @@ mod async_api;
 mod attacks;
 mod audit;
 mod audit_compat;
+mod audit_epochs;
 mod audit_hardening;
 mod bad_input;
 mod cli_config;

@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 
+use super::epoch::{self, Epoch};
 use super::files::{self, LogLock, Pending, PendingLoginFailure};
 use super::head::{sync_dir, Head};
+use super::record::Line;
 use super::token_head::{self, TokenHead};
 use super::Connection;
-use super::{
-    body_of, chain_id, chain_mac, line_of, AuditConfig, Event, Fsync, Record, TokenMac, MAC_LEN,
-};
+use super::{chain_id, AuditConfig, Event, Fsync, Record, TokenMac, MAC_LEN, MAC_PREFIX};
 use crate::alg::KeyKind;
 use crate::error::{Error, Result};
 
@@ -26,13 +26,25 @@ mod reset;
 use recover::recover;
 pub use reset::{reset, ResetReport};
 
-const BATCH_LINES: u64 = 64;
+/// `fsync = "batch"`: the background flusher makes the lines durable once this many are
+/// waiting (it is woken for it), or once they are a second old. Every fsync of the log holds
+/// its inode while the disk works, and appends wait for it (ext4): a few fsyncs a second, not
+/// one per 64 lines at full speed (measured: `BENCHMARKS.md`, issue 29).
+const BATCH_LINES: u64 = 4096;
 const BATCH_INTERVAL: Duration = Duration::from_secs(1);
+/// `fsync = "batch"`: a signer that finds this many lines not yet durable (the flusher fell
+/// behind the disk) makes them durable itself before it goes on: the bound on what a crash can
+/// lose.
+const BATCH_MAX: u64 = 4 * BATCH_LINES;
+/// `fsync = "never"`: the head file is saved (not synced) every this many lines, by the
+/// flusher; a signer saves it itself at four times that.
 const NEVER_HEAD_EVERY: u64 = 4096;
+const NEVER_MAX: u64 = 4 * NEVER_HEAD_EVERY;
 /// The token's copy of the chain head is written at most this often (plus at open, rotation,
-/// sync and shutdown), so that signing does not wait for token writes.
+/// sync and shutdown), so that signing does not wait for token writes; each write starts a new
+/// epoch key.
 const TOKEN_HEAD_EVERY: Duration = Duration::from_secs(1);
-/// How often the background flusher looks for due work.
+/// How often the background flusher looks for due work (it is also woken for a batch).
 const FLUSH_TICK: Duration = Duration::from_millis(250);
 
 /// How many lines past its head file a crash can leave a log under each fsync policy: a
@@ -40,8 +52,8 @@ const FLUSH_TICK: Duration = Duration::from_millis(250);
 fn crash_window(fsync: Fsync) -> u64 {
     match fsync {
         Fsync::Always => 1,
-        Fsync::Batch => BATCH_LINES,
-        Fsync::Never => NEVER_HEAD_EVERY,
+        Fsync::Batch => BATCH_MAX,
+        Fsync::Never => NEVER_MAX,
     }
 }
 
@@ -55,10 +67,12 @@ const WHAT_TO_DO: &str = "run `hsm-custody audit verify` on the log files, resto
 ///
 /// One writer per log: [`AuditLog::open`] takes an advisory lock on `PATH.lock` (waiting up
 /// to 2 s) and refuses, naming the holder's pid, while another writer has it.
+///
+/// A line is written (to the file, not necessarily to the disk) before `append` returns, under
+/// every fsync policy. With `fsync = "batch"` and `"never"` the checkpoints (fsync, head file,
+/// token head, new epoch key) are the background flusher's work, off the signing path.
 pub struct AuditLog {
     shared: Arc<Shared>,
-    /// Dropping it stops the background flusher.
-    _stop: mpsc::Sender<()>,
 }
 
 struct Shared {
@@ -67,9 +81,14 @@ struct Shared {
     active_name: String,
     /// The active file's path as recorded with the token's chain head.
     path_text: String,
+    /// Held by whoever saves the head file or rotates (always taken before `state`): one
+    /// checkpoint at a time, and none across a rotation.
+    checkpoints: Mutex<()>,
     state: Mutex<State>,
     /// Orders writes of the token's chain head; remembers the last one.
     token: Mutex<TokenState>,
+    /// Wakes the flusher when a batch is due (capacity 1: wakes coalesce).
+    wake: mpsc::SyncSender<()>,
     _lock: LogLock,
 }
 
@@ -79,8 +98,6 @@ struct State {
     prev: [u8; MAC_LEN],
     size: u64,
     file_first_seq: u64,
-    unsynced: u64,
-    since_head: u64,
     last_sync: Instant,
     /// Set after a failed write: the file may end in a partial line, so nothing more is
     /// appended (fail closed) until the log is reopened, which repairs the tail.
@@ -89,12 +106,42 @@ struct State {
     chain: String,
     /// The last line made durable (and recorded in the head file): what the token may record.
     durable: (u64, [u8; MAC_LEN]),
+    /// The `seq` the head file records (durably or not).
+    headed: u64,
+    /// The flusher was woken and has not yet taken the batch.
+    wake_pending: bool,
+    /// The current epoch (`None` on a file's first line, which the token MACs).
+    epoch: Option<Epoch>,
+    /// The epoch the next line starts (derived by the flusher, off the signing path).
+    next_epoch: Option<Epoch>,
+    /// Lines MACed with the current epoch's key.
+    epoch_lines: u64,
+    /// The line being written (reused: no allocation per line).
+    buf: Vec<u8>,
+}
+
+impl State {
+    fn unsynced(&self) -> u64 {
+        self.seq - self.durable.0
+    }
+    fn since_head(&self) -> u64 {
+        self.seq - self.headed
+    }
 }
 
 #[derive(Default)]
 struct TokenState {
     seq: u64,
     at: Option<Instant>,
+}
+
+/// What a line written leaves to do.
+enum Due {
+    Nothing,
+    /// Wake the flusher for a checkpoint.
+    Wake,
+    /// A checkpoint (or rotation) now, on this thread.
+    Now,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -109,9 +156,9 @@ impl std::fmt::Debug for AuditLog {
 impl AuditLog {
     /// Opens (or starts) the log: takes the writer's lock, creates the audit key in the token
     /// if absent (and records that), checks that the file continues its saved chain head and
-    /// the token's (MACs recomputed in the token for every line written after the head), drops
-    /// a partial last line left by a crash, continues the chain, and records the login
-    /// failures other processes left pending.
+    /// the token's (MACs recomputed for every line written after the head), drops a partial
+    /// last line left by a crash, continues the chain, and records the login failures other
+    /// processes left pending.
     ///
     /// # Errors
     /// [`Error::AuditFailed`] when another process writes the log, when the key named as the
@@ -130,17 +177,24 @@ impl AuditLog {
         let lock = LogLock::acquire(&config.path, &config, files::LOCK_WAIT)?;
         let (mac, created) = TokenMac::open(vault, &config.key, true)?;
         let path_text = path_text(&config.path);
-        let (state, start) = recover(&config, &mac, vault, &active_name, &path_text)?;
+        let (mut state, start) = recover(&config, &mac, vault, &active_name, &path_text)?;
+        // The next line starts an epoch of this writer's own (after the `chain_start` of a new
+        // file, which the token MACs).
+        state.next_epoch = Some(Epoch::fresh(&mac)?);
+        let (wake, woken) = mpsc::sync_channel(1);
         let shared = Arc::new(Shared {
             config,
             mac,
             active_name,
             path_text,
+            checkpoints: Mutex::new(()),
             state: Mutex::new(state),
             token: Mutex::new(TokenState::default()),
+            wake,
             _lock: lock,
         });
         {
+            let held = shared.hold()?;
             let mut st = shared.lock()?;
             // A key just generated for the log is recorded: on the new chain's first line
             // (`key`, `kind`, rule `audit-key`), or on a line of its own.
@@ -152,29 +206,29 @@ impl AuditLog {
                 rec
             });
             if let Some((prev_file, chain)) = start {
-                shared.start_file(&mut st, prev_file, chain, key_line.take())?;
+                shared.start_file(&held, &mut st, prev_file, chain, key_line.take())?;
             }
             if let Some(rec) = key_line {
                 shared.write_record(&mut st, rec)?;
-                shared.checkpoint(&mut st, true)?;
+                shared.checkpoint(&held, &mut st, true)?;
             }
-            shared.ingest_pending(&mut st)?;
+            shared.ingest_pending(&held, &mut st)?;
+            if st.since_head() > 0 {
+                // Lines a crash left past the head: the head catches up now.
+                shared.checkpoint(&held, &mut st, shared.config.fsync != Fsync::Never)?;
+            }
         }
         shared.token_head(true)?;
-        let (stop, stopped) = mpsc::channel();
         let weak = Arc::downgrade(&shared);
         std::thread::Builder::new()
             .name("hsm-custody-audit".into())
-            .spawn(move || flusher(&weak, &stopped))
+            .spawn(move || flusher(&weak, &woken))
             .map_err(|source| Error::Io {
                 what: "audit log flusher thread",
                 path: shared.config.path.clone(),
                 source,
             })?;
-        Ok(AuditLog {
-            shared,
-            _stop: stop,
-        })
+        Ok(AuditLog { shared })
     }
 
     /// The configuration in force.
@@ -183,14 +237,50 @@ impl AuditLog {
     }
 
     /// Appends `rec` (its `seq` and `time` are set here) and applies the fsync policy and
-    /// rotation. Returns the line's `seq`.
+    /// rotation. Returns the line's `seq`. The line is in the file when this returns; with
+    /// `fsync = "always"` it is on the disk too.
     ///
     /// # Errors
-    /// [`Error::AuditFailed`] or [`Error::Io`]: the line was not recorded.
+    /// [`Error::AuditFailed`] or [`Error::Io`]: the line was not recorded, or (a checkpoint
+    /// or rotation due at once failed) it was recorded but could not be made durable.
     pub fn append(&self, rec: Record) -> Result<u64> {
-        let mut st = self.shared.lock()?;
-        let seq = self.shared.write_record(&mut st, rec)?;
-        self.shared.after_write(&mut st)?;
+        self.append_line(rec)
+    }
+
+    /// [`AuditLog::append`] for any line (the guard's borrowed `sign` lines).
+    pub(crate) fn append_line(&self, rec: impl Line) -> Result<u64> {
+        let sh = &self.shared;
+        if sh.config.fsync == Fsync::Always {
+            let held = sh.hold()?;
+            let mut st = sh.lock()?;
+            let seq = sh.write_record(&mut st, rec)?;
+            sh.checkpoint(&held, &mut st, true)?;
+            if sh.rotation_due(&st) {
+                sh.rotate(&held, &mut st)?;
+            }
+            return Ok(seq);
+        }
+        let (seq, due) = {
+            let mut st = sh.lock()?;
+            let seq = sh.write_record(&mut st, rec)?;
+            (seq, sh.due(&mut st))
+        };
+        match due {
+            Due::Nothing => {}
+            Due::Wake => {
+                // Full: a wake is waiting already.
+                let _ = sh.wake.try_send(());
+            }
+            Due::Now => {
+                let held = sh.hold()?;
+                let mut st = sh.lock()?;
+                if sh.rotation_due(&st) {
+                    sh.rotate(&held, &mut st)?;
+                } else if sh.behind(&st) >= sh.max_behind() {
+                    sh.checkpoint(&held, &mut st, sh.config.fsync != Fsync::Never)?;
+                }
+            }
+        }
         Ok(seq)
     }
 
@@ -200,8 +290,9 @@ impl AuditLog {
     /// [`Error::Io`], token failures.
     pub fn sync(&self) -> Result<()> {
         {
+            let held = self.shared.hold()?;
             let mut st = self.shared.lock()?;
-            self.shared.checkpoint(&mut st, true)?;
+            self.shared.checkpoint(&held, &mut st, true)?;
         }
         self.shared.token_head(true)
     }
@@ -211,12 +302,21 @@ impl AuditLog {
         Ok(self.shared.lock()?.seq)
     }
 
+    /// The `seq` of the last line the head file records: lines after it are the log's
+    /// unprotected tail (see `docs/guardrails.md`).
+    pub fn checkpoint_seq(&self) -> Result<u64> {
+        Ok(self.shared.lock()?.headed)
+    }
+
     /// Records a login failure that could not be MACed when it happened (see
     /// [`record_login_failure`]).
     pub(crate) fn note_login_failure(&self, token: &str, reason: &str) -> Result<()> {
         record_login_failure(&self.shared.config, token, reason)
     }
 }
+
+/// Proof that the caller holds `Shared::checkpoints`.
+type Held<'a> = MutexGuard<'a, ()>;
 
 impl Shared {
     fn lock(&self) -> Result<MutexGuard<'_, State>> {
@@ -225,17 +325,68 @@ impl Shared {
             .map_err(|_| Error::AuditFailed("a writer panicked; reopen the log".into()))
     }
 
-    fn write_record(&self, st: &mut State, mut rec: Record) -> Result<u64> {
+    fn hold(&self) -> Result<Held<'_>> {
+        self.checkpoints
+            .lock()
+            .map_err(|_| Error::AuditFailed("a writer panicked; reopen the log".into()))
+    }
+
+    /// Writes `rec` as the next line: `seq` and `time` set, the line MACed (in the token for a
+    /// file's first line, else with the epoch key, starting the pending epoch if there is
+    /// one), one `write` of the whole line.
+    fn write_record(&self, st: &mut State, mut rec: impl Line) -> Result<u64> {
         if let Some(why) = &st.broken {
             return Err(Error::AuditFailed(why.clone()));
         }
-        rec.seq = st.seq + 1;
-        rec.time = OffsetDateTime::now_utc();
-        let body = body_of(&rec)?;
-        let mac = chain_mac(&self.mac, &st.prev, &body)?;
-        let mut line = line_of(&body, &mac);
-        line.push('\n');
-        if let Err(source) = st.file.write_all(line.as_bytes()) {
+        let seq = st.seq + 1;
+        let first_of_file = st.size == 0;
+        let mut starts = None;
+        if first_of_file {
+            st.epoch = None;
+        } else if let Some(next) = st.next_epoch.take() {
+            starts = Some(next.field());
+            st.epoch = Some(next);
+            st.epoch_lines = 0;
+        }
+        rec.stamp(seq, OffsetDateTime::now_utc(), starts);
+        let mut buf = std::mem::take(&mut st.buf);
+        buf.clear();
+        let written = self.encode_and_write(st, &rec, &mut buf);
+        st.buf = buf;
+        let (mac, len) = written?;
+        st.seq = seq;
+        st.prev = mac;
+        st.size += len;
+        st.epoch_lines += 1;
+        Ok(seq)
+    }
+
+    /// The line into `buf`, MACed, written; its MAC and length.
+    fn encode_and_write(
+        &self,
+        st: &mut State,
+        rec: &impl Line,
+        buf: &mut Vec<u8>,
+    ) -> Result<([u8; MAC_LEN], u64)> {
+        serde_json::to_writer(&mut *buf, rec)
+            .map_err(|e| Error::AuditFailed(format!("cannot encode a line: {e}")))?;
+        let mac = match &st.epoch {
+            Some(e) => e.line_mac(&st.prev, buf),
+            None => {
+                let body = std::str::from_utf8(buf)
+                    .map_err(|_| Error::AuditFailed("a line is not UTF-8".into()))?;
+                epoch::line_mac(&self.mac, None, &st.prev, body)?
+            }
+        };
+        // `…}` becomes `…,"mac":"<hex>"}` and a newline.
+        buf.pop();
+        buf.extend_from_slice(MAC_PREFIX.as_bytes());
+        let mut hex_mac = [0u8; 2 * MAC_LEN];
+        hex::encode_to_slice(mac, &mut hex_mac)
+            .map_err(|_| Error::AuditFailed("cannot encode a MAC".into()))?;
+        buf.extend_from_slice(&hex_mac);
+        buf.extend_from_slice(b"\"}\n");
+        if let Err(source) = st.file.write_all(buf) {
             st.broken = Some(format!(
                 "write to `{}` failed ({source}); reopen the log",
                 self.config.path.display()
@@ -246,32 +397,45 @@ impl Shared {
                 source,
             });
         }
-        st.seq = rec.seq;
-        st.prev = mac;
-        st.size += line.len() as u64;
-        st.unsynced += 1;
-        st.since_head += 1;
-        Ok(rec.seq)
+        Ok((mac, buf.len() as u64))
     }
 
-    fn after_write(&self, st: &mut State) -> Result<()> {
+    fn rotation_due(&self, st: &State) -> bool {
+        self.config.max_bytes > 0 && st.size >= self.config.max_bytes
+    }
+
+    /// Lines past the last checkpoint, as the policy counts them.
+    fn behind(&self, st: &State) -> u64 {
         match self.config.fsync {
-            Fsync::Always => self.checkpoint(st, true)?,
-            Fsync::Batch => {
-                if st.unsynced >= BATCH_LINES || st.last_sync.elapsed() >= BATCH_INTERVAL {
-                    self.checkpoint(st, true)?;
-                }
-            }
-            Fsync::Never => {
-                if st.since_head >= NEVER_HEAD_EVERY {
-                    self.checkpoint(st, false)?;
-                }
-            }
+            Fsync::Always | Fsync::Batch => st.unsynced(),
+            Fsync::Never => st.since_head(),
         }
-        if self.config.max_bytes > 0 && st.size >= self.config.max_bytes {
-            self.rotate(st)?;
+    }
+
+    /// Lines past the last checkpoint at which a signer checkpoints itself.
+    fn max_behind(&self) -> u64 {
+        match self.config.fsync {
+            Fsync::Always => 1,
+            Fsync::Batch => BATCH_MAX,
+            Fsync::Never => NEVER_MAX,
         }
-        Ok(())
+    }
+
+    /// After a line (`batch`, `never`): what is due.
+    fn due(&self, st: &mut State) -> Due {
+        let behind = self.behind(st);
+        if self.rotation_due(st) || behind >= self.max_behind() {
+            return Due::Now;
+        }
+        let wake_at = match self.config.fsync {
+            Fsync::Never => NEVER_HEAD_EVERY,
+            _ => BATCH_LINES,
+        };
+        if behind >= wake_at && !st.wake_pending {
+            st.wake_pending = true;
+            return Due::Wake;
+        }
+        Due::Nothing
     }
 
     fn head(&self, st: &State, file: String) -> Head {
@@ -284,7 +448,7 @@ impl Shared {
     }
 
     /// Makes the lines durable (when `durable`), then saves the head pointing at the last one.
-    fn checkpoint(&self, st: &mut State, durable: bool) -> Result<()> {
+    fn checkpoint(&self, _held: &Held<'_>, st: &mut State, durable: bool) -> Result<()> {
         if durable {
             st.file.sync_data().map_err(|source| Error::Io {
                 what: "audit log",
@@ -301,14 +465,60 @@ impl Shared {
         if durable {
             st.durable = (st.seq, st.prev);
         }
-        st.unsynced = 0;
-        st.since_head = 0;
+        st.headed = st.seq;
+        st.last_sync = Instant::now();
+        Ok(())
+    }
+
+    /// The flusher's checkpoint: the lines written so far made durable (when `durable`) and
+    /// the head saved, without holding the state while the disk works (signers go on
+    /// appending meanwhile).
+    fn background_checkpoint(&self, durable: bool) -> Result<()> {
+        let _held = self.hold()?;
+        let (file, head, seq, prev) = {
+            let mut st = self.lock()?;
+            st.wake_pending = false;
+            let done = if durable {
+                st.unsynced() == 0
+            } else {
+                st.since_head() == 0
+            };
+            if st.broken.is_some() || done {
+                return Ok(());
+            }
+            let file = st.file.try_clone().map_err(|source| Error::Io {
+                what: "audit log",
+                path: self.config.path.clone(),
+                source,
+            })?;
+            (
+                file,
+                self.head(&st, self.active_name.clone()),
+                st.seq,
+                st.prev,
+            )
+        };
+        if durable {
+            file.sync_data().map_err(|source| Error::Io {
+                what: "audit log",
+                path: self.config.path.clone(),
+                source,
+            })?;
+        }
+        head.write(&self.config.head, &self.mac, durable, &self.config)?;
+        // No rotation came between (it holds `checkpoints`): the lines are the same file's.
+        let mut st = self.lock()?;
+        if durable {
+            st.durable = (seq, prev);
+        }
+        st.headed = seq;
         st.last_sync = Instant::now();
         Ok(())
     }
 
     /// Saves the last durable line as the token's chain head: when `force`, or when the last
-    /// save is a second old. Never while the state is locked by this thread.
+    /// save is a second old; then derives the next epoch's key when the current one has MACed
+    /// lines. Never while the state is locked by this thread.
     fn token_head(&self, force: bool) -> Result<()> {
         let (chain, (seq, mac)) = {
             let st = self.lock()?;
@@ -327,6 +537,21 @@ impl Shared {
         self.write_token_head(&chain, seq, mac)?;
         token.seq = seq;
         token.at = Some(Instant::now());
+        drop(token);
+        self.roll_epoch()
+    }
+
+    /// Derives a new epoch key for the next line (the token's work, without the state held),
+    /// unless one is pending or the current one has MACed nothing yet.
+    fn roll_epoch(&self) -> Result<()> {
+        {
+            let st = self.lock()?;
+            if st.next_epoch.is_some() || st.epoch_lines == 0 {
+                return Ok(());
+            }
+        }
+        let next = Epoch::fresh(&self.mac)?;
+        self.lock()?.next_epoch = Some(next);
         Ok(())
     }
 
@@ -345,8 +570,8 @@ impl Shared {
     /// Renames the active file to `PATH.<first seq>` and starts a new one whose `chain_start`
     /// line carries the previous MAC and the chain's id. The head names the rotated file before
     /// the rename, so a crash at any step leaves a state that [`AuditLog::open`] continues.
-    fn rotate(&self, st: &mut State) -> Result<()> {
-        self.checkpoint(st, true)?;
+    fn rotate(&self, held: &Held<'_>, st: &mut State) -> Result<()> {
+        self.checkpoint(held, st, true)?;
         let rotated_name = format!("{}.{:012}", self.active_name, st.file_first_seq);
         let rotated = self.config.path.with_file_name(&rotated_name);
         if rotated.exists() {
@@ -368,7 +593,7 @@ impl Shared {
         })?;
         tracing::info!(file = %rotated.display(), last_seq = st.seq, "audit log rotated");
         let chain = st.chain.clone();
-        self.start_file(st, Some(rotated_name), Some(chain), None)?;
+        self.start_file(held, st, Some(rotated_name), Some(chain), None)?;
         // At rotation the token learns the head at once (this thread holds the state: write
         // it directly, in order with the flusher's writes).
         let mut token = self
@@ -383,11 +608,13 @@ impl Shared {
         Ok(())
     }
 
-    /// Opens a new active file and writes its `chain_start` line, durably. `chain` is the id of
+    /// Opens a new active file and writes its `chain_start` line (MACed in the token),
+    /// durably, and derives the key of the epoch its next line starts. `chain` is the id of
     /// the chain it continues (after a rotation); `None` starts a new chain, whose id comes
     /// from this line's MAC. `key_created`: the audit key was just generated (recorded here).
     fn start_file(
         &self,
+        held: &Held<'_>,
         st: &mut State,
         prev_file: Option<String>,
         chain: Option<String>,
@@ -409,11 +636,15 @@ impl Shared {
         self.write_record(st, rec)?;
         st.chain = chain_id(&first, &st.prev);
         sync_dir(&self.config.path)?;
-        self.checkpoint(st, true)
+        self.checkpoint(held, st, true)?;
+        if st.next_epoch.is_none() {
+            st.next_epoch = Some(Epoch::fresh(&self.mac)?);
+        }
+        Ok(())
     }
 
     /// MACs the login failures left in `PATH.pending` into the chain, then empties it.
-    fn ingest_pending(&self, st: &mut State) -> Result<()> {
+    fn ingest_pending(&self, held: &Held<'_>, st: &mut State) -> Result<()> {
         let Some(pending) = Pending::take(&self.config)? else {
             return Ok(());
         };
@@ -430,37 +661,42 @@ impl Shared {
             rec.outcome = Some("unreadable entry in the pending login failures".into());
             self.write_record(st, rec)?;
         }
-        self.checkpoint(st, true)?;
+        self.checkpoint(held, st, true)?;
         pending.clear()
     }
 }
 
 impl Drop for AuditLog {
     fn drop(&mut self) {
-        if let Ok(mut st) = self.shared.state.lock() {
-            if st.broken.is_none() && (st.unsynced > 0 || st.since_head > 0) {
+        let sh = &self.shared;
+        if let (Ok(held), Ok(mut st)) = (sh.checkpoints.lock(), sh.state.lock()) {
+            if st.broken.is_none() && st.since_head() > 0 {
                 // Without the Custody (dropped first: it holds the guard) no head can be
                 // MACed; the lines at least go to disk, and the next writer continues them.
-                if self.shared.mac.vault().is_ok() {
-                    let _ = self
-                        .shared
-                        .checkpoint(&mut st, self.shared.config.fsync != Fsync::Never);
+                if sh.mac.vault().is_ok() {
+                    let _ = sh.checkpoint(&held, &mut st, sh.config.fsync != Fsync::Never);
                 } else {
                     let _ = st.file.sync_data();
                 }
             }
         }
-        if self.shared.mac.vault().is_ok() {
-            let _ = self.shared.token_head(true);
+        if sh.mac.vault().is_ok() {
+            let _ = sh.token_head(true);
         }
     }
 }
 
-/// The background work of a writer, every 250 ms while the log lives: a due batch sync, login
-/// failures left pending by other processes, and the token's chain head (at most once a
-/// second, so that it lags the durable log by about a second at most).
-fn flusher(shared: &Weak<Shared>, stop: &mpsc::Receiver<()>) {
-    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(FLUSH_TICK) {
+/// The background work of a writer, every 250 ms while the log lives and when a signer wakes
+/// it for a batch: the due checkpoint (fsync and head file), login failures left pending by
+/// other processes, and the token's chain head with a new epoch key (at most once a second, so
+/// that it lags the durable log by about a second at most).
+fn flusher(shared: &Weak<Shared>, woken: &mpsc::Receiver<()>) {
+    loop {
+        let woke = match woken.recv_timeout(FLUSH_TICK) {
+            Ok(()) => true,
+            Err(mpsc::RecvTimeoutError::Timeout) => false,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        };
         let Some(shared) = shared.upgrade() else {
             return;
         };
@@ -468,20 +704,27 @@ fn flusher(shared: &Weak<Shared>, stop: &mpsc::Receiver<()>) {
             return;
         }
         let work = || -> Result<()> {
-            {
-                let mut st = shared.lock()?;
+            let (due, pending) = {
+                let st = shared.lock()?;
                 if st.broken.is_some() {
                     return Ok(());
                 }
-                if shared.config.fsync == Fsync::Batch
-                    && st.unsynced > 0
-                    && st.last_sync.elapsed() >= BATCH_INTERVAL
-                {
-                    shared.checkpoint(&mut st, true)?;
-                }
-                if files::has_pending(&shared.config) {
-                    shared.ingest_pending(&mut st)?;
-                }
+                let due = match shared.config.fsync {
+                    Fsync::Always => false,
+                    Fsync::Batch => {
+                        st.unsynced() > 0 && (woke || st.last_sync.elapsed() >= BATCH_INTERVAL)
+                    }
+                    Fsync::Never => st.since_head() > 0 && woke,
+                };
+                (due, files::has_pending(&shared.config))
+            };
+            if due {
+                shared.background_checkpoint(shared.config.fsync != Fsync::Never)?;
+            }
+            if pending {
+                let held = shared.hold()?;
+                let mut st = shared.lock()?;
+                shared.ingest_pending(&held, &mut st)?;
             }
             shared.token_head(false)
         };

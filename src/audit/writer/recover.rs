@@ -4,10 +4,11 @@
 use std::fs::{self, OpenOptions};
 use std::time::Instant;
 
+use super::super::epoch::{self, Unreadable};
 use super::super::head::Head;
 use super::super::token_head;
 use super::super::{
-    chain_id, chain_mac, decode_mac, parse_line, same_mac, AuditConfig, Event, TokenMac, MAC_LEN,
+    chain_id, decode_mac, parse_line, same_mac, AuditConfig, Event, TokenMac, MAC_LEN,
 };
 use super::{crash_window, open_append, State, WHAT_TO_DO};
 use crate::error::{Error, Result};
@@ -52,12 +53,16 @@ pub(super) fn recover(
         prev,
         size: complete as u64,
         file_first_seq: seq + 1,
-        unsynced: 0,
-        since_head: 0,
         last_sync: Instant::now(),
         broken: None,
         chain,
         durable: (seq, prev),
+        headed: seq,
+        wake_pending: false,
+        epoch: None,
+        next_epoch: None,
+        epoch_lines: 0,
+        buf: Vec::with_capacity(512),
     };
     if lines.is_empty() {
         let (seq, prev, start) = match head {
@@ -92,6 +97,10 @@ pub(super) fn recover(
         ))
     };
     let parse = |i: usize| parse_line(lines[i]).map_err(|why| broken(i + 1, why));
+    let unreadable = |e: Unreadable, line: usize| match e {
+        Unreadable::Malformed(why) => broken(line, why),
+        Unreadable::Token(e) => e,
+    };
     let (first, _, first_mac) = parse(0)?;
     let chain = chain_id(&first, &first_mac);
     let Some(head) = head else {
@@ -150,6 +159,17 @@ pub(super) fn recover(
         }
         (0, prev, head.seq)
     };
+    // The lines after the head are checked as `audit verify` would, starting with the epoch
+    // in force at the head (the last line at or before it that starts one).
+    let mut epochs = epoch::Reader::default();
+    for j in (1..start).rev() {
+        if let Some(field) = parse(j)?.0.epoch {
+            epochs
+                .key_for(mac, (j + 1) as u64, Some(&field))
+                .map_err(|e| unreadable(e, j + 1))?;
+            break;
+        }
+    }
     for (i, line) in lines.iter().enumerate().skip(start) {
         let (rec, body, m) = parse_line(line).map_err(|why| broken(i + 1, why))?;
         if rec.seq != seq + 1 {
@@ -158,7 +178,10 @@ pub(super) fn recover(
                 format!("expected line {}, found {}", seq + 1, rec.seq),
             ));
         }
-        if !same_mac(&chain_mac(mac, &prev, &body)?, &m) {
+        let key = epochs
+            .key_for(mac, (i + 1) as u64, rec.epoch.as_deref())
+            .map_err(|e| unreadable(e, i + 1))?;
+        if !same_mac(&epoch::line_mac(mac, key, &prev, &body)?, &m) {
             return Err(broken(i + 1, "MAC does not match".into()));
         }
         prev = m;
@@ -199,7 +222,8 @@ pub(super) fn recover(
     let file = open_append(config, false)?;
     let mut state = fresh(seq, prev, file, chain);
     state.file_first_seq = first.seq;
-    // Lines past the head are on disk already (a crash left them): the head catches up now.
-    state.since_head = behind;
+    // Lines past the head are on disk already (a crash left them): the head catches up when
+    // the log opens.
+    state.headed = head.seq;
     Ok((state, None))
 }

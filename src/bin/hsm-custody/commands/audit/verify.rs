@@ -82,6 +82,8 @@ pub fn run(global: &Global, args: VerifyArgs) -> anyhow::Result<()> {
             "from_genesis": report.from_genesis,
             "head_checked": report.head_checked,
             "token_head_checked": report.token_head_checked,
+            "epochs": report.epochs,
+            "unprotected_tail": report.unprotected_tail,
             "resets": resets,
             "problem": problem,
         });
@@ -109,6 +111,13 @@ pub fn run(global: &Global, args: VerifyArgs) -> anyhow::Result<()> {
                 "not checked"
             },
         );
+        if let Some(tail) = report.unprotected_tail {
+            println!(
+                "{} epoch(s); {tail} line(s) after the last checkpoint (authenticated by their \
+                 epoch key alone)",
+                report.epochs
+            );
+        }
         for r in &report.resets {
             println!(
                 "RESET at line {} ({}) in {}: {:?}; lines lost before it: {}",
