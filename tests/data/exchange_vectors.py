@@ -174,7 +174,7 @@ def kucoin_passphrase(v, r):
 
 
 SCHEMES = {
-    "binance": binance, "binance-usdm": binance, "mexc": binance, "binance-ws": binance_ws,
+    "binance": binance, "binance-usdm": binance, "binance-coinm": binance, "mexc": binance, "binance-ws": binance_ws,
     "kraken": kraken, "coinbase-exchange": b64_sha256_prehash, "okx": b64_sha256_prehash,
     "bitget": bitget, "kucoin": b64_sha256_prehash, "bybit": bybit,
     "gemini": gemini, "bitmex": bitmex, "bitfinex": bitfinex, "gate": gate,
@@ -196,6 +196,7 @@ IND_B64 = base64.b64encode(hashlib.sha512(b"hsm-custody independent vector").dig
 
 SRC_BINANCE_SPOT = "developers.binance.com/docs/binance-spot-api-docs/rest-api/request-security, SIGNED request example (HMAC) (= github.com/binance/binance-spot-api-docs rest-api.md)"
 SRC_BINANCE_USDM = "developers.binance.com/docs/derivatives/usds-margined-futures/general-info, SIGNED Endpoint Examples for POST /fapi/v1/order - HMAC Keys"
+SRC_BINANCE_COINM = "developers.binance.com/docs/derivatives/coin-margined-futures/general-info, SIGNED Endpoint Examples for POST /dapi/v1/order - HMAC Keys"
 SRC_BINANCE_WS = "developers.binance.com/docs/binance-spot-api-docs/websocket-api/request-security, SIGNED request example (HMAC) (= github.com/binance/binance-spot-api-docs web-socket-api.md)"
 SRC_BITMEX = "www.bitmex.com/app/apiKeysUsage, example calculations"
 SRC_GATE = "www.gate.io/docs/developers/apiv4/en/#api-signature-string-generation, examples with key=`key`, secret=`secret`"
@@ -265,6 +266,33 @@ vec("binance-usdm-hmac-3-mixed-corrected", "binance-usdm", BINANCE_USDM,
     {"method": "POST", "path": "/fapi/v1/order", "query": "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC",
      "body": "quantity=1&price=9000&recvWindow=5000&timestamp=1591702613943"},
     "independent", IND + "example 3 of " + SRC_BINANCE_USDM + " without the typo")
+# Binance COIN-M: the USD-M page's key and parameters with a COIN-M symbol. Examples 1 and 2 print
+# a signature no HMAC of the printed payload under the printed secret gives; example 3 (the
+# doc's own `GTCquantity` join and `timestamp= ` typo) reproduces.
+qc = "symbol=BTCUSD_200925&side=BUY&type=LIMIT&quantity=1&price=9000&timeInForce=GTC&recvWindow=5000&timestamp=1591702613943"
+COINM_DOC_SIG = "21fd819734bf0e5c68740eed892909414d693635c5f7fffab1313925ae13556a"
+vec("binance-coinm-hmac-1-query", "binance-coinm", BINANCE_USDM,
+    {"method": "POST", "path": "/dapi/v1/order", "query": qc}, "published-mismatch", SRC_BINANCE_COINM + ", example 1",
+    note=f"the doc prints {COINM_DOC_SIG} for this payload and secret; no HMAC-SHA256 of it gives that, so the vector expects what the documented scheme gives")
+vec("binance-coinm-hmac-2-body", "binance-coinm", BINANCE_USDM,
+    {"method": "POST", "path": "/dapi/v1/order", "body": qc}, "published-mismatch", SRC_BINANCE_COINM + ", example 2",
+    note=f"as example 1: the doc prints {COINM_DOC_SIG}")
+vec("binance-coinm-hmac-3-mixed-doc-typo", "binance-coinm", BINANCE_USDM,
+    {"method": "POST", "path": "/dapi/v1/order", "query": "symbol=BTCUSD_200925&side=BUY&type=LIMIT&timeInForce=GTC",
+     "body": "quantity=1&price=9000&recvWindow=5000&timestamp= 1591702613943"},
+    "published", SRC_BINANCE_COINM + ", example 3",
+    "f3129e7c72c7727037891ad8a86b76a7dc514ba125a536775c8ba403b2d1b222",
+    note="the published signature reproduces only with the doc's literal space in `timestamp= 1591702613943` (a doc typo, as on the USD-M page); the corrected vector follows",
+    refused="body: a value with a space is not what Binance issues (the doc's typo); the server model still verifies this published signature")
+vec("binance-coinm-hmac-3-mixed-corrected", "binance-coinm", BINANCE_USDM,
+    {"method": "POST", "path": "/dapi/v1/order", "query": "symbol=BTCUSD_200925&side=BUY&type=LIMIT&timeInForce=GTC",
+     "body": "quantity=1&price=9000&recvWindow=5000&timestamp=1591702613943"},
+    "independent", IND + "example 3 of " + SRC_BINANCE_COINM + " without the typo")
+vec("binance-coinm-hmac-field-time", "binance-coinm", IND_RAW,
+    {"method": "GET", "path": "/dapi/v1/balance", "recv_window": "5000", "timestamp": "1700000000000",
+     "api_key": "coinm-api-key"},
+    "independent", IND + SRC_BINANCE_COINM + " (GET /dapi/v1/balance, recvWindow and timestamp given as fields: the signer appends them to the query)",
+    expected_query="recvWindow=5000&timestamp=1700000000000&signature=" + hm(IND_RAW.encode(), "recvWindow=5000&timestamp=1700000000000", hashlib.sha256).hexdigest())
 # Binance WebSocket API
 wsq = "symbol=BTCUSDT&side=SELL&type=LIMIT&timeInForce=GTC&quantity=0.01000000&price=52000.00&recvWindow=100&timestamp=1645423376532"
 vec("binance-spot-ws-hmac-ascii", "binance-ws", BINANCE_SPOT, {"query": wsq, "api_key": BINANCE_SPOT_KEY},
