@@ -144,6 +144,10 @@ def cryptocom(v, r):
             val = obj[k]
             if val is None:
                 out += "null"
+            elif isinstance(val, bool):
+                # The docs' Java verifier (StringBuilder.append of a Jackson Boolean) and JS
+                # example write `true`/`false`; Python's str() would give `True`.
+                out += "true" if val else "false"
             elif isinstance(val, list):
                 for sub in val:
                     out += params_to_str(sub, level + 1) if isinstance(sub, dict) else str(sub)
@@ -438,6 +442,11 @@ vec("cryptocom-create-order-list", "cryptocom", IND_RAW,
     {"body": '{"id":12,"method":"private/create-order-list","params":{"contingency_type":"LIST","order_list":[{"instrument_name":"ONE_USDT","side":"BUY","type":"LIMIT","price":"0.24","quantity":"1.0"},{"instrument_name":"ONE_USDT","side":"BUY","type":"STOP_LIMIT","price":"0.27","quantity":"1.0","trigger_price":"0.26","client_oid":null}]},"nonce":1}',
      "api_key": "token", "nonce": "1700000000000"},
     "independent", IND + "Crypto.com digital signature with a nested list, a null and the nonce field overriding the body's")
+vec("cryptocom-create-order-bool-null", "cryptocom", IND_RAW,
+    {"body": '{"id":13,"method":"private/create-order","params":{"instrument_name":"BTC_USDT","side":"BUY","type":"LIMIT","price":"30000","quantity":"0.01","post_only":true,"reduce_only":false,"client_oid":null,"exec_inst":[{"smart_post_only":false,"note":null}]},"nonce":1700000000000}',
+     "api_key": "token"},
+    "independent", IND + "exchange-docs.crypto.com/exchange/v1/rest-ws/index.html#digital-signature: booleans as the docs' Java verifier and JavaScript example write them (true/false, not Python's True/False), null as null, at the top level and in a list item",
+    expected_prehash="private/create-order13tokenclient_oidnullexec_instnotenullsmart_post_onlyfalseinstrument_nameBTC_USDTpost_onlytrueprice30000quantity0.01reduce_onlyfalsesideBUYtypeLIMIT1700000000000")
 # Bitstamp
 vec("bitstamp-v2-balance-no-body", "bitstamp", IND_RAW,
     {"method": "POST", "path": "/api/v2/account_balances/", "nonce": "f93c979d-b00d-43a9-9b9c-fd4cd9547fa6", "timestamp": "1700000000000", "api_key": "abc123"},
