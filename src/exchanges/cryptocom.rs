@@ -507,6 +507,17 @@ mod tests {
                        1700000000000";
         let want = HmacAlg::HmacSha256.software(b"s", prehash.as_bytes());
         assert_eq!(s.signature, hex::encode(want));
+        // The same signature verifies for the twin with `"true"`/`"false"`/`"null"` strings
+        // (the same paramString): the guard judges the twin exactly as it judged this request.
+        let twin = rpc(&body
+            .replace(":true", ":\"true\"")
+            .replace(":false", ":\"false\"")
+            .replace(":null", ":\"null\""));
+        let t = CryptoCom
+            .sign(&twin, &key, &Context::new(&clock, &nonces))
+            .unwrap();
+        assert_eq!(t.signature, s.signature);
+        assert_eq!(reach(&twin).unwrap(), r);
         // Python's `str(True)` is not what the verifier computes.
         let python = prehash.replace("true", "True").replace("false", "False");
         assert_ne!(
