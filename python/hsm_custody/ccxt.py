@@ -248,6 +248,7 @@ _MEXC_FUTURES = _Scheme("mexc-futures", _from_headers(timestamp="Request-Time", 
 _SCHEMES: Dict[str, Union[_Scheme, Callable[[Any], Optional[_Scheme]]]] = {
     "binance": _BINANCE,
     "binanceusdm": _Scheme("binance-usdm", _binance_like("X-MBX-APIKEY")),
+    "binancecoinm": _Scheme("binance-coinm", _binance_like("X-MBX-APIKEY")),
     "kraken": _Scheme("kraken", _kraken),
     "coinbaseexchange": _Scheme("coinbase-exchange", _from_headers(
         timestamp="CB-ACCESS-TIMESTAMP", api_key="CB-ACCESS-KEY",

@@ -86,6 +86,9 @@ GATE_RAW_QUERY = (
 
 ORDER_BN = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
             "quantity": "0.001", "price": "30000"}
+# COIN-M quantities are contracts.
+ORDER_CM = {"symbol": "BTCUSD_PERP", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
+            "quantity": "1", "price": "30000"}
 
 VENUES: Tuple[Venue, ...] = (
     Venue("binance", "binance", (
@@ -100,6 +103,13 @@ VENUES: Tuple[Venue, ...] = (
         Case("DELETE order", "fapiprivate_delete_order", {"symbol": "BTCUSDT", "orderId": "28"}),
         Case("POST batchOrders (JSON in a form field)", "fapiprivate_post_batchorders",
              {"batchOrders": [dict(ORDER_BN), dict(ORDER_BN, side="SELL", price="40000")]}),
+    )),
+    Venue("binancecoinm", "binance-coinm", (
+        Case("GET balance", "dapiprivate_get_balance"),
+        Case("POST order", "dapiprivate_post_order", dict(ORDER_CM)),
+        Case("DELETE order", "dapiprivate_delete_order", {"symbol": "BTCUSD_PERP", "orderId": "28"}),
+        Case("POST batchOrders (JSON in a form field)", "dapiprivate_post_batchorders",
+             {"batchOrders": [dict(ORDER_CM), dict(ORDER_CM, side="SELL", price="40000")]}),
     )),
     Venue("kraken", "kraken", (
         Case("POST Balance", "private_post_balance"),

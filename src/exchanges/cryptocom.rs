@@ -2,7 +2,7 @@
 //!
 //! `sig = hex(HMAC-SHA256(secret, method || id || api_key || paramString || nonce))`; paramString
 //! concatenates the params sorted by key as key+value, list items recursively (up to depth 3),
-//! `null` as `"null"`. The request's `body` is the JSON-RPC request `{"id","method","params",
+//! `null` as `null` and booleans as `true` / `false` (see "Null and booleans" below). The request's `body` is the JSON-RPC request `{"id","method","params",
 //! "nonce"}`; the `api_key` and `nonce` fields, when given, override the body's (nonce default:
 //! the clock in ms; API key default: the one recorded with the key). The signer adds `api_key`
 //! and `sig` and returns the body to send.
@@ -19,12 +19,29 @@
 //! no digits, so any method read from the same bytes ends where the first digit is, which is
 //! where ours ends: the method is the same; only the split of id, API key, params and nonce
 //! can move (and the nonce is checked within 30 s by Crypto.com, so a longer or shorter nonce
-//! is never accepted at another time). Params are limited to what every implementation of the
-//! documented scheme signs alike: strings, numbers and `null`, and lists of objects of those,
-//! nested less than 3 deep (a boolean or a nested object is written differently by Python's
-//! `str` and JSON: send them as strings, as Crypto.com recommends). Numbers are signed as their
-//! JSON text after parsing (`1.50` becomes `1.5`, as ccxt writes it): a number written another
-//! way gives a signature the exchange rejects, never one it accepts for something else.
+//! is never accepted at another time). Params are limited to strings, numbers, booleans and
+//! `null`, and lists of objects of those, nested less than 3 deep (a nested object, a scalar
+//! list item or deeper nesting is written differently by the documented reference codes: send
+//! them as strings, as Crypto.com recommends). Numbers are signed as their JSON text after
+//! parsing (`1.50` becomes `1.5`, as ccxt writes it): a number written another way gives a
+//! signature the exchange rejects, never one it accepts for something else.
+//!
+//! ## Null and booleans
+//! Decided by the reference code of the Exchange v1 documentation ("Digital Signature",
+//! exchange-docs.crypto.com/exchange/v1/rest-ws/index.html): its Java example is a verifier
+//! (`SigningUtil.verifySignature`, params read by Jackson into a `Map<String, Object>`) that
+//! appends each value with `StringBuilder.append`, which writes a JSON `null` as `null` and a
+//! JSON boolean as `true` / `false`; its JavaScript example (string concatenation) writes the
+//! same. Its Python example writes `null` for `None` too, but `str(True)`, i.e. `True`, for a
+//! boolean: a Python-ism the verifier does not share, so not followed. ccxt is no authority
+//! here: ccxt 4.5.90's `cryptocom.paramsToString` (ts/src/cryptocom.ts) calls `value.toString()`
+//! (`true`; a TypeError for `null`, its `'undefined'` test comparing with a string), and its
+//! Python transpilation `str(value)` (`True`, `None`).
+//!
+//! The guard judges the same thing either way: a boolean or `null` comes after the `id` digits
+//! in the signed string, so it cannot touch the method (the endpoint), and the reach's parameter
+//! names are those of the body, whose type-swapped twin (`"a":"true"` for `"a":true`, which
+//! the same signature verifies) has the same names.
 
 use std::sync::Arc;
 
@@ -75,7 +92,8 @@ fn check_method(inputs: &Inputs<'_>, method: &str) -> Result<()> {
 fn check_params(inputs: &Inputs<'_>, obj: &Map<String, Value>, level: usize) -> Result<()> {
     for (key, value) in obj {
         match value {
-            Value::String(_) | Value::Null => {}
+            // Booleans and `null` as the documented verifier writes them (module doc).
+            Value::String(_) | Value::Null | Value::Bool(_) => {}
             // Numbers are signed as their JSON text (what ccxt and Crypto.com's reference
             // code do for the prices and quantities bots send).
             Value::Number(_) => {}
@@ -101,8 +119,8 @@ fn check_params(inputs: &Inputs<'_>, obj: &Map<String, Value>, level: usize) -> 
                 return Err(inputs.refuse(
                     "body",
                     format!(
-                        "param `{key}`: a boolean or nested object is signed differently by \
-                         different implementations; send it as a string"
+                        "param `{key}`: a nested object is signed differently by different \
+                         implementations; send it as a string"
                     ),
                 ))
             }
@@ -282,7 +300,8 @@ impl Exchange for CryptoCom {
     }
 }
 
-/// A scalar as Crypto.com signs it: strings raw, everything else as JSON text.
+/// A scalar as Crypto.com signs it: strings raw, everything else as JSON text (`null`, `true`,
+/// `false`: what the documented Java verifier's `StringBuilder.append` writes; module doc).
 fn scalar(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
@@ -404,8 +423,8 @@ mod tests {
         );
         // Params the implementations write differently, or too deep.
         for params in [
-            r#"{"a":true}"#,
             r#"{"a":{"b":"1"}}"#,
+            r#"{"a":[true]}"#,
             r#"{"a":["x"]}"#,
             r#"{"a":[{"b":[{"c":[{"d":"1"}]}]}]}"#,
             r#"[1]"#,
@@ -457,5 +476,53 @@ mod tests {
                 .unwrap();
         let Value::Object(m) = v else { panic!() };
         assert_eq!(params_to_string(&m, 0), "anullb2lx0y1sn10");
+        let v: Value = serde_json::from_str(
+            r#"{"t":true,"f":false,"z":null,"l":[{"b":false,"a":null,"c":true}]}"#,
+        )
+        .unwrap();
+        let Value::Object(m) = v else { panic!() };
+        assert_eq!(params_to_string(&m, 0), "ffalselanullbfalsectruettrueznull");
+    }
+
+    #[test]
+    fn booleans_and_null_are_accepted_and_signed_as_the_verifier_reads_them() {
+        let body = r#"{"id":1,"method":"private/create-order","params":{"instrument_name":"BTC_USDT","side":"BUY","type":"LIMIT","price":"1","quantity":"1","post_only":true,"reduce_only":false,"client_oid":null,"order_list":[{"a":true,"b":null}]},"nonce":1700000000000}"#;
+        let req = rpc(body);
+        let r = reach(&req).unwrap();
+        assert_eq!(r.endpoint(), "/exchange/v1/private/create-order");
+        for name in ["post_only", "reduce_only", "client_oid", "order_list"] {
+            assert!(r.params().iter().any(|p| p == name), "{name}");
+        }
+        let key = SoftKey {
+            exchange: "cryptocom",
+            secret: b"s",
+        };
+        let (clock, nonces) = (FixedClock(NOW), FixedNonce(1));
+        let s = CryptoCom
+            .sign(&req, &key, &Context::new(&clock, &nonces))
+            .unwrap();
+        let prehash = "private/create-order1token\
+                       client_oidnullinstrument_nameBTC_USDTorder_listatruebnull\
+                       post_onlytrueprice1quantity1reduce_onlyfalsesideBUYtypeLIMIT\
+                       1700000000000";
+        let want = HmacAlg::HmacSha256.software(b"s", prehash.as_bytes());
+        assert_eq!(s.signature, hex::encode(want));
+        // The same signature verifies for the twin with `"true"`/`"false"`/`"null"` strings
+        // (the same paramString): the guard judges the twin exactly as it judged this request.
+        let twin = rpc(&body
+            .replace(":true", ":\"true\"")
+            .replace(":false", ":\"false\"")
+            .replace(":null", ":\"null\""));
+        let t = CryptoCom
+            .sign(&twin, &key, &Context::new(&clock, &nonces))
+            .unwrap();
+        assert_eq!(t.signature, s.signature);
+        assert_eq!(reach(&twin).unwrap(), r);
+        // Python's `str(True)` is not what the verifier computes.
+        let python = prehash.replace("true", "True").replace("false", "False");
+        assert_ne!(
+            s.signature,
+            hex::encode(HmacAlg::HmacSha256.software(b"s", python.as_bytes()))
+        );
     }
 }

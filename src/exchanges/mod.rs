@@ -28,9 +28,9 @@
 //! ## Key binding
 //! Every key records the exchange it is for ([`crate::KeySpec::exchange`]). A signer refuses a key
 //! bound to another exchange with [`Error::WrongExchange`], and a key bound to no exchange with
-//! [`Error::InvalidInput`] (fail closed). One Binance API key serves both spot and USD-M futures,
-//! so `binance` and `binance-usdm` (and the WebSocket-API variant `binance-ws`) accept each
-//! other's keys; MEXC issues separate permissions for spot and futures, so `mexc` and
+//! [`Error::InvalidInput`] (fail closed). One Binance API key serves spot, USD-M and COIN-M
+//! futures, so `binance`, `binance-usdm` and `binance-coinm` (and the WebSocket-API variant
+//! `binance-ws`) accept each other's keys; MEXC issues separate permissions for spot and futures, so `mexc` and
 //! `mexc-futures` stay distinct.
 //!
 //! ## Your own exchange

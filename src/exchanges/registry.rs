@@ -54,7 +54,7 @@ pub struct ExchangeInfo {
     /// The id keys are bound to.
     pub id: &'static str,
     /// The ids of one family take each other's keys (one Binance API key serves `binance`,
-    /// `binance-usdm` and `binance-ws`); an id alone in its family takes only its own.
+    /// `binance-usdm`, `binance-coinm` and `binance-ws`); an id alone in its family takes only its own.
     pub key_family: &'static str,
     /// The ccxt exchange ids that the Python adapter (`hsm_custody.ccxt`) signs as this id
     /// (empty: none; ccxt's raw mode still works).
@@ -105,6 +105,7 @@ pub(super) const SHA512: &[HmacAlg] = &[HmacAlg::HmacSha512];
 pub static ALL: &[&ExchangeInfo] = &[
     &binance::SPOT_INFO,
     &binance::USDM_INFO,
+    &binance::COINM_INFO,
     &binance::WS_INFO,
     &kraken::INFO,
     &coinbase::INFO,
@@ -296,6 +297,9 @@ mod tests {
             assert!(same_keys(e.id, e.id), "{}", e.id);
         }
         assert!(same_keys("binance-ws", "binance-usdm") && same_keys("binance", "binance-ws"));
+        assert!(
+            same_keys("binance-coinm", "binance") && same_keys("binance-usdm", "binance-coinm")
+        );
         assert!(!same_keys("mexc", "mexc-futures") && !same_keys("binance", "mexc"));
         assert!(!same_keys("binance", "nope") && !same_keys("nope", "binance"));
     }

@@ -14,6 +14,7 @@ use super::config::GatewayConfig;
 pub fn ccxt_id(exchange: &str) -> &str {
     match exchange {
         "binance-usdm" => "binanceusdm",
+        "binance-coinm" => "binancecoinm",
         "coinbase-advanced" => "coinbase",
         "coinbase-exchange" => "coinbaseexchange",
         "mexc-futures" => "mexc",

@@ -144,6 +144,10 @@ def cryptocom(v, r):
             val = obj[k]
             if val is None:
                 out += "null"
+            elif isinstance(val, bool):
+                # The docs' Java verifier (StringBuilder.append of a Jackson Boolean) and JS
+                # example write `true`/`false`; Python's str() would give `True`.
+                out += "true" if val else "false"
             elif isinstance(val, list):
                 for sub in val:
                     out += params_to_str(sub, level + 1) if isinstance(sub, dict) else str(sub)
@@ -174,7 +178,7 @@ def kucoin_passphrase(v, r):
 
 
 SCHEMES = {
-    "binance": binance, "binance-usdm": binance, "mexc": binance, "binance-ws": binance_ws,
+    "binance": binance, "binance-usdm": binance, "binance-coinm": binance, "mexc": binance, "binance-ws": binance_ws,
     "kraken": kraken, "coinbase-exchange": b64_sha256_prehash, "okx": b64_sha256_prehash,
     "bitget": bitget, "kucoin": b64_sha256_prehash, "bybit": bybit,
     "gemini": gemini, "bitmex": bitmex, "bitfinex": bitfinex, "gate": gate,
@@ -196,6 +200,7 @@ IND_B64 = base64.b64encode(hashlib.sha512(b"hsm-custody independent vector").dig
 
 SRC_BINANCE_SPOT = "developers.binance.com/docs/binance-spot-api-docs/rest-api/request-security, SIGNED request example (HMAC) (= github.com/binance/binance-spot-api-docs rest-api.md)"
 SRC_BINANCE_USDM = "developers.binance.com/docs/derivatives/usds-margined-futures/general-info, SIGNED Endpoint Examples for POST /fapi/v1/order - HMAC Keys"
+SRC_BINANCE_COINM = "developers.binance.com/docs/derivatives/coin-margined-futures/general-info, SIGNED Endpoint Examples for POST /dapi/v1/order - HMAC Keys"
 SRC_BINANCE_WS = "developers.binance.com/docs/binance-spot-api-docs/websocket-api/request-security, SIGNED request example (HMAC) (= github.com/binance/binance-spot-api-docs web-socket-api.md)"
 SRC_BITMEX = "www.bitmex.com/app/apiKeysUsage, example calculations"
 SRC_GATE = "www.gate.io/docs/developers/apiv4/en/#api-signature-string-generation, examples with key=`key`, secret=`secret`"
@@ -265,6 +270,33 @@ vec("binance-usdm-hmac-3-mixed-corrected", "binance-usdm", BINANCE_USDM,
     {"method": "POST", "path": "/fapi/v1/order", "query": "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC",
      "body": "quantity=1&price=9000&recvWindow=5000&timestamp=1591702613943"},
     "independent", IND + "example 3 of " + SRC_BINANCE_USDM + " without the typo")
+# Binance COIN-M: the USD-M page's key and parameters with a COIN-M symbol. Examples 1 and 2 print
+# a signature no HMAC of the printed payload under the printed secret gives; example 3 (the
+# doc's own `GTCquantity` join and `timestamp= ` typo) reproduces.
+qc = "symbol=BTCUSD_200925&side=BUY&type=LIMIT&quantity=1&price=9000&timeInForce=GTC&recvWindow=5000&timestamp=1591702613943"
+COINM_DOC_SIG = "21fd819734bf0e5c68740eed892909414d693635c5f7fffab1313925ae13556a"
+vec("binance-coinm-hmac-1-query", "binance-coinm", BINANCE_USDM,
+    {"method": "POST", "path": "/dapi/v1/order", "query": qc}, "published-mismatch", SRC_BINANCE_COINM + ", example 1",
+    note=f"the doc prints {COINM_DOC_SIG} for this payload and secret; no HMAC-SHA256 of it gives that, so the vector expects what the documented scheme gives")
+vec("binance-coinm-hmac-2-body", "binance-coinm", BINANCE_USDM,
+    {"method": "POST", "path": "/dapi/v1/order", "body": qc}, "published-mismatch", SRC_BINANCE_COINM + ", example 2",
+    note=f"as example 1: the doc prints {COINM_DOC_SIG}")
+vec("binance-coinm-hmac-3-mixed-doc-typo", "binance-coinm", BINANCE_USDM,
+    {"method": "POST", "path": "/dapi/v1/order", "query": "symbol=BTCUSD_200925&side=BUY&type=LIMIT&timeInForce=GTC",
+     "body": "quantity=1&price=9000&recvWindow=5000&timestamp= 1591702613943"},
+    "published", SRC_BINANCE_COINM + ", example 3",
+    "f3129e7c72c7727037891ad8a86b76a7dc514ba125a536775c8ba403b2d1b222",
+    note="the published signature reproduces only with the doc's literal space in `timestamp= 1591702613943` (a doc typo, as on the USD-M page); the corrected vector follows",
+    refused="body: a value with a space is not what Binance issues (the doc's typo); the server model still verifies this published signature")
+vec("binance-coinm-hmac-3-mixed-corrected", "binance-coinm", BINANCE_USDM,
+    {"method": "POST", "path": "/dapi/v1/order", "query": "symbol=BTCUSD_200925&side=BUY&type=LIMIT&timeInForce=GTC",
+     "body": "quantity=1&price=9000&recvWindow=5000&timestamp=1591702613943"},
+    "independent", IND + "example 3 of " + SRC_BINANCE_COINM + " without the typo")
+vec("binance-coinm-hmac-field-time", "binance-coinm", IND_RAW,
+    {"method": "GET", "path": "/dapi/v1/balance", "recv_window": "5000", "timestamp": "1700000000000",
+     "api_key": "coinm-api-key"},
+    "independent", IND + SRC_BINANCE_COINM + " (GET /dapi/v1/balance, recvWindow and timestamp given as fields: the signer appends them to the query)",
+    expected_query="recvWindow=5000&timestamp=1700000000000&signature=" + hm(IND_RAW.encode(), "recvWindow=5000&timestamp=1700000000000", hashlib.sha256).hexdigest())
 # Binance WebSocket API
 wsq = "symbol=BTCUSDT&side=SELL&type=LIMIT&timeInForce=GTC&quantity=0.01000000&price=52000.00&recvWindow=100&timestamp=1645423376532"
 vec("binance-spot-ws-hmac-ascii", "binance-ws", BINANCE_SPOT, {"query": wsq, "api_key": BINANCE_SPOT_KEY},
@@ -410,6 +442,11 @@ vec("cryptocom-create-order-list", "cryptocom", IND_RAW,
     {"body": '{"id":12,"method":"private/create-order-list","params":{"contingency_type":"LIST","order_list":[{"instrument_name":"ONE_USDT","side":"BUY","type":"LIMIT","price":"0.24","quantity":"1.0"},{"instrument_name":"ONE_USDT","side":"BUY","type":"STOP_LIMIT","price":"0.27","quantity":"1.0","trigger_price":"0.26","client_oid":null}]},"nonce":1}',
      "api_key": "token", "nonce": "1700000000000"},
     "independent", IND + "Crypto.com digital signature with a nested list, a null and the nonce field overriding the body's")
+vec("cryptocom-create-order-bool-null", "cryptocom", IND_RAW,
+    {"body": '{"id":13,"method":"private/create-order","params":{"instrument_name":"BTC_USDT","side":"BUY","type":"LIMIT","price":"30000","quantity":"0.01","post_only":true,"reduce_only":false,"client_oid":null,"exec_inst":[{"smart_post_only":false,"note":null}]},"nonce":1700000000000}',
+     "api_key": "token"},
+    "independent", IND + "exchange-docs.crypto.com/exchange/v1/rest-ws/index.html#digital-signature: booleans as the docs' Java verifier and JavaScript example write them (true/false, not Python's True/False), null as null, at the top level and in a list item",
+    expected_prehash="private/create-order13tokenclient_oidnullexec_instnotenullsmart_post_onlyfalseinstrument_nameBTC_USDTpost_onlytrueprice30000quantity0.01reduce_onlyfalsesideBUYtypeLIMIT1700000000000")
 # Bitstamp
 vec("bitstamp-v2-balance-no-body", "bitstamp", IND_RAW,
     {"method": "POST", "path": "/api/v2/account_balances/", "nonce": "f93c979d-b00d-43a9-9b9c-fd4cd9547fa6", "timestamp": "1700000000000", "api_key": "abc123"},

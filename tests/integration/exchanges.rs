@@ -219,6 +219,7 @@ macro_rules! exchange_vectors {
 exchange_vectors! {
     binance_spot_documented_vectors => "binance", 5;
     binance_usdm_documented_vectors_incl_typo_and_corrected => "binance-usdm", 4;
+    binance_coinm_documented_vectors_incl_typo_and_corrected => "binance-coinm", 5;
     binance_websocket_api_documented_vectors => "binance-ws", 3;
     kraken_documented_vector => "kraken", 2;
     coinbase_exchange_independent_vectors => "coinbase-exchange", 2;
@@ -285,8 +286,9 @@ fn a_key_bound_to_another_exchange_is_refused() {
         exchanges::sign_request("okx", &key, &req),
         Err(Error::WrongExchange { .. })
     ));
-    // One Binance API key serves spot, USD-M and the WebSocket API.
+    // One Binance API key serves spot, USD-M, COIN-M and the WebSocket API.
     assert!(c.exchange_signer_for("bin", "binance-usdm").is_ok());
+    assert!(c.exchange_signer_for("bin", "binance-coinm").is_ok());
     assert!(c.exchange_signer_for("bin", "binance-ws").is_ok());
     assert!(matches!(
         c.exchange_signer_for("bin", "mexc"),

@@ -54,6 +54,59 @@ fn a_withdrawal_smuggled_as_an_order_is_refused_with_no_configuration() {
     );
 }
 
+/// COIN-M futures (`binance-coinm`) share the spot key and do not sign the path: a `/dapi/`
+/// "order" whose parameters are a spot transfer's (how money leaves the COIN-M wallet) signs
+/// that transfer at `api.binance.com`. With no guard rails, it is refused, whichever transfer.
+#[test]
+fn a_transfer_smuggled_as_a_coinm_order_is_refused_with_no_configuration() {
+    let t = fresh_token("sound-coinm");
+    let c = t.connect();
+    import(&c, "cm", "binance-coinm");
+    let signer = c.exchange_signer("cm").unwrap();
+    let order = Request::post("/dapi/v1/order")
+        .query("symbol=BTCUSD_PERP&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=1");
+    signer
+        .sign(&order)
+        .expect("an ordinary COIN-M order is signed");
+    for (params, endpoints) in [
+        // COIN-M wallet to spot: ccxt's `binancecoinm.transfer_out` (futures/transfer, type 4),
+        // or the universal transfer (`CMFUTURE_MAIN`); the two take the same parameter names.
+        // The guard names the first guarded endpoint the parameters reach (`fromAccountType`,
+        // cut at its front, is also `type`).
+        (
+            "asset=BTC&amount=1&type=4",
+            &["/sapi/*/futures/transfer", "/sapi/*/asset/transfer"][..],
+        ),
+        (
+            "fromAccountType=COIN_FUTURE&toAccountType=SPOT&asset=BTC&amount=1",
+            &[
+                "/sapi/*/sub-account/universalTransfer",
+                "/sapi/*/asset/transfer",
+            ][..],
+        ),
+        (
+            "coin=BTC&address=bc1qattacker&amount=1",
+            &["/sapi/*/capital/withdraw/apply"][..],
+        ),
+    ] {
+        let smuggled = Request::post("/dapi/v1/order").query(params);
+        let err = signer.sign(&smuggled).unwrap_err();
+        let got = rule(&err);
+        assert!(
+            endpoints
+                .iter()
+                .any(|e| got == format!("withdrawal-guard:binance-coinm:{e}")),
+            "{params}: {got}"
+        );
+        // The boundary moved into a name (`xamount` is read as `amount`): still refused.
+        let (head, tail) = params.split_once("amount").unwrap();
+        let split = Request::post("/dapi/v1/order")
+            .query(format!("{head}x"))
+            .body(format!("amount{tail}"));
+        assert!(signer.sign(&split).is_err(), "{params} split");
+    }
+}
+
 /// Every exchange id, with no guard rails: the guarded endpoints of its table are refused.
 #[test]
 fn every_exchange_refuses_its_named_withdrawal_endpoint_by_default() {

@@ -1,5 +1,14 @@
-//! The registry entries of Binance's three ids, and the endpoints that move funds: one API key
-//! serves spot, USD-M futures and the WebSocket API, so the three share one table.
+//! The registry entries of Binance's four ids, and the endpoints that move funds: one API key
+//! serves spot, USD-M and COIN-M futures and the WebSocket API, so the four share one table.
+//!
+//! COIN-M (`dapi.binance.com`, `/dapi/...`) has no endpoint of its own that moves funds out of the
+//! account (its REST reference lists orders, positions, leverage, margin type, isolated position
+//! margin, listen keys and history: Binance's COIN-M futures REST API pages, as indexed by
+//! binance-connector-php's `derivatives-trading-coin-futures` endpoint list, and ccxt 4.5.90's
+//! `dapiPrivate` table); money moves in and out of the COIN-M wallet through the spot API's
+//! `/sapi/v1/futures/transfer` (types 3 and 4, as ccxt's `binancecoinm.transfer_in`/`transfer_out`
+//! use it) and `/sapi/v1/asset/transfer` (`MAIN_CMFUTURE`, `CMFUTURE_MAIN`), both in this table.
+//! And since the path is not signed, a COIN-M signature is good at those spot endpoints anyway.
 
 use std::sync::Arc;
 
@@ -60,7 +69,7 @@ const BINANCE_GUARDED: &[Guarded] = &[
     gp("/wapi/*/withdraw.html", &["asset", "address", "amount"]),
 ];
 
-/// Binance's API hosts (spot, futures, WebSocket API).
+/// Binance's spot API hosts.
 const BINANCE_HOSTS: &[&str] = &[
     "api.binance.com",
     "api1.binance.com",
@@ -102,6 +111,23 @@ pub(in crate::exchanges) static USDM_INFO: ExchangeInfo = ExchangeInfo {
     // a spot signature for the same parameters.
     guarded: BINANCE_GUARDED,
     signer: || Arc::new(Binance::usdm()),
+};
+
+/// The registry entry of `binance-coinm` (listed in [`crate::exchanges::ALL`]).
+pub(in crate::exchanges) static COINM_INFO: ExchangeInfo = ExchangeInfo {
+    id: "binance-coinm",
+    key_family: "binance",
+    ccxt: &["binancecoinm"],
+    encoding: SecretEncoding::Raw,
+    algorithms: SHA256,
+    asymmetric: true,
+    binding: Binding::PARAMS,
+    endpoint_from: EndpointFrom::Params,
+    owned: "timestamp (±skew), recvWindow (≤ TTL), X-MBX-APIKEY",
+    hosts: &["dapi.binance.com"],
+    // As USD-M: one key, the path not signed, so the spot table (see the module doc).
+    guarded: BINANCE_GUARDED,
+    signer: || Arc::new(Binance::coinm()),
 };
 
 /// The registry entry of `binance-ws` (listed in [`crate::exchanges::ALL`]).

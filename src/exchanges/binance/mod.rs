@@ -1,4 +1,4 @@
-//! Binance spot and USD-M futures (REST), and the spot WebSocket API.
+//! Binance spot, USD-M and COIN-M futures (REST), and the spot WebSocket API.
 //!
 //! REST: `signature = hex(HMAC-SHA256(secret, query || body))`, no `&` between query and body.
 //! The request's `query` and `body` are signed as sent (non-ASCII values must already be
@@ -12,8 +12,8 @@
 //! `api_key` (else the recorded one), `recv_window` and `timestamp` are added when missing.
 //!
 //! ## What a signature is good for ([`Exchange::reach`])
-//! Neither scheme signs the method or the path, and one API key serves spot, USD-M futures and
-//! the WebSocket API: a signature is good at every endpoint of all three whose parameters the
+//! Neither scheme signs the method or the path, and one API key serves spot, USD-M and COIN-M
+//! futures and the WebSocket API: a signature is good at every endpoint of all four whose parameters the
 //! signed bytes carry. And since `query || body` has no separator, whoever holds a REST
 //! signature can re-send the same bytes split anywhere between query and body: a parameter name
 //! can then be read cut at its front (`xaddress=..` is also `address=..`), and the tail of a value
@@ -33,16 +33,16 @@
 //! standard base64 (with padding, case-sensitive). [`SignedRequest::signature`] is that base64;
 //! in a REST query or form body it is percent-encoded (`+`, `/`, `=` become `%2B`, `%2F`, `%3D`),
 //! in a WebSocket API request it is sent as is (JSON string). Binance takes no ECDSA keys, so a
-//! P-256 key is refused. The same applies to USD-M futures (`binance-usdm`), which share the
-//! key and the scheme.
+//! P-256 key is refused. The same applies to USD-M futures (`binance-usdm`) and COIN-M futures
+//! (`binance-coinm`), which share the key and the scheme.
 //!
 //! FIX API Logon`<A>` ([`BinanceFixLogon`], Ed25519 keys only): pure Ed25519 over
 //! `A␁SenderCompID␁TargetCompID␁MsgSeqNum␁SendingTime` (␁ = 0x01), base64, sent in
 //! RawData(96) with RawDataLength(95).
 //!
-//! Files: this one (the REST signer of spot and USD-M), `rest.rs` (the REST validator, shared
-//! with MEXC spot), `sign.rs` (the REST bytes and signature), `ws.rs` (the WebSocket API),
-//! `fix.rs` (the FIX Logon) and `info.rs` (the three registry entries and the guarded
+//! Files: this one (the REST signer of spot, USD-M and COIN-M), `rest.rs` (the REST validator,
+//! shared with MEXC spot), `sign.rs` (the REST bytes and signature), `ws.rs` (the WebSocket
+//! API), `fix.rs` (the FIX Logon) and `info.rs` (the four registry entries and the guarded
 //! endpoints they share).
 
 mod fix;
@@ -52,7 +52,7 @@ mod sign;
 mod ws;
 
 pub use fix::BinanceFixLogon;
-pub(super) use info::{SPOT_INFO, USDM_INFO, WS_INFO};
+pub(super) use info::{COINM_INFO, SPOT_INFO, USDM_INFO, WS_INFO};
 pub(crate) use rest::{check_name, longest_digit_run, not_expired, rest_reach, RestRules};
 pub(crate) use sign::{api_key, sign_query_body};
 pub use ws::BinanceWs;
@@ -62,7 +62,8 @@ use crate::error::Result;
 use crate::sign::Mac;
 use sign::{query_body, Keys};
 
-/// Binance REST (spot `binance`, USD-M futures `binance-usdm`); also the shape MEXC spot copies.
+/// Binance REST (spot `binance`, USD-M futures `binance-usdm`, COIN-M futures `binance-coinm`);
+/// also the shape MEXC spot copies.
 #[derive(Clone, Copy, Debug)]
 pub struct Binance {
     id: &'static str,
@@ -79,9 +80,16 @@ impl Binance {
         Binance { id: USDM_INFO.id }
     }
 
+    /// COIN-M futures (`dapi.binance.com`, id `binance-coinm`).
+    pub fn coinm() -> Self {
+        Binance { id: COINM_INFO.id }
+    }
+
     fn rules(&self) -> &'static RestRules {
         if self.id == USDM_INFO.id {
             &USDM_RULES
+        } else if self.id == COINM_INFO.id {
+            &COINM_RULES
         } else {
             &SPOT_RULES
         }
@@ -95,6 +103,11 @@ const SPOT_RULES: RestRules = RestRules {
 
 const USDM_RULES: RestRules = RestRules {
     prefixes: &["/fapi/"],
+    no_time_in_names: false,
+};
+
+const COINM_RULES: RestRules = RestRules {
+    prefixes: &["/dapi/"],
     no_time_in_names: false,
 };
 

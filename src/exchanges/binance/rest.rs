@@ -230,9 +230,32 @@ mod tests {
         // A caller's timestamp within the skew is kept as the crate's.
         let ts = format!("symbol=BTCUSDT&timestamp={}", NOW + 1000);
         assert!(reach_at(&spot, NOW, &Request::get("/api/v3/openOrders").query(ts)).is_ok());
-        // USD-M takes its own prefix only.
+        // USD-M and COIN-M take their own prefix only.
         assert!(reach_at(&Binance::usdm(), NOW, &Request::post("/fapi/v1/order")).is_ok());
         assert_eq!(refused(reach_at(&Binance::usdm(), NOW, &order())), "path");
+        let coinm = Binance::coinm();
+        let dapi = Request::post("/dapi/v1/order").query("symbol=BTCUSD_PERP&side=BUY");
+        let reach = reach_at(&coinm, NOW, &dapi.clone().host("dapi.binance.com")).unwrap();
+        assert!(!reach.path_bound() && reach.split_names() && reach.carries("symbol"));
+        for other in [
+            order(),
+            Request::post("/fapi/v1/order"),
+            dapi.clone().path("/sapi/v1/futures/transfer"),
+        ] {
+            assert_eq!(refused(reach_at(&coinm, NOW, &other)), "path", "{other:?}");
+        }
+        assert_eq!(
+            refused(reach_at(
+                &coinm,
+                NOW,
+                &dapi.clone().host("fapi.binance.com")
+            )),
+            "host"
+        );
+        assert_eq!(
+            refused(reach_at(&coinm, NOW, &dapi.query("xtimestamp=1"))),
+            "query"
+        );
     }
 
     #[test]

@@ -119,7 +119,7 @@ const PRESENTATION: &[&str] = &[
 /// The wire form for a crate exchange id, or `None` when the gateway does not re-sign it.
 pub(crate) fn form(exchange: &str) -> Option<&'static Form> {
     Some(match exchange {
-        "binance" | "binance-usdm" => &BINANCE,
+        "binance" | "binance-usdm" | "binance-coinm" => &BINANCE,
         "mexc" => &MEXC,
         "mexc-futures" => &MEXC_FUTURES,
         "kraken" => &KRAKEN,
@@ -144,6 +144,7 @@ pub(crate) fn form(exchange: &str) -> Option<&'static Form> {
 /// The exchange ids the gateway re-signs.
 pub const EXCHANGES: &[&str] = &[
     "binance",
+    "binance-coinm",
     "binance-usdm",
     "bitfinex",
     "bitget",

@@ -1,5 +1,5 @@
-//! Server models of group A: Binance spot (`binance`), USD-M futures (`binance-usdm`) and the
-//! spot WebSocket API (`binance-ws`); MEXC spot (`mexc`) and futures (`mexc-futures`); Bybit v5
+//! Server models of group A: Binance spot (`binance`), USD-M futures (`binance-usdm`), COIN-M
+//! futures (`binance-coinm`) and the spot WebSocket API (`binance-ws`); MEXC spot (`mexc`) and futures (`mexc-futures`); Bybit v5
 //! (`bybit`). None of them signs the path or the method, so every reading is `endpoint: None`
 //! (any endpoint whose parameters the bytes carry), and the judge looks at parameter sets and
 //! times.
@@ -16,10 +16,11 @@
 //!   digits); `recvWindow` is at most 60000, so a reading is executable from `timestamp - 1 s`
 //!   to `timestamp + 60 s` (`time_ms` is the timestamp; readings whose last moment has passed
 //!   are dropped: no one can execute them). Duplicate names: either value may be read.
-//! - **One Binance key** serves spot, USD-M and the WebSocket API: the models of all three
+//! - **One Binance key** serves spot, USD-M, COIN-M and the WebSocket API: the models of all four
 //!   read the same bytes every way ([`binance_readings`]): as REST bytes at any split, and as
-//!   WebSocket API parameters (sorted `k=v&...`; see [`ws_reading`]). All three judge against
-//!   the spot withdrawal/transfer table (USD-M has no endpoint of its own that moves funds out).
+//!   WebSocket API parameters (sorted `k=v&...`; see [`ws_reading`]). All four judge against
+//!   the spot withdrawal/transfer table (neither USD-M nor COIN-M has an endpoint of its own that
+//!   moves funds out: money enters and leaves their wallets through `/sapi/` transfers).
 //! - **MEXC spot** is Binance's scheme, and also reads a JSON body ("parameters may be sent ...
 //!   in the request body with content type application/json"); Jackson reads the first JSON
 //!   value and ignores what follows. **MEXC futures** verifies
@@ -57,6 +58,10 @@ pub fn models() -> Vec<Box<dyn ServerModel>> {
         Box::new(BinanceRest {
             id: "binance-usdm",
             host: "fapi.binance.com",
+        }),
+        Box::new(BinanceRest {
+            id: "binance-coinm",
+            host: "dapi.binance.com",
         }),
         Box::new(BinanceWsApi),
         Box::new(MexcSpot),
@@ -890,6 +895,7 @@ impl ServerModel for Bybit {
 const IDS: &[&str] = &[
     "binance",
     "binance-usdm",
+    "binance-coinm",
     "binance-ws",
     "mexc",
     "mexc-futures",
@@ -914,6 +920,12 @@ fn vector_time(req: &Request) -> u64 {
         .expect("a time in ms")
 }
 
+/// The published Binance futures examples whose `timestamp= 1591702613943` holds the doc's space.
+const DOC_TYPOS: &[&str] = &[
+    "binance-usdm-hmac-3-mixed-doc-typo",
+    "binance-coinm-hmac-3-mixed-doc-typo",
+];
+
 #[test]
 fn group_a_models_verify_every_vector() {
     let mut replayed = 0;
@@ -932,7 +944,7 @@ fn group_a_models_verify_every_vector() {
         let limits = Limits::default();
         let exchange = exchanges::by_id(id).unwrap();
         let reach = exchange.reach(&req, &Inputs::new(id, now, &limits, None, None));
-        if vid == "binance-usdm-hmac-3-mixed-doc-typo" {
+        if DOC_TYPOS.contains(&vid) {
             // The doc's `timestamp= 1591702613943` (a space in the value) is a typo, not what
             // Binance issues or accepts as a time: the validator refuses it. The model still
             // verifies the doc's signature over those bytes.
@@ -959,7 +971,7 @@ fn group_a_models_verify_every_vector() {
         );
         // What the exchange executes for it: the vector's own time, at the request's path.
         let executed = model.executes(&http);
-        if vid != "binance-usdm-hmac-3-mixed-doc-typo" {
+        if !DOC_TYPOS.contains(&vid) {
             let t = executed.time_ms.unwrap_or_else(|| panic!("{vid}: no time"));
             // Bybit's is the expiry: timestamp + window (5000 by default, 20000 in one vector).
             assert!([ts, ts + 5_000, ts + 20_000].contains(&t), "{vid}: {t}");
@@ -977,8 +989,8 @@ fn group_a_models_verify_every_vector() {
         replayed += 1;
     }
     assert_eq!(
-        replayed, 19,
-        "every vector of binance, binance-usdm, binance-ws, mexc, mexc-futures, bybit"
+        replayed, 24,
+        "every vector of binance, binance-usdm, binance-coinm, binance-ws, mexc, mexc-futures, bybit"
     );
 }
 
@@ -1219,6 +1231,7 @@ const HOSTS: &[Option<&str>] = &[
     None,
     Some("api.binance.com"),
     Some("fapi.binance.com"),
+    Some("dapi.binance.com"),
     Some("ws-api.binance.com"),
     Some("api.mexc.com"),
     Some("api.bybit.com"),
@@ -1457,6 +1470,8 @@ const BINANCE_PATHS: &[&str] = &[
     "/api/v3/orderwithdraw",
     "/wapi/v3/withdraw.html",
     "/fapi/v1/order/../../../sapi/v1/asset/transfer",
+    "/dapi/v1/order",
+    "/dapi/v1/order/../../../sapi/v1/futures/transfer",
     "/api/v3/order/./x",
 ];
 
@@ -1839,6 +1854,7 @@ fn order_only(id: &str) -> Oracle {
     Oracle::OrderOnly(match id {
         "binance" => vec![("POST", "/api/v3/order")],
         "binance-usdm" => vec![("POST", "/fapi/v1/order")],
+        "binance-coinm" => vec![("POST", "/dapi/v1/order")],
         "binance-ws" => vec![("*", "/ws-api/v3")],
         "mexc" => vec![("POST", "/api/v3/order")],
         "mexc-futures" => vec![("POST", "/api/v1/private/order/submit")],
@@ -1851,6 +1867,7 @@ fn strategy(id: &str) -> BoxedStrategy<Request> {
     requests(match id {
         "binance" => binance_pools("/api/v3/order"),
         "binance-usdm" => binance_pools("/fapi/v1/order"),
+        "binance-coinm" => binance_pools("/dapi/v1/order"),
         "binance-ws" => ws_pools(),
         "mexc" => mexc_pools(),
         "mexc-futures" => mexc_futures_pools(),
@@ -1874,6 +1891,11 @@ fn binance_signatures_reach_no_guarded_endpoint() {
 #[test]
 fn binance_usdm_signatures_reach_no_guarded_endpoint() {
     run_both("binance-usdm");
+}
+
+#[test]
+fn binance_coinm_signatures_reach_no_guarded_endpoint() {
+    run_both("binance-coinm");
 }
 
 #[test]

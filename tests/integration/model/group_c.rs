@@ -377,7 +377,9 @@ struct CryptoCom;
 const CRYPTOCOM_REST: &str = "/exchange/v1/";
 
 impl CryptoCom {
-    /// paramString as the documented reference code builds it (Python `str` for scalars).
+    /// paramString as the documented reference code builds it: the Java verifier's text for
+    /// scalars (`null`, `true`, `false`, as `StringBuilder.append` writes them; the Python
+    /// example's `str(True)` is not what the server computes: src/exchanges/cryptocom.rs).
     fn params_to_str(obj: &serde_json::Map<String, serde_json::Value>, level: usize) -> String {
         use serde_json::Value;
         if level >= 3 {
@@ -394,22 +396,14 @@ impl CryptoCom {
                     for item in items {
                         match item {
                             Value::Object(o) => out.push_str(&Self::params_to_str(o, level + 1)),
-                            other => out.push_str(&Self::py_str(other)),
+                            other => out.push_str(&scalar_text(other)),
                         }
                     }
                 }
-                other => out.push_str(&Self::py_str(other)),
+                other => out.push_str(&scalar_text(other)),
             }
         }
         out
-    }
-
-    fn py_str(v: &serde_json::Value) -> String {
-        match v {
-            serde_json::Value::Bool(true) => "True".into(),
-            serde_json::Value::Bool(false) => "False".into(),
-            other => scalar_text(other),
-        }
     }
 }
 
@@ -1413,6 +1407,8 @@ mod properties {
                 "{\"id\":{ID},\"method\":\"{X}\",\"params\":{\"instrument_name\":\"BTC_USDT\",\"side\":\"BUY\",\"type\":\"LIMIT\",\"price\":\"100\",\"quantity\":\"1\"},\"nonce\":{N}}",
                 "{\"id\":{ID},\"method\":\"{X}\",\"nonce\":\"{N}\",\"params\":{\"order_id\":\"1234\",\"list\":[{\"a\":\"1\",\"b\":null}]}}",
                 "{\"id\":{ID},\"method\":\"{X}\",\"nonce\":{N},\"params\":{\"quantity\":\"9\"}}",
+                "{\"id\":{ID},\"method\":\"{X}\",\"nonce\":{N},\"params\":{\"a\":true}}",
+                "{\"id\":{ID},\"method\":\"{X}\",\"nonce\":{N},\"params\":{\"post_only\":false,\"client_oid\":null,\"list\":[{\"reduce_only\":true,\"b\":null}]}}",
             ],
             &[
                 "{\"method\":\"{X}\",\"nonce\":{N}}",
@@ -1421,7 +1417,7 @@ mod properties {
                 "{\"id\":{ID},\"method\":\"{X}\",\"method\":\"private/create-withdrawal\",\"nonce\":{N}}",
                 "{\"id\":{ID},\"method\":\"{X}\",\"nonce\":{N},\"sig\":\"00\"}",
                 "{\"id\":{ID},\"method\":\"{X}\",\"nonce\":{N},\"params\":{\"currency\":\"BTC\",\"amount\":\"1\",\"address\":\"x\"}}",
-                "{\"id\":{ID},\"method\":\"{X}\",\"nonce\":{N},\"params\":{\"a\":true}}",
+                "{\"id\":{ID},\"method\":\"{X}\",\"nonce\":{N},\"params\":{\"a\":[true]}}",
                 "{\"id\":{ID},\"method\":\"{X}\",\"nonce\":{N},\"params\":{\"a\":1.5}}",
                 "{\"id\":{ID},\"method\":\"{X}\",\"nonce\":{N},\"params\":{\"a\":{\"method\":\"private/create-withdrawal\"}}}",
                 "{\"id\":{ID},\"method\":\"{X}\",\"nonce\":{N},\"api_key\":\"other\"}",
