@@ -46,6 +46,20 @@ pub enum Command {
     Audit(audit::AuditCommand),
 }
 
+impl Command {
+    /// The log filter when `RUST_LOG` is unset: the long-running servers log each request
+    /// (`info`); one-shot commands print their result and only warnings besides.
+    pub fn default_log_filter(&self) -> &'static str {
+        match self {
+            #[cfg(feature = "agent")]
+            Command::Agent(_) => "info",
+            #[cfg(feature = "gateway")]
+            Command::Gateway(_) => "info",
+            _ => "warn",
+        }
+    }
+}
+
 /// Runs one command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let global = &cli.global;
