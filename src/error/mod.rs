@@ -448,8 +448,8 @@ impl Error {
             Error::NoActiveVersion { .. } => {
                 "promote a pending version (`hsm-custody key rotate promote`) or import a new key"
             }
-            Error::VersionNotFound { name, .. } => {
-                return Some(format!("see `hsm-custody key versions {name}`"))
+            Error::VersionNotFound { name, .. } | Error::KeyRevoked { name, .. } => {
+                return Some(format!("see `hsm-custody key versions --name {name}`"))
             }
             Error::WrongExchange { requested, .. } => {
                 return Some(format!("import a key for `{requested}`"))

@@ -366,3 +366,124 @@ fn sign_with_a_pending_version_before_promote() {
     );
     assert!(!out.status.success(), "a missing version does not sign");
 }
+
+/// `sign-request --version N`: a pending version signs an exchange request before promote,
+/// with the API key recorded with it; the withdrawal guard still applies; a missing, retired
+/// or revoked version is a typed error naming it.
+#[test]
+fn sign_request_with_a_pending_version_before_promote() {
+    let t = fresh_token("cli-sreq-pending");
+    let (first, second) = (
+        "first-secret-aaaaaaaaaaaaaaaa",
+        "second-secret-bbbbbbbbbbbb",
+    );
+    ok(&cli(
+        &t,
+        &[
+            "key",
+            "import",
+            "--name",
+            "bn",
+            "--exchange",
+            "binance",
+            "--api-key",
+            "AK-ONE",
+        ],
+        Some(&format!("{first}\n")),
+    ));
+    ok(&cli(
+        &t,
+        &[
+            "key",
+            "rotate",
+            "begin",
+            "--name",
+            "bn",
+            "--api-key",
+            "AK-TWO",
+        ],
+        Some(&format!("{second}\n")),
+    ));
+    let account = r#"{"method":"GET","path":"/api/v3/account","query":"omitZeroBalances=true"}"#;
+    let sign = |extra: &[&str], request: &str| {
+        let mut args = vec![
+            "sign-request",
+            "--key",
+            "bn",
+            "--exchange",
+            "binance",
+            "--request",
+            "-",
+        ];
+        args.extend_from_slice(extra);
+        cli(&t, &args, Some(request))
+    };
+    // Which secret signed: the HMAC of the query before its signature parameter.
+    let signed_with = |out: &std::process::Output| -> (String, String) {
+        let signed: serde_json::Value = serde_json::from_str(&ok(out)).unwrap();
+        let query = signed["query"].as_str().unwrap();
+        let (payload, _) = query.split_once("&signature=").unwrap();
+        let secret = [first, second]
+            .into_iter()
+            .find(|s| {
+                hex::encode(crate::common::software_hmac(
+                    hsm_custody::HmacAlg::HmacSha256,
+                    s.as_bytes(),
+                    payload.as_bytes(),
+                )) == signed["signature"]
+            })
+            .unwrap_or("neither");
+        let api_key = signed["headers"]["X-MBX-APIKEY"]
+            .as_str()
+            .unwrap_or("-")
+            .to_owned();
+        (secret.to_owned(), api_key)
+    };
+    assert_eq!(
+        signed_with(&sign(&[], account)),
+        (first.to_owned(), "AK-ONE".to_owned()),
+        "the active version by default"
+    );
+    assert_eq!(
+        signed_with(&sign(&["--version", "2"], account)),
+        (second.to_owned(), "AK-TWO".to_owned()),
+        "the pending version, with its own API key, before promote"
+    );
+    let versions = ok(&cli(&t, &["key", "versions", "--name", "bn"], None));
+    assert!(
+        versions.contains("v2       pending"),
+        "still pending: {versions}"
+    );
+
+    // The guard applies to a pinned version too.
+    let withdraw = r#"{"method":"POST","path":"/sapi/v1/capital/withdraw/apply","body":"coin=BTC&address=x&amount=1"}"#;
+    let out = sign(&["--version", "2"], withdraw);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("POST /sapi/v1/capital/withdraw/apply"),
+        "{stderr}"
+    );
+
+    let refused = |version: &str, says: &str| {
+        let out = sign(&["--version", version], account);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "v{version} signed: {stderr}");
+        assert!(out.stdout.is_empty(), "v{version}: nothing on stdout");
+        assert!(stderr.contains(says), "v{version}: {stderr}");
+        assert!(
+            stderr.contains("hsm-custody key versions --name bn"),
+            "v{version}: {stderr}"
+        );
+    };
+    refused("9", "key `bn` has no version v9");
+    ok(&cli(
+        &t,
+        &["key", "rotate", "promote", "--name", "bn"],
+        None,
+    ));
+    ok(&cli(&t, &["key", "rotate", "retire", "--name", "bn"], None));
+    refused("1", "key `bn` version v1 is retired");
+    ok(&cli(&t, &["key", "revoke", "--name", "bn", "--all"], None));
+    refused("2", "key `bn` version v2 is revoked");
+}
