@@ -215,7 +215,8 @@ fn key_commands_flags_and_messages() {
         "{list}"
     );
     assert!(
-        row.contains("`hsm-custody key rotate begin --name bn`, then promote"),
+        row.contains("`hsm-custody key import --name bn`")
+            && row.contains("`key rotate begin --name bn`, then promote"),
         "{list}"
     );
     // What the note says works: a fully revoked name gets a new version and signs again.
@@ -486,4 +487,132 @@ fn sign_request_with_a_pending_version_before_promote() {
     refused("1", "key `bn` version v1 is retired");
     ok(&cli(&t, &["key", "revoke", "--name", "bn", "--all"], None));
     refused("2", "key `bn` version v2 is revoked");
+}
+
+/// A name whose every version was revoked takes a new import: its next version (v2), active
+/// at once with the new secret and API key, the revoked v1 kept in its history; `key list`
+/// shows it as a working key, the audit log records `created` then `promoted` v2, and a second
+/// import while v2 is usable is refused as ever.
+#[test]
+fn import_under_a_fully_revoked_name_is_its_next_version() {
+    let t = fresh_token("cli-reimport");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let config = crate::audit::config_file(&t, dir.path(), &log, "");
+    let cfg = config.to_str().unwrap();
+    let run = |args: &[&str], stdin: Option<&str>| {
+        let mut all = vec!["--config", cfg];
+        all.extend_from_slice(args);
+        cli(&t, &all, stdin)
+    };
+    let (first, second) = (
+        "first-secret-aaaaaaaaaaaaaaaa",
+        "second-secret-bbbbbbbbbbbb",
+    );
+    let import = |secret: &str, api_key: &str| {
+        run(
+            &[
+                "key",
+                "import",
+                "--name",
+                "bn",
+                "--exchange",
+                "binance",
+                "--api-key",
+                api_key,
+            ],
+            Some(&format!("{secret}\n")),
+        )
+    };
+    let said = ok(&import(first, "AK-ONE"));
+    assert!(!said.contains(" as v"), "{said}");
+    ok(&run(&["key", "revoke", "--name", "bn", "--all"], None));
+
+    let said = ok(&import(second, "AK-TWO"));
+    assert!(
+        said.contains("imported `bn`")
+            && said.contains(
+                "as v2, a new version of a name whose earlier versions (v1) were revoked"
+            ),
+        "{said}"
+    );
+    // The config's policy allows bn `POST /api/v3/order` only (no raw signatures).
+    let request = r#"{"method":"POST","path":"/api/v3/order","query":"symbol=BTCUSDT"}"#;
+    let signed = ok(&run(
+        &[
+            "sign-request",
+            "--key",
+            "bn",
+            "--exchange",
+            "binance",
+            "--request",
+            "-",
+        ],
+        Some(request),
+    ));
+    let signed: serde_json::Value = serde_json::from_str(&signed).unwrap();
+    let (payload, _) = signed["query"]
+        .as_str()
+        .unwrap()
+        .split_once("&signature=")
+        .unwrap();
+    let expect = hex::encode(crate::common::software_hmac(
+        hsm_custody::HmacAlg::HmacSha256,
+        second.as_bytes(),
+        payload.as_bytes(),
+    ));
+    assert_eq!(signed["signature"], expect, "the new secret signs");
+    assert_eq!(signed["headers"]["X-MBX-APIKEY"], "AK-TWO", "{signed}");
+
+    let list = ok(&run(&["key", "list"], None));
+    let row = list
+        .lines()
+        .find(|l| l.starts_with("bn "))
+        .expect("bn listed");
+    assert!(row.contains(" v2 ") && row.contains("binance"), "{list}");
+    assert!(
+        row.contains("v1 revoked") && !row.contains("REVOKED"),
+        "{list}"
+    );
+    let versions = ok(&run(&["key", "versions", "--name", "bn", "--json"], None));
+    let versions: serde_json::Value = serde_json::from_str(&versions).unwrap();
+    assert_eq!(versions[0]["version"], 1);
+    assert_eq!(versions[0]["state"], "revoked");
+    assert_eq!(versions[1]["version"], 2);
+    assert_eq!(versions[1]["state"], "active");
+
+    // Usable again: the name is taken.
+    let out = import("third-secret-cccccccccccccccc", "AK-THREE");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("exists"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let events: Vec<(String, Option<u64>)> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["key"] == "bn" && r["event"] != "sign")
+        .map(|r| {
+            (
+                r["event"].as_str().unwrap().to_owned(),
+                r["version"].as_u64(),
+            )
+        })
+        .collect();
+    let events: Vec<(&str, Option<u64>)> = events.iter().map(|(e, v)| (e.as_str(), *v)).collect();
+    assert_eq!(
+        events,
+        [
+            ("created", None),
+            ("revoked", None),
+            ("created", None),
+            ("promoted", Some(2)),
+        ],
+        "the audit log's account of the name"
+    );
+    let verify = run(&["audit", "verify", log.to_str().unwrap()], None);
+    assert!(verify.status.success(), "{verify:?}");
 }

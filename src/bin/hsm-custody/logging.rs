@@ -17,9 +17,12 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the subscriber. `default` is the filter when `RUST_LOG` is unset; a `RUST_LOG`
+/// Installs the subscriber. `server`: a long-running command (`agent`, `gateway`): `RUST_LOG`
+/// defaults to `info` (a line per request) and text lines carry the time and the target; for
+/// the other commands it defaults to `warn` and text lines are level and message. A `RUST_LOG`
 /// that does not parse is reported and the default used.
-pub fn init(format: LogFormat, default: &str) {
+pub fn init(format: LogFormat, server: bool) {
+    let default = if server { "info" } else { "warn" };
     let filter = match std::env::var("RUST_LOG") {
         Ok(spec) if !spec.trim().is_empty() => {
             match EnvFilter::try_new(&spec) {
@@ -37,7 +40,8 @@ pub fn init(format: LogFormat, default: &str) {
         .with_writer(std::io::stderr);
     let installed = match format {
         // Plain text, no colours (the `ansi` feature is off): a terminal and journald alike.
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Text if server => builder.try_init(),
+        LogFormat::Text => builder.without_time().with_target(false).try_init(),
         LogFormat::Json => builder
             .json()
             .flatten_event(true)

@@ -20,7 +20,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = commands::Cli::parse();
-    logging::init(cli.global.log_format, cli.command.default_log_filter());
+    logging::init(cli.global.log_format, cli.command.is_server());
     let result = commands::run(cli);
     // The audit log's last sync, whatever the command's outcome (a refusal is a line too).
     exit::report(result, global::finish())

@@ -47,15 +47,15 @@ pub enum Command {
 }
 
 impl Command {
-    /// The log filter when `RUST_LOG` is unset: the long-running servers log each request
-    /// (`info`); one-shot commands print their result and only warnings besides.
-    pub fn default_log_filter(&self) -> &'static str {
+    /// A long-running server (`agent`, `gateway`), which logs each request; the other commands
+    /// print their result and only warnings besides.
+    pub fn is_server(&self) -> bool {
         match self {
             #[cfg(feature = "agent")]
-            Command::Agent(_) => "info",
+            Command::Agent(_) => true,
             #[cfg(feature = "gateway")]
-            Command::Gateway(_) => "info",
-            _ => "warn",
+            Command::Gateway(_) => true,
+            _ => false,
         }
     }
 }
