@@ -616,3 +616,52 @@ fn import_under_a_fully_revoked_name_is_its_next_version() {
     let verify = run(&["audit", "verify", log.to_str().unwrap()], None);
     assert!(verify.status.success(), "{verify:?}");
 }
+
+/// A secret on stdin with a line break inside it (two pasted lines) is refused, without
+/// quoting it, by `key import` and `key rotate begin`; `--allow-newline` takes it as is. A
+/// trailing newline (`echo`) is fine either way.
+#[test]
+fn a_secret_with_an_inner_newline_needs_allow_newline() {
+    let t = fresh_token("cli-newline");
+    let two_lines = "line-one-secret-aaaa\nline-two-secret-bbbb\n";
+    for args in [
+        &["key", "import", "--name", "k", "--exchange", "binance"][..],
+        &["key", "rotate", "begin", "--name", "k"][..],
+    ] {
+        if args[1] == "rotate" {
+            ok(&cli(
+                &t,
+                &["key", "import", "--name", "k", "--exchange", "binance"],
+                Some("one-line-secret-cccc\n"),
+            ));
+        }
+        let out = cli(&t, args, Some(two_lines));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("line break inside"), "{stderr}");
+        assert!(stderr.contains("--allow-newline"), "{stderr}");
+        assert!(
+            !stderr.contains("line-one") && !stderr.contains("line-two"),
+            "{stderr}"
+        );
+    }
+    let versions = ok(&cli(&t, &["key", "versions", "--name", "k"], None));
+    assert!(!versions.contains("v2"), "nothing was added: {versions}");
+
+    ok(&cli(
+        &t,
+        &["key", "rotate", "begin", "--name", "k", "--allow-newline"],
+        Some(two_lines),
+    ));
+    let mac = ok(&cli(
+        &t,
+        &["sign", "--key", "k", "--version", "2", "--hex"],
+        Some("probe"),
+    ));
+    let expect = hex::encode(crate::common::software_hmac(
+        hsm_custody::HmacAlg::HmacSha256,
+        two_lines.trim().as_bytes(),
+        b"probe",
+    ));
+    assert_eq!(mac.trim(), expect, "the secret with its inner line break");
+}

@@ -28,6 +28,9 @@ pub struct ImportArgs {
     pub validity: ValidityArgs,
     #[command(flatten)]
     pub credentials: CredentialArgs,
+    /// Accept a secret with a line break inside it (refused by default: two pasted lines).
+    #[arg(long)]
+    pub allow_newline: bool,
 }
 
 pub fn run(global: &Global, args: ImportArgs) -> anyhow::Result<()> {
@@ -44,7 +47,7 @@ pub fn run(global: &Global, args: ImportArgs) -> anyhow::Result<()> {
     let spec = args
         .credentials
         .apply(spec.encoding(encoding.unwrap_or_default()))?;
-    let secret = read_secret()?;
+    let secret = read_secret(args.allow_newline)?;
     let custody = global.connect()?;
     let info = match args.kind {
         ImportKind::Ed25519 => custody.import_ed25519_key(spec, secret)?,
