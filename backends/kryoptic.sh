@@ -5,11 +5,14 @@
 #   ./backends/kryoptic.sh            # idempotent; the build is cached under target/kryoptic/
 #   eval "$(./backends/kryoptic.sh)"  # then: HSM_CUSTODY_TEST_BACKEND=kryoptic cargo test
 #
-# The cold build takes about 4 minutes on 2 cores; later runs reuse target/kryoptic/.
+# The cold build takes about 4 minutes on 2 cores; later runs reuse target/kryoptic/ (under
+# $CARGO_TARGET_DIR when set; KRYOPTIC_BUILD overrides). Kryoptic's own build output stays in
+# that directory whatever CARGO_TARGET_DIR says.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 KVER=${KRYOPTIC_VERSION:-1.5.4}
-B=${KRYOPTIC_BUILD:-$ROOT/target/kryoptic}
+B=${KRYOPTIC_BUILD:-${CARGO_TARGET_DIR:-$ROOT/target}/kryoptic}
+mkdir -p "$B" && B=$(cd "$B" && pwd)
 SO="$B/src/target/release/libkryoptic_pkcs11.so"
 
 as_root() {
@@ -62,6 +65,7 @@ TOML
       make -s -j"$(nproc)" libcrypto.a >/dev/null 2>&1)
   fi
   (cd "$B/src" && KRYOPTIC_OPENSSL_SOURCES="$B/openssl" cargo build -q --release --locked \
+    --target-dir "$B/src/target" \
     --no-default-features --features "kryoptic-lib/standard ossl/ossl-sys")
 fi
 [ -e "$SO" ] || { echo "kryoptic.sh: build did not produce $SO" >&2; exit 1; }

@@ -6,7 +6,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cargo build -q --manifest-path "$ROOT/Cargo.toml" --features cli --bin hsm-custody
-H=$ROOT/target/debug/hsm-custody
+H=${CARGO_TARGET_DIR:-$ROOT/target}/debug/hsm-custody
 D=$(mktemp -d "${TMPDIR:-/tmp}/hsm-custody-tpm.XXXXXX")
 trap '"$ROOT/backends/tpm2.sh" stop "$D"; rm -rf "$D"' EXIT
 eval "$("$ROOT/backends/tpm2.sh" start "$D")"

@@ -24,7 +24,8 @@ if [ ${#targets[@]} -eq 0 ]; then
 fi
 
 export RUSTC_BOOTSTRAP=1
-export CARGO_TARGET_DIR="$here/target"
+# The fuzz crate's own target directory unless the caller chose one.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$here/target}"
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "fuzz/ci.sh: installing cargo-fuzz" >&2

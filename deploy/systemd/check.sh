@@ -12,10 +12,11 @@ WORK=$(mktemp -d); trap 'rm -rf "$WORK"' EXIT
 # verify needs ExecStart's binary to exist: check copies pointing at the built CLI. The TPM
 # variant needs PrivateDevices=no (the TPM's device node), which costs exposure: its own bound.
 cargo build -q --manifest-path "$ROOT/Cargo.toml" --features cli --bin hsm-custody
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug/hsm-custody
 score=""
 for unit_bound in hsm-custody-agent.service:1.0 hsm-custody-agent-tpm.service:1.5; do
   unit=${unit_bound%%:*}; bound=${unit_bound##*:}
-  sed "s#/usr/local/bin/hsm-custody#$ROOT/target/debug/hsm-custody#" "$HERE/$unit" > "$WORK/$unit"
+  sed "s#/usr/local/bin/hsm-custody#$BIN#" "$HERE/$unit" > "$WORK/$unit"
   systemd-analyze verify "$WORK/$unit"
   systemd-analyze security --offline=true --threshold=100 "$WORK/$unit" | tee "$WORK/security" | tail -1
   s=$(sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p' "$WORK/security")

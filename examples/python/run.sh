@@ -11,7 +11,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
 VENV=$("$ROOT/python/venv.sh")
 cargo build -q --features cli --bin hsm-custody
-CLI=$ROOT/target/debug/hsm-custody
+CLI=${CARGO_TARGET_DIR:-$ROOT/target}/debug/hsm-custody
 
 WORK=$(mktemp -d)
 AGENT_PID=""; STANDIN_PID=""

@@ -34,7 +34,10 @@ impl fmt::Debug for NewVersion {
 }
 
 impl Custody {
-    /// Creates a key (version 1) and reports it to the guard.
+    /// Creates a key (version 1; or, under a name whose every version was revoked or retired,
+    /// its next version, active at once) and reports it to the guard: `Created`, followed for
+    /// a revoked name by `Promoted` with the new version, so that the audit log says which
+    /// version the name's signatures use from then on.
     fn create(&self, spec: &KeySpec, material: Material) -> Result<KeyInfo> {
         let kind = material.kind();
         let info = self.inner.vault.lifecycle().create(spec, material)?;
@@ -42,14 +45,26 @@ impl Custody {
             key: info.name.clone(),
             kind,
         });
+        if let Some(version) = info.active_version.filter(|v| *v > 1) {
+            self.report(LifecycleEvent::Promoted {
+                key: info.name.clone(),
+                version,
+            });
+        }
         Ok(info)
     }
 
     /// Imports an exchange's HMAC secret as version 1 of a new hardened token key and proves it
     /// (see [`KeySpec`]). The secret is wiped when this returns, whatever the outcome.
     ///
+    /// A name whose every version was revoked (or retired) is no longer taken: the import is
+    /// that name's next version (`v3` after `v1` and `v2` were revoked; numbers are never
+    /// reused), active at once, bound to the spec's exchange and credentials; the revoked
+    /// versions stay in its history. The same holds for [`Custody::generate_key`],
+    /// [`Custody::generate_hmac_key`] and [`Custody::import_ed25519_key`].
+    ///
     /// # Errors
-    /// [`Error::KeyExists`] if the name is taken (nothing is overwritten),
+    /// [`Error::KeyExists`] if the name has a usable version (nothing is overwritten),
     /// [`Error::InvalidInput`] for a bad name or secret, [`Error::SelfCheckFailed`] if the
     /// token's MAC differs from software (the object is destroyed).
     ///

@@ -445,11 +445,14 @@ impl Error {
                  TMPDIR"
             }
             Error::KeyExpired { .. } => "rotate it (`hsm-custody key rotate begin`)",
-            Error::NoActiveVersion { .. } => {
-                "promote a pending version (`hsm-custody key rotate promote`) or import a new key"
+            Error::NoActiveVersion { name } => {
+                return Some(format!(
+                    "promote a pending version (`hsm-custody key rotate promote --name {name}`), \
+                     or import a new secret under the name (`hsm-custody key import --name {name}`)"
+                ))
             }
-            Error::VersionNotFound { name, .. } => {
-                return Some(format!("see `hsm-custody key versions {name}`"))
+            Error::VersionNotFound { name, .. } | Error::KeyRevoked { name, .. } => {
+                return Some(format!("see `hsm-custody key versions --name {name}`"))
             }
             Error::WrongExchange { requested, .. } => {
                 return Some(format!("import a key for `{requested}`"))

@@ -56,6 +56,17 @@ impl AgentProc {
 
     /// [`AgentProc::start_with`] with more lines in key `other`'s allow-list.
     fn start_full(tag: &str, group: bool, agent_lines: &str, other_lines: &str) -> AgentProc {
+        Self::start_env(tag, group, agent_lines, other_lines, &[])
+    }
+
+    /// [`AgentProc::start_full`] with `env` set for the agent process.
+    fn start_env(
+        tag: &str,
+        group: bool,
+        agent_lines: &str,
+        other_lines: &str,
+        env: &[(&str, &str)],
+    ) -> AgentProc {
         let token = fresh_token(tag);
         let custody = token.connect();
         import_for(&custody, "bn", "binance", SECRET);
@@ -104,7 +115,7 @@ impl AgentProc {
         let mut attempt = 0;
         let (child, stderr) = loop {
             attempt += 1;
-            match spawn_agent(&config) {
+            match spawn_agent(&config, env) {
                 Ok(started) => break started,
                 Err(log) if attempt < 3 && log.contains("GeneralError") => {
                     std::thread::sleep(Duration::from_millis(100));
@@ -165,9 +176,9 @@ impl Drop for AgentProc {
     }
 }
 
-/// Starts `hsm-custody --config CONFIG agent` and waits for `listening on`; the agent's stderr
-/// on failure.
-fn spawn_agent(config: &Path) -> Result<(Child, Arc<Mutex<String>>), String> {
+/// Starts `hsm-custody --config CONFIG agent` (with `env` on top) and waits for `listening on`;
+/// the agent's stderr on failure.
+fn spawn_agent(config: &Path, env: &[(&str, &str)]) -> Result<(Child, Arc<Mutex<String>>), String> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hsm-custody"))
         .arg("--config")
         .arg(config)
@@ -178,6 +189,7 @@ fn spawn_agent(config: &Path) -> Result<(Child, Arc<Mutex<String>>), String> {
         .env_remove("HSM_CUSTODY_CONFIG")
         .env_remove("HSM_CUSTODY_MODULE")
         .env_remove("HSM_CUSTODY_TOKEN")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -390,6 +402,87 @@ fn agent_serves_eight_client_processes_with_policy_audit_and_graceful_shutdown()
     );
     assert!(clients.contains(format!("uid={me} pid={}", std::process::id()).as_str()));
     assert_audit_verifies(&agent);
+}
+
+/// Each request is one JSON line on the agent's stderr (RUST_LOG, HSM_CUSTODY_LOG_FORMAT=json):
+/// uid, pid, key, exchange, method, endpoint, decision (and kind when refused), latency; never
+/// the secret, the PIN, the signature or the query that was signed.
+#[test]
+fn agent_logs_one_json_line_per_request_and_no_secret() {
+    let mut agent = AgentProc::start_env(
+        "agent-log",
+        false,
+        "allow_same_uid = true  # test setup: the client is this test's own uid\n",
+        "",
+        &[
+            ("RUST_LOG", "warn,hsm_custody::agent::request=info"),
+            ("HSM_CUSTODY_LOG_FORMAT", "json"),
+        ],
+    );
+    let mut client = AgentClient::connect(&agent.socket).unwrap();
+    let req = Request::get("/api/v3/order").query(binance_query(7, 7));
+    let signed = client.sign("bn", "binance", &req).unwrap();
+    assert!(verifies(&signed));
+    // Not in `other`'s allow-list (nobody's uid only), then the withdrawal guard.
+    client.sign("other", "binance", &req).unwrap_err();
+    let withdraw =
+        Request::post("/sapi/v1/capital/withdraw/apply").body("coin=BTC&address=x&amount=1");
+    client.sign("bn", "binance", &withdraw).unwrap_err();
+    drop(client);
+    let status = agent.terminate();
+    assert!(status.success(), "{status:?}");
+    // The reader thread has the last lines once it saw the agent's goodbye.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !agent.stderr.lock().unwrap().contains("stopped") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = agent.stderr.lock().unwrap().clone();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .filter(|v: &serde_json::Value| v["target"] == "hsm_custody::agent::request")
+        .collect();
+    assert_eq!(lines.len(), 3, "one line per request:\n{log}");
+    let me = std::fs::metadata(&agent.config).unwrap().uid();
+    for line in &lines {
+        assert_eq!(line["uid"], me, "{line}");
+        assert_eq!(line["pid"], std::process::id(), "{line}");
+        assert_eq!(line["op"], "sign", "{line}");
+        assert_eq!(line["exchange"], "binance", "{line}");
+        assert_eq!(line["message"], "request", "{line}");
+        assert!(line["latency_us"].as_u64().is_some(), "{line}");
+    }
+    let (ok, forbidden, denied) = (&lines[0], &lines[1], &lines[2]);
+    assert_eq!(ok["level"], "INFO", "{ok}");
+    assert_eq!(ok["key"], "bn", "{ok}");
+    assert_eq!(ok["method"], "GET", "{ok}");
+    assert_eq!(ok["endpoint"], "/api/v3/order", "{ok}");
+    assert_eq!(ok["decision"], "allowed", "{ok}");
+    assert!(ok.get("kind").is_none(), "{ok}");
+    assert_eq!(forbidden["key"], "other", "{forbidden}");
+    assert_eq!(forbidden["decision"], "refused", "{forbidden}");
+    assert_eq!(forbidden["kind"], "forbidden", "{forbidden}");
+    assert_eq!(forbidden["level"], "WARN", "{forbidden}");
+    assert_eq!(denied["method"], "POST", "{denied}");
+    assert_eq!(
+        denied["endpoint"], "/sapi/v1/capital/withdraw/apply",
+        "{denied}"
+    );
+    assert_eq!(denied["decision"], "refused", "{denied}");
+    assert_eq!(denied["kind"], "policy_denied", "{denied}");
+    for secret in [
+        SECRET.to_owned(),
+        agent.token.user_pin_text(),
+        signed.signature.clone(),
+        binance_query(7, 7),
+        "coin=BTC".to_owned(),
+    ] {
+        assert!(
+            !log.contains(&secret),
+            "`{secret}` in the agent's log:\n{log}"
+        );
+    }
 }
 
 /// `hsm-custody audit verify` on the agent's log succeeds. Repeated (at most 3 runs) only on

@@ -215,7 +215,8 @@ fn key_commands_flags_and_messages() {
         "{list}"
     );
     assert!(
-        row.contains("`hsm-custody key rotate begin --name bn`, then promote"),
+        row.contains("`hsm-custody key import --name bn`")
+            && row.contains("`key rotate begin --name bn`, then promote"),
         "{list}"
     );
     // What the note says works: a fully revoked name gets a new version and signs again.
@@ -365,4 +366,302 @@ fn sign_with_a_pending_version_before_promote() {
         Some("probe"),
     );
     assert!(!out.status.success(), "a missing version does not sign");
+}
+
+/// `sign-request --version N`: a pending version signs an exchange request before promote,
+/// with the API key recorded with it; the withdrawal guard still applies; a missing, retired
+/// or revoked version is a typed error naming it.
+#[test]
+fn sign_request_with_a_pending_version_before_promote() {
+    let t = fresh_token("cli-sreq-pending");
+    let (first, second) = (
+        "first-secret-aaaaaaaaaaaaaaaa",
+        "second-secret-bbbbbbbbbbbb",
+    );
+    ok(&cli(
+        &t,
+        &[
+            "key",
+            "import",
+            "--name",
+            "bn",
+            "--exchange",
+            "binance",
+            "--api-key",
+            "AK-ONE",
+        ],
+        Some(&format!("{first}\n")),
+    ));
+    ok(&cli(
+        &t,
+        &[
+            "key",
+            "rotate",
+            "begin",
+            "--name",
+            "bn",
+            "--api-key",
+            "AK-TWO",
+        ],
+        Some(&format!("{second}\n")),
+    ));
+    let account = r#"{"method":"GET","path":"/api/v3/account","query":"omitZeroBalances=true"}"#;
+    let sign = |extra: &[&str], request: &str| {
+        let mut args = vec![
+            "sign-request",
+            "--key",
+            "bn",
+            "--exchange",
+            "binance",
+            "--request",
+            "-",
+        ];
+        args.extend_from_slice(extra);
+        cli(&t, &args, Some(request))
+    };
+    // Which secret signed: the HMAC of the query before its signature parameter.
+    let signed_with = |out: &std::process::Output| -> (String, String) {
+        let signed: serde_json::Value = serde_json::from_str(&ok(out)).unwrap();
+        let query = signed["query"].as_str().unwrap();
+        let (payload, _) = query.split_once("&signature=").unwrap();
+        let secret = [first, second]
+            .into_iter()
+            .find(|s| {
+                hex::encode(crate::common::software_hmac(
+                    hsm_custody::HmacAlg::HmacSha256,
+                    s.as_bytes(),
+                    payload.as_bytes(),
+                )) == signed["signature"]
+            })
+            .unwrap_or("neither");
+        let api_key = signed["headers"]["X-MBX-APIKEY"]
+            .as_str()
+            .unwrap_or("-")
+            .to_owned();
+        (secret.to_owned(), api_key)
+    };
+    assert_eq!(
+        signed_with(&sign(&[], account)),
+        (first.to_owned(), "AK-ONE".to_owned()),
+        "the active version by default"
+    );
+    assert_eq!(
+        signed_with(&sign(&["--version", "2"], account)),
+        (second.to_owned(), "AK-TWO".to_owned()),
+        "the pending version, with its own API key, before promote"
+    );
+    let versions = ok(&cli(&t, &["key", "versions", "--name", "bn"], None));
+    assert!(
+        versions.contains("v2       pending"),
+        "still pending: {versions}"
+    );
+
+    // The guard applies to a pinned version too.
+    let withdraw = r#"{"method":"POST","path":"/sapi/v1/capital/withdraw/apply","body":"coin=BTC&address=x&amount=1"}"#;
+    let out = sign(&["--version", "2"], withdraw);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("POST /sapi/v1/capital/withdraw/apply"),
+        "{stderr}"
+    );
+
+    let refused = |version: &str, says: &str| {
+        let out = sign(&["--version", version], account);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "v{version} signed: {stderr}");
+        assert!(out.stdout.is_empty(), "v{version}: nothing on stdout");
+        assert!(stderr.contains(says), "v{version}: {stderr}");
+        assert!(
+            stderr.contains("hsm-custody key versions --name bn"),
+            "v{version}: {stderr}"
+        );
+    };
+    refused("9", "key `bn` has no version v9");
+    ok(&cli(
+        &t,
+        &["key", "rotate", "promote", "--name", "bn"],
+        None,
+    ));
+    ok(&cli(&t, &["key", "rotate", "retire", "--name", "bn"], None));
+    refused("1", "key `bn` version v1 is retired");
+    ok(&cli(&t, &["key", "revoke", "--name", "bn", "--all"], None));
+    refused("2", "key `bn` version v2 is revoked");
+}
+
+/// A name whose every version was revoked takes a new import: its next version (v2), active
+/// at once with the new secret and API key, the revoked v1 kept in its history; `key list`
+/// shows it as a working key, the audit log records `created` then `promoted` v2, and a second
+/// import while v2 is usable is refused as ever.
+#[test]
+fn import_under_a_fully_revoked_name_is_its_next_version() {
+    let t = fresh_token("cli-reimport");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let config = crate::audit::config_file(&t, dir.path(), &log, "");
+    let cfg = config.to_str().unwrap();
+    let run = |args: &[&str], stdin: Option<&str>| {
+        let mut all = vec!["--config", cfg];
+        all.extend_from_slice(args);
+        cli(&t, &all, stdin)
+    };
+    let (first, second) = (
+        "first-secret-aaaaaaaaaaaaaaaa",
+        "second-secret-bbbbbbbbbbbb",
+    );
+    let import = |secret: &str, api_key: &str| {
+        run(
+            &[
+                "key",
+                "import",
+                "--name",
+                "bn",
+                "--exchange",
+                "binance",
+                "--api-key",
+                api_key,
+            ],
+            Some(&format!("{secret}\n")),
+        )
+    };
+    let said = ok(&import(first, "AK-ONE"));
+    assert!(!said.contains(" as v"), "{said}");
+    ok(&run(&["key", "revoke", "--name", "bn", "--all"], None));
+
+    let said = ok(&import(second, "AK-TWO"));
+    assert!(
+        said.contains("imported `bn`")
+            && said.contains(
+                "as v2, a new version of a name whose earlier versions (v1) were revoked"
+            ),
+        "{said}"
+    );
+    // The config's policy allows bn `POST /api/v3/order` only (no raw signatures).
+    let request = r#"{"method":"POST","path":"/api/v3/order","query":"symbol=BTCUSDT"}"#;
+    let signed = ok(&run(
+        &[
+            "sign-request",
+            "--key",
+            "bn",
+            "--exchange",
+            "binance",
+            "--request",
+            "-",
+        ],
+        Some(request),
+    ));
+    let signed: serde_json::Value = serde_json::from_str(&signed).unwrap();
+    let (payload, _) = signed["query"]
+        .as_str()
+        .unwrap()
+        .split_once("&signature=")
+        .unwrap();
+    let expect = hex::encode(crate::common::software_hmac(
+        hsm_custody::HmacAlg::HmacSha256,
+        second.as_bytes(),
+        payload.as_bytes(),
+    ));
+    assert_eq!(signed["signature"], expect, "the new secret signs");
+    assert_eq!(signed["headers"]["X-MBX-APIKEY"], "AK-TWO", "{signed}");
+
+    let list = ok(&run(&["key", "list"], None));
+    let row = list
+        .lines()
+        .find(|l| l.starts_with("bn "))
+        .expect("bn listed");
+    assert!(row.contains(" v2 ") && row.contains("binance"), "{list}");
+    assert!(
+        row.contains("v1 revoked") && !row.contains("REVOKED"),
+        "{list}"
+    );
+    let versions = ok(&run(&["key", "versions", "--name", "bn", "--json"], None));
+    let versions: serde_json::Value = serde_json::from_str(&versions).unwrap();
+    assert_eq!(versions[0]["version"], 1);
+    assert_eq!(versions[0]["state"], "revoked");
+    assert_eq!(versions[1]["version"], 2);
+    assert_eq!(versions[1]["state"], "active");
+
+    // Usable again: the name is taken.
+    let out = import("third-secret-cccccccccccccccc", "AK-THREE");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("exists"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let events: Vec<(String, Option<u64>)> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["key"] == "bn" && r["event"] != "sign")
+        .map(|r| {
+            (
+                r["event"].as_str().unwrap().to_owned(),
+                r["version"].as_u64(),
+            )
+        })
+        .collect();
+    let events: Vec<(&str, Option<u64>)> = events.iter().map(|(e, v)| (e.as_str(), *v)).collect();
+    assert_eq!(
+        events,
+        [
+            ("created", None),
+            ("revoked", None),
+            ("created", None),
+            ("promoted", Some(2)),
+        ],
+        "the audit log's account of the name"
+    );
+    let verify = run(&["audit", "verify", log.to_str().unwrap()], None);
+    assert!(verify.status.success(), "{verify:?}");
+}
+
+/// A secret on stdin with a line break inside it (two pasted lines) is refused, without
+/// quoting it, by `key import` and `key rotate begin`; `--allow-newline` takes it as is. A
+/// trailing newline (`echo`) is fine either way.
+#[test]
+fn a_secret_with_an_inner_newline_needs_allow_newline() {
+    let t = fresh_token("cli-newline");
+    let two_lines = "line-one-secret-aaaa\nline-two-secret-bbbb\n";
+    for args in [
+        &["key", "import", "--name", "k", "--exchange", "binance"][..],
+        &["key", "rotate", "begin", "--name", "k"][..],
+    ] {
+        if args[1] == "rotate" {
+            ok(&cli(
+                &t,
+                &["key", "import", "--name", "k", "--exchange", "binance"],
+                Some("one-line-secret-cccc\n"),
+            ));
+        }
+        let out = cli(&t, args, Some(two_lines));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("line break inside"), "{stderr}");
+        assert!(stderr.contains("--allow-newline"), "{stderr}");
+        assert!(
+            !stderr.contains("line-one") && !stderr.contains("line-two"),
+            "{stderr}"
+        );
+    }
+    let versions = ok(&cli(&t, &["key", "versions", "--name", "k"], None));
+    assert!(!versions.contains("v2"), "nothing was added: {versions}");
+
+    ok(&cli(
+        &t,
+        &["key", "rotate", "begin", "--name", "k", "--allow-newline"],
+        Some(two_lines),
+    ));
+    let mac = ok(&cli(
+        &t,
+        &["sign", "--key", "k", "--version", "2", "--hex"],
+        Some("probe"),
+    ));
+    let expect = hex::encode(crate::common::software_hmac(
+        hsm_custody::HmacAlg::HmacSha256,
+        two_lines.trim().as_bytes(),
+        b"probe",
+    ));
+    assert_eq!(mac.trim(), expect, "the secret with its inner line break");
 }

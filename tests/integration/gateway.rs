@@ -304,6 +304,8 @@ pub struct GatewayProc {
     pub addr: SocketAddr,
     pub config: PathBuf,
     pub audit: PathBuf,
+    /// What the gateway wrote on stderr after `listening on` (also passed on to the test's).
+    pub log: Arc<Mutex<String>>,
     pub _dir: tempfile::TempDir,
 }
 
@@ -319,6 +321,18 @@ impl GatewayProc {
         cas: &[&Path],
         extra: &str,
         keys_extra: &str,
+    ) -> GatewayProc {
+        Self::start_env(t, routes, cas, extra, keys_extra, &[])
+    }
+
+    /// [`GatewayProc::start`] with `env` set for the gateway process.
+    pub fn start_env(
+        t: &TestToken,
+        routes: &[(String, String, String, SocketAddr)],
+        cas: &[&Path],
+        extra: &str,
+        keys_extra: &str,
+        env: &[(&str, &str)],
     ) -> GatewayProc {
         let dir = tempfile::tempdir().unwrap();
         let pin = dir.path().join("pin");
@@ -390,6 +404,7 @@ impl GatewayProc {
             .envs(child_env())
             .env_remove("HSM_CUSTODY_PIN")
             .env_remove("HSM_CUSTODY_CONFIG")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -407,10 +422,15 @@ impl GatewayProc {
                 break;
             }
         }
+        let log = Arc::new(Mutex::new(String::new()));
+        let kept = Arc::clone(&log);
         std::thread::spawn(move || {
-            let mut rest = String::new();
-            let _ = err.read_to_string(&mut rest);
-            eprint!("{rest}");
+            for line in err.lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                let mut all = kept.lock().unwrap();
+                all.push_str(&line);
+                all.push('\n');
+            }
         });
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         GatewayProc {
@@ -419,6 +439,7 @@ impl GatewayProc {
             addr,
             config,
             audit,
+            log,
             _dir: dir,
         }
     }
@@ -887,6 +908,136 @@ fn gateway_resigns_binance_and_refuses_what_it_must() {
         "{}",
         String::from_utf8_lossy(&verify.stderr)
     );
+}
+
+/// Each request through the gateway is one JSON line on its stderr (RUST_LOG,
+/// HSM_CUSTODY_LOG_FORMAT=json): uid, pid, key, exchange, method, endpoint, decision (and kind
+/// when refused), status, latency; never the secret, the PIN, a signature or the query.
+#[test]
+fn gateway_logs_one_json_line_per_request_and_no_secret() {
+    let t = fresh_token("gw-log");
+    import(&t, "bn", "binance", BN_API_KEY, "", BN_SECRET);
+    import(&t, "nobody-bn", "binance", BN_API_KEY, "", BN_SECRET);
+    let standin = StandIn::start(
+        BTreeMap::from([
+            ("api.binance.com".to_owned(), binance_host()),
+            ("api1.binance.com".to_owned(), binance_host()),
+        ]),
+        Fault::Echo,
+    );
+    let routes = [
+        (
+            "api.binance.com".to_owned(),
+            "binance".to_owned(),
+            "bn".to_owned(),
+            standin.addr,
+        ),
+        (
+            "api1.binance.com".to_owned(),
+            "binance".to_owned(),
+            "nobody-bn".to_owned(),
+            standin.addr,
+        ),
+    ];
+    let mut gw = GatewayProc::start_env(
+        &t,
+        &routes,
+        &[standin.ca_pem.as_path()],
+        "",
+        "[keys.bn]\nexchange = 'binance'\n[keys.nobody-bn]\nexchange = 'binance'\n",
+        &[
+            ("RUST_LOG", "warn,hsm_custody::gateway::request=info"),
+            ("HSM_CUSTODY_LOG_FORMAT", "json"),
+        ],
+    );
+    let key = [("X-MBX-APIKEY", BN_API_KEY)];
+    let query = bot_query("omitZeroBalances=true&");
+    let (status, body) = http(
+        gw.addr,
+        "GET",
+        &format!("/api.binance.com/api/v3/account?{query}"),
+        &key,
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    let sent = echo(&body)["query"].as_str().unwrap().to_owned();
+    let resigned = sent.rsplit_once("&signature=").unwrap().1.to_owned();
+    // `nobody-bn` is uid 65534's only; then the withdrawal guard.
+    let (status, _) = http(
+        gw.addr,
+        "GET",
+        &format!("/api1.binance.com/api/v3/account?{}", bot_query("")),
+        &key,
+        "",
+    );
+    assert_eq!(status, 403);
+    let withdrawal = bot_query("coin=BTC&address=bc1qexample&amount=1&");
+    let (status, _) = http(
+        gw.addr,
+        "POST",
+        "/api.binance.com/sapi/v1/capital/withdraw/apply",
+        &key,
+        &withdrawal,
+    );
+    assert_eq!(status, 403);
+    gw.stop();
+    // The reader thread takes the last lines once the pipe closes.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let lines = loop {
+        let log = gw.log.lock().unwrap().clone();
+        let lines: Vec<serde_json::Value> = log
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .filter(|v: &serde_json::Value| v["target"] == "hsm_custody::gateway::request")
+            .collect();
+        if lines.len() >= 3 || std::time::Instant::now() > deadline {
+            break lines;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let log = gw.log.lock().unwrap().clone();
+    assert_eq!(lines.len(), 3, "one line per request:\n{log}");
+    let me = rustix::process::geteuid().as_raw();
+    for line in &lines {
+        assert_eq!(line["uid"], me, "{line}");
+        assert_eq!(line["pid"], std::process::id(), "{line}");
+        assert_eq!(line["exchange"], "binance", "{line}");
+        assert_eq!(line["signed"], true, "{line}");
+        assert_eq!(line["message"], "request", "{line}");
+        assert!(line["latency_us"].as_u64().is_some(), "{line}");
+    }
+    let (ok, forbidden, denied) = (&lines[0], &lines[1], &lines[2]);
+    assert_eq!(ok["key"], "bn", "{ok}");
+    assert_eq!(ok["method"], "GET", "{ok}");
+    assert_eq!(ok["endpoint"], "/api/v3/account", "{ok}");
+    assert_eq!(ok["decision"], "allowed", "{ok}");
+    assert_eq!(ok["status"], 200, "{ok}");
+    assert!(ok.get("kind").is_none(), "{ok}");
+    assert_eq!(forbidden["key"], "nobody-bn", "{forbidden}");
+    assert_eq!(forbidden["decision"], "refused", "{forbidden}");
+    assert_eq!(forbidden["kind"], "forbidden", "{forbidden}");
+    assert_eq!(forbidden["status"], 403, "{forbidden}");
+    assert_eq!(denied["method"], "POST", "{denied}");
+    assert_eq!(
+        denied["endpoint"], "/sapi/v1/capital/withdraw/apply",
+        "{denied}"
+    );
+    assert_eq!(denied["decision"], "refused", "{denied}");
+    assert_eq!(denied["kind"], "policy_denied", "{denied}");
+    for secret in [
+        BN_SECRET.to_owned(),
+        t.user_pin_text(),
+        resigned,
+        "ab".repeat(32),
+        "omitZeroBalances".to_owned(),
+        "bc1qexample".to_owned(),
+    ] {
+        assert!(
+            !log.contains(&secret),
+            "`{secret}` in the gateway's log:\n{log}"
+        );
+    }
 }
 
 /// A gateway on a fresh token with one key `key` for a Binance stand-in that echoes: the

@@ -8,7 +8,8 @@ use tokio::net::UnixStream;
 use tokio::sync::watch;
 
 use super::conns::Ticket;
-use super::ops::{error_reply, handle};
+use super::log::handled;
+use super::ops::error_reply;
 use super::Peer;
 use crate::agent::protocol::{encode_frame, kind};
 
@@ -95,7 +96,7 @@ pub(super) async fn serve_connection(
                 return;
             }
         };
-        let reply = handle(&shared, &peer, &message).await;
+        let reply = handled(&shared, &peer, &message).await;
         if stream.write_all(&encode_frame(&reply)).await.is_err() {
             return;
         }

@@ -3,10 +3,11 @@
 //!
 //! One file per part: `socket` (creating it, refusing on it), `conns` (admission and the
 //! connection table), `connection` (one connection's frames), `ops` (what a frame asks
-//! for, and the replies).
+//! for, and the replies), `log` (each request's one log line).
 
 mod connection;
 mod conns;
+mod log;
 mod ops;
 pub(crate) mod peer;
 mod socket;

@@ -75,7 +75,6 @@ fn admit(
 ) -> std::result::Result<(), Value> {
     if let Err(not_until) = shared.limiter.check_key(&(peer.uid, peer.pid)) {
         let wait = not_until.wait_time_from(shared.limiter.clock().now());
-        tracing::info!(uid = peer.uid, pid = peer.pid, "client over its rate");
         let ms = wait.as_millis().max(1);
         let mut err = refusal(
             ErrorKind::RateLimited.wire_name(),
@@ -92,13 +91,6 @@ fn admit(
         .get(key)
         .is_some_and(|a| a.allows_groups(peer.uid, peer.gids(), exchange));
     if !allowed {
-        tracing::warn!(
-            uid = peer.uid,
-            pid = peer.pid,
-            key,
-            exchange,
-            "refused: peer not allowed"
-        );
         return Err(refusal(
             kind::FORBIDDEN,
             &format!(
@@ -148,7 +140,6 @@ async fn mac(shared: &Shared, peer: &Peer, message: &Value) -> std::result::Resu
         }
     };
     admit(shared, peer, &key, "raw")?;
-    let label_for_log = label.clone();
     let client = peer.audit_name();
     let result = shared
         .custody
@@ -157,43 +148,12 @@ async fn mac(shared: &Shared, peer: &Peer, message: &Value) -> std::result::Resu
             c.key(&key)?.hmac_for(alg, &data, &context)
         })
         .await;
-    answer(
-        peer,
-        "mac",
-        &label_for_log,
-        result,
-        |mac| json!({ "mac": mac.to_hex() }),
-    )
+    answer(result, |mac| json!({ "mac": mac.to_hex() }))
 }
 
-/// The reply for a keyed op's outcome, logged with the peer and what it asked for (never the
-/// request body, the signature or the MAC).
-fn answer<T>(
-    peer: &Peer,
-    op: &str,
-    target: &str,
-    result: Result<T>,
-    ok: impl FnOnce(T) -> Value,
-) -> std::result::Result<Value, Value> {
-    match result {
-        Ok(value) => {
-            tracing::info!(uid = peer.uid, pid = peer.pid, op, target, "done");
-            Ok(ok(value))
-        }
-        Err(e) => {
-            let err = kind_of(&e);
-            let kind = err["kind"].as_str().unwrap_or("");
-            tracing::info!(
-                uid = peer.uid,
-                pid = peer.pid,
-                op,
-                target,
-                kind,
-                "refused or failed"
-            );
-            Err(err)
-        }
-    }
+/// The reply for a keyed op's outcome (the request's log line is `log.rs`'s).
+fn answer<T>(result: Result<T>, ok: impl FnOnce(T) -> Value) -> std::result::Result<Value, Value> {
+    result.map(ok).map_err(|e| kind_of(&e))
 }
 
 async fn sign(shared: &Shared, peer: &Peer, message: &Value) -> std::result::Result<Value, Value> {
@@ -206,11 +166,6 @@ async fn sign(shared: &Shared, peer: &Peer, message: &Value) -> std::result::Res
         }
         _ => return Err(refusal(kind::BAD_REQUEST, "sign needs a `request` object")),
     };
-    let target = format!(
-        "{} {}",
-        request.method.as_deref().unwrap_or("-"),
-        request.path.as_deref().unwrap_or("-")
-    );
     let client = peer.audit_name();
     let result = shared
         .custody
@@ -221,7 +176,7 @@ async fn sign(shared: &Shared, peer: &Peer, message: &Value) -> std::result::Res
                 .map(|signed| signed_to_json(&signed))
         })
         .await;
-    answer(peer, "sign", &target, result, |ok| ok)
+    answer(result, |ok| ok)
 }
 
 /// The protocol's `err` object for a crate error: kind ([`ErrorKind::wire_name`]), message

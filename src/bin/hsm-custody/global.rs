@@ -10,6 +10,7 @@ use hsm_custody::{Config, Custody, Error, GuardConfig, Guardrails, PinSource};
 use secrecy::SecretString;
 
 use crate::exit;
+use crate::logging::LogFormat;
 
 /// How to reach the token (flags win over the environment).
 #[derive(Args, Debug)]
@@ -42,6 +43,17 @@ pub struct Global {
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub danger_accept_non_custody_module: bool,
+    /// Log lines on stderr as text or as JSON objects, one a line (for journald); which
+    /// lines: RUST_LOG (default `info` for agent and gateway, `warn` otherwise).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "HSM_CUSTODY_LOG_FORMAT",
+        default_value_t = LogFormat::Text,
+        help_heading = "Logging (every command)"
+    )]
+    pub log_format: LogFormat,
 }
 
 impl Global {
@@ -74,7 +86,7 @@ impl Global {
             config = config.module_init_params(params.clone());
         }
         if self.danger_accept_non_custody_module {
-            // The library warns through `tracing`, which this binary does not print.
+            // Said whatever RUST_LOG filters out: the library's own warning is a log line.
             eprintln!(
                 "hsm-custody: DANGER: --danger-accept-non-custody-module is set: a module that lets \
                  non-extractable keys out will be used anyway"

@@ -79,11 +79,14 @@ pub fn parse_date(s: &str) -> Result<time::Date, String> {
         .map_err(|_| format!("`{s}` is not a date (YYYY-MM-DD)"))
 }
 
-/// A secret from the terminal without echo, or all of stdin when piped.
+/// A secret from the terminal without echo, or all of stdin when piped; surrounding whitespace
+/// (`echo`'s newline) is dropped. A line break inside it is refused unless `allow_newline`:
+/// two pasted lines would otherwise import as one secret that signs nothing right.
 ///
 /// # Errors
-/// Nothing was given (bad input, exit 2), or stdin or the terminal cannot be read.
-pub fn read_secret() -> anyhow::Result<SecretString> {
+/// Nothing was given, or a line break inside (bad input, exit 2), or stdin or the terminal
+/// cannot be read.
+pub fn read_secret(allow_newline: bool) -> anyhow::Result<SecretString> {
     let stdin = std::io::stdin();
     let text = if stdin.is_terminal() {
         Zeroizing::new(rpassword::prompt_password("API secret (not echoed): ")?)
@@ -98,6 +101,13 @@ pub fn read_secret() -> anyhow::Result<SecretString> {
     let trimmed = text.trim();
     if trimmed.is_empty() {
         return Err(exit::input("no secret given on stdin"));
+    }
+    if !allow_newline && trimmed.contains(['\n', '\r']) {
+        return Err(exit::input(
+            "the secret read from stdin has a line break inside it (more than one line \
+             pasted?); give it on one line, or pass --allow-newline if the exchange's secret \
+             really holds one",
+        ));
     }
     Ok(SecretString::from(trimmed))
 }

@@ -8,6 +8,7 @@ use hyper::body::Incoming;
 use hyper::StatusCode;
 use serde_json::json;
 
+use super::log::Seen;
 use super::reply::{connection_named, error, error_with, forward, is_hop_by_hop, Body};
 use super::target::target;
 use super::Shared;
@@ -15,10 +16,11 @@ use crate::error::Error;
 use crate::gateway::forms::{self, Http};
 use crate::gateway::peer::Peer;
 
-pub(super) async fn handle(
-    shared: &Shared,
+pub(super) async fn handle<'a>(
+    shared: &'a Shared,
     peer: Peer,
     req: hyper::Request<Incoming>,
+    seen: &mut Seen<'a>,
 ) -> hyper::Response<Body> {
     let config = &shared.config;
     if peer.uid == shared.own_uid && !config.allow_same_uid {
@@ -38,6 +40,10 @@ pub(super) async fn handle(
         Err(resp) => return *resp,
     };
     let route = target.route;
+    seen.route = Some(route);
+    if seen.on {
+        seen.endpoint = Some(target.path.clone());
+    }
     let method = req.method().clone();
     let mut headers = Vec::new();
     let named = connection_named(req.headers());
@@ -97,6 +103,7 @@ pub(super) async fn handle(
         body: body_text.clone().unwrap_or_default(),
     };
     let signed = body_text.is_some() && form.is_signed(&http);
+    seen.signed = signed;
     if !signed {
         if !route.public {
             return error(

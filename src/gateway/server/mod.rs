@@ -1,8 +1,10 @@
 //! The gateway's server: the listeners (loopback TCP, the Unix socket) and each client's peer
 //! from the kernel. The request pipeline is in `handle.rs` (with the request target in
-//! `target.rs`); the exchange's reply and the gateway's own errors in `reply.rs`.
+//! `target.rs`); the exchange's reply and the gateway's own errors in `reply.rs`; each
+//! request's one log line in `log.rs`.
 
 mod handle;
+mod log;
 mod reply;
 mod target;
 
@@ -199,7 +201,7 @@ where
     let service = hyper::service::service_fn(move |req| {
         let shared = Arc::clone(&shared);
         let peer = peer.clone();
-        async move { Ok::<_, Infallible>(handle::handle(&shared, peer, req).await) }
+        async move { Ok::<_, Infallible>(log::handled(&shared, peer, req).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())

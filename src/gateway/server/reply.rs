@@ -54,15 +54,21 @@ pub(super) fn is_hop_by_hop(name: &str, named: &[String]) -> bool {
     HOP_BY_HOP.contains(&name) || named.iter().any(|n| n == name)
 }
 
+/// The kind of a gateway error, kept with its response for the request's log line.
+#[derive(Clone, Debug)]
+pub(super) struct Refused(pub(super) String);
+
 /// A gateway error: JSON `{"error": {"kind", "message", ...}}` with a status ccxt maps sensibly.
 pub(super) fn error(status: StatusCode, kind: &str, message: &str) -> hyper::Response<Body> {
     error_with(status, json!({"kind": kind, "message": message}))
 }
 
 pub(super) fn error_with(status: StatusCode, err: serde_json::Value) -> hyper::Response<Body> {
+    let kind = Refused(err["kind"].as_str().unwrap_or("").to_owned());
     let body = json!({ "error": err, "gateway": "hsm-custody" }).to_string();
     let mut resp = hyper::Response::new(full(body));
     *resp.status_mut() = status;
+    resp.extensions_mut().insert(kind);
     resp.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

@@ -169,15 +169,22 @@ impl Lifecycle<'_> {
         let session = lease.session();
         // Adoption takes over exactly the foreign key that would block any other creation.
         let adopting = matches!(material, Material::Adopt);
-        if store::find_meta(session, &spec.name)
-            .map_err(Self::ck)?
-            .is_some()
-            || (!adopting && store::foreign_key_named(session, &spec.name).map_err(Self::ck)?)
-        {
-            return Err(Error::KeyExists {
-                name: spec.name.clone(),
-                token: self.token.label().to_owned(),
-            });
+        let exists = || Error::KeyExists {
+            name: spec.name.clone(),
+            token: self.token.label().to_owned(),
+        };
+        if let Some(found) = store::find_meta(session, &spec.name).map_err(Self::ck)? {
+            // A name whose every version was revoked (or retired) holds no key: a new secret
+            // under it is its next version (see `recreate`). Adoption and the audit key only
+            // ever make version 1 of a new name.
+            let spent = !found.meta.versions.iter().any(|v| v.state.is_usable());
+            if spent && !adopting && !audit && found.meta.purpose.is_none() {
+                return self.recreate(session, &found, spec, material);
+            }
+            return Err(exists());
+        }
+        if !adopting && store::foreign_key_named(session, &spec.name).map_err(Self::ck)? {
+            return Err(exists());
         }
         // Objects of ours under this name without metadata: an interrupted first import.
         store::reconcile(session, &spec.name).map_err(Self::ck)?;
@@ -218,6 +225,57 @@ impl Lifecycle<'_> {
         }
         self.cache.forget(self.token, &spec.name);
         tracing::info!(key = %spec.name, kind = %kind, "key created");
+        store::info(session, &meta).map_err(Self::ck)
+    }
+
+    /// A first import or generation under a name whose every version was revoked or retired:
+    /// the name's next version (numbers are never reused), active at once, with the spec's
+    /// kind, exchange, encoding, algorithms and credentials (none of the old versions' remain:
+    /// they went with their objects). The revoked versions stay in the name's history, so
+    /// `key versions` and the audit log's signatures by version stay readable. Committed as
+    /// any change: the new objects first, then the metadata.
+    fn recreate(
+        &self,
+        session: &Session,
+        found: &store::Found,
+        spec: &KeySpec,
+        material: Material,
+    ) -> Result<KeyInfo> {
+        let name = &spec.name;
+        let kind = material.kind();
+        store::reconcile(session, name).map_err(Self::ck)?;
+        let version = found.meta.next_version();
+        let mut meta = found.meta.clone();
+        meta.revision += 1;
+        meta.kind = kind;
+        meta.exchange = spec.exchange.clone();
+        meta.encoding = spec.encoding;
+        meta.algorithms = if kind == KeyKind::Hmac {
+            spec.algorithms.clone()
+        } else {
+            Vec::new()
+        };
+        meta.seals.clear();
+        meta.credentials.clear();
+        let credentials = spec.credentials();
+        if !credentials.is_empty() {
+            meta.credentials.insert(version, credentials);
+        }
+        let mut step = self.faults.steps();
+        let (record, seal) =
+            self.make_version(session, &meta, version, spec, material, &mut step)?;
+        meta.seals.extend(seal.map(|blob| (version, blob)));
+        meta.versions.push(VersionInfo {
+            state: VersionState::Active,
+            ..record
+        });
+        store::update_meta(session, found, &meta, &mut step).inspect_err(|e| {
+            if !matches!(e, Error::InjectedFault { .. }) {
+                let _ = store::reconcile(session, name);
+            }
+        })?;
+        self.cache.forget(self.token, name);
+        tracing::info!(key = %name, kind = %kind, version, "key re-created under a revoked name");
         store::info(session, &meta).map_err(Self::ck)
     }
 

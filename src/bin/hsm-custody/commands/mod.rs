@@ -46,6 +46,20 @@ pub enum Command {
     Audit(audit::AuditCommand),
 }
 
+impl Command {
+    /// A long-running server (`agent`, `gateway`), which logs each request; the other commands
+    /// print their result and only warnings besides.
+    pub fn is_server(&self) -> bool {
+        match self {
+            #[cfg(feature = "agent")]
+            Command::Agent(_) => true,
+            #[cfg(feature = "gateway")]
+            Command::Gateway(_) => true,
+            _ => false,
+        }
+    }
+}
+
 /// Runs one command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let global = &cli.global;

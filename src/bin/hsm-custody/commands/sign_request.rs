@@ -3,6 +3,7 @@
 //! The key's kind picks the scheme variant: HMAC keys sign as before; Ed25519/RSA keys sign
 //! Binance requests (base64 `signature`), RSA keys Bybit requests, and P-256/Ed25519 keys build
 //! the Coinbase Advanced Trade JWT (`coinbase-advanced`). The output contract is the same.
+//! `--version N` signs with that version of the key (a pending one to test before promoting).
 
 use std::path::PathBuf;
 
@@ -32,6 +33,12 @@ pub struct SignRequestArgs {
     /// refused (a misspelt `recvWindow` would otherwise be dropped without a word).
     #[arg(long)]
     pub request: PathBuf,
+    /// Sign with this version of the key instead of the active one: a pending version, to test
+    /// it against the exchange before `key rotate promote` (with the API key recorded with
+    /// it), or a previous one during the overlap. Policy and audit apply as to any request; a
+    /// revoked, retired or missing version is an error.
+    #[arg(long)]
+    pub version: Option<u32>,
 }
 
 /// The fields a request description may hold (those `Request::from_json` reads).
@@ -79,7 +86,10 @@ pub fn run(global: &Global, args: SignRequestArgs) -> anyhow::Result<()> {
     let custody = global.connect()?;
     // The request is validated against the exchange's grammar and the inputs the crate owns
     // (`[signing]` limits), and the withdrawal guard applies even with no configuration.
-    let signer = custody.exchange_signer_for(&args.key, &args.exchange)?;
+    let signer = match args.version {
+        Some(n) => custody.exchange_signer_for_version(&args.key, &args.exchange, n)?,
+        None => custody.exchange_signer_for(&args.key, &args.exchange)?,
+    };
     let signed = signer.sign(&request)?;
     println!("{}", signed.to_json());
     Ok(())

@@ -39,10 +39,12 @@ pub fn run(global: &Global, args: GenerateArgs) -> anyhow::Result<()> {
         .key(&info.name)?
         .public_key_pem()
         .context("reading the new public key")?;
+    let reused = super::reused_name(&info);
     eprintln!(
-        "generated {kind} key `{}` v1 in token `{}` (private key sensitive, non-extractable)",
+        "generated {kind} key `{}`{} in token `{}`{reused} (private key sensitive, non-extractable)",
         info.name,
-        custody.token_label()
+        if reused.is_empty() { " v1" } else { "" },
+        custody.token_label(),
     );
     print!("{pem}");
     Ok(())

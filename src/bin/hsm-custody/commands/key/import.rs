@@ -3,14 +3,15 @@
 use clap::Args;
 use hsm_custody::SecretEncoding;
 
-use super::{hmac_spec, yes_no};
+use super::{hmac_spec, reused_name, yes_no};
 use crate::global::Global;
 use crate::input::{read_secret, CredentialArgs, ValidityArgs};
 use crate::values::{Encoding, ImportKind};
 
 #[derive(Args, Debug)]
 pub struct ImportArgs {
-    /// Name of the new key (never overwrites an existing one).
+    /// Name of the new key (never overwrites a usable one; under a name whose versions were
+    /// all revoked, the import is its next version, active at once).
     #[arg(long)]
     pub name: String,
     /// Exchange the key is for (binance, kraken, okx ...): binds the key and picks the encoding.
@@ -27,6 +28,9 @@ pub struct ImportArgs {
     pub validity: ValidityArgs,
     #[command(flatten)]
     pub credentials: CredentialArgs,
+    /// Accept a secret with a line break inside it (refused by default: two pasted lines).
+    #[arg(long)]
+    pub allow_newline: bool,
 }
 
 pub fn run(global: &Global, args: ImportArgs) -> anyhow::Result<()> {
@@ -43,16 +47,17 @@ pub fn run(global: &Global, args: ImportArgs) -> anyhow::Result<()> {
     let spec = args
         .credentials
         .apply(spec.encoding(encoding.unwrap_or_default()))?;
-    let secret = read_secret()?;
+    let secret = read_secret(args.allow_newline)?;
     let custody = global.connect()?;
     let info = match args.kind {
         ImportKind::Ed25519 => custody.import_ed25519_key(spec, secret)?,
         ImportKind::Hmac => custody.import_hmac_secret(spec, secret)?,
     };
     println!(
-        "imported `{}` into token `{}` (exchange: {}, encoding: {}, sensitive: {}, extractable: {})",
+        "imported `{}` into token `{}`{} (exchange: {}, encoding: {}, sensitive: {}, extractable: {})",
         info.name,
         custody.token_label(),
+        reused_name(&info),
         info.exchange.as_deref().unwrap_or("-"),
         info.encoding.map(|e| e.name()).unwrap_or("-"),
         yes_no(info.flags.sensitive),

@@ -79,8 +79,9 @@ fn notes(k: &KeyInfo, now: time::OffsetDateTime, max_age: i64) -> String {
     let usable = k.versions.iter().any(|v| v.state.is_usable());
     if k.managed && !usable && !revoked.is_empty() {
         notes.push(format!(
-            "REVOKED: cannot sign (revoked {}); a new version: `hsm-custody key rotate begin --name {}`, then promote",
+            "REVOKED: cannot sign (revoked {}); a new secret under this name: `hsm-custody key import --name {}` (or `key rotate begin --name {}`, then promote)",
             super::version_list(&revoked),
+            k.name,
             k.name
         ));
     } else {

@@ -60,6 +60,24 @@ fn version_list(versions: &[u32]) -> String {
         .join(", ")
 }
 
+/// What a new key's message says of its version: nothing for v1; for the next version of a
+/// name whose versions were all revoked, which one and which went before.
+fn reused_name(info: &hsm_custody::KeyInfo) -> String {
+    let Some(v) = info.active_version.filter(|v| *v > 1) else {
+        return String::new();
+    };
+    let gone: Vec<u32> = info
+        .versions
+        .iter()
+        .filter(|x| x.version != v)
+        .map(|x| x.version)
+        .collect();
+    format!(
+        " as v{v}, a new version of a name whose earlier versions ({}) were revoked or retired",
+        version_list(&gone)
+    )
+}
+
 /// A key flag as the listings print it.
 fn yes_no(f: Option<bool>) -> &'static str {
     match f {

@@ -32,6 +32,9 @@ pub struct BeginArgs {
     /// New exchange credentials for the new version (default: the active version's).
     #[command(flatten)]
     pub credentials: CredentialArgs,
+    /// Accept a secret with a line break inside it (refused by default: two pasted lines).
+    #[arg(long)]
+    pub allow_newline: bool,
 }
 
 #[derive(Args, Debug)]
@@ -101,7 +104,7 @@ fn begin(global: &Global, args: BeginArgs) -> anyhow::Result<()> {
         );
     };
     let new = if kind == KeyKind::Hmac {
-        NewVersion::Hmac(read_secret()?)
+        NewVersion::Hmac(read_secret(args.allow_newline)?)
     } else {
         NewVersion::Generate
     };
