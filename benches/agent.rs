@@ -2,7 +2,11 @@
 //! API, the async facade and the agent (Unix socket round trip), in one process, on one fresh
 //! SoftHSM2 token.
 //!
-//! `cargo bench --bench agent` (about 20 s) or `cargo bench --bench agent -- --quick`.
+//! `cargo bench --bench agent` (5 rounds, about 1 min) or `cargo bench --bench agent -- --quick`
+//! (3 rounds); `--rounds N`. Every path signs through the guard rails (policy, rate limit,
+//! audit log with `fsync = "batch"`), the in-process sync call being the baseline of issue 29's
+//! goals; figures are medians over the rounds with their range, paired per round. Run it under
+//! `taskset -c 0` too: on a VM, a wake-up across cores costs more than the agent's own work.
 //! It makes its own token directory in a temp dir (`SOFTHSM2_CONF` is set before the module
 //! loads); module from `HSM_CUSTODY_BENCH_MODULE` (default Debian's SoftHSM2).
 //!
@@ -22,7 +26,7 @@ use std::time::{Duration, Instant};
 use hsm_custody::agent::{Agent, AgentClient, AgentConfig, KeyAccess};
 use hsm_custody::asynch::AsyncCustody;
 use hsm_custody::exchanges::Request;
-use hsm_custody::{exchanges, Config, Custody, KeySpec, SecretString};
+use hsm_custody::{exchanges, Config, Custody, GuardConfig, Guardrails, KeySpec, SecretString};
 
 use common::BenchEnv;
 
@@ -89,9 +93,23 @@ fn throughput_threads<W: FnMut()>(
     count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Median and range of a figure over the rounds.
+fn spread(values: &[f64]) -> (f64, f64, f64) {
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    (v[v.len() / 2], v[0], v[v.len() - 1])
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let quick = std::env::args().any(|a| a == "--quick");
-    let (n, secs) = if quick { (300, 0.5) } else { (3000, 3.0) };
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let rounds: usize = args
+        .iter()
+        .position(|a| a == "--rounds")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(if quick { 3 } else { 5 });
+    let (n, secs) = if quick { (1000, 0.5) } else { (3000, 2.0) };
     // Sets SOFTHSM2_CONF before the module is first loaded (single-threaded here).
     let env = BenchEnv::new();
     let module = env.module.clone();
@@ -114,109 +132,175 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .algorithms(profile.algorithms),
         SecretString::from(SECRET),
     )?;
+    // The guard rails as deployed (issue 29 compares the agent with the in-process *guarded*
+    // call): a policy that allows the order endpoint with a rate limit high enough never to
+    // refuse, and the MAC-chained audit log with fsync = "batch".
+    let audit = env.dir.path().join("audit.jsonl");
+    let toml = format!(
+        "[audit]\npath = '{}'\nfsync = 'batch'\n[keys.bn]\nexchange = 'binance'\n\
+         allow = ['POST /api/v3/order']\nrate_per_second = 100000000\nburst = 100000000\n",
+        audit.display()
+    );
+    let guard = GuardConfig::from_toml_str(&toml)?.ok_or("guard config")?;
+    let guardrails = Guardrails::install(&custody, guard)?;
     let capacity = custody.stats().capacity;
 
+    // For the async facade.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-
-    // Sync.
     let sync = custody.exchange_signer_for("bn", "binance")?;
-    let req = request();
-    let sync_lat = latency(n, || {
-        sync.sign(&req).expect("sync sign");
-    });
-    let s = sync.clone();
-    let sync_tp = throughput_threads(secs, move || {
-        let s = s.clone();
-        move || {
-            s.sign(&request()).expect("sync sign");
-        }
-    });
-
-    // Async facade.
     let asynch = AsyncCustody::new(custody.clone());
     let signer = rt.block_on(asynch.exchange_signer_for("bn", "binance"))?;
-    let async_lat = latency(n, || {
-        rt.block_on(signer.sign(&req)).expect("async sign");
-    });
-    let async_tp = rt.block_on(async {
-        let stop = Arc::new(AtomicBool::new(false));
-        let count = Arc::new(AtomicU64::new(0));
-        let mut set = tokio::task::JoinSet::new();
-        for _ in 0..CALLERS {
-            let (signer, stop, count) = (signer.clone(), stop.clone(), count.clone());
-            set.spawn(async move {
-                let req = request();
-                while !stop.load(Ordering::Relaxed) {
-                    signer.sign(&req).await.expect("async sign");
-                    count.fetch_add(1, Ordering::Relaxed);
-                }
-            });
-        }
-        let started = Instant::now();
-        tokio::time::sleep(Duration::from_secs_f64(secs)).await;
-        stop.store(true, Ordering::Relaxed);
-        while set.join_next().await.is_some() {}
-        count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
-    });
 
-    // Agent round trip.
+    // The agent, in this process, twice: on a 2-worker runtime (as `hsm-custody agent` runs it)
+    // and on a single-threaded one (`[agent] threads = 1`), each on its own thread and socket.
     use std::os::unix::fs::MetadataExt as _;
     let uid = std::fs::metadata(env.dir.path())?.uid();
-    let socket = env.dir.path().join("run").join("agent.sock");
-    let config = AgentConfig::new(&socket)
-        // Bench setup: the callers are this process's own uid.
-        .allow_same_uid(true)
-        .rate(1_000_000, 1_000_000)
-        .allow("bn", KeyAccess::uids([uid]));
-    let agent = rt.block_on(Agent::bind(custody.clone(), config))?;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = rt.spawn(agent.serve(async {
-        let _ = stop_rx.await;
-    }));
-    let mut client = AgentClient::connect(&socket)?;
-    let agent_lat = latency(n, || {
-        client.sign("bn", "binance", &req).expect("agent sign");
-    });
-    let path = socket.clone();
-    let agent_tp = throughput_threads(secs, move || {
-        let mut c = AgentClient::connect(&path).expect("agent connect");
-        let req = request();
-        move || {
-            c.sign("bn", "binance", &req).expect("agent sign");
+    let mut stops = Vec::new();
+    let mut servers = Vec::new();
+    let mut sockets = Vec::new();
+    for (i, threads) in [2usize, 1].into_iter().enumerate() {
+        let socket = env.dir.path().join(format!("run{i}")).join("agent.sock");
+        let config = AgentConfig::new(&socket)
+            // Bench setup: the callers are this process's own uid.
+            .allow_same_uid(true)
+            .rate(1_000_000, 1_000_000)
+            .allow("bn", KeyAccess::uids([uid]));
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let custody = custody.clone();
+        servers.push(std::thread::spawn(move || -> Result<(), String> {
+            let rt = hsm_custody::agent::runtime(threads).map_err(|e| e.to_string())?;
+            rt.block_on(async {
+                let agent = Agent::bind(custody, config)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let _ = ready_tx.send(());
+                agent
+                    .serve(async {
+                        let _ = stop_rx.await;
+                    })
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })
+        }));
+        ready_rx.recv()?;
+        stops.push(stop_tx);
+        sockets.push(socket);
+    }
+    let mut client = AgentClient::connect(&sockets[0])?;
+    let mut client1 = AgentClient::connect(&sockets[1])?;
+
+    let names = [
+        "sync `ExchangeSigner::sign`, guarded",
+        "async `AsyncExchangeSigner::sign`, guarded",
+        "agent round trip (`AgentClient::sign`), guarded, 2 worker threads",
+        "agent round trip (`AgentClient::sign`), guarded, 1 thread",
+    ];
+    let mut lat: [Vec<Latency>; 4] = Default::default();
+    let mut tp: [Vec<f64>; 4] = Default::default();
+    let req = request();
+    for round in 0..rounds {
+        eprintln!("round {}/{rounds}", round + 1);
+        // Latency: the three paths one after the other, in each round.
+        lat[0].push(latency(n, || {
+            sync.sign(&req).expect("sync sign");
+        }));
+        lat[1].push(latency(n, || {
+            rt.block_on(signer.sign(&req)).expect("async sign");
+        }));
+        lat[2].push(latency(n, || {
+            client.sign("bn", "binance", &req).expect("agent sign");
+        }));
+        lat[3].push(latency(n, || {
+            client1.sign("bn", "binance", &req).expect("agent sign");
+        }));
+        // Throughput, 8 callers.
+        let s = sync.clone();
+        tp[0].push(throughput_threads(secs, move || {
+            let s = s.clone();
+            move || {
+                s.sign(&request()).expect("sync sign");
+            }
+        }));
+        tp[1].push(rt.block_on(async {
+            let stop = Arc::new(AtomicBool::new(false));
+            let count = Arc::new(AtomicU64::new(0));
+            let mut set = tokio::task::JoinSet::new();
+            for _ in 0..CALLERS {
+                let (signer, stop, count) = (signer.clone(), stop.clone(), count.clone());
+                set.spawn(async move {
+                    let req = request();
+                    while !stop.load(Ordering::Relaxed) {
+                        signer.sign(&req).await.expect("async sign");
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+            }
+            let started = Instant::now();
+            tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+            stop.store(true, Ordering::Relaxed);
+            while set.join_next().await.is_some() {}
+            count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+        }));
+        for (i, socket) in sockets.iter().enumerate() {
+            let path = socket.clone();
+            tp[2 + i].push(throughput_threads(secs, move || {
+                let mut c = AgentClient::connect(&path).expect("agent connect");
+                let req = request();
+                move || {
+                    c.sign("bn", "binance", &req).expect("agent sign");
+                }
+            }));
         }
-    });
-    let _ = stop_tx.send(());
-    rt.block_on(server)??;
+    }
+    for stop in stops {
+        let _ = stop.send(());
+    }
+    for server in servers {
+        server.join().map_err(|_| "agent thread panicked")??;
+    }
+    guardrails.sync()?;
 
     println!(
-        "Binance POST /api/v3/order, SoftHSM2, pool capacity {capacity}, {} cores, {n} sequential \
-         calls per latency row, {CALLERS} callers for {secs} s per throughput row\n",
+        "Binance POST /api/v3/order, SoftHSM2, guard rails (policy, rate limit, audit log with \
+         fsync = \"batch\"), pool capacity {capacity}, {} cores, {rounds} rounds of {n} \
+         sequential calls per latency cell and {CALLERS} callers for {secs} s per throughput \
+         cell; median of the rounds [min–max]\n",
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(0)
     );
     println!(
-        "| path | median µs | p99 µs | overhead vs sync (median) | signs/s, {CALLERS} callers |"
+        "| path | median µs | p99 µs | added vs sync (median) | signs/s, {CALLERS} callers | vs sync throughput |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: |");
-    for (name, lat, tp) in [
-        ("sync `ExchangeSigner::sign`", &sync_lat, sync_tp),
-        ("async `AsyncExchangeSigner::sign`", &async_lat, async_tp),
-        (
-            "agent round trip (`AgentClient::sign`)",
-            &agent_lat,
-            agent_tp,
-        ),
-    ] {
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    let sync_median: Vec<f64> = lat[0].iter().map(|l| l.median_us).collect();
+    let sync_tp = tp[0].clone();
+    for i in 0..4 {
+        let median: Vec<f64> = lat[i].iter().map(|l| l.median_us).collect();
+        let p99: Vec<f64> = lat[i].iter().map(|l| l.p99_us).collect();
+        // Paired per round: this path's figure against the sync path's of the same round.
+        let added: Vec<f64> = median
+            .iter()
+            .zip(&sync_median)
+            .map(|(a, b)| a - b)
+            .collect();
+        let ratio: Vec<f64> = tp[i].iter().zip(&sync_tp).map(|(a, b)| a / b).collect();
+        let (m, m0, m1) = spread(&median);
+        let (p, p0, p1) = spread(&p99);
+        let (a, a0, a1) = spread(&added);
+        let (t, t0, t1) = spread(&tp[i]);
+        let (r, r0, r1) = spread(&ratio);
         println!(
-            "| {name} | {:.1} | {:.1} | {:+.1} µs | {:.0} |",
-            lat.median_us,
-            lat.p99_us,
-            lat.median_us - sync_lat.median_us,
-            tp
+            "| {} | {m:.1} [{m0:.1}–{m1:.1}] | {p:.1} [{p0:.1}–{p1:.1}] | {a:+.1} µs [{a0:+.1}–{a1:+.1}] | {t:.0} [{t0:.0}–{t1:.0}] | {:.0} % [{:.0}–{:.0}] |",
+            names[i],
+            r * 100.0,
+            r0 * 100.0,
+            r1 * 100.0
         );
     }
     Ok(())

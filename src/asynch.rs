@@ -114,6 +114,27 @@ impl AsyncCustody {
         .await
     }
 
+    /// Runs `f` with the [`Custody`] on the calling worker thread once a slot is free, telling
+    /// a multi-threaded runtime that the thread blocks (`block_in_place`: its other tasks move
+    /// to another worker), on a current-thread runtime the blocking pool as [`AsyncCustody::run`].
+    /// For short token calls (a software token's microseconds) this saves the two thread hops
+    /// of the blocking pool; the agent uses it.
+    ///
+    /// # Errors
+    /// As [`AsyncCustody::run`].
+    pub async fn run_here<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(&Custody) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        let _permit = self.permit().await?;
+        if Handle::current().runtime_flavor() != RuntimeFlavor::MultiThread {
+            return f(&self.custody);
+        }
+        tokio::task::block_in_place(|| f(&self.custody))
+    }
+
     /// [`Custody::sign_hmac`] without blocking the runtime.
     ///
     /// # Errors

@@ -14,6 +14,8 @@
 //! idle_timeout_ms = 300000                  # an idle connection is closed after this
 //! drain_timeout_ms = 10000                  # graceful shutdown waits this long for in-flight work
 //! # socket_group = 1001                     # optional: socket 0660 and directory 0750, this group
+//! threads = 1                               # threads serving the clients; more for a token that
+//!                                           # signs slowly and in parallel (a network HSM)
 //!
 //! [agent.keys.binance-main]                 # a key not listed here is refused to every client
 //! uids = [1000]                             # peer uids allowed (SO_PEERCRED)
@@ -45,6 +47,7 @@ pub struct AgentConfig {
     pub(crate) idle_timeout: Duration,
     pub(crate) drain_timeout: Duration,
     pub(crate) socket_group: Option<u32>,
+    pub(crate) threads: usize,
     pub(crate) keys: BTreeMap<String, KeyAccess>,
 }
 
@@ -93,6 +96,7 @@ impl AgentConfig {
             frame_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
             drain_timeout: Duration::from_secs(10),
+            threads: 1,
             socket_group: None,
             keys: BTreeMap::new(),
         }
@@ -162,6 +166,21 @@ impl AgentConfig {
         self
     }
 
+    /// Threads serving the clients (`hsm-custody agent` starts its runtime with
+    /// [`crate::agent::runtime`] and this). Default 1: each request is read, judged, signed
+    /// and answered on one thread, with no hand-over between threads (on a software token or
+    /// a TPM, which sign one at a time, this is the fastest). Raise it for a token that signs
+    /// slowly and in parallel, such as a network HSM.
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
+        self
+    }
+
+    /// The number of threads set by [`AgentConfig::threads`].
+    pub fn thread_count(&self) -> usize {
+        self.threads
+    }
+
     /// How long graceful shutdown waits for in-flight requests. Default 10 s.
     pub fn drain_timeout(mut self, timeout: Duration) -> Self {
         self.drain_timeout = timeout;
@@ -220,6 +239,9 @@ impl AgentConfig {
             config.drain_timeout = ms(t);
         }
         config.socket_group = section.socket_group;
+        if let Some(t) = section.threads {
+            config.threads = t.max(1);
+        }
         config.keys = section.keys.clone();
         config
     }

@@ -26,4 +26,4 @@ pub use client::{AgentClient, AgentKey};
 pub use config::{refuse_env_pin, AgentConfig, KeyAccess};
 pub use protocol::{wire_kinds, DEFAULT_MAX_FRAME, VERSION};
 #[cfg(feature = "agent")]
-pub use server::{shutdown_signal, Agent, ServeReport};
+pub use server::{runtime, shutdown_signal, Agent, ServeReport};

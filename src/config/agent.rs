@@ -20,6 +20,7 @@ use serde::Deserialize;
 /// frame_timeout_ms = 10000
 /// idle_timeout_ms = 300000
 /// drain_timeout_ms = 10000
+/// threads = 1
 /// socket_group = 1001
 ///
 /// [agent.keys.binance-main]
@@ -53,6 +54,8 @@ pub struct AgentSection {
     pub drain_timeout_ms: Option<u64>,
     /// Socket 0660 and directory 0750, of this group.
     pub socket_group: Option<u32>,
+    /// Threads serving the clients (default 1).
+    pub threads: Option<usize>,
     /// Who may use each key; a key not listed is refused to every client.
     #[serde(default)]
     pub keys: BTreeMap<String, KeyAccess>,
@@ -73,6 +76,7 @@ impl AgentSection {
             idle_timeout_ms: None,
             drain_timeout_ms: None,
             socket_group: None,
+            threads: None,
             keys: BTreeMap::new(),
         }
     }

@@ -148,6 +148,11 @@ impl Request {
     pub fn from_json(text: &str) -> Result<Request> {
         let value: serde_json::Value = serde_json::from_str(text)
             .map_err(|e| Error::invalid(format!("request is not JSON (line {})", e.line())))?;
+        Request::from_json_value(&value)
+    }
+
+    /// [`Request::from_json`] of a parsed value (the agent's frames are parsed once).
+    pub(crate) fn from_json_value(value: &serde_json::Value) -> Result<Request> {
         let serde_json::Value::Object(map) = value else {
             return Err(Error::invalid("request must be a JSON object"));
         };

@@ -238,3 +238,46 @@ async fn async_errors_and_guard_refusals_are_the_sync_ones() {
     let keys = custody.run(|c| c.list_keys()).await.unwrap();
     assert!(keys.iter().any(|k| k.name == "bn"));
 }
+
+/// `run_here` (the agent's path: the token call on the worker that read the request) gives the
+/// token's answer on both kinds of runtime, keeps the pool's bound on a multi-threaded one
+/// (the other tasks of a blocked worker still run: a timer fires meanwhile), and runs on the
+/// calling thread of a single-threaded one.
+#[test]
+fn run_here_signs_on_the_calling_worker_of_either_runtime() {
+    let t = fresh_token("run-here");
+    let c = t.connect();
+    import_for(&c, "bn", "binance", SECRET);
+    let want = software_hmac(HmacAlg::HmacSha256, SECRET.as_bytes(), b"here");
+    for threads in [1usize, 2] {
+        let rt = hsm_custody::agent::runtime(threads).unwrap();
+        let asynch = AsyncCustody::new(c.clone());
+        let caller = std::thread::current().id();
+        let (mac, ran_on) = rt.block_on(async {
+            let ticks = tokio::spawn(async {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Instant::now()
+            });
+            let out = asynch
+                .run_here(move |c| {
+                    std::thread::sleep(Duration::from_millis(60));
+                    let mac = c.sign_hmac("bn", HmacAlg::HmacSha256, b"here")?;
+                    Ok((mac, std::thread::current().id(), Instant::now()))
+                })
+                .await
+                .unwrap();
+            let ticked = ticks.await.unwrap();
+            if threads > 1 {
+                assert!(ticked < out.2, "a blocked worker held up the other tasks");
+            }
+            (out.0, out.1)
+        });
+        assert_eq!(mac.as_bytes(), want.as_slice(), "{threads} thread(s)");
+        if threads == 1 {
+            assert_eq!(
+                ran_on, caller,
+                "a single-threaded runtime signs on its thread"
+            );
+        }
+    }
+}

@@ -31,6 +31,28 @@ use conns::{admit_connection, Conns};
 use peer::Peer;
 use socket::{bind_socket, refuse};
 
+/// The runtime `hsm-custody agent` serves on: `threads` worker threads (at least 1); one
+/// thread gives a single-threaded runtime, on which each connection signs in turn on that
+/// thread. Token calls run on the worker that reads the request (see
+/// [`crate::asynch::AsyncCustody::run_here`]).
+///
+/// # Errors
+/// [`Error::Io`]-like failures to start the runtime's threads, as [`Error::Internal`].
+pub fn runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
+    let mut builder = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    };
+    builder
+        .thread_name("hsm-custody-agent")
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Internal(format!("cannot start the agent's runtime: {e}")))
+}
+
 /// A bound signing agent: the socket exists (mode 0600) and the login is held; call
 /// [`Agent::serve`] to answer clients.
 pub struct Agent {

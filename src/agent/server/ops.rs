@@ -143,7 +143,7 @@ async fn mac(shared: &Shared, peer: &Peer, message: &Value) -> std::result::Resu
     let client = peer.audit_name();
     let result = shared
         .custody
-        .run(move |c| {
+        .run_here(move |c| {
             let context = RequestContext::raw("RAW", &label).with_client(&client);
             c.key(&key)?.hmac_for(alg, &data, &context)
         })
@@ -161,15 +161,13 @@ async fn sign(shared: &Shared, peer: &Peer, message: &Value) -> std::result::Res
     let exchange = text_field(message, "sign", "exchange")?;
     admit(shared, peer, &key, &exchange)?;
     let request = match message.get("request") {
-        Some(v @ Value::Object(_)) => {
-            Request::from_json(&v.to_string()).map_err(|e| kind_of(&e))?
-        }
+        Some(v @ Value::Object(_)) => Request::from_json_value(v).map_err(|e| kind_of(&e))?,
         _ => return Err(refusal(kind::BAD_REQUEST, "sign needs a `request` object")),
     };
     let client = peer.audit_name();
     let result = shared
         .custody
-        .run(move |c| {
+        .run_here(move |c| {
             // Serialized here: the signed request borrows from `request`.
             c.exchange_signer_for(&key, &exchange)?
                 .sign_as(&request, &client)

@@ -42,12 +42,8 @@ pub fn run(global: &Global, args: AgentArgs) -> anyhow::Result<()> {
              signing without policy or audit"
         );
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("hsm-custody-agent")
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime =
+        hsm_custody::agent::runtime(config.thread_count()).context("starting the async runtime")?;
     let report = runtime.block_on(async {
         // Handlers first: a SIGTERM right after the socket appears must still stop cleanly.
         let shutdown = shutdown_signal()?;
