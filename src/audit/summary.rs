@@ -90,9 +90,9 @@ impl Summary {
             let entry = entry.map_err(|source| io(dir, source))?;
             let file = entry.file_name();
             let file = file.to_string_lossy();
-            let is_rotated = file.strip_prefix(&prefix).is_some_and(|seq| {
-                seq.len() == 12 && seq.bytes().all(|b| b.is_ascii_digit())
-            });
+            let is_rotated = file
+                .strip_prefix(&prefix)
+                .is_some_and(|seq| seq.len() == 12 && seq.bytes().all(|b| b.is_ascii_digit()));
             if is_rotated {
                 rotated.push(dir.join(&*file));
             }
@@ -238,9 +238,17 @@ mod tests {
         let mut r = Record::new(Event::Sign);
         r.time = time;
         r.key = Some(key.into());
-        r.decision = Some(if allow { Decision::Allow } else { Decision::Deny });
+        r.decision = Some(if allow {
+            Decision::Allow
+        } else {
+            Decision::Deny
+        });
         let json = serde_json::to_string(&r).unwrap();
-        format!("{},\"mac\":\"{}\"}}", json.trim_end_matches('}'), "00".repeat(32))
+        format!(
+            "{},\"mac\":\"{}\"}}",
+            json.trim_end_matches('}'),
+            "00".repeat(32)
+        )
     }
 
     #[test]
@@ -279,12 +287,20 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            ["audit.jsonl.000000000001", "audit.jsonl.000000000003", "audit.jsonl"]
+            [
+                "audit.jsonl.000000000001",
+                "audit.jsonl.000000000003",
+                "audit.jsonl"
+            ]
         );
         let s = Summary::of_log(&log, Some(now - Duration::hours(24))).unwrap();
         let k = &s.keys["k"];
         assert_eq!((k.signed, k.signed_since, k.denied), (4, 2, 1));
-        assert_eq!(k.per_minute.values().sum::<u64>(), 2, "per minute from the cut-off on");
+        assert_eq!(
+            k.per_minute.values().sum::<u64>(),
+            2,
+            "per minute from the cut-off on"
+        );
         assert_eq!(k.last_use, Some(now - Duration::minutes(5)));
         assert_eq!(s.keys["j"].signed_since, 0);
         assert_eq!(s.keys["j"].last_use, Some(old));

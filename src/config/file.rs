@@ -9,8 +9,8 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::{
-    AgentSection, AlertsSection, AuditSection, Config, GatewaySection, HygieneSection,
-    KeysSection, PinSource, PoolSection, SigningSection, MODULE_COPIES_REMOVED,
+    AgentSection, AlertsSection, AuditSection, Config, GatewaySection, HygieneSection, KeysSection,
+    PinSource, PoolSection, SigningSection, MODULE_COPIES_REMOVED,
 };
 use crate::error::{Error, Result};
 

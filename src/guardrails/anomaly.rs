@@ -417,9 +417,7 @@ impl Spike {
         }
         self.minute.store(new, Ordering::Release);
         for rate in keys.values() {
-            let from = new
-                .saturating_sub(TRAILING_MINUTES)
-                .max(rate.first_minute);
+            let from = new.saturating_sub(TRAILING_MINUTES).max(rate.first_minute);
             let mut counts: Vec<u64> = (from..new)
                 .map(|m| rate.buckets[slot(m)].load(Ordering::Relaxed))
                 .collect();
@@ -483,7 +481,10 @@ mod tests {
         s.count("k");
         s.tick();
         let a = rx.try_recv().expect("16 > 3 x 5");
-        assert_eq!((a.kind, a.key.as_str(), a.count), (AlertKind::TrafficSpike, "k", Some(16)));
+        assert_eq!(
+            (a.kind, a.key.as_str(), a.count),
+            (AlertKind::TrafficSpike, "k", Some(16))
+        );
         for _ in 0..50 {
             s.count("k");
         }
@@ -565,7 +566,10 @@ mod tests {
         assert!(rx.try_recv().is_err());
         a.logins_failed(None, 1);
         let alert = rx.try_recv().unwrap();
-        assert_eq!((alert.kind, alert.count), (AlertKind::FailedLogins, Some(2)));
+        assert_eq!(
+            (alert.kind, alert.count),
+            (AlertKind::FailedLogins, Some(2))
+        );
         let json = serde_json::to_value(&alert).unwrap();
         assert_eq!(json["kind"], "failed_logins");
         assert!(json["time"].as_str().unwrap().ends_with('Z'));

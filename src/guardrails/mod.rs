@@ -20,10 +20,10 @@ use crate::error::{Error, Result};
 use crate::guard::{Guard, LifecycleEvent, SignContext};
 use crate::policy::{Limiter, Policies, Refusal};
 
-pub use alert::{Alert, AlertKind};
 use alert::Sinks;
-use anomaly::Anomaly;
+pub use alert::{Alert, AlertKind};
 pub use anomaly::AlertConfig;
+use anomaly::Anomaly;
 
 /// Guard rails configuration: the `[audit]`, `[keys]` and `[alerts]` sections of the
 /// configuration file.
@@ -199,9 +199,11 @@ impl Guardrails {
     /// As [`AuditLog::open`].
     pub fn new(custody: &impl Connection, config: GuardConfig) -> Result<Arc<Guardrails>> {
         let audit_key = config.audit.key.clone();
-        let command = config.alerts.command.clone().map(|argv| {
-            command::AlertCommand::start(argv, config.alerts.command_timeout)
-        });
+        let command = config
+            .alerts
+            .command
+            .clone()
+            .map(|argv| command::AlertCommand::start(argv, config.alerts.command_timeout));
         let sinks = Arc::new(Sinks::new(command));
         let anomaly = Arc::new(Anomaly::start(&config.alerts, sinks.clone()));
         // Before the log opens: opening records the login failures other processes noted.

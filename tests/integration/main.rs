@@ -34,3 +34,4 @@ mod model;
 mod raw_pkcs11;
 mod seal;
 mod tpm;
+mod usage_alerts;
