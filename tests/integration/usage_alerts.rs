@@ -332,6 +332,10 @@ fn key_list_shows_last_use_and_the_last_24_hours() {
         .unwrap();
     // (The first of the three is the `created` line: two of the seven signatures aged.)
     assert_eq!(used["signed_24h"], 5, "{used}");
+    let table = list(&t, &["--config", cfg, "key", "list"]);
+    let row = table.lines().find(|l| l.starts_with("used ")).unwrap();
+    let words: Vec<&str> = row.split_whitespace().collect();
+    assert!(words.contains(&"5") && !words.contains(&"7"), "{table}");
 
     // No [audit]: keys listed, usage unavailable, and why.
     let table = list(&t, &["key", "list"]);
