@@ -524,6 +524,57 @@ mod tests {
         assert!(err.contains("need an [audit] section"), "{err}");
     }
 
+    #[test]
+    fn alerts_and_hygiene_are_typed_and_checked() {
+        let base = "module = '/m.so'\ntoken = 't'\n[audit]\npath = '/a'\n";
+        let c = Config::from_toml_str(&format!(
+            "{base}[alerts]\nspike_factor = 4\nfailed_logins = 0\ncommand = ['/bin/true']\n\
+             [hygiene]\nunused_after_days = 7\nrotate_after_days = 0\n"
+        ))
+        .unwrap();
+        let alerts =
+            crate::guardrails::AlertConfig::from_section(c.alerts_section().unwrap()).unwrap();
+        assert_eq!((alerts.spike_factor, alerts.failed_logins), (4, 0));
+        assert_eq!(alerts.spike_min_per_minute, 100, "a default");
+        assert_eq!(
+            alerts.command.as_deref(),
+            Some(&["/bin/true".to_owned()][..])
+        );
+        assert_eq!((c.unused_after(), c.rotation_age()), (7, 0));
+        let d = Config::from_toml_str("module = '/m.so'\ntoken = 't'\n").unwrap();
+        assert_eq!((d.unused_after(), d.rotation_age()), (30, 90));
+        let old = Config::from_toml_str("module = '/m.so'\ntoken = 't'\nrotation_age_days = 60\n");
+        assert_eq!(old.unwrap().rotation_age(), 60);
+        for (text, want) in [
+            (
+                format!("{base}[alerts]\nspike_factr = 4\n"),
+                "line 6, column 1",
+            ),
+            (
+                format!("{base}[hygiene]\nunused_days = 4\n"),
+                "(in [hygiene])",
+            ),
+            (
+                "module = '/m.so'\ntoken = 't'\n[alerts]\nfailed_logins = 2\n".into(),
+                "need an [audit] section",
+            ),
+            (
+                "module = '/m.so'\ntoken = 't'\nrotation_age_days = 60\n[hygiene]\n\
+                 rotate_after_days = 90\n"
+                    .into(),
+                "not both",
+            ),
+        ] {
+            let err = Config::from_toml_str(&text).unwrap_err().to_string();
+            assert!(err.contains(want), "{text}: {err}");
+        }
+        for bad in ["command = []", "command = ['']", "window_seconds = 0"] {
+            let c = Config::from_toml_str(&format!("{base}[alerts]\n{bad}\n")).unwrap();
+            let err = crate::GuardConfig::from_config(&c).unwrap_err().to_string();
+            assert!(err.contains("[alerts]"), "{bad}: {err}");
+        }
+    }
+
     /// Every configuration the repository documents or ships still reads, every table of it.
     #[test]
     fn documented_and_shipped_configurations_read() {
@@ -573,6 +624,10 @@ mod tests {
             }
             if let Some(keys) = &file.keys {
                 crate::policy::Policies::from_section(keys)
+                    .unwrap_or_else(|e| panic!("{origin}: {e}"));
+            }
+            if let Some(alerts) = &file.alerts {
+                crate::guardrails::AlertConfig::from_section(alerts)
                     .unwrap_or_else(|e| panic!("{origin}: {e}"));
             }
             #[cfg(feature = "agent")]

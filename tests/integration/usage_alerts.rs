@@ -124,7 +124,11 @@ fn a_spike_over_a_steady_rate_alerts_once_on_the_channel_and_through_the_command
     assert!(spike.rule.contains("median of 10"), "{}", spike.rule);
     sign_n("k", 30);
     // The background thread checks every half second: give it a few turns.
-    let more = collect(&alerts, AlertKind::TrafficSpike, Duration::from_millis(1500));
+    let more = collect(
+        &alerts,
+        AlertKind::TrafficSpike,
+        Duration::from_millis(1500),
+    );
     assert!(more.is_empty(), "one alert per key per minute: {more:?}");
     let got = command_lines(&out, 1);
     std::thread::sleep(Duration::from_millis(300));
