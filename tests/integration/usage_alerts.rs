@@ -394,20 +394,25 @@ fn backdate(t: &TestToken, name: &str, days: i64) {
         Err(e) => panic!("C_Login: {e}"),
     }
     let label = name.as_bytes().to_vec();
-    let meta = session
+    // The newest revision (an operation may leave an older object until its clean-up).
+    let mut json: serde_json::Value = session
         .find_objects(&[
             Attribute::Class(ObjectClass::DATA),
             Attribute::Application(b"hsm-custody".to_vec()),
             Attribute::Label(label.clone()),
         ])
-        .unwrap()[0];
-    let Attribute::Value(value) = &session
-        .get_attributes(meta, &[AttributeType::Value])
-        .unwrap()[0]
-    else {
-        panic!("metadata value")
-    };
-    let mut json: serde_json::Value = serde_json::from_slice(value).unwrap();
+        .unwrap()
+        .into_iter()
+        .map(|h| {
+            let Attribute::Value(value) =
+                &session.get_attributes(h, &[AttributeType::Value]).unwrap()[0]
+            else {
+                panic!("metadata value")
+            };
+            serde_json::from_slice::<serde_json::Value>(value).unwrap()
+        })
+        .max_by_key(|m| m["revision"].as_u64().unwrap())
+        .unwrap();
     let then = (OffsetDateTime::now_utc() - time::Duration::days(days))
         .replace_nanosecond(0)
         .unwrap()
