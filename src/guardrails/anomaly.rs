@@ -4,13 +4,13 @@
 //! The signing path pays for the spike detector only: an allowed signature adds one to its
 //! key's counter for the current minute (a read lock on the per-key map, shared by all keys
 //! and never held across anything but the lookup, and one relaxed atomic increment; no
-//! allocation, no system call). A background thread ([`TICK`]) moves the minute on, computes
+//! allocation, no system call). A background thread (every `TICK`) moves the minute on, computes
 //! each key's median per minute over the trailing hour when the minute rolls over, and compares
 //! the current minute's count with the threshold. Refusals and failed logins are rare; they are
 //! counted in a window under a lock where they happen.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -140,15 +140,18 @@ pub(super) struct Anomaly {
     refusals_per_client: usize,
     window: Duration,
     logins: Mutex<VecDeque<Instant>>,
+    /// Failed logins the audit log's writer recorded from its pending file, counted by the
+    /// background thread (the writer tells them under its lock: no callback runs there).
+    noted_logins: AtomicUsize,
     refusals: Mutex<HashMap<String, VecDeque<Instant>>>,
     sinks: Arc<Sinks>,
 }
 
 impl Anomaly {
-    /// The detectors `config` turns on; the spike detector's thread runs while they live.
-    pub(super) fn start(config: &AlertConfig, sinks: Arc<Sinks>) -> Anomaly {
+    /// The detectors `config` turns on; their background thread runs while they live.
+    pub(super) fn start(config: &AlertConfig, sinks: Arc<Sinks>) -> Arc<Anomaly> {
         let spike = (config.spike_factor > 0).then(|| {
-            let spike = Arc::new(Spike {
+            Arc::new(Spike {
                 factor: u64::from(config.spike_factor),
                 min: config.spike_min_per_minute,
                 minute: AtomicU64::new(wall_minute()),
@@ -156,25 +159,43 @@ impl Anomaly {
                 keys: RwLock::new(HashMap::default()),
                 eval: Mutex::new(()),
                 sinks: sinks.clone(),
-            });
-            let weak = Arc::downgrade(&spike);
-            let spawned = std::thread::Builder::new()
-                .name("hsm-custody-anomaly".into())
-                .spawn(move || ticker(&weak));
-            if let Err(e) = spawned {
-                tracing::error!(error = %e, "cannot start the traffic spike detector");
-            }
-            spike
+            })
         });
-        Anomaly {
+        let anomaly = Arc::new(Anomaly {
             spike,
             failed_logins: config.failed_logins as usize,
             refusals_per_client: config.refusals_per_client as usize,
             window: config.window,
             logins: Mutex::new(VecDeque::new()),
+            noted_logins: AtomicUsize::new(0),
             refusals: Mutex::new(HashMap::new()),
             sinks,
+        });
+        if anomaly.spike.is_some() || anomaly.failed_logins > 0 {
+            let weak = Arc::downgrade(&anomaly);
+            let spawned = std::thread::Builder::new()
+                .name("hsm-custody-anomaly".into())
+                .spawn(move || ticker(&weak));
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start the anomaly detectors' thread");
+            }
         }
+        anomaly
+    }
+
+    /// `count` failed logins noted by other processes were recorded in the log: counted on
+    /// the background thread's next turn.
+    pub(super) fn logins_noted(&self, count: usize) {
+        self.noted_logins.fetch_add(count, Ordering::Relaxed);
+    }
+
+    /// The background thread's turn.
+    fn tick(&self) {
+        if let Some(spike) = &self.spike {
+            spike.tick();
+        }
+        let noted = self.noted_logins.swap(0, Ordering::Relaxed);
+        self.logins_failed(None, noted);
     }
 
     /// An allowed signature of `key` (the signing path: see the module's documentation).
@@ -331,11 +352,13 @@ fn wall_minute() -> u64 {
         .map_or(0, |d| d.as_secs() / 60)
 }
 
-fn ticker(spike: &Weak<Spike>) {
+fn ticker(anomaly: &Weak<Anomaly>) {
     loop {
         std::thread::sleep(TICK);
-        let Some(spike) = spike.upgrade() else { return };
-        spike.tick();
+        let Some(anomaly) = anomaly.upgrade() else {
+            return;
+        };
+        anomaly.tick();
     }
 }
 

@@ -28,9 +28,10 @@ impl AlertCommand {
         let spawned = std::thread::Builder::new()
             .name("hsm-custody-alert-command".into())
             .spawn(move || {
+                let program = argv.first().cloned().unwrap_or_default();
                 for alert in rx {
                     if let Err(e) = run(&argv, &alert, timeout) {
-                        tracing::warn!(program = %argv[0], kind = ?alert.kind, key = %alert.key,
+                        tracing::warn!(program = %program, kind = ?alert.kind, key = %alert.key,
                             error = %e, "the alert command failed");
                     }
                 }
@@ -61,8 +62,9 @@ impl AlertCommand {
 fn run(argv: &[String], alert: &Alert, timeout: Duration) -> Result<(), String> {
     let mut json = serde_json::to_vec(alert).map_err(|e| format!("cannot encode: {e}"))?;
     json.push(b'\n');
-    let mut child = Command::new(&argv[0])
-        .args(&argv[1..])
+    let (program, args) = argv.split_first().ok_or("no program given")?;
+    let mut child = Command::new(program)
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -205,13 +205,14 @@ impl Guardrails {
             .clone()
             .map(|argv| command::AlertCommand::start(argv, config.alerts.command_timeout));
         let sinks = Arc::new(Sinks::new(command));
-        let anomaly = Arc::new(Anomaly::start(&config.alerts, sinks.clone()));
-        // Before the log opens: opening records the login failures other processes noted.
+        let anomaly = Anomaly::start(&config.alerts, sinks.clone());
+        // Before the log opens: opening records the login failures other processes noted. (The
+        // writer tells the observer under its lock: the observer only adds to a count.)
         let observer: Arc<crate::guard::pending_logins::Observer> = {
             let anomaly = Arc::downgrade(&anomaly);
             Arc::new(move |count| {
                 if let Some(anomaly) = anomaly.upgrade() {
-                    anomaly.logins_failed(None, count);
+                    anomaly.logins_noted(count);
                 }
             })
         };
