@@ -1,5 +1,5 @@
 //! `[alerts]`: thresholds of the guard rails' anomaly alerts (turned into a
-//! [`crate::guardrails::AlertConfig`] by [`crate::GuardConfig::from_config`]).
+//! [`crate::AlertConfig`] by [`crate::GuardConfig::from_config`]).
 
 use serde::Deserialize;
 
