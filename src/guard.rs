@@ -114,3 +114,38 @@ pub trait Guard: Send + Sync {
         false
     }
 }
+
+/// Observers of the login failures an audit log's writer takes from the log's pending file
+/// (`PATH.pending`, where processes that could not log in note theirs): the guard rails of
+/// this process count them towards their failed-login alert. Keyed by the pending file's path;
+/// an observer is dropped with its guard rails.
+pub(crate) mod pending_logins {
+    use std::path::{Path, PathBuf};
+    use std::sync::{Arc, Mutex, PoisonError, Weak};
+
+    /// Told the number of login failures recorded from the pending file.
+    pub(crate) type Observer = dyn Fn(usize) + Send + Sync;
+
+    static OBSERVERS: Mutex<Vec<(PathBuf, Weak<Observer>)>> = Mutex::new(Vec::new());
+
+    /// Calls `observer` whenever failures noted in `pending` are recorded, while it lives.
+    pub(crate) fn observe(pending: PathBuf, observer: &Arc<Observer>) {
+        let mut all = OBSERVERS.lock().unwrap_or_else(PoisonError::into_inner);
+        all.retain(|(_, o)| o.strong_count() > 0);
+        all.push((pending, Arc::downgrade(observer)));
+    }
+
+    /// `count` login failures noted in `pending` were recorded in the log's chain.
+    pub(crate) fn recorded(pending: &Path, count: usize) {
+        let live: Vec<Arc<Observer>> = OBSERVERS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|(p, _)| p == pending)
+            .filter_map(|(_, o)| o.upgrade())
+            .collect();
+        for observer in live {
+            observer(count);
+        }
+    }
+}

@@ -118,7 +118,7 @@ pub use config::{Config, PinSource, ENV_MODULE, ENV_PIN, ENV_PIN_FILE, ENV_TOKEN
 pub use custody::{Custody, KeyRef, NewVersion};
 pub use error::{Error, ErrorKind, Result};
 pub use guard::{Guard, LifecycleEvent, SignContext};
-pub use guardrails::{Alert, AlertKind, GuardConfig, Guardrails};
+pub use guardrails::{Alert, AlertConfig, AlertKind, GuardConfig, Guardrails};
 pub use keys::{
     KeyFlags, KeyInfo, KeySpec, SecretEncoding, VersionInfo, VersionOrigin, VersionState,
 };

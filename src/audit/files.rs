@@ -232,7 +232,8 @@ impl Pending {
         }))
     }
 
-    /// Empties the pending file (once its events are durable in the chain).
+    /// Empties the pending file (once its events are durable in the chain), and tells this
+    /// process's guard rails how many login failures were recorded (their failed-login alert).
     pub(crate) fn clear(self) -> Result<()> {
         self.file
             .set_len(0)
@@ -241,7 +242,9 @@ impl Pending {
                 what: "audit log pending events",
                 path: self.path.clone(),
                 source,
-            })
+            })?;
+        crate::guard::pending_logins::recorded(&self.path, self.events.len() + self.unreadable);
+        Ok(())
     }
 }
 

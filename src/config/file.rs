@@ -9,8 +9,8 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::{
-    AgentSection, AuditSection, Config, GatewaySection, KeysSection, PinSource, PoolSection,
-    SigningSection, MODULE_COPIES_REMOVED,
+    AgentSection, AlertsSection, AuditSection, Config, GatewaySection, HygieneSection, KeysSection,
+    PinSource, PoolSection, SigningSection, MODULE_COPIES_REMOVED,
 };
 use crate::error::{Error, Result};
 
@@ -41,7 +41,8 @@ pub struct ConfigFile {
     pub pin_file: Option<PathBuf>,
     /// An environment variable holding the user PIN (refused by the agent).
     pub pin_env: Option<String>,
-    /// Age after which `key list` flags an active version.
+    /// Age after which `key list` and `doctor` flag an active version (the same as
+    /// `[hygiene] rotate_after_days`; give one of them).
     pub rotation_age_days: Option<u32>,
     /// `C_Initialize` parameter string (NSS softokn), see [`Config::module_init_params`].
     pub module_init_params: Option<String>,
@@ -55,6 +56,10 @@ pub struct ConfigFile {
     pub audit: Option<AuditSection>,
     /// `[keys]`: the guard rails' per-key policies.
     pub keys: Option<KeysSection>,
+    /// `[alerts]`: the guard rails' anomaly alerts.
+    pub alerts: Option<AlertsSection>,
+    /// `[hygiene]`: when `doctor` flags unused and old keys.
+    pub hygiene: Option<HygieneSection>,
     /// `[agent]`: the signing agent.
     pub agent: Option<AgentSection>,
     /// `[gateway]`: the re-signing gateway.
@@ -140,8 +145,19 @@ impl Config {
             }
             (None, None) => {}
         }
-        if let Some(days) = file.rotation_age_days {
-            config.rotation_age_days = days;
+        let hygiene = file.hygiene.unwrap_or_default();
+        match (file.rotation_age_days, hygiene.rotate_after_days) {
+            (Some(_), Some(_)) => {
+                return Err(Error::Config(
+                    "set either `rotation_age_days` or `[hygiene] rotate_after_days`, not both"
+                        .into(),
+                ))
+            }
+            (Some(days), None) | (None, Some(days)) => config.rotation_age_days = days,
+            (None, None) => {}
+        }
+        if let Some(days) = hygiene.unused_after_days {
+            config.unused_after_days = days;
         }
         config.module_init_params = file.module_init_params;
         config.danger_accept_non_custody_module =
@@ -157,8 +173,14 @@ impl Config {
                 "[keys] policies need an [audit] section (every decision is logged)".into(),
             ));
         }
+        if file.alerts.is_some() && file.audit.is_none() {
+            return Err(Error::Config(
+                "[alerts] are raised by the guard rails, which need an [audit] section".into(),
+            ));
+        }
         config.audit = file.audit;
         config.keys = file.keys;
+        config.alerts = file.alerts;
         config.agent = file.agent;
         config.gateway = file.gateway;
         Ok(config)
@@ -172,6 +194,7 @@ impl Config {
 pub(crate) struct Sections {
     pub(crate) audit: Option<AuditSection>,
     pub(crate) keys: Option<KeysSection>,
+    pub(crate) alerts: Option<AlertsSection>,
     #[cfg_attr(not(feature = "agent"), allow(dead_code))]
     pub(crate) agent: Option<AgentSection>,
 }
@@ -501,6 +524,57 @@ mod tests {
         assert!(err.contains("need an [audit] section"), "{err}");
     }
 
+    #[test]
+    fn alerts_and_hygiene_are_typed_and_checked() {
+        let base = "module = '/m.so'\ntoken = 't'\n[audit]\npath = '/a'\n";
+        let c = Config::from_toml_str(&format!(
+            "{base}[alerts]\nspike_factor = 4\nfailed_logins = 0\ncommand = ['/bin/true']\n\
+             [hygiene]\nunused_after_days = 7\nrotate_after_days = 0\n"
+        ))
+        .unwrap();
+        let alerts =
+            crate::guardrails::AlertConfig::from_section(c.alerts_section().unwrap()).unwrap();
+        assert_eq!((alerts.spike_factor, alerts.failed_logins), (4, 0));
+        assert_eq!(alerts.spike_min_per_minute, 100, "a default");
+        assert_eq!(
+            alerts.command.as_deref(),
+            Some(&["/bin/true".to_owned()][..])
+        );
+        assert_eq!((c.unused_after(), c.rotation_age()), (7, 0));
+        let d = Config::from_toml_str("module = '/m.so'\ntoken = 't'\n").unwrap();
+        assert_eq!((d.unused_after(), d.rotation_age()), (30, 90));
+        let old = Config::from_toml_str("module = '/m.so'\ntoken = 't'\nrotation_age_days = 60\n");
+        assert_eq!(old.unwrap().rotation_age(), 60);
+        for (text, want) in [
+            (
+                format!("{base}[alerts]\nspike_factr = 4\n"),
+                "line 6, column 1",
+            ),
+            (
+                format!("{base}[hygiene]\nunused_days = 4\n"),
+                "(in [hygiene])",
+            ),
+            (
+                "module = '/m.so'\ntoken = 't'\n[alerts]\nfailed_logins = 2\n".into(),
+                "need an [audit] section",
+            ),
+            (
+                "module = '/m.so'\ntoken = 't'\nrotation_age_days = 60\n[hygiene]\n\
+                 rotate_after_days = 90\n"
+                    .into(),
+                "not both",
+            ),
+        ] {
+            let err = Config::from_toml_str(&text).unwrap_err().to_string();
+            assert!(err.contains(want), "{text}: {err}");
+        }
+        for bad in ["command = []", "command = ['']", "window_seconds = 0"] {
+            let c = Config::from_toml_str(&format!("{base}[alerts]\n{bad}\n")).unwrap();
+            let err = crate::GuardConfig::from_config(&c).unwrap_err().to_string();
+            assert!(err.contains("[alerts]"), "{bad}: {err}");
+        }
+    }
+
     /// Every configuration the repository documents or ships still reads, every table of it.
     #[test]
     fn documented_and_shipped_configurations_read() {
@@ -550,6 +624,10 @@ mod tests {
             }
             if let Some(keys) = &file.keys {
                 crate::policy::Policies::from_section(keys)
+                    .unwrap_or_else(|e| panic!("{origin}: {e}"));
+            }
+            if let Some(alerts) = &file.alerts {
+                crate::guardrails::AlertConfig::from_section(alerts)
                     .unwrap_or_else(|e| panic!("{origin}: {e}"));
             }
             #[cfg(feature = "agent")]

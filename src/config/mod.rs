@@ -3,8 +3,9 @@
 //! [`Config`] is how to reach the token and run the session pool. A file is read once into a
 //! [`ConfigFile`], whose fields mirror its tables, one file each here: the top level
 //! (`module`, `token`, `pin_file` ...), [`PoolSection`] (`[pool]`), [`SigningSection`]
-//! (`[signing]`), [`AuditSection`] (`[audit]`), [`KeysSection`] (`[keys]`) and
-//! [`AgentSection`] (`[agent]`). Every table refuses unknown keys, and a file that does not
+//! (`[signing]`), [`AuditSection`] (`[audit]`), [`KeysSection`] (`[keys]`),
+//! [`AlertsSection`] (`[alerts]`), [`HygieneSection`] (`[hygiene]`) and [`AgentSection`]
+//! (`[agent]`). Every table refuses unknown keys, and a file that does not
 //! parse gets an error naming the line, the column and the table. [`Config::from_file`] keeps
 //! the guard rails' and the agent's sections, typed, for [`crate::GuardConfig::from_config`]
 //! and `agent::AgentConfig::from_config`: nothing reads the file twice.
@@ -14,9 +15,11 @@
 //! never holds the PIN inline.
 
 mod agent;
+mod alerts;
 mod audit;
 mod file;
 mod gateway;
+mod hygiene;
 mod keys;
 mod pin;
 mod pool;
@@ -30,10 +33,12 @@ use secrecy::SecretString;
 use crate::error::{Error, Result};
 
 pub use agent::{AgentSection, KeyAccess};
+pub use alerts::AlertsSection;
 pub use audit::{AuditSection, Fsync, GroupRef};
 pub use file::ConfigFile;
 pub(crate) use file::Sections;
 pub use gateway::{GatewaySection, RouteSection};
+pub use hygiene::HygieneSection;
 pub use keys::{KeyPolicySection, KeysSection};
 pub use pin::PinSource;
 pub(crate) use pin::{pin_from_env, read_pin_file};
@@ -70,6 +75,7 @@ const DEFAULT_RECONNECT_ATTEMPTS: u32 = 3;
 const DEFAULT_RECONNECT_BACKOFF: Duration = Duration::from_millis(50);
 const DEFAULT_REVALIDATE: Duration = Duration::from_secs(1);
 const DEFAULT_ROTATION_AGE_DAYS: u32 = 90;
+const DEFAULT_UNUSED_AFTER_DAYS: u32 = 30;
 
 /// How to reach the token and how to run the session pool.
 ///
@@ -101,10 +107,14 @@ pub struct Config {
     pub(crate) reconnect_backoff: Duration,
     pub(crate) revalidate: Duration,
     pub(crate) rotation_age_days: u32,
+    /// `[hygiene] unused_after_days`: when `doctor` flags a key as unused; 0: never.
+    pub(crate) unused_after_days: u32,
     /// `[audit]`, for [`crate::GuardConfig::from_config`].
     pub(crate) audit: Option<AuditSection>,
     /// `[keys]`, for [`crate::GuardConfig::from_config`].
     pub(crate) keys: Option<KeysSection>,
+    /// `[alerts]`, for [`crate::GuardConfig::from_config`].
+    pub(crate) alerts: Option<AlertsSection>,
     /// `[agent]`, for `agent::AgentConfig::from_config`.
     pub(crate) agent: Option<AgentSection>,
     /// `[gateway]`, for `gateway::GatewayConfig::from_config`.
@@ -134,8 +144,10 @@ impl Config {
             reconnect_backoff: DEFAULT_RECONNECT_BACKOFF,
             revalidate: DEFAULT_REVALIDATE,
             rotation_age_days: DEFAULT_ROTATION_AGE_DAYS,
+            unused_after_days: DEFAULT_UNUSED_AFTER_DAYS,
             audit: None,
             keys: None,
+            alerts: None,
             agent: None,
             gateway: None,
             module_init_params: None,
@@ -282,10 +294,28 @@ impl Config {
         self
     }
 
-    /// Age after which `key list` flags an active version as due for rotation. Default 90 days.
+    /// Age after which `key list` and `doctor` flag an active version as due for rotation
+    /// (`[hygiene] rotate_after_days`). Default 90 days; 0: never.
     pub fn rotation_age_days(mut self, days: u32) -> Self {
         self.rotation_age_days = days;
         self
+    }
+
+    /// Days without a recorded use after which `doctor` flags a key as unused
+    /// (`[hygiene] unused_after_days`). Default 30; 0: never.
+    pub fn unused_after_days(mut self, days: u32) -> Self {
+        self.unused_after_days = days;
+        self
+    }
+
+    /// See [`Config::rotation_age_days`].
+    pub fn rotation_age(&self) -> u32 {
+        self.rotation_age_days
+    }
+
+    /// See [`Config::unused_after_days`].
+    pub fn unused_after(&self) -> u32 {
+        self.unused_after_days
     }
 
     /// Reads `HSM_CUSTODY_MODULE`, `HSM_CUSTODY_TOKEN` and `HSM_CUSTODY_PIN_FILE` or
@@ -346,6 +376,11 @@ impl Config {
     /// The `[keys]` section, if the file had one.
     pub fn keys_section(&self) -> Option<&KeysSection> {
         self.keys.as_ref()
+    }
+
+    /// The `[alerts]` section, if the file had one.
+    pub fn alerts_section(&self) -> Option<&AlertsSection> {
+        self.alerts.as_ref()
     }
 
     /// The `[agent]` section, if the file had one.

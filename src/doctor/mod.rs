@@ -12,6 +12,9 @@
 //!   any of these (NSS softokn wraps and copies) is not custody-grade whatever the attributes
 //!   say. The throwaway objects are destroyed.
 //!
+//! - flags keys the audit log records no use of for `[hygiene] unused_after_days` and keys whose
+//!   active version is older than `rotate_after_days` (warnings; see `hygiene`).
+//!
 //! Values are never read: a readable `CKA_VALUE` is detected from its reported length.
 
 use cryptoki::context::Pkcs11;
@@ -25,6 +28,7 @@ use crate::token::probe::probe;
 pub use crate::token::probe::{Probe, ProbeStep};
 
 mod display;
+mod hygiene;
 mod keys;
 
 use crate::token::{find_slot, module, Token};
@@ -287,6 +291,24 @@ pub fn run(config: &Config) -> Result<Report> {
     }
     for w in weak {
         report.add(Severity::Problem, w);
+    }
+    let audit_key = config
+        .audit_section()
+        .and_then(|a| a.key.clone())
+        .unwrap_or_else(|| crate::keys::DEFAULT_AUDIT_KEY.to_owned());
+    match crate::keys::store::list(session) {
+        Ok(keys) => hygiene::check(
+            &mut report,
+            &keys,
+            &hygiene::Usage::read(config),
+            config,
+            &audit_key,
+            time::OffsetDateTime::now_utc(),
+        ),
+        Err(e) => report.add(
+            Severity::Warning,
+            format!("key metadata not read, unused and old keys not checked: {e}"),
+        ),
     }
     report
         .findings

@@ -306,8 +306,18 @@ pub(crate) fn info(session: &Session, meta: &KeyMeta) -> Result<KeyInfo, CkError
 /// first import).
 pub(crate) fn list(session: &Session) -> Result<Vec<KeyInfo>, CkError> {
     let mut by_name: BTreeMap<String, KeyInfo> = BTreeMap::new();
+    // The highest revision of each key's metadata, as `current` reads it (a crash between
+    // writing a new revision and destroying the old one leaves two objects).
+    let mut revisions: BTreeMap<String, u64> = BTreeMap::new();
     for handle in session.find_objects(&find_metadata(None))? {
         if let Some(meta) = read_meta(session, handle)? {
+            if revisions
+                .get(&meta.name)
+                .is_some_and(|r| *r >= meta.revision)
+            {
+                continue;
+            }
+            revisions.insert(meta.name.clone(), meta.revision);
             by_name.insert(meta.name.clone(), info(session, &meta)?);
         }
     }

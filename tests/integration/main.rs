@@ -35,3 +35,4 @@ mod model;
 mod raw_pkcs11;
 mod seal;
 mod tpm;
+mod usage_alerts;

@@ -117,24 +117,7 @@ impl Global {
         config: Config,
     ) -> anyhow::Result<(Custody, Option<Arc<Guardrails>>)> {
         let guard_config = GuardConfig::from_config(&config)?;
-        let label = config.token_label().to_owned();
-        let custody = match Custody::connect(config) {
-            Ok(c) => c,
-            Err(e @ (Error::PinIncorrect { .. } | Error::PinLocked { .. })) => {
-                if let Some(g) = &guard_config {
-                    if let Err(note) =
-                        hsm_custody::audit::record_login_failure(&g.audit, &label, &e.to_string())
-                    {
-                        eprintln!(
-                            "hsm-custody: warning: the failed login could not be noted for the \
-                             audit log: {note}"
-                        );
-                    }
-                }
-                return Err(e.into());
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let custody = connect_noting_failed_login(config, guard_config.as_ref())?;
         let guard = match guard_config {
             Some(g) => Some(Guardrails::install(&custody, g).context("guard rails")?),
             None => None,
@@ -144,6 +127,42 @@ impl Global {
                 Some((custody.clone(), guard.clone()));
         }
         Ok((custody, guard))
+    }
+}
+
+impl Global {
+    /// Connects without guard rails, for commands that sign nothing and change nothing (`key
+    /// list`): the audit log is not opened for writing (a running agent may hold it). A refused
+    /// login is still noted for the audit log, as [`Global::connect_guarded`] does.
+    pub fn connect_unguarded(&self, config: Config) -> anyhow::Result<Custody> {
+        let guard_config = GuardConfig::from_config(&config)?;
+        connect_noting_failed_login(config, guard_config.as_ref())
+    }
+}
+
+/// Connects; a refused login (wrong or locked PIN) is noted in the audit log's pending file
+/// when there is a log, for its writer to record (no session is logged in to MAC it here).
+fn connect_noting_failed_login(
+    config: Config,
+    guard_config: Option<&GuardConfig>,
+) -> anyhow::Result<Custody> {
+    let label = config.token_label().to_owned();
+    match Custody::connect(config) {
+        Ok(c) => Ok(c),
+        Err(e @ (Error::PinIncorrect { .. } | Error::PinLocked { .. })) => {
+            if let Some(g) = guard_config {
+                if let Err(note) =
+                    hsm_custody::audit::record_login_failure(&g.audit, &label, &e.to_string())
+                {
+                    eprintln!(
+                        "hsm-custody: warning: the failed login could not be noted for the \
+                         audit log: {note}"
+                    );
+                }
+            }
+            Err(e.into())
+        }
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -1,24 +1,45 @@
 //! [`Guardrails`]: the [`Guard`] that combines policy, rate limits, audit log and alerts.
+//!
+//! Alerts (`alert`) go to callbacks and channels; the anomaly detectors (`anomaly`: traffic
+//! spikes, failed logins, repeated refusals of one client) also log theirs and pass them to the
+//! alert command (`command`).
+
+mod alert;
+mod anomaly;
+mod command;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{mpsc, Arc, Mutex, RwLock};
+use std::sync::{mpsc, Arc, RwLock};
 
 use sha2::{Digest, Sha256};
 
 use crate::audit::{AuditConfig, AuditLog, Connection, Decision, Event, Record, SignLine};
-use crate::config::{AuditSection, Config, KeysSection, Sections};
+use crate::config::{AlertsSection, AuditSection, Config, KeysSection, Sections};
 use crate::error::{Error, Result};
 use crate::guard::{Guard, LifecycleEvent, SignContext};
 use crate::policy::{Limiter, Policies, Refusal};
 
-/// Guard rails configuration: the `[audit]` and `[keys]` sections of the configuration file.
+use alert::Sinks;
+pub use alert::{Alert, AlertKind};
+pub use anomaly::AlertConfig;
+use anomaly::Anomaly;
+
+/// Guard rails configuration: the `[audit]`, `[keys]` and `[alerts]` sections of the
+/// configuration file.
 ///
 /// ```toml
 /// [audit]
 /// path = "/var/lib/hsm-custody/audit.jsonl"
 /// fsync = "always"            # "batch", "never"
 /// max_bytes = 67108864        # rotate at 64 MiB; 0: never
+///
+/// [alerts]                    # optional; these are the defaults (0: off)
+/// spike_factor = 10
+/// spike_min_per_minute = 100
+/// failed_logins = 3
+/// refusals_per_client = 20
+/// window_seconds = 300
 ///
 /// [keys.binance-main]
 /// exchange = "binance"
@@ -36,6 +57,8 @@ pub struct GuardConfig {
     pub audit: AuditConfig,
     /// The policies; `None`: audit only.
     pub policies: Option<Policies>,
+    /// The anomaly alerts' thresholds and command (default: [`AlertConfig::default`]).
+    pub alerts: AlertConfig,
 }
 
 impl GuardConfig {
@@ -44,7 +67,14 @@ impl GuardConfig {
         GuardConfig {
             audit,
             policies: None,
+            alerts: AlertConfig::default(),
         }
+    }
+
+    /// Sets the anomaly alerts' thresholds and command.
+    pub fn alerts(mut self, alerts: AlertConfig) -> Self {
+        self.alerts = alerts;
+        self
     }
 
     /// Sets the policies.
@@ -60,17 +90,34 @@ impl GuardConfig {
     /// [`Error::Config`]: a policy's pattern, rate or hours do not parse, an audit group is
     /// unknown, or `[keys]` comes without `[audit]`.
     pub fn from_config(config: &Config) -> Result<Option<GuardConfig>> {
-        Self::from_sections(config.audit_section(), config.keys_section())
+        Self::from_sections(config.audit_section(), config.keys_section())?
+            .map(|g| g.alerts_from(config.alerts_section()))
+            .transpose()
     }
 
-    /// Parses the `[audit]` and `[keys]` sections of TOML text (other sections are ignored;
-    /// unknown keys in these two are refused).
+    /// Applies an `[alerts]` section, when given.
+    fn alerts_from(self, alerts: Option<&AlertsSection>) -> Result<GuardConfig> {
+        match alerts {
+            Some(section) => Ok(self.alerts(AlertConfig::from_section(section)?)),
+            None => Ok(self),
+        }
+    }
+
+    /// Parses the `[audit]`, `[keys]` and `[alerts]` sections of TOML text (other sections are
+    /// ignored; unknown keys in these are refused).
     ///
     /// # Errors
     /// [`Error::Config`].
     pub fn from_toml_str(text: &str) -> Result<Option<GuardConfig>> {
         let sections = Sections::from_toml_str(text)?;
-        Self::from_sections(sections.audit.as_ref(), sections.keys.as_ref())
+        if sections.alerts.is_some() && sections.audit.is_none() {
+            return Err(Error::Config(
+                "[alerts] are raised by the guard rails, which need an [audit] section".into(),
+            ));
+        }
+        Self::from_sections(sections.audit.as_ref(), sections.keys.as_ref())?
+            .map(|g| g.alerts_from(sections.alerts.as_ref()))
+            .transpose()
     }
 
     /// The guard rails of typed sections: `[audit]` (required when `[keys]` is given) and
@@ -90,45 +137,16 @@ impl GuardConfig {
             (Some(a), keys) => Ok(Some(GuardConfig {
                 audit: AuditConfig::from_section(a)?,
                 policies: keys.map(Policies::from_section).transpose()?,
+                alerts: AlertConfig::default(),
             })),
         }
     }
 }
 
-/// What an alert is about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum AlertKind {
-    /// A policy refused a signature.
-    Denied,
-    /// A rate limit refused a signature.
-    RateLimited,
-    /// The audit log could not record an event.
-    AuditFailed,
-}
-
-/// An alert, handed to callbacks and channels (see [`Guardrails::on_alert`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Alert {
-    /// What happened.
-    pub kind: AlertKind,
-    /// Key name.
-    pub key: String,
-    /// The rule, or the audit error.
-    pub rule: String,
-    /// Exchange, method and path of the request, when known.
-    pub exchange: Option<String>,
-    /// See `exchange`.
-    pub method: Option<String>,
-    /// See `exchange`.
-    pub path: Option<String>,
-}
-
-type Callback = Box<dyn Fn(&Alert) + Send + Sync>;
-
 /// Guard rails over a [`Custody`](crate::Custody): policy and rate limits before the token, an audit line for
-/// every attempt and lifecycle event, alerts and `tracing` events on refusals.
+/// every attempt and lifecycle event, alerts and `tracing` events on refusals, and anomaly
+/// alerts (traffic spikes, failed logins, repeated refusals of one client; see
+/// [`AlertConfig`]).
 ///
 /// ```no_run
 /// use hsm_custody::{Config, Custody, GuardConfig, Guardrails};
@@ -159,8 +177,10 @@ pub struct Guardrails {
     limiters: RwLock<HashMap<String, Arc<Limiter>>>,
     log: AuditLog,
     audit_key: String,
-    callbacks: Mutex<Vec<Callback>>,
-    senders: Mutex<Vec<mpsc::Sender<Alert>>>,
+    sinks: Arc<Sinks>,
+    anomaly: Arc<Anomaly>,
+    /// Keeps this guard's observer of the log's pending login failures registered.
+    _pending_logins: Arc<crate::guard::pending_logins::Observer>,
 }
 
 impl std::fmt::Debug for Guardrails {
@@ -179,14 +199,36 @@ impl Guardrails {
     /// As [`AuditLog::open`].
     pub fn new(custody: &impl Connection, config: GuardConfig) -> Result<Arc<Guardrails>> {
         let audit_key = config.audit.key.clone();
+        let command = config
+            .alerts
+            .command
+            .clone()
+            .map(|argv| command::AlertCommand::start(argv, config.alerts.command_timeout));
+        let sinks = Arc::new(Sinks::new(command));
+        let anomaly = Anomaly::start(&config.alerts, sinks.clone());
+        // Before the log opens: opening records the login failures other processes noted. (The
+        // writer tells the observer under its lock: the observer only adds to a count.)
+        let observer: Arc<crate::guard::pending_logins::Observer> = {
+            let anomaly = Arc::downgrade(&anomaly);
+            Arc::new(move |count| {
+                if let Some(anomaly) = anomaly.upgrade() {
+                    anomaly.logins_noted(count);
+                }
+            })
+        };
+        crate::guard::pending_logins::observe(
+            crate::audit::pending_path_for(&config.audit.path),
+            &observer,
+        );
         let log = AuditLog::open(custody, config.audit)?;
         Ok(Arc::new(Guardrails {
             policies: config.policies,
             limiters: RwLock::new(HashMap::new()),
             log,
             audit_key,
-            callbacks: Mutex::new(Vec::new()),
-            senders: Mutex::new(Vec::new()),
+            sinks,
+            anomaly,
+            _pending_logins: observer,
         }))
     }
 
@@ -200,21 +242,31 @@ impl Guardrails {
         Ok(guard)
     }
 
-    /// Calls `f` on every denial, rate-limit hit and audit failure (on the signing thread:
-    /// keep it short).
+    /// Calls `f` on every alert: denials, rate-limit hits and audit failures (on the signing
+    /// thread), anomalies (on the thread that saw them: the spike detector's background
+    /// thread, or the signing or logging-in thread). Keep it short.
     pub fn on_alert(&self, f: impl Fn(&Alert) + Send + Sync + 'static) {
-        if let Ok(mut c) = self.callbacks.lock() {
-            c.push(Box::new(f));
-        }
+        self.sinks.add_callback(Box::new(f));
     }
 
     /// A channel that receives every alert from now on.
     pub fn alerts(&self) -> mpsc::Receiver<Alert> {
-        let (tx, rx) = mpsc::channel();
-        if let Ok(mut s) = self.senders.lock() {
-            s.push(tx);
-        }
-        rx
+        self.sinks.channel()
+    }
+
+    /// Test hook: the traffic spike detector stops following the wall clock and moves on to
+    /// its next minute now (the minute's counters roll over, the trailing medians are
+    /// recomputed). For tests that inject traffic over many minutes without waiting.
+    #[cfg(feature = "test-util")]
+    pub fn danger_advance_alert_minute(&self) {
+        self.anomaly.advance_minute();
+    }
+
+    /// Test hook: checks the signing counts against the spike thresholds now (the background
+    /// thread does every half second).
+    #[cfg(feature = "test-util")]
+    pub fn danger_check_alerts_now(&self) {
+        self.anomaly.check_now();
     }
 
     /// The audit log.
@@ -277,22 +329,7 @@ impl Guardrails {
     }
 
     fn alert(&self, kind: AlertKind, ctx: Option<&SignContext<'_>>, key: &str, rule: &str) {
-        let alert = Alert {
-            kind,
-            key: key.to_owned(),
-            rule: rule.to_owned(),
-            exchange: ctx.and_then(|c| c.exchange).map(str::to_owned),
-            method: ctx.and_then(|c| c.method).map(str::to_owned),
-            path: ctx.and_then(|c| c.path).map(str::to_owned),
-        };
-        if let Ok(callbacks) = self.callbacks.lock() {
-            for f in callbacks.iter() {
-                f(&alert);
-            }
-        }
-        if let Ok(mut senders) = self.senders.lock() {
-            senders.retain(|tx| tx.send(alert.clone()).is_ok());
-        }
+        self.sinks.deliver(Alert::new(kind, ctx, key, rule));
     }
 
     fn record(&self, record: Record) -> Result<u64> {
@@ -380,6 +417,7 @@ impl Guard for Guardrails {
                     path = ctx.path,
                     "signature allowed"
                 );
+                self.anomaly.signed(ctx.key);
                 Ok(())
             }
             Err(refusal) => {
@@ -400,6 +438,7 @@ impl Guard for Guardrails {
                     "signature refused by guard rails"
                 );
                 self.alert(kind, Some(ctx), ctx.key, refusal.rule());
+                self.anomaly.refused(ctx);
                 Err(refusal.into_error(ctx))
             }
         }
@@ -455,7 +494,12 @@ impl Guard for Guardrails {
             }
         }
         let key = rec.key.clone().unwrap_or_default();
-        if let Err(e) = self.record(rec) {
+        let recorded = self.record(rec);
+        if let (Ok(_), LifecycleEvent::LoginFailed { token, .. }) = (&recorded, event) {
+            // (One that goes to the pending file instead is counted when it is recorded.)
+            self.anomaly.logins_failed(Some(token), 1);
+        }
+        if let Err(e) = recorded {
             // A login failure usually means the token cannot MAC the line either: it waits in
             // the log's pending file for the next writer that logs in.
             if let LifecycleEvent::LoginFailed { token, reason } = event {
