@@ -17,7 +17,7 @@
 //! changed without breaking the chain to that head whatever keys are known. See
 //! `docs/guardrails.md` ("Epoch keys and checkpoints").
 
-use hmac::{Mac as _, SimpleHmac};
+use hmac::{Hmac, Mac as _};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
@@ -33,7 +33,12 @@ pub(crate) const NONCE_LEN: usize = 16;
 /// An epoch's key (wiped on drop; never printed: no `Debug`).
 pub(crate) struct Epoch {
     nonce: [u8; NONCE_LEN],
-    key: Zeroizing<[u8; MAC_LEN]>,
+    /// Held only to be wiped: every MAC starts from `keyed`.
+    _key: Zeroizing<[u8; MAC_LEN]>,
+    /// HMAC's state after the key (its inner and outer pads hashed): cloned for each line,
+    /// which saves hashing them again. The `hmac` crate does not wipe it; the key it stands
+    /// for lives about a second (see the module docs).
+    keyed: Hmac<Sha256>,
 }
 
 impl Epoch {
@@ -53,10 +58,17 @@ impl Epoch {
     pub(crate) fn derive(mac: &TokenMac, nonce: [u8; NONCE_LEN]) -> Result<Epoch> {
         let mut input = EPOCH_DOMAIN.to_vec();
         input.extend_from_slice(&nonce);
-        Ok(Epoch {
+        Ok(Epoch::with_key(nonce, Zeroizing::new(mac.mac(&input)?)))
+    }
+
+    fn with_key(nonce: [u8; NONCE_LEN], key: Zeroizing<[u8; MAC_LEN]>) -> Epoch {
+        let keyed =
+            <Hmac<Sha256>>::new_from_slice(key.as_slice()).expect("HMAC takes a key of any length");
+        Epoch {
             nonce,
-            key: Zeroizing::new(mac.mac(&input)?),
-        })
+            _key: key,
+            keyed,
+        }
     }
 
     /// The epoch a line's `epoch` field names.
@@ -74,10 +86,7 @@ impl Epoch {
 
     /// `HMAC-SHA256(key, prev || body)`, in software.
     pub(crate) fn line_mac(&self, prev: &[u8; MAC_LEN], body: &[u8]) -> [u8; MAC_LEN] {
-        // `SimpleHmac` keeps the key block itself (the padded key), not precomputed states;
-        // neither is wiped by the `hmac` crate, which is why the key lives at most a second.
-        let mut h = <SimpleHmac<Sha256>>::new_from_slice(self.key.as_slice())
-            .expect("HMAC takes a key of any length");
+        let mut h = self.keyed.clone();
         h.update(prev);
         h.update(body);
         h.finalize().into_bytes().into()
@@ -153,10 +162,7 @@ mod tests {
 
     #[test]
     fn the_software_mac_is_hmac_sha256_over_prev_and_body() {
-        let e = Epoch {
-            nonce: [7; NONCE_LEN],
-            key: Zeroizing::new([0x11; MAC_LEN]),
-        };
+        let e = Epoch::with_key([7; NONCE_LEN], Zeroizing::new([0x11; MAC_LEN]));
         let mut h = <hmac::Hmac<Sha256>>::new_from_slice(&[0x11; MAC_LEN]).unwrap();
         h.update(&[0x22; MAC_LEN]);
         h.update(b"{\"seq\":1}");
