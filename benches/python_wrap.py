@@ -17,7 +17,9 @@ Arguments: ``--quick`` (3 rounds, fewer iterations), ``--rounds N``, ``--iterati
 Each cell times ``exchange.sign(path, api, method, params)`` (what ccxt does per private
 request before it sends anything) with ``time.perf_counter_ns`` after a warm-up, and keeps the
 median and p99 of the per-call times; the table gives the median over the rounds [min–max]. The
-wrap cost is the wrapped median minus the stock median of the same round. It is also given as a
+wrap cost is the wrapped median minus the stock median of the same round. Its Python part is
+measured apart: the same wrapped ``sign`` with the agent's reply canned (no socket, no agent),
+minus stock; the rest is the agent round trip. A last row times ``AgentClient.sign`` alone. It is also given as a
 fraction of an exchange REST round trip, for two assumed round trips (not measured here):
 20 ms (bot in the exchange's region) and 100 ms (another region).
 
@@ -35,6 +37,7 @@ import inspect
 import json
 import os
 import platform
+import struct
 import sys
 import time
 from typing import Any, Callable, Dict, List, Sequence, Tuple
@@ -147,6 +150,41 @@ def check_equivalent(venues: Dict[str, Dict[str, Any]], socket_path: str) -> Non
             sys.exit(f"python_wrap.py: {label}: the wrapped request carries no real signature")
 
 
+def _agent_id(ccxt_id: str, endpoint: str, exchange: Any) -> str:
+    from hsm_custody.ccxt import agent_exchange_id
+    out = agent_exchange_id(ccxt_id, inspect.getattr_static(exchange, endpoint).api)
+    assert out is not None
+    return out
+
+
+class _CannedSocket:
+    """Stands for the agent's socket in an :class:`AgentClient`: each request sent is answered
+    with one recorded reply (its id set to the request's), so the client's own code runs whole
+    (encoding, framing, reading, decoding) without a socket or an agent."""
+
+    def __init__(self, client: AgentClient, ok: Dict[str, Any]) -> None:
+        self._client = client
+        self._ok = json.dumps(ok, separators=(",", ":"))
+        self._buf = b""
+
+    def sendall(self, data: bytes) -> None:
+        body = f'{{"v":1,"id":{self._client._next_id - 1},"ok":{self._ok}}}'.encode()
+        self._buf = struct.pack(">I", len(body)) + body
+
+    def recv(self, n: int) -> bytes:
+        out, self._buf = self._buf[:n], self._buf[n:]
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+def _canned_agent(ok: Dict[str, Any]) -> AgentClient:
+    client = AgentClient("/nonexistent")
+    client._sock = _CannedSocket(client, ok)  # type: ignore[assignment]
+    return client
+
+
 def main(argv: Sequence[str]) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
@@ -170,6 +208,20 @@ def main(argv: Sequence[str]) -> int:
                for k, v in venues.items()}
     cases = [(label, sign_call(stock[c], e, p), sign_call(wrapped[c], e, p))
              for label, c, e, p in REQUESTS]
+    # The same wrapped `sign` with the agent's reply canned: the adapter's and the client's own
+    # Python work (ccxt's sign, reading its output back, JSON both ways, rebuilding ccxt's
+    # output), everything but the socket and the agent.
+    stubbed = []
+    for label, c, e, p in REQUESTS:
+        w = wrapped[c]
+        sign_call(w, e, p)()
+        reply = AgentClient(socket_path).call({
+            "op": "sign", "key": venues[c]["key"],
+            "exchange": _agent_id(c, e, w),
+            "request": w._hsm_custody.last_request})
+        canned = wrap(instance(venues[c], secret=False), key=venues[c]["key"],
+                      agent=_canned_agent(reply))
+        stubbed.append(sign_call(canned, e, p))
 
     # The agent round trip alone (Binance order, fields already extracted): the floor under the
     # wrap cost that the adapter's Python work adds to.
@@ -197,6 +249,7 @@ def main(argv: Sequence[str]) -> int:
         pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(25)
         return 0
 
+    stub_med: List[List[float]] = [[] for _ in cases]
     stock_med: List[List[float]] = [[] for _ in cases]
     stock_p99: List[List[float]] = [[] for _ in cases]
     wrap_med: List[List[float]] = [[] for _ in cases]
@@ -212,6 +265,7 @@ def main(argv: Sequence[str]) -> int:
             m, p = latency(w, n)
             wrap_med[i].append(m)
             wrap_p99[i].append(p)
+            stub_med[i].append(latency(stubbed[i], n)[0])
         m, p = latency(agent_only, n)
         agent_med.append(m)
         agent_p99.append(p)
@@ -225,16 +279,19 @@ def main(argv: Sequence[str]) -> int:
           f"{ROUND_TRIPS_MS[1]:.0f} ms (cross-region).\n")
     rt = ROUND_TRIPS_MS
     print(f"| request | stock ccxt µs (p50) | p99 | wrapped µs (p50) | p99 | wrap cost µs "
-          f"(p50, paired) | of a {rt[0]:.0f} ms round trip | of a {rt[1]:.0f} ms round trip |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+          f"(p50, paired) | of a {rt[0]:.0f} ms round trip | of a {rt[1]:.0f} ms round trip "
+          f"| of which Python (agent stubbed) µs |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for i, (label, _, _) in enumerate(cases):
         added = [w - s for w, s in zip(wrap_med[i], stock_med[i])]
+        python = [w - s for w, s in zip(stub_med[i], stock_med[i])]
         frac = [[a / (t * 1000.0) * 100.0 for a in added] for t in rt]
         print(f"| {label} | {cell(stock_med[i])} | {cell(stock_p99[i])} | {cell(wrap_med[i])} "
               f"| {cell(wrap_p99[i])} | {cell(added, '{:+.1f}')} "
-              f"| {cell(frac[0], '{:.2f}')} % | {cell(frac[1], '{:.2f}')} % |")
+              f"| {cell(frac[0], '{:.2f}')} % | {cell(frac[1], '{:.2f}')} % "
+              f"| {cell(python, '{:+.1f}')} |")
     print(f"| `AgentClient.sign` alone (Binance order, fields given) | – | – "
-          f"| {cell(agent_med)} | {cell(agent_p99)} | – | – | – |")
+          f"| {cell(agent_med)} | {cell(agent_p99)} | – | – | – | – |")
     return 0
 
 
