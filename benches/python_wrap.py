@@ -31,7 +31,6 @@ measures a real, equivalent signature.
 from __future__ import annotations
 
 import argparse
-import copy
 import gc
 import inspect
 import json
@@ -206,25 +205,25 @@ def main(argv: Sequence[str]) -> int:
     stock = {k: instance(v, secret=True) for k, v in venues.items()}
     wrapped = {k: wrap(instance(v, secret=False), key=v["key"], agent=AgentClient(socket_path))
                for k, v in venues.items()}
-    cases = [(label, sign_call(stock[c], e, p), sign_call(wrapped[c], e, p))
-             for label, c, e, p in REQUESTS]
+    cases = [(label, sign_call(stock[c], e, params), sign_call(wrapped[c], e, params))
+             for label, c, e, params in REQUESTS]
     # The same wrapped `sign` with the agent's reply canned: the adapter's and the client's own
     # Python work (ccxt's sign, reading its output back, JSON both ways, rebuilding ccxt's
     # output), everything but the socket and the agent.
     stubbed = []
-    for label, c, e, p in REQUESTS:
+    for _, c, e, params in REQUESTS:
         w = wrapped[c]
-        sign_call(w, e, p)()
+        sign_call(w, e, params)()
         reply = AgentClient(socket_path).call({
             "op": "sign", "key": venues[c]["key"],
             "exchange": _agent_id(c, e, w),
             "request": w._hsm_custody.last_request})
         canned = wrap(instance(venues[c], secret=False), key=venues[c]["key"],
                       agent=_canned_agent(reply))
-        stubbed.append(sign_call(canned, e, p))
+        stubbed.append(sign_call(canned, e, params))
 
-    # The agent round trip alone (Binance order, fields already extracted): the floor under the
-    # wrap cost that the adapter's Python work adds to.
+    # The client's agent round trip alone (Binance order, fields given, no ccxt): for reference
+    # next to the wrap cost's agent part.
     bn = venues["binance"]
     direct = AgentClient(socket_path)
 
