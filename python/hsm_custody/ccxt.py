@@ -215,12 +215,15 @@ def _htx(b: _Built) -> Dict[str, str]:
                      timestamp=None if ts is None else unquote(ts))
 
 
+_COMPACT_UTF8 = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def _cryptocom(b: _Built) -> Dict[str, str]:
     rpc = json.loads(b.body or "{}")
     api_key = rpc.pop("api_key", None)
     rpc.pop("sig", None)
     # the nonce stays in the body as ccxt wrote it (a JSON string); the agent signs it from there
-    return b.request(body=json.dumps(rpc, separators=(",", ":"), ensure_ascii=False),
+    return b.request(body=_COMPACT_UTF8(rpc),
                      api_key=api_key)
 
 
@@ -305,6 +308,11 @@ def agent_exchange_id(ccxt_id: str, api: Any = None) -> Optional[str]:
 _PRESENTATION = frozenset({"content-type", "content-length", "cache-control", "locale", "accept",
                            "user-agent"})
 
+#: What :func:`_rebuild` searches for a leftover dummy: the whole output as JSON (an encoder made
+#: once; ``json.dumps(out, default=str)`` builds one per call).
+_SWEEP = json.JSONEncoder(default=str).encode
+
+
 def _rebuild(b: _Built, scheme: _Scheme, signed: SignedRequest) -> Dict[str, Any]:
     url = b.base + signed.path
     if signed.query or b.has_qmark:
@@ -327,7 +335,7 @@ def _rebuild(b: _Built, scheme: _Scheme, signed: SignedRequest) -> Dict[str, Any
             headers = {} if headers is None else headers
             headers[name] = value
     out = {"url": url, "method": signed.method, "body": body, "headers": headers}
-    text = json.dumps(out, default=str)
+    text = _SWEEP(out)
     if _DUMMY in text:  # fail closed: never send a request that still carries ccxt's dummy
         raise UnsupportedRequest(f"ccxt {b.exchange.id}: the signed request still carries an "
                                  f"unsigned part (a keyed value this adapter does not know)")

