@@ -18,9 +18,9 @@ pub struct SignRequestArgs {
     /// Key name.
     #[arg(long)]
     pub key: String,
-    /// Exchange id: binance, binance-usdm, binance-ws, kraken, coinbase-exchange, okx, bybit,
-    /// bitget, kucoin, gemini, bitmex, bitfinex, gate, deribit, htx, cryptocom, bitstamp, mexc,
-    /// mexc-futures; with asymmetric keys: binance, binance-usdm, binance-ws (Ed25519, RSA),
+    /// Exchange id: binance, binance-usdm, binance-coinm, binance-ws, kraken, coinbase-exchange,
+    /// okx, bybit, bitget, kucoin, gemini, bitmex, bitfinex, gate, deribit, htx, cryptocom,
+    /// bitstamp, mexc, mexc-futures; with asymmetric keys: binance, binance-usdm, binance-coinm, binance-ws (Ed25519, RSA),
     /// bybit (RSA), coinbase-advanced (P-256, Ed25519).
     #[arg(long)]
     pub exchange: String,
