@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hsm_custody::agent::{Agent, AgentClient, AgentConfig, KeyAccess};
+use hsm_custody::agent::{AgentClient, AgentConfig, KeyAccess};
 use hsm_custody::asynch::AsyncCustody;
 use hsm_custody::exchanges::Request;
 use hsm_custody::{exchanges, Config, Custody, GuardConfig, Guardrails, KeySpec, SecretString};
@@ -158,8 +158,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // and on a single-threaded one (`[agent] threads = 1`), each on its own thread and socket.
     use std::os::unix::fs::MetadataExt as _;
     let uid = std::fs::metadata(env.dir.path())?.uid();
-    let mut stops = Vec::new();
-    let mut servers = Vec::new();
+    let mut agents = Vec::new();
     let mut sockets = Vec::new();
     for (i, threads) in [2usize, 1].into_iter().enumerate() {
         let socket = env.dir.path().join(format!("run{i}")).join("agent.sock");
@@ -168,27 +167,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .allow_same_uid(true)
             .rate(1_000_000, 1_000_000)
             .allow("bn", KeyAccess::uids([uid]));
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let custody = custody.clone();
-        servers.push(std::thread::spawn(move || -> Result<(), String> {
-            let rt = hsm_custody::agent::runtime(threads).map_err(|e| e.to_string())?;
-            rt.block_on(async {
-                let agent = Agent::bind(custody, config)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let _ = ready_tx.send(());
-                agent
-                    .serve(async {
-                        let _ = stop_rx.await;
-                    })
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            })
-        }));
-        ready_rx.recv()?;
-        stops.push(stop_tx);
+        agents.push(common::RunningAgent::start(
+            custody.clone(),
+            config,
+            threads,
+        )?);
         sockets.push(socket);
     }
     let mut client = AgentClient::connect(&sockets[0])?;
@@ -257,11 +240,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }));
         }
     }
-    for stop in stops {
-        let _ = stop.send(());
-    }
-    for server in servers {
-        server.join().map_err(|_| "agent thread panicked")??;
+    for agent in agents {
+        agent.stop()?;
     }
     guardrails.sync()?;
 

@@ -25,7 +25,7 @@ use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use hsm_custody::agent::{Agent, AgentConfig, KeyAccess};
+use hsm_custody::agent::{AgentConfig, KeyAccess};
 use hsm_custody::{exchanges, Config, Custody, GuardConfig, Guardrails, KeySpec, SecretString};
 
 use common::BenchEnv;
@@ -124,35 +124,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .rate(1_000_000, 1_000_000)
         .allow("bn", KeyAccess::uids([uid]))
         .allow("okx", KeyAccess::uids([uid]));
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let server = {
-        let custody = custody.clone();
-        std::thread::spawn(move || -> Result<(), String> {
-            let rt = hsm_custody::agent::runtime(1).map_err(|e| e.to_string())?;
-            rt.block_on(async {
-                let agent = Agent::bind(custody, config)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let _ = ready_tx.send(());
-                agent
-                    .serve(async {
-                        let _ = stop_rx.await;
-                    })
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            })
-        })
-    };
-    if ready_rx.recv().is_err() {
-        return Err(server
-            .join()
-            .map_err(|_| "agent thread panicked")?
-            .err()
-            .unwrap_or_else(|| "agent did not start".into())
-            .into());
-    }
+    let agent = common::RunningAgent::start(custody.clone(), config, 1)?;
 
     // The secrets go to the script on stdin (never argv); its table goes to our stdout.
     let setup = serde_json::json!({
@@ -186,8 +158,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .write_all(setup.to_string().as_bytes())?;
     let status = child.wait()?;
 
-    let _ = stop_tx.send(());
-    server.join().map_err(|_| "agent thread panicked")??;
+    agent.stop()?;
     guardrails.sync()?;
     if !status.success() {
         return Err(format!("benches/python_wrap.py failed ({status})").into());

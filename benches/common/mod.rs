@@ -43,3 +43,56 @@ impl BenchEnv {
         BenchEnv { module, conf, dir }
     }
 }
+
+/// An agent serving `custody` on its own thread, on [`hsm_custody::agent::runtime`] with
+/// `threads`; stopped (and its outcome returned) by [`RunningAgent::stop`].
+#[allow(dead_code)] // the agent benches use it, the others do not
+pub struct RunningAgent {
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<Result<(), String>>,
+}
+
+#[allow(dead_code)]
+impl RunningAgent {
+    /// Binds the agent and returns once it listens (or with the reason it could not).
+    pub fn start(
+        custody: hsm_custody::Custody,
+        config: hsm_custody::agent::AgentConfig,
+        threads: usize,
+    ) -> Result<RunningAgent, String> {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || -> Result<(), String> {
+            let rt = hsm_custody::agent::runtime(threads).map_err(|e| e.to_string())?;
+            rt.block_on(async {
+                let agent = hsm_custody::agent::Agent::bind(custody, config)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let _ = ready_tx.send(());
+                agent
+                    .serve(async {
+                        let _ = stopped.await;
+                    })
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })
+        });
+        if ready_rx.recv().is_err() {
+            return Err(thread
+                .join()
+                .map_err(|_| "agent thread panicked".to_owned())?
+                .err()
+                .unwrap_or_else(|| "the agent stopped before it listened".to_owned()));
+        }
+        Ok(RunningAgent { stop, thread })
+    }
+
+    /// Stops the agent and waits for it.
+    pub fn stop(self) -> Result<(), String> {
+        let _ = self.stop.send(());
+        self.thread
+            .join()
+            .map_err(|_| "agent thread panicked".to_owned())?
+    }
+}

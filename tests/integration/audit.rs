@@ -81,6 +81,27 @@ pub(crate) fn config_file(t: &TestToken, dir: &Path, log: &Path, extra: &str) ->
     config
 }
 
+/// Writes `tampered` as `dir/name` and checks that `verify` (against `head`) finds its first
+/// problem at `want` (line, kind); returns the report.
+pub(crate) fn found_at(
+    c: &Custody,
+    dir: &Path,
+    head: &Path,
+    name: &str,
+    tampered: &[String],
+    want: (u64, ProblemKind),
+) -> VerifyReport {
+    let path = dir.join(name);
+    write_lines(&path, tampered);
+    let report = verify(c, std::slice::from_ref(&path), Some(head));
+    let p = report
+        .problem
+        .clone()
+        .unwrap_or_else(|| panic!("{name}: not detected"));
+    assert_eq!((p.line, p.kind), want, "{name}: {}", p.detail);
+    report
+}
+
 /// What the glob `audit.jsonl*` in `dir` expands to, sorted (the log, rotated files, head,
 /// lock and pending files).
 pub(crate) fn log_glob(dir: &Path) -> Vec<String> {
@@ -169,13 +190,7 @@ fn every_kind_of_tampering_is_found_at_the_right_line() {
     let original = lines(&log);
     let spliced_from = lines(&other);
     let check = |name: &str, tampered: Vec<String>, line: u64, kind: ProblemKind| {
-        let path = dir.path().join(name);
-        write_lines(&path, &tampered);
-        let report = verify(&c, std::slice::from_ref(&path), Some(&head));
-        let p = report
-            .problem
-            .unwrap_or_else(|| panic!("{name}: not detected"));
-        assert_eq!((p.line, p.kind), (line, kind), "{name}: {}", p.detail);
+        let report = found_at(&c, dir.path(), &head, name, &tampered, (line, kind));
         assert_eq!(report.good_lines, line - 1, "{name}");
     };
     let mut edited = original.clone();

@@ -17,7 +17,7 @@ use hsm_custody::{Custody, Guardrails, HmacAlg};
 use serde_json::Value;
 use sha2::Sha256;
 
-use crate::audit::{config, lines, temp_log, verify, write_lines, KEY};
+use crate::audit::{config, found_at, lines, temp_log, verify, write_lines, KEY};
 use crate::common::{fresh_token, TestToken};
 use crate::guardrails::import;
 
@@ -180,13 +180,7 @@ fn tampering_inside_an_epoch_at_its_start_and_in_the_tail_is_found() {
     let starts = epoch_starts(&all);
     assert_eq!(starts, vec![1], "one epoch, from the second line");
     let check = |name: &str, tampered: Vec<String>, line: u64, kind: ProblemKind| {
-        let path = dir.path().join(name);
-        write_lines(&path, &tampered);
-        let report = verify(&c, std::slice::from_ref(&path), Some(&head));
-        let p = report
-            .problem
-            .unwrap_or_else(|| panic!("{name}: not detected"));
-        assert_eq!((p.line, p.kind), (line, kind), "{name}: {}", p.detail);
+        found_at(&c, dir.path(), &head, name, &tampered, (line, kind));
     };
     // In the tail (the head is at the first lines), mid-epoch.
     let mut edited = all.clone();

@@ -60,22 +60,7 @@ impl Binding {
     /// signature carries it).
     pub(crate) fn describe_static(&self) -> &'static str {
         static ALL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-        let all = ALL.get_or_init(|| {
-            (0..64u8)
-                .map(|bits| {
-                    let on = |i: u8| bits & (1 << i) != 0;
-                    Binding {
-                        method: on(0),
-                        path: on(1),
-                        host: on(2),
-                        query: on(3),
-                        body: on(4),
-                        time: on(5),
-                    }
-                    .describe()
-                })
-                .collect()
-        });
+        let all = ALL.get_or_init(|| (0..64u8).map(|b| Binding::of_bits(b).describe()).collect());
         let bits = u8::from(self.method)
             | u8::from(self.path) << 1
             | u8::from(self.host) << 2
@@ -83,6 +68,20 @@ impl Binding {
             | u8::from(self.body) << 4
             | u8::from(self.time) << 5;
         &all[usize::from(bits)]
+    }
+
+    /// The binding whose parts are the bits of `bits` (method, path, host, query, body, time
+    /// from the lowest), as `describe_static` indexes them.
+    fn of_bits(bits: u8) -> Binding {
+        let on = |i: u8| bits & (1 << i) != 0;
+        Binding {
+            method: on(0),
+            path: on(1),
+            host: on(2),
+            query: on(3),
+            body: on(4),
+            time: on(5),
+        }
     }
 
     /// The bound parts, comma-separated (`method,path,query,body,time`).
@@ -125,16 +124,12 @@ mod tests {
     #[test]
     fn the_static_description_is_the_description_of_every_combination() {
         for bits in 0..64u8 {
-            let on = |i: u8| bits & (1 << i) != 0;
-            let b = Binding {
-                method: on(0),
-                path: on(1),
-                host: on(2),
-                query: on(3),
-                body: on(4),
-                time: on(5),
-            };
+            let b = Binding::of_bits(bits);
             assert_eq!(b.describe_static(), b.describe(), "{b:?}");
         }
+        // The bits are the parts, each once.
+        let all = Binding::of_bits(63);
+        assert!(all.method && all.path && all.host && all.query && all.body && all.time);
+        assert_eq!(Binding::of_bits(1 << 3).describe(), "query");
     }
 }
