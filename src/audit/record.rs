@@ -422,6 +422,21 @@ mod tests {
                 serde_json::to_string(&line).unwrap(),
                 body_of(&rec).unwrap()
             );
+            // The `sign_failed` line: no decision or rule, the token's error as the outcome.
+            let failed = SignLine {
+                event: Event::SignFailed,
+                decision: None,
+                rule: None,
+                outcome: Some("token: CKR_DEVICE_ERROR"),
+                ..line
+            };
+            let failed = serde_json::to_string(&failed).unwrap();
+            let mut rec = rec.clone();
+            rec.event = Event::SignFailed;
+            rec.decision = None;
+            rec.rule = None;
+            rec.outcome = Some("token: CKR_DEVICE_ERROR".into());
+            assert_eq!(failed, body_of(&rec).unwrap());
         }
     }
 

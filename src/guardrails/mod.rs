@@ -338,13 +338,14 @@ impl Guardrails {
         })
     }
 
-    /// The `sign` line of a judged signature, borrowed from the request (the signing path
-    /// copies nothing into it).
-    fn record_decision(
+    /// The `sign` line of a judged signature (`decision` and its rule), or the `sign_failed`
+    /// line of one the token then failed, borrowed from the request (the signing path copies
+    /// nothing into it).
+    fn record_sign(
         &self,
         ctx: &SignContext<'_>,
-        decision: Decision,
-        rule: &str,
+        event: Event,
+        decision: Option<(Decision, &str)>,
         outcome: &str,
     ) -> Result<u64> {
         let mut sha256 = [0u8; 64];
@@ -360,7 +361,7 @@ impl Guardrails {
         let line = SignLine {
             seq: 0,
             time: time::OffsetDateTime::UNIX_EPOCH,
-            event: Event::Sign,
+            event,
             key: ctx.key,
             version: ctx.version,
             exchange: ctx.exchange,
@@ -370,8 +371,8 @@ impl Guardrails {
             params,
             client: ctx.client,
             sha256: std::str::from_utf8(&sha256).unwrap_or_default(),
-            decision: Some(decision),
-            rule: Some(rule),
+            decision: decision.map(|(d, _)| d),
+            rule: decision.map(|(_, rule)| rule),
             outcome: Some(outcome),
             epoch: None,
         };
@@ -381,29 +382,13 @@ impl Guardrails {
     }
 }
 
-fn sign_record(event: Event, ctx: &SignContext<'_>) -> Record {
-    let mut r = Record::new(event);
-    r.key = Some(ctx.key.to_owned());
-    r.version = Some(ctx.version);
-    r.exchange = ctx.exchange.map(str::to_owned);
-    r.method = ctx.method.map(str::to_owned);
-    r.path = ctx.path.map(str::to_owned);
-    r.client = ctx.client.map(str::to_owned);
-    if let (Some(exchange), Some(reach)) = (ctx.exchange, ctx.reach) {
-        r.binding = crate::exchanges::info(exchange).map(|e| e.binding.describe());
-        if !reach.path_bound() {
-            r.params = Some(reach.params().to_vec());
-        }
-    }
-    r.sha256 = Some(hex::encode(Sha256::digest(ctx.message)));
-    r
-}
-
 impl Guard for Guardrails {
     fn check(&self, ctx: &SignContext<'_>) -> Result<()> {
         match self.decide(ctx) {
             Ok(rule) => {
-                if let Err(e) = self.record_decision(ctx, Decision::Allow, &rule, "sent") {
+                if let Err(e) =
+                    self.record_sign(ctx, Event::Sign, Some((Decision::Allow, &rule)), "sent")
+                {
                     self.alert(AlertKind::AuditFailed, Some(ctx), ctx.key, &e.to_string());
                     return Err(match e {
                         e @ Error::AuditFailed(_) => e,
@@ -425,7 +410,12 @@ impl Guard for Guardrails {
                     Refusal::Rate(_) => (AlertKind::RateLimited, "rate_limited"),
                     Refusal::Policy(_) => (AlertKind::Denied, "denied"),
                 };
-                if let Err(e) = self.record_decision(ctx, Decision::Deny, refusal.rule(), outcome) {
+                if let Err(e) = self.record_sign(
+                    ctx,
+                    Event::Sign,
+                    Some((Decision::Deny, refusal.rule())),
+                    outcome,
+                ) {
                     self.alert(AlertKind::AuditFailed, Some(ctx), ctx.key, &e.to_string());
                 }
                 tracing::warn!(
@@ -446,9 +436,7 @@ impl Guard for Guardrails {
 
     fn signed(&self, ctx: &SignContext<'_>, outcome: Result<(), &Error>) {
         if let Err(e) = outcome {
-            let mut rec = sign_record(Event::SignFailed, ctx);
-            rec.outcome = Some(e.to_string());
-            if let Err(e) = self.record(rec) {
+            if let Err(e) = self.record_sign(ctx, Event::SignFailed, None, &e.to_string()) {
                 self.alert(AlertKind::AuditFailed, Some(ctx), ctx.key, &e.to_string());
             }
         }

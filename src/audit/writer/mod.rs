@@ -47,8 +47,9 @@ const TOKEN_HEAD_EVERY: Duration = Duration::from_secs(1);
 /// How often the background flusher looks for due work (it is also woken for a batch).
 const FLUSH_TICK: Duration = Duration::from_millis(250);
 
-/// How many lines past its head file a crash can leave a log under each fsync policy: a
-/// head further behind was put back (or the policy was changed between runs).
+/// How many lines past its head file a crash can leave a log under each fsync policy (a
+/// signer checkpoints itself at this many: the flusher fell behind): a head further behind was
+/// put back (or the policy was changed between runs).
 fn crash_window(fsync: Fsync) -> u64 {
     match fsync {
         Fsync::Always => 1,
@@ -276,7 +277,7 @@ impl AuditLog {
                 let mut st = sh.lock()?;
                 if sh.rotation_due(&st) {
                     sh.rotate(&held, &mut st)?;
-                } else if sh.behind(&st) >= sh.max_behind() {
+                } else if sh.behind(&st) >= crash_window(sh.config.fsync) {
                     sh.checkpoint(&held, &mut st, sh.config.fsync != Fsync::Never)?;
                 }
             }
@@ -412,19 +413,10 @@ impl Shared {
         }
     }
 
-    /// Lines past the last checkpoint at which a signer checkpoints itself.
-    fn max_behind(&self) -> u64 {
-        match self.config.fsync {
-            Fsync::Always => 1,
-            Fsync::Batch => BATCH_MAX,
-            Fsync::Never => NEVER_MAX,
-        }
-    }
-
     /// After a line (`batch`, `never`): what is due.
     fn due(&self, st: &mut State) -> Due {
         let behind = self.behind(st);
-        if self.rotation_due(st) || behind >= self.max_behind() {
+        if self.rotation_due(st) || behind >= crash_window(self.config.fsync) {
             return Due::Now;
         }
         let wake_at = match self.config.fsync {
@@ -473,17 +465,13 @@ impl Shared {
     /// The flusher's checkpoint: the lines written so far made durable (when `durable`) and
     /// the head saved, without holding the state while the disk works (signers go on
     /// appending meanwhile).
-    fn background_checkpoint(&self, durable: bool) -> Result<()> {
+    fn background_checkpoint(&self) -> Result<()> {
+        let durable = self.config.fsync != Fsync::Never;
         let _held = self.hold()?;
         let (file, head, seq, prev) = {
             let mut st = self.lock()?;
             st.wake_pending = false;
-            let done = if durable {
-                st.unsynced() == 0
-            } else {
-                st.since_head() == 0
-            };
-            if st.broken.is_some() || done {
+            if st.broken.is_some() || self.behind(&st) == 0 {
                 return Ok(());
             }
             let file = st.file.try_clone().map_err(|source| Error::Io {
@@ -719,7 +707,7 @@ fn flusher(shared: &Weak<Shared>, woken: &mpsc::Receiver<()>) {
                 (due, files::has_pending(&shared.config))
             };
             if due {
-                shared.background_checkpoint(shared.config.fsync != Fsync::Never)?;
+                shared.background_checkpoint()?;
             }
             if pending {
                 let held = shared.hold()?;
