@@ -179,6 +179,8 @@ impl Drop for AgentProc {
 /// Starts `hsm-custody --config CONFIG agent` (with `env` on top) and waits for `listening on`;
 /// the agent's stderr on failure.
 fn spawn_agent(config: &Path, env: &[(&str, &str)]) -> Result<(Child, Arc<Mutex<String>>), String> {
+    // No token is made (by another test) until the agent's module is loaded.
+    let _no_init = crate::common::no_token_init();
     let mut child = Command::new(env!("CARGO_BIN_EXE_hsm-custody"))
         .arg("--config")
         .arg(config)
@@ -602,6 +604,7 @@ fn agent_raw_mac_needs_allow_raw_and_is_audited_as_raw() {
 }
 
 fn audit_verify(config: &Path, audit: &Path) -> std::process::Output {
+    let _no_init = crate::common::no_token_init();
     Command::new(env!("CARGO_BIN_EXE_hsm-custody"))
         .arg("--config")
         .arg(config)
@@ -878,6 +881,7 @@ fn c_initialize_failure_names_the_unreadable_file() {
     .unwrap();
     let run = |mode: u32| {
         std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(mode)).unwrap();
+        let _no_init = crate::common::no_token_init();
         let out = Command::new(setpriv)
             .args([
                 format!("--reuid={NOBODY}"),
@@ -1039,6 +1043,7 @@ fn agent_exit(
 ) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("stderr");
+    let _no_init = crate::common::no_token_init();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_hsm-custody"));
     cmd.args(args)
         .envs(child_env())
@@ -1189,6 +1194,7 @@ fn agent_refuses_a_pin_from_the_environment() {
     // Control: the same agent starts with the PIN from a file (through the environment's
     // `HSM_CUSTODY_PIN_FILE`, which holds a path, not the PIN).
     let (child, stderr) = {
+        let _no_init = crate::common::no_token_init();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_hsm-custody"));
         cmd.args(&args)
             .envs(child_env())

@@ -399,6 +399,8 @@ impl GatewayProc {
         }
         let config = dir.path().join("gateway.toml");
         std::fs::write(&config, text).unwrap();
+        // No token is made (by another test) until the gateway's module is loaded.
+        let no_init = crate::common::no_token_init();
         let mut child = Command::new(env!("CARGO_BIN_EXE_hsm-custody"))
             .args(["--config", config.to_str().unwrap(), "gateway"])
             .envs(child_env())
@@ -422,6 +424,7 @@ impl GatewayProc {
                 break;
             }
         }
+        drop(no_init);
         let log = Arc::new(Mutex::new(String::new()));
         let kept = Arc::clone(&log);
         std::thread::spawn(move || {
