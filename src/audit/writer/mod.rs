@@ -219,7 +219,7 @@ impl AuditLog {
                 shared.checkpoint(&held, &mut st, shared.config.fsync != Fsync::Never)?;
             }
         }
-        shared.token_head(true)?;
+        shared.token_head(true, Next::Epoch)?;
         let weak = Arc::downgrade(&shared);
         std::thread::Builder::new()
             .name("hsm-custody-audit".into())
@@ -295,7 +295,7 @@ impl AuditLog {
             let mut st = self.shared.lock()?;
             self.shared.checkpoint(&held, &mut st, true)?;
         }
-        self.shared.token_head(true)
+        self.shared.token_head(true, Next::Epoch)
     }
 
     /// The `seq` of the last line written.
@@ -314,6 +314,14 @@ impl AuditLog {
     pub(crate) fn note_login_failure(&self, token: &str, reason: &str) -> Result<()> {
         record_login_failure(&self.shared.config, token, reason)
     }
+}
+
+/// After a write of the token's chain head: whether lines follow (a new epoch key is derived
+/// for them) or the writer is ending.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Next {
+    Epoch,
+    None,
 }
 
 /// Proof that the caller holds `Shared::checkpoints`.
@@ -505,9 +513,9 @@ impl Shared {
     }
 
     /// Saves the last durable line as the token's chain head: when `force`, or when the last
-    /// save is a second old; then derives the next epoch's key when the current one has MACed
-    /// lines. Never while the state is locked by this thread.
-    fn token_head(&self, force: bool) -> Result<()> {
+    /// save is a second old; then, when lines follow (`Next::Epoch`), derives the next epoch's
+    /// key if the current one has MACed lines. Never while the state is locked by this thread.
+    fn token_head(&self, force: bool, next: Next) -> Result<()> {
         let (chain, (seq, mac)) = {
             let st = self.lock()?;
             (st.chain.clone(), st.durable)
@@ -526,7 +534,10 @@ impl Shared {
         token.seq = seq;
         token.at = Some(Instant::now());
         drop(token);
-        self.roll_epoch()
+        if next == Next::Epoch {
+            self.roll_epoch()?;
+        }
+        Ok(())
     }
 
     /// Derives a new epoch key for the next line (the token's work, without the state held),
@@ -669,7 +680,8 @@ impl Drop for AuditLog {
             }
         }
         if sh.mac.vault().is_ok() {
-            let _ = sh.token_head(true);
+            // The last head: no line follows it from this writer, so no next epoch.
+            let _ = sh.token_head(true, Next::None);
         }
     }
 }
@@ -714,7 +726,7 @@ fn flusher(shared: &Weak<Shared>, woken: &mpsc::Receiver<()>) {
                 let mut st = shared.lock()?;
                 shared.ingest_pending(&held, &mut st)?;
             }
-            shared.token_head(false)
+            shared.token_head(false, Next::Epoch)
         };
         if let Err(e) = work() {
             tracing::warn!(error = %e, log = %shared.config.path.display(),
