@@ -309,6 +309,9 @@ pub struct GatewayProc {
     pub _dir: tempfile::TempDir,
 }
 
+/// A route: host (or `host/path/prefix`), exchange, key, where the host's stand-in listens.
+type Route = (String, String, String, SocketAddr);
+
 impl GatewayProc {
     /// Starts the CLI's gateway on token `t` with `routes` (host or `host/path/prefix`,
     /// exchange, key, where the host's stand-in listens; each route named after its spec with
@@ -317,7 +320,7 @@ impl GatewayProc {
     /// named `bots-*` to group [`BOTS_GID`] only.
     pub fn start(
         t: &TestToken,
-        routes: &[(String, String, String, SocketAddr)],
+        routes: &[Route],
         cas: &[&Path],
         extra: &str,
         keys_extra: &str,
@@ -328,7 +331,7 @@ impl GatewayProc {
     /// [`GatewayProc::start`] with `env` set for the gateway process.
     pub fn start_env(
         t: &TestToken,
-        routes: &[(String, String, String, SocketAddr)],
+        routes: &[Route],
         cas: &[&Path],
         extra: &str,
         keys_extra: &str,
@@ -663,6 +666,28 @@ fn binance_host() -> Host {
     }
 }
 
+/// A fresh token with Binance keys `keys` (same secret), a stand-in serving api.binance.com and
+/// api1.binance.com, and routes sending the first host to `keys[0]`, the second to `keys[1]`.
+fn two_binance_keys(tag: &str, keys: [&str; 2]) -> (TestToken, StandIn, [Route; 2]) {
+    let t = fresh_token(tag);
+    for key in keys {
+        import(&t, key, "binance", BN_API_KEY, "", BN_SECRET);
+    }
+    let standin = StandIn::start(
+        BTreeMap::from([
+            ("api.binance.com".to_owned(), binance_host()),
+            ("api1.binance.com".to_owned(), binance_host()),
+        ]),
+        Fault::Echo,
+    );
+    let hosts = ["api.binance.com", "api1.binance.com"];
+    let routes = [0, 1].map(|i| {
+        let (host, key) = (hosts[i].to_owned(), keys[i].to_owned());
+        (host, "binance".to_owned(), key, standin.addr)
+    });
+    (t, standin, routes)
+}
+
 fn one_host(host: &str) -> BTreeMap<String, Host> {
     BTreeMap::from([(host.to_owned(), binance_host())])
 }
@@ -684,30 +709,7 @@ fn echo(body: &str) -> serde_json::Value {
 /// public requests passed through, and the audit line with the exchange's status.
 #[test]
 fn gateway_resigns_binance_and_refuses_what_it_must() {
-    let t = fresh_token("gw-core");
-    import(&t, "bn", "binance", BN_API_KEY, "", BN_SECRET);
-    import(&t, "nobody-bn", "binance", BN_API_KEY, "", BN_SECRET);
-    let standin = StandIn::start(
-        BTreeMap::from([
-            ("api.binance.com".to_owned(), binance_host()),
-            ("api1.binance.com".to_owned(), binance_host()),
-        ]),
-        Fault::Echo,
-    );
-    let routes = [
-        (
-            "api.binance.com".to_owned(),
-            "binance".to_owned(),
-            "bn".to_owned(),
-            standin.addr,
-        ),
-        (
-            "api1.binance.com".to_owned(),
-            "binance".to_owned(),
-            "nobody-bn".to_owned(),
-            standin.addr,
-        ),
-    ];
+    let (t, standin, routes) = two_binance_keys("gw-core", ["bn", "nobody-bn"]);
     let keys = "[keys.bn]\nexchange = 'binance'\n[keys.nobody-bn]\nexchange = 'binance'\n";
     let sock_dir = tempfile::tempdir().unwrap();
     let sock = sock_dir.path().join("run/gw.sock");
@@ -918,30 +920,7 @@ fn gateway_resigns_binance_and_refuses_what_it_must() {
 /// when refused), status, latency; never the secret, the PIN, a signature or the query.
 #[test]
 fn gateway_logs_one_json_line_per_request_and_no_secret() {
-    let t = fresh_token("gw-log");
-    import(&t, "bn", "binance", BN_API_KEY, "", BN_SECRET);
-    import(&t, "nobody-bn", "binance", BN_API_KEY, "", BN_SECRET);
-    let standin = StandIn::start(
-        BTreeMap::from([
-            ("api.binance.com".to_owned(), binance_host()),
-            ("api1.binance.com".to_owned(), binance_host()),
-        ]),
-        Fault::Echo,
-    );
-    let routes = [
-        (
-            "api.binance.com".to_owned(),
-            "binance".to_owned(),
-            "bn".to_owned(),
-            standin.addr,
-        ),
-        (
-            "api1.binance.com".to_owned(),
-            "binance".to_owned(),
-            "nobody-bn".to_owned(),
-            standin.addr,
-        ),
-    ];
+    let (t, standin, routes) = two_binance_keys("gw-log", ["bn", "nobody-bn"]);
     let mut gw = GatewayProc::start_env(
         &t,
         &routes,
@@ -1337,30 +1316,7 @@ fn gateway_serves_a_remote_bot_through_an_ssh_tunnel() {
         Path::new("/usr/sbin/sshd").exists(),
         "needs /usr/sbin/sshd (apt-get install openssh-server)"
     );
-    let t = fresh_token("gw-ssh");
-    import(&t, "nobody-bn", "binance", BN_API_KEY, "", BN_SECRET);
-    import(&t, "bn", "binance", BN_API_KEY, "", BN_SECRET);
-    let standin = StandIn::start(
-        BTreeMap::from([
-            ("api.binance.com".to_owned(), binance_host()),
-            ("api1.binance.com".to_owned(), binance_host()),
-        ]),
-        Fault::Echo,
-    );
-    let routes = [
-        (
-            "api.binance.com".to_owned(),
-            "binance".to_owned(),
-            "nobody-bn".to_owned(),
-            standin.addr,
-        ),
-        (
-            "api1.binance.com".to_owned(),
-            "binance".to_owned(),
-            "bn".to_owned(),
-            standin.addr,
-        ),
-    ];
+    let (t, standin, routes) = two_binance_keys("gw-ssh", ["nobody-bn", "bn"]);
     let mut gw = GatewayProc::start(
         &t,
         &routes,
