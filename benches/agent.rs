@@ -12,8 +12,10 @@
 //!
 //! Latency: one caller, sequential, median and p99 of per-call times. Throughput: 8 callers at
 //! once (8 threads for sync, 8 tasks for async, 8 client threads with a connection each for the
-//! agent) for a fixed time. The agent runs in this process on a 2-worker runtime, so its figure
-//! is the socket, framing, JSON and scheduling cost, not process start-up.
+//! agent) for a fixed time. The agent runs in this process, on its own thread and runtime, so
+//! its figure is the socket, framing, JSON and scheduling cost, not process start-up: as
+//! `hsm-custody agent` runs it by default (one thread; busy-poll 50 µs in the agent, 200 µs in
+//! the client), with busy-polling off on both sides, and on a 2-worker runtime.
 
 #![deny(unsafe_code)] // test-side unsafe lives in tests/support/raw_pkcs11.rs
 
@@ -154,37 +156,50 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let asynch = AsyncCustody::new(custody.clone());
     let signer = rt.block_on(asynch.exchange_signer_for("bn", "binance"))?;
 
-    // The agent, in this process, twice: on a 2-worker runtime (as `hsm-custody agent` runs it)
-    // and on a single-threaded one (`[agent] threads = 1`), each on its own thread and socket.
+    // The agent, in this process, three times, each on its own thread and socket: as
+    // `hsm-custody agent` runs it by default (one thread; busy-poll 50 µs in the agent and
+    // 200 µs in the client, their defaults), with busy-polling off on both sides, and on a
+    // 2-worker runtime (`[agent] threads = 2`). `None`: the defaults.
     use std::os::unix::fs::MetadataExt as _;
     let uid = std::fs::metadata(env.dir.path())?.uid();
+    let variants = [(1usize, None), (1, Some(Duration::ZERO)), (2, None)];
     let mut agents = Vec::new();
     let mut sockets = Vec::new();
-    for (i, threads) in [2usize, 1].into_iter().enumerate() {
+    for (i, (threads, busy_poll)) in variants.into_iter().enumerate() {
         let socket = env.dir.path().join(format!("run{i}")).join("agent.sock");
-        let config = AgentConfig::new(&socket)
+        let mut config = AgentConfig::new(&socket)
             // Bench setup: the callers are this process's own uid.
             .allow_same_uid(true)
             .rate(1_000_000, 1_000_000)
             .allow("bn", KeyAccess::uids([uid]));
+        if let Some(window) = busy_poll {
+            config = config.busy_poll(window);
+        }
         agents.push(common::RunningAgent::start(
             custody.clone(),
             config,
             threads,
         )?);
-        sockets.push(socket);
+        sockets.push((socket, busy_poll));
     }
-    let mut client = AgentClient::connect(&sockets[0])?;
-    let mut client1 = AgentClient::connect(&sockets[1])?;
+    let connect = |(socket, busy_poll): &(std::path::PathBuf, Option<Duration>)| {
+        let client = AgentClient::connect(socket).expect("agent connect");
+        if let Some(window) = busy_poll {
+            client.set_busy_poll(*window);
+        }
+        client
+    };
+    let mut clients: Vec<AgentClient> = sockets.iter().map(connect).collect();
 
     let names = [
         "sync `ExchangeSigner::sign`, guarded",
         "async `AsyncExchangeSigner::sign`, guarded",
-        "agent round trip (`AgentClient::sign`), guarded, 2 worker threads",
-        "agent round trip (`AgentClient::sign`), guarded, 1 thread",
+        "agent round trip (`AgentClient::sign`), guarded, 1 thread, busy-poll on (default)",
+        "agent round trip (`AgentClient::sign`), guarded, 1 thread, busy-poll off",
+        "agent round trip (`AgentClient::sign`), guarded, 2 worker threads, busy-poll on",
     ];
-    let mut lat: [Vec<Latency>; 4] = Default::default();
-    let mut tp: [Vec<f64>; 4] = Default::default();
+    let mut lat: [Vec<Latency>; 5] = Default::default();
+    let mut tp: [Vec<f64>; 5] = Default::default();
     let req = request();
     for round in 0..rounds {
         eprintln!("round {}/{rounds}", round + 1);
@@ -195,12 +210,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         lat[1].push(latency(n, || {
             rt.block_on(signer.sign(&req)).expect("async sign");
         }));
-        lat[2].push(latency(n, || {
-            client.sign("bn", "binance", &req).expect("agent sign");
-        }));
-        lat[3].push(latency(n, || {
-            client1.sign("bn", "binance", &req).expect("agent sign");
-        }));
+        for (i, client) in clients.iter_mut().enumerate() {
+            lat[2 + i].push(latency(n, || {
+                client.sign("bn", "binance", &req).expect("agent sign");
+            }));
+        }
         // Throughput, 8 callers.
         let s = sync.clone();
         tp[0].push(throughput_threads(secs, move || {
@@ -230,9 +244,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
         }));
         for (i, socket) in sockets.iter().enumerate() {
-            let path = socket.clone();
+            let socket = socket.clone();
             tp[2 + i].push(throughput_threads(secs, move || {
-                let mut c = AgentClient::connect(&path).expect("agent connect");
+                let mut c = connect(&socket);
                 let req = request();
                 move || {
                     c.sign("bn", "binance", &req).expect("agent sign");
@@ -260,7 +274,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("| --- | ---: | ---: | ---: | ---: | ---: |");
     let sync_median: Vec<f64> = lat[0].iter().map(|l| l.median_us).collect();
     let sync_tp = tp[0].clone();
-    for i in 0..4 {
+    for i in 0..names.len() {
         let median: Vec<f64> = lat[i].iter().map(|l| l.median_us).collect();
         let p99: Vec<f64> = lat[i].iter().map(|l| l.p99_us).collect();
         // Paired per round: this path's figure against the sync path's of the same round.

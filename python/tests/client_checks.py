@@ -82,7 +82,59 @@ def main() -> None:
         th.join()
     assert not errors, errors
     agent.close()
-    print("client checks: ping, keys, sign verified, 6 typed refusals, 200 signs from 4 threads")
+
+    # Busy-polling off and on sign the same; a peer that answers late, in pieces or not at all.
+    q = f"symbol=BTCUSDT&timestamp={now_ms()}"
+    want = hmac.new(secret, q.encode(), hashlib.sha256).hexdigest()
+    for busy in (0.0, 50e-6, 0.01):
+        with AgentClient(socket_path, busy_poll=busy) as c:
+            for _ in range(40):
+                got = c.sign(key, "binance", {"method": "GET", "path": "/api/v3/order",
+                                               "query": q}).signature
+                assert got == want, busy
+    busy_poll_against_a_slow_peer()
+    print("client checks: ping, keys, sign verified, 6 typed refusals, 200 signs from 4 threads, "
+          "busy-poll off and on, and against a slow peer")
+
+
+def busy_poll_against_a_slow_peer() -> None:
+    """A stand-in agent on a real socket that answers after 30 ms, in two pieces, then closes:
+    the client with a 50 µs look reads each reply whole, stops looking after two empty looks,
+    and reports the close."""
+    import json
+    import os
+    import socket as so
+    import struct
+    import tempfile
+
+    path = os.path.join(tempfile.mkdtemp(), "slow.sock")
+    server = so.socket(so.AF_UNIX, so.SOCK_STREAM)
+    server.bind(path)
+    server.listen(1)
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        for _ in range(3):
+            (n,) = struct.unpack(">I", conn.recv(4, so.MSG_WAITALL))
+            request = json.loads(conn.recv(n, so.MSG_WAITALL))
+            reply = json.dumps({"id": request["id"], "ok": {"pong": True}}).encode()
+            frame = struct.pack(">I", len(reply)) + reply
+            time.sleep(0.03)
+            conn.sendall(frame[:6])
+            time.sleep(0.01)
+            conn.sendall(frame[6:])
+        conn.recv(4)
+        conn.close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    client = AgentClient(path, busy_poll=50e-6)
+    for _ in range(3):
+        assert client.ping()["pong"] is True
+    assert client._busy_misses >= 2, client._busy_misses  # looks paused
+    expect(AgentUnavailable, client.ping)
+    t.join(timeout=10)
+    server.close()
 
 
 if __name__ == "__main__":

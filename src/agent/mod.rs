@@ -12,6 +12,8 @@
 //! The wire protocol (length-prefixed JSON, versioned) is written down in
 //! `docs/agent-protocol.md`, enough to write a client in any language.
 
+#[cfg(any(feature = "agent", feature = "agent-client"))]
+mod busy;
 #[cfg(feature = "agent-client")]
 mod client;
 #[cfg(feature = "agent")]

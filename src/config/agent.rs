@@ -21,6 +21,7 @@ use serde::Deserialize;
 /// idle_timeout_ms = 300000
 /// drain_timeout_ms = 10000
 /// threads = 1
+/// busy_poll_us = 50
 /// socket_group = 1001
 ///
 /// [agent.keys.binance-main]
@@ -56,6 +57,9 @@ pub struct AgentSection {
     pub socket_group: Option<u32>,
     /// Threads serving the clients (default 1).
     pub threads: Option<usize>,
+    /// After a reply, how long to look for the client's next request before sleeping, µs
+    /// (default 50; 0: never).
+    pub busy_poll_us: Option<u64>,
     /// Who may use each key; a key not listed is refused to every client.
     #[serde(default)]
     pub keys: BTreeMap<String, KeyAccess>,
@@ -77,6 +81,7 @@ impl AgentSection {
             drain_timeout_ms: None,
             socket_group: None,
             threads: None,
+            busy_poll_us: None,
             keys: BTreeMap::new(),
         }
     }

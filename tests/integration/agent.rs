@@ -1387,3 +1387,43 @@ fn agent_evicts_the_longest_idle_connection_when_full() {
         assert_eq!(raw_ping(s, id).unwrap()["ok"]["pong"], true, "conn {id}");
     }
 }
+
+/// `busy_poll_us`: after a reply the agent looks for that client's next request for a while
+/// before it sleeps. The look yields to every other connection: with a window of 300 ms on a
+/// one-thread agent, a second client is answered at once, not after the first one's window. A
+/// request sent inside the window and one sent after it are both read whole and signed.
+#[test]
+fn busy_polling_a_connection_never_holds_up_another() {
+    let agent = AgentProc::start_with(
+        "agent-busy-poll",
+        false,
+        "allow_same_uid = true\nthreads = 1\nbusy_poll_us = 300000\n",
+    );
+    let mut first = AgentClient::connect(&agent.socket).unwrap();
+    let mut second = AgentClient::connect(&agent.socket).unwrap();
+    for client in [&first, &second] {
+        client.set_busy_poll(Duration::ZERO);
+    }
+    let sign = |client: &mut AgentClient, n: usize| {
+        let req = Request::get("/api/v3/order").query(binance_query(0, n));
+        let signed = client.sign("bn", "binance", &req).expect("signed");
+        assert!(verifies(&signed), "{}", signed.query);
+    };
+    sign(&mut second, 0);
+    for round in 0..5 {
+        // The agent now looks for `first`'s next request for 300 ms.
+        sign(&mut first, 2 * round);
+        let started = Instant::now();
+        sign(&mut second, 2 * round + 1);
+        let waited = started.elapsed();
+        assert!(
+            waited < Duration::from_millis(150),
+            "the second client waited {waited:?} behind the first one's busy-poll"
+        );
+    }
+    // Inside the window (at once) and after it.
+    sign(&mut first, 100);
+    sign(&mut first, 101);
+    std::thread::sleep(Duration::from_millis(400));
+    sign(&mut first, 102);
+}
