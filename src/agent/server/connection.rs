@@ -65,7 +65,8 @@ pub(super) async fn serve_connection(
         let mut header = [0u8; 4];
         // Idle: look for the next request a moment (`busy_poll`), then wait for the first byte
         // of a frame, or the stop signal.
-        let window = if busy.should_look() {
+        // Not once the agent is stopping: the select below sees the stop first.
+        let window = if !*stop.borrow() && busy.should_look() {
             config.busy_poll
         } else {
             std::time::Duration::ZERO
