@@ -34,12 +34,11 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader};
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac as _};
@@ -87,16 +86,7 @@ impl Opts {
 
 /// A deterministic 64-character secret for key `i`.
 fn secret(i: usize) -> String {
-    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ (i as u64).wrapping_mul(0x2545_F491_4F6C_DD1D);
-    (0..64)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            alphabet[(x % alphabet.len() as u64) as usize] as char
-        })
-        .collect()
+    common::secret_text((i as u64).wrapping_mul(0x2545_F491_4F6C_DD1D))
 }
 
 fn key_name(i: usize) -> String {
@@ -245,30 +235,10 @@ fn start_agent(env: &BenchEnv, dir: &Path, label: &str, keys: usize) -> (AgentPr
         .stderr(Stdio::piped())
         .spawn()
         .expect("start hsm-custody agent");
-    let log = Arc::new(Mutex::new(String::new()));
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    if let Err(log) =
+        common::stderr_log::wait_for_line(&mut child, "listening on", Duration::from_secs(60))
     {
-        let log = log.clone();
-        let pipe = child.stderr.take().expect("stderr");
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                if line.contains("listening on") {
-                    let _ = ready_tx.send(());
-                }
-                let mut all = log.lock().unwrap_or_else(|e| e.into_inner());
-                all.push_str(&line);
-                all.push('\n');
-            }
-        });
-    }
-    if ready_rx.recv_timeout(Duration::from_secs(60)).is_err() {
-        let _ = child.kill();
-        let _ = child.wait();
-        std::thread::sleep(Duration::from_millis(50));
-        panic!(
-            "agent did not start:\n{}",
-            log.lock().unwrap_or_else(|e| e.into_inner())
-        );
+        panic!("agent did not start:\n{log}");
     }
     (AgentProc { child, socket }, import_secs)
 }

@@ -12,6 +12,25 @@ mod raw_pkcs11;
 #[allow(unused_imports)] // the sign bench uses it, the others do not
 pub use raw_pkcs11::raw_context;
 
+#[path = "../../tests/support/stderr_log.rs"]
+#[allow(dead_code)] // the agent_memory bench uses it, the others do not
+pub mod stderr_log;
+
+/// A deterministic 64-character printable secret (the length exchanges issue) from `seed`.
+#[allow(dead_code)] // the sign and agent_memory benches use it, the others do not
+pub fn secret_text(seed: u64) -> String {
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ seed;
+    (0..64)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            alphabet[(x % alphabet.len() as u64) as usize] as char
+        })
+        .collect()
+}
+
 /// Debian's SoftHSM2; `HSM_CUSTODY_BENCH_MODULE` overrides it.
 const DEFAULT_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 

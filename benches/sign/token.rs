@@ -58,16 +58,7 @@ pub fn fresh_token(env: &BenchEnv, label: &str) -> BenchToken {
 
 /// A deterministic 64-character printable secret (the length exchanges issue).
 pub fn secret_text(seed: u8) -> String {
-    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ u64::from(seed);
-    (0..64)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            alphabet[(x % alphabet.len() as u64) as usize] as char
-        })
-        .collect()
+    crate::common::secret_text(u64::from(seed))
 }
 
 /// What one imported exchange key is: name, the bytes stored in the token, its algorithm.

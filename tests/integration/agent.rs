@@ -197,30 +197,11 @@ fn spawn_agent(config: &Path, env: &[(&str, &str)]) -> Result<(Child, Arc<Mutex<
         .stderr(Stdio::piped())
         .spawn()
         .expect("start hsm-custody agent");
-    let stderr = Arc::new(Mutex::new(String::new()));
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    {
-        let stderr = stderr.clone();
-        let pipe = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                if line.contains("listening on") {
-                    let _ = ready_tx.send(());
-                }
-                let mut all = stderr.lock().unwrap();
-                all.push_str(&line);
-                all.push('\n');
-            }
-        });
-    }
-    if ready_rx.recv_timeout(Duration::from_secs(30)).is_err() {
-        let _ = child.kill();
-        let _ = child.wait();
-        // Let the reader thread take the last lines.
-        std::thread::sleep(Duration::from_millis(50));
-        let log = stderr.lock().unwrap().clone();
-        return Err(log);
-    }
+    let stderr = crate::common::stderr_log::wait_for_line(
+        &mut child,
+        "listening on",
+        Duration::from_secs(30),
+    )?;
     Ok((child, stderr))
 }
 

@@ -32,6 +32,8 @@ use hsm_custody::{Config, Custody, SecretString};
 
 #[path = "../support/softhsm_dir.rs"]
 mod softhsm_dir;
+#[path = "../support/stderr_log.rs"]
+pub mod stderr_log;
 use secrecy::ExposeSecret;
 use softhsm_dir::write_softhsm_conf;
 
