@@ -16,15 +16,15 @@ use crate::agent::protocol::{encode_frame, kind};
 
 /// Tries to read the next frame's first byte into `byte` for up to `window`, yielding to the
 /// runtime (every other connection's work, and its `epoll` without a wait) between tries; the
-/// read's outcome, or `None` when nothing came (or bytes are already buffered, or `window` is
-/// zero). A client that sends its next request within the window is served without waking a
+/// read's outcome, or `None` when nothing came (or `window` is zero; the caller does not look
+/// while bytes are buffered). A client that sends its next request within the window is served without waking a
 /// sleeping core, which costs tens of µs on a VM (see [`crate::agent::AgentConfig::busy_poll`]).
 async fn next_byte_soon(
     stream: &tokio::io::BufReader<UnixStream>,
     window: std::time::Duration,
     byte: &mut [u8],
 ) -> Option<std::io::Result<usize>> {
-    if window.is_zero() || !stream.buffer().is_empty() {
+    if window.is_zero() {
         return None;
     }
     let until = std::time::Instant::now() + window;
@@ -65,8 +65,9 @@ pub(super) async fn serve_connection(
         let mut header = [0u8; 4];
         // Idle: look for the next request a moment (`busy_poll`), then wait for the first byte
         // of a frame, or the stop signal.
-        // Not once the agent is stopping: the select below sees the stop first.
-        let window = if !*stop.borrow() && busy.should_look() {
+        // Not once the agent is stopping (the select below sees the stop first), nor while the
+        // next frame is already buffered (that is no look, found or missed).
+        let window = if !*stop.borrow() && stream.buffer().is_empty() && busy.should_look() {
             config.busy_poll
         } else {
             std::time::Duration::ZERO
