@@ -2,8 +2,8 @@
 //! lock, and login failures buffered by processes that could not log in.
 //!
 //! Sidecar files next to the log `PATH`: `PATH.head` (chain head, see `head`), `PATH.lock`
-//! (held by the one writer, holds its pid) and `PATH.pending` (login failures waiting to be
-//! MACed into the chain).
+//! (held by the one writer, holds its pid), `PATH.pending` (login failures waiting to be
+//! MACed into the chain) and `PATH.journal` (lines staged, see `journal`).
 
 use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{BufRead as _, BufReader, Read as _, Seek as _, SeekFrom, Write as _};
@@ -37,13 +37,14 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 }
 
 /// Whether `path` names one of the log's sidecar files (chain head, its temp file, lock,
-/// pending login failures) rather than a log file: `audit verify audit.jsonl*` skips them.
+/// pending login failures, journal) rather than a log file: `audit verify audit.jsonl*` skips
+/// them.
 pub fn is_sidecar(path: &Path) -> bool {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
-    [".head", ".head.tmp", ".lock", ".pending"]
+    [".head", ".head.tmp", ".lock", ".pending", ".journal"]
         .iter()
         .any(|s| name.ends_with(s))
 }

@@ -35,6 +35,7 @@
 mod epoch;
 mod files;
 mod head;
+mod journal;
 mod record;
 mod summary;
 mod token_head;
@@ -49,6 +50,7 @@ use crate::error::{Error, Result};
 use crate::keys::Vault;
 
 pub use files::{is_sidecar, lock_path_for, pending_path_for};
+pub use journal::journal_path_for;
 pub(crate) use record::SignLine;
 pub use record::{Decision, Event, Record, ResetFacts};
 pub use summary::{summarize, tail, KeyUsage, Summary};

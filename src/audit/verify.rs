@@ -98,6 +98,10 @@ pub struct VerifyReport {
     /// the log's unprotected tail, whose lines hold by their MACs alone (a process that held the
     /// epoch key could have rewritten them). `None` without a head.
     pub unprotected_tail: Option<u64>,
+    /// Lines in the newest file's journal (`FILE.journal`) that continue its last line: staged
+    /// by the writer and not in the file yet. A running writer moves them in within 5 ms; after
+    /// a crash the next writer to open the log does, and checks them. Not checked here.
+    pub journal_lines: u64,
     /// The first bad line, or `None` when everything verifies.
     pub problem: Option<Problem>,
 }
@@ -193,6 +197,10 @@ pub fn verify(
         last = (file.clone(), lines);
     }
     report.epochs = chain.epochs.epochs;
+    if let Some(prev) = &chain.prev {
+        let staged = super::journal::lines_after(&last.0, prev)?;
+        report.journal_lines = staged.iter().filter(|b| **b == b'\n').count() as u64;
+    }
     let ends = report.last_seq.unwrap_or(0);
     let checkpoint = [
         head.as_ref().map(|h| h.seq),

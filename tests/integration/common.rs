@@ -183,6 +183,11 @@ pub fn backend() -> &'static str {
     &env().backend
 }
 
+/// The module's parameter string (NSS softokn), for a child process that connects itself.
+pub fn init_params() -> Option<String> {
+    env().init_params.clone()
+}
+
 /// The variables a child process needs to see this process's tokens.
 pub fn child_env() -> Vec<(OsString, OsString)> {
     env().vars.clone()

@@ -13,6 +13,7 @@ mod audit;
 mod audit_compat;
 mod audit_epochs;
 mod audit_hardening;
+mod audit_journal;
 mod bad_input;
 mod cli_config;
 mod cli_lifecycle;

@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 use super::epoch::{self, Epoch};
 use super::files::{self, LogLock, Pending, PendingLoginFailure};
 use super::head::{sync_dir, Head};
+use super::journal::Journal;
 use super::record::Line;
 use super::token_head::{self, TokenHead};
 use super::Connection;
@@ -46,6 +47,13 @@ const NEVER_MAX: u64 = 4 * NEVER_HEAD_EVERY;
 const TOKEN_HEAD_EVERY: Duration = Duration::from_secs(1);
 /// How often the background flusher looks for due work (it is also woken for a batch).
 const FLUSH_TICK: Duration = Duration::from_millis(250);
+/// A line that follows the one before by less than this is staged in the journal (see
+/// `journal`) rather than written: signatures come in quick succession. A line after a
+/// pause is written at once, with the lines staged before it.
+const STAGE_GAP: Duration = Duration::from_millis(1);
+/// While lines are staged the flusher moves them into the log this often: the most a
+/// staged line waits to be seen in the file (it is safe in the journal meanwhile).
+const STAGE_TICK: Duration = Duration::from_millis(5);
 
 /// How many lines past its head file a crash can leave a log under each fsync policy (a
 /// signer checkpoints itself at this many: the flusher fell behind): a head further behind was
@@ -64,14 +72,18 @@ const WHAT_TO_DO: &str = "run `hsm-custody audit verify` on the log files, resto
      new chain, with what was known of the old one's end)";
 
 /// An open audit log: appends chained lines; safe to share among threads (lines never
-/// interleave: one mutex orders them, and each line is one `write` of the whole line).
+/// interleave: one mutex orders them, and each line is written whole, alone or with the lines
+/// staged before it).
 ///
 /// One writer per log: [`AuditLog::open`] takes an advisory lock on `PATH.lock` (waiting up
 /// to 2 s) and refuses, naming the holder's pid, while another writer has it.
 ///
-/// A line is written (to the file, not necessarily to the disk) before `append` returns, under
-/// every fsync policy. With `fsync = "batch"` and `"never"` the checkpoints (fsync, head file,
-/// token head, new epoch key) are the background flusher's work, off the signing path.
+/// A line is in the file (not necessarily on the disk) before `append` returns, or, when
+/// lines come in quick succession under `fsync = "batch"` or `"never"`, in the journal
+/// (`PATH.journal`, a file mapped into memory): a crash of the process loses neither, the next
+/// writer moves journal lines into the log, and the flusher does so within 5 ms. With
+/// `fsync = "batch"` and `"never"` the checkpoints (fsync, head file, token head, new epoch key)
+/// are the background flusher's work, off the signing path.
 pub struct AuditLog {
     shared: Arc<Shared>,
 }
@@ -86,6 +98,9 @@ struct Shared {
     /// checkpoint at a time, and none across a rotation.
     checkpoints: Mutex<()>,
     state: Mutex<State>,
+    /// Held by whoever writes lines to the file (taken after `state`): the flusher writes the
+    /// staged lines without holding the state, and the file's order is kept.
+    out: Mutex<()>,
     /// Orders writes of the token's chain head; remembers the last one.
     token: Mutex<TokenState>,
     /// Wakes the flusher when a batch is due (capacity 1: wakes coalesce).
@@ -119,6 +134,16 @@ struct State {
     epoch_lines: u64,
     /// The line being written (reused: no allocation per line).
     buf: Vec<u8>,
+    /// Where lines are staged (`None` with `fsync = "always"`: every line is written).
+    journal: Option<Journal>,
+    /// The lines staged in the journal, not yet in the file (nor being written), in order.
+    staged: Vec<u8>,
+    /// The flusher's buffer between two moves (its capacity is kept).
+    spare: Vec<u8>,
+    /// When the last line was put.
+    last_line: Option<Instant>,
+    /// The flusher sleeps its long tick: the first line staged wakes it.
+    flusher_asleep: bool,
 }
 
 impl State {
@@ -179,6 +204,10 @@ impl AuditLog {
         let (mac, created) = TokenMac::open(vault, &config.key, true)?;
         let path_text = path_text(&config.path);
         let (mut state, start) = recover(&config, &mac, vault, &active_name, &path_text)?;
+        if config.fsync != Fsync::Always {
+            // After `recover`, which took what the journal held for the log.
+            state.journal = Some(Journal::open(&config)?);
+        }
         // The next line starts an epoch of this writer's own (after the `chain_start` of a new
         // file, which the token MACs).
         state.next_epoch = Some(Epoch::fresh(&mac)?);
@@ -190,6 +219,7 @@ impl AuditLog {
             path_text,
             checkpoints: Mutex::new(()),
             state: Mutex::new(state),
+            out: Mutex::new(()),
             token: Mutex::new(TokenState::default()),
             wake,
             _lock: lock,
@@ -298,6 +328,16 @@ impl AuditLog {
         self.shared.token_head(true, Next::Epoch)
     }
 
+    /// Moves the lines staged in the journal into the file now (one `write`; no fsync, no
+    /// checkpoint), for a reader of the file in this process. The flusher does it within 5 ms.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the write fails (the log then takes no more lines until reopened).
+    pub fn flush(&self) -> Result<()> {
+        let mut st = self.shared.lock()?;
+        self.shared.flush_staged(&mut st)
+    }
+
     /// The `seq` of the last line written.
     pub fn last_seq(&self) -> Result<u64> {
         Ok(self.shared.lock()?.seq)
@@ -395,7 +435,91 @@ impl Shared {
             .map_err(|_| Error::AuditFailed("cannot encode a MAC".into()))?;
         buf.extend_from_slice(&hex_mac);
         buf.extend_from_slice(b"\"}\n");
-        if let Err(source) = st.file.write_all(buf) {
+        self.put(st, buf, &mac)?;
+        Ok((mac, buf.len() as u64))
+    }
+
+    /// Puts a whole line (MAC `mac`) after the last one: staged in the journal when it follows
+    /// the last line closely (not a file's first line, which has no MAC before it in the
+    /// file), else written, after the lines staged before it.
+    fn put(&self, st: &mut State, line: &[u8], mac: &[u8; MAC_LEN]) -> Result<()> {
+        let now = Instant::now();
+        let close = st
+            .last_line
+            .is_some_and(|t| now.saturating_duration_since(t) < STAGE_GAP);
+        st.last_line = Some(now);
+        if close && st.size > 0 && st.journal.is_some() {
+            let prev = st.prev;
+            let mut staged = st
+                .journal
+                .as_mut()
+                .is_some_and(|j| j.stage(&prev, mac, line));
+            if !staged {
+                // Full: once every line staged is in the file, the journal starts again.
+                self.flush_staged(st)?;
+                if let Some(j) = st.journal.as_mut() {
+                    j.clear();
+                    staged = j.stage(&prev, mac, line);
+                }
+            }
+            if staged {
+                if st.staged.is_empty() && st.flusher_asleep {
+                    st.flusher_asleep = false;
+                    // Full: a wake is waiting already.
+                    let _ = self.wake.try_send(());
+                }
+                st.staged.extend_from_slice(line);
+                return Ok(());
+            }
+        }
+        let _out = self.out()?;
+        self.write_staged(st)?;
+        self.write_out(st, line)
+    }
+
+    fn out(&self) -> Result<MutexGuard<'_, ()>> {
+        self.out
+            .lock()
+            .map_err(|_| Error::AuditFailed("a writer panicked; reopen the log".into()))
+    }
+
+    /// Every staged line in the file when this returns: those the flusher is writing, then
+    /// those staged since.
+    fn flush_staged(&self, st: &mut State) -> Result<()> {
+        let _out = self.out()?;
+        self.write_staged(st)
+    }
+
+    /// Writes the lines staged (the caller holds `out`). The journal keeps them: it starts
+    /// again only when full, once all of its lines are in the file.
+    fn write_staged(&self, st: &mut State) -> Result<()> {
+        if st.staged.is_empty() {
+            return Ok(());
+        }
+        let staged = std::mem::take(&mut st.staged);
+        let written = self.write_out(st, &staged);
+        st.staged = staged;
+        written?;
+        st.staged.clear();
+        Ok(())
+    }
+
+    /// The flusher's move of the staged lines into the file: taken under the state, written
+    /// without it (signers go on staging meanwhile), in order with every other write (`out`
+    /// is held from before the state is let go until the write is done).
+    fn move_staged(&self, mut st: MutexGuard<'_, State>) -> Result<()> {
+        if st.staged.is_empty() || st.broken.is_some() {
+            return Ok(());
+        }
+        let out = self.out()?;
+        let spare = std::mem::take(&mut st.spare);
+        let mut lines = std::mem::replace(&mut st.staged, spare);
+        let file = st.file.try_clone();
+        drop(st);
+        let written = file.and_then(|mut f| f.write_all(&lines));
+        drop(out);
+        let mut st = self.lock()?;
+        if let Err(source) = written {
             st.broken = Some(format!(
                 "write to `{}` failed ({source}); reopen the log",
                 self.config.path.display()
@@ -406,7 +530,29 @@ impl Shared {
                 source,
             });
         }
-        Ok((mac, buf.len() as u64))
+        lines.clear();
+        st.spare = lines;
+        Ok(())
+    }
+
+    /// One `write` of whole lines (the caller holds `out`); on failure the log takes no more
+    /// (the journal keeps what was staged, for the next writer).
+    fn write_out(&self, st: &mut State, bytes: &[u8]) -> Result<()> {
+        if let Some(why) = &st.broken {
+            return Err(Error::AuditFailed(why.clone()));
+        }
+        if let Err(source) = st.file.write_all(bytes) {
+            st.broken = Some(format!(
+                "write to `{}` failed ({source}); reopen the log",
+                self.config.path.display()
+            ));
+            return Err(Error::Io {
+                what: "audit log",
+                path: self.config.path.clone(),
+                source,
+            });
+        }
+        Ok(())
     }
 
     fn rotation_due(&self, st: &State) -> bool {
@@ -449,6 +595,7 @@ impl Shared {
 
     /// Makes the lines durable (when `durable`), then saves the head pointing at the last one.
     fn checkpoint(&self, _held: &Held<'_>, st: &mut State, durable: bool) -> Result<()> {
+        self.flush_staged(st)?;
         if durable {
             st.file.sync_data().map_err(|source| Error::Io {
                 what: "audit log",
@@ -482,6 +629,7 @@ impl Shared {
             if st.broken.is_some() || self.behind(&st) == 0 {
                 return Ok(());
             }
+            self.flush_staged(&mut st)?;
             let file = st.file.try_clone().map_err(|source| Error::Io {
                 what: "audit log",
                 path: self.config.path.clone(),
@@ -669,7 +817,7 @@ impl Drop for AuditLog {
     fn drop(&mut self) {
         let sh = &self.shared;
         if let (Ok(held), Ok(mut st)) = (sh.checkpoints.lock(), sh.state.lock()) {
-            if st.broken.is_none() && st.since_head() > 0 {
+            if st.broken.is_none() && sh.flush_staged(&mut st).is_ok() && st.since_head() > 0 {
                 // Without the Custody (dropped first: it holds the guard) no head can be
                 // MACed; the lines at least go to disk, and the next writer continues them.
                 if sh.mac.vault().is_ok() {
@@ -686,29 +834,42 @@ impl Drop for AuditLog {
     }
 }
 
-/// The background work of a writer, every 250 ms while the log lives and when a signer wakes
-/// it for a batch: the due checkpoint (fsync and head file), login failures left pending by
-/// other processes, and the token's chain head with a new epoch key (at most once a second, so
-/// that it lags the durable log by about a second at most).
+/// The background work of a writer, every 250 ms while the log lives (every 5 ms while lines
+/// are staged) and when a signer wakes it for a batch or for the first line staged: the
+/// staged lines moved into the file, the due checkpoint (fsync and head file), login failures
+/// left pending by other processes, and the token's chain head with a new epoch key (at most
+/// once a second, so that it lags the durable log by about a second at most).
 fn flusher(shared: &Weak<Shared>, woken: &mpsc::Receiver<()>) {
+    let mut tick = FLUSH_TICK;
     loop {
-        let woke = match woken.recv_timeout(FLUSH_TICK) {
-            Ok(()) => true,
-            Err(mpsc::RecvTimeoutError::Timeout) => false,
+        match woken.recv_timeout(tick) {
+            Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
-        };
+        }
         let Some(shared) = shared.upgrade() else {
             return;
         };
         if shared.mac.vault().is_err() {
             return;
         }
-        let work = || -> Result<()> {
+        let mut work = || -> Result<()> {
+            // Lines staged since the last tick: moved into the file, and the next tick comes
+            // soon; none: the flusher sleeps its long tick, and the next line staged wakes it.
+            let st = shared.lock()?;
+            let staged = !st.staged.is_empty();
+            shared.move_staged(st)?;
             let (due, pending) = {
-                let st = shared.lock()?;
+                let mut st = shared.lock()?;
                 if st.broken.is_some() {
                     return Ok(());
                 }
+                st.flusher_asleep = !staged && st.staged.is_empty();
+                tick = if st.flusher_asleep {
+                    FLUSH_TICK
+                } else {
+                    STAGE_TICK
+                };
+                let woke = st.wake_pending;
                 let due = match shared.config.fsync {
                     Fsync::Always => false,
                     Fsync::Batch => {
@@ -729,6 +890,7 @@ fn flusher(shared: &Weak<Shared>, woken: &mpsc::Receiver<()>) {
             shared.token_head(false, Next::Epoch)
         };
         if let Err(e) = work() {
+            tick = FLUSH_TICK;
             tracing::warn!(error = %e, log = %shared.config.path.display(),
                 "audit log background flush failed; retrying");
         }

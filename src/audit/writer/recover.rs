@@ -2,10 +2,12 @@
 //! stands, or why it does not continue.
 
 use std::fs::{self, OpenOptions};
+use std::io::Write as _;
 use std::time::Instant;
 
 use super::super::epoch::{self, Unreadable};
 use super::super::head::Head;
+use super::super::journal;
 use super::super::token_head;
 use super::super::{
     chain_id, decode_mac, parse_line, same_mac, AuditConfig, Event, TokenMac, MAC_LEN,
@@ -31,7 +33,7 @@ pub(super) fn recover(
         path: path.to_owned(),
         source,
     };
-    let data = match fs::read(path) {
+    let mut data = match fs::read(path) {
         Ok(d) => d,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(io(e)),
@@ -43,7 +45,30 @@ pub(super) fn recover(
         let f = OpenOptions::new().write(true).open(path).map_err(io)?;
         f.set_len(complete as u64).map_err(io)?;
         f.sync_all().map_err(io)?;
+        data.truncate(complete);
     }
+    // Lines a crash left staged in the journal: those that continue the file's last line go
+    // into the file now, and are checked below like every line after the head.
+    let last_mac = data[..complete.saturating_sub(1)]
+        .rsplit(|b| *b == b'\n')
+        .next()
+        .filter(|l| !l.is_empty())
+        .and_then(|l| std::str::from_utf8(l).ok())
+        .and_then(|l| parse_line(l).ok())
+        .map(|(_, _, m)| m);
+    if let Some(last) = last_mac {
+        let more = journal::lines_after(path, &last)?;
+        if !more.is_empty() {
+            let n = more.iter().filter(|b| **b == b'\n').count();
+            tracing::warn!(file = %path.display(), lines = n,
+                "audit log: moving lines a crash left in its journal into it");
+            let mut f = OpenOptions::new().append(true).open(path).map_err(io)?;
+            f.write_all(&more).map_err(io)?;
+            f.sync_data().map_err(io)?;
+            data.extend_from_slice(&more);
+        }
+    }
+    let complete = data.len();
     let text = std::str::from_utf8(&data[..complete])
         .map_err(|_| Error::AuditFailed(format!("`{}` is not UTF-8", path.display())))?;
     let lines: Vec<&str> = text.lines().collect();
@@ -63,6 +88,12 @@ pub(super) fn recover(
         next_epoch: None,
         epoch_lines: 0,
         buf: Vec::with_capacity(512),
+        journal: None,
+        staged: Vec::with_capacity(64 * 1024),
+        spare: Vec::with_capacity(64 * 1024),
+        last_line: None,
+        // It starts with its long tick.
+        flusher_asleep: true,
     };
     if lines.is_empty() {
         let (seq, prev, start) = match head {

@@ -84,6 +84,7 @@ pub fn run(global: &Global, args: VerifyArgs) -> anyhow::Result<()> {
             "token_head_checked": report.token_head_checked,
             "epochs": report.epochs,
             "unprotected_tail": report.unprotected_tail,
+            "journal_lines": report.journal_lines,
             "resets": resets,
             "problem": problem,
         });
@@ -116,6 +117,13 @@ pub fn run(global: &Global, args: VerifyArgs) -> anyhow::Result<()> {
                 "{} epoch(s); {tail} line(s) after the last checkpoint (authenticated by their \
                  epoch key alone)",
                 report.epochs
+            );
+        }
+        if report.journal_lines > 0 {
+            println!(
+                "{} line(s) in the journal continue the log, not in it yet: a running writer \
+                 moves them in within 5 ms; after a crash the next writer does, and checks them",
+                report.journal_lines
             );
         }
         for r in &report.resets {
