@@ -196,7 +196,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "async `AsyncExchangeSigner::sign`, guarded",
         "agent round trip (`AgentClient::sign`), guarded, 1 thread, busy-poll on (default)",
         "agent round trip (`AgentClient::sign`), guarded, 1 thread, busy-poll off",
-        "agent round trip (`AgentClient::sign`), guarded, 2 worker threads, busy-poll on",
+        "agent round trip (`AgentClient::sign`), guarded, 2 threads, busy-poll on",
     ];
     let mut lat: [Vec<Latency>; 5] = Default::default();
     let mut tp: [Vec<f64>; 5] = Default::default();

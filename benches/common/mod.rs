@@ -81,8 +81,9 @@ impl RunningAgent {
     ) -> Result<RunningAgent, String> {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let config = config.threads(threads);
         let thread = std::thread::spawn(move || -> Result<(), String> {
-            let rt = hsm_custody::agent::runtime(threads).map_err(|e| e.to_string())?;
+            let rt = hsm_custody::agent::runtime().map_err(|e| e.to_string())?;
             rt.block_on(async {
                 let agent = hsm_custody::agent::Agent::bind(custody, config)
                     .await

@@ -174,11 +174,13 @@ impl AgentConfig {
         self
     }
 
-    /// Threads serving the clients (`hsm-custody agent` starts its runtime with
-    /// [`crate::agent::runtime`] and this). Default 1: each request is read, judged, signed
-    /// and answered on one thread, with no hand-over between threads (on a software token or
-    /// a TPM, which sign one at a time, this is the fastest). Raise it for a token that signs
-    /// slowly and in parallel, such as a network HSM.
+    /// Threads serving the clients: the thread [`crate::agent::Agent::serve`] runs on and
+    /// `threads - 1` more (`hsm-agent-N`), each with an event loop of its own. Connections are
+    /// dealt out among them in turn, and each is served entirely on its thread: a request is
+    /// read, judged, signed and answered there, with no hand-over between threads, so a slow
+    /// signature holds up only the connections on the same thread. Default 1 (on a software
+    /// token or a TPM, which sign one at a time, the fastest). Raise it for a token that signs
+    /// slowly and in parallel, such as a network HSM, with at least as many bot connections.
     pub fn threads(mut self, threads: usize) -> Self {
         self.threads = threads.max(1);
         self

@@ -114,7 +114,7 @@ impl VerifyReport {
 }
 
 /// Verifies `files` (any order: they are sorted by their first `seq`; the log's own sidecar
-/// files, `*.head`, `*.lock`, `*.pending`, are skipped) against the audit key `key` in the
+/// files, `*.head`, `*.lock`, `*.pending`, `*.journal`, are skipped) against the audit key `key` in the
 /// token. `head` is the chain head to check the end against; without it, the head file of the
 /// newest file (`FILE.head`) is used when present (without a head, a cut-off tail cannot be
 /// detected: [`VerifyReport::head_checked`] is then false). With a head, the token's copy of

@@ -66,10 +66,13 @@ pub enum Fsync {
     /// After every line (and the chain head with it): nothing acknowledged is ever lost.
     #[default]
     Always,
-    /// After 64 lines or 1 s, whichever comes first (checked on each write; call
-    /// [`crate::audit::AuditLog::sync`] before exit): a crash may lose the lines since the last
-    /// sync.
+    /// By the writer's background thread, a second after the last sync or at once after
+    /// 4,096 lines (a signer syncs itself when 16,384 are waiting); the writer's end syncs too.
+    /// A crash of the host may lose the lines since the last sync, a crash of the process none.
+    /// Lines signed in quick succession wait in the journal (`PATH.journal`, see
+    /// `docs/guardrails.md`) and reach the file within 5 ms.
     Batch,
-    /// Never forced; the chain head is saved every 4096 lines. For tests and benchmarks.
+    /// Never forced; the chain head is saved every 4096 lines; lines are staged as with
+    /// `Batch`. For tests and benchmarks.
     Never,
 }

@@ -1369,6 +1369,65 @@ fn agent_evicts_the_longest_idle_connection_when_full() {
     }
 }
 
+/// `threads = 3`: the agent starts two more threads (`hsm-agent-1`, `hsm-agent-2`), each
+/// with its own event loop, and deals the connections out among the three in turn. Six
+/// clients signing at once all get good signatures, and each added thread did work (its CPU
+/// time in /proc grew). Fails if connections stay on the first thread.
+#[test]
+fn an_agent_with_three_threads_serves_connections_on_each() {
+    let agent = AgentProc::start_with(
+        "agent-threads",
+        false,
+        "allow_same_uid = true\nthreads = 3\n",
+    );
+    let pid = agent.child.id();
+    let shards = || -> Vec<(String, u64)> {
+        let mut found = Vec::new();
+        for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+            let dir = task.unwrap().path();
+            let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+            let comm = comm.trim();
+            if comm.starts_with("hsm-agent-") {
+                let stat = std::fs::read_to_string(dir.join("stat")).unwrap();
+                // After the `(comm)` field: utime and stime are the 12th and 13th.
+                let rest = &stat[stat.rfind(')').unwrap() + 2..];
+                let f: Vec<&str> = rest.split(' ').collect();
+                let ticks = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+                found.push((comm.to_owned(), ticks));
+            }
+        }
+        found.sort();
+        found
+    };
+    let before = shards();
+    assert_eq!(
+        before.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        ["hsm-agent-1", "hsm-agent-2"],
+        "threads = 3: two threads besides the main one"
+    );
+    let socket = agent.socket.clone();
+    let clients: Vec<_> = (0..6)
+        .map(|c| {
+            let socket = socket.clone();
+            std::thread::spawn(move || {
+                let mut client = AgentClient::connect(&socket).unwrap();
+                for n in 0..400 {
+                    let req = Request::get("/api/v3/order").query(binance_query(c, n));
+                    let signed = client.sign("bn", "binance", &req).expect("signed");
+                    assert!(verifies(&signed), "{}", signed.query);
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    let after = shards();
+    for ((name, t0), (_, t1)) in before.iter().zip(&after) {
+        assert!(t1 > t0, "{name} served nothing: {t0} -> {t1} clock ticks");
+    }
+}
+
 /// `busy_poll_us`: after a reply the agent looks for that client's next request for a while
 /// before it sleeps. The look yields to every other connection: with a window of 300 ms on a
 /// one-thread agent, a second client is answered at once, not after the first one's window. A

@@ -250,7 +250,15 @@ fn run_here_signs_on_the_calling_worker_of_either_runtime() {
     import_for(&c, "bn", "binance", SECRET);
     let want = software_hmac(HmacAlg::HmacSha256, SECRET.as_bytes(), b"here");
     for threads in [1usize, 2] {
-        let rt = hsm_custody::agent::runtime(threads).unwrap();
+        let rt = if threads == 1 {
+            hsm_custody::agent::runtime().unwrap()
+        } else {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
+                .enable_all()
+                .build()
+                .unwrap()
+        };
         let asynch = AsyncCustody::new(c.clone());
         let caller = std::thread::current().id();
         let (mac, ran_on) = rt.block_on(async {

@@ -798,7 +798,8 @@ fn verify_and_summary_skip_head_and_lock_files_of_a_glob() {
     let (dir, log) = temp_log();
     {
         let c = t.connect();
-        Guardrails::install(&c, config(&log)).unwrap();
+        // `batch`: the writer keeps a journal (`fsync = "always"` writes every line).
+        Guardrails::install(&c, audit_config(&log, Fsync::Batch)).unwrap();
         import(&c, "bn", "binance");
         c.sign_hmac("bn", HmacAlg::HmacSha256, b"x").unwrap();
     }
@@ -806,6 +807,7 @@ fn verify_and_summary_skip_head_and_lock_files_of_a_glob() {
     // What `audit.jsonl*` expands to.
     let glob = log_glob(dir.path());
     assert!(glob.iter().any(|p| p.ends_with(".head")), "{glob:?}");
+    assert!(glob.iter().any(|p| p.ends_with(".journal")), "{glob:?}");
     let mut args = vec!["--config", cfg.to_str().unwrap(), "audit", "verify"];
     args.extend(glob.iter().map(String::as_str));
     let out = cli(&t, &args, None);

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use tokio::net::UnixListener;
+use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
@@ -31,26 +31,60 @@ use conns::{admit_connection, Conns};
 use peer::Peer;
 use socket::{bind_socket, refuse};
 
-/// The runtime `hsm-custody agent` serves on: `threads` worker threads (at least 1); one
-/// thread gives a single-threaded runtime, on which each connection signs in turn on that
-/// thread. Token calls run on the worker that reads the request (see
-/// [`crate::asynch::AsyncCustody::run_here`]).
+/// The runtime `hsm-custody agent` serves on: single-threaded, so that each request is read,
+/// judged, signed and answered on one thread (see [`crate::asynch::AsyncCustody::run_here`]).
+/// With [`AgentConfig::threads`] above 1, [`Agent::serve`] starts that many threads less one,
+/// each with a runtime like this one, and deals the connections out among them in turn.
 ///
 /// # Errors
-/// [`Error::Io`]-like failures to start the runtime's threads, as [`Error::Internal`].
-pub fn runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
-    let mut builder = if threads <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        b.worker_threads(threads);
-        b
-    };
-    builder
+/// A failure to start the runtime, as [`Error::Internal`].
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
         .thread_name("hsm-custody-agent")
         .enable_all()
         .build()
         .map_err(|e| Error::Internal(format!("cannot start the agent's runtime: {e}")))
+}
+
+/// The agent's other threads (`threads` above 1), each serving the connections dealt to it on
+/// a single-threaded runtime of its own, until stopped.
+struct Shards {
+    handles: Vec<tokio::runtime::Handle>,
+    stops: Vec<tokio::sync::oneshot::Sender<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Shards {
+    fn start(extra: usize) -> Result<Shards> {
+        let mut shards = Shards {
+            handles: Vec::new(),
+            stops: Vec::new(),
+            threads: Vec::new(),
+        };
+        for n in 1..=extra {
+            let rt = runtime()?;
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            shards.handles.push(rt.handle().clone());
+            shards.stops.push(stop);
+            let thread = std::thread::Builder::new()
+                // `hsm-agent-N` in `top -H` and /proc/PID/task/*/comm (15 bytes at most).
+                .name(format!("hsm-agent-{n}"))
+                .spawn(move || {
+                    let _ = rt.block_on(stopped);
+                })
+                .map_err(|e| Error::Internal(format!("cannot start an agent thread: {e}")))?;
+            shards.threads.push(thread);
+        }
+        Ok(shards)
+    }
+
+    /// Stops the threads (their connections are done or aborted) and waits for them.
+    fn stop(self) {
+        drop(self.stops);
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
 }
 
 /// A bound signing agent: the socket exists (mode 0600) and the login is held; call
@@ -134,6 +168,7 @@ impl Agent {
         let refusals = Arc::new(Semaphore::new(shared.config.max_connections));
         let mut tasks = JoinSet::new();
         let mut report = ServeReport::default();
+        let shards = Shards::start(shared.config.threads.saturating_sub(1))?;
         tokio::pin!(shutdown);
         tracing::info!(socket = %shared.config.socket.display(), "agent serving");
         loop {
@@ -164,7 +199,34 @@ impl Agent {
                     match admit_connection(&shared, &peer) {
                         Ok(ticket) => {
                             let stop = stop_rx.clone();
-                            tasks.spawn(serve_connection(ticket, stream, peer, stop));
+                            // Dealt in turn: this thread, then each other one.
+                            let turn = (report.connections as usize) % (shards.handles.len() + 1);
+                            match turn.checked_sub(1).map(|i| &shards.handles[i]) {
+                                None => {
+                                    tasks.spawn(serve_connection(ticket, stream, peer, stop));
+                                }
+                                Some(handle) => match stream.into_std() {
+                                    // Registered again with that thread's own event loop.
+                                    Ok(std) => {
+                                        tasks.spawn_on(
+                                            async move {
+                                                match UnixStream::from_std(std) {
+                                                    Ok(stream) => {
+                                                        serve_connection(ticket, stream, peer, stop)
+                                                            .await;
+                                                    }
+                                                    Err(e) => tracing::warn!(error = %e,
+                                                        "cannot serve a connection; closing"),
+                                                }
+                                            },
+                                            handle,
+                                        );
+                                    }
+                                    Err(e) => {
+                                        tracing::warn!(error = %e, "cannot hand a connection over; closing");
+                                    }
+                                },
+                            }
                         }
                         Err(err) => {
                             tracing::info!(
@@ -197,6 +259,7 @@ impl Agent {
             report.aborted = tasks.len();
             tasks.abort_all();
         }
+        shards.stop();
         tracing::info!(aborted = report.aborted, "agent stopped");
         Ok(report)
     }

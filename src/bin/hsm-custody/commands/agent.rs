@@ -42,8 +42,7 @@ pub fn run(global: &Global, args: AgentArgs) -> anyhow::Result<()> {
              signing without policy or audit"
         );
     }
-    let runtime =
-        hsm_custody::agent::runtime(config.thread_count()).context("starting the async runtime")?;
+    let runtime = hsm_custody::agent::runtime().context("starting the async runtime")?;
     let report = runtime.block_on(async {
         // Handlers first: a SIGTERM right after the socket appears must still stop cleanly.
         let shutdown = shutdown_signal()?;
