@@ -1399,6 +1399,11 @@ fn an_agent_with_three_threads_serves_connections_on_each() {
         found.sort();
         found
     };
+    // `listening on` comes before `serve` starts the threads.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while shards().len() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let before = shards();
     assert_eq!(
         before.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
