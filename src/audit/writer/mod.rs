@@ -5,6 +5,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -101,6 +102,10 @@ struct Shared {
     /// Held by whoever writes lines to the file (taken after `state`): the flusher writes the
     /// staged lines without holding the state, and the file's order is kept.
     out: Mutex<()>,
+    /// Set by the flusher when its write failed, before it lets `out` go: no later write
+    /// may land after lines that did not (the state, where `broken` is, is not its to take
+    /// then).
+    failed: AtomicBool,
     /// Orders writes of the token's chain head; remembers the last one.
     token: Mutex<TokenState>,
     /// Wakes the flusher when a batch is due (capacity 1: wakes coalesce).
@@ -220,6 +225,7 @@ impl AuditLog {
             checkpoints: Mutex::new(()),
             state: Mutex::new(state),
             out: Mutex::new(()),
+            failed: AtomicBool::new(false),
             token: Mutex::new(TokenState::default()),
             wake,
             _lock: lock,
@@ -268,8 +274,9 @@ impl AuditLog {
     }
 
     /// Appends `rec` (its `seq` and `time` are set here) and applies the fsync policy and
-    /// rotation. Returns the line's `seq`. The line is in the file when this returns; with
-    /// `fsync = "always"` it is on the disk too.
+    /// rotation. Returns the line's `seq`. The line is in the file, or staged in the journal
+    /// (see [`AuditLog`]), when this returns; with `fsync = "always"` it is in the file and on
+    /// the disk.
     ///
     /// # Errors
     /// [`Error::AuditFailed`] or [`Error::Io`]: the line was not recorded, or (a checkpoint
@@ -517,6 +524,9 @@ impl Shared {
         let file = st.file.try_clone();
         drop(st);
         let written = file.and_then(|mut f| f.write_all(&lines));
+        if written.is_err() {
+            self.failed.store(true, Ordering::Release);
+        }
         drop(out);
         let mut st = self.lock()?;
         if let Err(source) = written {
@@ -538,6 +548,12 @@ impl Shared {
     /// One `write` of whole lines (the caller holds `out`); on failure the log takes no more
     /// (the journal keeps what was staged, for the next writer).
     fn write_out(&self, st: &mut State, bytes: &[u8]) -> Result<()> {
+        if st.broken.is_none() && self.failed.load(Ordering::Acquire) {
+            st.broken = Some(format!(
+                "a write to `{}` failed; reopen the log",
+                self.config.path.display()
+            ));
+        }
         if let Some(why) = &st.broken {
             return Err(Error::AuditFailed(why.clone()));
         }
