@@ -173,78 +173,79 @@ mod tests {
         [n; MAC_LEN]
     }
 
-    fn config(dir: &tempfile::TempDir) -> AuditConfig {
-        AuditConfig::new(dir.path().join("audit.jsonl"))
+    /// A fresh journal next to `audit.jsonl` in a temp dir, and that log's path.
+    fn fresh() -> (tempfile::TempDir, PathBuf, Journal) {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = AuditConfig::new(dir.path().join("audit.jsonl"));
+        let j = Journal::open(&cfg).unwrap();
+        (dir, cfg.path, j)
+    }
+
+    /// The lines the journal of `log` holds after line `n` (whose MAC is `mac(n)`).
+    fn after(log: &Path, n: u8) -> Vec<u8> {
+        lines_after(log, &mac(n)).unwrap()
     }
 
     #[test]
     fn staged_lines_come_back_after_the_last_logged_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = config(&dir);
-        let mut j = Journal::open(&cfg).unwrap();
+        let (_dir, log, mut j) = fresh();
         assert!(j.stage(&mac(1), &mac(2), b"{\"seq\":2}\n"));
         assert!(j.stage(&mac(2), &mac(3), b"{\"seq\":3,\"x\":\"odd length\"}\n"));
         assert!(j.stage(&mac(3), &mac(4), b"{\"seq\":4}\n"));
-        let all = lines_after(&cfg.path, &mac(1)).unwrap();
+        let all = after(&log, 1);
         assert_eq!(
             all,
             b"{\"seq\":2}\n{\"seq\":3,\"x\":\"odd length\"}\n{\"seq\":4}\n"
         );
         // The log already holds line 3 (a crash after part of a write): 4 comes back.
-        assert_eq!(lines_after(&cfg.path, &mac(3)).unwrap(), b"{\"seq\":4}\n");
+        assert_eq!(after(&log, 3), b"{\"seq\":4}\n");
         // The log holds them all, or is another chain: nothing.
-        assert!(lines_after(&cfg.path, &mac(4)).unwrap().is_empty());
-        assert!(lines_after(&cfg.path, &mac(9)).unwrap().is_empty());
+        assert!(after(&log, 4).is_empty());
+        assert!(after(&log, 9).is_empty());
     }
 
     #[test]
     fn older_records_after_a_clear_are_never_taken() {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = config(&dir);
-        let mut j = Journal::open(&cfg).unwrap();
+        let (_dir, log, mut j) = fresh();
         let long = format!("{{\"seq\":2,\"pad\":\"{}\"}}\n", "p".repeat(200));
         assert!(j.stage(&mac(1), &mac(2), long.as_bytes()));
         assert!(j.stage(&mac(2), &mac(3), b"{\"seq\":3}\n"));
         j.clear();
         // Written to the log; then line 4 is staged over the first record.
         assert!(j.stage(&mac(3), &mac(4), b"{\"seq\":4}\n"));
-        assert_eq!(lines_after(&cfg.path, &mac(3)).unwrap(), b"{\"seq\":4}\n");
-        assert!(lines_after(&cfg.path, &mac(4)).unwrap().is_empty());
+        assert_eq!(after(&log, 3), b"{\"seq\":4}\n");
+        assert!(after(&log, 4).is_empty());
         // The stale record of line 3 is still in the file, past the new one, but it does not
         // follow line 4, and line 2's record is gone.
-        assert!(lines_after(&cfg.path, &mac(1)).unwrap().is_empty());
+        assert!(after(&log, 1).is_empty());
     }
 
     #[test]
     fn a_record_cut_off_mid_way_ends_the_replay() {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = config(&dir);
-        let mut j = Journal::open(&cfg).unwrap();
+        let (_dir, log, mut j) = fresh();
         assert!(j.stage(&mac(1), &mac(2), b"{\"seq\":2}\n"));
         assert!(j.stage(&mac(2), &mac(3), b"{\"seq\":3}\n"));
         drop(j);
-        let path = journal_path_for(&cfg.path);
+        let path = journal_path_for(&log);
         let mut data = fs::read(&path).unwrap();
         // The second record's magic not yet set (a process that died mid-record).
         let second = (HEADER + 10).next_multiple_of(8);
         data[second..second + 8].fill(0);
         fs::write(&path, &data).unwrap();
-        assert_eq!(lines_after(&cfg.path, &mac(1)).unwrap(), b"{\"seq\":2}\n");
+        assert_eq!(after(&log, 1), b"{\"seq\":2}\n");
         // A length past the end, or a line without its newline: no record.
         data[second..second + 8].copy_from_slice(&MAGIC);
         data[second + 8..second + 12].copy_from_slice(&u32::MAX.to_le_bytes());
         fs::write(&path, &data).unwrap();
-        assert_eq!(lines_after(&cfg.path, &mac(1)).unwrap(), b"{\"seq\":2}\n");
+        assert_eq!(after(&log, 1), b"{\"seq\":2}\n");
         data[second + 8..second + 12].copy_from_slice(&9u32.to_le_bytes());
         fs::write(&path, &data).unwrap();
-        assert_eq!(lines_after(&cfg.path, &mac(1)).unwrap(), b"{\"seq\":2}\n");
+        assert_eq!(after(&log, 1), b"{\"seq\":2}\n");
     }
 
     #[test]
     fn a_full_journal_refuses_and_takes_lines_again_after_a_clear() {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = config(&dir);
-        let mut j = Journal::open(&cfg).unwrap();
+        let (_dir, log, mut j) = fresh();
         let line = format!("{{\"pad\":\"{}\"}}\n", "p".repeat(1000));
         let mut n = 0u8;
         while j.stage(&mac(n), &mac(n.wrapping_add(1)), line.as_bytes()) {
@@ -253,12 +254,12 @@ mod tests {
         assert!(j.at + HEADER + line.len() > JOURNAL_BYTES);
         j.clear();
         assert!(j.stage(&mac(0), &mac(1), line.as_bytes()));
-        assert!(!lines_after(&cfg.path, &mac(0)).unwrap().is_empty());
+        assert!(!after(&log, 0).is_empty());
     }
 
     #[test]
     fn no_journal_no_lines() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(lines_after(&config(&dir).path, &mac(1)).unwrap().is_empty());
+        assert!(after(&dir.path().join("audit.jsonl"), 1).is_empty());
     }
 }

@@ -530,15 +530,7 @@ impl Shared {
         drop(out);
         let mut st = self.lock()?;
         if let Err(source) = written {
-            st.broken = Some(format!(
-                "write to `{}` failed ({source}); reopen the log",
-                self.config.path.display()
-            ));
-            return Err(Error::Io {
-                what: "audit log",
-                path: self.config.path.clone(),
-                source,
-            });
+            return Err(self.write_failed(&mut st, source));
         }
         lines.clear();
         st.spare = lines;
@@ -558,17 +550,22 @@ impl Shared {
             return Err(Error::AuditFailed(why.clone()));
         }
         if let Err(source) = st.file.write_all(bytes) {
-            st.broken = Some(format!(
-                "write to `{}` failed ({source}); reopen the log",
-                self.config.path.display()
-            ));
-            return Err(Error::Io {
-                what: "audit log",
-                path: self.config.path.clone(),
-                source,
-            });
+            return Err(self.write_failed(st, source));
         }
         Ok(())
+    }
+
+    /// A write to the file failed: it may end in a partial line, so the log takes no more.
+    fn write_failed(&self, st: &mut State, source: std::io::Error) -> Error {
+        st.broken = Some(format!(
+            "write to `{}` failed ({source}); reopen the log",
+            self.config.path.display()
+        ));
+        Error::Io {
+            what: "audit log",
+            path: self.config.path.clone(),
+            source,
+        }
     }
 
     fn rotation_due(&self, st: &State) -> bool {
