@@ -264,3 +264,50 @@ fn recovery_checks_the_lines_after_a_mid_epoch_head() {
     assert!(report.is_ok(), "{:?}", report.problem);
     assert_eq!(report.last_seq, Some(all.len() as u64 + 3));
 }
+
+/// The writer replaces its own token head object without searching the token (the search
+/// read every object of a SoftHSM2 token and held up the process's signatures); each write
+/// still leaves exactly one head object for the chain, holding the last durable line.
+#[test]
+fn each_token_head_write_leaves_one_object_with_the_last_line() {
+    let t = fresh_token("epoch-headobj");
+    let c = t.connect();
+    let (_dir, log) = temp_log();
+    let guard = Guardrails::install(&c, config(&log, Fsync::Batch)).unwrap();
+    import(&c, "bot", "binance");
+    let ctx = crate::raw_pkcs11::raw_context(&t.module);
+    let session = ctx.open_ro_session(crate::common::slot(&t)).unwrap();
+    match session.login(UserType::User, Some(&t.user_pin)) {
+        Ok(())
+        | Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::UserAlreadyLoggedIn, _)) => {
+        }
+        Err(e) => panic!("C_Login: {e}"),
+    }
+    let heads = || -> Vec<u64> {
+        session
+            .find_objects(&[
+                Attribute::Class(ObjectClass::DATA),
+                Attribute::Application(b"hsm-custody-audit-head".to_vec()),
+            ])
+            .unwrap()
+            .into_iter()
+            .map(|h| {
+                let value = session
+                    .get_attributes(h, &[cryptoki::object::AttributeType::Value])
+                    .unwrap();
+                match &value[0] {
+                    Attribute::Value(v) => json(std::str::from_utf8(v).unwrap())["seq"]
+                        .as_u64()
+                        .unwrap(),
+                    other => panic!("{other:?}"),
+                }
+            })
+            .collect()
+    };
+    for round in 0..4 {
+        sign_n(&c, 3, &format!("h{round}-"));
+        guard.sync().unwrap();
+        let last = guard.audit_log().last_seq().unwrap();
+        assert_eq!(heads(), vec![last], "round {round}");
+    }
+}

@@ -164,6 +164,8 @@ impl State {
 struct TokenState {
     seq: u64,
     at: Option<Instant>,
+    /// The head object this writer wrote last (the next write replaces it without a search).
+    object: Option<cryptoki::object::ObjectHandle>,
 }
 
 /// What a line written leaves to do.
@@ -691,9 +693,7 @@ impl Shared {
         if !force && token.at.is_some_and(|at| at.elapsed() < TOKEN_HEAD_EVERY) {
             return Ok(());
         }
-        self.write_token_head(&chain, seq, mac)?;
-        token.seq = seq;
-        token.at = Some(Instant::now());
+        self.write_token_head(&mut token, &chain, seq, mac)?;
         drop(token);
         if next == Next::Epoch {
             self.roll_epoch()?;
@@ -715,16 +715,28 @@ impl Shared {
         Ok(())
     }
 
-    fn write_token_head(&self, chain: &str, seq: u64, mac: [u8; MAC_LEN]) -> Result<()> {
-        token_head::write(
-            self.mac.vault()?.as_ref(),
-            &TokenHead {
-                chain: chain.to_owned(),
-                path: self.path_text.clone(),
-                seq,
-                mac,
-            },
-        )
+    /// Writes the token's chain head (the caller holds `token`) and records it there.
+    fn write_token_head(
+        &self,
+        token: &mut TokenState,
+        chain: &str,
+        seq: u64,
+        mac: [u8; MAC_LEN],
+    ) -> Result<()> {
+        let vault = self.mac.vault()?;
+        let head = TokenHead {
+            chain: chain.to_owned(),
+            path: self.path_text.clone(),
+            seq,
+            mac,
+        };
+        token.object = match token.object {
+            Some(last) => token_head::write_after(&vault, &head, last)?,
+            None => token_head::write(&vault, &head)?,
+        };
+        token.seq = seq;
+        token.at = Some(Instant::now());
+        Ok(())
     }
 
     /// Renames the active file to `PATH.<first seq>` and starts a new one whose `chain_start`
@@ -761,9 +773,7 @@ impl Shared {
             .lock()
             .map_err(|_| Error::AuditFailed("a writer panicked; reopen the log".into()))?;
         if st.durable.0 > token.seq {
-            self.write_token_head(&st.chain, st.durable.0, st.durable.1)?;
-            token.seq = st.durable.0;
-            token.at = Some(Instant::now());
+            self.write_token_head(&mut token, &st.chain, st.durable.0, st.durable.1)?;
         }
         Ok(())
     }
