@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, ObjectClass};
-use cryptoki::session::UserType;
 use hmac::{Hmac, Mac as _};
 use hsm_custody::audit::{self, Fsync, ProblemKind};
 use hsm_custody::{Custody, Guardrails, HmacAlg};
@@ -64,12 +63,7 @@ fn head_seq(log: &Path) -> u64 {
 fn check_format_with_raw_pkcs11(t: &TestToken, all: &[String]) {
     let ctx = crate::raw_pkcs11::raw_context(&t.module);
     let session = ctx.open_ro_session(crate::common::slot(t)).unwrap();
-    match session.login(UserType::User, Some(&t.user_pin)) {
-        Ok(())
-        | Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::UserAlreadyLoggedIn, _)) => {
-        }
-        Err(e) => panic!("C_Login: {e}"),
-    }
+    t.raw_login(&session);
     let key = session
         .find_objects(&[
             Attribute::Class(ObjectClass::SECRET_KEY),
@@ -277,12 +271,7 @@ fn each_token_head_write_leaves_one_object_with_the_last_line() {
     import(&c, "bot", "binance");
     let ctx = crate::raw_pkcs11::raw_context(&t.module);
     let session = ctx.open_ro_session(crate::common::slot(&t)).unwrap();
-    match session.login(UserType::User, Some(&t.user_pin)) {
-        Ok(())
-        | Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::UserAlreadyLoggedIn, _)) => {
-        }
-        Err(e) => panic!("C_Login: {e}"),
-    }
+    t.raw_login(&session);
     let heads = || -> Vec<u64> {
         session
             .find_objects(&[

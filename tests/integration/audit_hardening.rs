@@ -346,7 +346,6 @@ fn an_audit_key_of_an_earlier_release_is_marked_and_kept_to_the_log() {
 #[test]
 fn a_forged_audit_mark_over_an_imported_key_is_refused_by_the_token_flags() {
     use cryptoki::object::{Attribute, AttributeType, ObjectClass};
-    use cryptoki::session::UserType;
     let t = fresh_token("a26-forgedmark");
     let c = t.connect();
     c.import_hmac_secret(
@@ -356,12 +355,7 @@ fn a_forged_audit_mark_over_an_imported_key_is_refused_by_the_token_flags() {
     .unwrap();
     let ctx = crate::raw_pkcs11::raw_context(&t.module);
     let session = ctx.open_rw_session(crate::common::slot(&t)).unwrap();
-    match session.login(UserType::User, Some(&t.user_pin)) {
-        Ok(())
-        | Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::UserAlreadyLoggedIn, _)) => {
-        }
-        Err(e) => panic!("C_Login: {e}"),
-    }
+    t.raw_login(&session);
     let label = b"plant".to_vec();
     let meta = session
         .find_objects(&[

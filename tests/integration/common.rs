@@ -228,6 +228,19 @@ impl TestToken {
         Custody::connect(self.config()).expect("connect to the test token")
     }
 
+    /// Logs `session` (of a raw cryptoki context) in as the user; already logged in (another
+    /// session of the context) is fine.
+    pub fn raw_login(&self, session: &cryptoki::session::Session) {
+        match session.login(cryptoki::session::UserType::User, Some(&self.user_pin)) {
+            Ok(())
+            | Err(cryptoki::error::Error::Pkcs11(
+                cryptoki::error::RvError::UserAlreadyLoggedIn,
+                _,
+            )) => {}
+            Err(e) => panic!("C_Login: {e}"),
+        }
+    }
+
     /// The user PIN as text, for tests that must pass it to a child process.
     pub fn user_pin_text(&self) -> String {
         self.user_pin.expose_secret().to_owned()

@@ -56,13 +56,7 @@ fn secret_objects(t: &TestToken, name: &str) -> usize {
     let ctx = cryptoki::context::Pkcs11::new(&t.module).unwrap();
     let session = ctx.open_ro_session(crate::common::slot(t)).unwrap();
     // Secret keys are private objects: visible only to a logged-in application.
-    let pin = cryptoki::types::AuthPin::new(t.user_pin_text().into());
-    match session.login(cryptoki::session::UserType::User, Some(&pin)) {
-        Ok(())
-        | Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::UserAlreadyLoggedIn, _)) => {
-        }
-        Err(e) => panic!("login: {e}"),
-    }
+    t.raw_login(&session);
     session
         .find_objects(&[
             Attribute::Class(ObjectClass::SECRET_KEY),

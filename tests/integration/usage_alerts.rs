@@ -9,7 +9,6 @@ use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use cryptoki::object::{Attribute, AttributeType, ObjectClass};
-use cryptoki::session::UserType;
 use hsm_custody::audit::Fsync;
 use hsm_custody::{
     Alert, AlertKind, Custody, Error, Guardrails, HmacAlg, KeySpec, RequestContext, SecretString,
@@ -387,12 +386,7 @@ fn key_list_shows_last_use_and_the_last_24_hours() {
 fn backdate(t: &TestToken, name: &str, days: i64) {
     let ctx = crate::raw_pkcs11::raw_context(&t.module);
     let session = ctx.open_rw_session(crate::common::slot(t)).unwrap();
-    match session.login(UserType::User, Some(&t.user_pin)) {
-        Ok(())
-        | Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::UserAlreadyLoggedIn, _)) => {
-        }
-        Err(e) => panic!("C_Login: {e}"),
-    }
+    t.raw_login(&session);
     let label = name.as_bytes().to_vec();
     // The newest revision (an operation may leave an older object until its clean-up).
     let mut json: serde_json::Value = session
