@@ -131,27 +131,19 @@ pub(crate) fn write(vault: &Vault, head: &TokenHead) -> Result<Option<ObjectHand
 /// `last` goes, without searching the token. A search reads every object of the token, which
 /// on SoftHSM2's file store opens and locks each object's file: with 1,000 keys that held
 /// up the signatures of the whole process for milliseconds every second (BENCHMARKS.md,
-/// issue 29, session 16). Falls back to [`write`] when `last` is gone.
+/// issue 29, session 16). `None` when `last` could not be destroyed (gone, or not ours any
+/// more): the new object is written all the same, and the next write goes through [`write`],
+/// whose search removes whatever is left.
 pub(crate) fn write_after(
     vault: &Vault,
     head: &TokenHead,
     last: ObjectHandle,
 ) -> Result<Option<ObjectHandle>> {
     let value = encode(head)?;
-    let fast = vault.audit_session(true, |session| {
+    vault.audit_session(true, |session| {
         let new = session.create_object(&template(head, value))?;
-        match session.destroy_object(last) {
-            Ok(()) => Ok(Some(new)),
-            Err(_) => {
-                // Gone or not ours any more: the new one stays, and the search cleans up.
-                Ok(None)
-            }
-        }
-    })?;
-    match fast {
-        Some(new) => Ok(Some(new)),
-        None => write(vault, head),
-    }
+        Ok(session.destroy_object(last).ok().map(|()| new))
+    })
 }
 
 fn encode(head: &TokenHead) -> Result<Vec<u8>> {
