@@ -97,13 +97,22 @@ impl Journal {
     }
 }
 
-/// The lines in the journal of the log file `log` that continue the line whose MAC is `last`,
-/// in order, concatenated (empty when there is no journal or no such line).
-pub(super) fn lines_after(log: &Path, last: &[u8; MAC_LEN]) -> Result<Vec<u8>> {
+/// Journal lines that continue a log.
+#[derive(Default)]
+pub(super) struct Continuation {
+    /// The lines, in order, concatenated.
+    pub(super) text: Vec<u8>,
+    /// How many.
+    pub(super) lines: u64,
+}
+
+/// The lines in the journal of the log file `log` that continue the line whose MAC is `last`
+/// (none when there is no journal or no such line).
+pub(super) fn lines_after(log: &Path, last: &[u8; MAC_LEN]) -> Result<Continuation> {
     let path = journal_path_for(log);
     let data = match fs::read(&path) {
         Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Continuation::default()),
         Err(source) => {
             return Err(Error::Io {
                 what: "audit journal",
@@ -149,8 +158,8 @@ fn records(data: &[u8]) -> Vec<Staged<'_>> {
 
 /// The run of records that starts with the one following `last` and goes on while each
 /// follows the one before.
-fn continuing(records: &[Staged<'_>], last: &[u8; MAC_LEN]) -> Vec<u8> {
-    let mut out = Vec::new();
+fn continuing(records: &[Staged<'_>], last: &[u8; MAC_LEN]) -> Continuation {
+    let mut out = Continuation::default();
     let Some(first) = records.iter().position(|r| r.prev == last) else {
         return out;
     };
@@ -159,7 +168,8 @@ fn continuing(records: &[Staged<'_>], last: &[u8; MAC_LEN]) -> Vec<u8> {
         if r.prev != prev {
             break;
         }
-        out.extend_from_slice(r.line);
+        out.text.extend_from_slice(r.line);
+        out.lines += 1;
         prev = r.mac;
     }
     out
@@ -183,7 +193,12 @@ mod tests {
 
     /// The lines the journal of `log` holds after line `n` (whose MAC is `mac(n)`).
     fn after(log: &Path, n: u8) -> Vec<u8> {
-        lines_after(log, &mac(n)).unwrap()
+        let found = lines_after(log, &mac(n)).unwrap();
+        assert_eq!(
+            found.lines,
+            found.text.iter().filter(|b| **b == b'\n').count() as u64
+        );
+        found.text
     }
 
     #[test]

@@ -114,11 +114,11 @@ impl VerifyReport {
 }
 
 /// Verifies `files` (any order: they are sorted by their first `seq`; the log's own sidecar
-/// files, `*.head`, `*.lock`, `*.pending`, `*.journal`, are skipped) against the audit key `key` in the
-/// token. `head` is the chain head to check the end against; without it, the head file of the
-/// newest file (`FILE.head`) is used when present (without a head, a cut-off tail cannot be
-/// detected: [`VerifyReport::head_checked`] is then false). With a head, the token's copy of
-/// the chain head is checked too, when the token has one for the newest chain.
+/// files, `*.head`, `*.lock`, `*.pending`, `*.journal`, are skipped) against the audit key
+/// `key` in the token. `head` is the chain head to check the end against; without it, the
+/// head file of the newest file (`FILE.head`) is used when present (without a head, a cut-off
+/// tail cannot be detected: [`VerifyReport::head_checked`] is then false). With a head, the
+/// token's copy of the chain head is checked too, when the token has one for the newest chain.
 ///
 /// # Errors
 /// [`Error::KeyNotFound`] for a missing audit key, [`Error::AuditFailed`] for a key that is
@@ -198,8 +198,7 @@ pub fn verify(
     }
     report.epochs = chain.epochs.epochs;
     if let Some(prev) = &chain.prev {
-        let staged = super::journal::lines_after(&last.0, prev)?;
-        report.journal_lines = staged.iter().filter(|b| **b == b'\n').count() as u64;
+        report.journal_lines = super::journal::lines_after(&last.0, prev)?.lines;
     }
     let ends = report.last_seq.unwrap_or(0);
     let checkpoint = [

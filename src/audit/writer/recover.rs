@@ -58,14 +58,13 @@ pub(super) fn recover(
         .map(|(_, _, m)| m);
     if let Some(last) = last_mac {
         let more = journal::lines_after(path, &last)?;
-        if !more.is_empty() {
-            let n = more.iter().filter(|b| **b == b'\n').count();
-            tracing::warn!(file = %path.display(), lines = n,
+        if more.lines > 0 {
+            tracing::warn!(file = %path.display(), lines = more.lines,
                 "audit log: moving lines a crash left in its journal into it");
             let mut f = OpenOptions::new().append(true).open(path).map_err(io)?;
-            f.write_all(&more).map_err(io)?;
+            f.write_all(&more.text).map_err(io)?;
             f.sync_data().map_err(io)?;
-            data.extend_from_slice(&more);
+            data.extend_from_slice(&more.text);
         }
     }
     let complete = data.len();
