@@ -30,13 +30,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::protocol::DEFAULT_MAX_FRAME;
+pub use crate::config::KeyAccess;
+use crate::config::{AgentSection, Config, PinSource, Sections};
+use crate::error::{Error, Result};
 
 /// [`AgentConfig::busy_poll`]'s default: about twice what a client takes from one reply to its
 /// next request when it sends them back to back.
 const DEFAULT_BUSY_POLL: Duration = Duration::from_micros(50);
-pub use crate::config::KeyAccess;
-use crate::config::{AgentSection, Config, PinSource, Sections};
-use crate::error::{Error, Result};
 
 /// How the agent listens, whom it serves, and how much.
 #[derive(Clone, Debug)]

@@ -17,8 +17,9 @@ use crate::agent::protocol::{encode_frame, kind};
 /// Tries to read the next frame's first byte into `byte` for up to `window`, yielding to the
 /// runtime (every other connection's work, and its `epoll` without a wait) between tries; the
 /// read's outcome, or `None` when nothing came (or `window` is zero; the caller does not look
-/// while bytes are buffered). A client that sends its next request within the window is served without waking a
-/// sleeping core, which costs tens of µs on a VM (see [`crate::agent::AgentConfig::busy_poll`]).
+/// while bytes are buffered). A client that sends its next request within the window is
+/// served without waking a sleeping core, which costs tens of µs on a VM (see
+/// [`crate::agent::AgentConfig::busy_poll`]).
 async fn next_byte_soon(
     stream: &tokio::io::BufReader<UnixStream>,
     window: std::time::Duration,

@@ -78,6 +78,12 @@ impl Shards {
         Ok(shards)
     }
 
+    /// The thread whose turn the `n`-th connection is: `None` for the thread that accepts.
+    fn turn(&self, n: u64) -> Option<&tokio::runtime::Handle> {
+        let turn = usize::try_from(n).unwrap_or(0) % (self.handles.len() + 1);
+        turn.checked_sub(1).map(|i| &self.handles[i])
+    }
+
     /// Stops the threads (their connections are done or aborted) and waits for them.
     fn stop(self) {
         drop(self.stops);
@@ -200,31 +206,19 @@ impl Agent {
                         Ok(ticket) => {
                             let stop = stop_rx.clone();
                             // Dealt in turn: this thread, then each other one.
-                            let turn = (report.connections as usize) % (shards.handles.len() + 1);
-                            match turn.checked_sub(1).map(|i| &shards.handles[i]) {
+                            match shards.turn(report.connections) {
                                 None => {
                                     tasks.spawn(serve_connection(ticket, stream, peer, stop));
                                 }
                                 Some(handle) => match stream.into_std() {
-                                    // Registered again with that thread's own event loop.
                                     Ok(std) => {
                                         tasks.spawn_on(
-                                            async move {
-                                                match UnixStream::from_std(std) {
-                                                    Ok(stream) => {
-                                                        serve_connection(ticket, stream, peer, stop)
-                                                            .await;
-                                                    }
-                                                    Err(e) => tracing::warn!(error = %e,
-                                                        "cannot serve a connection; closing"),
-                                                }
-                                            },
+                                            serve_handed_over(ticket, std, peer, stop),
                                             handle,
                                         );
                                     }
-                                    Err(e) => {
-                                        tracing::warn!(error = %e, "cannot hand a connection over; closing");
-                                    }
+                                    Err(e) => tracing::warn!(error = %e,
+                                        "cannot hand a connection over; closing"),
                                 },
                             }
                         }
@@ -262,6 +256,20 @@ impl Agent {
         shards.stop();
         tracing::info!(aborted = report.aborted, "agent stopped");
         Ok(report)
+    }
+}
+
+/// [`serve_connection`] on another thread: the stream, taken off the accepting thread's event
+/// loop, is registered with this thread's own.
+async fn serve_handed_over(
+    ticket: conns::Ticket,
+    stream: std::os::unix::net::UnixStream,
+    peer: Peer,
+    stop: watch::Receiver<bool>,
+) {
+    match UnixStream::from_std(stream) {
+        Ok(stream) => serve_connection(ticket, stream, peer, stop).await,
+        Err(e) => tracing::warn!(error = %e, "cannot serve a connection; closing"),
     }
 }
 
